@@ -1,0 +1,46 @@
+# A4C — the two commands of the quick start are `make up` and `make test`.
+# Both bootstrap what they need: Debian packages (when missing and we are root)
+# and the project's virtualenv in .venv.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd
+
+.PHONY: up test lint bench deps venv clean
+
+up: venv
+	$(VENV)/bin/a4c up
+
+test: deps venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/lint-imports
+
+bench: deps venv
+	$(PY) -m bench $(BENCH_ARGS)
+
+# System packages the test harness drives for real (dockerd, a busybox root fs
+# for the offline base image, debootstrap for systemd test hosts, chromium for
+# the dashboard's browser tests). Installed only when missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts

@@ -1,0 +1,1 @@
+"""The ``a4c`` user CLI. Talks only to the control plane's HTTP API."""

@@ -1,0 +1,1 @@
+"""Pure decisions of the agent (cleanup plans, container specs). No I/O imports."""

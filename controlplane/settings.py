@@ -1,0 +1,136 @@
+"""Typed settings of the control plane, one documented group per concern.
+
+Loaded once at startup by :func:`load` from the YAML file named by
+``--config`` (or ``A4C_CONFIG``) plus ``A4C_SECTION__KEY`` overrides, then
+passed explicitly to whatever needs them. ``packaging/config/controlplane.yaml``
+documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+
+import pydantic
+
+from shared import config
+from shared import settings as common
+
+Seconds = common.Seconds
+
+
+class HttpSettings(config.StrictModel):
+    """The HTTP listener (API, dashboard, metrics)."""
+
+    host: str = pydantic.Field(default="127.0.0.1", description="Address to bind; 0.0.0.0 behind a load balancer.")
+    port: common.Port = pydantic.Field(default=8080, description="Port to bind; 0 picks a free one.")
+    public_url: common.HttpUrl | None = pydantic.Field(
+        default=None, description="URL people and agents use to reach the API (defaults to http://host:port)."
+    )
+    max_body_bytes: int = pydantic.Field(default=1_048_576, gt=0, description="Larger request bodies answer 413.")
+    shutdown_timeout: Seconds = pydantic.Field(default=10.0, description="Grace for in-flight requests on SIGTERM.")
+
+
+class DatabaseSettings(config.StrictModel):
+    """PostgreSQL, the only source of truth."""
+
+    url: common.PostgresUrl = pydantic.Field(
+        default="postgresql://postgres@127.0.0.1:5432/a4c", description="Primary, read-write."
+    )
+    replica_urls: list[common.PostgresUrl] = pydantic.Field(
+        default_factory=list, description="Read replicas used by the search fallback; empty = use the primary."
+    )
+    pool_size: int = pydantic.Field(default=10, gt=0, le=1000)
+    statement_timeout: Seconds = pydantic.Field(default=30.0, description="Server-side deadline of one statement.")
+
+
+class AuthSettings(config.StrictModel):
+    """API tokens."""
+
+    token_ttl_days: int | None = pydantic.Field(default=None, gt=0, description="Default lifetime of new tokens; none = no expiry.")
+
+
+class RateLimitSettings(config.StrictModel):
+    """Token buckets per API token (and per client address when unauthenticated)."""
+
+    enabled: bool = True
+    per_token_rps: float = pydantic.Field(default=50.0, gt=0, description="Sustained requests per second per token.")
+    per_token_burst: int = pydantic.Field(default=100, gt=0)
+    anonymous_rps: float = pydantic.Field(default=5.0, gt=0, description="Per client address, unauthenticated calls.")
+    anonymous_burst: int = pydantic.Field(default=20, gt=0)
+
+
+class PlacementSettings(config.StrictModel):
+    """Choosing a host for a new workspace."""
+
+    heartbeat_fresh: Seconds = pydantic.Field(default=60.0, description="A host whose last heartbeat is older is not eligible.")
+
+
+class RelaySettings(config.StrictModel):
+    """The outbox relay (outbox rows -> Kafka)."""
+
+    enabled: bool = True
+    batch_size: int = pydantic.Field(default=200, gt=0)
+    poll_interval: Seconds = pydantic.Field(default=2.0, description="Fallback poll when no NOTIFY arrives.")
+    retention: Seconds = pydantic.Field(default=86_400.0, description="Published rows are purged after this long.")
+
+
+class ReconcilerSettings(config.StrictModel):
+    """Level-triggered reconciliation of desired vs observed state."""
+
+    enabled: bool = True
+    interval: Seconds = pydantic.Field(default=15.0)
+    orphan_grace: Seconds = pydantic.Field(default=120.0, description="An unknown a4c container is removed only after this.")
+    report_only: bool = pydantic.Field(default=False, description="Log corrective actions instead of issuing them.")
+    host_down_after: Seconds = pydantic.Field(default=90.0, description="No heartbeat for this long: host down, workspaces lost.")
+    job_ack_timeout: Seconds = pydantic.Field(default=60.0, description="A dispatched job not acknowledged by then is re-issued.")
+    job_max_attempts: int = pydantic.Field(default=5, gt=0)
+
+
+class SchedulerSettings(config.StrictModel):
+    """Cron-scheduled image builds."""
+
+    enabled: bool = True
+    tick: Seconds = pydantic.Field(default=5.0, description="How often due schedules are looked for.")
+    misfire: typing.Literal["skip", "run_once"] = pydantic.Field(
+        default="run_once", description="After downtime: run_once fires one catch-up build, skip fires none."
+    )
+
+
+class SearchSettings(config.StrictModel):
+    """The Elasticsearch projection of the jobs table, and its fallback."""
+
+    elasticsearch_url: common.HttpUrl | None = pydantic.Field(
+        default=None, description="Unset: search is served by PostgreSQL."
+    )
+    index_alias: str = pydantic.Field(default="jobs", pattern=r"^[a-z0-9._-]+$")
+    shards: int = pydantic.Field(default=3, gt=0)
+    replicas: int = pydantic.Field(default=1, ge=0)
+    refresh_interval: Seconds = pydantic.Field(default=1.0)
+    bulk_size: int = pydantic.Field(default=500, gt=0)
+    flush_interval: Seconds = pydantic.Field(default=0.2)
+    request_timeout: Seconds = pydantic.Field(default=5.0)
+    breaker_failures: int = pydantic.Field(default=3, gt=0, description="Errors in a row that open the circuit.")
+    breaker_reset: Seconds = pydantic.Field(default=10.0, description="Open circuit tries one probe after this.")
+    sync_in_process: bool = pydantic.Field(default=True, description="Run the sync consumer inside the API process.")
+
+
+class Settings(config.StrictModel):
+    """All control-plane settings."""
+
+    http: HttpSettings = HttpSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    kafka: common.KafkaSettings = common.KafkaSettings()
+    auth: AuthSettings = AuthSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    placement: PlacementSettings = PlacementSettings()
+    relay: RelaySettings = RelaySettings()
+    reconciler: ReconcilerSettings = ReconcilerSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    search: SearchSettings = SearchSettings()
+    logging: common.LoggingSettings = common.LoggingSettings()
+
+
+def load(path: str | os.PathLike[str] | None = None, *, environ: typing.Mapping[str, str] | None = None, **overrides: typing.Any) -> Settings:
+    env = os.environ if environ is None else environ
+    return config.load(Settings, path or env.get("A4C_CONFIG") or None, environ=env, overrides=overrides)

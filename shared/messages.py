@@ -1,0 +1,289 @@
+"""The wire schema of agent traffic: commands to agents, events from them.
+
+Errors::
+
+    MessageError           a body does not match the schema (names the field)
+
+Every message is an :class:`Envelope` signed with the host key
+(:mod:`shared.signing`). ``id`` makes a message idempotent to apply; ``seq`` is
+the sender's monotonic version, so a consumer can drop anything older than
+what it already applied (ARCHITECTURE.md decision 3). Commands carry the
+outbox row id as ``seq``; agents use a time-based counter that survives
+restarts (nanoseconds since the epoch, bumped past the last one issued).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import typing
+import uuid
+
+import pydantic
+
+from shared import signing
+
+
+class MessageError(Exception):
+    """A message body does not match its schema."""
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+# --- commands (control plane -> one agent) ---------------------------------
+
+
+class CommandKind(str, enum.Enum):
+    WORKSPACE_CREATE = "workspace.create"
+    WORKSPACE_START = "workspace.start"
+    WORKSPACE_STOP = "workspace.stop"
+    WORKSPACE_DELETE = "workspace.delete"
+    IMAGE_BUILD = "image.build"
+    HOST_CLEANUP = "host.cleanup"
+
+
+class PortSpec(_Model):
+    container_port: int = pydantic.Field(ge=1, le=65535)
+    protocol: typing.Literal["tcp", "udp"] = "tcp"
+
+
+class WorkspaceSpec(_Model):
+    """Everything an agent needs to run (or re-run) one workspace container."""
+
+    workspace_id: str
+    name: str
+    owner: str
+    image: str
+    cpus: float = pydantic.Field(gt=0)
+    memory_mb: int = pydantic.Field(gt=0)
+    disk_gb: int | None = pydantic.Field(default=None, gt=0)
+    pids_limit: int = pydantic.Field(default=1024, gt=0)
+    env: dict[str, str] = pydantic.Field(default_factory=dict)
+    ports: list[PortSpec] = pydantic.Field(default_factory=list)
+    command: list[str] | None = None
+
+
+class WorkspaceCommand(_Model):
+    job_id: str | None = None
+    spec: WorkspaceSpec
+
+
+class WorkspaceRef(_Model):
+    job_id: str | None = None
+    workspace_id: str
+
+
+class BuildContext(_Model):
+    """Either an inline Dockerfile or a git context (URL + ref + path)."""
+
+    dockerfile: str | None = None
+    git_url: str | None = None
+    git_ref: str = "HEAD"
+    git_path: str = "."
+    dockerfile_path: str = "Dockerfile"
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> "BuildContext":
+        if (self.dockerfile is None) == (self.git_url is None):
+            raise ValueError("give exactly one of dockerfile or git_url")
+        return self
+
+
+class BuildCommand(_Model):
+    job_id: str
+    image_id: str
+    tag: str
+    context: BuildContext
+    build_args: dict[str, str] = pydantic.Field(default_factory=dict)
+    deadline_s: float = pydantic.Field(default=1800.0, gt=0)
+
+
+class CleanupCommand(_Model):
+    job_id: str | None = None
+    dry_run: bool = False
+
+
+COMMAND_PAYLOADS: dict[CommandKind, type[_Model]] = {
+    CommandKind.WORKSPACE_CREATE: WorkspaceCommand,
+    CommandKind.WORKSPACE_START: WorkspaceRef,
+    CommandKind.WORKSPACE_STOP: WorkspaceRef,
+    CommandKind.WORKSPACE_DELETE: WorkspaceRef,
+    CommandKind.IMAGE_BUILD: BuildCommand,
+    CommandKind.HOST_CLEANUP: CleanupCommand,
+}
+
+
+# --- events (one agent -> control plane) -----------------------------------
+
+
+class EventKind(str, enum.Enum):
+    JOB_PROGRESS = "job.progress"
+    JOB_LOG = "job.log"
+    JOB_RESULT = "job.result"
+    WORKSPACE_STATE = "workspace.state"
+    HEARTBEAT = "heartbeat"
+    INVENTORY = "inventory"
+    DISK = "disk"
+
+
+class JobProgress(_Model):
+    job_id: str
+    phase: str = pydantic.Field(description="accepted, pulling, creating, building, …")
+    message: str = ""
+
+
+class JobLog(_Model):
+    job_id: str
+    lines: list[str]
+
+
+class JobResult(_Model):
+    job_id: str
+    ok: bool
+    error: str | None = None
+    interrupted: bool = False
+    result: dict[str, typing.Any] = pydantic.Field(default_factory=dict)
+
+
+class PublishedPort(_Model):
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: str
+    host_port: int
+
+
+class WorkspaceState(_Model):
+    workspace_id: str
+    state: typing.Literal["creating", "running", "stopped", "exited", "missing", "deleted"]
+    container_id: str | None = None
+    ports: list[PublishedPort] = pydantic.Field(default_factory=list)
+    exit_code: int | None = None
+    reason: str = ""
+
+
+class Heartbeat(_Model):
+    agent_version: str
+    uptime_s: float
+    cpus: float
+    memory_mb: int
+    labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    docker_ok: bool = True
+    conditions: list[str] = pydantic.Field(default_factory=list, description="e.g. docker-unreachable, disk-pressure")
+
+
+class ContainerInfo(_Model):
+    container_id: str
+    workspace_id: str | None
+    job_id: str | None = None
+    name: str
+    image: str
+    state: str
+    created_at: str | None = None
+    ports: list[PublishedPort] = pydantic.Field(default_factory=list)
+
+
+class ImageInfo(_Model):
+    image_id: str
+    tags: list[str]
+    a4c_image: str | None = None
+    size_bytes: int = 0
+
+
+class Inventory(_Model):
+    containers: list[ContainerInfo]
+    images: list[ImageInfo]
+
+
+class PathUsage(_Model):
+    path: str
+    total_bytes: int
+    used_bytes: int
+    free_bytes: int
+    percent: float
+
+
+class DiskReport(_Model):
+    paths: list[PathUsage]
+    docker: dict[str, int] = pydantic.Field(
+        default_factory=dict, description="Docker's own figures: images, containers, volumes, build_cache bytes"
+    )
+    workspaces: dict[str, int] = pydantic.Field(default_factory=dict, description="writable-layer bytes per workspace id")
+
+
+EVENT_PAYLOADS: dict[EventKind, type[_Model]] = {
+    EventKind.JOB_PROGRESS: JobProgress,
+    EventKind.JOB_LOG: JobLog,
+    EventKind.JOB_RESULT: JobResult,
+    EventKind.WORKSPACE_STATE: WorkspaceState,
+    EventKind.HEARTBEAT: Heartbeat,
+    EventKind.INVENTORY: Inventory,
+    EventKind.DISK: DiskReport,
+}
+
+
+# --- the envelope -----------------------------------------------------------
+
+
+class Envelope(_Model):
+    id: str = pydantic.Field(default_factory=lambda: uuid.uuid4().hex)
+    kind: str
+    host_id: str
+    seq: int = pydantic.Field(ge=0)
+    issued_at: float = pydantic.Field(default_factory=time.time)
+    payload: dict[str, typing.Any]
+
+
+class SeqClock:
+    """Monotonic event versions that survive restarts: ns since epoch, strictly rising."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        self._last = max(self._last + 1, time.time_ns())
+        return self._last
+
+
+def encode(kind: CommandKind | EventKind, host_id: str, seq: int, payload: _Model, key: str, *, id: str | None = None) -> bytes:
+    env = Envelope(kind=kind.value, host_id=host_id, seq=seq, payload=payload.model_dump(mode="json"))
+    if id is not None:
+        env.id = id
+    return signing.sign(env.model_dump(mode="json"), key)
+
+
+def decode_envelope(body: dict[str, typing.Any]) -> Envelope:
+    try:
+        return Envelope.model_validate(body)
+    except pydantic.ValidationError as exc:
+        raise MessageError(_first_error(exc)) from None
+
+
+def parse_command(env: Envelope) -> tuple[CommandKind, _Model]:
+    try:
+        kind = CommandKind(env.kind)
+    except ValueError:
+        raise MessageError(f"kind: unknown command {env.kind!r}") from None
+    return kind, _parse(COMMAND_PAYLOADS[kind], env.payload)
+
+
+def parse_event(env: Envelope) -> tuple[EventKind, _Model]:
+    try:
+        kind = EventKind(env.kind)
+    except ValueError:
+        raise MessageError(f"kind: unknown event {env.kind!r}") from None
+    return kind, _parse(EVENT_PAYLOADS[kind], env.payload)
+
+
+def _parse(model: type[_Model], payload: dict[str, typing.Any]) -> _Model:
+    try:
+        return model.model_validate(payload)
+    except pydantic.ValidationError as exc:
+        raise MessageError(_first_error(exc, prefix="payload")) from None
+
+
+def _first_error(exc: pydantic.ValidationError, prefix: str = "") -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+    return f"{loc}: {err['msg']}"

@@ -1,0 +1,76 @@
+"""Settings groups that both deployables use, and the value types they share.
+
+Every group is a frozen pydantic model with ``extra="forbid"``; every field has
+a description, which is also the documentation rendered into the example
+configs under ``packaging/config/``.
+"""
+
+from __future__ import annotations
+
+import typing
+import urllib.parse
+
+import pydantic
+
+from shared import config
+
+Seconds = typing.Annotated[float, pydantic.Field(gt=0, description="seconds, > 0")]
+Port = typing.Annotated[int, pydantic.Field(ge=0, le=65535)]
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme not in schemes or not parsed.netloc and not parsed.path:
+        raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    if parsed.scheme in ("http", "https") and not parsed.hostname:
+        raise ValueError("expected a URL with a host name, like http://host:port")
+    return value
+
+
+def _http_url(value: str) -> str:
+    return _check_url(value, ("http", "https"))
+
+
+def _postgres_url(value: str) -> str:
+    return _check_url(value, ("postgresql", "postgresql+asyncpg", "postgres"))
+
+
+HttpUrl = typing.Annotated[str, pydantic.AfterValidator(_http_url)]
+PostgresUrl = typing.Annotated[str, pydantic.AfterValidator(_postgres_url)]
+
+
+def _bootstrap(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("expected at least one host:port")
+    for item in value:
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"expected host:port entries, {item!r} is not one")
+    return value
+
+
+class KafkaSettings(config.StrictModel):
+    """Where the Kafka-protocol brokers are and how topics are named."""
+
+    bootstrap_servers: typing.Annotated[list[str], pydantic.AfterValidator(_bootstrap)] = pydantic.Field(
+        default_factory=lambda: ["127.0.0.1:9092"],
+        description="Broker addresses, host:port each.",
+    )
+    topic_prefix: str = pydantic.Field(
+        default="a4c",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Prefix of every topic name (a4c.commands.<host>, a4c.events, …); lets several installations share a cluster.",
+    )
+    request_timeout: Seconds = pydantic.Field(default=30.0, description="Deadline for one broker request.")
+    retry_backoff_max: Seconds = pydantic.Field(
+        default=30.0, description="Longest wait between reconnection attempts while the brokers are unreachable."
+    )
+
+
+class LoggingSettings(config.StrictModel):
+    """How the daemon logs."""
+
+    level: typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"] = pydantic.Field(default="INFO")
+    format: typing.Literal["json", "text"] = pydantic.Field(
+        default="json", description="json for journald/log shippers, text for a terminal."
+    )

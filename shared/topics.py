@@ -1,0 +1,53 @@
+"""Kafka topic names, in one place.
+
+Commands are routed by host (ARCHITECTURE.md decision 4) with **one topic per
+host**: ``<prefix>.commands.<host_id>``. An agent subscribes to its own topic
+only, so it cannot even read another host's commands, and the consumer group
+``<prefix>.agent.<host_id>`` keeps its committed offset across restarts.
+Scaling limit: one topic (one partition) per host; Kafka handles thousands of
+topics comfortably, which is well past the fleet sizes A4C targets. See
+docs/decisions/0001-command-routing.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Topics:
+    prefix: str = "a4c"
+
+    def commands(self, host_id: str) -> str:
+        return f"{self.prefix}.commands.{host_id}"
+
+    @property
+    def events(self) -> str:
+        """Everything agents report: job progress, state, heartbeats, inventory, disk."""
+        return f"{self.prefix}.events"
+
+    @property
+    def job_sync(self) -> str:
+        """Job row snapshots, projected into the Elasticsearch ``jobs`` index."""
+        return f"{self.prefix}.job-sync"
+
+    @property
+    def ci_builds(self) -> str:
+        """Build requests from CI systems."""
+        return f"{self.prefix}.ci-builds"
+
+    @property
+    def dead_letter(self) -> str:
+        """Documents Elasticsearch rejected for good, with its reason."""
+        return f"{self.prefix}.dead-letter"
+
+    def agent_group(self, host_id: str) -> str:
+        return f"{self.prefix}.agent.{host_id}"
+
+    @property
+    def controlplane_group(self) -> str:
+        return f"{self.prefix}.controlplane"
+
+    @property
+    def sync_group(self) -> str:
+        return f"{self.prefix}.search-sync"
