@@ -1,0 +1,1 @@
+"""PostgreSQL: models, engine, migrations. The only source of truth (decision 1)."""

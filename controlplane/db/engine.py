@@ -1,0 +1,32 @@
+"""Creating the async engine, and translating driver errors where they enter."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import settings as cp_settings
+
+
+def async_url(url: str) -> str:
+    """Any postgres URL spelling -> the asyncpg dialect SQLAlchemy needs."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme
+    if scheme in ("postgresql", "postgres"):
+        return urllib.parse.urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+    return url
+
+
+def create(db: cp_settings.DatabaseSettings, *, url: str | None = None) -> sa_asyncio.AsyncEngine:
+    return sa_asyncio.create_async_engine(
+        async_url(url or db.url),
+        pool_size=db.pool_size,
+        max_overflow=db.pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"statement_timeout": str(int(db.statement_timeout * 1000)), "application_name": "a4c-controlplane"}},
+    )
+
+
+def sessionmaker(engine: sa_asyncio.AsyncEngine) -> sa_asyncio.async_sessionmaker[sa_asyncio.AsyncSession]:
+    return sa_asyncio.async_sessionmaker(engine, expire_on_commit=False)
