@@ -327,6 +327,9 @@ class Job(Base):
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(server_default=sa.func.now(), default=_now)
     updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(server_default=sa.func.now(), default=_now)
     deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(doc="soft delete: projected as a tombstone")
+    last_event_seq: orm.Mapped[int] = orm.mapped_column(
+        sa.BigInteger, default=0, server_default="0", doc="seq of the newest agent event applied; older ones are dropped"
+    )
     version: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=1, server_default="1")
     search: orm.Mapped[typing.Any] = orm.mapped_column(
         pg.TSVECTOR,
@@ -382,6 +385,7 @@ class Outbox(Base):
 
     __table_args__ = (
         sa.Index("outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
+        sa.Index("outbox_unpublished_key", "key", "id", postgresql_where=sa.text("published_at IS NULL")),
         sa.Index("outbox_published_at", "published_at", postgresql_where=sa.text("published_at IS NOT NULL")),
     )
 

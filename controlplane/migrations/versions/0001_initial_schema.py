@@ -49,7 +49,7 @@ TRIGGERS_UP = [
                     jsonb_build_object('id', OLD.id, 'version', OLD.version + 1));
             RETURN OLD;
         END IF;
-        doc := to_jsonb(NEW) - 'search' - 'payload';
+        doc := to_jsonb(NEW) - 'search' - 'payload' - 'last_event_seq';
         INSERT INTO outbox (topic, key, kind, payload)
         VALUES ('job-sync', NEW.id::text,
                 CASE WHEN NEW.deleted_at IS NULL THEN 'job.upsert' ELSE 'job.delete' END,
@@ -141,6 +141,7 @@ def upgrade() -> None:
     )
     op.create_index('outbox_published_at', 'outbox', ['published_at'], unique=False, postgresql_where=sa.text('published_at IS NOT NULL'))
     op.create_index('outbox_unpublished', 'outbox', ['id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
+    op.create_index('outbox_unpublished_key', 'outbox', ['key', 'id'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
     op.create_table('search_index_state',
     sa.Column('index_name', sa.String(length=255), nullable=False),
     sa.Column('phase', sa.String(length=32), nullable=False),
@@ -331,6 +332,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_event_seq', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('version', sa.BigInteger(), server_default='1', nullable=False),
     sa.Column('search', postgresql.TSVECTOR(), sa.Computed("to_tsvector('english'::regconfig, coalesce(error, '') || ' ' || coalesce(log_tail, ''))", persisted=True), nullable=False),
     sa.CheckConstraint("(status IN ('succeeded', 'failed', 'cancelled')) = (finished_at IS NOT NULL)", name='jobs_finished_iff_final'),
@@ -402,6 +404,7 @@ def downgrade() -> None:
     op.drop_table('api_tokens')
     op.drop_table('users')
     op.drop_table('search_index_state')
+    op.drop_index('outbox_unpublished_key', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('outbox_published_at', table_name='outbox', postgresql_where=sa.text('published_at IS NOT NULL'))
     op.drop_table('outbox')

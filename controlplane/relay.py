@@ -1,0 +1,233 @@
+"""The outbox relay: publishes committed outbox rows to Kafka and marks them sent.
+
+Runs in every control-plane instance at once. Correctness rests on three rules:
+
+* **Claim, never high-water-mark.** A batch is claimed with ``FOR UPDATE SKIP
+  LOCKED`` among rows that are unpublished *now*; a transaction that commits
+  late simply shows up in a later claim. There is no "last id seen" that a
+  late commit could fall behind.
+* **Per-key order.** A row is claimable only if no *earlier* unpublished row
+  with the same key exists (it may be locked by another relay, or not yet
+  published). So messages of one key are published in commit order even with
+  several relays, while different keys go in parallel.
+* **Publish, then mark, in the claiming transaction.** If the instance dies
+  between the two, the locks vanish with its connection and another relay
+  publishes the rows again: at-least-once. Consumers are idempotent by message
+  id and version (decision 3), so a duplicate changes nothing.
+
+Wire format. The row's ``topic`` is logical; the Kafka topic is
+``<prefix>.<topic>``. Commands (``commands.<host id>``) are signed here with the
+host's current key, as a :class:`shared.messages.Envelope` whose ``seq`` is the
+outbox id and whose ``id`` is ``payload["id"]``. Every other row is published as
+JSON ``{"kind": <row kind>, "outbox_id": <id>, **payload}`` keyed by the row key.
+
+It wakes on ``LISTEN a4c_outbox`` (a trigger NOTIFYs at commit) and also polls
+every ``relay.poll_interval`` in case a notification was missed (a dropped
+listen connection, or a NOTIFY sent while it reconnected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import typing
+import uuid
+
+import asyncpg
+import prometheus_client
+import sqlalchemy as sa
+from aiokafka import errors as aiokafka_errors
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import settings as cp_settings
+from shared import messages, signing
+
+logger = logging.getLogger(__name__)
+
+PUBLISHED = prometheus_client.Counter("a4c_outbox_published_total", "Outbox rows published to Kafka", ["topic"])
+OLDEST_AGE = prometheus_client.Gauge("a4c_outbox_oldest_unpublished_seconds", "Age of the oldest unpublished outbox row")
+FAILURES = prometheus_client.Counter("a4c_outbox_publish_failures_total", "Batches that failed to publish")
+
+CHANNEL = "a4c_outbox"
+
+# Claim a batch, then hold back any row that has an earlier unpublished row of
+# the same key outside this batch (locked by another relay, or committed but
+# not claimed): that row must go first. Held-back rows are released at commit.
+_CLAIM = sa.text(
+    """
+    WITH claimed AS (
+        SELECT id, topic, key, kind, payload
+        FROM outbox
+        WHERE published_at IS NULL
+        ORDER BY id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    SELECT c.id, c.topic, c.key, c.kind, c.payload,
+           EXISTS (
+               SELECT 1 FROM outbox e
+               WHERE e.key = c.key AND e.published_at IS NULL AND e.id < c.id
+                 AND e.id NOT IN (SELECT id FROM claimed)
+           ) AS held_back
+    FROM claimed c
+    ORDER BY c.id
+    """
+)
+_MARK = sa.text("UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY(:ids)")
+_NOTE_FAILURE = sa.text("UPDATE outbox SET attempts = attempts + 1, last_error = :error WHERE id = ANY(:ids)")
+_KEYS = sa.text("SELECT id::text, signing_key FROM hosts WHERE id = ANY(:ids)")
+_PURGE = sa.text(
+    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < :before ORDER BY published_at LIMIT 5000)"
+)
+_OLDEST = sa.text("SELECT extract(epoch FROM now() - min(created_at)) FROM outbox WHERE published_at IS NULL")
+
+
+class Row(typing.NamedTuple):
+    id: int
+    topic: str
+    key: str
+    kind: str
+    payload: dict[str, typing.Any]
+
+
+class Producer(typing.Protocol):
+    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future: ...
+
+
+def encode(row: Row, prefix: str, host_keys: typing.Mapping[str, str]) -> tuple[str, bytes, bytes] | None:
+    """(kafka topic, key, value) for one row; None if a command's host is gone.
+
+    Pure, so the wire format is unit-tested without a broker.
+    """
+    kafka_topic = f"{prefix}.{row.topic}"
+    if row.topic.startswith("commands."):
+        host_id = row.topic.removeprefix("commands.")
+        key = host_keys.get(host_id)
+        if key is None:
+            return None
+        body = messages.Envelope(id=row.payload["id"], kind=row.kind, host_id=host_id, seq=row.id, payload=row.payload["payload"])
+        return kafka_topic, row.key.encode(), signing.sign(body.model_dump(mode="json"), key)
+    value = {"kind": row.kind, "outbox_id": row.id, **row.payload}
+    return kafka_topic, row.key.encode(), json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+async def relay_once(engine: sa_asyncio.AsyncEngine, producer: Producer, settings: cp_settings.Settings) -> int:
+    """Claim one batch, publish it, mark it sent. Returns how many rows were handled."""
+    async with engine.begin() as conn:
+        claimed = (await conn.execute(_CLAIM, {"limit": settings.relay.batch_size})).all()
+        rows = [Row(*r[:5]) for r in claimed if not r.held_back]
+        if not rows:
+            return 0
+        host_ids = sorted({r.topic.removeprefix("commands.") for r in rows if r.topic.startswith("commands.")})
+        host_keys: dict[str, str] = {}
+        if host_ids:
+            found = await conn.execute(_KEYS, {"ids": [uuid.UUID(h) for h in host_ids]})
+            host_keys = dict(found.all())
+        futures = []
+        for row in rows:
+            encoded = encode(row, settings.kafka.topic_prefix, host_keys)
+            if encoded is None:
+                logger.warning("dropping command %s for unknown host (topic %s)", row.id, row.topic)
+                continue
+            topic, key, value = encoded
+            futures.append((row.topic, await producer.send(topic, value=value, key=key)))
+        try:
+            for logical, future in futures:
+                await future
+                PUBLISHED.labels(logical.split(".", 1)[0]).inc()
+        except aiokafka_errors.KafkaError as exc:
+            FAILURES.inc()
+            # Roll back the claim (nothing is marked sent) but remember why.
+            raise RelayError(f"publishing {len(rows)} outbox rows failed: {exc}") from exc
+        await conn.execute(_MARK, {"ids": [r.id for r in rows]})
+    return len(rows)
+
+
+class RelayError(Exception):
+    """A batch could not be published; it stays unpublished and is retried."""
+
+
+async def purge(engine: sa_asyncio.AsyncEngine, retention: float) -> int:
+    before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=retention)
+    async with engine.begin() as conn:
+        return (await conn.execute(_PURGE, {"before": before})).rowcount or 0
+
+
+async def run(
+    engine: sa_asyncio.AsyncEngine,
+    producer: Producer,
+    settings: cp_settings.Settings,
+    *,
+    listen_url: str,
+    stopping: asyncio.Event | None = None,
+) -> None:
+    """The relay loop: drain, then wait for a NOTIFY or the fallback poll."""
+    stopping = stopping or asyncio.Event()
+    wake = asyncio.Event()
+    listener = await _listen(listen_url, wake)
+    backoff = 0.1
+    last_purge = 0.0
+    loop = asyncio.get_running_loop()
+    try:
+        while not stopping.is_set():
+            wake.clear()
+            try:
+                while await relay_once(engine, producer, settings) == settings.relay.batch_size:
+                    pass
+                backoff = 0.1
+            except (RelayError, OSError, sa.exc.DBAPIError, asyncpg.PostgresError) as exc:
+                logger.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
+                await _sleep_or(stopping, backoff)
+                backoff = min(backoff * 2, settings.kafka.retry_backoff_max)
+                continue
+            if loop.time() - last_purge > 60:
+                last_purge = loop.time()
+                await _housekeeping(engine, settings)
+            if listener is None or listener.is_closed():
+                listener = await _listen(listen_url, wake)
+            await _wait_any(stopping, wake, settings.relay.poll_interval)
+    finally:
+        if listener is not None and not listener.is_closed():
+            await listener.close()
+
+
+async def _housekeeping(engine: sa_asyncio.AsyncEngine, settings: cp_settings.Settings) -> None:
+    try:
+        await purge(engine, settings.relay.retention)
+        async with engine.connect() as conn:
+            OLDEST_AGE.set(float((await conn.execute(_OLDEST)).scalar() or 0.0))
+    except (OSError, sa.exc.DBAPIError) as exc:
+        logger.warning("outbox housekeeping failed: %s", exc)
+
+
+async def _listen(url: str, wake: asyncio.Event) -> asyncpg.Connection | None:
+    try:
+        conn = await asyncpg.connect(_plain(url))
+        await conn.add_listener(CHANNEL, lambda *_: wake.set())
+        return conn
+    except (OSError, asyncpg.PostgresError) as exc:
+        logger.warning("outbox relay cannot LISTEN (%s); polling only until it can", exc)
+        return None
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _sleep_or(stopping: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def _wait_any(stopping: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+

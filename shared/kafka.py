@@ -1,0 +1,77 @@
+"""Kafka helpers both sides use: client construction, topic creation, error translation.
+
+Errors::
+
+    KafkaUnavailable       the brokers cannot be reached (transient: retry)
+
+aiokafka is the one messaging path (decision 7): there is no in-memory bus.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiokafka
+from aiokafka import admin as aiokafka_admin
+from aiokafka import errors as aiokafka_errors
+
+from shared import settings as common
+
+logger = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(Exception):
+    """The brokers cannot be reached right now."""
+
+
+def producer(kafka: common.KafkaSettings, *, client_id: str) -> aiokafka.AIOKafkaProducer:
+    # acks=all + idempotence: a published outbox row is durable before it is
+    # marked sent; linger 0 because latency (create -> running) matters more
+    # than batching here.
+    return aiokafka.AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=0,
+        request_timeout_ms=int(kafka.request_timeout * 1000),
+        retry_backoff_ms=200,
+    )
+
+
+def consumer(kafka: common.KafkaSettings, *topics: str, group_id: str, client_id: str, **options) -> aiokafka.AIOKafkaConsumer:
+    options.setdefault("auto_offset_reset", "earliest")
+    options.setdefault("enable_auto_commit", False)
+    return aiokafka.AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=group_id,
+        client_id=client_id,
+        request_timeout_ms=int(kafka.request_timeout * 1000),
+        retry_backoff_ms=200,
+        **options,
+    )
+
+
+async def ensure_topics(kafka: common.KafkaSettings, names: list[str], *, partitions: int = 1) -> None:
+    """Create topics that do not exist yet (a restarted memory broker has none)."""
+    client = aiokafka_admin.AIOKafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=int(kafka.request_timeout * 1000)
+    )
+    try:
+        await client.start()
+    except aiokafka_errors.KafkaError as exc:
+        raise KafkaUnavailable(str(exc)) from exc
+    try:
+        existing = set(await client.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            new = [aiokafka_admin.NewTopic(n, num_partitions=partitions, replication_factor=kafka.replication_factor) for n in missing]
+            try:
+                await client.create_topics(new)
+            except aiokafka_errors.TopicAlreadyExistsError:
+                pass
+    except aiokafka_errors.KafkaError as exc:
+        raise KafkaUnavailable(str(exc)) from exc
+    finally:
+        await client.close()
