@@ -42,7 +42,7 @@ from aiokafka import errors as aiokafka_errors
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
-from shared import messages, signing
+from shared import aio, messages, signing
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ async def run(
                 backoff = 0.1
             except (RelayError, OSError, sa.exc.DBAPIError, asyncpg.PostgresError) as exc:
                 logger.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
-                await _sleep_or(stopping, backoff)
+                await aio.sleep_or(stopping, backoff)
                 backoff = min(backoff * 2, settings.kafka.retry_backoff_max)
                 continue
             if loop.time() - last_purge > 60:
@@ -187,7 +187,7 @@ async def run(
                 await _housekeeping(engine, settings)
             if listener is None or listener.is_closed():
                 listener = await _listen(listen_url, wake)
-            await _wait_any(stopping, wake, settings.relay.poll_interval)
+            await aio.wait_any(settings.relay.poll_interval, stopping, wake)
     finally:
         if listener is not None and not listener.is_closed():
             await listener.close()
@@ -214,20 +214,3 @@ async def _listen(url: str, wake: asyncio.Event) -> asyncpg.Connection | None:
 
 def _plain(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-async def _sleep_or(stopping: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stopping.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
-
-
-async def _wait_any(stopping: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
-    waiters = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-

@@ -146,7 +146,10 @@ async def test_the_relay_loop_wakes_on_notify_rather_than_waiting_for_its_poll(d
     stopping = asyncio.Event()
     loop = asyncio.create_task(relay.run(engine, producer, settings, listen_url=database_url, stopping=stopping))
     try:
-        await wait.eventually(lambda: _pending(database_url), timeout=10, predicate=lambda n: n == 0)
+        async def drained() -> bool:
+            return await _pending(database_url) == 0
+
+        await wait.eventually(drained, timeout=10, message="the relay drains what is already there")
         await asyncio.sleep(0.2)  # let the loop settle into its (hour-long) wait
         conn = await asyncpg.connect(database_url)
         try:

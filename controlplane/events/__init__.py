@@ -1,0 +1,1 @@
+"""Agent events: verification and idempotent application to PostgreSQL."""

@@ -1,0 +1,272 @@
+"""Apply one verified agent event to PostgreSQL, idempotently.
+
+Every function here runs inside the caller's transaction and is safe to run
+twice with the same event, or with an older event after a newer one
+(decision 3): each UPDATE is guarded by the row's last applied ``seq`` (jobs,
+workspaces) or by the report time (host reports). Liveness uses the control
+plane's clock (``now()``), never the agent's, so a skewed agent clock cannot
+make a live host look dead.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from shared import messages
+
+LOG_TAIL_MAX = 65536
+
+Conn = sa_asyncio.AsyncConnection
+
+
+async def heartbeat(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, hb: messages.Heartbeat) -> None:
+    await conn.execute(
+        sa.text(
+            """
+            UPDATE hosts SET
+                last_heartbeat_at = now(),
+                heartbeat = CAST(:payload AS jsonb),
+                agent_version = :agent_version,
+                capacity_cpus = :cpus,
+                capacity_memory_mb = :memory_mb,
+                labels = labels || CAST(:labels AS jsonb),
+                last_event_seq = greatest(last_event_seq, :seq),
+                status = 'active',
+                down_since = NULL
+            WHERE id = :host AND last_event_seq < :seq
+            """
+        ),
+        {
+            "payload": json.dumps(hb.model_dump(mode="json")),
+            "agent_version": hb.agent_version[:64],
+            "cpus": hb.cpus,
+            "memory_mb": hb.memory_mb,
+            "labels": json.dumps(hb.labels),
+            "seq": env.seq,
+            "host": host_id,
+        },
+    )
+
+
+async def disk(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, report: messages.DiskReport) -> None:
+    # The first path is the Docker data root (or the first configured path):
+    # it is what placement compares across hosts.
+    main = report.paths[0] if report.paths else None
+    await conn.execute(
+        sa.text(
+            """
+            UPDATE hosts SET
+                disk_report = CAST(:report AS jsonb),
+                disk_total_bytes = :total,
+                disk_used_bytes = :used,
+                disk_reported_at = to_timestamp(:issued_at)
+            WHERE id = :host AND (disk_reported_at IS NULL OR disk_reported_at < to_timestamp(:issued_at))
+            """
+        ),
+        {
+            "report": json.dumps(report.model_dump(mode="json")),
+            "total": main.total_bytes if main else None,
+            "used": main.used_bytes if main else None,
+            "issued_at": env.issued_at,
+            "host": host_id,
+        },
+    )
+
+
+async def inventory(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, inv: messages.Inventory) -> None:
+    # Stored as the host's latest inventory; the reconciler diffs it against
+    # desired state (decision 2). Applying it here is only bookkeeping.
+    await conn.execute(
+        sa.text(
+            """
+            UPDATE hosts SET inventory = CAST(:inv AS jsonb), inventory_at = to_timestamp(:issued_at)
+            WHERE id = :host AND (inventory_at IS NULL OR inventory_at < to_timestamp(:issued_at))
+            """
+        ),
+        {"inv": json.dumps(inv.model_dump(mode="json")), "issued_at": env.issued_at, "host": host_id},
+    )
+
+
+async def job_progress(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, p: messages.JobProgress) -> None:
+    await conn.execute(
+        sa.text(
+            """
+            UPDATE jobs SET
+                status = CASE WHEN status IN ('queued', 'pending', 'dispatched') THEN 'running'::job_status ELSE status END,
+                acknowledged_at = coalesce(acknowledged_at, now()),
+                started_at = coalesce(started_at, now()),
+                reason = :reason,
+                last_event_seq = :seq
+            WHERE id = :job AND host_id = :host AND last_event_seq < :seq
+              AND status NOT IN ('succeeded', 'failed', 'cancelled')
+            """
+        ),
+        {"reason": f"{p.phase}: {p.message}".strip(": ")[:2000], "seq": env.seq, "job": _uuid(p.job_id), "host": host_id},
+    )
+
+
+async def job_log(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, log: messages.JobLog) -> None:
+    text = "".join(line if line.endswith("\n") else line + "\n" for line in log.lines)
+    await conn.execute(
+        sa.text(
+            """
+            UPDATE jobs SET log_tail = right(log_tail || :text, :cap), last_event_seq = :seq
+            WHERE id = :job AND host_id = :host AND last_event_seq < :seq
+            """
+        ),
+        {"text": text, "cap": LOG_TAIL_MAX, "seq": env.seq, "job": _uuid(log.job_id), "host": host_id},
+    )
+
+
+async def job_result(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, r: messages.JobResult) -> dict[str, typing.Any] | None:
+    """Finish the job; returns the job row (kind, workspace_id, image_id) when it changed."""
+    if r.interrupted:
+        # The agent was shut down mid-job: not the job's fault. Hand it back
+        # to the dispatcher, which re-issues it (attempts still bound it).
+        await conn.execute(
+            sa.text(
+                """
+                UPDATE jobs SET status = 'queued', reason = :reason, last_event_seq = :seq, next_attempt_at = now()
+                WHERE id = :job AND host_id = :host AND last_event_seq < :seq
+                  AND status NOT IN ('succeeded', 'failed', 'cancelled')
+                """
+            ),
+            {"reason": f"interrupted on the agent ({r.error or 'shutdown'}); will be retried", "seq": env.seq, "job": _uuid(r.job_id), "host": host_id},
+        )
+        return None
+    row = (
+        await conn.execute(
+            sa.text(
+                """
+                UPDATE jobs SET
+                    status = CAST(:status AS job_status),
+                    error = :error,
+                    result = CAST(:result AS jsonb),
+                    finished_at = now(),
+                    started_at = coalesce(started_at, now()),
+                    acknowledged_at = coalesce(acknowledged_at, now()),
+                    reason = CASE WHEN :ok THEN '' ELSE reason END,
+                    last_event_seq = :seq
+                WHERE id = :job AND host_id = :host AND last_event_seq < :seq
+                  AND status NOT IN ('succeeded', 'failed', 'cancelled')
+                RETURNING kind, workspace_id, image_id
+                """
+            ),
+            {
+                "status": "succeeded" if r.ok else "failed",
+                "ok": r.ok,
+                "error": None if r.ok else (r.error or "the agent reported a failure without a message"),
+                "result": json.dumps(r.result),
+                "seq": env.seq,
+                "job": _uuid(r.job_id),
+                "host": host_id,
+            },
+        )
+    ).mappings().first()
+    if row is None:
+        return None
+    job = dict(row)
+    if job["kind"] == "image_build" and r.ok and job["image_id"] is not None:
+        await _image_built(conn, host_id, job["image_id"], _uuid(r.job_id), r.result)
+    elif job["workspace_id"] is not None:
+        await _workspace_job_done(conn, job["kind"], job["workspace_id"], r)
+    return job
+
+
+async def workspace_state(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, s: messages.WorkspaceState) -> None:
+    observed = {"creating": "creating", "running": "running", "stopped": "stopped", "exited": "exited", "deleted": "deleted"}.get(s.state)
+    if observed is None:  # "missing": the reconciler decides what that means
+        return
+    await conn.execute(
+        sa.text(
+            """
+            UPDATE workspaces SET
+                observed_state = CAST(:observed AS workspace_observed_state),
+                container_id = coalesce(:container_id, container_id),
+                published_ports = CASE WHEN :has_ports THEN CAST(:ports AS jsonb) ELSE published_ports END,
+                state_reason = :reason,
+                observed_seq = :seq,
+                observed_at = now(),
+                deleted_at = CASE WHEN :observed = 'deleted' THEN coalesce(deleted_at, now()) ELSE deleted_at END
+            WHERE id = :ws AND host_id = :host AND observed_seq < :seq
+              AND NOT (observed_state = 'deleted' AND :observed <> 'deleted')
+            """
+        ),
+        {
+            "observed": observed,
+            "container_id": s.container_id,
+            "has_ports": bool(s.ports) or s.state == "running",
+            "ports": json.dumps([p.model_dump(mode="json") for p in s.ports]),
+            "reason": s.reason[:2000],
+            "seq": env.seq,
+            "ws": _uuid(s.workspace_id),
+            "host": host_id,
+        },
+    )
+
+
+async def _image_built(conn: Conn, host_id: uuid.UUID, image_id: uuid.UUID, job_id: uuid.UUID, result: dict[str, typing.Any]) -> None:
+    docker_id = str(result.get("image_id") or "")
+    tag = str(result.get("tag") or "")
+    await conn.execute(
+        sa.text(
+            """
+            INSERT INTO host_images (host_id, image_id, docker_image_id, tag, built_at)
+            VALUES (:host, :image, :docker_id, :tag, now())
+            ON CONFLICT (host_id, image_id) DO UPDATE SET docker_image_id = EXCLUDED.docker_image_id, tag = EXCLUDED.tag, built_at = now()
+            """
+        ),
+        {"host": host_id, "image": image_id, "docker_id": docker_id, "tag": tag},
+    )
+    await conn.execute(
+        sa.text(
+            "UPDATE images SET latest_digest = :digest, latest_build_job_id = :job, latest_built_at = now() WHERE id = :image"
+        ),
+        {"digest": str(result.get("digest") or docker_id)[:128], "job": job_id, "image": image_id},
+    )
+
+
+async def _workspace_job_done(conn: Conn, kind: str, workspace_id: uuid.UUID, r: messages.JobResult) -> None:
+    if r.ok:
+        target = {"workspace_create": "running", "workspace_start": "running", "workspace_stop": "stopped", "workspace_delete": "deleted"}.get(kind)
+        if target is None:
+            return
+        ports = r.result.get("ports")
+        await conn.execute(
+            sa.text(
+                """
+                UPDATE workspaces SET
+                    observed_state = CAST(:target AS workspace_observed_state),
+                    container_id = coalesce(:container_id, container_id),
+                    published_ports = CASE WHEN :has_ports THEN CAST(:ports AS jsonb) ELSE published_ports END,
+                    state_reason = '',
+                    observed_at = now(),
+                    deleted_at = CASE WHEN :target = 'deleted' THEN coalesce(deleted_at, now()) ELSE deleted_at END
+                WHERE id = :ws AND observed_state <> 'deleted'
+                """
+            ),
+            {
+                "target": target,
+                "container_id": r.result.get("container_id"),
+                "has_ports": isinstance(ports, list),
+                "ports": json.dumps(ports if isinstance(ports, list) else []),
+                "ws": workspace_id,
+            },
+        )
+    elif kind == "workspace_create":
+        await conn.execute(
+            sa.text("UPDATE workspaces SET observed_state = 'failed', state_reason = :reason WHERE id = :ws AND observed_state IN ('pending', 'creating')"),
+            {"reason": (r.error or "create failed")[:2000], "ws": workspace_id},
+        )
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
