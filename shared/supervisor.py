@@ -73,7 +73,8 @@ class Supervisor:
             if root.task is None or root.task.done():
                 continue
             try:
-                await asyncio.wait_for(asyncio.shield(root.task), max(0.0, end - time.monotonic()))
+                # Past the deadline, the rest still get a moment to notice their stop event.
+                await asyncio.wait_for(asyncio.shield(root.task), max(0.1, end - time.monotonic()))
             except asyncio.TimeoutError:
                 cancelled.append(root.name)
                 root.task.cancel()
