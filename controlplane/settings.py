@@ -48,6 +48,11 @@ class AuthSettings(config.StrictModel):
     """API tokens."""
 
     token_ttl_days: int | None = pydantic.Field(default=None, gt=0, description="Default lifetime of new tokens; none = no expiry.")
+    cache_ttl: float = pydantic.Field(
+        default=5.0,
+        ge=0,
+        description="Seconds a validated token is remembered in-process; a revocation on another instance takes effect within this. 0 = look up on every request.",
+    )
 
 
 class RateLimitSettings(config.StrictModel):
@@ -58,6 +63,20 @@ class RateLimitSettings(config.StrictModel):
     per_token_burst: int = pydantic.Field(default=100, gt=0)
     anonymous_rps: float = pydantic.Field(default=5.0, gt=0, description="Per client address, unauthenticated calls.")
     anonymous_burst: int = pydantic.Field(default=20, gt=0)
+    trust_forwarded_for: bool = pydantic.Field(
+        default=False, description="Key anonymous buckets by the first X-Forwarded-For address (only behind a trusted load balancer)."
+    )
+
+
+class ApiSettings(config.StrictModel):
+    """Behaviour of the HTTP API's resources."""
+
+    page_size: int = pydantic.Field(default=50, gt=0, le=1000, description="Items per page when a list request gives no limit.")
+    max_page_size: int = pydantic.Field(default=500, gt=0, le=10_000, description="Largest limit a list request may ask for.")
+    idempotency_retention: Seconds = pydantic.Field(
+        default=86_400.0, description="How long a POST's Idempotency-Key and its recorded response are kept for replay."
+    )
+    build_deadline: Seconds = pydantic.Field(default=1800.0, description="Deadline an agent gets for one image build.")
 
 
 class PlacementSettings(config.StrictModel):
@@ -123,6 +142,7 @@ class Settings(config.StrictModel):
     kafka: common.KafkaSettings = common.KafkaSettings()
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    api: ApiSettings = ApiSettings()
     placement: PlacementSettings = PlacementSettings()
     relay: RelaySettings = RelaySettings()
     reconciler: ReconcilerSettings = ReconcilerSettings()
