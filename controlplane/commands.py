@@ -1,0 +1,65 @@
+"""Issuing a command to an agent: the job transition and its outbox row, in one transaction.
+
+This is the only place that writes ``commands.<host>`` outbox rows, so the
+wire format (see :mod:`controlplane.relay`) and the job bookkeeping (status
+``dispatched``, attempt count, acknowledgement lease) cannot drift apart
+between the API, the reconciler and the scheduler. Call it inside the
+transaction that makes the decision.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+
+import pydantic
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from shared import messages
+
+Conn = sa_asyncio.AsyncConnection | sa_asyncio.AsyncSession
+
+
+async def issue(
+    conn: Conn,
+    *,
+    job_id: uuid.UUID,
+    host_id: uuid.UUID,
+    kind: messages.CommandKind,
+    payload: pydantic.BaseModel,
+    key: str,
+    ack_timeout: float,
+    reason: str = "",
+) -> str:
+    """Write the command and mark the job dispatched. Returns the message id.
+
+    Every attempt gets a new message id (the agent rejects replays by id), and
+    the job's lease says by when the agent must acknowledge it.
+    """
+    message_id = uuid.uuid4().hex
+    await conn.execute(
+        sa.text(
+            "INSERT INTO outbox (topic, key, kind, payload) VALUES (:topic, :key, :kind, CAST(:payload AS jsonb))"
+        ),
+        {
+            "topic": f"commands.{host_id}",
+            "key": key,
+            "kind": kind.value,
+            "payload": json.dumps({"id": message_id, "payload": payload.model_dump(mode="json")}),
+        },
+    )
+    lease = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=ack_timeout)
+    await conn.execute(
+        sa.text(
+            """
+            UPDATE jobs SET status = 'dispatched', host_id = :host, attempts = attempts + 1,
+                dispatched_at = now(), acknowledged_at = NULL, lease_expires_at = :lease,
+                next_attempt_at = NULL, reason = :reason
+            WHERE id = :job
+            """
+        ),
+        {"host": host_id, "lease": lease, "reason": reason, "job": job_id},
+    )
+    return message_id
