@@ -24,6 +24,7 @@ import typing
 
 import prometheus_client
 import pydantic
+import sqlalchemy as sa
 from aiokafka import errors as aiokafka_errors
 
 from controlplane import settings as cp_settings
@@ -119,7 +120,7 @@ async def _with_retry(record: typing.Any, submit: Submit, stopping: asyncio.Even
         try:
             await handle(record, submit)
             return
-        except OSError as exc:
+        except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             if stopping.is_set():
                 raise
             logger.warning("submitting a CI build failed (%s); retrying in %.1fs", exc, delay)
