@@ -132,6 +132,18 @@ class SearchSettings(config.StrictModel):
     breaker_failures: int = pydantic.Field(default=3, gt=0, description="Errors in a row that open the circuit.")
     breaker_reset: Seconds = pydantic.Field(default=10.0, description="Open circuit tries one probe after this.")
     sync_in_process: bool = pydantic.Field(default=True, description="Run the sync consumer inside the API process.")
+    retry_initial: Seconds = pydantic.Field(
+        default=0.1, description="First delay before bulk items that failed transiently (429/5xx) are sent again; doubles, with full jitter."
+    )
+    retry_max: Seconds = pydantic.Field(default=30.0, description="Longest delay between bulk retries (also while Elasticsearch is down).")
+    facet_size: int = pydantic.Field(default=20, gt=0, le=1000, description="Buckets per terms facet (status, kind, host, user).")
+    reindex_batch: int = pydantic.Field(
+        default=1000, gt=0, le=50_000, description="Rows per keyset page and bulk request while reindexing (bounds its memory)."
+    )
+    replay_margin: Seconds = pydantic.Field(
+        default=300.0,
+        description="Reindex replays rows updated since its backfill began minus this much, covering transactions that were in flight then.",
+    )
 
 
 class Settings(config.StrictModel):

@@ -1,0 +1,93 @@
+"""How error text becomes searchable terms, the same way on both backends.
+
+The contract (ARCHITECTURE.md decision 6) is that a query returns the same jobs
+from Elasticsearch and from PostgreSQL, so the two analyzers are built to agree
+rather than each left at its defaults (whose tokenizers, stop lists and
+stemmers all differ):
+
+* **Tokens** are maximal runs of letters and digits; every other character
+  separates. PostgreSQL's generated ``jobs.search`` column first replaces each
+  run of ``[^[:alnum:]]`` by a space (so its parser sees plain words, never its
+  file/URL/version token types); Elasticsearch uses a ``pattern`` tokenizer on
+  ``[^\\p{L}\\p{N}]+``.
+* **Lower-cased**, then **stop words** removed using PostgreSQL's own English
+  list (:data:`STOPWORDS`, copied from ``tsearch_data/english.stop``), keeping
+  their positions so phrases keep their gaps on both sides.
+* **Stemmed** with Snowball English (Porter2): PostgreSQL's ``english_stem``,
+  Elasticsearch's ``stemmer`` with ``language: porter2``. Tokens containing a
+  digit are not stemmed (PostgreSQL files them as ``numword``, Elasticsearch
+  marks them as keywords), and tokens over :data:`MAX_TOKEN` characters are
+  dropped on both (PostgreSQL cannot index them).
+
+Query semantics of ``q`` (what :func:`clauses` prepares):
+
+* the bare words together form one clause: **every** word must occur
+  (``plainto_tsquery`` / ``match`` with ``operator: and``);
+* each ``"quoted phrase"`` is a clause whose words must occur **consecutively**
+  (``phraseto_tsquery`` / ``match_phrase``); a stop word inside a phrase still
+  occupies its position;
+* every clause must match (AND), over the error text and the log tail as one
+  text (``error || ' ' || log_tail``, as the PostgreSQL column is defined);
+* a clause made only of stop words (``"to be"``) is ignored, on both backends.
+
+Known divergence: PostgreSQL stores at most 16383 positions per document, so a
+phrase that only occurs beyond the ~16,000th word of a very long log tail is
+found by Elasticsearch alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+MAX_TOKEN = 2047
+
+# PostgreSQL 15 share/tsearch_data/english.stop, verbatim and in its order.
+STOPWORDS: tuple[str, ...] = tuple(
+    """
+    i me my myself we our ours ourselves you your yours yourself yourselves he
+    him his himself she her hers herself it its itself they them their theirs
+    themselves what which who whom this that these those am is are was were be
+    been being have has had having do does did doing a an the and but if or
+    because as until while of at by for with about against between into through
+    during before after above below to from up down in out on off over under
+    again further then once here there when where why how all any both each few
+    more most other some such no nor not only own same so than too very s t can
+    will just don should now
+    """.split()
+)
+_STOP = frozenset(STOPWORDS)
+
+# The separator both sides use: PostgreSQL as a POSIX class, Elasticsearch as
+# Unicode properties, Python (to spot stop-word-only clauses) as \w minus "_".
+PG_SEPARATOR = "[^[:alnum:]]+"
+ES_SEPARATOR = r"[^\p{L}\p{N}]+"
+_WORD = re.compile(r"[^\W_]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class FullText:
+    """``q`` prepared for a backend: ``words`` must all occur, each phrase consecutively."""
+
+    words: str | None
+    phrases: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return self.words is not None or bool(self.phrases)
+
+
+def tokens(text: str) -> list[str]:
+    """The lower-cased tokens of ``text`` before stop words and stemming."""
+    return [t.lower() for t in _WORD.findall(text)]
+
+
+def meaningful(text: str) -> bool:
+    """Whether ``text`` has at least one token that is not a stop word."""
+    return any(t not in _STOP and len(t) <= MAX_TOKEN for t in tokens(text))
+
+
+def clauses(words: list[str] | tuple[str, ...], phrases: list[str] | tuple[str, ...]) -> FullText:
+    """Bare words and quoted phrases -> the clauses both backends run; stop-word-only ones dropped."""
+    joined = " ".join(w for w in words if w.strip())
+    kept = tuple(p for p in phrases if meaningful(p))
+    return FullText(joined if meaningful(joined) else None, kept)
