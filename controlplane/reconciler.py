@@ -277,8 +277,8 @@ async def _container_job(
         return  # a4c containers without a workspace label are the agent's business
     ws = workspaces.get(workspace_id)
     job_id = uuid.uuid4()
+    owner = await session.scalar(sa.select(models.User.name).where(models.User.id == ws.owner_id)) if ws else None
     if kind is models.JobKind.WORKSPACE_CREATE and ws is not None:
-        owner = await session.scalar(sa.select(models.User.name).where(models.User.id == ws.owner_id))
         payload: typing.Any = messages.WorkspaceCommand(job_id=str(job_id), spec=ws_service.spec(ws, owner or ""))
     else:
         payload = messages.WorkspaceRef(job_id=str(job_id), workspace_id=workspace_id)
@@ -286,7 +286,7 @@ async def _container_job(
     values = dict(
         id=job_id, kind=kind, status=models.JobStatus.QUEUED, source=models.JobSource.RECONCILER,
         host_id=host.id, host_name=host.name, workspace_id=ws.id if ws else None, workspace_name=ws.name if ws else None,
-        user_id=ws.owner_id if ws else None, reason=action.reason, payload=payload.model_dump(mode="json"),
+        user_id=ws.owner_id if ws else None, user_name=owner, reason=action.reason, payload=payload.model_dump(mode="json"),
         idempotency_key=key, max_attempts=settings.reconciler.job_max_attempts,
     )
     inserted = await session.execute(

@@ -1,0 +1,126 @@
+"""Cron-scheduled image builds, fired exactly once across all control-plane instances.
+
+APScheduler drives the tick (every ``scheduler.tick`` seconds, in each
+instance); PostgreSQL makes it exactly-once:
+
+* due schedules are claimed with ``FOR UPDATE SKIP LOCKED``, so one instance
+  handles a given schedule at a time, and its ``next_run_at`` moves past
+  ``now`` in the same transaction that creates the build;
+* the build's idempotency key is ``schedule:<id>:<slot time>``, unique in
+  the jobs table, so even a claim that raced (or a retried transaction)
+  cannot build one slot twice.
+
+What happens to slots missed during downtime is the pure
+:func:`controlplane.domain.schedules.decide` (``scheduler.misfire``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import typing
+
+import prometheus_client
+import sqlalchemy as sa
+from apscheduler.schedulers import asyncio as aps_asyncio
+from apscheduler.triggers import interval as aps_interval
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import cron
+from controlplane import settings as cp_settings
+from controlplane.db import models
+from controlplane.domain import schedules as schedule_rules
+from controlplane.services import access
+from controlplane.services import images as image_service
+
+logger = logging.getLogger(__name__)
+
+FIRED = prometheus_client.Counter("a4c_schedule_fires_total", "Cron schedule slots handled", ["outcome"])
+
+Session = sa_asyncio.AsyncSession
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+async def fire_due(sessions: sa_asyncio.async_sessionmaker[Session], settings: cp_settings.Settings, *, now: datetime.datetime | None = None) -> list[str]:
+    """Handle every due schedule once; returns the idempotency keys of the builds requested."""
+    now = now or _now()
+    grace = datetime.timedelta(seconds=max(2 * settings.scheduler.tick, 30))
+    fired: list[str] = []
+    async with sessions.begin() as session:
+        due = (
+            await session.scalars(
+                sa.select(models.Schedule)
+                .where(models.Schedule.enabled.is_(True), models.Schedule.next_run_at <= now)
+                .order_by(models.Schedule.next_run_at)
+                .limit(100)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for schedule in due:
+            slot = typing.cast(datetime.datetime, schedule.next_run_at)
+            decision = schedule_rules.decide(slot, now, grace=grace, policy=settings.scheduler.misfire)
+            try:
+                schedule.next_run_at = cron.next_run(schedule.cron, schedule.timezone, now)
+            except cron.CronError as exc:  # stored expressions were validated; a tz database change could still break one
+                logger.error("schedule %s disabled: %s", schedule.id, exc)
+                schedule.enabled = False
+                continue
+            if not decision.fire:
+                FIRED.labels("skipped").inc()
+                logger.info("schedule %s slot %s: %s", schedule.id, slot.isoformat(), decision.reason)
+                continue
+            key = f"schedule:{schedule.id}:{slot.isoformat()}"
+            if await _build(session, schedule, key, settings):
+                schedule.last_run_at = now
+                fired.append(key)
+                FIRED.labels("missed" if decision.missed else "fired").inc()
+    return fired
+
+
+async def _build(session: Session, schedule: models.Schedule, key: str, settings: cp_settings.Settings) -> bool:
+    image = await session.get(models.Image, schedule.image_id)
+    owner = await session.get(models.User, schedule.owner_id)
+    if image is None or owner is None:
+        return False
+    principal = access.Principal(user_id=owner.id, name=owner.name, role=owner.role)
+    try:
+        async with session.begin_nested():
+            jobs = await image_service.request_builds(
+                session, image, settings, user=principal, source=models.JobSource.SCHEDULE, idempotency_key=key
+            )
+    except Exception as exc:  # noqa: BLE001 - one broken schedule must not stop the others
+        logger.warning("schedule %s: could not request a build of %s: %s", schedule.id, image.name, exc)
+        FIRED.labels("error").inc()
+        return False
+    if jobs:
+        schedule.last_job_id = jobs[0].id
+    return True
+
+
+async def run(sessions: sa_asyncio.async_sessionmaker[Session], settings: cp_settings.Settings, *, stopping: asyncio.Event) -> None:
+    """Tick with APScheduler until ``stopping`` is set."""
+    scheduler = aps_asyncio.AsyncIOScheduler(timezone=datetime.timezone.utc)
+
+    async def tick() -> None:
+        try:
+            await fire_due(sessions, settings)
+        except (OSError, sa.exc.DBAPIError) as exc:
+            logger.warning("schedule tick failed: %s", exc)
+
+    scheduler.add_job(
+        tick,
+        aps_interval.IntervalTrigger(seconds=settings.scheduler.tick),
+        id="a4c-schedules",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=_now(),
+    )
+    scheduler.start()
+    try:
+        await stopping.wait()
+    finally:
+        scheduler.shutdown(wait=False)
