@@ -25,14 +25,14 @@ class KafkaUnavailable(Exception):
 
 
 def producer(kafka: common.KafkaSettings, *, client_id: str) -> aiokafka.AIOKafkaProducer:
-    # acks=all + idempotence: a published outbox row is durable before it is
-    # marked sent; linger 0 because latency (create -> running) matters more
-    # than batching here.
+    # acks=all: a published outbox row is durable before it is marked sent.
+    # No idempotent producer: consumers are idempotent anyway (decision 3),
+    # and not every Kafka-protocol broker implements InitProducerId.
+    # linger 0 because latency (create -> running) matters more than batching.
     return aiokafka.AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap_servers,
         client_id=client_id,
         acks="all",
-        enable_idempotence=True,
         linger_ms=0,
         request_timeout_ms=int(kafka.request_timeout * 1000),
         retry_backoff_ms=200,

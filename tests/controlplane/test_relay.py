@@ -57,7 +57,7 @@ async def engine(database_url):
 
 @pytest.fixture
 async def producer(kafka_bootstrap):
-    p = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
+    p = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await p.start()
     yield p
     await p.stop()
