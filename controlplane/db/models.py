@@ -333,7 +333,12 @@ class Job(Base):
     version: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=1, server_default="1")
     search: orm.Mapped[typing.Any] = orm.mapped_column(
         pg.TSVECTOR,
-        sa.Computed("to_tsvector('english'::regconfig, coalesce(error, '') || ' ' || coalesce(log_tail, ''))", persisted=True),
+        # Runs of non-alphanumerics become spaces first, so the tokens are the
+        # ones Elasticsearch's job_text analyzer sees (migration 0003).
+        sa.Computed(
+            "to_tsvector('english'::regconfig, regexp_replace(coalesce(error, '') || ' ' || coalesce(log_tail, ''), '[^[:alnum:]]+', ' ', 'g'))",
+            persisted=True,
+        ),
         deferred=True,
     )
 

@@ -10,6 +10,11 @@ stemmers all differ):
   run of ``[^[:alnum:]]`` by a space (so its parser sees plain words, never its
   file/URL/version token types); Elasticsearch uses a ``pattern`` tokenizer on
   ``[^\\p{L}\\p{N}]+``.
+* One quirk of PostgreSQL's parser is reproduced rather than removed: a token
+  that starts like a number in scientific notation and goes on with letters
+  (the hash ``83e6230fb77a``) is two tokens there (``83e6230`` and ``fb77a``),
+  so Elasticsearch splits it the same way with a ``pattern_replace`` char
+  filter (:data:`ES_SFLOAT`).
 * **Lower-cased**, then **stop words** removed using PostgreSQL's own English
   list (:data:`STOPWORDS`, copied from ``tsearch_data/english.stop``), keeping
   their positions so phrases keep their gaps on both sides.
@@ -63,6 +68,11 @@ _STOP = frozenset(STOPWORDS)
 PG_SEPARATOR = "[^[:alnum:]]+"
 ES_SEPARATOR = r"[^\p{L}\p{N}]+"
 _WORD = re.compile(r"[^\W_]+")
+# PostgreSQL reads "<digits>e<digits>" at the start of a token as a float and
+# ends the token there when a letter follows; no lookbehind (not every regex
+# engine has it), so the separator before is captured and put back.
+ES_SFLOAT = r"(^|[^\p{L}\p{N}])([0-9]+[eE][0-9]+)(\p{L})"
+ES_SFLOAT_REPLACEMENT = "$1$2 $3"
 
 
 @dataclasses.dataclass(frozen=True)

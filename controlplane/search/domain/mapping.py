@@ -36,6 +36,9 @@ DATES = ("created_at", "updated_at", "dispatched_at", "started_at", "finished_at
 
 def analysis_settings() -> dict[str, typing.Any]:
     return {
+        "char_filter": {
+            "job_sfloat": {"type": "pattern_replace", "pattern": analysis.ES_SFLOAT, "replacement": analysis.ES_SFLOAT_REPLACEMENT}
+        },
         "tokenizer": {"job_words": {"type": "pattern", "pattern": analysis.ES_SEPARATOR}},
         "filter": {
             "job_stop": {"type": "stop", "stopwords": list(analysis.STOPWORDS)},
@@ -47,6 +50,7 @@ def analysis_settings() -> dict[str, typing.Any]:
         "analyzer": {
             ANALYZER: {
                 "type": "custom",
+                "char_filter": ["job_sfloat"],
                 "tokenizer": "job_words",
                 "filter": ["lowercase", "job_long", "job_stop", "job_numwords", "job_stem"],
             }
