@@ -1,0 +1,88 @@
+"""Cron schedules fire exactly once per slot across control-plane instances, and misfires follow the policy."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+
+import asyncpg
+import pytest
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import scheduler
+from controlplane import settings as cp_settings
+from controlplane.db import engine as db_engine
+
+T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.timezone.utc)
+
+
+@pytest.fixture
+async def sessions(database_url):
+    engine = sa_asyncio.create_async_engine(db_engine.async_url(database_url))
+    yield db_engine.sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def schedule(database_url):
+    conn = await asyncpg.connect(database_url)
+    try:
+        owner = await conn.fetchval("INSERT INTO users (id, name, role, disabled) VALUES ($1, $2, 'user', false) RETURNING id", uuid.uuid4(), f"u{uuid.uuid4().hex[:6]}")
+        await conn.execute(
+            "INSERT INTO hosts (id, name, status, cordoned, draining, labels, signing_key, agent_version, capacity_cpus,"
+            " capacity_memory_mb, capacity_disk_bytes, last_event_seq, version, last_heartbeat_at)"
+            " VALUES ($1, $2, 'active', false, false, '{}', 'k', '', 4, 8192, 1000000000, 0, 1, now())",
+            uuid.uuid4(), f"h{uuid.uuid4().hex[:6]}",
+        )
+        image = await conn.fetchval(
+            "INSERT INTO images (id, name, owner_id, shared, dockerfile, build_args) VALUES ($1, $2, $3, false, 'FROM scratch', '{}') RETURNING id",
+            uuid.uuid4(), f"img{uuid.uuid4().hex[:6]}", owner,
+        )
+        sched = await conn.fetchval(
+            "INSERT INTO schedules (id, image_id, owner_id, cron, timezone, enabled, next_run_at) VALUES ($1, $2, $3, '* * * * *', 'UTC', true, $4) RETURNING id",
+            uuid.uuid4(), image, owner, T0,
+        )
+        yield sched, image
+    finally:
+        await conn.close()
+
+
+async def _build_jobs(database_url, image) -> list[str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT idempotency_key FROM jobs WHERE image_id = $1 AND kind = 'image_build' AND source = 'schedule' ORDER BY created_at", image)
+        return [r["idempotency_key"] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def test_two_instances_ticking_for_three_minutes_fire_each_slot_exactly_once(sessions, database_url, schedule):
+    sched, image = schedule
+    settings = cp_settings.load(environ={}, **{"scheduler.tick": 5})
+    other_engine = sa_asyncio.create_async_engine(db_engine.async_url(database_url))
+    other = db_engine.sessionmaker(other_engine)
+    try:
+        # Both instances tick every 5 s of simulated time across minutes 10:00–10:02.
+        for second in range(0, 180, 5):
+            now = T0 + datetime.timedelta(seconds=second)
+            await asyncio.gather(scheduler.fire_due(sessions, settings, now=now), scheduler.fire_due(other, settings, now=now))
+    finally:
+        await other_engine.dispose()
+    keys = await _build_jobs(database_url, image)
+    slots = sorted({k.split("/")[0] for k in keys})
+    assert slots == [f"schedule:{sched}:{(T0 + datetime.timedelta(minutes=m)).isoformat()}" for m in range(3)]
+    assert len(keys) == len(slots), "one build job per slot"
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("run_once", 1), ("skip", 0)])
+async def test_slots_missed_during_downtime_follow_the_misfire_policy(sessions, database_url, schedule, policy, expected):
+    sched, image = schedule
+    settings = cp_settings.load(environ={}, **{"scheduler.misfire": policy})
+    fired = await scheduler.fire_due(sessions, settings, now=T0 + datetime.timedelta(hours=3))
+    fired = [k for k in fired if k.startswith(f"schedule:{sched}:")]
+    assert len(fired) == expected
+    assert len(await _build_jobs(database_url, image)) == expected
+    # And the schedule moved on from "now", not slot by slot through the gap.
+    again = await scheduler.fire_due(sessions, settings, now=T0 + datetime.timedelta(hours=3, seconds=1))
+    assert [k for k in again if k.startswith(f"schedule:{sched}:")] == []
