@@ -6,6 +6,10 @@ one line naming the key and exits 2 (no traceback).
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import os
 import sys
 
 import click
@@ -43,6 +47,77 @@ def migrate(config_path: str | None, revision: str) -> None:
         click.echo(f"error: cannot reach the database at database.url: {exc}", err=True)
         sys.exit(1)
     click.echo(f"database migrated to {revision}")
+
+
+def _configure_logging(settings: cp_settings.Settings) -> None:
+    handler = logging.StreamHandler()
+    if settings.logging.format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.logging.level, handlers=[handler], force=True)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": record.created, "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+@main.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="A4C_CONFIG", help="YAML settings file.")
+def run(config_path: str | None) -> None:
+    """Serve the HTTP API until SIGTERM (sd_notify READY/WATCHDOG under systemd)."""
+    from controlplane.api import server
+
+    settings = _load(config_path)
+    _configure_logging(settings)
+    asyncio.run(server.serve(settings))
+
+
+main.add_command(run, "serve")
+
+
+@main.command("create-admin")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="A4C_CONFIG", help="YAML settings file.")
+@click.option("--name", required=True, help="The admin's user name (created if missing).")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="Write the token here (mode 0600) instead of printing it.")
+def create_admin(config_path: str | None, name: str, token_file: str | None) -> None:
+    """Bootstrap an admin user and print (or write) a new API token for it. The token is shown once."""
+    from controlplane import errors
+
+    settings = _load(config_path)
+    try:
+        token = asyncio.run(_create_admin(settings, name))
+    except errors.DomainError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: cannot reach the database at database.url: {exc}", err=True)
+        sys.exit(1)
+    if token_file is None:
+        click.echo(token)
+        return
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.chmod(token_file, 0o600)
+    click.echo(f"admin {name}: token written to {token_file}", err=True)
+
+
+async def _create_admin(settings: cp_settings.Settings, name: str) -> str:
+    from controlplane.db import engine as db_engine
+    from controlplane.services import users
+
+    engine = db_engine.create(settings.database)
+    try:
+        async with db_engine.sessionmaker(engine)() as session, session.begin():
+            issued = await users.bootstrap_admin(session, name)
+        return issued.token
+    finally:
+        await engine.dispose()
 
 
 if __name__ == "__main__":  # pragma: no cover

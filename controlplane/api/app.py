@@ -1,0 +1,97 @@
+"""The aiohttp application factory (after aiohttp-demos' polls): ``init_app(settings) -> web.Application``.
+
+Resources start in ``cleanup_ctx`` order and stop in reverse: one context per
+resource, each a small async generator. Others add theirs (the Kafka producer,
+the Elasticsearch client, the relay, consumers, scheduler…) by passing
+``contexts=api_app.DEFAULT_CONTEXTS + (their_ctx,)``; a context reads what it
+needs from ``app[keys.…]`` and stores what it makes under its own typed key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import typing
+
+from aiohttp import web
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import settings as cp_settings
+from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit
+from controlplane.api.views import enrolment, hosts, images, jobs, ops, users, workspaces
+from controlplane.db import engine as db_engine
+
+logger = logging.getLogger(__name__)
+
+Context = typing.Callable[[web.Application], typing.AsyncIterator[None]]
+
+VIEWS = (ops, workspaces, images, jobs, hosts, users, enrolment)
+HOUSEKEEPING_PERIOD = 600.0  # seconds between purges of expired idempotency records
+
+
+def endpoints() -> list[endpoint.Endpoint]:
+    return [ep for module in VIEWS for ep in module.routes.endpoints]
+
+
+async def database_ctx(app: web.Application) -> typing.AsyncIterator[None]:
+    """The engine, a transactional session factory for writes and an autocommit one for reads."""
+    settings = app[keys.SETTINGS]
+    engine = db_engine.create(settings.database)
+    app[keys.ENGINE] = engine
+    app[keys.SESSIONS] = db_engine.sessionmaker(engine)
+    app[keys.READ_SESSIONS] = sa_asyncio.async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+    app[keys.AUTH] = auth.Authenticator(app[keys.READ_SESSIONS], settings.auth.cache_ttl)
+    try:
+        yield
+    finally:
+        await engine.dispose()
+
+
+async def housekeeping_ctx(app: web.Application) -> typing.AsyncIterator[None]:
+    """Purge expired Idempotency-Key records now and then (any instance may; the DELETE is idempotent)."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                async with app[keys.SESSIONS]() as session, session.begin():
+                    await idempotency.purge(session, app[keys.SETTINGS].api.idempotency_retention)
+            except Exception as exc:  # noqa: BLE001 - housekeeping must never take the API down
+                logger.warning("idempotency purge failed: %s", exc)
+            await asyncio.sleep(HOUSEKEEPING_PERIOD)
+
+    task = asyncio.create_task(loop(), name="a4c-api-housekeeping")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+DEFAULT_CONTEXTS: tuple[Context, ...] = (database_ctx, housekeeping_ctx)
+
+
+def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Context] = DEFAULT_CONTEXTS) -> web.Application:
+    app = web.Application(middlewares=middleware.MIDDLEWARES, client_max_size=settings.http.max_body_bytes)
+    app[keys.SETTINGS] = settings
+    limits = settings.rate_limit
+    app[keys.LIMITER] = ratelimit.Limits(
+        ratelimit.Limiter(limits.per_token_rps, limits.per_token_burst),
+        ratelimit.Limiter(limits.anonymous_rps, limits.anonymous_burst),
+        enabled=limits.enabled,
+    )
+    found = endpoints()
+    for ep in found:
+        app.router.add_route(ep.method, ep.aiohttp_path, endpoint.handler_for(ep), name=ep.name)
+    app[keys.OPENAPI] = openapi.build(found, title="A4C control plane", version=_version())
+    app.cleanup_ctx.extend(contexts)
+    return app
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("a4c")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"

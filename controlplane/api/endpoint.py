@@ -1,0 +1,266 @@
+"""Declaring an endpoint once: route, schemas, auth, transaction, idempotency, rendering.
+
+A view is ``async def view(call: Call) -> ResponseModel`` decorated with
+``routes.get/post/delete(path, response=..., body=..., query=...)``. The
+decorator records an :class:`Endpoint`; the app registers it with aiohttp and
+the OpenAPI document is generated from the same records, so what is validated,
+what is rendered and what is documented cannot drift apart.
+
+The wrapper around a view:
+
+* parses path ids (``{..._id}`` are UUIDs; aiohttp only matches UUID-shaped
+  segments, so anything else is a 404), the query (unknown parameters → 422)
+  and the JSON body (strict; unknown fields → 422; not JSON → 400);
+* gives reads a session on the autocommit engine, and writes one transaction
+  in which the view's changes, their jobs and outbox rows, and the
+  ``Idempotency-Key`` record all commit together (see :mod:`.idempotency`);
+* renders the returned model with the declared status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+import uuid
+
+import pydantic
+from aiohttp import web
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import errors
+from controlplane import settings as cp_settings
+from controlplane.api import auth, idempotency, keys
+from controlplane.api.schemas import common
+from controlplane.services import access
+
+Auth = typing.Literal["public", "user", "admin"]
+Handler = typing.Callable[["Call"], typing.Awaitable[typing.Any]]
+
+UUID_SEGMENT = common.UUID_PATTERN
+
+
+@dataclasses.dataclass
+class Call:
+    """Everything a view gets: the parsed request, who asks, and the session to use."""
+
+    request: web.Request
+    settings: cp_settings.Settings
+    principal: access.Principal | None
+    session: sa_asyncio.AsyncSession
+    params: dict[str, uuid.UUID]
+    query: typing.Any = None
+    body: typing.Any = None
+
+    @property
+    def user(self) -> access.Principal:
+        assert self.principal is not None, "an authenticated endpoint always has a principal"
+        return self.principal
+
+    def page_size(self) -> int:
+        asked = getattr(self.query, "limit", None)
+        api = self.settings.api
+        return min(asked or api.page_size, api.max_page_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    name: str
+    summary: str
+    description: str
+    tag: str
+    status: int
+    response: type[pydantic.BaseModel] | None
+    body: type[pydantic.BaseModel] | None
+    query: type[pydantic.BaseModel] | None
+    auth: Auth
+    write: bool
+    secret: bool
+    errors: tuple[int, ...]
+    raw: bool
+    rate_limited: bool
+
+    @property
+    def aiohttp_path(self) -> str:
+        path = self.path
+        for name in self.path_params:
+            path = path.replace("{" + name + "}", "{" + name + ":" + UUID_SEGMENT + "}")
+        return path
+
+    @property
+    def path_params(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{") and part.endswith("}")]
+
+    def error_statuses(self) -> list[int]:
+        found = set(self.errors)
+        if self.body is not None:
+            found |= {400, 413, 422}
+        if self.query is not None:
+            found.add(422)
+        if self.write:
+            found |= {409, 422}
+        if self.auth != "public":
+            found.add(401)
+        if self.auth == "admin":
+            found.add(403)
+        if self.path_params:
+            found.add(404)
+        if self.rate_limited:
+            found.add(429)
+        if not self.raw:
+            found.add(503)
+        return sorted(found)
+
+
+class Routes:
+    """The endpoints of one views module."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.endpoints: list[Endpoint] = []
+
+    def get(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self._route("GET", path, **kw)
+
+    def post(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self._route("POST", path, **kw)
+
+    def delete(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self._route("DELETE", path, **kw)
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        *,
+        response: type[pydantic.BaseModel] | None,
+        status: int = 200,
+        body: type[pydantic.BaseModel] | None = None,
+        query: type[pydantic.BaseModel] | None = None,
+        auth: Auth = "user",
+        secret: bool = False,
+        errors: tuple[int, ...] = (),
+        raw: bool = False,
+        rate_limited: bool = True,
+        summary: str | None = None,
+    ) -> typing.Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            doc = (handler.__doc__ or "").strip()
+            first, _, rest = doc.partition("\n")
+            self.endpoints.append(
+                Endpoint(
+                    method=method, path=path, handler=handler, name=handler.__name__, summary=summary or first.strip(),
+                    description=rest.strip(), tag=self.tag, status=status, response=response, body=body, query=query,
+                    auth=auth, write=method != "GET", secret=secret, errors=errors, raw=raw, rate_limited=rate_limited,
+                )
+            )
+            return handler
+
+        return register
+
+
+def handler_for(endpoint: Endpoint) -> typing.Callable[[web.Request], typing.Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        app = request.app
+        settings = app[keys.SETTINGS]
+        principal = request.get(keys.PRINCIPAL)
+        if endpoint.auth == "admin":
+            access.require_admin(typing.cast(access.Principal, principal))
+        params = {name: uuid.UUID(value) for name, value in request.match_info.items()}
+        query = parse_query(endpoint.query, request) if endpoint.query is not None else None
+        raw = await request.read() if endpoint.write or endpoint.body is not None else b""
+        body = parse_body(endpoint.body, raw) if endpoint.body is not None else None
+        if endpoint.write:
+            return await _in_transaction(endpoint, request, settings, principal, params, query, body, raw)
+        async with app[keys.READ_SESSIONS]() as session:
+            call = Call(request, settings, principal, session, params, query, body)
+            result = await endpoint.handler(call)
+        return result if endpoint.raw else render(endpoint, result)
+
+    handle.endpoint = endpoint  # type: ignore[attr-defined]
+    return handle
+
+
+async def _in_transaction(
+    endpoint: Endpoint,
+    request: web.Request,
+    settings: cp_settings.Settings,
+    principal: access.Principal | None,
+    params: dict[str, uuid.UUID],
+    query: typing.Any,
+    body: typing.Any,
+    raw: bytes,
+) -> web.StreamResponse:
+    key = request.headers.get(idempotency.HEADER)
+    if key is not None:
+        idempotency.validate(key)
+    owner = principal.key if principal is not None else "anon:" + auth.client_address(request, settings.rate_limit)
+    async with request.app[keys.SESSIONS]() as session:
+        async with session.begin():
+            if key is not None:
+                replay = await idempotency.claim(
+                    session, principal=owner, key=key, method=request.method, path=request.path_qs,
+                    digest=idempotency.request_hash(request.method, request.path_qs, raw),
+                )
+                if replay is not None:
+                    return _json(replay.status, replay.body, {idempotency.REPLAYED_HEADER: "true"})
+            result = await endpoint.handler(Call(request, settings, principal, session, params, query, body))
+            response = render(endpoint, result)
+            if key is not None:
+                await idempotency.record(
+                    session, principal=owner, key=key, status=response.status,
+                    body=result.model_dump(mode="json") if result is not None else None, secret=endpoint.secret,
+                )
+    return response
+
+
+def parse_query(model: type[pydantic.BaseModel], request: web.Request) -> pydantic.BaseModel:
+    values: dict[str, str] = {}
+    for name in request.query:
+        found = request.query.getall(name)
+        if len(found) > 1:
+            raise errors.Invalid.field(name, "give this parameter once")
+        values[name] = found[0]
+    try:
+        return model.model_validate(values)
+    except pydantic.ValidationError as exc:
+        raise invalid(exc, unknown="unknown query parameter") from None
+
+
+def parse_body(model: type[pydantic.BaseModel], raw: bytes) -> pydantic.BaseModel:
+    if not raw.strip():
+        raise errors.Malformed("this request needs a JSON body", fields=[errors.FieldError("body", "missing")])
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except pydantic.ValidationError as exc:
+        raise invalid(exc, unknown="unknown field") from None
+
+
+def invalid(exc: pydantic.ValidationError, *, unknown: str) -> errors.DomainError:
+    problems: list[errors.FieldError] = []
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        if err["type"] == "json_invalid":
+            return errors.Malformed(f"the body is not valid JSON: {err['msg']}", fields=[errors.FieldError("body", "not valid JSON")])
+        path = ".".join(str(part) for part in err["loc"]) or "body"
+        reason = unknown if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        problems.append(errors.FieldError(path, reason))
+    message = "; ".join(f"{p.path}: {p.reason}" for p in problems[:3])
+    if len(problems) > 3:
+        message += f"; and {len(problems) - 3} more"
+    return errors.Invalid(message, fields=problems)
+
+
+def render(endpoint: Endpoint, result: typing.Any) -> web.Response:
+    if endpoint.response is None:
+        return web.Response(status=endpoint.status)
+    if not isinstance(result, endpoint.response):
+        raise TypeError(f"{endpoint.name} returned {type(result).__name__}, declared {endpoint.response.__name__}")
+    return web.Response(body=result.model_dump_json().encode(), status=endpoint.status, content_type="application/json")
+
+
+def _json(status: int, body: typing.Any, headers: dict[str, str] | None = None) -> web.Response:
+    if body is None:
+        return web.Response(status=status, headers=headers)
+    return web.json_response(body, status=status, headers=headers)

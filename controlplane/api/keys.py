@@ -1,0 +1,27 @@
+"""Typed keys of what the application and each request carry."""
+
+from __future__ import annotations
+
+import typing
+
+from aiohttp import web
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import settings as cp_settings
+
+if typing.TYPE_CHECKING:
+    from controlplane.api import auth, ratelimit
+    from controlplane.services import access
+
+SETTINGS = web.AppKey("settings", cp_settings.Settings)
+ENGINE = web.AppKey("engine", sa_asyncio.AsyncEngine)
+# Writes: a transaction per request. Reads: an autocommit engine on the same
+# pool, so a GET costs its queries and no BEGIN/COMMIT round trips.
+SESSIONS = web.AppKey("sessions", sa_asyncio.async_sessionmaker)
+READ_SESSIONS = web.AppKey("read_sessions", sa_asyncio.async_sessionmaker)
+AUTH = web.AppKey("auth", "auth.Authenticator")
+LIMITER = web.AppKey("limiter", "ratelimit.Limits")
+OPENAPI = web.AppKey("openapi", dict)
+
+PRINCIPAL = web.RequestKey("principal", "access.Principal | None")
+

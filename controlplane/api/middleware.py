@@ -1,0 +1,123 @@
+"""The middleware chain, outermost first: metrics → errors → guard (size, auth, rate limit).
+
+* ``metrics`` times every request and counts it by route template and status.
+* ``errors`` is the one place exceptions become HTTP answers: domain errors
+  map by class (:data:`controlplane.errors.STATUS`), aiohttp's own (unknown
+  route, wrong method, body too large) keep their status, an unreachable
+  database is a 503, and anything else is logged and answered as a bare 500 —
+  never a traceback. Every answer is ``{"error": {"code", "message", "fields"}}``.
+* ``guard`` refuses oversized bodies up front, resolves the bearer token,
+  applies the token bucket (per token, or per address when anonymous) and
+  refuses unauthenticated calls to protected endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import typing
+
+import asyncpg
+import sqlalchemy as sa
+from aiohttp import web
+
+from controlplane import errors, metrics
+from controlplane.api import auth, keys
+
+logger = logging.getLogger(__name__)
+
+Handler = typing.Callable[[web.Request], typing.Awaitable[web.StreamResponse]]
+
+_AIOHTTP_CODES = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+
+
+def endpoint_of(request: web.Request) -> typing.Any:
+    match = request.match_info
+    if match.http_exception is not None:
+        return None
+    return getattr(match.handler, "endpoint", None)
+
+
+def route_label(request: web.Request) -> str:
+    match = request.match_info
+    if match.http_exception is not None or match.route.resource is None:
+        return "unmatched"
+    endpoint = getattr(match.handler, "endpoint", None)
+    return endpoint.path if endpoint is not None else match.route.resource.canonical
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        metrics.observe(request.method, route_label(request), status, time.perf_counter() - started)
+
+
+def error_response(status: int, code: str, message: str, fields: typing.Sequence[errors.FieldError] = (), headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"code": code, "message": message, "fields": [{"path": f.path, "reason": f.reason} for f in fields]}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.DomainError as exc:
+        status = errors.status_of(exc)
+        headers: dict[str, str] = {}
+        if isinstance(exc, errors.RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, errors.Unauthorized):
+            headers["WWW-Authenticate"] = 'Bearer realm="a4c"'
+        return error_response(status, exc.code, exc.message, exc.fields, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        message = exc.reason
+        if exc.status == 413:
+            message = f"the request body is larger than {request.app[keys.SETTINGS].http.max_body_bytes} bytes"
+        return error_response(exc.status, _AIOHTTP_CODES.get(exc.status, "http_error"), message, headers=headers)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, asyncpg.PostgresConnectionStatusError, OSError, asyncio.TimeoutError) as exc:
+        logger.warning("database unavailable answering %s %s: %s", request.method, request.path, exc)
+        return error_response(503, "unavailable", "the database is unavailable; retry later", headers={"Retry-After": "1"})
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("unhandled error answering %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; it has been logged")
+
+
+@web.middleware
+async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    app = request.app
+    settings = app[keys.SETTINGS]
+    limit = settings.http.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.TooLarge(f"the request body is larger than {limit} bytes")
+    endpoint = endpoint_of(request)
+    public = endpoint is None or endpoint.auth == "public"
+    token = auth.bearer(request) if not public else None
+    principal = await app[keys.AUTH].principal(token) if token is not None else None
+    request[keys.PRINCIPAL] = principal
+    if endpoint is None or endpoint.rate_limited:
+        wait = app[keys.LIMITER].check(
+            token_key=str(principal.token_id) if principal is not None else None,
+            address=auth.client_address(request, settings.rate_limit),
+        )
+        if wait:
+            raise errors.RateLimited(f"too many requests; retry in {wait}s", retry_after=wait)
+    if not public and principal is None:
+        if token is None:
+            raise errors.Unauthorized("this needs an API token: send 'Authorization: Bearer <token>'")
+        raise errors.Unauthorized("unknown, revoked or expired token")
+    return await handler(request)
+
+
+MIDDLEWARES = (metrics_middleware, error_middleware, guard_middleware)

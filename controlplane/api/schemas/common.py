@@ -1,0 +1,96 @@
+"""Base classes and shapes every resource shares: errors, pages, list queries."""
+
+from __future__ import annotations
+
+import re
+import typing
+import uuid
+
+import pydantic
+
+ItemT = typing.TypeVar("ItemT")
+
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_UUID = re.compile(f"^{UUID_PATTERN}$")
+_INT = re.compile(r"^-?[0-9]{1,18}$")
+
+
+# Query values arrive as strings. Parse them exactly as the OpenAPI document
+# describes them (pydantic's lax parsing would also take "yes", "1e3" or a
+# UUID without dashes, which the contract does not promise).
+def _query_bool(value: typing.Any) -> typing.Any:
+    if isinstance(value, str):
+        if value not in ("true", "false"):
+            raise ValueError("expected true or false")
+        return value == "true"
+    return value
+
+
+def _query_int(value: typing.Any) -> typing.Any:
+    if isinstance(value, str):
+        if not _INT.match(value):
+            raise ValueError("expected a whole number")
+        return int(value)
+    return value
+
+
+def _query_uuid(value: typing.Any) -> typing.Any:
+    if isinstance(value, str) and not _UUID.match(value):
+        raise ValueError("expected a UUID like 123e4567-e89b-12d3-a456-426614174000")
+    return value
+
+
+QueryBool = typing.Annotated[bool, pydantic.BeforeValidator(_query_bool)]
+QueryUUID = typing.Annotated[uuid.UUID, pydantic.BeforeValidator(_query_uuid)]
+
+
+def keys_matching(pattern: str) -> dict[str, typing.Any]:
+    """JSON Schema for "every key of this object matches": pydantic only emits patternProperties."""
+    return {"propertyNames": {"pattern": pattern}}
+
+
+class Body(pydantic.BaseModel):
+    """A request body: unknown fields are errors, and JSON types are not coerced ("5" is not 5)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+
+class Query(pydantic.BaseModel):
+    """Query parameters: unknown ones are errors; values arrive as strings, so they are parsed."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class Out(pydantic.BaseModel):
+    """A response body: every field is always present (nullable ones as null)."""
+
+    model_config = pydantic.ConfigDict(from_attributes=True, json_schema_serialization_defaults_required=True)
+
+
+class FieldProblem(Out):
+    path: str = pydantic.Field(description="Dotted path of the bad field, e.g. ports.0.container_port, or a header/parameter name.")
+    reason: str
+
+
+class ErrorDetail(Out):
+    code: str = pydantic.Field(description="Stable machine-readable code, e.g. invalid, not_found, rate_limited.")
+    message: str
+    fields: list[FieldProblem] = pydantic.Field(default_factory=list)
+
+
+class Error(Out):
+    """Every error answer (4xx/5xx) has this shape."""
+
+    error: ErrorDetail
+
+
+class Page(Out, typing.Generic[ItemT]):
+    items: list[ItemT]
+    next_cursor: str | None = pydantic.Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class ListQuery(Query):
+    limit: int | None = pydantic.Field(default=None, ge=1, le=10_000, description="Page size (default api.page_size, at most api.max_page_size).")
+    cursor: str | None = pydantic.Field(default=None, min_length=1, max_length=512, description="next_cursor of the previous page.")
+
+    _limit_is_a_whole_number = pydantic.field_validator("limit", mode="before")(_query_int)

@@ -1,0 +1,55 @@
+"""Jobs: one asynchronous operation (workspace create/start/stop/delete, image build, cleanup)."""
+
+from __future__ import annotations
+
+import datetime
+import typing
+import uuid
+
+import pydantic
+
+from controlplane.api.schemas import common
+from controlplane.db import models
+
+
+class Job(common.Out):
+    id: uuid.UUID
+    kind: models.JobKind
+    status: models.JobStatus
+    source: models.JobSource
+    user_id: uuid.UUID | None
+    user_name: str | None
+    host_id: uuid.UUID | None
+    host_name: str | None
+    image_id: uuid.UUID | None
+    image_name: str | None
+    workspace_id: uuid.UUID | None
+    workspace_name: str | None
+    reason: str = pydantic.Field(description="Why it is pending, or why it went to this host.")
+    placement: dict[str, typing.Any] | None = pydantic.Field(description="The placement record: chosen host and why the others were not.")
+    error: str | None = pydantic.Field(description="The real error text of a failed job.")
+    log_tail: str = pydantic.Field(description="The last lines of its log (build output).")
+    result: dict[str, typing.Any]
+    attempts: int
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    dispatched_at: datetime.datetime | None
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+    version: int
+
+
+class JobPage(common.Page[Job]):
+    pass
+
+
+class JobList(common.Out):
+    jobs: list[Job]
+
+
+class JobQuery(common.ListQuery):
+    status: models.JobStatus | None = None
+    kind: models.JobKind | None = None
+    workspace_id: common.QueryUUID | None = None
+    image_id: common.QueryUUID | None = None
+    host_id: common.QueryUUID | None = None

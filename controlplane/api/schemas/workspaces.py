@@ -1,0 +1,110 @@
+"""Workspaces: the create body, the workspace as shown, the list query."""
+
+from __future__ import annotations
+
+import datetime
+import typing
+import uuid
+
+import pydantic
+
+from controlplane.api.schemas import common, jobs
+from controlplane.db import models
+
+WORKSPACE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+IMAGE_NAME = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$"
+# A Docker reference: [registry[:port]/]path[:tag][@digest], lowercase path.
+DOCKER_REF = r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+EnvName = typing.Annotated[str, pydantic.StringConstraints(pattern=ENV_NAME)]
+EnvValue = typing.Annotated[str, pydantic.StringConstraints(max_length=4096)]
+
+
+class Port(common.Body):
+    container_port: int = pydantic.Field(ge=1, le=65535)
+    protocol: typing.Literal["tcp", "udp"] = "tcp"
+
+
+class WorkspaceCreate(common.Body):
+    """Exactly one of ``image`` (a registered image you own or that is shared) or ``image_ref`` (a raw Docker reference)."""
+
+    name: str = pydantic.Field(pattern=WORKSPACE_NAME, description="Unique among your live workspaces.")
+    image: str | None = pydantic.Field(default=None, max_length=128, pattern=IMAGE_NAME, description="Name of a registered image.")
+    image_ref: str | None = pydantic.Field(
+        default=None, max_length=255, pattern=DOCKER_REF, validate_default=True, description="A Docker image reference, e.g. debian:12."
+    )
+    cpus: float = pydantic.Field(gt=0, le=256, multiple_of=0.01)
+    memory_mb: int = pydantic.Field(ge=16, le=4_194_304)
+    disk_gb: int = pydantic.Field(ge=1, le=65_536, description="Disk quota; counts against the host's disk at placement.")
+    env: dict[EnvName, EnvValue] = pydantic.Field(default_factory=dict, max_length=200, json_schema_extra=common.keys_matching(ENV_NAME))
+    ports: list[Port] = pydantic.Field(default_factory=list, max_length=32)
+
+    @pydantic.field_validator("image_ref")
+    @classmethod
+    def _exactly_one_image(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
+        if "image" in info.data and (info.data["image"] is None) == (value is None):
+            raise ValueError("give exactly one of image (a registered image) or image_ref (a Docker reference)")
+        return value
+
+    @pydantic.field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, value: list[Port]) -> list[Port]:
+        keys = [(p.container_port, p.protocol) for p in value]
+        if len(set(keys)) != len(keys):
+            raise ValueError("each container port/protocol may appear once")
+        return value
+
+
+class PublishedPort(common.Out):
+    container_port: int
+    protocol: str
+    host_ip: str
+    host_port: int
+
+
+class PortOut(common.Out):
+    container_port: int
+    protocol: str
+
+
+class Workspace(common.Out):
+    id: uuid.UUID
+    name: str
+    owner_id: uuid.UUID
+    image_id: uuid.UUID | None
+    image_ref: str
+    host_id: uuid.UUID | None
+    desired_state: models.DesiredState
+    observed_state: models.ObservedState
+    state_reason: str = pydantic.Field(description="Why it is pending, failed or lost; empty otherwise.")
+    cpus: float
+    memory_mb: int
+    disk_gb: int
+    env: dict[str, str]
+    ports: list[PortOut]
+    published_ports: list[PublishedPort]
+    container_id: str | None
+    placement: dict[str, typing.Any] | None = pydantic.Field(description="Why this host, and why not the others.")
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    version: int
+
+
+class WorkspaceAccepted(common.Out):
+    """202: the change is recorded; the job carries it out."""
+
+    workspace: Workspace
+    job: jobs.Job
+
+
+class WorkspacePage(common.Page[Workspace]):
+    pass
+
+
+class WorkspaceQuery(common.ListQuery):
+    state: models.ObservedState | None = pydantic.Field(default=None, description="Observed state.")
+    desired_state: models.DesiredState | None = None
+    host_id: common.QueryUUID | None = None
+    image_id: common.QueryUUID | None = None
+    name: str | None = pydantic.Field(default=None, pattern=WORKSPACE_NAME)

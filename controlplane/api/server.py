@@ -1,0 +1,83 @@
+"""Serving the API as a daemon: bind, tell systemd, stop gracefully on SIGTERM.
+
+``a4c-controlplane run`` calls :func:`serve`. In-flight requests get
+``http.shutdown_timeout`` to finish; resources (cleanup contexts) stop in
+reverse order after the listener closes. Under systemd (``NOTIFY_SOCKET``) it
+sends READY once listening, WATCHDOG pings while the event loop is responsive,
+and STOPPING on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import typing
+
+from aiohttp import web
+
+from controlplane import settings as cp_settings
+from controlplane.api import app as api_app
+from shared import sdnotify
+
+logger = logging.getLogger(__name__)
+
+
+async def serve(
+    settings: cp_settings.Settings,
+    *,
+    contexts: typing.Sequence[api_app.Context] = api_app.DEFAULT_CONTEXTS,
+    stopping: asyncio.Event | None = None,
+    on_listening: typing.Callable[[str], None] | None = None,
+) -> None:
+    stopping = stopping or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stopping.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    app = api_app.init_app(settings, contexts=contexts)
+    runner = web.AppRunner(app, shutdown_timeout=settings.http.shutdown_timeout, access_log=None, handle_signals=False)
+    await runner.setup()
+    watchdog: asyncio.Task[None] | None = None
+    try:
+        site = web.TCPSite(runner, settings.http.host, settings.http.port, reuse_address=True)
+        await site.start()
+        url = _url(runner, settings)
+        logger.info("control plane API listening on %s", url)
+        if on_listening is not None:
+            on_listening(url)
+        sdnotify.notify("READY=1", f"STATUS=serving on {url}")
+        period = sdnotify.watchdog_period()
+        if period is not None:
+            watchdog = asyncio.create_task(_watchdog(period, stopping))
+        await stopping.wait()
+        logger.info("stopping: finishing in-flight requests (up to %ss)", settings.http.shutdown_timeout)
+        sdnotify.notify("STOPPING=1")
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+
+async def _watchdog(period: float, stopping: asyncio.Event) -> None:
+    # A ping only goes out if the loop is responsive enough to run this task.
+    while not stopping.is_set():
+        sdnotify.notify("WATCHDOG=1")
+        try:
+            await asyncio.wait_for(stopping.wait(), period)
+        except asyncio.TimeoutError:
+            pass
+
+
+def _url(runner: web.AppRunner, settings: cp_settings.Settings) -> str:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return f"http://{settings.http.host}:{address[1]}"
+    return f"http://{settings.http.host}:{settings.http.port}"

@@ -1,0 +1,94 @@
+"""/v1/images: register, list, get, build; and their cron schedules."""
+
+from __future__ import annotations
+
+from controlplane.api import endpoint
+from controlplane.api.schemas import images as schemas
+from controlplane.api.schemas import jobs as job_schemas
+from controlplane.db import models
+from controlplane.services import images, schedules
+
+routes = endpoint.Routes("images")
+
+
+def render(image: models.Image) -> schemas.Image:
+    return schemas.Image(
+        id=image.id, name=image.name, owner_id=image.owner_id, shared=image.shared, dockerfile=image.dockerfile,
+        git_url=image.git_url, git_ref=image.git_ref, git_path=image.git_path, build_args=image.build_args,
+        tag=images.tag_for(image), latest_digest=image.latest_digest, latest_build_job_id=image.latest_build_job_id,
+        latest_built_at=image.latest_built_at, created_at=image.created_at, updated_at=image.updated_at,
+    )
+
+
+def render_schedule(view: schedules.ScheduleView) -> schemas.Schedule:
+    row = view.row
+    return schemas.Schedule(
+        id=row.id, image_id=row.image_id, owner_id=row.owner_id, cron=row.cron, timezone=row.timezone, enabled=row.enabled,
+        next_run_at=row.next_run_at, last_run_at=row.last_run_at, last_job_id=row.last_job_id, next_runs=view.next_runs,
+        created_at=row.created_at,
+    )
+
+
+@routes.post("/v1/images", body=schemas.ImageCreate, response=schemas.Image, status=201)
+async def register_image(call: endpoint.Call) -> schemas.Image:
+    """Register an image: an inline Dockerfile, or a git URL + ref + path as the build context."""
+    body: schemas.ImageCreate = call.body
+    new = images.NewImage(
+        name=body.name, dockerfile=body.dockerfile, git_url=body.git_url, git_ref=body.git_ref, git_path=body.git_path,
+        build_args=dict(body.build_args), shared=body.shared,
+    )
+    return render(await images.register_image(call.session, call.user, new))
+
+
+@routes.get("/v1/images", query=schemas.ImageQuery, response=schemas.ImagePage)
+async def list_images(call: endpoint.Call) -> schemas.ImagePage:
+    """List images you own or that are shared, newest first."""
+    q: schemas.ImageQuery = call.query
+    rows, cursor = await images.list_images(call.session, call.user, limit=call.page_size(), cursor=q.cursor, name=q.name, shared=q.shared)
+    return schemas.ImagePage(items=[render(r) for r in rows], next_cursor=cursor)
+
+
+@routes.get("/v1/images/{image_id}", response=schemas.Image)
+async def get_image(call: endpoint.Call) -> schemas.Image:
+    """Get one image."""
+    return render(await images.get_image(call.session, call.user, call.params["image_id"]))
+
+
+@routes.post("/v1/images/{image_id}/builds", response=job_schemas.JobList, status=202, errors=(403,))
+async def build_image(call: endpoint.Call) -> job_schemas.JobList:
+    """Build the image now: one build job per active host (images are built where they run).
+
+    409 if no host is active. Only the owner (or an admin) may build.
+    """
+    image = await images.get_owned_image(call.session, call.user, call.params["image_id"])
+    made = await images.request_builds(call.session, image, call.settings, user=call.user)
+    return job_schemas.JobList(jobs=[job_schemas.Job.model_validate(j) for j in made])
+
+
+@routes.post("/v1/images/{image_id}/schedules", body=schemas.ScheduleCreate, response=schemas.Schedule, status=201, errors=(403,))
+async def create_schedule(call: endpoint.Call) -> schemas.Schedule:
+    """Schedule rebuilds with a cron expression in a time zone; the answer shows the next 5 runs."""
+    body: schemas.ScheduleCreate = call.body
+    view = await schedules.create_schedule(
+        call.session, call.user, call.params["image_id"], expression=body.cron, timezone=body.timezone, enabled=body.enabled
+    )
+    return render_schedule(view)
+
+
+@routes.get("/v1/images/{image_id}/schedules", response=schemas.ScheduleList)
+async def list_schedules(call: endpoint.Call) -> schemas.ScheduleList:
+    """List an image's schedules with their next run times."""
+    views = await schedules.list_schedules(call.session, call.user, call.params["image_id"])
+    return schemas.ScheduleList(items=[render_schedule(v) for v in views])
+
+
+@routes.get("/v1/images/{image_id}/schedules/{schedule_id}", response=schemas.Schedule)
+async def get_schedule(call: endpoint.Call) -> schemas.Schedule:
+    """Get one schedule with its next run times."""
+    return render_schedule(await schedules.get_schedule(call.session, call.user, call.params["image_id"], call.params["schedule_id"]))
+
+
+@routes.delete("/v1/images/{image_id}/schedules/{schedule_id}", response=None, status=204, errors=(403,))
+async def delete_schedule(call: endpoint.Call) -> None:
+    """Delete a schedule (builds already started are not affected)."""
+    await schedules.delete_schedule(call.session, call.user, call.params["image_id"], call.params["schedule_id"])

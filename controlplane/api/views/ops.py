@@ -1,0 +1,49 @@
+"""/healthz, /readyz, /metrics and /v1/openapi.json: unauthenticated, for load balancers, Prometheus and clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from controlplane import errors, metrics
+from controlplane.api import endpoint, keys
+from controlplane.api.schemas import ops as schemas
+
+routes = endpoint.Routes("operations")
+
+READY_TIMEOUT = 2.0  # seconds; a load balancer's probe must not hang on a stuck database
+
+
+@routes.get("/healthz", response=schemas.Health, auth="public", rate_limited=False)
+async def healthz(call: endpoint.Call) -> schemas.Health:
+    """The process is up (no dependency is checked)."""
+    return schemas.Health(status="ok")
+
+
+@routes.get("/readyz", response=schemas.Ready, auth="public", rate_limited=False)
+async def readyz(call: endpoint.Call) -> schemas.Ready:
+    """Ready to serve: the database answers (503 otherwise)."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await call.session.execute(sa.text("SELECT 1"))
+    except (sa.exc.DBAPIError, OSError, TimeoutError) as exc:
+        raise errors.Unavailable(f"database unreachable: {type(exc).__name__}") from exc
+    return schemas.Ready(status="ready", database="ok")
+
+
+@routes.get("/metrics", response=None, auth="public", raw=True, rate_limited=False)
+async def prometheus(call: endpoint.Call) -> web.Response:
+    """Prometheus metrics: requests by route and status, latency histograms, hosts/jobs/workspaces gauges."""
+    await metrics.refresh_domain(call.session)
+    body, content_type = metrics.render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+@routes.get("/v1/openapi.json", response=None, auth="public", raw=True)
+async def openapi(call: endpoint.Call) -> web.Response:
+    """This document: every route, body and error of the API."""
+    return web.json_response(call.request.app[keys.OPENAPI])

@@ -1,0 +1,69 @@
+"""/v1/workspaces: create, list, get, start, stop, delete."""
+
+from __future__ import annotations
+
+from controlplane.api import endpoint
+from controlplane.api.schemas import jobs as job_schemas
+from controlplane.api.schemas import workspaces as schemas
+from controlplane.db import models
+from controlplane.services import workspaces
+from shared import messages
+
+routes = endpoint.Routes("workspaces")
+
+
+def render(ws: models.Workspace) -> schemas.Workspace:
+    return schemas.Workspace.model_validate(ws)
+
+
+def accepted(done: workspaces.Accepted) -> schemas.WorkspaceAccepted:
+    return schemas.WorkspaceAccepted(workspace=render(done.workspace), job=job_schemas.Job.model_validate(done.job))
+
+
+@routes.post("/v1/workspaces", body=schemas.WorkspaceCreate, response=schemas.WorkspaceAccepted, status=202)
+async def create_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
+    """Create a workspace: placed on the eligible host with the least disk used, or pending with the reason.
+
+    Answers 202 with the workspace and the job that creates its container.
+    """
+    body: schemas.WorkspaceCreate = call.body
+    new = workspaces.NewWorkspace(
+        name=body.name, cpus=body.cpus, memory_mb=body.memory_mb, disk_gb=body.disk_gb, image=body.image, image_ref=body.image_ref,
+        env=dict(body.env), ports=[messages.PortSpec(container_port=p.container_port, protocol=p.protocol) for p in body.ports],
+    )
+    return accepted(await workspaces.create_workspace(call.session, call.user, new, call.settings))
+
+
+@routes.get("/v1/workspaces", query=schemas.WorkspaceQuery, response=schemas.WorkspacePage)
+async def list_workspaces(call: endpoint.Call) -> schemas.WorkspacePage:
+    """List your workspaces (an admin sees all), newest first, with filters and a cursor."""
+    q: schemas.WorkspaceQuery = call.query
+    rows, cursor = await workspaces.list_workspaces(
+        call.session, call.user, limit=call.page_size(), cursor=q.cursor, observed_state=q.state,
+        desired_state=q.desired_state, host_id=q.host_id, image_id=q.image_id, name=q.name,
+    )
+    return schemas.WorkspacePage(items=[render(r) for r in rows], next_cursor=cursor)
+
+
+@routes.get("/v1/workspaces/{workspace_id}", response=schemas.Workspace)
+async def get_workspace(call: endpoint.Call) -> schemas.Workspace:
+    """Get one workspace (404 if it is not yours)."""
+    return render(await workspaces.get_workspace(call.session, call.user, call.params["workspace_id"]))
+
+
+@routes.post("/v1/workspaces/{workspace_id}/start", response=schemas.WorkspaceAccepted, status=202)
+async def start_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
+    """Start a stopped workspace (202 + job)."""
+    return accepted(await workspaces.start_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
+
+
+@routes.post("/v1/workspaces/{workspace_id}/stop", response=schemas.WorkspaceAccepted, status=202)
+async def stop_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
+    """Stop a running workspace; it keeps its host and disk (202 + job)."""
+    return accepted(await workspaces.stop_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
+
+
+@routes.delete("/v1/workspaces/{workspace_id}", response=schemas.WorkspaceAccepted, status=202)
+async def delete_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
+    """Delete a workspace and its container (202 + job); one never placed is gone at once."""
+    return accepted(await workspaces.delete_workspace(call.session, call.user, call.params["workspace_id"], call.settings))

@@ -1,0 +1,65 @@
+"""Prometheus metrics of the control plane: HTTP traffic and domain gauges.
+
+Request counts and latency histograms are labelled by route *template*
+(``/v1/workspaces/{workspace_id}``, never the concrete path, so cardinality is
+bounded), method and status. Domain gauges (hosts by status, unfinished jobs
+by status, workspaces by state) are read from PostgreSQL when ``/metrics`` is scraped, so
+every instance reports the same fleet-wide numbers and none goes stale.
+Everything lives in the default registry, alongside the relay's and the
+consumers' metrics, and ``/metrics`` renders it all.
+"""
+
+from __future__ import annotations
+
+import prometheus_client
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane.db import models
+
+REQUESTS = prometheus_client.Counter(
+    "a4c_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+LATENCY = prometheus_client.Histogram(
+    "a4c_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+HOSTS = prometheus_client.Gauge("a4c_hosts", "Hosts by status (cordoned counted apart)", ["status"])
+JOBS = prometheus_client.Gauge("a4c_jobs_live", "Unfinished jobs by status", ["status"])
+WORKSPACES = prometheus_client.Gauge("a4c_workspaces", "Live workspaces by observed state", ["state"])
+
+_HOSTS = sa.text(
+    "SELECT CASE WHEN status = 'active' AND cordoned THEN 'cordoned' ELSE status::text END, count(*) FROM hosts GROUP BY 1"
+)
+# Only unfinished jobs: they are few and the jobs_live partial index covers
+# them; counting the ever-growing finished ones on every scrape would not scale.
+LIVE_JOB_STATUSES = ("queued", "pending", "dispatched", "running")
+_JOBS = sa.text(
+    "SELECT status::text, count(*) FROM jobs WHERE status IN ('queued', 'pending', 'dispatched', 'running') GROUP BY 1"
+)
+_WORKSPACES = sa.text("SELECT observed_state::text, count(*) FROM workspaces WHERE deleted_at IS NULL GROUP BY 1")
+
+
+def observe(method: str, route: str, status: int, seconds: float) -> None:
+    code = str(status)
+    REQUESTS.labels(method, route, code).inc()
+    LATENCY.labels(method, route, code).observe(seconds)
+
+
+async def refresh_domain(session: sa_asyncio.AsyncSession) -> None:
+    """Set the domain gauges from the database (every label present, zero when empty)."""
+    hosts = dict((await session.execute(_HOSTS)).all())
+    for status in [s.value for s in models.HostStatus] + ["cordoned"]:
+        HOSTS.labels(status).set(hosts.get(status, 0))
+    jobs = dict((await session.execute(_JOBS)).all())
+    for status in LIVE_JOB_STATUSES:
+        JOBS.labels(status).set(jobs.get(status, 0))
+    workspaces = dict((await session.execute(_WORKSPACES)).all())
+    for state in models.ObservedState:
+        WORKSPACES.labels(state.value).set(workspaces.get(state.value, 0))
+
+
+def render() -> tuple[bytes, str]:
+    return prometheus_client.generate_latest(), prometheus_client.CONTENT_TYPE_LATEST

@@ -1,0 +1,345 @@
+"""Workspaces: create (validate → lock → place → insert workspace + job + command), read, start, stop, delete.
+
+Each operation is one transaction owned by the caller. A created workspace
+either lands on a host (``creating``, job dispatched with its command in the
+outbox) or waits ``pending`` with the reason no host was eligible, until
+:func:`place_pending` finds it room.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import typing
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import commands, errors
+from controlplane import settings as cp_settings
+from controlplane.db import models
+from controlplane.services import access, images, jobs, pagination, placement
+from shared import messages
+
+Session = sa_asyncio.AsyncSession
+GB = placement.GB
+
+LIVE_STATES = ("creating", "running", "stopped", "exited", "lost", "deleting", "pending")
+
+
+@dataclasses.dataclass(frozen=True)
+class NewWorkspace:
+    name: str
+    cpus: float
+    memory_mb: int
+    disk_gb: int
+    image: str | None = None          # a registered image's name
+    image_ref: str | None = None      # or a raw Docker reference
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    ports: list[messages.PortSpec] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Accepted:
+    workspace: models.Workspace
+    job: models.Job
+
+
+def spec(ws: models.Workspace, owner: str) -> messages.WorkspaceSpec:
+    return messages.WorkspaceSpec(
+        workspace_id=str(ws.id),
+        name=ws.name,
+        owner=owner,
+        image=ws.image_ref,
+        cpus=float(ws.cpus),
+        memory_mb=ws.memory_mb,
+        disk_gb=ws.disk_gb,
+        env=dict(ws.env),
+        ports=[messages.PortSpec.model_validate(p) for p in ws.ports],
+    )
+
+
+async def create_workspace(
+    session: Session, principal: access.Principal, new: NewWorkspace, settings: cp_settings.Settings
+) -> Accepted:
+    image_row, image_ref = await _resolve_image(session, principal, new)
+    ws = models.Workspace(
+        id=uuid.uuid4(),
+        owner_id=principal.user_id,
+        name=new.name,
+        image_id=image_row.id if image_row else None,
+        image_ref=image_ref,
+        desired_state=models.DesiredState.RUNNING,
+        observed_state=models.ObservedState.PENDING,
+        cpus=decimal.Decimal(str(new.cpus)),
+        memory_mb=new.memory_mb,
+        disk_gb=new.disk_gb,
+        env=dict(new.env),
+        ports=[p.model_dump(mode="json") for p in new.ports],
+    )
+    # Decide under the placement lock, then insert in the same transaction: the
+    # lock is held until commit, so the next decision sees this allocation.
+    outcome = await placement.place_one(
+        session, placement.Request(cpus=new.cpus, memory_mb=new.memory_mb, disk_gb=new.disk_gb), settings
+    )
+    _apply(ws, outcome)
+    session.add(ws)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except sa_exc.IntegrityError:
+        raise errors.Conflict(f"you already have a workspace named {new.name!r}", code="name_taken") from None
+    job_id = uuid.uuid4()
+    command = messages.WorkspaceCommand(job_id=str(job_id), spec=spec(ws, principal.name))
+    job = await jobs.new_job(
+        session,
+        models.JobKind.WORKSPACE_CREATE,
+        job_id=job_id,
+        user=principal,
+        status=models.JobStatus.QUEUED if outcome.host_id else models.JobStatus.PENDING,
+        host=_HostRef(outcome.host_id, outcome.host_name) if outcome.host_id else None,
+        image=image_row,
+        workspace=ws,
+        reason=outcome.reason,
+        placement=outcome.record,
+        payload=command.model_dump(mode="json"),
+        max_attempts=settings.reconciler.job_max_attempts,
+    )
+    if outcome.host_id:
+        await _dispatch(session, job, outcome.host_id, messages.CommandKind.WORKSPACE_CREATE, command, ws, settings, outcome.reason)
+    return Accepted(ws, job)
+
+
+async def place_pending(session: Session, settings: cp_settings.Settings) -> list[uuid.UUID]:
+    """Place every pending, unplaced workspace that now fits somewhere, oldest first. Returns the ids placed.
+
+    Called by the reconciler every period and right after anything that can
+    make a host eligible (enrolment, uncordon). Cheap when nothing waits.
+    """
+    waiting = sa.select(models.Workspace.id).where(*_waiting()).limit(1)
+    if (await session.execute(waiting)).first() is None:
+        return []
+    await placement.lock(session)
+    stmt = (
+        sa.select(models.Workspace, models.User.name)
+        .join(models.User, models.User.id == models.Workspace.owner_id)
+        .where(*_waiting())
+        .order_by(models.Workspace.created_at, models.Workspace.id)
+        .with_for_update(of=models.Workspace)
+    )
+    pending = (await session.execute(stmt)).all()
+    hosts = await placement.snapshot(session)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    placed: list[uuid.UUID] = []
+    for ws, owner in pending:
+        request = placement.Request(cpus=float(ws.cpus), memory_mb=ws.memory_mb, disk_gb=ws.disk_gb)
+        outcome = placement.decide(request, hosts, now, settings.placement)
+        job = await _create_job_of(session, ws.id)
+        _apply(ws, outcome)
+        if job is not None:
+            job.reason = outcome.reason
+            job.placement = outcome.record
+        if outcome.host_id is None:
+            continue
+        await session.flush()
+        if job is None:
+            job = await jobs.new_job(
+                session, models.JobKind.WORKSPACE_CREATE, user=None, source=models.JobSource.RECONCILER, workspace=ws,
+                reason=outcome.reason, placement=outcome.record, max_attempts=settings.reconciler.job_max_attempts,
+            )
+        command = messages.WorkspaceCommand(job_id=str(job.id), spec=spec(ws, owner))
+        job.payload = command.model_dump(mode="json")
+        job.status = models.JobStatus.QUEUED
+        job.host_id, job.host_name = outcome.host_id, outcome.host_name
+        await _dispatch(session, job, outcome.host_id, messages.CommandKind.WORKSPACE_CREATE, command, ws, settings, outcome.reason)
+        placed.append(ws.id)
+    await session.flush()
+    return placed
+
+
+async def get_workspace(session: Session, principal: access.Principal, workspace_id: uuid.UUID, *, for_update: bool = False) -> models.Workspace:
+    stmt = sa.select(models.Workspace).where(
+        models.Workspace.id == workspace_id, models.Workspace.deleted_at.is_(None), access.workspaces_visible(principal)
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    ws = (await session.scalars(stmt)).first()
+    if ws is None:
+        raise errors.NotFound("no such workspace")
+    return ws
+
+
+async def list_workspaces(
+    session: Session,
+    principal: access.Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    observed_state: models.ObservedState | None = None,
+    desired_state: models.DesiredState | None = None,
+    host_id: uuid.UUID | None = None,
+    image_id: uuid.UUID | None = None,
+    name: str | None = None,
+) -> tuple[list[models.Workspace], str | None]:
+    stmt = sa.select(models.Workspace).where(models.Workspace.deleted_at.is_(None), access.workspaces_visible(principal))
+    if observed_state is not None:
+        stmt = stmt.where(models.Workspace.observed_state == observed_state)
+    if desired_state is not None:
+        stmt = stmt.where(models.Workspace.desired_state == desired_state)
+    if host_id is not None:
+        stmt = stmt.where(models.Workspace.host_id == host_id)
+    if image_id is not None:
+        stmt = stmt.where(models.Workspace.image_id == image_id)
+    if name is not None:
+        stmt = stmt.where(models.Workspace.name == name)
+    return await pagination.page(session, stmt, models.Workspace, limit=limit, cursor=cursor)
+
+
+async def start_workspace(session: Session, principal: access.Principal, workspace_id: uuid.UUID, settings: cp_settings.Settings) -> Accepted:
+    return await _transition(session, principal, workspace_id, models.DesiredState.RUNNING, settings)
+
+
+async def stop_workspace(session: Session, principal: access.Principal, workspace_id: uuid.UUID, settings: cp_settings.Settings) -> Accepted:
+    return await _transition(session, principal, workspace_id, models.DesiredState.STOPPED, settings)
+
+
+async def delete_workspace(session: Session, principal: access.Principal, workspace_id: uuid.UUID, settings: cp_settings.Settings) -> Accepted:
+    ws = await get_workspace(session, principal, workspace_id, for_update=True)
+    if ws.desired_state is models.DesiredState.DELETED:
+        raise errors.Conflict("this workspace is already being deleted", code="already_deleting")
+    ws.desired_state = models.DesiredState.DELETED
+    if ws.host_id is None:
+        # Never placed: nothing runs anywhere, so it is gone now; its waiting create job is cancelled.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ws.observed_state = models.ObservedState.DELETED
+        ws.deleted_at = now
+        ws.state_reason = "deleted before it was placed"
+        create = await _create_job_of(session, ws.id)
+        if create is not None:
+            await jobs.cancel(session, create, "workspace deleted before it was placed")
+        job = await jobs.new_job(
+            session, models.JobKind.WORKSPACE_DELETE, user=principal, workspace=ws, status=models.JobStatus.SUCCEEDED,
+            reason="never placed: nothing to remove",
+        )
+        await session.refresh(ws)
+        return Accepted(ws, job)
+    ws.observed_state = models.ObservedState.DELETING
+    ws.state_reason = ""
+    return await _command_job(session, principal, ws, models.JobKind.WORKSPACE_DELETE, messages.CommandKind.WORKSPACE_DELETE, settings)
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _HostRef:
+    id: uuid.UUID | None
+    name: str | None
+
+
+def _waiting() -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        models.Workspace.host_id.is_(None),
+        models.Workspace.observed_state == models.ObservedState.PENDING,
+        models.Workspace.desired_state == models.DesiredState.RUNNING,
+        models.Workspace.deleted_at.is_(None),
+    )
+
+
+def _apply(ws: models.Workspace, outcome: placement.Outcome) -> None:
+    ws.placement = outcome.record
+    if outcome.host_id is None:
+        ws.observed_state = models.ObservedState.PENDING
+        ws.state_reason = outcome.reason
+    else:
+        ws.host_id = outcome.host_id
+        ws.observed_state = models.ObservedState.CREATING
+        ws.state_reason = ""
+
+
+async def _resolve_image(session: Session, principal: access.Principal, new: NewWorkspace) -> tuple[models.Image | None, str]:
+    if new.image is not None:
+        image = await images.find_visible_by_name(session, principal, new.image)
+        if image is None:
+            raise errors.Invalid.field("image", f"no registered image named {new.image!r} that you may use")
+        return image, images.tag_for(image)
+    assert new.image_ref is not None
+    return None, new.image_ref
+
+
+async def _create_job_of(session: Session, workspace_id: uuid.UUID) -> models.Job | None:
+    stmt = (
+        sa.select(models.Job)
+        .where(
+            models.Job.workspace_id == workspace_id,
+            models.Job.kind == models.JobKind.WORKSPACE_CREATE,
+            models.Job.status == models.JobStatus.PENDING,
+        )
+        .order_by(models.Job.created_at.desc())
+        .limit(1)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def _transition(
+    session: Session, principal: access.Principal, workspace_id: uuid.UUID, desired: models.DesiredState, settings: cp_settings.Settings
+) -> Accepted:
+    ws = await get_workspace(session, principal, workspace_id, for_update=True)
+    verb = "start" if desired is models.DesiredState.RUNNING else "stop"
+    if ws.desired_state is models.DesiredState.DELETED:
+        raise errors.Conflict(f"cannot {verb} a workspace that is being deleted", code="deleting")
+    if ws.host_id is None:
+        raise errors.Conflict(f"cannot {verb} a workspace that is not placed yet: {ws.state_reason}", code="not_placed")
+    if ws.observed_state is models.ObservedState.LOST:
+        raise errors.Conflict(f"cannot {verb} a workspace whose host is down", code="host_down")
+    ws.desired_state = desired
+    kind = models.JobKind.WORKSPACE_START if desired is models.DesiredState.RUNNING else models.JobKind.WORKSPACE_STOP
+    command = messages.CommandKind.WORKSPACE_START if desired is models.DesiredState.RUNNING else messages.CommandKind.WORKSPACE_STOP
+    return await _command_job(session, principal, ws, kind, command, settings)
+
+
+async def _command_job(
+    session: Session,
+    principal: access.Principal,
+    ws: models.Workspace,
+    kind: models.JobKind,
+    command_kind: messages.CommandKind,
+    settings: cp_settings.Settings,
+) -> Accepted:
+    host = await session.get(models.Host, ws.host_id)
+    job_id = uuid.uuid4()
+    command = messages.WorkspaceRef(job_id=str(job_id), workspace_id=str(ws.id))
+    job = await jobs.new_job(
+        session, kind, job_id=job_id, user=principal, host=host, workspace=ws, payload=command.model_dump(mode="json"),
+        max_attempts=settings.reconciler.job_max_attempts,
+    )
+    await _dispatch(session, job, ws.host_id, command_kind, command, ws, settings, "", refresh_workspace=True)
+    return Accepted(ws, job)
+
+
+async def _dispatch(
+    session: Session,
+    job: models.Job,
+    host_id: uuid.UUID | None,
+    kind: messages.CommandKind,
+    command: typing.Any,
+    ws: models.Workspace,
+    settings: cp_settings.Settings,
+    reason: str,
+    *,
+    refresh_workspace: bool = False,
+) -> None:
+    assert host_id is not None
+    await session.flush()
+    await commands.issue(
+        session, job_id=job.id, host_id=host_id, kind=kind, payload=command, key=str(ws.id),
+        ack_timeout=settings.reconciler.job_ack_timeout, reason=reason,
+    )
+    # issue() updated the job in SQL (and triggers bumped versions): reload what
+    # the response shows.
+    await session.refresh(job)
+    if refresh_workspace:
+        await session.refresh(ws)
