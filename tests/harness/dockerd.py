@@ -89,16 +89,22 @@ class DockerDaemon:
         if self.bridge is not None:
             argv += ["--bridge", self.bridge]
         began = time.monotonic()
-        self._process = self._run.track("dockerd", processes.spawn(argv, self.log))
-        deadline = began + timeout
+        try:
+            self._process = self._run.track("dockerd", processes.spawn(argv, self.log))
+            self._await(began + timeout)
+        except BaseException:
+            self.stop()  # also deletes the bridge: a failed start leaves nothing behind
+            raise
+        return time.monotonic() - began
+
+    def _await(self, deadline: float) -> None:
+        assert self._process is not None
         while not answers(self.host, timeout=1.0):
             if self._process.poll() is not None:
                 raise DockerDaemonError(f"dockerd exited with {self._process.returncode}; its log:\n{processes.log_tail(self.log)}")
             if time.monotonic() > deadline:
-                self.stop()
-                raise DockerDaemonError(f"dockerd did not answer within {timeout:g} s; its log:\n{processes.log_tail(self.log)}")
+                raise DockerDaemonError(f"dockerd did not answer in time; its log:\n{processes.log_tail(self.log)}")
             time.sleep(0.05)
-        return time.monotonic() - began
 
     def stop(self) -> None:
         if self._process is not None:

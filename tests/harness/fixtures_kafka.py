@@ -17,10 +17,12 @@ _prefix_numbers = itertools.count(1)
 def kafka_broker(request: pytest.FixtureRequest, harness_run: run.Run) -> kafka_broker_mod.KafkaBroker:
     """The broker: ``.bootstrap``, ``.stop()``, ``.start()``, ``.kill()``, ``.restart()`` (topics are lost)."""
     broker = kafka_broker_mod.KafkaBroker(harness_run)
-    seconds = broker.start()
-    fixtures_run.report(request.config, f"started tansu on {broker.bootstrap} in {seconds:.2f} s")
-    yield broker
-    broker.stop()
+    try:
+        seconds = broker.start()
+        fixtures_run.report(request.config, f"started tansu on {broker.bootstrap} in {seconds:.2f} s")
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture(scope="session")

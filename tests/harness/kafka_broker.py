@@ -77,14 +77,17 @@ class KafkaBroker:
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         env.setdefault("RUST_LOG", "warn")
         began = time.monotonic()
-        self._process = self._run.track("tansu", processes.spawn(argv, self.log, env=env))
-        while not answers(self.port):
-            if self._process.poll() is not None:
-                raise KafkaBrokerError(f"tansu exited with {self._process.returncode}; its log:\n{processes.log_tail(self.log)}")
-            if time.monotonic() - began > timeout:
-                self.stop()
-                raise KafkaBrokerError(f"tansu did not answer on {self.bootstrap} within {timeout:g} s:\n{processes.log_tail(self.log)}")
-            time.sleep(0.05)
+        try:
+            self._process = self._run.track("tansu", processes.spawn(argv, self.log, env=env))
+            while not answers(self.port):
+                if self._process.poll() is not None:
+                    raise KafkaBrokerError(f"tansu exited with {self._process.returncode}; its log:\n{processes.log_tail(self.log)}")
+                if time.monotonic() - began > timeout:
+                    raise KafkaBrokerError(f"tansu did not answer on {self.bootstrap} within {timeout:g} s:\n{processes.log_tail(self.log)}")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
         return time.monotonic() - began
 
     def stop(self) -> None:

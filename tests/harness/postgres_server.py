@@ -150,14 +150,17 @@ class EmbeddedPostgres:
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "max_connections=300",
         ]
-        self._process = self._run.track("postgres", processes.spawn(argv, self.log, user=user))
-        while not answers(self.url):
-            if self._process.poll() is not None:
-                raise PostgresError(f"postgres exited with {self._process.returncode}:\n{processes.log_tail(self.log)}")
-            if time.monotonic() - began > timeout:
-                self.stop()
-                raise PostgresError(f"postgres did not answer within {timeout:g} s:\n{processes.log_tail(self.log)}")
-            time.sleep(0.1)
+        try:
+            self._process = self._run.track("postgres", processes.spawn(argv, self.log, user=user))
+            while not answers(self.url):
+                if self._process.poll() is not None:
+                    raise PostgresError(f"postgres exited with {self._process.returncode}:\n{processes.log_tail(self.log)}")
+                if time.monotonic() - began > timeout:
+                    raise PostgresError(f"postgres did not answer within {timeout:g} s:\n{processes.log_tail(self.log)}")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
         return time.monotonic() - began
 
     def stop(self) -> None:

@@ -57,20 +57,24 @@ class SearchServer:
     def start(self, timeout: float = 30.0) -> float:
         """Start (or restart) on the same URL and wait until it answers; returns the seconds it took."""
         began = time.monotonic()
-        if self._osmem is None or self._osmem.poll() is not None:
-            argv = [
-                osmem_server.resolve_binary(),
-                "--addr", f"127.0.0.1:{self.backend_port}",
-                "--no-ja",  # Japanese analysis costs startup time and no test needs it
-                "--no-stdin-watch",
-                "--parent-pid", str(os.getpid()),  # dies with a crashed test process
-            ]
-            self._osmem = self._run.track("osmem-server", processes.spawn(argv, self._dir / "osmem.log"))
-            self._await(self._osmem, self.backend_url, self._dir / "osmem.log", began + timeout)
-        if not self.running:
-            argv = [sys.executable, str(_SHIM), "--listen", f"127.0.0.1:{self.port}", "--backend", self.backend_url]
-            self._shim = self._run.track("es_shim", processes.spawn(argv, self._dir / "shim.log"))
-            self._await(self._shim, self.url, self._dir / "shim.log", began + timeout)
+        try:
+            if self._osmem is None or self._osmem.poll() is not None:
+                argv = [
+                    osmem_server.resolve_binary(),
+                    "--addr", f"127.0.0.1:{self.backend_port}",
+                    "--no-ja",  # Japanese analysis costs startup time and no test needs it
+                    "--no-stdin-watch",
+                    "--parent-pid", str(os.getpid()),  # dies with a crashed test process
+                ]
+                self._osmem = self._run.track("osmem-server", processes.spawn(argv, self._dir / "osmem.log"))
+                _await(self._osmem, self.backend_url, self._dir / "osmem.log", began + timeout)
+            if not self.running:
+                argv = [sys.executable, str(_SHIM), "--listen", f"127.0.0.1:{self.port}", "--backend", self.backend_url]
+                self._shim = self._run.track("es_shim", processes.spawn(argv, self._dir / "shim.log"))
+                _await(self._shim, self.url, self._dir / "shim.log", began + timeout)
+        except BaseException:
+            self.close()
+            raise
         return time.monotonic() - began
 
     def stop(self, *, lose_data: bool = False) -> None:
@@ -86,11 +90,11 @@ class SearchServer:
         if self._osmem is not None:
             processes.stop(self._osmem, grace=5.0)
 
-    def _await(self, process: subprocess.Popen, url: str, log: pathlib.Path, deadline: float) -> None:
-        while not answers(url):
-            if process.poll() is not None:
-                raise SearchServerError(f"{process.args[0]} exited with {process.returncode}:\n{processes.log_tail(log)}")
-            if time.monotonic() > deadline:
-                self.close()
-                raise SearchServerError(f"{url} did not answer in time:\n{processes.log_tail(log)}")
-            time.sleep(0.05)
+
+def _await(process: subprocess.Popen, url: str, log: pathlib.Path, deadline: float) -> None:
+    while not answers(url):
+        if process.poll() is not None:
+            raise SearchServerError(f"{process.args[0]} exited with {process.returncode}:\n{processes.log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise SearchServerError(f"{url} did not answer in time:\n{processes.log_tail(log)}")
+        time.sleep(0.05)

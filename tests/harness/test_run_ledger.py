@@ -63,3 +63,24 @@ def test_a_live_runs_directory_is_left_alone(tmp_path):
     assert run.reap_stale_runs(tmp_path) == []
     assert root.is_dir()
     ledger.close()
+
+
+def test_a_session_that_leaves_a_process_running_fails_loudly_at_its_end(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makeconftest('pytest_plugins = ["tests.harness.fixtures_run"]')
+    pidfile = pytester.path / "pid.txt"
+    pytester.makepyfile(test_leaky=f"""
+from tests.harness import processes
+
+def test_starts_a_server_and_forgets_it(harness_run):
+    server = harness_run.track("forgotten", processes.spawn(["sleep", "60"], harness_run.root / "forgotten.log"))
+    open({str(pidfile)!r}, "w").write(str(server.pid))
+""")
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+
+    try:
+        result.assert_outcomes(passed=1, errors=1)
+        result.stdout.fnmatch_lines(["*the test harness left things behind:*", "*process forgotten (pid *) still running*"])
+    finally:
+        psutil.Process(int(pidfile.read_text())).kill()
