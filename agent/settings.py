@@ -29,6 +29,12 @@ class AgentSettings(config.StrictModel):
     state_dir: str = pydantic.Field(default="/var/lib/a4c-agent", description="Holds the host id and key (mode 0600).")
     labels: dict[str, str] = pydantic.Field(default_factory=dict, description="Free-form labels reported to the control plane.")
     replay_window: Seconds = pydantic.Field(default=3600.0, description="Commands older than this are rejected as replays.")
+    max_clock_skew: Seconds = pydantic.Field(
+        default=300.0, description="Commands issued further than this in the future are rejected (clock skew allowance)."
+    )
+    seen_commands_max: int = pydantic.Field(
+        default=100_000, gt=0, description="Executed command ids remembered for replay protection (within the replay window)."
+    )
 
 
 class DockerSettings(config.StrictModel):
@@ -38,26 +44,49 @@ class DockerSettings(config.StrictModel):
     publish_address: str = pydantic.Field(default="0.0.0.0", description="Host address workspace ports are published on.")
     data_root: str = pydantic.Field(default="/var/lib/docker", description="Measured for disk reports and watermarks.")
     network: str | None = pydantic.Field(default=None, description="Network for workspace containers; unset = Docker's default bridge.")
+    restart_policy: typing.Literal["no", "on-failure", "unless-stopped", "always"] = pydantic.Field(
+        default="unless-stopped", description="Docker restart policy of workspace containers."
+    )
+    cap_drop: list[str] = pydantic.Field(
+        default_factory=lambda: ["ALL"], description="Capabilities dropped from workspace containers (they are never privileged)."
+    )
+    cap_add: list[str] = pydantic.Field(
+        default_factory=lambda: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"],
+        description="Capabilities added back after cap_drop: what a developer shell needs, nothing that reaches the host.",
+    )
+    stop_timeout: Seconds = pydantic.Field(default=10.0, description="Grace between SIGTERM and SIGKILL when stopping a workspace.")
+    enforce_disk_limit: bool = pydantic.Field(
+        default=False, description="Pass a workspace's disk_gb as a storage-opt size (needs overlay2 on xfs with pquota)."
+    )
+    pull_missing_images: bool = pydantic.Field(
+        default=True, description="Pull a workspace image that is not on the host; false = fail the create instead."
+    )
+    api_timeout: Seconds = pydantic.Field(default=60.0, description="Deadline for one Docker API call (builds and event streams excepted).")
 
 
 class ReportingSettings(config.StrictModel):
     """What the agent reports, and how often."""
 
-    heartbeat_interval: Seconds = pydantic.Field(default=10.0)
+    heartbeat_interval: Seconds = pydantic.Field(default=10.0, description="How often a heartbeat (health, capacity, conditions) is sent.")
     inventory_interval: Seconds = pydantic.Field(default=30.0, description="Full inventory: the reconcile period.")
-    disk_interval: Seconds = pydantic.Field(default=30.0)
+    disk_interval: Seconds = pydantic.Field(
+        default=30.0, description="How often disk use is measured and reported; crossing the high watermark triggers cleanup."
+    )
     disk_paths: list[str] = pydantic.Field(default_factory=list, description="Paths to measure; empty = docker.data_root.")
 
 
 class CleanupSettings(config.StrictModel):
     """The cleanup daemon: scheduled and under disk pressure."""
 
-    enabled: bool = True
-    interval: Seconds = pydantic.Field(default=3600.0)
+    enabled: bool = pydantic.Field(default=True, description="Run scheduled and disk-pressure cleanups (a cleanup command always runs).")
+    interval: Seconds = pydantic.Field(default=3600.0, description="Period of the scheduled cleanup.")
     high_watermark: float = pydantic.Field(default=85.0, gt=0, le=100, description="Disk percent that triggers cleanup.")
     low_watermark: float = pydantic.Field(default=70.0, gt=0, le=100, description="Cleanup stops below this percent.")
     exited_grace: Seconds = pydantic.Field(default=3600.0, description="Exited a4c containers younger than this are kept.")
     dry_run: bool = pydantic.Field(default=False, description="Only report what would be removed.")
+    pressure_cooldown: Seconds = pydantic.Field(
+        default=300.0, description="After a disk-pressure cleanup, the next one waits at least this long."
+    )
 
     @pydantic.model_validator(mode="after")
     def _ordered(self) -> "CleanupSettings":
@@ -69,17 +98,41 @@ class CleanupSettings(config.StrictModel):
 class BuildSettings(config.StrictModel):
     """Image builds."""
 
-    concurrency: int = pydantic.Field(default=2, gt=0)
+    concurrency: int = pydantic.Field(default=2, gt=0, description="Builds running at once; more wait their turn.")
     deadline: Seconds = pydantic.Field(default=1800.0, description="Longest a build may run.")
     work_dir: str | None = pydantic.Field(default=None, description="Where git contexts are cloned; default under state_dir.")
+    log_batch_interval: Seconds = pydantic.Field(default=0.5, description="Build output is sent as job.log batches at most this often.")
+    log_batch_lines: int = pydantic.Field(default=200, gt=0, description="A job.log batch holds at most this many lines.")
 
 
 class DaemonSettings(config.StrictModel):
     """Process behaviour."""
 
     shutdown_deadline: Seconds = pydantic.Field(default=20.0, description="SIGTERM: in-flight work gets this long.")
-    metrics_host: str = pydantic.Field(default="127.0.0.1")
+    metrics_host: str = pydantic.Field(default="127.0.0.1", description="Address of /metrics and /healthz; keep it on loopback.")
     metrics_port: common.Port = pydantic.Field(default=9469, description="/metrics and /healthz; 0 picks a free port.")
+    task_restart_backoff_max: Seconds = pydantic.Field(
+        default=30.0, description="Longest wait before a crashed internal task is restarted."
+    )
+    docker_check_interval: Seconds = pydantic.Field(
+        default=5.0, description="How often Docker is pinged; while it does not answer, no new command is taken."
+    )
+
+
+class CommandSettings(config.StrictModel):
+    """Taking commands from Kafka."""
+
+    fetch_max_wait: Seconds = pydantic.Field(
+        default=0.5,
+        description=(
+            "Longest a fetch waits at the broker. Real Kafka answers as soon as a command arrives; a broker that "
+            "does not wake long polls (the embedded one) adds up to this much latency, and a shorter wait costs idle CPU."
+        ),
+    )
+    session_timeout: Seconds = pydantic.Field(
+        default=10.0, description="Consumer-group session; after a kill -9 the restarted agent waits up to this long to rejoin."
+    )
+    max_in_flight: int = pydantic.Field(default=32, gt=0, description="Commands handled at once; fetching pauses beyond this.")
 
 
 class Settings(config.StrictModel):
@@ -92,6 +145,7 @@ class Settings(config.StrictModel):
     cleanup: CleanupSettings = CleanupSettings()
     builds: BuildSettings = BuildSettings()
     daemon: DaemonSettings = DaemonSettings()
+    commands: CommandSettings = CommandSettings()
     logging: common.LoggingSettings = common.LoggingSettings()
 
 

@@ -204,12 +204,32 @@ class PathUsage(_Model):
     percent: float
 
 
+class CleanupReport(_Model):
+    """One cleanup run: what it removed (or, in dry-run mode, would remove)."""
+
+    job_id: str | None = pydantic.Field(default=None, description="Set when a host.cleanup command asked for the run.")
+    trigger: typing.Literal["schedule", "pressure", "command"]
+    dry_run: bool = False
+    percent_before: float | None = pydantic.Field(default=None, description="Disk use of the fullest measured path.")
+    projected_percent: float | None = pydantic.Field(default=None, description="Expected use after the planned removals.")
+    percent_after: float | None = None
+    removed_containers: list[str] = pydantic.Field(default_factory=list, description="Container ids.")
+    removed_images: list[str] = pydantic.Field(default_factory=list, description="Image ids, least recently used first.")
+    pruned_dangling_images: int = 0
+    pruned_build_cache: bool = False
+    reclaimed_bytes: int = 0
+    errors: list[str] = pydantic.Field(default_factory=list)
+
+
 class DiskReport(_Model):
     paths: list[PathUsage]
     docker: dict[str, int] = pydantic.Field(
         default_factory=dict, description="Docker's own figures: images, containers, volumes, build_cache bytes"
     )
     workspaces: dict[str, int] = pydantic.Field(default_factory=dict, description="writable-layer bytes per workspace id")
+    cleanup: CleanupReport | None = pydantic.Field(
+        default=None, description="Set on the report sent right after a cleanup run: what that run removed."
+    )
 
 
 EVENT_PAYLOADS: dict[EventKind, type[_Model]] = {

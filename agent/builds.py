@@ -1,0 +1,204 @@
+"""Image builds: from an inline Dockerfile or a git context, with logs streamed back.
+
+A build waits for a slot (``builds.concurrency`` run at once), then runs
+under a deadline (the command's ``deadline_s``, capped by
+``builds.deadline``). Output lines go back as ``job.log`` batches while it
+runs; the result carries ``image_id``, ``digest`` and ``tag``; a failure's
+error is the daemon's error line plus the failing step's last output (see
+:mod:`agent.domain.builds`). Git contexts are cloned with the ``git`` CLI
+into ``builds.work_dir`` (default ``<state_dir>/builds``) and removed after.
+Built images carry ``a4c.managed``, ``a4c.image``, ``a4c.host`` and
+``a4c.job`` labels, which is how inventory and cleanup recognise them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import pathlib
+import shutil
+import tarfile
+import time
+import typing
+
+from agent import context as context_mod
+from agent import docker_client
+from agent import jobs
+from agent import metrics
+from agent.domain import builds as domain
+from shared import messages
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class Builder:
+    def __init__(self, ctx: context_mod.Context) -> None:
+        self.ctx = ctx
+        self._slots = asyncio.Semaphore(ctx.settings.builds.concurrency)
+        self._slots_size = ctx.settings.builds.concurrency
+
+    def reconfigure(self) -> None:
+        """Apply a reloaded concurrency to builds that start from now on."""
+        if self.ctx.settings.builds.concurrency != self._slots_size:
+            self._slots_size = self.ctx.settings.builds.concurrency
+            self._slots = asyncio.Semaphore(self._slots_size)
+
+    async def build(self, command: messages.BuildCommand, job_id: str) -> dict[str, typing.Any]:
+        slots = self._slots
+        if slots.locked():
+            jobs.progress(self.ctx.publisher, job_id, "queued", "waiting for a build slot")
+        async with slots:
+            deadline = min(command.deadline_s, self.ctx.settings.builds.deadline)
+            metrics.BUILDS_RUNNING.inc()
+            workdir: pathlib.Path | None = None
+            try:
+                async with asyncio.timeout(deadline):
+                    build_kwargs, workdir, commit = await self._context(command, job_id)
+                    jobs.progress(self.ctx.publisher, job_id, "building", f"building {command.tag}")
+                    return await self._run(command, job_id, build_kwargs, deadline, commit)
+            except TimeoutError as exc:
+                raise jobs.JobFailed(f"build exceeded its deadline of {deadline:.0f}s") from exc
+            finally:
+                metrics.BUILDS_RUNNING.dec()
+                if workdir is not None:
+                    await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+    # -- context --------------------------------------------------------------
+
+    async def _context(
+        self, command: messages.BuildCommand, job_id: str
+    ) -> tuple[dict[str, typing.Any], pathlib.Path | None, str | None]:
+        ctx = command.context
+        common = {
+            "tag": command.tag,
+            "labels": domain.image_labels(image_id=command.image_id, host_id=self.ctx.host_id, job_id=job_id),
+            "buildargs": dict(command.build_args) or None,
+            "rm": True,
+            "forcerm": True,
+            "pull": False,
+        }
+        if ctx.dockerfile is not None:
+            return dict(common, fileobj=_inline_context(ctx.dockerfile), custom_context=True), None, None
+        try:
+            sub = domain.safe_subpath("context.git_path", ctx.git_path)
+            dockerfile = domain.safe_subpath("context.dockerfile_path", ctx.dockerfile_path)
+        except domain.ContextError as exc:
+            raise jobs.JobFailed(str(exc)) from exc
+        root = pathlib.Path(self.ctx.settings.builds.work_dir or os.path.join(self.ctx.settings.agent.state_dir, "builds"))
+        workdir = root / f"{job_id}-{int(time.time() * 1000)}"
+        jobs.progress(self.ctx.publisher, job_id, "cloning", f"cloning {ctx.git_url} at {ctx.git_ref}")
+        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
+        try:
+            await _git("clone", "--quiet", "--no-checkout", "--", ctx.git_url, str(workdir))
+            await _git("-C", str(workdir), "checkout", "--quiet", "--detach", ctx.git_ref)
+            commit = (await _git("-C", str(workdir), "rev-parse", "HEAD")).strip()
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+            raise
+        context_dir = workdir / sub
+        if not context_dir.is_dir():
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+            raise jobs.JobFailed(f"context.git_path: {ctx.git_path!r} is not a directory in {ctx.git_url} at {ctx.git_ref}")
+        return dict(common, path=str(context_dir), dockerfile=dockerfile), workdir, commit
+
+    # -- the build stream ---------------------------------------------------------
+
+    async def _run(
+        self, command: messages.BuildCommand, job_id: str, kwargs: dict[str, typing.Any], deadline: float, commit: str | None
+    ) -> dict[str, typing.Any]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        run = docker_client.BuildRun(self.ctx.docker, deadline, **kwargs)
+
+        def pump() -> None:
+            try:
+                for chunk in run.chunks():
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+        stream = domain.BuildStream()
+        batch: list[str] = []
+        settings = self.ctx.settings.builds
+        thread = loop.run_in_executor(None, pump)
+        try:
+            last_flush = loop.time()
+            while True:
+                try:
+                    timeout = max(0.01, settings.log_batch_interval - (loop.time() - last_flush))
+                    item = await asyncio.wait_for(queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    item = None
+                if isinstance(item, BaseException):
+                    raise item
+                if item is _END:
+                    batch.extend(stream.flush())
+                    break
+                if item is not None:
+                    batch.extend(stream.feed(item))
+                if batch and (len(batch) >= settings.log_batch_lines or loop.time() - last_flush >= settings.log_batch_interval):
+                    self._send_logs(job_id, batch)
+                    batch, last_flush = [], loop.time()
+        finally:
+            if batch:
+                self._send_logs(job_id, batch)
+            if not thread.done():
+                run.abort()
+        if stream.error is not None:
+            raise jobs.JobFailed(domain.failure_text(stream.lines, stream.error))
+        if stream.image_id is None and not await self._tag_exists(command.tag):
+            # No error chunk and no image: the stream was cut short.
+            raise jobs.JobFailed(domain.failure_text(stream.lines, "the build ended without producing an image"))
+        image = await self.ctx.docker.inspect_image(stream.image_id or command.tag)
+        digests = image.get("RepoDigests") or []
+        result = {"image_id": image["Id"], "digest": digests[0] if digests else image["Id"], "tag": command.tag}
+        if commit:
+            result["git_commit"] = commit
+        return result
+
+    async def _tag_exists(self, tag: str) -> bool:
+        try:
+            await self.ctx.docker.inspect_image(tag)
+            return True
+        except docker_client.NotFound:
+            return False
+
+    def _send_logs(self, job_id: str, lines: list[str]) -> None:
+        self.ctx.publisher.emit(messages.EventKind.JOB_LOG, messages.JobLog(job_id=job_id, lines=list(lines)))
+
+
+def _inline_context(dockerfile: str) -> io.BytesIO:
+    buf = io.BytesIO()
+    data = dockerfile.encode()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+async def _git(*args: str) -> str:
+    """Run git; a failure becomes the job's error with git's own last message."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", LC_ALL="C")
+    proc = await asyncio.create_subprocess_exec(
+        "git", *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    try:
+        out, err = await proc.communicate()
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    if proc.returncode != 0:
+        lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {proc.returncode}"
+        raise jobs.JobFailed(f"git {args[0] if args[0] != '-C' else args[2]} failed: {reason}")
+    return out.decode(errors="replace")

@@ -1,0 +1,141 @@
+"""Workspace state changes nobody commanded, from Docker's event stream.
+
+A container that dies on its own (its process exited, the OOM killer), is
+restarted by its restart policy, or is removed behind the agent's back
+produces a ``workspace.state`` event here. Changes the agent is making
+itself are skipped (:class:`agent.context.Expectations`): the command
+handler reports those, with its job.
+
+The stream is read in a thread (the SDK blocks) and filtered by Docker to
+this host's a4c containers. When it breaks (Docker restarted), the watcher
+reconnects with backoff from the time of the last event it saw, and asks
+for a full inventory, since anything in the gap may be missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import typing
+
+from agent import context as context_mod
+from agent import docker_client
+from agent.domain import backoff as backoff_mod
+from agent.domain import containers as spec_mod
+from shared import messages
+
+log = logging.getLogger(__name__)
+
+_ACTIONS = ("die", "start", "destroy", "oom")
+
+
+class Watcher:
+    def __init__(self, ctx: context_mod.Context, *, on_gap: typing.Callable[[], None]) -> None:
+        self.ctx = ctx
+        self.on_gap = on_gap
+        self._since: float | None = None
+
+    async def run(self) -> None:
+        """Root task."""
+        delays = backoff_mod.Backoff(initial=0.5, maximum=self.ctx.settings.daemon.docker_check_interval)
+        while True:
+            await self.ctx.health.docker_up.wait()
+            try:
+                await self._follow()
+            except docker_client.DockerUnavailable as exc:
+                self.ctx.health.docker(False, str(exc))
+            except docker_client.DockerError as exc:
+                log.warning("docker event stream failed", extra={"error": str(exc)})
+            self.on_gap()
+            await asyncio.sleep(delays.next())
+
+    async def _follow(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+        filters = {"type": ["container"], "label": spec_mod.owned_filters(self.ctx.host_id), "event": list(_ACTIONS)}
+        since = self._since
+        holder: dict[str, typing.Any] = {}
+
+        def read() -> None:
+            try:
+                stream = self.ctx.docker.client().events(decode=True, filters=filters, since=since)
+                holder["stream"] = stream
+                loop.call_soon_threadsafe(queue.put_nowait, ("open", None))
+                for event in stream:
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, ("event", event))
+                loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop
+                if not stop.is_set():
+                    loop.call_soon_threadsafe(queue.put_nowait, ("error", docker_client.translate(exc)))
+
+        thread = threading.Thread(target=read, name="docker-events", daemon=True)
+        thread.start()
+        try:
+            while True:
+                what, item = await queue.get()
+                if what == "open":
+                    log.debug("following docker events")
+                elif what == "event":
+                    self._since = float(item.get("time") or time.time())
+                    await self._handle(item)
+                elif what == "end":
+                    return
+                else:
+                    raise item
+        finally:
+            stop.set()
+            stream = holder.get("stream")
+            if stream is not None:
+                try:
+                    stream.close()
+                except Exception:  # noqa: BLE001 - closing a broken stream
+                    pass
+
+    async def _handle(self, event: dict[str, typing.Any]) -> None:
+        attrs = (event.get("Actor") or {}).get("Attributes") or {}
+        workspace_id = attrs.get(spec_mod.WORKSPACE)
+        action = event.get("Action") or event.get("status")
+        if not workspace_id or action not in _ACTIONS or self.ctx.expectations.expected(workspace_id):
+            return
+        container_id = (event.get("Actor") or {}).get("ID") or event.get("id")
+        if action == "oom":
+            log.warning("workspace container ran out of memory", extra={"workspace_id": workspace_id})
+            return
+        if action == "destroy":
+            state = messages.WorkspaceState(
+                workspace_id=workspace_id, state="missing", container_id=container_id, reason="the container was removed outside the agent"
+            )
+        else:
+            try:
+                info = await self.ctx.docker.inspect_container(container_id)
+            except docker_client.NotFound:
+                return  # already destroyed: its destroy event follows
+            stopped = workspace_id in self.ctx.marks.stopped
+            reason = ""
+            if action == "die":
+                code = attrs.get("exitCode")
+                oom = (info.get("State") or {}).get("OOMKilled")
+                reason = "killed: out of memory" if oom else f"the container exited on its own (exit code {code})"
+            else:
+                reason = "started outside the agent (restart policy or by hand)"
+            state = spec_mod.state_from_inspect(info, workspace_id=workspace_id, stopped_on_command=stopped, reason=reason)
+            if action == "die":
+                # The inspect may already show the restart policy's next start;
+                # the die itself is what this event reports.
+                state = state.model_copy(
+                    update={"state": "stopped" if stopped else "exited", "exit_code": _int(attrs.get("exitCode")), "ports": []}
+                )
+        log.info("workspace changed outside the agent", extra={"workspace_id": workspace_id, "state": state.state, "reason": state.reason})
+        self.ctx.publisher.emit(messages.EventKind.WORKSPACE_STATE, state)
+
+
+def _int(value: typing.Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,161 @@
+"""Events to Kafka: signed, keyed by host id, delivered at least once, in order.
+
+Errors::
+
+    Dropped                the outgoing queue overflowed and this event was discarded
+
+:meth:`Publisher.emit` signs the event at once (its ``seq`` and
+``issued_at`` record when it happened) and queues it; the ``publisher`` root
+task drains the queue into an aiokafka producer. An event leaves the queue
+only when the broker acknowledged it, so a broker outage only delays
+events; the loop reconnects with backoff. Callers that must know the event
+is durable (a job's result, before its command offset is committed) await
+the future ``emit`` returns.
+
+While Kafka is unreachable the queue is bounded: past ``max_queue`` the
+oldest event is dropped (reports are level-triggered and the next inventory
+heals the loss; a dropped job result leaves its command uncommitted, so it
+is redelivered and answered again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+
+import aiokafka
+import aiokafka.errors
+
+from agent import health as health_mod
+from agent import identity as identity_mod
+from agent import metrics
+from agent.domain import backoff as backoff_mod
+from shared import messages
+from shared import settings as common
+
+log = logging.getLogger(__name__)
+
+
+class Dropped(Exception):
+    """The event was discarded because the outgoing queue overflowed."""
+
+
+@dataclasses.dataclass
+class _Item:
+    kind: str
+    body: bytes
+    future: asyncio.Future
+
+
+class Publisher:
+    def __init__(
+        self,
+        kafka: common.KafkaSettings,
+        topic: str,
+        identity: identity_mod.Identity,
+        health: health_mod.Health,
+        *,
+        max_queue: int = 10_000,
+        client_id: str = "a4c-agent",
+    ) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.identity = identity
+        self.health = health
+        self.max_queue = max_queue
+        self.client_id = client_id
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._seq = messages.SeqClock()
+
+    def emit(self, kind: messages.EventKind, payload: messages._Model) -> asyncio.Future:
+        """Sign and queue one event; the returned future resolves when Kafka acknowledged it."""
+        body = messages.encode(kind, self.identity.host_id, self._seq.next(), payload, self.identity.key)
+        future = asyncio.get_running_loop().create_future()
+        if len(self._queue) >= self.max_queue:
+            old = self._queue.popleft()
+            if not old.future.done():
+                old.future.set_exception(Dropped(f"event queue full ({self.max_queue}); dropped a {old.kind} event"))
+                old.future.exception()  # nobody may be waiting: mark it retrieved
+            metrics.EVENTS_DROPPED.inc()
+        self._queue.append(_Item(kind.value, body, future))
+        metrics.EVENT_QUEUE.set(len(self._queue))
+        self._idle.clear()
+        self._wake.set()
+        return future
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything queued so far was acknowledged (or the timeout)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def run(self) -> None:
+        """Root task: connect, drain, reconnect with backoff on any broker failure."""
+        delays = backoff_mod.Backoff(initial=0.5, maximum=self.kafka.retry_backoff_max)
+        while True:
+            producer = aiokafka.AIOKafkaProducer(
+                bootstrap_servers=self.kafka.bootstrap_servers,
+                client_id=self.client_id,
+                acks="all",
+                linger_ms=0,
+                request_timeout_ms=int(self.kafka.request_timeout * 1000),
+                retry_backoff_ms=200,
+            )
+            try:
+                await producer.start()
+                await self._drain(producer, delays)
+            except aiokafka.errors.KafkaError as exc:
+                self.health.kafka(False, f"{exc.__class__.__name__}: {exc}")
+                delay = delays.next()
+                log.debug("publisher reconnecting", extra={"retry_in_s": round(delay, 2)})
+                await _stop_quietly(producer)
+                await asyncio.sleep(delay)
+            except BaseException:
+                await _stop_quietly(producer)
+                raise
+
+    async def _drain(self, producer: aiokafka.AIOKafkaProducer, delays: backoff_mod.Backoff) -> None:
+        key = self.identity.host_id.encode()
+        while True:
+            self._pop_done()
+            if not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [item for item in list(self._queue)[:500] if not item.future.done()]
+            sends = [await producer.send(self.topic, item.body, key=key) for item in batch]
+            results = await asyncio.gather(*sends, return_exceptions=True)
+            for item, result in zip(batch, results):
+                if isinstance(result, BaseException):
+                    # Keep it (and what follows) queued: the reconnect resends in order.
+                    if isinstance(result, aiokafka.errors.KafkaError):
+                        raise result
+                    raise aiokafka.errors.KafkaError(str(result)) from result
+                if not item.future.done():
+                    item.future.set_result(None)
+                metrics.EVENTS.labels(item.kind).inc()
+            self.health.kafka(True)
+            delays.reset()
+
+    def _pop_done(self) -> None:
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()
+        metrics.EVENT_QUEUE.set(len(self._queue))
+
+
+async def _stop_quietly(producer: aiokafka.AIOKafkaProducer) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), 5)
+    except Exception:  # noqa: BLE001 - the producer is being discarded anyway
+        log.debug("producer did not stop cleanly", exc_info=True)

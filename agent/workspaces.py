@@ -1,0 +1,178 @@
+"""Workspace commands: create, start, stop, delete one container on the local daemon.
+
+Every handler is idempotent, because Kafka delivers at least once and a
+kill -9 can land anywhere: create adopts the container its deterministic
+name finds (even one a previous run created but never started), start and
+stop of a container already in that state just report it, delete of a
+container that is gone succeeds. Each handler emits ``workspace.state``
+events and returns the job result's ``result`` dict; Docker being
+unreachable propagates (the dispatcher waits and retries the whole handler).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing
+
+from agent import context as context_mod
+from agent import docker_client
+from agent import jobs
+from agent.domain import containers as spec_mod
+from shared import messages
+
+log = logging.getLogger(__name__)
+
+
+def policy_of(settings: typing.Any) -> spec_mod.RuntimePolicy:
+    docker = settings.docker
+    return spec_mod.RuntimePolicy(
+        publish_address=docker.publish_address,
+        network=docker.network,
+        restart_policy=docker.restart_policy,
+        cap_drop=tuple(docker.cap_drop),
+        cap_add=tuple(docker.cap_add),
+        enforce_disk_limit=docker.enforce_disk_limit,
+    )
+
+
+class Workspaces:
+    def __init__(self, ctx: context_mod.Context) -> None:
+        self.ctx = ctx
+
+    # -- commands -------------------------------------------------------------
+
+    async def create(self, command: messages.WorkspaceCommand, job_id: str) -> dict[str, typing.Any]:
+        spec = command.spec
+        try:
+            name = spec_mod.container_name(spec.workspace_id)
+            container, host_config = spec_mod.create_request(
+                spec, host_id=self.ctx.host_id, job_id=job_id, policy=policy_of(self.ctx.settings)
+            )
+        except spec_mod.SpecError as exc:
+            raise jobs.JobFailed(f"spec.{exc}") from exc
+        with self.ctx.expectations.expect(spec.workspace_id):
+            self._state(messages.WorkspaceState(workspace_id=spec.workspace_id, state="creating"))
+            info = await self._find(name)
+            adopted = info is not None
+            if info is None:
+                info = await self._create(container, host_config, name, job_id)
+            self._check_owned(info, name)
+            if not info["State"].get("Running"):
+                await self.ctx.docker.start(name)
+                info = await self.ctx.docker.inspect_container(name)
+            self.ctx.marks.mark_stopped(spec.workspace_id, False)
+            if info.get("Image"):
+                self.ctx.marks.image_used(info["Image"], time.time())
+            state = spec_mod.state_from_inspect(info, workspace_id=spec.workspace_id, stopped_on_command=False)
+            self._state(state)
+        return self._result(state, adopted=adopted)
+
+    async def start(self, ref: messages.WorkspaceRef, job_id: str) -> dict[str, typing.Any]:
+        name = self._name(ref.workspace_id)
+        with self.ctx.expectations.expect(ref.workspace_id):
+            info = await self._require(name, ref.workspace_id)
+            if not info["State"].get("Running"):
+                await self.ctx.docker.start(name)
+                info = await self.ctx.docker.inspect_container(name)
+            self.ctx.marks.mark_stopped(ref.workspace_id, False)
+            state = spec_mod.state_from_inspect(info, workspace_id=ref.workspace_id, stopped_on_command=False)
+            self._state(state)
+        return self._result(state)
+
+    async def stop(self, ref: messages.WorkspaceRef, job_id: str) -> dict[str, typing.Any]:
+        name = self._name(ref.workspace_id)
+        with self.ctx.expectations.expect(ref.workspace_id):
+            info = await self._require(name, ref.workspace_id)
+            # Marked before stopping: if we die mid-stop, cleanup still keeps it.
+            self.ctx.marks.mark_stopped(ref.workspace_id, True)
+            if info["State"].get("Running") or info["State"].get("Restarting"):
+                await self.ctx.docker.stop(name, self.ctx.settings.docker.stop_timeout)
+                info = await self.ctx.docker.inspect_container(name)
+            state = spec_mod.state_from_inspect(info, workspace_id=ref.workspace_id, stopped_on_command=True)
+            self._state(state)
+        return self._result(state)
+
+    async def delete(self, ref: messages.WorkspaceRef, job_id: str) -> dict[str, typing.Any]:
+        name = self._name(ref.workspace_id)
+        with self.ctx.expectations.expect(ref.workspace_id):
+            info = await self._find(name)
+            if info is not None:
+                self._check_owned(info, name)
+                try:
+                    await self.ctx.docker.remove_container(name, force=True)
+                except docker_client.NotFound:
+                    pass  # removed meanwhile: the goal is reached
+            self.ctx.marks.mark_stopped(ref.workspace_id, False)
+            state = messages.WorkspaceState(
+                workspace_id=ref.workspace_id,
+                state="deleted",
+                container_id=info["Id"] if info else None,
+                reason="" if info else "the container was already gone",
+            )
+            self._state(state)
+        return {"state": "deleted", "container_id": state.container_id, "already_gone": info is None}
+
+    # -- helpers --------------------------------------------------------------
+
+    async def _create(self, container: dict, host_config: dict, name: str, job_id: str) -> dict[str, typing.Any]:
+        image = container["image"]
+        try:
+            await self.ctx.docker.create_container(container, host_config)
+        except docker_client.Conflict:
+            # Someone (a previous run of this command) created it meanwhile: adopt it.
+            log.info("container already exists; adopting it", extra={"container": name, "job_id": job_id})
+        except docker_client.NotFound as exc:
+            if not self.ctx.settings.docker.pull_missing_images:
+                raise jobs.JobFailed(f"image {image!r} is not on this host: {exc}") from exc
+            jobs.progress(self.ctx.publisher, job_id, "pulling", f"pulling {image}")
+            try:
+                await self.ctx.docker.pull(image)
+            except docker_client.DockerUnavailable:
+                raise
+            except docker_client.DockerError as pull_exc:
+                raise jobs.JobFailed(f"image {image!r} is not on this host and cannot be pulled: {pull_exc}") from pull_exc
+            try:
+                await self.ctx.docker.create_container(container, host_config)
+            except docker_client.Conflict:
+                pass
+        return await self.ctx.docker.inspect_container(name)
+
+    async def _find(self, name: str) -> dict[str, typing.Any] | None:
+        try:
+            return await self.ctx.docker.inspect_container(name)
+        except docker_client.NotFound:
+            return None
+
+    async def _require(self, name: str, workspace_id: str) -> dict[str, typing.Any]:
+        info = await self._find(name)
+        if info is None:
+            self._state(messages.WorkspaceState(workspace_id=workspace_id, state="missing", reason="no container on this host"))
+            raise jobs.JobFailed(f"workspace {workspace_id}: no container {name} on this host")
+        self._check_owned(info, name)
+        return info
+
+    def _check_owned(self, info: dict[str, typing.Any], name: str) -> None:
+        found = (info.get("Config") or {}).get("Labels") or {}
+        if not spec_mod.is_owned(found, self.ctx.host_id):
+            raise jobs.JobFailed(f"container name {name} is taken by a container this agent does not manage")
+
+    def _name(self, workspace_id: str) -> str:
+        try:
+            return spec_mod.container_name(workspace_id)
+        except spec_mod.SpecError as exc:
+            raise jobs.JobFailed(str(exc)) from exc
+
+    def _state(self, state: messages.WorkspaceState) -> None:
+        self.ctx.publisher.emit(messages.EventKind.WORKSPACE_STATE, state)
+
+    @staticmethod
+    def _result(state: messages.WorkspaceState, *, adopted: bool | None = None) -> dict[str, typing.Any]:
+        out: dict[str, typing.Any] = {
+            "state": state.state,
+            "container_id": state.container_id,
+            "ports": [p.model_dump() for p in state.ports],
+        }
+        if adopted is not None:
+            out["adopted"] = adopted
+        return out
