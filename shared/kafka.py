@@ -41,6 +41,12 @@ def producer(kafka: common.KafkaSettings, *, client_id: str) -> aiokafka.AIOKafk
 
 def consumer(kafka: common.KafkaSettings, *topics: str, group_id: str, client_id: str, **options) -> aiokafka.AIOKafkaConsumer:
     options.setdefault("auto_offset_reset", "earliest")
+    # A restarted consumer rejoins only after the old member's session expires
+    # (not every broker honours LeaveGroup), so this bounds restart latency.
+    session_ms = int(kafka.session_timeout * 1000)
+    options.setdefault("session_timeout_ms", session_ms)
+    options.setdefault("rebalance_timeout_ms", session_ms)
+    options.setdefault("heartbeat_interval_ms", max(100, session_ms // 3))
     options.setdefault("enable_auto_commit", False)
     return aiokafka.AIOKafkaConsumer(
         *topics,

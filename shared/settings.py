@@ -62,6 +62,9 @@ class KafkaSettings(config.StrictModel):
         description="Prefix of every topic name (a4c.commands.<host>, a4c.events, …); lets several installations share a cluster.",
     )
     request_timeout: Seconds = pydantic.Field(default=30.0, description="Deadline for one broker request.")
+    session_timeout: Seconds = pydantic.Field(
+        default=10.0, description="Consumer group session timeout: how soon a dead consumer's partitions move to another."
+    )
     replication_factor: int = pydantic.Field(default=1, gt=0, description="For topics A4C creates itself (3 on a production cluster).")
     retry_backoff_max: Seconds = pydantic.Field(
         default=30.0, description="Longest wait between reconnection attempts while the brokers are unreachable."
