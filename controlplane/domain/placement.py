@@ -202,12 +202,21 @@ class Placement:
             counts[rejection.code] = counts.get(rejection.code, 0) + 1
         return counts
 
-    def to_record(self) -> dict[str, typing.Any]:
-        """A JSON-ready account of the decision, stored with the workspace and its job."""
+    def to_record(self, *, limit: int | None = 20) -> dict[str, typing.Any]:
+        """A JSON-ready account of the decision, stored with the workspace and its job.
+
+        ``rejected_counts`` covers every host; the ``eligible`` ranking and the
+        ``rejected`` list keep their first ``limit`` entries (None: all), so a
+        fleet of thousands does not put a thousand-entry record on every row.
+        """
+        eligible = self.eligible if limit is None else self.eligible[:limit]
+        rejected = self.rejected if limit is None else self.rejected[:limit]
         return {
             "host_id": None if self.host is None else str(self.host.id),
             "host_name": self.host_name,
             "reason": self.reason,
+            "eligible_count": len(self.eligible),
+            "rejected_counts": {code.value: n for code, n in self.rejection_counts().items()},
             "eligible": [
                 {
                     "host_id": str(s.host_id),
@@ -216,11 +225,11 @@ class Placement:
                     "free_memory_mb": s.free_memory_mb,
                     "free_cpus": s.free_cpus,
                 }
-                for s in self.eligible
+                for s in eligible
             ],
             "rejected": [
                 {"host_id": str(r.host_id), "host_name": r.host_name, "code": r.code.value, "message": r.message, "detail": dict(r.detail)}
-                for r in self.rejected
+                for r in rejected
             ],
         }
 
@@ -236,14 +245,15 @@ def place(
         raise PlacementInputError("now", "must be timezone-aware")
     fresh = DEFAULT_HEARTBEAT_FRESH if settings is None else datetime.timedelta(seconds=settings.heartbeat_fresh)
     ordered = sorted(hosts, key=lambda h: (h.name, str(h.id)))
+    need = _Need(request)
     rejected: list[Rejection] = []
     eligible: list[tuple[Score, Host]] = []
     for host in ordered:
-        rejection = _check(request, host, now, fresh)
-        if rejection is None:
-            eligible.append((_score(request, host), host))
+        verdict = _judge(need, host, now, fresh)
+        if isinstance(verdict, Score):
+            eligible.append((verdict, host))
         else:
-            rejected.append(rejection)
+            rejected.append(verdict)
     eligible.sort(key=lambda pair: _rank(pair[0]))
     scores = tuple(score for score, _ in eligible)
     if not eligible:
@@ -255,9 +265,23 @@ def _rank(score: Score) -> tuple[float, int, str]:
     return (score.disk_fraction, -score.free_memory_mb, str(score.host_id))
 
 
-def _check(request: Request, host: Host, now: datetime.datetime, fresh: datetime.timedelta) -> Rejection | None:
+class _Need:
+    """The request in the units the checks compare (computed once, not once per host)."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.milli_cpus = _milli(request.cpus)
+        self.disk_bytes = request.disk_gb * GiB
+        self.labels = sorted(request.labels.items())
+
+
+def _judge(need: _Need, host: Host, now: datetime.datetime, fresh: datetime.timedelta) -> Rejection | Score:
+    """The host's Score if it can take the request, else the first check it fails."""
+
     def reject(code: Code, message: str, **detail: typing.Any) -> Rejection:
         return Rejection(host.id, host.name, code, message, detail)
+
+    request = need.request
 
     if host.status == "down":
         return reject(Code.DOWN, "host is down")
@@ -277,7 +301,7 @@ def _check(request: Request, host: Host, now: datetime.datetime, fresh: datetime
             age_s=age.total_seconds(),
             limit_s=fresh.total_seconds(),
         )
-    for key, wanted in sorted(request.labels.items()):
+    for key, wanted in need.labels:
         have = host.labels.get(key)
         if have is None or str(have) != str(wanted):
             has = "none" if have is None else f"{key}={have}"
@@ -285,11 +309,12 @@ def _check(request: Request, host: Host, now: datetime.datetime, fresh: datetime
     if host.disk_used_bytes is None:
         return reject(Code.NO_DISK_REPORT, "no disk usage report yet")
 
-    need_m, free_m = _milli(request.cpus), _milli(host.capacity_cpus) - _milli(host.allocated_cpus)
+    need_m, capacity_m = need.milli_cpus, _milli(host.capacity_cpus)
+    free_m = capacity_m - _milli(host.allocated_cpus)
     if free_m < need_m:
         return reject(
             Code.INSUFFICIENT_CPU,
-            f"needs {_cpus(need_m)} cpus, {_cpus(free_m)} free of {_cpus(_milli(host.capacity_cpus))}",
+            f"needs {_cpus(need_m)} cpus, {_cpus(free_m)} free of {_cpus(capacity_m)}",
             need=need_m / 1000,
             free=free_m / 1000,
         )
@@ -301,28 +326,22 @@ def _check(request: Request, host: Host, now: datetime.datetime, fresh: datetime
             need=request.memory_mb,
             free=free_mb,
         )
-    need_b = request.disk_gb * GiB
-    free_b = host.disk_total - host.disk_used_bytes - host.promised_disk_bytes
-    if host.disk_total <= 0 or free_b < need_b:
+    need_b, total_b = need.disk_bytes, host.disk_total
+    free_b = total_b - host.disk_used_bytes - host.promised_disk_bytes
+    if total_b <= 0 or free_b < need_b:
         return reject(
             Code.INSUFFICIENT_DISK,
-            f"needs {request.disk_gb} GiB disk, {_gib(max(free_b, 0))} GiB free of {_gib(host.disk_total)} GiB"
+            f"needs {request.disk_gb} GiB disk, {_gib(max(free_b, 0))} GiB free of {_gib(total_b)} GiB"
             f" ({_gib(host.promised_disk_bytes)} GiB of it promised to workspaces being created)",
             need=need_b,
             free=free_b,
         )
-    return None
-
-
-def _score(request: Request, host: Host) -> Score:
-    assert host.disk_used_bytes is not None  # _check rejected hosts without a report
-    used = host.disk_used_bytes + host.promised_disk_bytes + request.disk_gb * GiB
     return Score(
         host_id=host.id,
         host_name=host.name,
-        disk_fraction=used / host.disk_total,
-        free_memory_mb=host.capacity_memory_mb - host.allocated_memory_mb - request.memory_mb,
-        free_cpus=(_milli(host.capacity_cpus) - _milli(host.allocated_cpus) - _milli(request.cpus)) / 1000,
+        disk_fraction=(total_b - free_b + need_b) / total_b,
+        free_memory_mb=free_mb - request.memory_mb,
+        free_cpus=(free_m - need_m) / 1000,
     )
 
 

@@ -112,6 +112,12 @@ def test_the_heartbeat_window_comes_from_the_settings():
     assert placement.place(REQUEST, [h], NOW, relaxed).host_name == "a"
 
 
+@pytest.mark.parametrize(("age", "fresh"), [(60, True), (60.001, False)])
+def test_a_heartbeat_exactly_at_the_window_is_still_fresh(age, fresh):
+    h = host("a", last_heartbeat=NOW - datetime.timedelta(seconds=age))
+    assert (placement.place(REQUEST, [h], NOW).host is not None) == fresh
+
+
 def test_a_heartbeat_from_the_future_counts_as_fresh():
     h = host("a", last_heartbeat=NOW + datetime.timedelta(seconds=30))
     assert placement.place(REQUEST, [h], NOW).host_name == "a"
@@ -217,6 +223,17 @@ def test_the_record_is_json_ready_and_names_every_host():
     assert record["host_name"] == "b" and record["host_id"] == "id-b"
     assert record["eligible"][0]["host_name"] == "b"
     assert record["rejected"] == [{"host_id": "id-a", "host_name": "a", "code": "cordoned", "message": "host is cordoned", "detail": {}}]
+    assert (record["eligible_count"], record["rejected_counts"]) == (1, {"cordoned": 1})
+
+
+def test_the_record_of_a_large_fleet_is_bounded_but_counts_every_host():
+    fleet = [host(f"c{i:02d}", cordoned=True) for i in range(30)] + [host(f"ok{i:02d}", used_gib=i) for i in range(30)]
+    result = placement.place(REQUEST, fleet, NOW)
+    record = result.to_record(limit=5)
+    assert len(record["eligible"]) == 5 and len(record["rejected"]) == 5
+    assert record["eligible"][0]["host_name"] == "ok00"
+    assert (record["eligible_count"], record["rejected_counts"]) == (30, {"cordoned": 30})
+    assert len(result.to_record(limit=None)["rejected"]) == 30
 
 
 def test_the_reported_disk_size_is_preferred_over_the_enrolled_capacity():
