@@ -1,0 +1,139 @@
+"""/v1/images and their schedules: register, read, visibility, builds on every active host, cron schedules."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import sqlalchemy as sa
+
+from controlplane.db import models
+from shared import messages
+
+
+def image_name() -> str:
+    return f"img-{uuid.uuid4().hex[:8]}"
+
+
+async def test_an_inline_dockerfile_image_is_registered_and_read_back(client, seed):
+    user = await seed.user()
+    me = client(user.token)
+    name = image_name()
+    made = await me.post("/v1/images", {"name": name, "dockerfile": "FROM busybox\nRUN true\n", "build_args": {"V": "1"}})
+    assert made.status == 201
+    assert made.body["owner_id"] == str(user.id) and made.body["tag"] == f"a4c/{name}:latest" and made.body["git_url"] is None
+    got = await me.get(f"/v1/images/{made.body['id']}")
+    assert got.status == 200 and got.body == made.body
+
+
+async def test_a_git_context_image_defaults_its_ref_and_path(client, seed):
+    user = await seed.user()
+    made = await client(user.token).post("/v1/images", {"name": image_name(), "git_url": "file:///srv/repo.git"})
+    assert made.status == 201
+    assert (made.body["git_url"], made.body["git_ref"], made.body["git_path"]) == ("file:///srv/repo.git", "HEAD", ".")
+    assert made.body["dockerfile"] is None
+
+
+async def test_private_images_are_404_to_others_and_shared_ones_visible(client, seed):
+    owner, other = await seed.user(), await seed.user()
+    private = (await client(owner.token).post("/v1/images", {"name": image_name(), "dockerfile": "FROM busybox"})).body
+    shared = (await client(owner.token).post("/v1/images", {"name": image_name(), "dockerfile": "FROM busybox", "shared": True})).body
+    assert (await client(other.token).get(f"/v1/images/{private['id']}")).status == 404
+    assert (await client(other.token).get(f"/v1/images/{shared['id']}")).status == 200
+    listed = {i["id"] for i in (await client(other.token).get("/v1/images")).body["items"]}
+    assert shared["id"] in listed and private["id"] not in listed
+    assert [i["id"] for i in (await client(other.token).get("/v1/images", params={"name": private["name"]})).body["items"]] == []
+
+
+async def test_a_duplicate_name_answers_409_and_bad_bodies_422_naming_the_field(client, seed):
+    user = await seed.user()
+    me = client(user.token)
+    name = image_name()
+    assert (await me.post("/v1/images", {"name": name, "dockerfile": "FROM busybox"})).status == 201
+    taken = await me.post("/v1/images", {"name": name, "dockerfile": "FROM busybox"})
+    assert taken.status == 409 and taken.body["error"]["code"] == "name_taken"
+    for body, field in [
+        ({"name": image_name()}, "git_url"),
+        ({"name": image_name(), "dockerfile": "FROM x", "git_url": "https://example.org/r.git"}, "git_url"),
+        ({"name": "Bad Name", "dockerfile": "FROM x"}, "name"),
+        ({"name": image_name(), "git_url": "not a url"}, "git_url"),
+        ({"name": image_name(), "git_url": "https://example.org/r.git", "git_path": "../etc"}, "git_path"),
+        ({"name": image_name(), "dockerfile": "FROM x", "build_args": {"has space": "1"}}, "build_args.has space.[key]"),
+        ({"name": image_name(), "dockerfile": "FROM x", "shared": "yes"}, "shared"),
+    ]:
+        answer = await me.post("/v1/images", body)
+        assert answer.status == 422 and field in answer.error_fields(), (body, answer.body)
+
+
+async def test_a_build_makes_one_signed_command_job_per_active_host(client, seed):
+    user = await seed.user()
+    me = client(user.token)
+    up = [await seed.host(), await seed.host(cordoned=True)]
+    down = await seed.host(status=models.HostStatus.DOWN)
+    image = (await me.post("/v1/images", {"name": image_name(), "git_url": "https://example.org/r.git", "git_ref": "main"})).body
+    answer = await me.post(f"/v1/images/{image['id']}/builds")
+    assert answer.status == 202
+    jobs = answer.body["jobs"]
+    built_on = {j["host_id"] for j in jobs}
+    assert {str(h.id) for h in up} <= built_on and str(down.id) not in built_on
+    assert all(j["kind"] == "image_build" and j["status"] == "dispatched" and j["image_id"] == image["id"] for j in jobs)
+    rows = await seed.all(sa.text("SELECT topic, kind, payload FROM outbox WHERE key = :key ORDER BY id"), key=image["id"])
+    assert {r.topic for r in rows} == {f"commands.{h}" for h in built_on} and {r.kind for r in rows} == {"image.build"}
+    command = messages.BuildCommand.model_validate(rows[0].payload["payload"])
+    assert command.tag == image["tag"] and command.context.git_url == "https://example.org/r.git" and command.context.git_ref == "main"
+    assert command.job_id in {j["id"] for j in jobs}
+
+
+async def test_only_the_owner_may_build_a_shared_image(client, seed):
+    owner, other = await seed.user(), await seed.user()
+    await seed.host()
+    image = (await client(owner.token).post("/v1/images", {"name": image_name(), "dockerfile": "FROM busybox", "shared": True})).body
+    refused = await client(other.token).post(f"/v1/images/{image['id']}/builds")
+    assert refused.status == 403 and refused.body["error"]["code"] == "forbidden"
+    private = (await client(owner.token).post("/v1/images", {"name": image_name(), "dockerfile": "FROM busybox"})).body
+    assert (await client(other.token).post(f"/v1/images/{private['id']}/builds")).status == 404
+
+
+async def test_a_schedule_is_validated_by_a_real_cron_parser_and_shows_its_next_five_runs(client, seed):
+    user = await seed.user()
+    me = client(user.token)
+    image = (await me.post("/v1/images", {"name": image_name(), "dockerfile": "FROM busybox"})).body
+    made = await me.post(f"/v1/images/{image['id']}/schedules", {"cron": "30 2 * * 1-5", "timezone": "Europe/Berlin"})
+    assert made.status == 201, made.body
+    runs = [datetime.datetime.fromisoformat(r.replace("Z", "+00:00")) for r in made.body["next_runs"]]
+    assert len(runs) == 5 and runs == sorted(runs) and runs[0] > datetime.datetime.now(datetime.timezone.utc)
+    berlin = [r.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin")) for r in runs]
+    assert all((b.hour, b.minute) == (2, 30) and b.isoweekday() <= 5 for b in berlin)
+    assert made.body["next_run_at"] == made.body["next_runs"][0]
+    listed = await me.get(f"/v1/images/{image['id']}/schedules")
+    assert [s["id"] for s in listed.body["items"]] == [made.body["id"]]
+    assert (await me.get(f"/v1/images/{image['id']}/schedules/{made.body['id']}")).body["cron"] == "30 2 * * 1-5"
+
+
+async def test_a_bad_cron_or_time_zone_answers_422_naming_it(client, seed):
+    user = await seed.user()
+    me = client(user.token)
+    image = (await me.post("/v1/images", {"name": image_name(), "dockerfile": "FROM busybox"})).body
+    for body, field in [
+        ({"cron": "61 * * * *"}, "cron"),
+        ({"cron": "* * *"}, "cron"),
+        ({"cron": "0 0 31 2 *"}, "cron"),
+        ({"cron": "0 * * * *", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"cron": "0 * * * *", "timezone": "/etc/passwd"}, "timezone"),
+        ({"cron": "0 * * * *", "every": "day"}, "every"),
+    ]:
+        answer = await me.post(f"/v1/images/{image['id']}/schedules", body)
+        assert answer.status == 422 and answer.error_fields() == [field], (body, answer.body)
+
+
+async def test_schedules_of_another_users_image_are_404_and_deleting_one_removes_it(client, seed):
+    owner, other = await seed.user(), await seed.user()
+    me = client(owner.token)
+    image = (await me.post("/v1/images", {"name": image_name(), "dockerfile": "FROM busybox"})).body
+    schedule = (await me.post(f"/v1/images/{image['id']}/schedules", {"cron": "0 3 * * *"})).body
+    assert (await client(other.token).get(f"/v1/images/{image['id']}/schedules")).status == 404
+    assert (await client(other.token).post(f"/v1/images/{image['id']}/schedules", {"cron": "0 3 * * *"})).status == 404
+    assert (await client(other.token).delete(f"/v1/images/{image['id']}/schedules/{schedule['id']}")).status == 404
+    assert (await me.delete(f"/v1/images/{image['id']}/schedules/{schedule['id']}")).status == 204
+    assert (await me.get(f"/v1/images/{image['id']}/schedules/{schedule['id']}")).status == 404
+    assert (await me.get(f"/v1/images/{image['id']}/schedules")).body["items"] == []
