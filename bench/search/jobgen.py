@@ -110,7 +110,7 @@ COLUMNS = (
 def jobs(count: int, *, seed: int = 1, people: list[User] | None = None, span_days: int = 90) -> typing.Iterator[tuple]:
     """``count`` job rows as tuples in :data:`COLUMNS` order (for COPY)."""
     rng = random.Random(seed)
-    people = people or users(seed)
+    people = people or users()
     span = span_days * 86_400_000_000
     previous: datetime.datetime | None = None
     for _ in range(count):

@@ -8,8 +8,9 @@ stemmers all differ):
 * **Tokens** are maximal runs of letters and digits; every other character
   separates. PostgreSQL's generated ``jobs.search`` column first replaces each
   run of ``[^[:alnum:]]`` by a space (so its parser sees plain words, never its
-  file/URL/version token types); Elasticsearch uses a ``pattern`` tokenizer on
-  ``[^\\p{L}\\p{N}]+``.
+  file/URL/version token types); Elasticsearch does the same with a
+  ``pattern_replace`` char filter on ``[^\\p{L}\\p{N}]+`` and a whitespace
+  tokenizer.
 * One quirk of PostgreSQL's parser is reproduced rather than removed: a token
   that starts like a number in scientific notation and goes on with letters
   (the hash ``83e6230fb77a``) is two tokens there (``83e6230`` and ``fb77a``),
@@ -24,16 +25,18 @@ stemmers all differ):
   marks them as keywords), and tokens over :data:`MAX_TOKEN` characters are
   dropped on both (PostgreSQL cannot index them).
 
-Query semantics of ``q`` (what :func:`clauses` prepares):
+Query semantics of ``q`` (the parser's ``Query.text``, one literal term each;
+:func:`clauses` prepares them):
 
-* the bare words together form one clause: **every** word must occur
-  (``plainto_tsquery`` / ``match`` with ``operator: and``);
-* each ``"quoted phrase"`` is a clause whose words must occur **consecutively**
-  (``phraseto_tsquery`` / ``match_phrase``); a stop word inside a phrase still
+* every term must occur (AND), in the error text and the log tail taken as
+  one text (``error || ' ' || log_tail``, as the PostgreSQL column is defined);
+* a term matches as a phrase: its tokens consecutively, in order
+  (``phraseto_tsquery`` / ``match_phrase``). A one-word term is just that word;
+  ``"no space left"`` or a bare ``/var/lib/docker`` must appear as written
+  (up to case, stemming and punctuation); a stop word inside a phrase still
   occupies its position;
-* every clause must match (AND), over the error text and the log tail as one
-  text (``error || ' ' || log_tail``, as the PostgreSQL column is defined);
-* a clause made only of stop words (``"to be"``) is ignored, on both backends.
+* a term made only of stop words (``the``, ``"to be"``) is ignored, on both
+  backends (PostgreSQL would otherwise match nothing at all).
 
 Known divergence: PostgreSQL stores at most 16383 positions per document, so a
 phrase that only occurs beyond the ~16,000th word of a very long log tail is
@@ -42,8 +45,8 @@ found by Elasticsearch alone.
 
 from __future__ import annotations
 
-import dataclasses
 import re
+import typing
 
 MAX_TOKEN = 2047
 
@@ -75,17 +78,6 @@ ES_SFLOAT = r"(^|[^\p{L}\p{N}])([0-9]+[eE][0-9]+)(\p{L})"
 ES_SFLOAT_REPLACEMENT = "$1$2 $3"
 
 
-@dataclasses.dataclass(frozen=True)
-class FullText:
-    """``q`` prepared for a backend: ``words`` must all occur, each phrase consecutively."""
-
-    words: str | None
-    phrases: tuple[str, ...]
-
-    def __bool__(self) -> bool:
-        return self.words is not None or bool(self.phrases)
-
-
 def tokens(text: str) -> list[str]:
     """The lower-cased tokens of ``text`` before stop words and stemming."""
     return [t.lower() for t in _WORD.findall(text)]
@@ -96,8 +88,6 @@ def meaningful(text: str) -> bool:
     return any(t not in _STOP and len(t) <= MAX_TOKEN for t in tokens(text))
 
 
-def clauses(words: list[str] | tuple[str, ...], phrases: list[str] | tuple[str, ...]) -> FullText:
-    """Bare words and quoted phrases -> the clauses both backends run; stop-word-only ones dropped."""
-    joined = " ".join(w for w in words if w.strip())
-    kept = tuple(p for p in phrases if meaningful(p))
-    return FullText(joined if meaningful(joined) else None, kept)
+def clauses(terms: typing.Iterable[str]) -> tuple[str, ...]:
+    """The terms both backends run as phrases: those with at least one token that is not a stop word."""
+    return tuple(t for t in terms if meaningful(t))

@@ -37,9 +37,14 @@ DATES = ("created_at", "updated_at", "dispatched_at", "started_at", "finished_at
 def analysis_settings() -> dict[str, typing.Any]:
     return {
         "char_filter": {
-            "job_sfloat": {"type": "pattern_replace", "pattern": analysis.ES_SFLOAT, "replacement": analysis.ES_SFLOAT_REPLACEMENT}
+            "job_sfloat": {"type": "pattern_replace", "pattern": analysis.ES_SFLOAT, "replacement": analysis.ES_SFLOAT_REPLACEMENT},
+            "job_separators": {"type": "pattern_replace", "pattern": analysis.ES_SEPARATOR, "replacement": " "},
         },
-        "tokenizer": {"job_words": {"type": "pattern", "pattern": analysis.ES_SEPARATOR}},
+        # Separators become spaces, then a whitespace split: the same tokens as
+        # PostgreSQL's regexp_replace + parser. (A pattern tokenizer would say
+        # it in one step; osmem-server, the test double, mis-indexes with it.)
+        # Tokens stay whole up to the limit; job_long then drops the long ones.
+        "tokenizer": {"job_words": {"type": "whitespace", "max_token_length": 1_048_576}},
         "filter": {
             "job_stop": {"type": "stop", "stopwords": list(analysis.STOPWORDS)},
             "job_long": {"type": "length", "max": analysis.MAX_TOKEN},
@@ -50,7 +55,7 @@ def analysis_settings() -> dict[str, typing.Any]:
         "analyzer": {
             ANALYZER: {
                 "type": "custom",
-                "char_filter": ["job_sfloat"],
+                "char_filter": ["job_sfloat", "job_separators"],
                 "tokenizer": "job_words",
                 "filter": ["lowercase", "job_long", "job_stop", "job_numwords", "job_stem"],
             }

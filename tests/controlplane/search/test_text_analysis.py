@@ -58,12 +58,6 @@ def _positions(vector: str) -> list[tuple[str, int]]:
     return out
 
 
-def test_the_bare_words_form_one_clause_and_each_phrase_its_own():
-    text = analysis.clauses(["disk", "full"], ["no space left", "exit code 137"])
-    assert text == analysis.FullText("disk full", ("no space left", "exit code 137"))
-
-
-def test_a_clause_of_stop_words_only_is_ignored():
-    assert analysis.clauses(["the"], ["to be", "or not"]) == analysis.FullText(None, ())
-    assert not analysis.clauses(["the"], ["to be"])
-    assert analysis.clauses(["no", "space"], []) == analysis.FullText("no space", ())
+def test_terms_made_only_of_stop_words_are_left_out_of_the_text_query():
+    assert analysis.clauses(["the", "no space left", "to be", "exit code 137", "or"]) == ("no space left", "exit code 137")
+    assert analysis.clauses(["The", "TO BE"]) == ()

@@ -1,0 +1,192 @@
+"""``a4c-controlplane search check``: compare PostgreSQL with the index, per day, and repair drift.
+
+Both sides are summarised per UTC day of ``created_at`` (count, sum and max of
+the versions of live jobs, :mod:`domain.drift`). The sync consumer may simply
+be behind, so a drifted bucket counts only if it is still drifted after
+``settle`` seconds, checked ``rounds`` times. With ``repair``, each drifted
+bucket is walked job by job and fixed with versioned writes, then checked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import typing
+
+import elasticsearch
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import settings as cp_settings
+from controlplane.search import bulk, client, index
+from controlplane.search.domain import documents, drift, results
+
+logger = logging.getLogger(__name__)
+
+DAY = datetime.timedelta(days=1)
+PAGE = 2000
+
+_TABLE_STATS = sa.text(
+    """
+    SELECT date_trunc('day', created_at, 'UTC') AS day, count(*) AS n, sum(version) AS s, max(version) AS m
+    FROM jobs WHERE deleted_at IS NULL GROUP BY 1
+    """
+)
+_TABLE_ENTRIES = sa.text(
+    """
+    SELECT id::text AS id, version, deleted_at IS NOT NULL AS deleted FROM jobs
+    WHERE created_at >= :start AND created_at < :end AND id > CAST(:after AS uuid)
+    ORDER BY id LIMIT :limit
+    """
+)
+ROW_JSON = sa.text(
+    "SELECT to_jsonb(j) - 'search' - 'payload' - 'last_event_seq' AS doc FROM jobs j WHERE id = ANY(CAST(:ids AS uuid[]))"
+)
+_NO_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclasses.dataclass
+class Report:
+    buckets: int = 0
+    drifted: list[drift.Drift] = dataclasses.field(default_factory=list)
+    reindexed: int = 0
+    tombstoned: int = 0
+    ahead: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.drifted
+
+
+async def table_stats(engine: sa_asyncio.AsyncEngine) -> dict[datetime.datetime, drift.Stats]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_TABLE_STATS)).all()
+    return {results.parse_time(day): drift.Stats(int(n), int(s), int(m)) for day, n, s, m in rows}
+
+
+async def index_stats(es: elasticsearch.AsyncElasticsearch, target: str) -> dict[datetime.datetime, drift.Stats]:
+    stats: dict[datetime.datetime, drift.Stats] = {}
+    after: dict[str, typing.Any] | None = None
+    while True:
+        composite: dict[str, typing.Any] = {
+            "size": 1000,
+            "sources": [{"day": {"date_histogram": {"field": "created_at", "calendar_interval": "day", "time_zone": "UTC"}}}],
+        }
+        if after is not None:
+            composite["after"] = after
+        async with client.translated("drift statistics"):
+            response = await es.search(
+                index=target,
+                size=0,
+                query={"bool": {"must_not": [{"term": {"deleted": True}}]}},
+                aggs={"days": {"composite": composite, "aggs": {"s": {"sum": {"field": "version"}}, "m": {"max": {"field": "version"}}}}},
+            )
+        days = response["aggregations"]["days"]
+        for b in days["buckets"]:
+            day = results.EPOCH + datetime.timedelta(milliseconds=int(b["key"]["day"]))
+            stats[day] = drift.Stats(int(b["doc_count"]), int(b["s"]["value"]), int(b["m"]["value"]))
+        after = days.get("after_key")
+        if not days["buckets"] or after is None:
+            return stats
+
+
+async def compare(engine: sa_asyncio.AsyncEngine, es: elasticsearch.AsyncElasticsearch, target: str) -> tuple[int, list[drift.Drift]]:
+    await index.refresh(es, target)
+    table, indexed = await asyncio.gather(table_stats(engine), index_stats(es, target))
+    return len(set(table) | set(indexed)), drift.compare(table, indexed)
+
+
+async def check(
+    settings: cp_settings.Settings,
+    engine: sa_asyncio.AsyncEngine,
+    es: elasticsearch.AsyncElasticsearch,
+    *,
+    target: str | None = None,
+    repair: bool = False,
+    settle: float = 2.0,
+    rounds: int = 3,
+) -> Report:
+    """Compare (and with ``repair`` fix) the table and ``target`` (default: the alias)."""
+    target = target or settings.search.index_alias
+    report = Report()
+    report.buckets, report.drifted = await compare(engine, es, target)
+    for _ in range(rounds - 1):
+        if not report.drifted:
+            break
+        await asyncio.sleep(settle)
+        report.buckets, report.drifted = await compare(engine, es, target)
+    if repair and report.drifted:
+        for found in report.drifted:
+            await _repair_bucket(settings, engine, es, target, found.bucket, report)
+        report.buckets, report.drifted = await compare(engine, es, target)
+    for found in report.drifted:
+        logger.warning("search drift: %s", found.describe())
+    return report
+
+
+async def _table_entries(engine: sa_asyncio.AsyncEngine, start: datetime.datetime) -> typing.AsyncIterator[drift.Entry]:
+    after = _NO_ID
+    while True:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(_TABLE_ENTRIES, {"start": start, "end": start + DAY, "after": after, "limit": PAGE})).all()
+        for row in rows:
+            yield drift.Entry(row.id, int(row.version), bool(row.deleted))
+        if len(rows) < PAGE:
+            return
+        after = rows[-1].id
+
+
+async def _index_entries(es: elasticsearch.AsyncElasticsearch, target: str, start: datetime.datetime) -> typing.AsyncIterator[drift.Entry]:
+    search_after: list[str] | None = None
+    bucket = {"range": {"created_at": {"gte": results.show_time(start), "lt": results.show_time(start + DAY)}}}
+    while True:
+        extra = {"search_after": search_after} if search_after else {}
+        async with client.translated("drift entries"):
+            response = await es.search(
+                index=target, size=PAGE, query={"bool": {"filter": [bucket]}}, sort=[{"id": "asc"}],
+                source=["id", "version", "deleted"], **extra,
+            )
+        hits = response["hits"]["hits"]
+        for hit in hits:
+            src = hit["_source"]
+            yield drift.Entry(src["id"], int(src["version"]), bool(src.get("deleted")))
+        if len(hits) < PAGE:
+            return
+        search_after = hits[-1]["sort"]
+
+
+async def _collect(entries: typing.AsyncIterator[drift.Entry]) -> list[drift.Entry]:
+    return [e async for e in entries]
+
+
+async def _repair_bucket(
+    settings: cp_settings.Settings,
+    engine: sa_asyncio.AsyncEngine,
+    es: elasticsearch.AsyncElasticsearch,
+    target: str,
+    start: datetime.datetime,
+    report: Report,
+) -> None:
+    # One day of ids and versions (not documents): small even for a busy day.
+    table, indexed = await asyncio.gather(_collect(_table_entries(engine, start)), _collect(_index_entries(es, target, start)))
+    fix = drift.plan(table, indexed)
+    report.ahead += fix.ahead
+    changes = [
+        documents.Change(e.id, e.version + 1, True, {"id": e.id, "version": e.version + 1, "deleted": True}) for e in fix.tombstone
+    ]
+    for i in range(0, len(fix.reindex), PAGE):
+        async with engine.connect() as conn:
+            rows = (await conn.execute(ROW_JSON, {"ids": fix.reindex[i : i + PAGE]})).scalars().all()
+        changes += [documents.from_row(row) for row in rows]
+    if not changes:
+        return
+    written = await bulk.write(
+        es, changes, target, alias=target == settings.search.index_alias,
+        retry_initial=settings.search.retry_initial, retry_max=settings.search.retry_max,
+    )
+    report.reindexed += sum(1 for c in written.indexed if not c.deleted or c.doc.get("created_at"))
+    report.tombstoned += sum(1 for c in written.indexed if c.deleted and not c.doc.get("created_at"))
+    for change, why in written.rejected:
+        logger.error("search repair: job %s rejected by Elasticsearch: %s", change.id, why)

@@ -1,0 +1,150 @@
+"""The jobs search on PostgreSQL: the fallback when Elasticsearch is not configured or not healthy.
+
+Same semantics as the Elasticsearch request (``domain/requests.py`` lists
+them) and the same result shape. Two statements per search, run at once on two
+pooled connections:
+
+* the page: filters + keyset condition, ``ORDER BY <field>, id`` and
+  ``LIMIT n + 1``. Each filter column has a btree index ending in
+  ``(created_at, id)``, so filter + sort + cursor is one index range; ``q``
+  uses the GIN index on the generated ``search`` column;
+* total and facets in one pass: ``GROUP BY GROUPING SETS`` over status, kind,
+  host, user and the histogram bucket, told apart with ``GROUPING()``.
+
+Facet keys are compared as text in the "C" collation, the byte order
+Elasticsearch sorts keywords in, so ties between equal counts break alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane.db import models
+from controlplane.domain import query as query_mod
+from controlplane.search.domain import analysis, results
+
+Job = models.Job
+_ENGLISH = sa.literal_column("'english'::regconfig")
+_SEPARATOR = sa.literal_column(f"'{analysis.PG_SEPARATOR}'")
+_COLUMNS = [getattr(Job, name) for name in results.JOB_FIELDS]
+_FILTER_COLUMNS = {"status": Job.status, "kind": Job.kind, "user": Job.user_name, "image": Job.image_name}
+_BY_ID = {"host": (Job.host_name, Job.host_id), "workspace": (Job.workspace_name, Job.workspace_id)}
+# GROUPING(status, kind, host, user, bucket): a bit is set for each column not grouped in that row.
+_SETS = {0b01111: "status", 0b10111: "kind", 0b11011: "host", 0b11101: "user", 0b11110: "created"}
+
+
+def _condition(key: str, values: tuple[str, ...]) -> sa.ColumnElement[bool]:
+    if key in _BY_ID:
+        name_column, id_column = _BY_ID[key]
+        names, ids = results.host_values(values)
+        either = []
+        if names:
+            either.append(name_column.in_(names))
+        if ids:
+            either.append(id_column.in_([uuid.UUID(i) for i in ids]))
+        return sa.or_(*either)
+    return _FILTER_COLUMNS[key].in_(values)
+
+
+def phrase(term: str) -> sa.ColumnElement[bool]:
+    """``term`` as a phrase over the error text and log tail, tokenized like the column (migration 0003)."""
+    normalised = sa.func.regexp_replace(sa.cast(term, sa.Text), _SEPARATOR, " ", "g")
+    return Job.search.op("@@")(sa.func.phraseto_tsquery(_ENGLISH, normalised))
+
+
+def where(q: query_mod.Query, owner: str | None) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = [Job.deleted_at.is_(None)]
+    for f in q.filters():
+        condition = _condition(f.key, f.values)
+        # NOT (x IN ...) is NULL for a job without x; such a job is not excluded.
+        conditions.append(sa.not_(sa.func.coalesce(condition, sa.false())) if f.negated else condition)
+    for column, after, before in (
+        (Job.created_at, q.created_after, q.created_before),
+        (Job.finished_at, q.finished_after, q.finished_before),
+    ):
+        if after is not None:
+            conditions.append(column >= after)
+        if before is not None:
+            conditions.append(column < before)
+    if owner is not None:
+        conditions.append(Job.user_id == uuid.UUID(owner))
+    conditions += [phrase(term) for term in analysis.clauses(q.text)]
+    return conditions
+
+
+def _order(sort: query_mod.Sort) -> list[sa.ColumnElement[typing.Any]]:
+    column = getattr(Job, sort.field)
+    if sort.descending:
+        return [column.desc().nulls_last(), Job.id.desc()] if sort.field == "finished_at" else [column.desc(), Job.id.desc()]
+    return [column.asc().nulls_last(), Job.id.asc()] if sort.field == "finished_at" else [column.asc(), Job.id.asc()]
+
+
+def _after(sort: query_mod.Sort, after: tuple[typing.Any, str]) -> sa.ColumnElement[bool]:
+    """Rows strictly after (value, id) in the sort order, NULL values last."""
+    column = getattr(Job, sort.field)
+    value, job_id = after
+    key = uuid.UUID(job_id)
+    if value is None:
+        return sa.and_(column.is_(None), Job.id < key if sort.descending else Job.id > key)
+    pair, point = sa.tuple_(column, Job.id), sa.tuple_(sa.literal(value, Job.created_at.type), sa.literal(key, Job.id.type))
+    later = pair < point if sort.descending else pair > point
+    return sa.or_(later, column.is_(None)) if sort.field == "finished_at" else later
+
+
+def page_statement(q: query_mod.Query, owner: str | None, page: results.Page) -> sa.Select:
+    conditions = where(q, owner)
+    if page.after is not None:
+        conditions.append(_after(q.sort, page.after))
+    return sa.select(*_COLUMNS).where(*conditions).order_by(*_order(q.sort)).limit(page.limit + 1)
+
+
+def facets_statement(q: query_mod.Query, owner: str | None, interval: str) -> sa.Select:
+    status, kind = sa.cast(Job.status, sa.Text), sa.cast(Job.kind, sa.Text)
+    bucket = sa.func.date_trunc(interval, Job.created_at, "UTC")
+    keys = (status, kind, Job.host_name, Job.user_name, bucket)
+    return (
+        sa.select(*keys, sa.func.grouping(*keys).label("g"), sa.func.count().label("n"))
+        .where(*where(q, owner))
+        .group_by(sa.func.grouping_sets(*(sa.tuple_(k) for k in keys)))
+    )
+
+
+def count_statement(q: query_mod.Query, owner: str | None) -> sa.Select:
+    return sa.select(sa.func.count()).select_from(Job).where(*where(q, owner))
+
+
+async def search(
+    engine: sa_asyncio.AsyncEngine, q: query_mod.Query, owner: str | None, page: results.Page, *, facet_size: int
+) -> results.SearchResult:
+    async def rows() -> list[typing.Mapping[str, typing.Any]]:
+        async with engine.connect() as conn:
+            return list((await conn.execute(page_statement(q, owner, page))).mappings())
+
+    async def summary() -> tuple[int, results.Facets | None]:
+        async with engine.connect() as conn:
+            if not page.facets:
+                return int((await conn.execute(count_statement(q, owner))).scalar_one()), None
+            grouped = list(await conn.execute(facets_statement(q, owner, page.interval)))
+        counts: dict[str, list[tuple[typing.Any, int]]] = {name: [] for name in _SETS.values()}
+        for status, kind, host, user, bucket, g, n in grouped:
+            name = _SETS[g]
+            counts[name].append(({"status": status, "kind": kind, "host": host, "user": user, "created": bucket}[name], int(n)))
+        total = sum(n for _, n in counts["status"])
+        terms = {name: results.top(counts[name], facet_size) for name in results.TERM_FACETS}
+        created = sorted((results.TimeBucket(results.parse_time(b), n) for b, n in counts["created"] if b is not None), key=lambda b: b.start)
+        return total, results.Facets(interval=page.interval, created=created, **terms)
+
+    found, (total, facets) = await asyncio.gather(rows(), summary())
+    return results.SearchResult(
+        jobs=[results.job(r) for r in found[: page.limit]],
+        total=total,
+        facets=facets,
+        next_cursor=results.next_cursor(found, page.limit, q.sort),
+        backend=results.BACKEND_PG,
+        degraded=False,
+    )

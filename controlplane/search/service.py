@@ -1,0 +1,132 @@
+"""Jobs search, backend-independent: ``await service.search(backends, query, principal, ...)``.
+
+Elasticsearch answers when it is configured and the circuit breaker lets the
+request through; otherwise, or when it fails or exceeds
+``search.request_timeout``, the same query runs on PostgreSQL (a read replica
+when ``database.replica_urls`` is set, else the primary). The result says which
+backend answered and whether that is a degradation (Elasticsearch configured
+but not used). Errors::
+
+    controlplane.errors.Invalid      bad query, cursor, limit or interval (names it)
+    controlplane.errors.Unavailable  PostgreSQL could not answer either
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import random
+import time
+import typing
+
+import elasticsearch
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import errors
+from controlplane import settings as cp_settings
+from controlplane.db import engine as db_engine
+from controlplane.domain import query as query_mod
+from controlplane.search import client, elastic, metrics, postgres
+from controlplane.search.domain import breaker as breaker_mod
+from controlplane.search.domain import results
+from controlplane.services import access
+
+logger = logging.getLogger(__name__)
+
+SearchResult = results.SearchResult
+
+
+@dataclasses.dataclass
+class Backends:
+    """What a search may use; one per process, shared by all requests."""
+
+    settings: cp_settings.SearchSettings
+    es: elasticsearch.AsyncElasticsearch | None
+    engines: typing.Sequence[sa_asyncio.AsyncEngine]
+    breaker: breaker_mod.Breaker
+    owned: list[sa_asyncio.AsyncEngine] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        settings: cp_settings.Settings,
+        *,
+        primary: sa_asyncio.AsyncEngine | None = None,
+        clock: typing.Callable[[], float] = time.monotonic,
+    ) -> Backends:
+        """ES client if configured; engines on the replicas, else ``primary`` (made if not given)."""
+        search = settings.search
+        es = client.create(search) if search.elasticsearch_url else None
+        if settings.database.replica_urls:
+            engines = [db_engine.create(settings.database, url=url) for url in settings.database.replica_urls]
+        else:
+            engines = [primary or db_engine.create(settings.database)]
+        owned = [e for e in engines if e is not primary]
+        return cls(search, es, engines, breaker_mod.Breaker(search.breaker_failures, search.breaker_reset, clock), owned)
+
+    async def close(self) -> None:
+        if self.es is not None:
+            await self.es.close()
+        for engine in self.owned:
+            await engine.dispose()
+
+
+async def search(
+    backends: Backends,
+    q: query_mod.Query,
+    principal: access.Principal,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    facets: bool = True,
+    interval: str | None = None,
+    now: datetime.datetime | None = None,
+) -> results.SearchResult:
+    """One page of jobs matching ``q`` that ``principal`` may see, with total and facets."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    try:
+        page = results.Page(
+            limit=limit,
+            after=results.decode_after(cursor, q.sort),
+            facets=facets,
+            interval=results.interval_for(q, now, interval),
+        )
+    except query_mod.QueryError as exc:
+        raise errors.Invalid.field(exc.param or "q", exc.message.removeprefix(f"{exc.param}: ")) from None
+    owner = None if principal.is_admin else str(principal.user_id)
+    search_settings = backends.settings
+    started = time.perf_counter()
+    degraded = False
+    if backends.es is not None:
+        if backends.breaker.allow():
+            try:
+                result = await asyncio.wait_for(
+                    elastic.search(backends.es, search_settings.index_alias, q, owner, page, facet_size=search_settings.facet_size),
+                    search_settings.request_timeout,
+                )
+            except (client.SearchError, asyncio.TimeoutError) as exc:
+                backends.breaker.failed()
+                logger.warning("search on Elasticsearch failed (%s); answering from PostgreSQL", exc or "timeout")
+            except asyncio.CancelledError:
+                backends.breaker.abandoned()
+                raise
+            else:
+                backends.breaker.succeeded()
+                return _answered(result, backends, started)
+        degraded = True
+    engine = random.choice(backends.engines)
+    try:
+        result = await postgres.search(engine, q, owner, page, facet_size=search_settings.facet_size)
+    except (sa.exc.DBAPIError, OSError) as exc:
+        raise errors.Unavailable("search is unavailable: neither Elasticsearch nor PostgreSQL answered") from exc
+    return _answered(dataclasses.replace(result, degraded=degraded), backends, started)
+
+
+def _answered(result: results.SearchResult, backends: Backends, started: float) -> results.SearchResult:
+    metrics.BREAKER.state(backends.breaker.state.value)
+    metrics.ANSWERED.labels(result.backend, str(result.degraded).lower()).inc()
+    metrics.SEARCH_SECONDS.labels(result.backend).observe(time.perf_counter() - started)
+    return result
