@@ -435,10 +435,7 @@ class _Builder:
 
 def _check_value(key: str, value: str, field: str) -> str:
     """``value`` normalised for ``key``, or QueryError naming ``field``."""
-    if key == "host":
-        normal = value
-    else:
-        normal = value.lower()
+    normal = value if key == "host" else value.lower()  # host names keep their case as enrolled
     if key == "status" and normal not in STATUSES:
         raise QueryError(f"{field}: unknown status {value!r}; expected one of {', '.join(STATUSES)}", param=field)
     if key == "kind" and normal not in KINDS:

@@ -252,6 +252,12 @@ def test_parameters_come_from_a_query_string_a_dict_of_lists_or_pairs():
     assert query.Query.from_params({"status": "failed,running", "host": "h1", "q": ["status:x -v", '"two words"']}, now=NOW) == expected
 
 
+def test_repeated_time_parameters_combine_to_the_tightest_range():
+    params = {"created_after": ["2026-01-01", "2026-01-05"], "created_before": ["2026-03-01", "2026-02-01"], "since": "365d"}
+    q = query.Query.from_params(params, now=NOW)
+    assert (q.created_after, q.created_before) == (day(2026, 1, 5), day(2026, 2, 1))
+
+
 def test_parameters_accept_since_relative_to_now():
     assert query.Query.from_params({"since": "30m"}, now=NOW).created_after == NOW - datetime.timedelta(minutes=30)
 
