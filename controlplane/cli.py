@@ -69,12 +69,14 @@ class _JsonFormatter(logging.Formatter):
 @main.command("run")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="A4C_CONFIG", help="YAML settings file.")
 def run(config_path: str | None) -> None:
-    """Serve the HTTP API until SIGTERM (sd_notify READY/WATCHDOG under systemd)."""
+    """Serve the HTTP API and run the background loops (relay, consumers, reconciler, scheduler) until SIGTERM."""
+    from controlplane import workers
+    from controlplane.api import app as api_app
     from controlplane.api import server
 
     settings = _load(config_path)
     _configure_logging(settings)
-    asyncio.run(server.serve(settings))
+    asyncio.run(server.serve(settings, contexts=(*api_app.DEFAULT_CONTEXTS, workers.workers_ctx)))
 
 
 main.add_command(run, "serve")

@@ -1,0 +1,107 @@
+"""The control plane's background loops, as one aiohttp ``cleanup_ctx``.
+
+Every instance runs the same set, each a named, guarded root task under
+:class:`shared.supervisor.Supervisor` (a crash is logged and restarted with
+backoff, and reported by ``/readyz``):
+
+=================  ===============================================  ==================
+task               what                                             enabled by
+=================  ===============================================  ==================
+relay              outbox rows -> Kafka (LISTEN/NOTIFY woken)       relay.enabled
+events             agent events -> PostgreSQL (signed, idempotent)  always
+ci                 ``<prefix>.ci-builds`` -> build jobs             always
+reconciler         liveness, per-host plans, requeue, placement     reconciler.enabled
+scheduler          cron schedules -> build jobs, exactly once       scheduler.enabled
+search-sync        ``<prefix>.job-sync`` -> Elasticsearch           search.elasticsearch_url
+                                                                    and sync_in_process
+=================  ===============================================  ==================
+
+They stop in reverse order on shutdown, the relay last, so whatever the
+others commit on their way out is still published.
+
+Kafka being down never stops the API from starting: each loop owns its
+client and retries with backoff while the outbox simply grows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import typing
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from controlplane import ci, reconciler, relay, scheduler
+from controlplane import settings as cp_settings
+from controlplane.api import keys
+from controlplane.db import models
+from controlplane.events import consumer as events_consumer
+from controlplane.services import access
+from controlplane.services import images as image_service
+from shared import kafka, supervisor
+
+logger = logging.getLogger(__name__)
+
+SUPERVISOR = web.AppKey("supervisor", supervisor.Supervisor)
+
+
+def build(app: web.Application) -> supervisor.Supervisor:
+    settings = app[keys.SETTINGS]
+    engine = app[keys.ENGINE]
+    sessions = app[keys.SESSIONS]
+    sup = supervisor.Supervisor(max_backoff=settings.kafka.retry_backoff_max)
+
+    if settings.relay.enabled:
+
+        async def relay_loop(stopping: asyncio.Event) -> None:
+            producer = kafka.producer(settings.kafka, client_id="a4c-relay")
+            await producer.start()
+            try:
+                await relay.run(engine, producer, settings, listen_url=settings.database.url, stopping=stopping)
+            finally:
+                await producer.stop()
+
+        sup.add("relay", relay_loop)
+
+    sup.add("events", lambda stopping: events_consumer.run(engine, settings, stopping=stopping))
+    sup.add("ci", lambda stopping: ci.run(settings, _submitter(sessions, settings), stopping=stopping))
+    if settings.reconciler.enabled:
+        sup.add("reconciler", lambda stopping: reconciler.run(sessions, settings, stopping=stopping))
+    if settings.scheduler.enabled:
+        sup.add("scheduler", lambda stopping: scheduler.run(sessions, settings, stopping=stopping))
+    if settings.search.elasticsearch_url and settings.search.sync_in_process:
+        from controlplane.search import sync  # only instances that feed Elasticsearch need the client
+
+        sup.add("search-sync", lambda stopping: sync.run(settings, stopping))
+    return sup
+
+
+async def workers_ctx(app: web.Application) -> typing.AsyncIterator[None]:
+    sup = build(app)
+    app[SUPERVISOR] = sup
+    sup.start()
+    try:
+        yield
+    finally:
+        cancelled = await sup.shutdown(app[keys.SETTINGS].http.shutdown_timeout)
+        if cancelled:
+            logger.warning("background loops cut short at shutdown: %s", ", ".join(cancelled))
+
+
+def _submitter(sessions, settings: cp_settings.Settings) -> ci.Submit:  # noqa: ANN001 - async_sessionmaker
+    """CI requests (topic and webhook) become build jobs through the one build path."""
+
+    async def submit(request: ci.BuildRequest, source: str, idempotency_key: str) -> typing.Any:
+        async with sessions.begin() as session:
+            image = await session.scalar(sa.select(models.Image).where(models.Image.name == request.image))
+            if image is None:
+                raise ci.Rejected(f"no registered image named {request.image!r}")
+            owner = await session.get(models.User, image.owner_id)
+            principal = access.Principal(user_id=owner.id, name=owner.name, role=owner.role) if owner else None
+            return await image_service.request_builds(
+                session, image, settings, user=principal, source=models.JobSource(source),
+                git_ref=request.git_ref, idempotency_key=idempotency_key,
+            )
+
+    return submit
