@@ -22,12 +22,13 @@ import typing
 
 import aiokafka
 import aiokafka.errors
-from aiokafka import admin as aiokafka_admin
 
 from agent import context as context_mod
 from agent import dispatcher as dispatcher_mod
 from agent.domain import backoff as backoff_mod
 from agent.domain import offsets
+from shared import aio
+from shared import kafka
 from shared import topics as topics_mod
 
 log = logging.getLogger(__name__)
@@ -45,78 +46,69 @@ class CommandConsumer:
         self._to_commit: dict[aiokafka.TopicPartition, int] = {}
         self._commit_wake = asyncio.Event()
         self._slot_free = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._released = asyncio.Event()
         self.assigned = asyncio.Event()
 
-    # -- lifecycle (driven by the daemon) ---------------------------------------------
+    # -- the root task -------------------------------------------------------------------
 
-    def stop_fetching(self) -> None:
-        """Take no new command (shutdown began)."""
-        self._stopping.set()
-
-    def release(self) -> None:
-        """In-flight work is over: make the last commit and leave the group."""
-        self._released.set()
-
-    async def run(self) -> None:
-        """Root task."""
-        kafka = self.ctx.settings.kafka
-        delays = backoff_mod.Backoff(initial=0.5, maximum=kafka.retry_backoff_max)
-        while not self._stopping.is_set():
-            consumer: aiokafka.AIOKafkaConsumer | None = None
-            try:
-                await ensure_topic(kafka, self.topic)
-                consumer = self._make()
-                await consumer.start()
-                await self._consume(consumer)
-                delays.reset()
-            except aiokafka.errors.KafkaError as exc:
-                self.ctx.health.kafka(False, f"{exc.__class__.__name__}: {exc}")
-                delay = delays.next()
-                log.debug("command consumer reconnecting", extra={"retry_in_s": round(delay, 2)})
-                if consumer is not None:
-                    await _stop_quietly(consumer)
-                    consumer = None
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Consume until ``stopping``; then let in-flight commands finish (or interrupt them), commit, leave."""
+        kafka_settings = self.ctx.settings.kafka
+        delays = backoff_mod.Backoff(initial=0.5, maximum=kafka_settings.retry_backoff_max)
+        consumer: typing.Any = None
+        try:
+            while not stopping.is_set():
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
-            finally:
-                if consumer is not None and self._stopping.is_set():
-                    await self._finish(consumer)
-                elif consumer is not None:
-                    await _stop_quietly(consumer)
+                    await kafka.ensure_topics(kafka_settings, [self.topic])
+                    consumer = self._make()
+                    await consumer.start()
+                    await self._consume(consumer, stopping)
+                    delays.reset()
+                except (aiokafka.errors.KafkaError, kafka.KafkaUnavailable) as exc:
+                    self.ctx.health.kafka(False, f"{exc.__class__.__name__}: {exc}")
+                    delay = delays.next()
+                    log.debug("command consumer reconnecting", extra={"retry_in_s": round(delay, 2)})
+                    if consumer is not None:
+                        await _stop_quietly(consumer)
+                        consumer = None
+                    await aio.sleep_or(stopping, delay)
+        finally:
+            if stopping.is_set():
+                # Shutdown: no new command is taken; in-flight ones finish or are interrupted.
+                await self.dispatcher.drain(self._drain_time())
+            if consumer is not None:
+                try:
+                    await asyncio.wait_for(self._commit(consumer), 5)
+                except (aiokafka.errors.KafkaError, asyncio.TimeoutError) as exc:
+                    log.warning("last offset commit failed; finished commands will be redelivered and skipped", extra={"error": str(exc)})
+                await _stop_quietly(consumer)
 
-    def _make(self) -> aiokafka.AIOKafkaConsumer:
-        kafka, commands = self.ctx.settings.kafka, self.ctx.settings.commands
-        session_ms = int(commands.session_timeout * 1000)
-        consumer = aiokafka.AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+    def _drain_time(self) -> float:
+        deadline = self.ctx.settings.daemon.shutdown_deadline
+        # Keep a reserve for reporting interrupted commands, committing and flushing events.
+        return max(0.1, deadline - min(3.0, deadline * 0.25))
+
+    def _make(self) -> typing.Any:
+        commands = self.ctx.settings.commands
+        consumer = kafka.consumer(
+            self.ctx.settings.kafka,
             group_id=self.group,
             client_id=self.client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             fetch_max_wait_ms=int(commands.fetch_max_wait * 1000),
-            session_timeout_ms=session_ms,
-            heartbeat_interval_ms=max(100, session_ms // 3),
-            request_timeout_ms=int(kafka.request_timeout * 1000),
-            retry_backoff_ms=200,
             # Commands are handled as they come; a long build must not count as a stuck poll loop.
             max_poll_interval_ms=max(300_000, int(self.ctx.settings.builds.deadline * 1000) + 60_000),
         )
         consumer.subscribe([self.topic], listener=_Rebalance(self))
         return consumer
 
-    async def _consume(self, consumer: aiokafka.AIOKafkaConsumer) -> None:
+    async def _consume(self, consumer: typing.Any, stopping: asyncio.Event) -> None:
         committer = asyncio.create_task(self._committer(consumer), name="a4c:command-commits")
         try:
-            while not self._stopping.is_set():
-                await self._wait_ready()
-                if self._stopping.is_set():
+            while not stopping.is_set():
+                await self._wait_ready(stopping)
+                if stopping.is_set():
                     break
                 room = self.ctx.settings.commands.max_in_flight - self.dispatcher.in_flight()
-                batch = await consumer.getmany(timeout_ms=1000, max_records=max(1, room))
+                batch = await consumer.getmany(timeout_ms=500, max_records=max(1, room))
                 if batch:
                     self.ctx.health.kafka(True)
                 for tp, records in batch.items():
@@ -143,28 +135,24 @@ class CommandConsumer:
             self._commit_wake.set()
         self._slot_free.set()
 
-    async def _wait_ready(self) -> None:
+    async def _wait_ready(self, stopping: asyncio.Event) -> None:
         """Hold fetching while Docker is down or every slot is busy."""
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             if not self.ctx.health.docker_ok:
-                waiter = asyncio.create_task(self.ctx.health.docker_up.wait())
+                await aio.wait_any(1.0, self.ctx.health.docker_up, stopping)
             elif self.dispatcher.in_flight() >= self.ctx.settings.commands.max_in_flight:
                 self._slot_free.clear()
-                waiter = asyncio.create_task(self._slot_free.wait())
+                await aio.wait_any(1.0, self._slot_free, stopping)
             else:
                 return
-            stopper = asyncio.create_task(self._stopping.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
 
-    async def _committer(self, consumer: aiokafka.AIOKafkaConsumer) -> None:
+    async def _committer(self, consumer: typing.Any) -> None:
         while True:
             await self._commit_wake.wait()
             self._commit_wake.clear()
             await self._commit(consumer)
 
-    async def _commit(self, consumer: aiokafka.AIOKafkaConsumer) -> None:
+    async def _commit(self, consumer: typing.Any) -> None:
         if not self._to_commit:
             return
         offsets_now, self._to_commit = dict(self._to_commit), {}
@@ -181,17 +169,6 @@ class CommandConsumer:
             for tp, off in offsets_now.items():
                 self._to_commit[tp] = max(off, self._to_commit.get(tp, 0))
             raise
-
-    async def _finish(self, consumer: aiokafka.AIOKafkaConsumer) -> None:
-        try:
-            await asyncio.wait_for(self._released.wait(), self.ctx.settings.daemon.shutdown_deadline)
-        except asyncio.TimeoutError:
-            pass
-        try:
-            await asyncio.wait_for(self._commit(consumer), 5)
-        except (aiokafka.errors.KafkaError, asyncio.TimeoutError) as exc:
-            log.warning("last offset commit failed; finished commands will be redelivered and skipped", extra={"error": str(exc)})
-        await _stop_quietly(consumer)
 
 
 class _Rebalance(aiokafka.ConsumerRebalanceListener):
@@ -211,25 +188,7 @@ class _Rebalance(aiokafka.ConsumerRebalanceListener):
         log.info("command partitions assigned", extra={"topic": self.owner.topic, "partitions": sorted(tp.partition for tp in assigned)})
 
 
-async def ensure_topic(kafka: typing.Any, topic: str) -> None:
-    """Create the command topic if it is missing (one partition: commands of a host stay in order)."""
-    client = aiokafka_admin.AIOKafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=int(kafka.request_timeout * 1000)
-    )
-    try:
-        await client.start()
-        if topic in set(await client.list_topics()):
-            return
-        factor = getattr(kafka, "replication_factor", 1)
-        try:
-            await client.create_topics([aiokafka_admin.NewTopic(topic, num_partitions=1, replication_factor=factor)])
-        except aiokafka.errors.TopicAlreadyExistsError:
-            pass
-    finally:
-        await client.close()
-
-
-async def _stop_quietly(consumer: aiokafka.AIOKafkaConsumer) -> None:
+async def _stop_quietly(consumer: typing.Any) -> None:
     try:
         await asyncio.wait_for(consumer.stop(), 5)
     except Exception:  # noqa: BLE001 - being discarded anyway

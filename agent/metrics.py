@@ -38,9 +38,6 @@ EVENTS_DROPPED = prometheus_client.Counter(
 )
 EVENT_QUEUE = prometheus_client.Gauge("a4c_agent_event_queue", "Events waiting to be published.", registry=REGISTRY)
 DEPENDENCY_UP = prometheus_client.Gauge("a4c_agent_dependency_up", "1 when reachable.", ["dependency"], registry=REGISTRY)
-TASK_RESTARTS = prometheus_client.Counter(
-    "a4c_agent_task_restarts_total", "Root tasks restarted after a crash.", ["task"], registry=REGISTRY
-)
 CLEANUP_REMOVED = prometheus_client.Counter(
     "a4c_agent_cleanup_removed_total", "Objects removed by cleanup.", ["what"], registry=REGISTRY
 )

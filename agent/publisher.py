@@ -24,14 +24,16 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import typing
 
-import aiokafka
 import aiokafka.errors
 
 from agent import health as health_mod
 from agent import identity as identity_mod
 from agent import metrics
 from agent.domain import backoff as backoff_mod
+from shared import aio
+from shared import kafka
 from shared import messages
 from shared import settings as common
 
@@ -52,20 +54,22 @@ class _Item:
 class Publisher:
     def __init__(
         self,
-        kafka: common.KafkaSettings,
+        kafka_settings: common.KafkaSettings,
         topic: str,
         identity: identity_mod.Identity,
         health: health_mod.Health,
         *,
         max_queue: int = 10_000,
         client_id: str = "a4c-agent",
+        final_flush: float = 2.0,
     ) -> None:
-        self.kafka = kafka
+        self.kafka = kafka_settings
         self.topic = topic
         self.identity = identity
         self.health = health
         self.max_queue = max_queue
         self.client_id = client_id
+        self.final_flush = final_flush
         self._queue: collections.deque[_Item] = collections.deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -99,32 +103,33 @@ class Publisher:
     def pending(self) -> int:
         return len(self._queue)
 
-    async def run(self) -> None:
-        """Root task: connect, drain, reconnect with backoff on any broker failure."""
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Root task: connect, drain, reconnect with backoff; on stop, a last bounded flush."""
         delays = backoff_mod.Backoff(initial=0.5, maximum=self.kafka.retry_backoff_max)
-        while True:
-            producer = aiokafka.AIOKafkaProducer(
-                bootstrap_servers=self.kafka.bootstrap_servers,
-                client_id=self.client_id,
-                acks="all",
-                linger_ms=0,
-                request_timeout_ms=int(self.kafka.request_timeout * 1000),
-                retry_backoff_ms=200,
-            )
+        while not stopping.is_set():
+            producer = kafka.producer(self.kafka, client_id=self.client_id)
+            drain: asyncio.Task | None = None
             try:
                 await producer.start()
-                await self._drain(producer, delays)
+                drain = asyncio.create_task(self._drain(producer, delays))
+                await aio.wait_any(None, stopping, _done_event(drain))  # type: ignore[arg-type]
+                if drain.done():
+                    drain.result()  # raises what broke it
+                    continue
+                # Stopping: give what is queued a last chance, bounded.
+                await self.flush(self.final_flush)
             except aiokafka.errors.KafkaError as exc:
                 self.health.kafka(False, f"{exc.__class__.__name__}: {exc}")
                 delay = delays.next()
                 log.debug("publisher reconnecting", extra={"retry_in_s": round(delay, 2)})
+                await aio.sleep_or(stopping, delay)
+            finally:
+                if drain is not None and not drain.done():
+                    drain.cancel()
+                    await asyncio.gather(drain, return_exceptions=True)
                 await _stop_quietly(producer)
-                await asyncio.sleep(delay)
-            except BaseException:
-                await _stop_quietly(producer)
-                raise
 
-    async def _drain(self, producer: aiokafka.AIOKafkaProducer, delays: backoff_mod.Backoff) -> None:
+    async def _drain(self, producer: typing.Any, delays: backoff_mod.Backoff) -> None:
         key = self.identity.host_id.encode()
         while True:
             self._pop_done()
@@ -154,7 +159,13 @@ class Publisher:
         metrics.EVENT_QUEUE.set(len(self._queue))
 
 
-async def _stop_quietly(producer: aiokafka.AIOKafkaProducer) -> None:
+def _done_event(task: asyncio.Task) -> asyncio.Event:
+    event = asyncio.Event()
+    task.add_done_callback(lambda _t: event.set())
+    return event
+
+
+async def _stop_quietly(producer: typing.Any) -> None:
     try:
         await asyncio.wait_for(producer.stop(), 5)
     except Exception:  # noqa: BLE001 - the producer is being discarded anyway

@@ -112,7 +112,7 @@ class DaemonSettings(config.StrictModel):
     metrics_host: str = pydantic.Field(default="127.0.0.1", description="Address of /metrics and /healthz; keep it on loopback.")
     metrics_port: common.Port = pydantic.Field(default=9469, description="/metrics and /healthz; 0 picks a free port.")
     task_restart_backoff_max: Seconds = pydantic.Field(
-        default=30.0, description="Longest wait before a crashed internal task is restarted."
+        default=30.0, description="Longest wait before a crashed internal task (root task) is restarted."
     )
     docker_check_interval: Seconds = pydantic.Field(
         default=5.0, description="How often Docker is pinged; while it does not answer, no new command is taken."
@@ -128,9 +128,6 @@ class CommandSettings(config.StrictModel):
             "Longest a fetch waits at the broker. Real Kafka answers as soon as a command arrives; a broker that "
             "does not wake long polls (the embedded one) adds up to this much latency, and a shorter wait costs idle CPU."
         ),
-    )
-    session_timeout: Seconds = pydantic.Field(
-        default=10.0, description="Consumer-group session; after a kill -9 the restarted agent waits up to this long to rejoin."
     )
     max_in_flight: int = pydantic.Field(default=32, gt=0, description="Commands handled at once; fetching pauses beyond this.")
 
