@@ -94,8 +94,8 @@ class Builder:
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
         try:
             await _git("clone", "--quiet", "--no-checkout", "--", ctx.git_url, str(workdir))
-            await _git("-C", str(workdir), "checkout", "--quiet", "--detach", ctx.git_ref)
-            commit = (await _git("-C", str(workdir), "rev-parse", "HEAD")).strip()
+            commit = await _resolve(workdir, ctx.git_ref, ctx.git_url)
+            await _git("-C", str(workdir), "checkout", "--quiet", "--detach", commit)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
             raise
@@ -184,6 +184,16 @@ def _inline_context(dockerfile: str) -> io.BytesIO:
     return buf
 
 
+async def _resolve(workdir: pathlib.Path, ref: str, url: str) -> str:
+    """The commit a ref names: a tag, a commit, HEAD, or a branch of the origin."""
+    for candidate in (ref, f"origin/{ref}"):
+        try:
+            return (await _git("-C", str(workdir), "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")).strip()
+        except jobs.JobFailed:
+            continue
+    raise jobs.JobFailed(f"context.git_ref: {ref!r} is not a branch, tag or commit of {url}")
+
+
 async def _git(*args: str) -> str:
     """Run git; a failure becomes the job's error with git's own last message."""
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", LC_ALL="C")
@@ -198,7 +208,9 @@ async def _git(*args: str) -> str:
             await proc.wait()
         raise
     if proc.returncode != 0:
-        lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit status {proc.returncode}"
+        lines = [line.strip() for line in err.decode(errors="replace").splitlines() if line.strip()]
+        # git's first fatal/error line is the cause; what follows is advice.
+        causes = [line for line in lines if line.startswith(("fatal:", "error:"))]
+        reason = (causes or lines or [f"exit status {proc.returncode}"])[0]
         raise jobs.JobFailed(f"git {args[0] if args[0] != '-C' else args[2]} failed: {reason}")
     return out.decode(errors="replace")

@@ -1,0 +1,124 @@
+"""Image builds through signed commands: inline Dockerfiles, git contexts, real error text, deadlines, a slot limit."""
+
+from __future__ import annotations
+
+import pathlib
+import secrets
+import subprocess
+
+import pytest
+
+from shared import messages
+from tests.agent import conftest
+
+K = messages.CommandKind
+
+pytestmark = [pytest.mark.docker, pytest.mark.kafka]
+
+
+def _tag() -> str:
+    return f"a4c-test/built-{secrets.token_hex(3)}:1"
+
+
+def _build(job_id: str, tag: str, **context: object) -> messages.BuildCommand:
+    return messages.BuildCommand(job_id=job_id, image_id=f"img-{job_id}", tag=tag, context=messages.BuildContext(**context))
+
+
+async def test_an_inline_dockerfile_builds_a_labelled_image_and_streams_its_log(kit: conftest.Kit) -> None:
+    agent = kit.agent()
+    tag = _tag()
+    dockerfile = f"FROM {kit.base_image}\nRUN echo built-by-the-agent\n"
+    await kit.send(agent, K.IMAGE_BUILD, _build("b-inline", tag, dockerfile=dockerfile))
+
+    result = await kit.events.result("b-inline", timeout=60)
+    assert result["ok"], result
+    image = kit.docker_client.images.get(tag)
+    assert result["result"]["image_id"] == image.id
+    assert result["result"]["tag"] == tag and result["result"]["digest"]
+    assert image.labels["a4c.image"] == "img-b-inline"
+    assert image.labels["a4c.host"] == agent.host_id and image.labels["a4c.managed"] == "true"
+    lines = [line for e in kit.events.of("job.log", job_id="b-inline") for line in e.payload["lines"]]
+    assert "built-by-the-agent" in lines
+    assert any(line.startswith("Step 2/") for line in lines)
+    log_seqs = [e.seq for e in kit.events.of("job.log", job_id="b-inline")]
+    done = kit.events.of("job.result", job_id="b-inline")[0]
+    assert max(log_seqs) < done.seq, "log lines stream before the result"
+
+
+async def test_a_git_context_is_cloned_at_its_ref_and_built_from_its_path(kit: conftest.Kit, tmp_path: pathlib.Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "app").mkdir(parents=True)
+    (repo / "app" / "Dockerfile").write_text(f"FROM {kit.base_image}\nCOPY greeting.txt /greeting.txt\nRUN cat /greeting.txt\n")
+    (repo / "app" / "greeting.txt").write_text("hello from the release branch\n")
+
+    def git(*args: str) -> str:
+        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": "/usr/bin:/bin"}
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-qm", "release")
+    git("branch", "release")
+    released = git("rev-parse", "HEAD")
+    # main moves on; the build must use the release branch.
+    (repo / "app" / "greeting.txt").write_text("newer text on main\n")
+    git("commit", "-qam", "later")
+
+    agent = kit.agent()
+    tag = _tag()
+    await kit.send(agent, K.IMAGE_BUILD, _build("b-git", tag, git_url=f"file://{repo}", git_ref="release", git_path="app"))
+
+    result = await kit.events.result("b-git", timeout=60)
+    assert result["ok"], result
+    assert result["result"]["git_commit"] == released
+    lines = [line for e in kit.events.of("job.log", job_id="b-git") for line in e.payload["lines"]]
+    assert "hello from the release branch" in lines
+    assert "newer text on main" not in lines
+    assert kit.docker_client.images.get(tag).id == result["result"]["image_id"]
+    assert kit.events.of("job.progress", job_id="b-git", phase="cloning")
+
+
+async def test_a_failing_build_reports_its_real_error_line(kit: conftest.Kit) -> None:
+    agent = kit.agent()
+    dockerfile = f"FROM {kit.base_image}\nRUN echo 'boom: widget missing' >&2 && exit 3\n"
+    await kit.send(agent, K.IMAGE_BUILD, _build("b-fail", _tag(), dockerfile=dockerfile))
+
+    result = await kit.events.result("b-fail", timeout=60)
+    assert result["ok"] is False
+    assert "returned a non-zero code: 3" in result["error"]
+    assert "boom: widget missing" in result["error"]
+
+
+async def test_a_git_context_that_cannot_be_cloned_reports_gits_reason(kit: conftest.Kit, tmp_path: pathlib.Path) -> None:
+    agent = kit.agent()
+    await kit.send(agent, K.IMAGE_BUILD, _build("b-nogit", _tag(), git_url=f"file://{tmp_path}/no-such-repo"))
+    result = await kit.events.result("b-nogit", timeout=30)
+    assert result["ok"] is False
+    assert result["error"].startswith("git clone failed:") and "does not appear to be a git repository" in result["error"]
+
+
+async def test_a_build_past_its_deadline_is_stopped_and_says_so(kit: conftest.Kit) -> None:
+    agent = kit.agent()
+    command = _build("b-slow", _tag(), dockerfile=f"FROM {kit.base_image}\nRUN sleep 60\n").model_copy(update={"deadline_s": 2.0})
+    await kit.send(agent, K.IMAGE_BUILD, command)
+
+    result = await kit.events.result("b-slow", timeout=20)
+    assert result["ok"] is False and "exceeded its deadline of 2s" in result["error"]
+    # The daemon cancelled the build: its RUN container does not linger.
+    leftovers = [c for c in kit.docker_client.containers.list(all=True) if c.attrs["Config"]["Cmd"] == ["/bin/sh", "-c", "sleep 60"]]
+    assert leftovers == []
+
+
+async def test_builds_beyond_the_concurrency_limit_wait_for_a_slot(kit: conftest.Kit) -> None:
+    agent = kit.agent(overrides={"builds": {"concurrency": 1}})
+    first = _build("b-one", _tag(), dockerfile=f"FROM {kit.base_image}\nRUN sleep 1 && echo one-{secrets.token_hex(2)}\n")
+    second = _build("b-two", _tag(), dockerfile=f"FROM {kit.base_image}\nRUN sleep 1 && echo two-{secrets.token_hex(2)}\n")
+    await kit.send(agent, K.IMAGE_BUILD, first)
+    await kit.send(agent, K.IMAGE_BUILD, second)
+
+    one, two = await kit.events.result("b-one", timeout=60), await kit.events.result("b-two", timeout=60)
+    assert one["ok"] and two["ok"], (one, two)
+    assert kit.events.of("job.progress", job_id="b-two", phase="queued")
+    first_done = kit.events.of("job.result", job_id="b-one")[0]
+    second_building = kit.events.of("job.progress", job_id="b-two", phase="building")[0]
+    assert second_building.seq > first_done.seq, "the second build started only after the first finished"
