@@ -82,6 +82,46 @@ def run(config_path: str | None) -> None:
 main.add_command(run, "serve")
 
 
+@main.command("sync")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="A4C_CONFIG", help="YAML settings file.")
+def sync_command(config_path: str | None) -> None:
+    """Run only the Elasticsearch sync consumer (job-sync topic -> jobs alias) until SIGTERM."""
+    from controlplane.search import commands as search_commands
+
+    settings = _load(config_path)
+    _configure_logging(settings)
+    sys.exit(asyncio.run(search_commands.run_sync(settings)))
+
+
+@main.group("search")
+def search_group() -> None:
+    """Maintain the Elasticsearch jobs index."""
+
+
+@search_group.command("reindex")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="A4C_CONFIG", help="YAML settings file.")
+@click.option("--keep-old", is_flag=True, help="Keep the indices the alias pointed at before (default: delete them).")
+def search_reindex(config_path: str | None, keep_old: bool) -> None:
+    """Build a new index from PostgreSQL and swap the alias to it atomically (resumes a crashed run)."""
+    from controlplane.search import commands as search_commands
+
+    settings = _load(config_path)
+    _configure_logging(settings)
+    sys.exit(asyncio.run(search_commands.run_reindex(settings, keep_old=keep_old)))
+
+
+@search_group.command("check")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="A4C_CONFIG", help="YAML settings file.")
+@click.option("--repair", is_flag=True, help="Fix drifted days with versioned writes, then check again.")
+def search_check(config_path: str | None, repair: bool) -> None:
+    """Compare PostgreSQL and the index per day (count, version sum and max); exit 1 if they differ."""
+    from controlplane.search import commands as search_commands
+
+    settings = _load(config_path)
+    _configure_logging(settings)
+    sys.exit(asyncio.run(search_commands.run_check(settings, repair=repair)))
+
+
 @main.command("create-admin")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="A4C_CONFIG", help="YAML settings file.")
 @click.option("--name", required=True, help="The admin's user name (created if missing).")

@@ -22,12 +22,14 @@ from controlplane import settings as cp_settings
 from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit
 from controlplane.api.views import enrolment, hosts, images, jobs, ops, users, workspaces
 from controlplane.db import engine as db_engine
+from controlplane.search import context as search_context
+from controlplane.search import view as search_view
 
 logger = logging.getLogger(__name__)
 
 Context = typing.Callable[[web.Application], typing.AsyncIterator[None]]
 
-VIEWS = (ops, workspaces, images, jobs, hosts, users, enrolment)
+VIEWS = (ops, workspaces, images, jobs, search_view, hosts, users, enrolment)
 HOUSEKEEPING_PERIOD = 600.0  # seconds between purges of expired idempotency records
 
 
@@ -70,7 +72,7 @@ async def housekeeping_ctx(app: web.Application) -> typing.AsyncIterator[None]:
             await task
 
 
-DEFAULT_CONTEXTS: tuple[Context, ...] = (database_ctx, housekeeping_ctx)
+DEFAULT_CONTEXTS: tuple[Context, ...] = (database_ctx, housekeeping_ctx, search_context.search_ctx)
 
 
 def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Context] = DEFAULT_CONTEXTS) -> web.Application:
