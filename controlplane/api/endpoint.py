@@ -20,6 +20,7 @@ The wrapper around a view:
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 import uuid
 
@@ -233,17 +234,29 @@ def parse_body(model: type[pydantic.BaseModel], raw: bytes) -> pydantic.BaseMode
     if not raw.strip():
         raise errors.Malformed("this request needs a JSON body", fields=[errors.FieldError("body", "missing")])
     try:
-        return model.model_validate_json(raw, strict=True)
+        data = json.loads(raw, parse_float=_json_number)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.Malformed(f"the body is not valid JSON: {exc}", fields=[errors.FieldError("body", "not valid JSON")]) from None
+    try:
+        # Strict (no "5" for 5), in JSON mode (enums and UUIDs as strings);
+        # re-encoded so that 5.0, the same JSON number as 5, is an integer.
+        return model.model_validate_json(json.dumps(data), strict=True)
     except pydantic.ValidationError as exc:
         raise invalid(exc, unknown="unknown field") from None
 
 
+def _json_number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def invalid(exc: pydantic.ValidationError, *, unknown: str) -> errors.DomainError:
     problems: list[errors.FieldError] = []
-    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+    for err in exc.errors(include_url=False, include_input=False):
         if err["type"] == "json_invalid":
             return errors.Malformed(f"the body is not valid JSON: {err['msg']}", fields=[errors.FieldError("body", "not valid JSON")])
-        path = ".".join(str(part) for part in err["loc"]) or "body"
+        # Cross-field rules (schemas.common.exactly_one) name their field in the context.
+        path = ".".join(str(part) for part in err["loc"]) or err.get("ctx", {}).get("field") or "body"
         reason = unknown if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         problems.append(errors.FieldError(path, reason))
     message = "; ".join(f"{p.path}: {p.reason}" for p in problems[:3])

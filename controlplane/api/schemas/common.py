@@ -7,6 +7,9 @@ import typing
 import uuid
 
 import pydantic
+import pydantic_core
+
+from controlplane.services import pagination
 
 ItemT = typing.TypeVar("ItemT")
 
@@ -42,6 +45,25 @@ def _query_uuid(value: typing.Any) -> typing.Any:
 
 QueryBool = typing.Annotated[bool, pydantic.BeforeValidator(_query_bool)]
 QueryUUID = typing.Annotated[uuid.UUID, pydantic.BeforeValidator(_query_uuid)]
+
+
+# PostgreSQL text cannot hold NUL; free-text fields say so in the contract
+# instead of failing at INSERT time.
+NO_NUL = r"^[^\x00]*$"
+
+
+def exactly_one(model: pydantic.BaseModel, *fields: str) -> None:
+    """Cross-field rule for a model validator; the error names the first field (see endpoint.invalid)."""
+    given = [f for f in fields if getattr(model, f) is not None]
+    if len(given) != 1:
+        raise pydantic_core.PydanticCustomError(
+            "exactly_one", "give exactly one of {choices}", {"field": fields[0], "choices": " or ".join(fields)}
+        )
+
+
+def one_of_schema(*fields: str) -> dict[str, typing.Any]:
+    """JSON Schema for "exactly one of these properties is present"."""
+    return {"oneOf": [{"required": [f]} for f in fields]}
 
 
 def keys_matching(pattern: str) -> dict[str, typing.Any]:
@@ -91,6 +113,6 @@ class Page(Out, typing.Generic[ItemT]):
 
 class ListQuery(Query):
     limit: int | None = pydantic.Field(default=None, ge=1, le=10_000, description="Page size (default api.page_size, at most api.max_page_size).")
-    cursor: str | None = pydantic.Field(default=None, min_length=1, max_length=512, description="next_cursor of the previous page.")
+    cursor: str | None = pydantic.Field(default=None, pattern=pagination.CURSOR_PATTERN, description="next_cursor of the previous page.")
 
     _limit_is_a_whole_number = pydantic.field_validator("limit", mode="before")(_query_int)

@@ -12,40 +12,36 @@ from controlplane.api.schemas import common
 
 IMAGE_NAME = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$"
 # http(s)/git/ssh/file URLs, or scp-like user@host:path.
-GIT_URL = r"^(?:(?:https?|git|ssh|file)://\S+|[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:\S+)$"
+GIT_URL = r"^(?:(?:https?|git|ssh|file)://[^\s\x00]+|[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\s\x00]+)$"
 GIT_REF = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$"
 BUILD_ARG = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# Relative, '/'-separated, no empty segment and no '..' segment: the context stays inside the clone.
+_SEGMENT = r"(?:\.|\.\.[^/\x00]+|\.[^./\x00][^/\x00]*|[^./\x00][^/\x00]*)"
+GIT_PATH = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
 
 ArgName = typing.Annotated[str, pydantic.StringConstraints(pattern=BUILD_ARG)]
-ArgValue = typing.Annotated[str, pydantic.StringConstraints(max_length=4096)]
+ArgValue = typing.Annotated[str, pydantic.StringConstraints(max_length=4096, pattern=common.NO_NUL)]
 
 
 class ImageCreate(common.Body):
     """Exactly one of ``dockerfile`` (inline) or ``git_url`` (a build context: URL + ref + path)."""
 
+    model_config = pydantic.ConfigDict(json_schema_extra=common.one_of_schema("dockerfile", "git_url"))
+
     name: str = pydantic.Field(max_length=128, pattern=IMAGE_NAME)
-    dockerfile: str | None = pydantic.Field(default=None, min_length=1, max_length=65_536)
-    git_url: str | None = pydantic.Field(default=None, max_length=2048, pattern=GIT_URL, validate_default=True)
-    git_ref: str | None = pydantic.Field(default=None, pattern=GIT_REF, description="Branch, tag or commit; default HEAD.")
-    git_path: str | None = pydantic.Field(
-        default=None, max_length=1024, pattern=r"^[^\x00]*$", description="Context directory inside the repository; default '.'."
+    dockerfile: str = pydantic.Field(default=None, min_length=1, max_length=65_536, pattern=common.NO_NUL)
+    git_url: str = pydantic.Field(default=None, max_length=2048, pattern=GIT_URL)
+    git_ref: str = pydantic.Field(default=None, pattern=GIT_REF, description="Branch, tag or commit; default HEAD.")
+    git_path: str = pydantic.Field(
+        default=None, max_length=1024, pattern=GIT_PATH, description="Context directory inside the repository (relative, no '..'); default '.'."
     )
     build_args: dict[ArgName, ArgValue] = pydantic.Field(default_factory=dict, max_length=100, json_schema_extra=common.keys_matching(BUILD_ARG))
     shared: bool = pydantic.Field(default=False, description="Other users may run workspaces from it.")
 
-    @pydantic.field_validator("git_url")
-    @classmethod
-    def _exactly_one_source(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
-        if "dockerfile" in info.data and (info.data["dockerfile"] is None) == (value is None):
-            raise ValueError("give exactly one of dockerfile (inline) or git_url (a git build context)")
-        return value
-
-    @pydantic.field_validator("git_path")
-    @classmethod
-    def _relative(cls, value: str | None) -> str | None:
-        if value is not None and (value.startswith("/") or ".." in value.split("/")):
-            raise ValueError("must be a path inside the repository (relative, no '..')")
-        return value
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> "ImageCreate":
+        common.exactly_one(self, "dockerfile", "git_url")
+        return self
 
 
 class Image(common.Out):
@@ -76,8 +72,8 @@ class ImageQuery(common.ListQuery):
 
 
 class ScheduleCreate(common.Body):
-    cron: str = pydantic.Field(min_length=1, max_length=128, description="Standard 5-field crontab: minute hour day-of-month month day-of-week.")
-    timezone: str = pydantic.Field(default="UTC", min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Berlin.")
+    cron: str = pydantic.Field(min_length=1, max_length=128, pattern=common.NO_NUL, description="Standard 5-field crontab: minute hour day-of-month month day-of-week.")
+    timezone: str = pydantic.Field(default="UTC", min_length=1, max_length=64, pattern=common.NO_NUL, description="IANA time zone, e.g. Europe/Berlin.")
     enabled: bool = True
 
 

@@ -16,7 +16,7 @@ HOST_NAME = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[
 LABEL_KEY = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$"
 
 LabelKey = typing.Annotated[str, pydantic.StringConstraints(pattern=LABEL_KEY)]
-LabelValue = typing.Annotated[str, pydantic.StringConstraints(max_length=255)]
+LabelValue = typing.Annotated[str, pydantic.StringConstraints(max_length=255, pattern=common.NO_NUL)]
 
 
 class UserCreate(common.Body):
@@ -37,7 +37,7 @@ class UserPage(common.Page[User]):
 
 
 class TokenCreate(common.Body):
-    name: str = pydantic.Field(default="", max_length=100, description="What it is for, shown in listings.")
+    name: str = pydantic.Field(default="", max_length=100, pattern=common.NO_NUL, description="What it is for, shown in listings.")
     expires_in_days: int | None = pydantic.Field(default=None, ge=1, le=3650, description="Default: auth.token_ttl_days (none = never).")
 
 
@@ -61,7 +61,7 @@ class TokenList(common.Out):
 
 
 class EnrolmentTokenCreate(common.Body):
-    description: str = pydantic.Field(default="", max_length=200)
+    description: str = pydantic.Field(default="", max_length=200, pattern=common.NO_NUL)
     max_uses: int | None = pydantic.Field(default=None, ge=1, le=1_000_000, description="None = unlimited (a fleet-wide token).")
     expires_in_seconds: float | None = pydantic.Field(default=None, gt=0, le=31_622_400)
 
@@ -92,11 +92,11 @@ class AgentCapacity(common.Body):
 
 
 class EnrolRequest(common.Body):
-    token: str = pydantic.Field(min_length=1, max_length=256, description="An enrolment token from POST /v1/enrolment-tokens.")
+    token: str = pydantic.Field(min_length=1, max_length=256, pattern=common.NO_NUL, description="An enrolment token from POST /v1/enrolment-tokens.")
     host_name: str = pydantic.Field(max_length=253, pattern=HOST_NAME)
     labels: dict[LabelKey, LabelValue] = pydantic.Field(default_factory=dict, max_length=64, json_schema_extra=common.keys_matching(LABEL_KEY))
     capacity: AgentCapacity
-    agent_version: str = pydantic.Field(default="", max_length=64)
+    agent_version: str = pydantic.Field(default="", max_length=64, pattern=common.NO_NUL)
 
 
 class Enrolled(common.Out):

@@ -18,7 +18,7 @@ DOCKER_REF = r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
 EnvName = typing.Annotated[str, pydantic.StringConstraints(pattern=ENV_NAME)]
-EnvValue = typing.Annotated[str, pydantic.StringConstraints(max_length=4096)]
+EnvValue = typing.Annotated[str, pydantic.StringConstraints(max_length=4096, pattern=common.NO_NUL)]
 
 
 class Port(common.Body):
@@ -29,31 +29,22 @@ class Port(common.Body):
 class WorkspaceCreate(common.Body):
     """Exactly one of ``image`` (a registered image you own or that is shared) or ``image_ref`` (a raw Docker reference)."""
 
+    model_config = pydantic.ConfigDict(json_schema_extra=common.one_of_schema("image", "image_ref"))
+
     name: str = pydantic.Field(pattern=WORKSPACE_NAME, description="Unique among your live workspaces.")
-    image: str | None = pydantic.Field(default=None, max_length=128, pattern=IMAGE_NAME, description="Name of a registered image.")
-    image_ref: str | None = pydantic.Field(
-        default=None, max_length=255, pattern=DOCKER_REF, validate_default=True, description="A Docker image reference, e.g. debian:12."
-    )
+    # Absent rather than null: `str = None` keeps null out of the contract.
+    image: str = pydantic.Field(default=None, max_length=128, pattern=IMAGE_NAME, description="Name of a registered image.")
+    image_ref: str = pydantic.Field(default=None, max_length=255, pattern=DOCKER_REF, description="A Docker image reference, e.g. debian:12.")
     cpus: float = pydantic.Field(gt=0, le=256, multiple_of=0.01)
     memory_mb: int = pydantic.Field(ge=16, le=4_194_304)
     disk_gb: int = pydantic.Field(ge=1, le=65_536, description="Disk quota; counts against the host's disk at placement.")
     env: dict[EnvName, EnvValue] = pydantic.Field(default_factory=dict, max_length=200, json_schema_extra=common.keys_matching(ENV_NAME))
-    ports: list[Port] = pydantic.Field(default_factory=list, max_length=32)
+    ports: list[Port] = pydantic.Field(default_factory=list, max_length=32, description="Repeats are ignored.")
 
-    @pydantic.field_validator("image_ref")
-    @classmethod
-    def _exactly_one_image(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
-        if "image" in info.data and (info.data["image"] is None) == (value is None):
-            raise ValueError("give exactly one of image (a registered image) or image_ref (a Docker reference)")
-        return value
-
-    @pydantic.field_validator("ports")
-    @classmethod
-    def _unique_ports(cls, value: list[Port]) -> list[Port]:
-        keys = [(p.container_port, p.protocol) for p in value]
-        if len(set(keys)) != len(keys):
-            raise ValueError("each container port/protocol may appear once")
-        return value
+    @pydantic.model_validator(mode="after")
+    def _one_image(self) -> "WorkspaceCreate":
+        common.exactly_one(self, "image", "image_ref")
+        return self
 
 
 class PublishedPort(common.Out):

@@ -29,7 +29,8 @@ async def create_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
     body: schemas.WorkspaceCreate = call.body
     new = workspaces.NewWorkspace(
         name=body.name, cpus=body.cpus, memory_mb=body.memory_mb, disk_gb=body.disk_gb, image=body.image, image_ref=body.image_ref,
-        env=dict(body.env), ports=[messages.PortSpec(container_port=p.container_port, protocol=p.protocol) for p in body.ports],
+        env=dict(body.env),
+        ports=[messages.PortSpec(container_port=port, protocol=proto) for port, proto in dict.fromkeys((p.container_port, p.protocol) for p in body.ports)],
     )
     return accepted(await workspaces.create_workspace(call.session, call.user, new, call.settings))
 

@@ -32,6 +32,10 @@ async def test_a_git_context_image_defaults_its_ref_and_path(client, seed):
     assert made.status == 201
     assert (made.body["git_url"], made.body["git_ref"], made.body["git_path"]) == ("file:///srv/repo.git", "HEAD", ".")
     assert made.body["dockerfile"] is None
+    nested = await client(user.token).post(
+        "/v1/images", {"name": image_name(), "git_url": "git@example.org:team/repo.git", "git_ref": "v1.2", "git_path": "images/base"}
+    )
+    assert nested.status == 201 and nested.body["git_path"] == "images/base"
 
 
 async def test_private_images_are_404_to_others_and_shared_ones_visible(client, seed):
@@ -53,11 +57,14 @@ async def test_a_duplicate_name_answers_409_and_bad_bodies_422_naming_the_field(
     taken = await me.post("/v1/images", {"name": name, "dockerfile": "FROM busybox"})
     assert taken.status == 409 and taken.body["error"]["code"] == "name_taken"
     for body, field in [
-        ({"name": image_name()}, "git_url"),
-        ({"name": image_name(), "dockerfile": "FROM x", "git_url": "https://example.org/r.git"}, "git_url"),
+        ({"name": image_name()}, "dockerfile"),
+        ({"name": image_name(), "dockerfile": "FROM x", "git_url": "https://example.org/r.git"}, "dockerfile"),
+        ({"name": image_name(), "dockerfile": None}, "dockerfile"),
         ({"name": "Bad Name", "dockerfile": "FROM x"}, "name"),
         ({"name": image_name(), "git_url": "not a url"}, "git_url"),
         ({"name": image_name(), "git_url": "https://example.org/r.git", "git_path": "../etc"}, "git_path"),
+        ({"name": image_name(), "git_url": "https://example.org/r.git", "git_path": "a/../../etc"}, "git_path"),
+        ({"name": image_name(), "git_url": "https://example.org/r.git", "git_path": "/etc"}, "git_path"),
         ({"name": image_name(), "dockerfile": "FROM x", "build_args": {"has space": "1"}}, "build_args.has space.[key]"),
         ({"name": image_name(), "dockerfile": "FROM x", "shared": "yes"}, "shared"),
     ]:

@@ -194,12 +194,11 @@ async def test_a_second_live_workspace_with_the_same_name_answers_409(client, se
         ({"memory_mb": 1}, "memory_mb"),
         ({"disk_gb": 0}, "disk_gb"),
         ({"name": "Has Spaces"}, "name"),
-        ({"image": "base"}, "image_ref"),
+        ({"image": "base"}, "image"),
         ({"image_ref": None}, "image_ref"),
         ({"image_ref": "UPPER:case"}, "image_ref"),
         ({"env": {"1BAD": "x"}}, "env.1BAD.[key]"),
         ({"ports": [{"container_port": 70000}]}, "ports.0.container_port"),
-        ({"ports": [{"container_port": 80}, {"container_port": 80}]}, "ports"),
         ({"colour": "blue"}, "colour"),
     ],
 )
@@ -209,6 +208,18 @@ async def test_a_bad_create_body_answers_422_naming_the_field(client, seed, chan
     assert answer.status == 422, answer.body
     assert answer.body["error"]["code"] == "invalid" and field in answer.error_fields(), answer.body
     assert field in answer.body["error"]["message"]
+
+
+async def test_repeated_ports_are_requested_once(client, seed, room):
+    user = await seed.user()
+    answer = await client(user.token).post("/v1/workspaces", body(ports=[{"container_port": 80}, {"container_port": 80, "protocol": "tcp"}]))
+    assert answer.status == 202 and answer.body["workspace"]["ports"] == [{"container_port": 80, "protocol": "tcp"}]
+
+
+async def test_neither_image_nor_image_ref_answers_422_naming_image(client, seed):
+    user = await seed.user()
+    answer = await client(user.token).post("/v1/workspaces", {k: v for k, v in body().items() if k != "image_ref"})
+    assert answer.status == 422 and answer.error_fields() == ["image"] and "exactly one" in answer.body["error"]["message"]
 
 
 async def test_a_missing_field_answers_422_naming_it(client, seed):
@@ -224,9 +235,12 @@ async def test_a_registered_image_must_be_one_the_user_may_use(client, seed, roo
     for name, is_shared in [(private, False), (shared, True)]:
         made = await client(owner.token).post("/v1/images", {"name": name, "dockerfile": "FROM busybox", "shared": is_shared})
         assert made.status == 201
-    refused = await client(other.token).post("/v1/workspaces", {**body(), "image": private, "image_ref": None})
+    def by_image(name: str) -> dict:
+        return {k: v for k, v in {**body(), "image": name}.items() if k != "image_ref"}
+
+    refused = await client(other.token).post("/v1/workspaces", by_image(private))
     assert refused.status == 422 and refused.error_fields() == ["image"]
-    used = await client(other.token).post("/v1/workspaces", {**body(), "image": shared, "image_ref": None})
+    used = await client(other.token).post("/v1/workspaces", by_image(shared))
     assert used.status == 202
     assert used.body["workspace"]["image_ref"] == f"a4c/{shared}:latest" and used.body["workspace"]["image_id"] is not None
     assert used.body["job"]["image_name"] == shared
