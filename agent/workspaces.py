@@ -55,7 +55,9 @@ class Workspaces:
             self._state(messages.WorkspaceState(workspace_id=spec.workspace_id, state="creating"))
             info = await self._find(name)
             adopted = info is not None
-            if info is None:
+            if adopted:
+                log.info("workspace container exists; adopting it", extra={"container": name, "job_id": job_id})
+            else:
                 info = await self._create(container, host_config, name, job_id)
             self._check_owned(info, name)
             if not info["State"].get("Running"):

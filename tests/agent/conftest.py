@@ -20,6 +20,7 @@ from shared import messages
 from shared import signing
 from tests.agent import driver
 from tests.harness import ports
+from tests.harness import run as run_mod
 
 
 @dataclasses.dataclass
@@ -32,6 +33,7 @@ class Kit:
     base_image: str
     commands: driver.Commands
     events: driver.Events
+    harness_run: run_mod.Run
     agents: list[driver.AgentProcess] = dataclasses.field(default_factory=list)
 
     def agent(
@@ -65,8 +67,16 @@ class Kit:
         self.events.keys[host_id] = key
         self.agents.append(proc)
         if start:
-            proc.start()
-            proc.wait_started()
+            self.start(proc)
+        return proc
+
+    def start(self, proc: driver.AgentProcess) -> driver.AgentProcess:
+        """(Re)start an agent process and wait until its root tasks run."""
+        proc.start()
+        assert proc.process is not None
+        # Written in the run's ledger: a crashed test session's agents get reaped.
+        self.harness_run.track(f"a4c-agent {proc.host_id}", proc.process)  # type: ignore[attr-defined]
+        proc.wait_started()
         return proc
 
     async def send(self, agent: driver.AgentProcess, kind: messages.CommandKind, payload: messages._Model | dict, **kw: typing.Any) -> str:
@@ -97,12 +107,13 @@ async def kit(
     docker_host: str,
     docker_client: docker.DockerClient,
     base_image: str,
+    harness_run: run_mod.Run,
 ) -> typing.AsyncIterator[Kit]:
     commands = driver.Commands(kafka_bootstrap, topic_prefix)
     events = driver.Events(kafka_bootstrap, topic_prefix, keys={})
     await commands.start()
     await events.start()
-    the_kit = Kit(tmp_path, kafka_bootstrap, topic_prefix, docker_host, docker_client, base_image, commands, events)
+    the_kit = Kit(tmp_path, kafka_bootstrap, topic_prefix, docker_host, docker_client, base_image, commands, events, harness_run)
     try:
         yield the_kit
     finally:

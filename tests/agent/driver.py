@@ -91,6 +91,7 @@ class AgentProcess:
         self.log_path = workdir / "agent.log"
         self.env = env or {}
         self.process: subprocess.Popen | None = None
+        self.log_offset = 0
         self.write_config()
 
     @property
@@ -103,6 +104,7 @@ class AgentProcess:
     def start(self) -> "AgentProcess":
         env = {k: v for k, v in os.environ.items() if not k.startswith("A4C_") and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
         env.update(self.env)
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [str(AGENT_BIN), "run", "--config", str(self.config_path)],
@@ -117,7 +119,7 @@ class AgentProcess:
     def wait_started(self, timeout: float = 15.0) -> None:
         """Until the agent logged that its root tasks run; fails at once (with its log) if it exits."""
         deadline = time.monotonic() + timeout
-        while not self.logged("agent started"):
+        while not self.logged("agent started", since_start=True):
             if self.process is not None and self.process.poll() is not None:
                 raise AgentExited(f"the agent exited with status {self.process.returncode}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
@@ -151,17 +153,24 @@ class AgentProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def log_lines(self) -> list[dict[str, typing.Any]]:
+    def log_lines(self, *, since_start: bool = False) -> list[dict[str, typing.Any]]:
+        """The agent's JSON log records (of its latest start only, if asked)."""
         out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        with open(self.log_path, "rb") as fh:
+            if since_start:
+                fh.seek(self.log_offset)
+            text = fh.read().decode(errors="replace")
+        for line in text.splitlines():
             try:
                 out.append(json.loads(line))
             except ValueError:
                 out.append({"msg": line, "unparsed": True})
         return out
 
-    def logged(self, msg: str, **fields: typing.Any) -> list[dict[str, typing.Any]]:
-        return [r for r in self.log_lines() if r.get("msg") == msg and all(r.get(k) == v for k, v in fields.items())]
+    def logged(self, msg: str, *, since_start: bool = False, **fields: typing.Any) -> list[dict[str, typing.Any]]:
+        return [
+            r for r in self.log_lines(since_start=since_start) if r.get("msg") == msg and all(r.get(k) == v for k, v in fields.items())
+        ]
 
     def log_tail(self, n: int = 40) -> str:
         try:
