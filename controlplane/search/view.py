@@ -7,6 +7,9 @@ finished_after finished_before``, ``since``, ``sort``) plus ``limit``,
 ``cursor`` (the previous page's ``next_cursor``), ``facets=false`` to skip the
 facets, and ``interval`` (``minute hour day week month``) for the histogram.
 Repeated keys are allowed, so the endpoint parses its own query string.
+Alternatively ``query`` carries the search-box text itself (what the
+dashboard and the CLI send), parsed by ``query.parse``; it is not combined
+with the separate filter parameters.
 """
 
 from __future__ import annotations
@@ -108,6 +111,18 @@ def _once(params: typing.Any, name: str) -> str | None:
     return values[0] if values else None
 
 
+def _from_text(params: typing.Any, now: datetime.datetime) -> query_mod.Query:
+    """The query from ``query=<search-box text>``; QueryError names ``query`` (the message names the token)."""
+    text = _once(params, "query") or ""
+    mixed = [name for name in params if name not in (*OWN_PARAMS, "query")]
+    if mixed:
+        raise query_mod.QueryError(f"{mixed[0]}: give the search-box text in query or separate parameters, not both", param=mixed[0])
+    try:
+        return query_mod.parse(text, now=now)
+    except query_mod.QueryError as exc:
+        raise query_mod.QueryError(f"query: {exc.message}", param="query") from None
+
+
 @routes.get("/v1/jobs/search", response=SearchPage, errors=(422,))
 async def search_jobs(call: endpoint.Call) -> SearchPage:
     """Search jobs: filters, full text over error and log, facets, cursor pages (Elasticsearch, else PostgreSQL)."""
@@ -115,7 +130,7 @@ async def search_jobs(call: endpoint.Call) -> SearchPage:
     now = datetime.datetime.now(datetime.timezone.utc)
     api = call.settings.api
     try:
-        q = query_mod.Query.from_params(params, now=now, ignore=OWN_PARAMS)
+        q = _from_text(params, now) if "query" in params else query_mod.Query.from_params(params, now=now, ignore=OWN_PARAMS)
     except query_mod.QueryError as exc:
         raise errors.Invalid.field(exc.param or "q", exc.message.removeprefix(f"{exc.param}: ")) from None
     result = await service.search(
