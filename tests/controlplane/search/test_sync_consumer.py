@@ -1,22 +1,58 @@
-"""The sync consumer keeps the Elasticsearch jobs alias equal to the jobs table, whatever Kafka replays."""
+"""The sync consumer keeps the Elasticsearch jobs alias equal to the jobs table, whatever Kafka replays.
+
+Every fault test ends with ``search check`` reporting zero drift.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 
+import aiokafka
 import pytest
 
-from controlplane.search import index
+from controlplane.search import check, index, service, sync
+from controlplane.domain import query as query_mod
+from controlplane.services import access
+from controlplane.db import models
 from tests.controlplane.search import conftest
 from tests.harness import wait
 
 
 async def _doc(es, alias, job_id):
-    found = await es.options(ignore_status=404).get(index=alias, id=job_id)
+    found = await es.options(ignore_status=404).get(index=alias, id=str(job_id))
     return found.body.get("_source") if found.body.get("found") else None
 
 
-async def test_inserted_and_updated_jobs_reach_the_alias_at_their_latest_version(settings, db, es, pipeline):
+async def _no_drift(settings, engine, es) -> None:
+    async def clean():
+        found = await check.check(settings, engine, es, settle=0.2, rounds=1)
+        assert found.clean, [d.describe() for d in found.drifted]
+        return True
+
+    await wait.eventually(clean, timeout=30, message="search check reports zero drift")
+
+
+async def _produce(settings, *messages: dict) -> None:
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for message in messages:
+            value = message if isinstance(message, bytes) else json.dumps(message).encode()
+            key = str(message.get("id", "x")).encode() if isinstance(message, dict) else b"x"
+            await producer.send_and_wait(f"{settings.kafka.topic_prefix}.job-sync", value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def _row_message(db, job_id) -> dict:
+    doc = await db.fetchval("SELECT to_jsonb(j) - 'search' - 'payload' - 'last_event_seq' FROM jobs j WHERE id = $1", job_id)
+    doc = json.loads(doc)
+    return {"kind": "job.upsert", "id": str(job_id), "version": doc["version"], "job": doc}
+
+
+async def test_inserted_and_updated_jobs_reach_the_alias_at_their_latest_version(settings, db, es, engine, pipeline):
     rows = await conftest.load_jobs(db, 20)
     job_id = rows[0][0]
     await db.execute("UPDATE jobs SET error = 'disk exploded', status = 'failed', finished_at = now() WHERE id = $1", job_id)
@@ -24,8 +60,193 @@ async def test_inserted_and_updated_jobs_reach_the_alias_at_their_latest_version
     alias = settings.search.index_alias
 
     async def synced():
-        doc = await _doc(es, alias, str(job_id))
+        doc = await _doc(es, alias, job_id)
         assert doc is not None and doc["version"] == version and doc["error"] == "disk exploded"
         return await index.live_count(es, alias) == 20
 
     await wait.eventually(synced, timeout=20, message="all 20 jobs indexed, the updated one at its new version")
+    await _no_drift(settings, engine, es)
+
+
+@pytest.mark.parametrize("how", ["purged", "soft-deleted"])
+async def test_a_stale_update_replayed_after_a_delete_never_brings_the_job_back(settings, db, es, engine, pipeline, how):
+    rows = await conftest.load_jobs(db, 5)
+    job_id = rows[0][0]
+    await db.execute("UPDATE jobs SET attempts = attempts + 1 WHERE id = $1", job_id)
+    stale = await _row_message(db, job_id)
+    if how == "purged":
+        await db.execute("DELETE FROM jobs WHERE id = $1", job_id)
+    else:
+        await db.execute("UPDATE jobs SET deleted_at = now() WHERE id = $1", job_id)
+    alias = settings.search.index_alias
+
+    async def tombstoned():
+        doc = await _doc(es, alias, job_id)
+        return doc is not None and doc["deleted"] is True and doc["version"] > stale["version"]
+
+    await wait.eventually(tombstoned, timeout=20, message="the delete arrives as a versioned tombstone")
+    stale_before = pipeline.stale
+    await _produce(settings, stale, {**stale, "version": 1})
+    await wait.eventually(lambda: pipeline.stale >= stale_before + 1, timeout=20, message="the replayed update was consumed")
+    doc = await _doc(es, alias, job_id)
+    assert doc["deleted"] is True
+    q = query_mod.parse("", now=rows[0][jobgen_created()])
+    assert str(job_id) not in await _search_ids(settings, es, engine)
+    await _no_drift(settings, engine, es)
+
+
+def jobgen_created() -> int:
+    from bench.search import jobgen
+
+    return jobgen.COLUMNS.index("created_at")
+
+
+async def _search_ids(settings, es, engine) -> set[str]:
+    backends = service.Backends(settings.search, es, [engine], service.breaker_mod.Breaker(3, 1.0, lambda: 0.0))
+    admin = access.Principal(uuid.uuid4(), "root", models.Role.ADMIN)
+    found = await service.search(backends, query_mod.Query(), admin, limit=1000)
+    assert found.backend == "elasticsearch"
+    return {j["id"] for j in found.jobs}
+
+
+async def test_a_poison_document_is_dead_lettered_with_the_reason_and_the_partition_moves_on(settings, db, es, engine, pipeline):
+    rows = await conftest.load_jobs(db, 3)
+    template = await _row_message(db, rows[0][0])
+    poison_id = str(uuid.uuid4())
+    poison = {**template, "id": poison_id, "job": {**template["job"], "id": poison_id, "attempts": "many"}}
+    await _produce(settings, poison, b"this is not json")
+    later = await conftest.load_jobs(db, 2, seed=99)
+
+    async def moved_on():
+        return all([await _doc(es, settings.search.index_alias, r[0]) for r in later])
+
+    await wait.eventually(moved_on, timeout=20, message="jobs written after the poison are indexed")
+    letters = await _dead_letters(settings, 2)
+    by_message = {json.loads(l["message"]).get("id") if l["message"].startswith("{") else "junk": l for l in letters}
+    assert "mapper_parsing_exception" in by_message[poison_id]["reason"]
+    assert "attempts" in by_message[poison_id]["reason"]
+    assert by_message["junk"]["reason"].startswith("undecodable: not JSON")
+    assert await _doc(es, settings.search.index_alias, poison_id) is None
+    await _no_drift(settings, engine, es)
+
+
+async def _dead_letters(settings, count: int) -> list[dict]:
+    consumer = aiokafka.AIOKafkaConsumer(
+        f"{settings.kafka.topic_prefix}.dead-letter", bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    seen: list[dict] = []
+    try:
+        async def enough():
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                seen.extend(json.loads(r.value) for r in records)
+            return len(seen) >= count
+
+        await wait.eventually(enough, timeout=20, message=f"{count} dead letters")
+    finally:
+        await consumer.stop()
+    return seen
+
+
+class Killed(Exception):
+    """Stands for the process dying between the bulk request and the offset commit."""
+
+
+async def test_a_consumer_killed_between_bulk_and_commit_is_redelivered_the_batch_and_nothing_changes(settings, db, es, engine, background):
+    from controlplane import relay
+
+    await conftest.load_jobs(db, 12)
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        while await relay.relay_once(engine, producer, settings):
+            pass
+    finally:
+        await producer.stop()
+
+    async def die(batch: sync.Batch) -> None:
+        assert batch.report is not None and batch.report.indexed
+        raise Killed()
+
+    first = sync.Stats()
+    _, task = background.start(lambda stopping: sync.run(settings, stopping, stats=first, after_bulk=die))
+    with pytest.raises(Killed):
+        await asyncio.wait_for(task, 30)
+    background.running.clear()
+    assert first.commits == 0
+    assert await index.live_count(es, settings.search.index_alias) == 12, "the bulk had happened"
+
+    second = sync.Stats()
+    background.start(lambda stopping: sync.run(settings, stopping, stats=second))
+    await wait.eventually(lambda: second.messages >= 12, timeout=20, message="the uncommitted batch is consumed again")
+    assert (second.indexed, second.stale) == (0, 12), "every redelivered message was a harmless 409"
+    await _no_drift(settings, engine, es)
+
+
+async def test_a_consumer_group_reset_to_earliest_replays_history_without_regressing_any_job(settings, db, es, engine, pipeline, background):
+    rows = await conftest.load_jobs(db, 30)
+    for r in rows[:10]:
+        await db.execute("UPDATE jobs SET attempts = attempts + 1 WHERE id = $1", r[0])
+        await db.execute("UPDATE jobs SET reason = 'again' WHERE id = $1", r[0])
+    for r in rows[10:15]:
+        await db.execute("DELETE FROM jobs WHERE id = $1", r[0])
+    for r in rows[15:18]:
+        await db.execute("UPDATE jobs SET deleted_at = now() WHERE id = $1", r[0])
+    await _no_drift(settings, engine, es)
+    total = pipeline.messages
+    # Stop the pipeline's consumer, rewind its group, start a fresh one.
+    stopping, task = background.running[1]
+    await background.stop(background.running[1])
+    await _rewind(settings)
+    again = sync.Stats()
+    background.start(lambda stopping: sync.run(settings, stopping, stats=again))
+    await wait.eventually(lambda: again.messages >= total, timeout=30, message="the whole history was consumed again")
+    assert again.indexed == 0, "an older version never overwrote a newer one"
+    await _no_drift(settings, engine, es)
+
+
+async def _rewind(settings) -> None:
+    """What ``kafka-consumer-groups --reset-offsets --to-earliest`` does: a group member commits offset 0."""
+    topic = f"{settings.kafka.topic_prefix}.job-sync"
+    consumer = aiokafka.AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka.bootstrap_servers, group_id=f"{settings.kafka.topic_prefix}.search-sync",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async def assigned():
+            await consumer.getmany(timeout_ms=100)
+            return consumer.assignment()
+
+        partitions = await wait.eventually(assigned, timeout=20, message="the rewinding member gets the partitions")
+        await consumer.commit({tp: 0 for tp in partitions})
+    finally:
+        await consumer.stop()
+
+
+async def test_with_elasticsearch_stopped_searches_fall_back_and_the_backlog_drains_once_it_returns(
+    settings, db, es, engine, pipeline, elasticsearch
+):
+    await conftest.load_jobs(db, 10)
+    await _no_drift(settings, engine, es)
+    backends = service.Backends(settings.search, es, [engine], service.breaker_mod.Breaker(2, 0.5, asyncio.get_running_loop().time))
+    admin = access.Principal(uuid.uuid4(), "root", models.Role.ADMIN)
+    elasticsearch.stop()
+    try:
+        written = await conftest.load_jobs(db, 15, seed=5)
+        await db.execute("UPDATE jobs SET status = 'failed', error = 'no space left', finished_at = now() WHERE id = $1", written[0][0])
+        found = await service.search(backends, query_mod.parse('"no space left"', now=written[0][12]), admin, limit=100)
+        assert (found.backend, found.degraded) == ("postgresql", True)
+        assert str(written[0][0]) in {j["id"] for j in found.jobs}, "the fallback reads the source of truth"
+        everything = await service.search(backends, query_mod.Query(), admin, limit=1)
+        assert everything.total == 25
+    finally:
+        elasticsearch.start()
+    await _no_drift(settings, engine, es)
+    assert pipeline.dead == 0
+
+    async def elastic_again():
+        found = await service.search(backends, query_mod.Query(), admin, limit=1)
+        return found.backend == "elasticsearch" and found.total == 25
+
+    await wait.eventually(elastic_again, timeout=15, message="searches return to Elasticsearch")

@@ -1,0 +1,171 @@
+"""GET /v1/jobs/search over real HTTP: ownership in hits and facets, which backend answered, the breaker, bad input."""
+
+from __future__ import annotations
+
+import typing
+import uuid
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bench.search import jobgen
+from controlplane.api import app as api_app
+from controlplane.db import engine as db_engine
+from controlplane.db import models
+from controlplane.search import reindex
+from controlplane.services import users
+from tests.controlplane.search import conftest
+from tests.harness import wait
+
+
+@pytest.fixture
+async def start_api(settings) -> typing.AsyncIterator[typing.Callable[..., typing.Awaitable[str]]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(**search: typing.Any) -> str:
+        overrides = {**{f"search.{k}": v for k, v in search.items()}, "rate_limit.enabled": False}
+        app = api_app.init_app(_with(settings, overrides))
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+def _with(settings, overrides: dict[str, typing.Any]):
+    from controlplane import settings as cp_settings
+
+    data = settings.model_dump()
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        data[section][key] = value
+    return cp_settings.Settings.model_validate(data)
+
+
+@pytest.fixture
+async def tokens(db, engine) -> dict[str, str]:
+    """API tokens of the generated users alice and bob, and of an admin."""
+    people = {u.name: u.id for u in jobgen.users()}
+    out = {}
+    async with db_engine.sessionmaker(engine)() as session, session.begin():
+        for name in ("alice", "bob"):
+            out[name] = (await users.issue_token(session, people[name], name="t")).token
+        admin = await users.create_user(session, f"root{uuid.uuid4().hex[:6]}", models.Role.ADMIN)
+        out["admin"] = (await users.issue_token(session, admin.id, name="t")).token
+    return out
+
+
+async def _get(http: aiohttp.ClientSession, base: str, token: str, params: list[tuple[str, str]] | None = None) -> tuple[int, typing.Any]:
+    async with http.get(f"{base}/v1/jobs/search", params=params or [], headers={"Authorization": f"Bearer {token}"}) as resp:
+        return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def http() -> typing.AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_a_user_sees_only_their_own_jobs_in_hits_totals_and_facets(db, tokens, start_api, http):
+    rows = await conftest.load_jobs(db, 120)
+    base = await start_api(elasticsearch_url=None)
+    mine = sum(1 for r in rows if r[jobgen.COLUMNS.index("user_name")] == "alice")
+    status, body = await _get(http, base, tokens["alice"], [("limit", "500")])
+    assert status == 200, body
+    assert body["total"] == mine == len(body["jobs"]) > 0
+    assert {j["user_name"] for j in body["jobs"]} == {"alice"}
+    assert body["facets"]["user"] == [{"value": "alice", "count": mine}]
+    assert sum(b["count"] for b in body["facets"]["status"]) == mine
+    status, everything = await _get(http, base, tokens["admin"], [("limit", "1")])
+    assert everything["total"] == 120 and len(everything["facets"]["user"]) > 1
+
+
+async def test_without_elasticsearch_postgresql_answers_and_that_is_not_a_degradation(db, tokens, start_api, http):
+    await conftest.load_jobs(db, 30)
+    base = await start_api(elasticsearch_url=None)
+    status, body = await _get(http, base, tokens["admin"], [("status", "failed"), ("status", "succeeded"), ("q", '"no space left"')])
+    assert status == 200, body
+    assert (body["backend"], body["degraded"]) == ("postgresql", False)
+    assert body["query"] == 'status:failed,succeeded "no space left"'
+    assert all(j["status"] in ("failed", "succeeded") for j in body["jobs"])
+
+
+async def test_pages_follow_the_cursor_to_the_end_without_repeats(db, tokens, start_api, http):
+    await conftest.load_jobs(db, 57)
+    base = await start_api(elasticsearch_url=None)
+    seen, cursor = [], None
+    for _ in range(20):
+        params = [("limit", "10"), ("facets", "false")] + ([("cursor", cursor)] if cursor else [])
+        status, body = await _get(http, base, tokens["admin"], params)
+        assert status == 200 and body["facets"] is None
+        seen += [j["id"] for j in body["jobs"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 57
+    created = await db.fetch("SELECT id::text FROM jobs ORDER BY created_at DESC, id DESC")
+    assert seen == [r["id"] for r in created]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ([("status", "bogus")], "status"),
+        ([("cursor", "not-a-cursor")], "cursor"),
+        ([("limit", "abc")], "limit"),
+        ([("limit", "0")], "limit"),
+        ([("interval", "year")], "interval"),
+        ([("facets", "maybe")], "facets"),
+        ([("colour", "red")], "colour"),
+        ([("created_after", "yesterday")], "created_after"),
+        ([("sort", "-name")], "sort"),
+        ([("limit", "5"), ("limit", "6")], "limit"),
+    ],
+)
+async def test_bad_parameters_answer_422_naming_the_parameter(db, tokens, start_api, http, params, field):
+    base = await start_api(elasticsearch_url=None)
+    status, body = await _get(http, base, tokens["alice"], params)
+    assert status == 422, body
+    assert [f["path"] for f in body["error"]["fields"]] == [field]
+
+
+async def test_a_cursor_from_another_sort_is_refused(db, tokens, start_api, http):
+    await conftest.load_jobs(db, 5)
+    base = await start_api(elasticsearch_url=None)
+    _, first = await _get(http, base, tokens["admin"], [("limit", "2")])
+    status, body = await _get(http, base, tokens["admin"], [("limit", "2"), ("sort", "updated_at"), ("cursor", first["next_cursor"])])
+    assert status == 422 and body["error"]["fields"][0]["path"] == "cursor"
+
+
+async def test_elasticsearch_answers_when_healthy_and_postgresql_while_it_is_down_until_a_probe_succeeds(
+    settings, db, engine, es, tokens, start_api, http, elasticsearch
+):
+    await conftest.load_jobs(db, 40)
+    await reindex.reindex(settings, engine, es)
+    base = await start_api(breaker_failures=2, breaker_reset=1.0, request_timeout=1.0)
+    status, body = await _get(http, base, tokens["alice"], [("q", "space")])
+    assert status == 200 and (body["backend"], body["degraded"]) == ("elasticsearch", False), body
+    healthy = body
+    elasticsearch.stop()
+    try:
+        answers = [await _get(http, base, tokens["alice"], [("q", "space")]) for _ in range(4)]
+        assert all(s == 200 for s, _ in answers)
+        assert all((b["backend"], b["degraded"]) == ("postgresql", True) for _, b in answers)
+        assert all(b["jobs"] == healthy["jobs"] and b["facets"] == healthy["facets"] for _, b in answers)
+        metrics = await (await http.get(f"{base}/metrics")).text()
+        assert 'a4c_search_breaker{a4c_search_breaker="open"} 1.0' in metrics
+    finally:
+        elasticsearch.start()
+
+    async def back() -> bool:
+        _, body = await _get(http, base, tokens["alice"], [("q", "space")])
+        return body["backend"] == "elasticsearch" and not body["degraded"]
+
+    await wait.eventually(back, timeout=15, message="the half-open probe finds Elasticsearch again")
+    metrics = await (await http.get(f"{base}/metrics")).text()
+    assert 'a4c_search_requests_total{backend="postgresql",degraded="true"}' in metrics
