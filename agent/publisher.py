@@ -36,6 +36,7 @@ from shared import aio
 from shared import kafka
 from shared import messages
 from shared import settings as common
+from shared import topics
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,9 @@ class Publisher:
             producer = kafka.producer(self.kafka, client_id=self.client_id)
             drain: asyncio.Task | None = None
             try:
+                # Create the events topic in its intended shape before producing: a
+                # broker that lost its topics would otherwise auto-create another.
+                await kafka.ensure_topics(self.kafka, [self.topic], partitions=topics.EVENTS_PARTITIONS)
                 await producer.start()
                 drain = asyncio.create_task(self._drain(producer, delays))
                 await aio.wait_any(None, stopping, _done_event(drain))  # type: ignore[arg-type]
@@ -118,7 +122,7 @@ class Publisher:
                     continue
                 # Stopping: give what is queued a last chance, bounded.
                 await self.flush(self.final_flush)
-            except aiokafka.errors.KafkaError as exc:
+            except (aiokafka.errors.KafkaError, kafka.KafkaUnavailable) as exc:
                 self.health.kafka(False, f"{exc.__class__.__name__}: {exc}")
                 delay = delays.next()
                 log.debug("publisher reconnecting", extra={"retry_in_s": round(delay, 2)})

@@ -100,8 +100,9 @@ async def run(sessions: sa_asyncio.async_sessionmaker[Session], settings: cp_set
             PASSES.labels("ok").inc()
             if report.actions or report.hosts_down or report.hosts_back:
                 logger.info(
-                    "reconciled: %d actions, hosts down %s, back %s, requeued %d, placed %d",
-                    len(report.actions), report.hosts_down, report.hosts_back, report.requeued, report.placed,
+                    "reconciled: actions %s, hosts down %s, back %s, requeued %d, placed %d",
+                    [f"{type(a).__name__}: {a.reason}" for a in report.actions], report.hosts_down, report.hosts_back,
+                    report.requeued, report.placed,
                 )
         except (OSError, sa.exc.DBAPIError) as exc:
             PASSES.labels("error").inc()

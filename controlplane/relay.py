@@ -93,7 +93,7 @@ class Row(typing.NamedTuple):
 
 
 class Producer(typing.Protocol):
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future: ...
+    async def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> asyncio.Future: ...
 
 
 def encode(row: Row, prefix: str, host_keys: typing.Mapping[str, str]) -> tuple[str, bytes, bytes] | None:
@@ -132,7 +132,10 @@ async def relay_once(engine: sa_asyncio.AsyncEngine, producer: Producer, setting
                 logger.warning("dropping command %s for unknown host (topic %s)", row.id, row.topic)
                 continue
             topic, key, value = encoded
-            futures.append((row.topic, await producer.send(topic, value=value, key=key)))
+            # A host's commands form one ordered stream (decision 0001): always
+            # partition 0, even if a broker auto-created the topic with more.
+            partition = 0 if row.topic.startswith("commands.") else None
+            futures.append((row.topic, await producer.send(topic, value=value, key=key, partition=partition)))
         try:
             for logical, future in futures:
                 await future

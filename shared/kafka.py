@@ -47,6 +47,10 @@ def consumer(kafka: common.KafkaSettings, *topics: str, group_id: str, client_id
     options.setdefault("session_timeout_ms", session_ms)
     options.setdefault("rebalance_timeout_ms", session_ms)
     options.setdefault("heartbeat_interval_ms", max(100, session_ms // 3))
+    # Notice new partitions soon: a topic re-created by a producer after a
+    # broker loss may come back with more partitions than before, and a
+    # consumer that keeps the old metadata would never read the new ones.
+    options.setdefault("metadata_max_age_ms", 5000)
     options.setdefault("enable_auto_commit", False)
     return aiokafka.AIOKafkaConsumer(
         *topics,

@@ -14,6 +14,15 @@ from __future__ import annotations
 import dataclasses
 
 
+# Partitions of the shared topics, used by whichever side creates them first so
+# that a topic re-created after a broker loss always comes back the same shape
+# (a consumer group that believes in fewer partitions never reads the rest).
+# Events are keyed by host id: more partitions spread the fleet's reports over
+# more control-plane instances.
+EVENTS_PARTITIONS = 4
+JOB_SYNC_PARTITIONS = 4
+
+
 @dataclasses.dataclass(frozen=True)
 class Topics:
     prefix: str = "a4c"

@@ -143,7 +143,7 @@ async def run(
     while not stopping.is_set():
         consumer = kafka.consumer(settings.kafka, names.events, group_id=names.controlplane_group, client_id=client_id)
         try:
-            await kafka.ensure_topics(settings.kafka, [names.events])
+            await kafka.ensure_topics(settings.kafka, [names.events], partitions=topics.EVENTS_PARTITIONS)
             await consumer.start()
             backoff = 0.5
             while not stopping.is_set():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import pathlib
+import shutil
 import typing
 
 import pytest
@@ -13,6 +14,7 @@ from tests.e2e import system
 from tests.harness import wait
 
 _modules = itertools.count()
+ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 
 FAST = {
     "reconciler": {"interval": 1.0, "host_down_after": 8.0, "job_ack_timeout": 6.0, "orphan_grace": 3.0},
@@ -100,3 +102,8 @@ def a4c_system(tmp_path_factory, database_url, kafka_bootstrap, docker_host, doc
             agent.stop()
         for plane in planes:
             plane.stop()
+        # Keep the daemons' logs where a person can read them after the run.
+        keep = ARTIFACTS / prefix
+        keep.mkdir(parents=True, exist_ok=True)
+        for log in workdir.glob("*.log"):
+            shutil.copy(log, keep / log.name)

@@ -168,3 +168,41 @@ async def poll(check: typing.Callable[[], typing.Awaitable[typing.Any]], *, time
 
 def run_sync(coro: typing.Awaitable[typing.Any]) -> typing.Any:
     return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def agreement(api: Api, docker_client: typing.Any, host_ids: typing.Iterable[str]) -> str | None:
+    """None when PostgreSQL (through the API), the Docker daemon and the hosts agree; else what differs.
+
+    * every live workspace meant to run has exactly one container, running, on its host;
+    * every a4c container of these hosts belongs to a live workspace placed on that host;
+    * no job is stuck in a non-final state.
+    """
+    hosts = set(host_ids)
+    workspaces = (await api.get("/v1/workspaces?limit=200"))["items"]
+    containers = [
+        c for c in docker_client.containers.list(all=True, filters={"label": "a4c.workspace"})
+        if c.labels.get("a4c.host") in hosts
+    ]
+    by_ws: dict[str, list[typing.Any]] = {}
+    for c in containers:
+        by_ws.setdefault(c.labels["a4c.workspace"], []).append(c)
+    problems = []
+    live = {w["id"]: w for w in workspaces if w["host_id"] in hosts and w["observed_state"] != "deleted"}
+    for ws_id, ws in live.items():
+        found = by_ws.get(ws_id, [])
+        if ws["desired_state"] == "running":
+            if ws["observed_state"] != "running":
+                problems.append(f"{ws['name']}: API says {ws['observed_state']} ({ws['state_reason']})")
+            if len(found) != 1:
+                problems.append(f"{ws['name']}: {len(found)} containers")
+            elif found[0].status != "running" or found[0].labels["a4c.host"] != ws["host_id"]:
+                problems.append(f"{ws['name']}: container {found[0].status} on {found[0].labels['a4c.host']}")
+            elif ws["container_id"] != found[0].id:
+                problems.append(f"{ws['name']}: API container {ws['container_id']} but Docker has {found[0].id}")
+    for ws_id in set(by_ws) - set(live):
+        problems.append(f"orphan container(s) for workspace {ws_id}: {[c.short_id for c in by_ws[ws_id]]}")
+    jobs = (await api.get("/v1/jobs?limit=200"))["items"]
+    stuck = [f"{j['kind']} {j['id']} {j['status']} ({j['reason']})" for j in jobs if j["status"] in ("queued", "dispatched", "running") and j.get("host_id") in hosts]
+    if stuck:
+        problems.append(f"unfinished jobs: {stuck}")
+    return "; ".join(problems) or None
