@@ -54,6 +54,7 @@ class Report:
     reindexed: int = 0
     tombstoned: int = 0
     ahead: list[str] = dataclasses.field(default_factory=list)
+    unrepaired: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -188,5 +189,9 @@ async def _repair_bucket(
     )
     report.reindexed += sum(1 for c in written.indexed if not c.deleted or c.doc.get("created_at"))
     report.tombstoned += sum(1 for c in written.indexed if c.deleted and not c.doc.get("created_at"))
+    # A 409 here means Elasticsearch holds a higher version than the table (a
+    # document deleted by hand leaves one for index.gc_deletes): left alone.
+    report.unrepaired += [c.id for c in written.stale]
     for change, why in written.rejected:
+        report.unrepaired.append(change.id)
         logger.error("search repair: job %s rejected by Elasticsearch: %s", change.id, why)

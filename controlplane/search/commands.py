@@ -90,6 +90,8 @@ async def run_check(settings: cp_settings.Settings, *, repair: bool = False) -> 
             _say(f"drift {drifted.describe()}")
         for job_id in found.ahead:
             _say(f"ahead: job {job_id} has a newer version in the index than in the table (left as is)")
+        for job_id in found.unrepaired:
+            _say(f"unrepaired: job {job_id}: Elasticsearch refused the table's version (see the log)")
         repaired = f", repaired {found.reindexed} jobs and {found.tombstoned} purged ones" if repair else ""
         _say(f"checked {found.buckets} days: {len(found.drifted)} drifted{repaired}")
         return OK if found.clean else DRIFT
