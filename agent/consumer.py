@@ -47,6 +47,8 @@ class CommandConsumer:
         self._commit_wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self.assigned = asyncio.Event()
+        self._assignments = 0
+        self._rebuild = asyncio.Event()
 
     # -- the root task -------------------------------------------------------------------
 
@@ -63,6 +65,10 @@ class CommandConsumer:
                     await consumer.start()
                     await self._consume(consumer, stopping)
                     delays.reset()
+                except _Rebuild:
+                    log.info("command consumer rejoined its group; rebuilding it", extra={"topic": self.topic})
+                    await _stop_quietly(consumer)
+                    consumer = None
                 except (aiokafka.errors.KafkaError, kafka.KafkaUnavailable) as exc:
                     self.ctx.health.kafka(False, f"{exc.__class__.__name__}: {exc}")
                     delay = delays.next()
@@ -101,9 +107,13 @@ class CommandConsumer:
         return consumer
 
     async def _consume(self, consumer: typing.Any, stopping: asyncio.Event) -> None:
+        self._assignments = 0
+        self._rebuild.clear()
         committer = asyncio.create_task(self._committer(consumer), name="a4c:command-commits")
         try:
             while not stopping.is_set():
+                if self._rebuild.is_set():
+                    raise _Rebuild()
                 await self._wait_ready(stopping)
                 if stopping.is_set():
                     break
@@ -171,6 +181,10 @@ class CommandConsumer:
             raise
 
 
+class _Rebuild(Exception):
+    """The consumer must be rebuilt (its group was re-formed)."""
+
+
 class _Rebalance(aiokafka.ConsumerRebalanceListener):
     def __init__(self, owner: CommandConsumer) -> None:
         self.owner = owner
@@ -183,6 +197,12 @@ class _Rebalance(aiokafka.ConsumerRebalanceListener):
         # started before no longer moves the new offsets.
         self.owner.tracker.reset()
         self.owner._to_commit.clear()
+        self.owner._assignments += 1
+        if self.owner._assignments > 1:
+            # A single-member group rebalances only when the broker lost it (a
+            # restart): the topic may be gone or re-made with other partitions
+            # our metadata does not know, so start over from ensure_topics.
+            self.owner._rebuild.set()
         if assigned:
             self.owner.assigned.set()
         log.info("command partitions assigned", extra={"topic": self.owner.topic, "partitions": sorted(tp.partition for tp in assigned)})

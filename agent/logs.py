@@ -54,6 +54,7 @@ def setup(settings: common.LoggingSettings) -> None:
 
 def apply_level(settings: common.LoggingSettings) -> None:
     logging.getLogger().setLevel(settings.level)
-    # aiokafka logs every failed reconnect at ERROR; the agent reports outages itself.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))
+    # aiokafka logs every failed reconnect at ERROR, many times a second during
+    # an outage; the agent logs (and reports) the outage once, itself.
+    logging.getLogger("aiokafka").setLevel(logging.DEBUG if settings.level == "DEBUG" else logging.CRITICAL)
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))

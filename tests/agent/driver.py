@@ -18,13 +18,16 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import typing
 import uuid
 
 import aiokafka
+import aiokafka.errors
 import yaml
 from aiokafka import admin as aiokafka_admin
 
@@ -252,25 +255,41 @@ class Events:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        admin = aiokafka_admin.AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            if self.topic not in await admin.list_topics():
-                await admin.create_topics([aiokafka_admin.NewTopic(self.topic, 1, 1)])
-        finally:
-            await admin.close()
+        # Right after a broker (re)start its first answers may still be "not ready".
+        await wait.eventually(self._ensure_topic, timeout=20, message=f"topic {self.topic} exists")
         self._consumer = aiokafka.AIOKafkaConsumer(
             self.topic, bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=50
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._collect())
 
+    async def _ensure_topic(self) -> bool:
+        admin = aiokafka_admin.AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            await admin.start()
+            if self.topic not in await admin.list_topics():
+                try:
+                    await admin.create_topics([aiokafka_admin.NewTopic(self.topic, 1, 1)])
+                except aiokafka.errors.TopicAlreadyExistsError:
+                    pass
+            return True
+        finally:
+            await admin.close()
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._consumer is not None:
-            await self._consumer.stop()
+            try:
+                await self._consumer.stop()
+            except (aiokafka.errors.KafkaError, asyncio.CancelledError):
+                pass  # a consumer of a broker that went away; it is discarded anyway
+
+    async def reopen(self) -> None:
+        """Read the topic afresh (after a broker restart lost it; what was collected is kept)."""
+        await self.close()
+        await self.start()
 
     async def _collect(self) -> None:
         assert self._consumer is not None
@@ -310,3 +329,81 @@ class Events:
 
 def free_metrics_port() -> int:
     return ports.free_port()
+
+
+class UnixProxy:
+    """A byte-for-byte proxy in front of the Docker socket, in threads: stop it and Docker is unreachable.
+
+    The agent talks to the real daemon through it; :meth:`stop` closes the
+    listener and every open connection (as a daemon restart would), and
+    :meth:`start` opens it again on the same path.
+    """
+
+    def __init__(self, listen: pathlib.Path, target: str) -> None:
+        self.listen = listen
+        self.target = target
+        self._server: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.listen}"
+
+    def start(self) -> None:
+        if self.listen.exists():
+            self.listen.unlink()
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(self.listen))
+        server.listen(64)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True, name="docker-proxy").start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not.
+            try:
+                server.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            server.close()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
