@@ -36,6 +36,8 @@ from controlplane import commands
 from controlplane import settings as cp_settings
 from controlplane.db import models
 from controlplane.domain import reconcile
+from controlplane.services import images as image_service
+from controlplane.services import placement as placement_service
 from controlplane.services import workspaces as ws_service
 from shared import aio, messages
 
@@ -87,6 +89,10 @@ async def reconcile_once(sessions: sa_asyncio.async_sessionmaker[Session], setti
             await _reconcile_host(session, host_id, settings, state, report)
     async with sessions.begin() as session:
         report.requeued = await _dispatch_queued(session, settings)
+    async with sessions.begin() as session:
+        report.requeued += await _dispatch_unplaced_builds(session, settings)
+    async with sessions.begin() as session:
+        report.requeued += await ws_service.release_waiting(session, settings)
     async with sessions.begin() as session:
         report.placed = len(await ws_service.place_pending(session, settings))
     return report
@@ -317,6 +323,32 @@ async def _reissue(session: Session, job: models.Job, settings: cp_settings.Sett
 
 
 # --- 3. queue ------------------------------------------------------------------
+
+
+async def _dispatch_unplaced_builds(session: Session, settings: cp_settings.Settings) -> int:
+    """Build jobs that found no eligible host when requested: try again now."""
+    rows = (
+        await session.scalars(
+            sa.select(models.Job)
+            .where(models.Job.kind == models.JobKind.IMAGE_BUILD, models.Job.status == models.JobStatus.PENDING, models.Job.host_id.is_(None))
+            .order_by(models.Job.created_at)
+            .limit(100)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return 0
+    hosts = await placement_service.snapshot(session)
+    sent = 0
+    for job in rows:
+        outcome = placement_service.decide(image_service.BUILD_FOOTPRINT, hosts, _now(), settings.placement)
+        if outcome.host_id is None:
+            job.reason = outcome.reason
+            continue
+        host = await session.get(models.Host, outcome.host_id)
+        await image_service.dispatch_build(session, job, host, settings, reason=outcome.reason)
+        sent += 1
+    return sent
 
 
 async def _dispatch_queued(session: Session, settings: cp_settings.Settings) -> int:

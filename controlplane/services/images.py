@@ -1,16 +1,22 @@
 """Images: register (inline Dockerfile or git context), read, and request builds.
 
-Builds are per host (nothing is pushed to a registry): a build request makes
-one ``image_build`` job per *active* host (cordoned and draining hosts too —
-their existing workspaces may be recreated there), each carrying a signed
-build command to that host. A workspace may therefore land on any host and
-find its image there. With no active host the request is refused (409): there
-is nowhere to build, and the next enrolment does not build retroactively.
+A build request (API, cron schedule, CI topic or webhook) is **one**
+``image_build`` job on one host: the eligible host with the least disk used
+(the same placement rules as workspaces, for a build's small footprint), so
+"one CI call = one build" holds however large the fleet is.
+
+Builds are per host (nothing is pushed to a registry). When a workspace lands
+on a host that has not built its image yet, the workspace's create job waits
+(``pending``, reason "waiting for image … to be built on …") and a build on
+*that* host is requested through :func:`ensure_built_on` — at most one in
+flight per image and host. The reconciler releases the waiting creates once the
+build succeeds, and fails them with the build's error if it fails.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import typing
 import uuid
 
@@ -21,7 +27,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import commands, errors
 from controlplane import settings as cp_settings
 from controlplane.db import models
-from controlplane.services import access, jobs, pagination
+from controlplane.services import access, jobs, pagination, placement
 from shared import messages
 
 Session = sa_asyncio.AsyncSession
@@ -101,6 +107,10 @@ async def list_images(
     return await pagination.page(session, stmt, models.Image, limit=limit, cursor=cursor)
 
 
+BUILD_FOOTPRINT = placement.Request(cpus=0.1, memory_mb=256, disk_gb=1)
+"""What placement assumes a build needs when choosing the host for a request."""
+
+
 async def request_builds(
     session: Session,
     image: models.Image,
@@ -110,61 +120,101 @@ async def request_builds(
     source: models.JobSource = models.JobSource.API,
     git_ref: str | None = None,
     idempotency_key: str | None = None,
+    host: models.Host | None = None,
+    reason: str = "",
 ) -> list[models.Job]:
-    """One build job (and signed command) per active host; the API, the scheduler and CI all come here.
+    """One build job (and its signed command); the API, the scheduler and CI all come here.
 
-    With ``idempotency_key`` the jobs are keyed ``<key>/<host id>``: a repeat
-    with the same key returns the jobs the first request made.
+    ``host`` pins the build (a workspace needs the image there); otherwise the
+    least-disk eligible host is chosen. With ``idempotency_key`` a repeat
+    returns the job the first request made. Returns a list for API symmetry.
     """
     if idempotency_key is not None:
         existing = await _jobs_with_key(session, idempotency_key)
         if existing:
             return existing
-    hosts = (
-        await session.scalars(
-            sa.select(models.Host).where(models.Host.status == models.HostStatus.ACTIVE).order_by(models.Host.name)
-        )
-    ).all()
-    if not hosts:
-        raise errors.Conflict("no active host to build on; enrol an agent first", code="no_hosts")
+    if host is None:
+        outcome = placement.decide(BUILD_FOOTPRINT, await placement.snapshot(session), _now(), settings.placement)
+        reason = reason or outcome.reason
+        if outcome.host_id is not None:
+            host = await session.get(models.Host, outcome.host_id)
     context = messages.BuildContext(
         dockerfile=image.dockerfile,
         git_url=image.git_url,
         git_ref=git_ref or image.git_ref or "HEAD",
         git_path=image.git_path or ".",
     )
-    made: list[models.Job] = []
-    for host in hosts:
-        job_id = uuid.uuid4()
-        command = messages.BuildCommand(
-            job_id=str(job_id),
-            image_id=str(image.id),
-            tag=tag_for(image),
-            context=context,
-            build_args={k: str(v) for k, v in image.build_args.items()},
-            deadline_s=settings.api.build_deadline,
+    job_id = uuid.uuid4()
+    command = messages.BuildCommand(
+        job_id=str(job_id),
+        image_id=str(image.id),
+        tag=tag_for(image),
+        context=context,
+        build_args={k: str(v) for k, v in image.build_args.items()},
+        deadline_s=settings.api.build_deadline,
+    )
+    try:
+        async with session.begin_nested():
+            job = await jobs.new_job(
+                session, models.JobKind.IMAGE_BUILD, job_id=job_id, user=user, source=source, host=host, image=image,
+                payload=command.model_dump(mode="json"), idempotency_key=idempotency_key, reason=reason,
+                max_attempts=settings.reconciler.job_max_attempts,
+                # No host can build right now: the job waits, saying why, and the
+                # reconciler dispatches it when one can (nothing is dropped).
+                status=models.JobStatus.QUEUED if host is not None else models.JobStatus.PENDING,
+            )
+    except sa_exc.IntegrityError:
+        # A concurrent request with the same key won the race: return its job.
+        return await _jobs_with_key(session, typing.cast(str, idempotency_key))
+    if host is None:
+        return [job]
+    await dispatch_build(session, job, host, settings, reason=reason)
+    return [job]
+
+
+async def dispatch_build(session: Session, job: models.Job, host: models.Host, settings: cp_settings.Settings, *, reason: str) -> None:
+    """Send a build job's command to ``host`` (a new job, or a pending one that found a host)."""
+    command = messages.BuildCommand.model_validate(job.payload)
+    job.host_id, job.host_name = host.id, host.name
+    await session.flush()
+    await commands.issue(
+        session, job_id=job.id, host_id=host.id, kind=messages.CommandKind.IMAGE_BUILD, payload=command,
+        key=command.image_id, ack_timeout=settings.reconciler.job_ack_timeout, reason=reason,
+    )
+    await session.refresh(job)
+
+
+async def built_on(session: Session, image_id: uuid.UUID, host_id: uuid.UUID) -> bool:
+    row = await session.execute(
+        sa.select(models.HostImage.image_id).where(models.HostImage.image_id == image_id, models.HostImage.host_id == host_id)
+    )
+    return row.first() is not None
+
+
+async def ensure_built_on(session: Session, image: models.Image, host: models.Host, settings: cp_settings.Settings) -> models.Job:
+    """The build of ``image`` on ``host`` in flight (or a new one): what a waiting workspace waits for."""
+    in_flight = (
+        await session.scalars(
+            sa.select(models.Job).where(
+                models.Job.kind == models.JobKind.IMAGE_BUILD,
+                models.Job.image_id == image.id,
+                models.Job.host_id == host.id,
+                models.Job.status.in_((models.JobStatus.QUEUED, models.JobStatus.DISPATCHED, models.JobStatus.RUNNING)),
+            ).limit(1)
         )
-        key = f"{idempotency_key}/{host.id}" if idempotency_key is not None else None
-        try:
-            async with session.begin_nested():
-                job = await jobs.new_job(
-                    session, models.JobKind.IMAGE_BUILD, job_id=job_id, user=user, source=source, host=host, image=image,
-                    payload=command.model_dump(mode="json"), idempotency_key=key,
-                    max_attempts=settings.reconciler.job_max_attempts,
-                )
-        except sa_exc.IntegrityError:
-            # A concurrent request with the same key won the race: return its jobs.
-            return await _jobs_with_key(session, typing.cast(str, idempotency_key))
-        await commands.issue(
-            session, job_id=job.id, host_id=host.id, kind=messages.CommandKind.IMAGE_BUILD, payload=command,
-            key=str(image.id), ack_timeout=settings.reconciler.job_ack_timeout,
-        )
-        await session.refresh(job)
-        made.append(job)
-    return made
+    ).first()
+    if in_flight is not None:
+        return in_flight
+    made = await request_builds(
+        session, image, settings, user=None, source=models.JobSource.RECONCILER, host=host,
+        reason=f"a workspace needs {image.name} on {host.name}",
+    )
+    return made[0]
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 async def _jobs_with_key(session: Session, key: str) -> list[models.Job]:
-    pattern = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-    stmt = sa.select(models.Job).where(models.Job.idempotency_key.like(pattern, escape="\\")).order_by(models.Job.host_name)
-    return list((await session.scalars(stmt)).all())
+    return list((await session.scalars(sa.select(models.Job).where(models.Job.idempotency_key == key))).all())

@@ -31,8 +31,10 @@ async def schedule(database_url):
         owner = await conn.fetchval("INSERT INTO users (id, name, role, disabled) VALUES ($1, $2, 'user', false) RETURNING id", uuid.uuid4(), f"u{uuid.uuid4().hex[:6]}")
         await conn.execute(
             "INSERT INTO hosts (id, name, status, cordoned, draining, labels, signing_key, agent_version, capacity_cpus,"
-            " capacity_memory_mb, capacity_disk_bytes, last_event_seq, version, last_heartbeat_at)"
-            " VALUES ($1, $2, 'active', false, false, '{}', 'k', '', 4, 8192, 1000000000, 0, 1, now())",
+            " capacity_memory_mb, capacity_disk_bytes, last_event_seq, version, last_heartbeat_at,"
+            " disk_total_bytes, disk_used_bytes, disk_reported_at)"
+            " VALUES ($1, $2, 'active', false, false, '{}', 'k', '', 4, 8192, 1000000000, 0, 1, now() + interval '1 day',"
+            " 1000000000, 100, now())",
             uuid.uuid4(), f"h{uuid.uuid4().hex[:6]}",
         )
         image = await conn.fetchval(

@@ -72,23 +72,23 @@ async def test_a_duplicate_name_answers_409_and_bad_bodies_422_naming_the_field(
         assert answer.status == 422 and field in answer.error_fields(), (body, answer.body)
 
 
-async def test_a_build_makes_one_signed_command_job_per_active_host(client, seed):
+async def test_a_build_is_one_signed_command_job_on_the_least_used_eligible_host(client, seed):
     user = await seed.user()
     me = client(user.token)
-    up = [await seed.host(), await seed.host(cordoned=True)]
-    down = await seed.host(status=models.HostStatus.DOWN)
+    emptiest = await seed.host(disk_used=0, memory_mb=1 << 30)
+    await seed.host(disk_used=0, memory_mb=1 << 30, cordoned=True)  # as empty, but cordoned
+    await seed.host(disk_used=0, memory_mb=1 << 30, status=models.HostStatus.DOWN)
     image = (await me.post("/v1/images", {"name": image_name(), "git_url": "https://example.org/r.git", "git_ref": "main"})).body
     answer = await me.post(f"/v1/images/{image['id']}/builds")
     assert answer.status == 202
-    jobs = answer.body["jobs"]
-    built_on = {j["host_id"] for j in jobs}
-    assert {str(h.id) for h in up} <= built_on and str(down.id) not in built_on
-    assert all(j["kind"] == "image_build" and j["status"] == "dispatched" and j["image_id"] == image["id"] for j in jobs)
+    [job] = answer.body["jobs"]
+    assert job["host_id"] == str(emptiest.id), job["reason"]
+    assert job["kind"] == "image_build" and job["status"] == "dispatched" and job["image_id"] == image["id"]
     rows = await seed.all(sa.text("SELECT topic, kind, payload FROM outbox WHERE key = :key ORDER BY id"), key=image["id"])
-    assert {r.topic for r in rows} == {f"commands.{h}" for h in built_on} and {r.kind for r in rows} == {"image.build"}
+    assert [(r.topic, r.kind) for r in rows] == [(f"commands.{emptiest.id}", "image.build")]
     command = messages.BuildCommand.model_validate(rows[0].payload["payload"])
     assert command.tag == image["tag"] and command.context.git_url == "https://example.org/r.git" and command.context.git_ref == "main"
-    assert command.job_id in {j["id"] for j in jobs}
+    assert command.job_id == job["id"]
 
 
 async def test_only_the_owner_may_build_a_shared_image(client, seed):
