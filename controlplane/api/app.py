@@ -24,6 +24,7 @@ from controlplane.api.views import enrolment, hosts, images, jobs, ops, users, w
 from controlplane.db import engine as db_engine
 from controlplane.search import context as search_context
 from controlplane.search import view as search_view
+from controlplane.web import routes as web_routes
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Contex
     for ep in found:
         app.router.add_route(ep.method, ep.aiohttp_path, endpoint.handler_for(ep), name=ep.name)
     app[keys.OPENAPI] = openapi.build(found, title="A4C control plane", version=_version())
+    web_routes.setup(app)  # the dashboard: GET / and /ui/<version>/<file>
     app.cleanup_ctx.extend(contexts)
     return app
 

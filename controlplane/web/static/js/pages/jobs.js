@@ -1,0 +1,532 @@
+// The jobs page: one search box (the API's key:value syntax plus free text),
+// filter chips with facet counts, a histogram by status, and the result table
+// with "load more" and live updates.
+//
+// Requests, all GET /v1/jobs/search?query=<the box's text>:
+//   results   limit=PAGE, facets=false             -> the table (first, fastest)
+//   facets    limit=1                               -> counts and the histogram
+//   breakdown limit=1, interval=…, one per status   -> the histogram's stacks
+//   poll      limit=POLL, sort:-updated_at, every POLL_MS -> new and changed rows
+// The URL (#/jobs?query=…) carries the text, so a search can be shared.
+
+import * as api from "../api.js";
+import * as charts from "../charts.js";
+import { announce, badge, clear, empty, errorBox, h, loading, shortId, timeEl } from "../dom.js";
+import * as qt from "../querytext.js";
+
+export const PAGE = 50;
+const POLL = 100;
+const FACETS = [
+  ["status", "Status"],
+  ["kind", "Kind"],
+  ["user", "User"],
+  ["host", "Host"],
+];
+const SPANS = [
+  [null, "Any time"],
+  ["1h", "Last hour"],
+  ["24h", "Last 24 h"],
+  ["7d", "Last 7 days"],
+  ["30d", "Last 30 days"],
+];
+
+function pollMs() {
+  // A test or a demo may poll faster: sessionStorage a4c.pollMs.
+  return Number(sessionStorage.getItem("a4c.pollMs")) || 5000;
+}
+
+export function mount(main, { me }, route) {
+  const state = {
+    text: route.params.get("query") ?? "",
+    canonical: "",
+    rows: new Map(), // id -> job
+    order: [], // ids in display order
+    cursor: null,
+    sort: { field: "created_at", descending: true },
+    total: null,
+    facets: null,
+    breakdownFor: null,
+    regex: null,
+    searching: null, // AbortController of the current search
+    timer: null,
+    stopped: false,
+    fresh: 0,
+  };
+  document.title = "Jobs · A4C dashboard";
+
+  // --- the static frame -----------------------------------------------------
+  const input = h("input", {
+    id: "search", type: "search", name: "query", value: state.text, autocomplete: "off", spellcheck: "false",
+    "aria-describedby": "search-help search-error", placeholder: 'status:failed kind:image_build "no space left"',
+  });
+  const searchError = h("p", { id: "search-error", class: "field-error", role: "alert" });
+  const form = h(
+    "form",
+    { role: "search", class: "search", "aria-label": "Search jobs" },
+    h("label", { for: "search" }, "Search jobs"),
+    h("div", { class: "search-row" }, input, h("button", { type: "submit" }, "Search")),
+    h(
+      "p",
+      { id: "search-help", class: "help" },
+      "Filters: ",
+      ["status", "kind", "user", "host", "image", "workspace"].map((k, i) => [i ? " " : "", h("code", {}, `${k}:`)]),
+      ", time: ", h("code", {}, "since:2h"), " ", h("code", {}, "created>=2026-01-31"),
+      ", exclude with ", h("code", {}, "-host:h1"),
+      "; anything else searches error and log text (quote phrases).",
+    ),
+    searchError,
+  );
+  const banner = h("div", { class: "banner-slot" });
+  const filters = h("aside", { class: "filters", "aria-label": "Filters" });
+  const summary = h("p", { class: "summary", role: "status", "aria-live": "polite" });
+  const chart = h("figure", { class: "chart" });
+  const table = h("div", { class: "table-slot" });
+  const more = h("div", { class: "more-slot" });
+  clear(
+    main,
+    h("h1", {}, "Jobs"),
+    form,
+    banner,
+    h("div", { class: "jobs-layout" }, filters, h("section", { class: "results", "aria-label": "Results" }, summary, chart, table, more)),
+  );
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    search(input.value.trim(), { push: true });
+  });
+
+  // --- searching --------------------------------------------------------------
+  function params(text, extra) {
+    return { query: text, ...extra };
+  }
+
+  async function search(text, { push = false } = {}) {
+    state.searching?.abort();
+    const controller = new AbortController();
+    state.searching = controller;
+    state.text = text;
+    input.value = text;
+    const hash = `#/jobs?${new URLSearchParams({ query: text })}`;
+    if (location.hash !== hash) history[push ? "pushState" : "replaceState"](null, "", hash);
+    sessionStorage.setItem("a4c.lastSearch", hash);
+    stopPolling();
+    input.setAttribute("aria-busy", "true");
+    table.setAttribute("aria-busy", "true");
+    const facetsPromise = api.get("/v1/jobs/search", params(text, { limit: 1 }), { signal: controller.signal });
+    facetsPromise.catch(() => {}); // its error is the same as the results' and shown from there
+    let page;
+    try {
+      page = await api.get("/v1/jobs/search", params(text, { limit: PAGE, facets: false }), { signal: controller.signal });
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      input.removeAttribute("aria-busy");
+      table.removeAttribute("aria-busy");
+      failed(err, () => search(text));
+      return;
+    }
+    if (controller.signal.aborted) return;
+    searchError.textContent = "";
+    input.removeAttribute("aria-invalid");
+    input.removeAttribute("aria-busy");
+    table.removeAttribute("aria-busy");
+    state.canonical = page.query;
+    state.sort = sortOf(page.query);
+    state.regex = qt.matcher(qt.terms(page.query));
+    state.rows = new Map();
+    state.order = [];
+    state.fresh = 0;
+    state.total = page.total;
+    add(page.jobs);
+    state.cursor = page.next_cursor;
+    showBanner(page);
+    renderTable();
+    renderSummary(page);
+    table.dataset.query = text;
+    try {
+      const withFacets = await facetsPromise;
+      if (controller.signal.aborted) return;
+      state.facets = withFacets.facets;
+      state.breakdownFor = null;
+      renderFacets();
+      renderChart();
+      breakdown(controller.signal);
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      clear(chart, errorBox(`The counts could not be loaded: ${api.explain(err)}`, () => search(text)));
+    }
+    startPolling();
+  }
+
+  function failed(err, retry) {
+    if (err instanceof api.ApiError && err.status === 422) {
+      const reasons = err.fields.map((f) => (f.path === "query" ? f.reason : `${f.path}: ${f.reason}`));
+      searchError.textContent = `This search cannot run: ${reasons.join("; ") || err.message}`;
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+      clear(table, empty("No results for an invalid search.", "Correct the search above (the message says where), then press Enter."));
+      clear(more);
+      clear(summary);
+      clear(chart);
+      return;
+    }
+    clear(table, errorBox(`The search failed. ${api.explain(err)}`, retry));
+    clear(more);
+  }
+
+  function sortOf(canonical) {
+    const token = qt.tokens(canonical).map(qt.parseToken).find((t) => t.key === "sort");
+    if (!token) return { field: "created_at", descending: true };
+    return { field: token.value.replace(/^-/, ""), descending: token.value.startsWith("-") };
+  }
+
+  // Position of a job in the current sort: negative if a comes first.
+  function compare(a, b) {
+    const { field, descending } = state.sort;
+    const va = a[field];
+    const vb = b[field];
+    if (va !== vb) {
+      if (va === null) return 1; // missing values last, in both directions
+      if (vb === null) return -1;
+      return (va < vb ? -1 : 1) * (descending ? -1 : 1);
+    }
+    if (a.id === b.id) return 0;
+    return (a.id < b.id ? -1 : 1) * (descending ? -1 : 1);
+  }
+
+  function add(jobs) {
+    for (const job of jobs) {
+      if (state.rows.has(job.id)) continue;
+      state.rows.set(job.id, job);
+      state.order.push(job.id);
+    }
+  }
+
+  async function loadMore(button) {
+    if (!state.cursor) return;
+    button.disabled = true;
+    button.textContent = "Loading…";
+    const signal = state.searching?.signal;
+    try {
+      const page = await api.get("/v1/jobs/search", params(state.text, { limit: PAGE, facets: false, cursor: state.cursor }), { signal });
+      const before = state.order.length;
+      add(page.jobs);
+      state.cursor = page.next_cursor;
+      const tbody = table.querySelector("tbody");
+      for (const id of state.order.slice(before)) tbody.append(row(state.rows.get(id)));
+      renderMore();
+      announce(`${state.order.length - before} more jobs loaded; ${state.order.length} shown.`);
+      more.querySelector("button")?.focus();
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      clear(more, errorBox(`More jobs could not be loaded. ${api.explain(err)}`, () => renderMore()));
+    }
+  }
+
+  // --- the per-status histogram -----------------------------------------------
+  // The API's histogram counts all matching jobs; the stacks come from one
+  // request per status that occurs (at the same interval).
+  async function breakdown(signal) {
+    const statuses = (state.facets?.status ?? []).map((b) => b.value);
+    const interval = state.facets?.created.interval;
+    const key = `${state.text}|${interval}|${state.total}`;
+    if (!statuses.length || state.breakdownFor === key) return;
+    try {
+      const answers = await Promise.all(
+        statuses.map((s) => api.get("/v1/jobs/search", params(qt.only(state.text, "status", s), { limit: 1, interval }), { signal })),
+      );
+      if (signal.aborted) return;
+      const byTime = new Map();
+      answers.forEach((answer, i) => {
+        for (const b of answer.facets.created.buckets) {
+          const entry = byTime.get(b.start) ?? {};
+          entry[statuses[i]] = b.count;
+          byTime.set(b.start, entry);
+        }
+      });
+      state.breakdownFor = key;
+      renderChart(byTime);
+    } catch (err) {
+      if (err.name !== "AbortError") renderChart(); // the totals stay; stacks are a refinement
+    }
+  }
+
+  // --- live updates ------------------------------------------------------------
+  function startPolling() {
+    stopPolling();
+    if (!state.stopped) state.timer = setTimeout(poll, pollMs());
+  }
+
+  function stopPolling() {
+    clearTimeout(state.timer);
+    state.timer = null;
+  }
+
+  async function poll() {
+    const signal = state.searching?.signal;
+    try {
+      const text = `${qt.without(state.text, ["sort"])} sort:-updated_at`.trim();
+      const changed = await api.get("/v1/jobs/search", params(text, { limit: POLL, facets: false }), { signal });
+      if (signal?.aborted || state.stopped) return;
+      merge(changed.jobs);
+      showBanner(changed);
+      if (changed.total !== state.total) {
+        state.total = changed.total;
+        const withFacets = await api.get("/v1/jobs/search", params(state.text, { limit: 1 }), { signal });
+        state.facets = withFacets.facets;
+        state.total = withFacets.total;
+        renderFacets();
+        renderChart();
+        breakdown(signal);
+      }
+      renderSummary(changed);
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      summary.textContent = `Live updates paused: ${api.explain(err)} Retrying…`;
+    }
+    startPolling();
+  }
+
+  // New rows go where the sort puts them (if that is within what is loaded);
+  // changed rows are redrawn in place. The row the user is looking at stays
+  // where it is on screen.
+  function merge(jobs) {
+    const tbody = table.querySelector("tbody");
+    if (!tbody) {
+      if (jobs.length && !state.order.length) search(state.text);
+      return;
+    }
+    const anchor = visibleAnchor(tbody);
+    const last = state.order.length ? state.rows.get(state.order[state.order.length - 1]) : null;
+    let added = 0;
+    const ordered = [...jobs].sort(compare);
+    for (const job of ordered) {
+      const known = state.rows.get(job.id);
+      if (known) {
+        if (job.version > known.version) {
+          state.rows.set(job.id, job);
+          const old = tbody.querySelector(`tr[data-job-id="${job.id}"]`);
+          const fresh = row(job);
+          fresh.classList.add("changed");
+          old?.replaceWith(fresh);
+        }
+        continue;
+      }
+      if (state.cursor && last && compare(job, last) > 0) continue; // belongs to a page not loaded yet
+      let index = state.order.findIndex((id) => compare(job, state.rows.get(id)) < 0);
+      if (index < 0) index = state.order.length;
+      state.rows.set(job.id, job);
+      state.order.splice(index, 0, job.id);
+      const fresh = row(job);
+      fresh.classList.add("new");
+      const before = tbody.children[index];
+      if (before) before.before(fresh);
+      else tbody.append(fresh);
+      added += 1;
+    }
+    if (anchor) {
+      const delta = anchor.row.getBoundingClientRect().top - anchor.top;
+      if (delta) window.scrollBy(0, delta);
+    }
+    if (added) {
+      state.fresh += added;
+      announce(`${added} new ${added === 1 ? "job" : "jobs"} matching this search.`);
+    }
+  }
+
+  // The first row fully on screen, when the user has scrolled into the table;
+  // null at the top of the page (there new rows should simply appear).
+  function visibleAnchor(tbody) {
+    if (window.scrollY <= 0 || tbody.getBoundingClientRect().top >= 0) return null;
+    for (const tr of tbody.children) {
+      const top = tr.getBoundingClientRect().top;
+      if (top >= 0) return { row: tr, top };
+    }
+    return null;
+  }
+
+  // --- rendering ------------------------------------------------------------------
+  function showBanner(page) {
+    if (page.backend === "postgresql" && page.degraded) {
+      clear(
+        banner,
+        h(
+          "div",
+          { class: "banner warn", role: "status", "data-backend": page.backend },
+          h("strong", {}, "Search is running on the PostgreSQL fallback. "),
+          "Elasticsearch is configured but not answering, so these results come from PostgreSQL: complete and current, possibly slower. ",
+          "Nothing to do on your side; operators can check the search backend (a4c-controlplane search check).",
+        ),
+      );
+    } else {
+      clear(banner);
+    }
+    banner.dataset.backend = page.backend;
+  }
+
+  function renderSummary(page) {
+    const shown = state.order.length;
+    const total = state.total ?? page.total;
+    const by = page.backend === "elasticsearch" ? "Elasticsearch" : "PostgreSQL";
+    summary.textContent = `${total.toLocaleString()} ${total === 1 ? "job matches" : "jobs match"}` +
+      `${state.canonical ? ` “${state.canonical}”` : ""}; showing ${shown.toLocaleString()}. Answered by ${by}.` +
+      (state.fresh ? ` ${state.fresh} new since the search ran.` : "");
+  }
+
+  function renderTable() {
+    if (!state.order.length) {
+      const hint = state.text
+        ? "Nothing matches this search. Remove a filter or a word, or widen the time range."
+        : "There are no jobs yet. Jobs appear here when workspaces are created, started or stopped, or images are built.";
+      clear(table, empty(state.text ? "No jobs match." : "No jobs yet.", hint));
+      clear(more);
+      return;
+    }
+    const tbody = h("tbody", {}, state.order.map((id) => row(state.rows.get(id))));
+    clear(
+      table,
+      h(
+        "table",
+        { class: "jobs" },
+        h("caption", { class: "visually-hidden" }, "Jobs matching the search, ", state.sort.descending ? "newest first" : "oldest first"),
+        h(
+          "thead",
+          {},
+          h("tr", {}, ["Job", "Status", "Kind", "User", "Host", "Image / workspace", "Created", "Error"].map((c) => h("th", { scope: "col" }, c))),
+        ),
+        tbody,
+      ),
+    );
+    renderMore();
+  }
+
+  function renderMore() {
+    if (!state.cursor) {
+      clear(more, state.order.length ? h("p", { class: "muted" }, `All ${state.order.length.toLocaleString()} matching jobs are shown.`) : null);
+      return;
+    }
+    const button = h("button", { type: "button", class: "load-more" }, `Load ${PAGE} more`);
+    button.addEventListener("click", () => loadMore(button));
+    clear(more, button);
+  }
+
+  function row(job) {
+    const target = [job.image_name, job.workspace_name].filter(Boolean).join(" / ") || "–";
+    return h(
+      "tr",
+      { dataset: { jobId: job.id, version: job.version, status: job.status } },
+      h("td", {}, h("a", { href: `#/jobs/${job.id}`, title: job.id, "aria-label": `Job ${job.id}` }, h("code", {}, shortId(job.id)))),
+      h("td", {}, badge(job.status)),
+      h("td", {}, job.kind.replaceAll("_", " ")),
+      h("td", {}, job.user_name ?? "–"),
+      h("td", {}, job.host_name ?? "–"),
+      h("td", {}, target),
+      h("td", { class: "nowrap" }, timeEl(job.created_at)),
+      h("td", { class: "error-text" }, h("div", { class: "clamp" }, highlighted(job.error))),
+    );
+  }
+
+  function highlighted(text) {
+    if (!text) return h("span", { class: "muted" }, "–");
+    return qt.pieces(text, state.regex).map(([piece, match]) => (match ? h("mark", {}, piece) : piece));
+  }
+
+  function renderFacets() {
+    const active = qt.filters(state.canonical);
+    const groups = FACETS.map(([key, title]) => {
+      const buckets = state.facets?.[key] ?? [];
+      const shown = new Map(buckets.map((b) => [b.value, b.count]));
+      for (const value of active[key] ?? []) if (!shown.has(value)) shown.set(value, 0);
+      const items = [...shown].map(([value, count]) => chip(key, value, count, (active[key] ?? []).includes(value)));
+      return h(
+        "section",
+        { class: "facet", "aria-labelledby": `facet-${key}` },
+        h("h2", { id: `facet-${key}` }, title),
+        items.length ? h("ul", { class: "chips" }, items) : h("p", { class: "muted" }, "none"),
+      );
+    });
+    const images = active.image ?? [];
+    const imageInput = h("input", { id: "image-filter", type: "text", name: "image", autocomplete: "off", "aria-describedby": "image-help" });
+    const imageForm = h(
+      "form",
+      { class: "inline" },
+      h("label", { for: "image-filter" }, "Filter by image name"),
+      h("div", { class: "search-row" }, imageInput, h("button", { type: "submit" }, "Add")),
+      h("p", { id: "image-help", class: "help" }, "The API gives no per-image counts."),
+    );
+    imageForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = imageInput.value.trim();
+      if (value) search(qt.toggle(state.text, "image", value), { push: true });
+    });
+    const imageSection = h(
+      "section",
+      { class: "facet", "aria-labelledby": "facet-image" },
+      h("h2", { id: "facet-image" }, "Image"),
+      images.length ? h("ul", { class: "chips" }, images.map((v) => chip("image", v, null, true))) : null,
+      imageForm,
+    );
+    const current = qt.since(state.text);
+    const ranged = qt.hasTimeRange(state.text);
+    const spans = h(
+      "section",
+      { class: "facet", "aria-labelledby": "facet-time" },
+      h("h2", { id: "facet-time" }, "Time range"),
+      h(
+        "ul",
+        { class: "chips" },
+        SPANS.map(([span, title]) => {
+          const pressed = span === null ? !ranged : current === span;
+          const button = h("button", { type: "button", class: "chip", "aria-pressed": String(pressed), dataset: { span: span ?? "any" } }, title);
+          button.addEventListener("click", () => search(qt.withSince(state.text, span), { push: true }));
+          return h("li", {}, button);
+        }),
+      ),
+      ranged && !current ? h("p", { class: "help" }, "A custom range is set in the search box.") : null,
+    );
+    clear(filters, spans, groups, imageSection);
+  }
+
+  function chip(key, value, count, pressed) {
+    const label = `${value.replaceAll("_", " ")}`;
+    const button = h(
+      "button",
+      {
+        type: "button", class: "chip", "aria-pressed": String(pressed), dataset: { key, value },
+        "aria-label": `${pressed ? "Remove" : "Add"} filter ${key} ${value}${count === null ? "" : `, ${count} jobs`}`,
+      },
+      h("span", {}, label),
+      count === null ? null : h("span", { class: "count" }, count.toLocaleString()),
+    );
+    button.addEventListener("click", () => search(qt.toggle(state.text, key, value), { push: true }));
+    return h("li", {}, button);
+  }
+
+  function renderChart(byTime = null) {
+    const created = state.facets?.created;
+    if (!created) {
+      clear(chart);
+      return;
+    }
+    const series = {
+      interval: created.interval,
+      buckets: created.buckets.map((b) => ({ start: b.start, total: b.count, byStatus: byTime ? byTime.get(b.start) ?? {} : null })),
+    };
+    const present = charts.STATUS_ORDER.filter((s) => (state.facets.status ?? []).some((b) => b.value === s));
+    clear(
+      chart,
+      h("figcaption", {}, `Jobs created per ${created.interval}`, byTime ? ", by status" : " (loading the split by status…)"),
+      charts.histogram(series),
+      byTime ? charts.legend(present) : null,
+    );
+    chart.dataset.stacked = byTime ? "true" : "false";
+  }
+
+  // --- start ----------------------------------------------------------------------
+  clear(table, loading("Searching…"));
+  search(state.text);
+  return () => {
+    state.stopped = true;
+    stopPolling();
+    state.searching?.abort();
+  };
+}
