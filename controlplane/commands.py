@@ -32,11 +32,13 @@ async def issue(
     key: str,
     ack_timeout: float,
     reason: str = "",
+    deadline: float | None = None,
 ) -> str:
     """Write the command and mark the job dispatched. Returns the message id.
 
-    Every attempt gets a new message id (the agent rejects replays by id), and
-    the job's lease says by when the agent must acknowledge it.
+    Every attempt gets a new message id (the agent rejects replays by id), the
+    job's lease says by when the agent must acknowledge it, and its deadline by
+    when it must have finished (``deadline`` seconds; ``None`` keeps the one set).
     """
     message_id = uuid.uuid4().hex
     await conn.execute(
@@ -50,16 +52,21 @@ async def issue(
             "payload": json.dumps({"id": message_id, "payload": payload.model_dump(mode="json")}),
         },
     )
-    lease = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=ack_timeout)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    lease = now + datetime.timedelta(seconds=ack_timeout)
+    if deadline is not None and isinstance(payload, messages.BuildCommand):
+        deadline += payload.deadline_s  # a build may run for its own deadline, then report
+    deadline_at = now + datetime.timedelta(seconds=deadline) if deadline is not None else None
     await conn.execute(
         sa.text(
             """
             UPDATE jobs SET status = 'dispatched', host_id = :host, attempts = attempts + 1,
                 dispatched_at = now(), acknowledged_at = NULL, lease_expires_at = :lease,
-                next_attempt_at = NULL, reason = :reason
+                next_attempt_at = NULL, reason = :reason,
+                deadline_at = coalesce(CAST(:deadline AS timestamptz), deadline_at)
             WHERE id = :job
             """
         ),
-        {"host": host_id, "lease": lease, "reason": reason, "job": job_id},
+        {"host": host_id, "lease": lease, "reason": reason, "job": job_id, "deadline": deadline_at},
     )
     return message_id

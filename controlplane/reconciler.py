@@ -73,6 +73,7 @@ class Report:
     actions: list[reconcile.Action] = dataclasses.field(default_factory=list)
     requeued: int = 0
     placed: int = 0
+    overdue: int = 0
 
 
 def _now() -> datetime.datetime:
@@ -87,6 +88,8 @@ async def reconcile_once(sessions: sa_asyncio.async_sessionmaker[Session], setti
     for host_id in host_ids:
         async with sessions.begin() as session:
             await _reconcile_host(session, host_id, settings, state, report)
+    async with sessions.begin() as session:
+        report.overdue = await _overdue(session, settings)
     async with sessions.begin() as session:
         report.requeued = await _dispatch_queued(session, settings)
     async with sessions.begin() as session:
@@ -148,6 +151,12 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
             await session.execute(
                 sa.update(models.Host).where(models.Host.id == host_id, models.Host.status == models.HostStatus.ACTIVE)
                 .values(status=models.HostStatus.DOWN, down_since=now)
+            )
+            # Jobs waiting on that host say so, rather than just "dispatched".
+            await session.execute(
+                sa.update(models.Job)
+                .where(models.Job.host_id == host_id, models.Job.status.in_(LIVE_JOB_STATES + (models.JobStatus.QUEUED, models.JobStatus.PENDING)))
+                .values(reason=f"host {change.host_name} is offline ({change.reason}); waiting for it to come back")
             )
             if change.lost_workspaces:
                 await session.execute(
@@ -306,7 +315,7 @@ async def _container_job(
         ws.state_reason = action.reason
     await commands.issue(
         session, job_id=job_id, host_id=host.id, kind=COMMAND_OF_JOB[kind], payload=payload, key=workspace_id,
-        ack_timeout=settings.reconciler.job_ack_timeout, reason=action.reason,
+        ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline, reason=action.reason,
     )
 
 
@@ -318,7 +327,7 @@ async def _reissue(session: Session, job: models.Job, settings: cp_settings.Sett
     payload = messages.COMMAND_PAYLOADS[kind].model_validate(job.payload)
     await commands.issue(
         session, job_id=job.id, host_id=job.host_id, kind=kind, payload=payload,
-        key=str(job.workspace_id or job.image_id or job.id), ack_timeout=settings.reconciler.job_ack_timeout, reason=reason,
+        key=str(job.workspace_id or job.image_id or job.id), ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline, reason=reason,
     )
 
 
@@ -349,6 +358,35 @@ async def _dispatch_unplaced_builds(session: Session, settings: cp_settings.Sett
         await image_service.dispatch_build(session, job, host, settings, reason=outcome.reason)
         sent += 1
     return sent
+
+
+async def _overdue(session: Session, settings: cp_settings.Settings) -> int:
+    """Jobs past their deadline: retry later with exponential backoff, or fail with an actionable reason."""
+    now = _now()
+    rows = (
+        await session.scalars(
+            sa.select(models.Job)
+            .where(models.Job.status.in_(LIVE_JOB_STATES), models.Job.deadline_at.is_not(None), models.Job.deadline_at < now)
+            .limit(200)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for job in rows:
+        late = int((now - typing.cast(datetime.datetime, job.deadline_at)).total_seconds())
+        last = job.reason or job.status.value
+        if job.attempts >= job.max_attempts:
+            job.status = models.JobStatus.FAILED
+            job.finished_at = now
+            job.error = (
+                f"did not finish by its deadline after {job.attempts} attempts (last seen: {last}); "
+                f"check the agent on {job.host_name or 'its host'} (journalctl -u a4c-agent) and its Docker daemon"
+            )
+            continue
+        delay = min(settings.reconciler.job_ack_timeout * 2 ** max(job.attempts - 1, 0), settings.reconciler.retry_backoff_max)
+        job.status = models.JobStatus.QUEUED
+        job.next_attempt_at = now + datetime.timedelta(seconds=delay)
+        job.reason = f"overdue by {late}s (last seen: {last}); retry {job.attempts + 1} of {job.max_attempts} in {int(delay)}s"
+    return len(rows)
 
 
 async def _dispatch_queued(session: Session, settings: cp_settings.Settings) -> int:

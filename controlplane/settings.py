@@ -104,6 +104,10 @@ class ReconcilerSettings(config.StrictModel):
     host_down_after: Seconds = pydantic.Field(default=90.0, description="No heartbeat for this long: host down, workspaces lost.")
     job_ack_timeout: Seconds = pydantic.Field(default=60.0, description="A dispatched job not acknowledged by then is re-issued.")
     job_max_attempts: int = pydantic.Field(default=5, gt=0)
+    job_deadline: Seconds = pydantic.Field(
+        default=600.0, description="A workspace or cleanup job not finished this long after dispatch is retried (builds: api.build_deadline + this)."
+    )
+    retry_backoff_max: Seconds = pydantic.Field(default=300.0, description="Longest wait before retrying an overdue job.")
 
 
 class SchedulerSettings(config.StrictModel):
@@ -139,6 +143,11 @@ class SearchSettings(config.StrictModel):
     facet_size: int = pydantic.Field(default=20, gt=0, le=1000, description="Buckets per terms facet (status, kind, host, user).")
     reindex_batch: int = pydantic.Field(
         default=1000, gt=0, le=50_000, description="Rows per keyset page and bulk request while reindexing (bounds its memory)."
+    )
+    check_grace: float = pydantic.Field(
+        default=30.0,
+        ge=0,
+        description="search check: a difference on a job whose job-sync message is younger than this (or unpublished) is in flight, not drift.",
     )
     replay_margin: Seconds = pydantic.Field(
         default=300.0,

@@ -179,7 +179,7 @@ async def dispatch_build(session: Session, job: models.Job, host: models.Host, s
     await session.flush()
     await commands.issue(
         session, job_id=job.id, host_id=host.id, kind=messages.CommandKind.IMAGE_BUILD, payload=command,
-        key=command.image_id, ack_timeout=settings.reconciler.job_ack_timeout, reason=reason,
+        key=command.image_id, ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline, reason=reason,
     )
     await session.refresh(job)
 

@@ -271,7 +271,7 @@ async def release_waiting(session: Session, settings: cp_settings.Settings) -> i
             command = messages.WorkspaceCommand.model_validate(job.payload)
             await commands.issue(
                 session, job_id=job.id, host_id=job.host_id, kind=messages.CommandKind.WORKSPACE_CREATE, payload=command,
-                key=str(ws.id), ack_timeout=settings.reconciler.job_ack_timeout, reason="image built; creating",
+                key=str(ws.id), ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline, reason="image built; creating",
             )
             ws.state_reason = ""
             released += 1
@@ -399,7 +399,7 @@ async def _dispatch(
         return
     await commands.issue(
         session, job_id=job.id, host_id=host_id, kind=kind, payload=command, key=str(ws.id),
-        ack_timeout=settings.reconciler.job_ack_timeout, reason=reason,
+        ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline, reason=reason,
     )
     # issue() updated the job in SQL (and triggers bumped versions): reload what
     # the response shows.

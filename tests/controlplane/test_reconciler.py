@@ -1,0 +1,87 @@
+"""The reconciler loop against real PostgreSQL: overdue jobs retry with backoff then fail with a reason; silent hosts go down."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import asyncpg
+import pytest
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import reconciler
+from controlplane import settings as cp_settings
+from controlplane.db import engine as db_engine
+
+
+@pytest.fixture
+async def sessions(database_url):
+    engine = sa_asyncio.create_async_engine(db_engine.async_url(database_url))
+    yield db_engine.sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def db(database_url):
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+async def _host(db, *, heartbeat_age: float = 0.0) -> uuid.UUID:
+    host_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO hosts (id, name, status, cordoned, draining, labels, signing_key, agent_version, capacity_cpus,"
+        " capacity_memory_mb, capacity_disk_bytes, last_event_seq, version, last_heartbeat_at)"
+        " VALUES ($1, $2, 'active', false, false, '{}', 'k', '', 4, 8192, 1000000000, 0, 1, now() - make_interval(secs => $3))",
+        host_id, f"h-{host_id.hex[:8]}", heartbeat_age,
+    )
+    return host_id
+
+
+async def _overdue_job(db, host_id, attempts: int) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO jobs (id, kind, status, source, host_id, host_name, attempts, max_attempts, dispatched_at, acknowledged_at,"
+        " deadline_at, reason, payload)"
+        " VALUES ($1, 'host_cleanup', 'running', 'api', $2, 'h', $3, 3, now() - interval '1 hour', now() - interval '1 hour',"
+        " now() - interval '5 minutes', 'pruning: build cache', '{}')",
+        job_id, host_id, attempts,
+    )
+    return job_id
+
+
+SETTINGS = cp_settings.load(environ={}, **{"reconciler.job_ack_timeout": 10, "reconciler.host_down_after": 60})
+
+
+async def test_an_overdue_job_is_retried_later_with_backoff_and_says_why(sessions, db):
+    host = await _host(db)
+    job = await _overdue_job(db, host, attempts=2)
+    report = await reconciler.reconcile_once(sessions, SETTINGS, reconciler.State())
+    assert report.overdue >= 1
+    row = await db.fetchrow("SELECT status::text, next_attempt_at - now() AS wait, reason FROM jobs WHERE id = $1", job)
+    assert row["status"] == "queued"
+    assert datetime.timedelta(seconds=15) < row["wait"] <= datetime.timedelta(seconds=20), "2nd retry waits 2 x ack timeout"
+    assert "overdue by" in row["reason"] and "pruning: build cache" in row["reason"] and "retry 3 of 3" in row["reason"]
+
+
+async def test_an_overdue_job_out_of_attempts_fails_with_a_reason_a_person_can_act_on(sessions, db):
+    host = await _host(db)
+    job = await _overdue_job(db, host, attempts=3)
+    await reconciler.reconcile_once(sessions, SETTINGS, reconciler.State())
+    row = await db.fetchrow("SELECT status::text, error, finished_at FROM jobs WHERE id = $1", job)
+    assert row["status"] == "failed" and row["finished_at"] is not None
+    assert "after 3 attempts" in row["error"] and "journalctl -u a4c-agent" in row["error"]
+
+
+async def test_a_silent_host_goes_down_and_its_waiting_jobs_say_so(sessions, db):
+    host = await _host(db, heartbeat_age=120)
+    job_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO jobs (id, kind, status, source, host_id, dispatched_at, payload) VALUES ($1, 'host_cleanup', 'dispatched', 'api', $2, now(), '{}')",
+        job_id, host,
+    )
+    report = await reconciler.reconcile_once(sessions, SETTINGS, reconciler.State())
+    assert any(name.startswith("h-") for name in report.hosts_down)
+    assert await db.fetchval("SELECT status::text FROM hosts WHERE id = $1", host) == "down"
+    assert "is offline" in await db.fetchval("SELECT reason FROM jobs WHERE id = $1", job_id)
