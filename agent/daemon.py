@@ -116,6 +116,8 @@ class Agent:
         consumer = consumer_mod.CommandConsumer(ctx, dispatcher, client_id=client_id)
         watcher = docker_events.Watcher(ctx, on_gap=reporter.inventory_soon)
         self._parts = (reporter, cleaner, builder)
+        # Know Docker's state before the first heartbeat reports it.
+        await reporter.check_docker()
 
         # Shutdown runs in reverse order of adding.
         sup = self.supervisor = supervisor_mod.Supervisor(max_backoff=settings.daemon.task_restart_backoff_max)

@@ -147,21 +147,28 @@ class Reporter:
     # -- Docker health ------------------------------------------------------------------
 
     async def docker_monitor(self) -> None:
-        """Ping Docker; while it is down, ping with backoff and hold new commands back."""
+        """Ping Docker; while it is down, ping with backoff (commands wait meanwhile)."""
         delays = backoff_mod.Backoff(initial=0.5, maximum=self.ctx.settings.daemon.docker_check_interval)
         while True:
-            try:
-                await asyncio.wait_for(self.ctx.docker.ping(), self.ctx.settings.docker.api_timeout)
-                came_back = not self.ctx.health.docker_ok
-                self.ctx.health.docker(True)
+            if await self.check_docker():
                 delays.reset()
-                if came_back:
-                    self.heartbeat_soon()
-                    self.inventory_soon()
                 await asyncio.sleep(self.ctx.settings.daemon.docker_check_interval)
-            except (docker_client.DockerError, asyncio.TimeoutError) as exc:
-                self.ctx.health.docker(False, str(exc) or exc.__class__.__name__)
+            else:
                 await asyncio.sleep(delays.next())
+
+    async def check_docker(self) -> bool:
+        try:
+            # A ping is tiny: a daemon that takes longer than this is not answering.
+            await asyncio.wait_for(self.ctx.docker.ping(), min(5.0, self.ctx.settings.docker.api_timeout))
+        except (docker_client.DockerError, asyncio.TimeoutError) as exc:
+            self.ctx.health.docker(False, str(exc) or exc.__class__.__name__)
+            return False
+        came_back = not self.ctx.health.docker_ok
+        self.ctx.health.docker(True)
+        if came_back:
+            self.heartbeat_soon()
+            self.inventory_soon()
+        return True
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import urllib.error
 import urllib.request
 
@@ -39,8 +40,11 @@ async def test_a_docker_outage_holds_commands_back_and_is_reported_when_docker_i
         agent = kit.agent(overrides={"docker": {"base_url": proxy.url, "api_timeout": 3}})
         await kit.events.wait_for("heartbeat", host_id=agent.host_id, where=lambda e: e.payload["docker_ok"])
 
+        stopped_at = time.time()
         proxy.stop()
-        down = await kit.events.wait_for("heartbeat", host_id=agent.host_id, where=lambda e: not e.payload["docker_ok"])
+        down = await kit.events.wait_for(
+            "heartbeat", host_id=agent.host_id, where=lambda e: e.issued_at > stopped_at and not e.payload["docker_ok"]
+        )
         assert "docker-unreachable" in down.payload["conditions"]
         assert _health(agent)["status"] == "degraded"
         await kit.send(agent, K.WORKSPACE_CREATE, messages.WorkspaceCommand(job_id="during", spec=kit.spec("ws-during")))
@@ -58,7 +62,7 @@ async def test_a_docker_outage_holds_commands_back_and_is_reported_when_docker_i
 
 
 async def test_a_broker_restart_is_survived_and_reported(kit: conftest.Kit, kafka_broker: kafka_broker_mod.KafkaBroker) -> None:
-    agent = kit.agent()
+    agent = kit.agent(overrides={"kafka": {"request_timeout": 2}})
     await kit.events.wait_for("heartbeat", host_id=agent.host_id)
 
     kafka_broker.stop()
