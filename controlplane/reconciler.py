@@ -222,7 +222,11 @@ async def _reconcile_host(session: Session, host_id: uuid.UUID, settings: cp_set
         )
         for j in job_rows
     ]
-    last_command_at = max((j.dispatched_at for j in job_rows if j.dispatched_at), default=None)
+    # An inventory taken before the last command to this host was dispatched,
+    # or before the last job there finished, may not show its effect yet.
+    last_command_at = await session.scalar(
+        sa.select(sa.func.max(sa.func.greatest(models.Job.dispatched_at, models.Job.finished_at))).where(models.Job.host_id == host_id)
+    )
     actions = reconcile.plan(desired, inventory, now, settings.reconciler, jobs=jobs, last_command_at=last_command_at)
     by_id = {str(w.id): w for w in ws_rows}
     jobs_by_id = {str(j.id): j for j in job_rows}

@@ -231,6 +231,34 @@ async def delete_workspace(session: Session, principal: access.Principal, worksp
     return await _command_job(session, principal, ws, models.JobKind.WORKSPACE_DELETE, messages.CommandKind.WORKSPACE_DELETE, settings)
 
 
+async def recreate_workspace(session: Session, principal: access.Principal, workspace_id: uuid.UUID, settings: cp_settings.Settings) -> Accepted:
+    """Start a *lost* workspace afresh on another host (an operator's decision: its data stays on the old one).
+
+    Only lost workspaces qualify: their host is down, and A4C never moves them
+    silently because long-lived workspaces hold people's work. If the old host
+    comes back, its container is an orphan there and is removed after the grace.
+    """
+    ws = await get_workspace(session, principal, workspace_id, for_update=True)
+    if ws.observed_state is not models.ObservedState.LOST:
+        raise errors.Conflict(f"only a lost workspace can be recreated; this one is {ws.observed_state.value}", code="not_lost")
+    old_host = ws.host_id
+    ws.host_id = None
+    ws.container_id = None
+    ws.published_ports = []
+    ws.desired_state = models.DesiredState.RUNNING
+    ws.observed_state = models.ObservedState.PENDING
+    ws.state_reason = f"recreating away from host {old_host}"
+    job = await jobs.new_job(
+        session, models.JobKind.WORKSPACE_CREATE, user=principal, workspace=ws, status=models.JobStatus.PENDING,
+        reason="recreating elsewhere: waiting for placement", max_attempts=settings.reconciler.job_max_attempts,
+    )
+    await session.flush()
+    await place_pending(session, settings)
+    await session.refresh(ws)
+    await session.refresh(job)
+    return Accepted(ws, job)
+
+
 WAITING_FOR_IMAGE = "waiting for image"
 
 

@@ -64,6 +64,12 @@ async def stop_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
     return accepted(await workspaces.stop_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
 
 
+@routes.post("/v1/workspaces/{workspace_id}/recreate", response=schemas.WorkspaceAccepted, status=202, errors=(409,))
+async def recreate_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
+    """Recreate a lost workspace on another host (its old host is down; the data there is not moved) (202 + job)."""
+    return accepted(await workspaces.recreate_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
+
+
 @routes.delete("/v1/workspaces/{workspace_id}", response=schemas.WorkspaceAccepted, status=202)
 async def delete_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
     """Delete a workspace and its container (202 + job); one never placed is gone at once."""
