@@ -19,6 +19,8 @@ USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 USER_WEIGHTS = (30, 20, 15, 10, 10, 8, 5, 2)
 HOSTS = tuple(f"h{n:02d}" for n in range(1, 25))
 HOST_WEIGHTS = tuple(max(1, int(100 / n)) for n in range(1, 25))
+WORKSPACES = ("api", "web", "ml", "scratch", "infra")
+SOURCES = ("api", "api", "api", "schedule", "ci")
 IMAGES = ("python-dev", "node-dev", "go-dev", "rust-dev", "java-dev", "data-science", "base", "ml-gpu")
 STATUSES = ("succeeded", "failed", "running", "queued", "cancelled", "pending", "dispatched")
 STATUS_WEIGHTS = (60, 20, 5, 5, 4, 3, 3)
@@ -107,51 +109,75 @@ COLUMNS = (
 )
 
 
+def _pool(rng: random.Random, templates: tuple[str, ...], people: list[User], size: int) -> list[str]:
+    return [
+        _fill(rng.choice(templates), rng, rng.choice(people).name, rng.choice(HOSTS), rng.choice(IMAGES), f"ws-{rng.randrange(500)}")
+        for _ in range(size)
+    ]
+
+
+def _cumulative(weights: tuple[int, ...]) -> list[int]:
+    total, out = 0, []
+    for w in weights:
+        total += w
+        out.append(total)
+    return out
+
+
 def jobs(count: int, *, seed: int = 1, people: list[User] | None = None, span_days: int = 90) -> typing.Iterator[tuple]:
-    """``count`` job rows as tuples in :data:`COLUMNS` order (for COPY)."""
+    """``count`` job rows as tuples in :data:`COLUMNS` order (for COPY).
+
+    Error texts and log lines are drawn from pools filled once per call (a
+    few thousand distinct texts), which keeps a million rows to seconds.
+    """
     rng = random.Random(seed)
     people = people or users()
     span = span_days * 86_400_000_000
+    errors = _pool(rng, ERRORS, people, 4096)
+    lines = _pool(rng, LOG_LINES, people, 8192)
+    user_w, host_w = _cumulative(USER_WEIGHTS[: len(people)]), _cumulative(HOST_WEIGHTS)
+    status_w, kind_w = _cumulative(STATUS_WEIGHTS), _cumulative(KIND_WEIGHTS)
+    choices, rand, randrange, randint = rng.choices, rng.random, rng.randrange, rng.randint
+    second = datetime.timedelta(seconds=1)
     previous: datetime.datetime | None = None
     for _ in range(count):
-        user = rng.choices(people, USER_WEIGHTS[: len(people)])[0]
-        host = rng.choices(HOSTS, HOST_WEIGHTS)[0]
-        image = rng.choice(IMAGES)
-        status = rng.choices(STATUSES, STATUS_WEIGHTS)[0]
-        kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
-        ws = f"{user.name}-{rng.choice(('api', 'web', 'ml', 'scratch', 'infra'))}"
+        user = choices(people, cum_weights=user_w)[0]
+        host = choices(HOSTS, cum_weights=host_w)[0]
+        status = choices(STATUSES, cum_weights=status_w)[0]
+        kind = choices(KINDS, cum_weights=kind_w)[0]
+        image = IMAGES[randrange(len(IMAGES))]
+        ws = f"{user.name}-{WORKSPACES[randrange(len(WORKSPACES))]}"
         # A few jobs share their creation instant with the previous one, so
         # order and cursors must rely on the id as the tie-breaker.
-        if previous is not None and rng.random() < 0.03:
+        if previous is not None and rand() < 0.03:
             created = previous
         else:
-            created = BASE - datetime.timedelta(microseconds=rng.randrange(span))
+            created = BASE - datetime.timedelta(microseconds=randrange(span))
         previous = created
         error = None
-        if status == "failed" or (status == "cancelled" and rng.random() < 0.5):
-            error = _fill(rng.choice(ERRORS), rng, user.name, host, image, ws)
-        lines = [_fill(rng.choice(LOG_LINES), rng, user.name, host, image, ws) for _ in range(rng.randint(0, 8))]
+        if status == "failed" or (status == "cancelled" and rand() < 0.5):
+            error = errors[randrange(4096)]
+        tail = choices(lines, k=randint(0, 8))
         if error:
-            lines.append(error)
-        started = created + datetime.timedelta(seconds=rng.randint(1, 30)) if status not in ("queued", "pending") else None
-        finished = created + datetime.timedelta(seconds=rng.randint(31, 3600)) if status in FINAL else None
-        updated = finished or started or created
+            tail.append(error)
+        started = created + randint(1, 30) * second if status not in ("queued", "pending") else None
+        finished = created + randint(31, 3600) * second if status in FINAL else None
         yield (
             uuid.UUID(int=rng.getrandbits(128), version=4),
             kind,
             status,
-            rng.choice(("api", "api", "api", "schedule", "ci")),
+            SOURCES[randrange(len(SOURCES))],
             user.id,
             user.name,
             host,
-            image if kind == "image_build" or rng.random() < 0.7 else None,
+            image if kind == "image_build" or rand() < 0.7 else None,
             ws if kind.startswith("workspace") else None,
             error,
-            "\n".join(lines),
-            rng.randint(0, 3),
+            "\n".join(tail),
+            randint(0, 3),
             created,
-            updated,
+            finished or started or created,
             started,
             finished,
-            rng.randint(1, 6),
+            randint(1, 6),
         )

@@ -1,10 +1,15 @@
 """``a4c-controlplane search check``: compare PostgreSQL with the index, per day, and repair drift.
 
 Both sides are summarised per UTC day of ``created_at`` (count, sum and max of
-the versions of live jobs, :mod:`domain.drift`). The sync consumer may simply
-be behind, so a drifted bucket counts only if it is still drifted after
-``settle`` seconds, checked ``rounds`` times. With ``repair``, each drifted
-bucket is walked job by job and fixed with versioned writes, then checked again.
+the versions of live jobs, :mod:`domain.drift`). A day that differs is then
+compared job by job, and a difference is **drift** only if the job is not
+*in flight*: a job with a job-sync outbox row that is unpublished or younger
+than ``search.check_grace`` (or, for a reindex, written after the alias swap)
+is still on its way through the relay and the sync consumer, which will
+deliver it. So a check run under live writes reports what is really wrong.
+The comparison is repeated ``rounds`` times, ``settle`` seconds apart, while
+drift remains (a consumer catching up); with ``repair``, each round fixes the
+drifted jobs with versioned writes before looking again.
 """
 
 from __future__ import annotations
@@ -43,6 +48,15 @@ _TABLE_ENTRIES = sa.text(
 )
 ROW_JSON = sa.text(
     "SELECT to_jsonb(j) - 'search' - 'payload' - 'last_event_seq' AS doc FROM jobs j WHERE id = ANY(CAST(:ids AS uuid[]))"
+)
+# A job is in flight while its newest job-sync message may not have reached the index yet.
+_IN_FLIGHT = sa.text(
+    """
+    SELECT DISTINCT key FROM outbox
+    WHERE topic = 'job-sync' AND key = ANY(CAST(:ids AS text[]))
+      AND (published_at IS NULL
+           OR created_at > COALESCE(CAST(:since AS timestamptz), now() - make_interval(secs => CAST(:grace AS double precision))))
+    """
 )
 _NO_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -94,6 +108,7 @@ async def index_stats(es: elasticsearch.AsyncElasticsearch, target: str) -> dict
 
 
 async def compare(engine: sa_asyncio.AsyncEngine, es: elasticsearch.AsyncElasticsearch, target: str) -> tuple[int, list[drift.Drift]]:
+    """Days whose statistics differ (in flight or not)."""
     await index.refresh(es, target)
     table, indexed = await asyncio.gather(table_stats(engine), index_stats(es, target))
     return len(set(table) | set(indexed)), drift.compare(table, indexed)
@@ -108,23 +123,47 @@ async def check(
     repair: bool = False,
     settle: float = 2.0,
     rounds: int = 3,
+    in_flight_since: datetime.datetime | None = None,
 ) -> Report:
     """Compare (and with ``repair`` fix) the table and ``target`` (default: the alias)."""
     target = target or settings.search.index_alias
     report = Report()
-    report.buckets, report.drifted = await compare(engine, es, target)
-    for _ in range(rounds - 1):
+    for round_ in range(rounds):
+        if round_:
+            await asyncio.sleep(settle)
+        plans = await _survey(settings, engine, es, target, in_flight_since, report)
         if not report.drifted:
             break
-        await asyncio.sleep(settle)
-        report.buckets, report.drifted = await compare(engine, es, target)
-    if repair and report.drifted:
-        for found in report.drifted:
-            await _repair_bucket(settings, engine, es, target, found.bucket, report)
-        report.buckets, report.drifted = await compare(engine, es, target)
+        if repair:
+            report.unrepaired = []
+            for fix in plans:
+                await _apply(settings, engine, es, target, fix, report)
+            await _survey(settings, engine, es, target, in_flight_since, report)
+            if not report.drifted:
+                break
+    report.ahead = sorted(set(report.ahead))
     for found in report.drifted:
         logger.warning("search drift: %s", found.describe())
     return report
+
+
+async def _survey(
+    settings: cp_settings.Settings,
+    engine: sa_asyncio.AsyncEngine,
+    es: elasticsearch.AsyncElasticsearch,
+    target: str,
+    in_flight_since: datetime.datetime | None,
+    report: Report,
+) -> list[drift.Plan]:
+    """Compare, then keep the days with differences that are not in flight; returns their repair plans."""
+    report.buckets, suspects = await compare(engine, es, target)
+    report.drifted, plans = [], []
+    for suspect in suspects:
+        fix = await _plan_bucket(settings, engine, es, target, suspect.bucket, in_flight_since)
+        if fix:
+            report.drifted.append(suspect)
+            plans.append(fix)
+    return plans
 
 
 async def _table_entries(engine: sa_asyncio.AsyncEngine, start: datetime.datetime) -> typing.AsyncIterator[drift.Entry]:
@@ -162,17 +201,42 @@ async def _collect(entries: typing.AsyncIterator[drift.Entry]) -> list[drift.Ent
     return [e async for e in entries]
 
 
-async def _repair_bucket(
+async def _plan_bucket(
     settings: cp_settings.Settings,
     engine: sa_asyncio.AsyncEngine,
     es: elasticsearch.AsyncElasticsearch,
     target: str,
     start: datetime.datetime,
-    report: Report,
-) -> None:
+    in_flight_since: datetime.datetime | None,
+) -> drift.Plan:
+    """The repairs one day needs, leaving out jobs still in flight."""
     # One day of ids and versions (not documents): small even for a busy day.
     table, indexed = await asyncio.gather(_collect(_table_entries(engine, start)), _collect(_index_entries(es, target, start)))
     fix = drift.plan(table, indexed)
+    named = fix.reindex + [e.id for e in fix.tombstone] + fix.ahead
+    if not named:
+        return fix
+    async with engine.connect() as conn:
+        if in_flight_since is None:
+            params = {"ids": named, "since": None, "grace": settings.search.check_grace}
+        else:
+            params = {"ids": named, "since": in_flight_since, "grace": None}
+        moving = set((await conn.execute(_IN_FLIGHT, params)).scalars().all())
+    return drift.Plan(
+        reindex=[i for i in fix.reindex if i not in moving],
+        tombstone=[e for e in fix.tombstone if e.id not in moving],
+        ahead=[i for i in fix.ahead if i not in moving],
+    )
+
+
+async def _apply(
+    settings: cp_settings.Settings,
+    engine: sa_asyncio.AsyncEngine,
+    es: elasticsearch.AsyncElasticsearch,
+    target: str,
+    fix: drift.Plan,
+    report: Report,
+) -> None:
     report.ahead += fix.ahead
     changes = [
         documents.Change(e.id, e.version + 1, True, {"id": e.id, "version": e.version + 1, "deleted": True}) for e in fix.tombstone

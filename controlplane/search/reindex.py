@@ -15,7 +15,8 @@ run resumes where it stopped (same index, same cursor):
 ``verify``    the catch-up is replayed once more (writes that reached the old
               index between catch-up and swap), then ``search check --repair``
               against the new index, which also tombstones jobs purged during
-              the run; the live counts must then be equal.
+              the run. Jobs changed after the swap are in flight (the sync
+              consumer brings them); everything else must match.
 ``done``      old indices are deleted (unless kept).
 
 Only one reindex runs at a time (a PostgreSQL advisory lock).
@@ -148,14 +149,19 @@ async def _run(
         await _progress(engine, name, phase, None, report.backfilled)
 
     if phase == "swap":
+        async with engine.connect() as conn:
+            swapped = (await conn.execute(sa.text("SELECT now()"))).scalar_one()
         report.old = await index.swap(es, search.index_alias, name)
         logger.info("reindex: alias %s now points at %s (was %s)", search.index_alias, name, ", ".join(report.old) or "nothing")
-        phase = "verify"
-        await _progress(engine, name, phase, None, report.backfilled)
+        phase, cursor = "verify", {"swapped_at": results.show_time(swapped)}
+        await _progress(engine, name, phase, cursor, report.backfilled)
 
     if phase == "verify":
-        report.replayed += await _replay(engine, writer, since, None, name, "verify", report, None)
-        found = await check.check(settings, engine, es, target=name, repair=True, settle=0.5, rounds=2)
+        report.replayed += await _replay(engine, writer, since, None, name, None, report, None)
+        # Changes written after the swap reach the new index through the sync
+        # consumer: in flight, not drift. Anything older must already be there.
+        swapped = results.parse_time((cursor or {})["swapped_at"])
+        found = await check.check(settings, engine, es, target=name, repair=True, settle=1.0, rounds=3, in_flight_since=swapped)
         report.repaired = found.reindexed + found.tombstoned
         report.index_live = await index.live_count(es, name)
         async with engine.connect() as conn:
@@ -193,7 +199,7 @@ async def _replay(
     since: datetime.datetime,
     cursor: dict | None,
     name: str,
-    phase: str,
+    phase: str | None,
     report: Report,
     on_page: Hook | None,
 ) -> int:
@@ -210,9 +216,10 @@ async def _replay(
         await writer.write([documents.from_row(r.doc) for r in rows])
         done += len(rows)
         after_time, after_id = rows[-1].updated_at, rows[-1].id
-        await _progress(engine, name, phase, {"updated_at": results.show_time(after_time), "id": after_id}, report.backfilled)
+        if phase is not None:  # None: a replay that restarts from the beginning anyway
+            await _progress(engine, name, phase, {"updated_at": results.show_time(after_time), "id": after_id}, report.backfilled)
         if on_page is not None:
-            await on_page(phase, len(rows))
+            await on_page(phase or "verify", len(rows))
 
 
 class _Writer:

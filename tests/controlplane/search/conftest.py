@@ -39,6 +39,7 @@ def make_settings(database_url: str, kafka_bootstrap: str, prefix: str, elastics
         "search.retry_max": 0.5,
         "search.request_timeout": 2.0,
         "search.breaker_reset": 0.5,
+        "search.check_grace": 0.0,
     }
     overrides.update({f"search.{k}": v for k, v in search.items()})
     return cp_settings.load(environ={}, **overrides)

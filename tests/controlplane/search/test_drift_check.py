@@ -29,6 +29,9 @@ async def test_missing_stale_purged_and_deleted_jobs_are_found_per_day_and_repai
     await db.execute("UPDATE jobs SET attempts = attempts + 1 WHERE id = $1", stale[0])
     await db.execute("DELETE FROM jobs WHERE id = $1", purged[0])
     await db.execute("UPDATE jobs SET deleted_at = now() WHERE id = $1", deleted[0])
+    in_flight = await check.check(settings, engine, es, settle=0.1, rounds=1)
+    assert in_flight.clean, "changes whose messages are still in the outbox are in flight, not drift"
+    await db.execute("UPDATE outbox SET published_at = now()")  # published, then lost on the way
 
     found = await check.check(settings, engine, es, settle=0.1, rounds=2)
     assert {d.bucket for d in found.drifted} == {_day(r[CREATED]) for r in (missing, stale, purged, deleted)}
@@ -47,6 +50,7 @@ async def test_the_check_command_exits_1_on_drift_and_0_once_repaired(settings, 
     rows = await conftest.load_jobs(db, 20)
     await reindex.reindex(settings, engine, es)
     await db.execute("UPDATE jobs SET reason = 'changed behind the index' WHERE id = $1", rows[5][0])
+    await db.execute("UPDATE outbox SET published_at = now()")  # published, then lost on the way
     assert await commands.run_check(settings) == 1
     assert "1 drifted" in capsys.readouterr().out
     assert await commands.run_check(settings, repair=True) == 0
