@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import typing
 
+import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext import asyncio as sa_asyncio
 
@@ -34,9 +35,16 @@ class Authenticator:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        async with self._sessions() as session:
-            found = await users.authenticate(session, token)
-            await session.commit()
+        for attempt in range(2):
+            try:
+                async with self._sessions() as session:
+                    found = await users.authenticate(session, token)
+                    await session.commit()
+                break
+            except sa.exc.DBAPIError as exc:
+                # Read pool without pre-ping: one retry on a connection the server dropped.
+                if attempt or not exc.connection_invalidated:
+                    raise
         if self._ttl > 0:
             if len(self._cache) >= MAX_CACHED:
                 self._cache.clear()

@@ -25,6 +25,7 @@ import typing
 import uuid
 
 import pydantic
+import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext import asyncio as sa_asyncio
 
@@ -175,9 +176,17 @@ def handler_for(endpoint: Endpoint) -> typing.Callable[[web.Request], typing.Awa
         body = parse_body(endpoint.body, raw) if endpoint.body is not None else None
         if endpoint.write:
             return await _in_transaction(endpoint, request, settings, principal, params, query, body, raw)
-        async with app[keys.READ_SESSIONS]() as session:
-            call = Call(request, settings, principal, session, params, query, body)
-            result = await endpoint.handler(call)
+        for attempt in range(2):
+            try:
+                async with app[keys.READ_SESSIONS]() as session:
+                    result = await endpoint.handler(Call(request, settings, principal, session, params, query, body))
+                break
+            except sa.exc.DBAPIError as exc:
+                # The read pool does not pre-ping: a connection the server
+                # dropped (restart, failover) fails once, SQLAlchemy invalidates
+                # the pool, and the read — safe to repeat — runs again.
+                if attempt or not exc.connection_invalidated:
+                    raise
         return result if endpoint.raw else render(endpoint, result)
 
     handle.endpoint = endpoint  # type: ignore[attr-defined]

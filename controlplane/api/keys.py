@@ -15,6 +15,7 @@ if typing.TYPE_CHECKING:
 
 SETTINGS = web.AppKey("settings", cp_settings.Settings)
 ENGINE = web.AppKey("engine", sa_asyncio.AsyncEngine)
+READ_ENGINE = web.AppKey("read_engine", sa_asyncio.AsyncEngine)
 # Writes: a transaction per request. Reads: an autocommit engine on the same
 # pool, so a GET costs its queries and no BEGIN/COMMIT round trips.
 SESSIONS = web.AppKey("sessions", sa_asyncio.async_sessionmaker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 import urllib.parse
 
 from sqlalchemy.ext import asyncio as sa_asyncio
@@ -18,14 +19,16 @@ def async_url(url: str) -> str:
     return url
 
 
-def create(db: cp_settings.DatabaseSettings, *, url: str | None = None) -> sa_asyncio.AsyncEngine:
-    return sa_asyncio.create_async_engine(
-        async_url(url or db.url),
-        pool_size=db.pool_size,
-        max_overflow=db.pool_size,
-        pool_pre_ping=True,
-        connect_args={"server_settings": {"statement_timeout": str(int(db.statement_timeout * 1000)), "application_name": "a4c-controlplane"}},
-    )
+def create(db: cp_settings.DatabaseSettings, *, url: str | None = None, **options: typing.Any) -> sa_asyncio.AsyncEngine:
+    """The engine; ``options`` override create_async_engine's (e.g. an autocommit read engine)."""
+    kwargs: dict[str, typing.Any] = {
+        "pool_size": db.pool_size,
+        "max_overflow": db.pool_size,
+        "pool_pre_ping": True,
+        "connect_args": {"server_settings": {"statement_timeout": str(int(db.statement_timeout * 1000)), "application_name": "a4c-controlplane"}},
+    }
+    kwargs.update(options)
+    return sa_asyncio.create_async_engine(async_url(url or db.url), **kwargs)
 
 
 def sessionmaker(engine: sa_asyncio.AsyncEngine) -> sa_asyncio.async_sessionmaker[sa_asyncio.AsyncSession]:

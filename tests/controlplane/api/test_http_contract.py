@@ -226,3 +226,20 @@ async def test_the_openapi_document_describes_every_route_and_its_errors(client)
     assert doc["components"]["schemas"]["WorkspaceCreate"]["additionalProperties"] is False
     assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
     assert doc["paths"]["/v1/workspaces"]["get"]["responses"]["429"]["headers"]["Retry-After"]["required"] is True
+
+
+async def test_reads_and_writes_survive_the_database_dropping_pooled_connections(start_api, http, seed):
+    user = await seed.user()
+    # No token cache: authentication itself reads through the dropped connections too.
+    me = Client(http, await start_api(**{"auth.cache_ttl": 0}), user.token)
+    first = await me.post("/v1/workspaces", workspace_body())
+    assert (await me.get(f"/v1/workspaces/{first.body['workspace']['id']}")).status == 200
+    dropped = await seed.scalar(
+        sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'a4c-controlplane'"
+        )
+    )
+    assert dropped >= 2  # the read pool's and the write pool's connections
+    assert (await me.get(f"/v1/workspaces/{first.body['workspace']['id']}")).status == 200
+    assert (await me.post("/v1/workspaces", workspace_body())).status == 202

@@ -1,0 +1,168 @@
+"""``python -m bench.api_read``: GET /v1/workspaces/{id} vs a hello-world handler, same machine, same run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import typing
+import urllib.request
+
+import aiohttp
+
+from bench.api_read import database
+from controlplane import settings as cp_settings
+from controlplane.db import engine as db_engine
+from controlplane.services import access, users, workspaces
+
+TARGET_RATIO = 0.5
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_answering(url: str, headers: dict[str, str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+async def seed(url: str) -> tuple[str, str]:
+    """A user, their token, and one (pending) workspace to read; returns (token, workspace id)."""
+    settings = cp_settings.load(environ={}, **{"database.url": url})
+    engine = db_engine.create(settings.database)
+    try:
+        async with db_engine.sessionmaker(engine)() as session, session.begin():
+            user = await users.create_user(session, "bench")
+            token = (await users.issue_token(session, user.id)).token
+            principal = access.Principal(user.id, user.name, user.role)
+            new = workspaces.NewWorkspace(name="bench", cpus=1, memory_mb=512, disk_gb=1, image_ref="debian:12", env={"A": "1"})
+            done = await workspaces.create_workspace(session, principal, new, settings)
+        return token, str(done.workspace.id)
+    finally:
+        await engine.dispose()
+
+
+def load_wrk(url: str, headers: dict[str, str], seconds: float, connections: int) -> Result:
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency"]
+    for key, value in headers.items():
+        argv += ["-H", f"{key}: {value}"]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def percentile(p: str) -> float:
+        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Result(url, rps, percentile("50"), percentile("99"), int(errors.group(1)) if errors else 0)
+
+
+async def _load_aiohttp(url: str, headers: dict[str, str], seconds: float, connections: int) -> Result:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            async with session.get(url, headers=headers) as resp:
+                await resp.read()
+                errors += resp.status != 200
+            latencies.append(time.perf_counter() - started)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        elapsed = time.perf_counter() - began
+    cuts = statistics.quantiles(latencies, n=100)
+    return Result(url, len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000, errors)
+
+
+def load(url: str, headers: dict[str, str], seconds: float, connections: int) -> Result:
+    if shutil.which("wrk"):
+        return load_wrk(url, headers, seconds, connections)
+    return asyncio.run(_load_aiohttp(url, headers, seconds, connections))
+
+
+def main(argv: typing.Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--admin-url", default=database.DEFAULT_ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="alternate the two servers this many times; best round counts")
+    args = parser.parse_args(argv)
+    tool = "wrk" if shutil.which("wrk") else "aiohttp client loop (install wrk for a lighter load generator)"
+    with database.temporary(args.admin_url) as url:
+        token, workspace_id = asyncio.run(seed(url))
+        hello_port, api_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "A4C_DATABASE__URL": url,
+            "A4C_HTTP__PORT": str(api_port),
+            "A4C_RATE_LIMIT__ENABLED": "false",
+            "A4C_LOGGING__LEVEL": "WARNING",
+        }
+        servers = [
+            subprocess.Popen([sys.executable, "-m", "bench.api_read.hello", "--port", str(hello_port)]),
+            subprocess.Popen([sys.executable, "-m", "bench.api_read.api_server"], env=env),
+        ]
+        try:
+            auth = {"Authorization": f"Bearer {token}"}
+            hello_url = f"http://127.0.0.1:{hello_port}/hello"
+            api_url = f"http://127.0.0.1:{api_port}/v1/workspaces/{workspace_id}"
+            wait_answering(hello_url, {})
+            wait_answering(api_url, auth)
+            load(hello_url, {}, 2, args.connections)  # warm-up
+            load(api_url, auth, 2, args.connections)
+            hello_runs, api_runs = [], []
+            for _ in range(args.rounds):
+                hello_runs.append(load(hello_url, {}, args.seconds, args.connections))
+                api_runs.append(load(api_url, auth, args.seconds, args.connections))
+        finally:
+            for proc in servers:
+                proc.terminate()
+            for proc in servers:
+                proc.wait(timeout=20)
+    hello = max(hello_runs, key=lambda r: r.rps)
+    api = max(api_runs, key=lambda r: r.rps)
+    ratio = api.rps / hello.rps
+    print(f"load generator: {tool}; {args.connections} connections, {args.rounds} x {args.seconds:.0f} s per server (best round shown)")
+    print(f"{'server':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for label, r in (("hello world (bare aiohttp)", hello), ("GET /v1/workspaces/{id}", api)):
+        print(f"{label:<36} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>8}")
+    print(f"throughput ratio api/hello = {ratio:.2f} (target >= {TARGET_RATIO})")
+    return 0 if api.errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
