@@ -45,7 +45,7 @@ class Workspaces:
     async def create(self, command: messages.WorkspaceCommand, job_id: str) -> dict[str, typing.Any]:
         spec = command.spec
         try:
-            name = spec_mod.container_name(spec.workspace_id)
+            name = spec_mod.container_name(spec.workspace_id, self.ctx.host_id)
             container, host_config = spec_mod.create_request(
                 spec, host_id=self.ctx.host_id, job_id=job_id, policy=policy_of(self.ctx.settings)
             )
@@ -161,7 +161,7 @@ class Workspaces:
 
     def _name(self, workspace_id: str) -> str:
         try:
-            return spec_mod.container_name(workspace_id)
+            return spec_mod.container_name(workspace_id, self.ctx.host_id)
         except spec_mod.SpecError as exc:
             raise jobs.JobFailed(str(exc)) from exc
 

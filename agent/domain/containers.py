@@ -4,9 +4,12 @@ Errors::
 
     SpecError              a workspace spec cannot be turned into a container
 
-One container per workspace, named ``a4c-<workspace_id>``: the name is the
-idempotency key, so a repeated or redelivered create (even across a kill -9)
-meets the existing container and adopts it instead of making a second one.
+One container per workspace and host, named ``a4c-<host id[:8]>-<workspace_id>``:
+the name is the idempotency key, so a repeated or redelivered create (even
+across a kill -9) meets the existing container and adopts it instead of making
+a second one. The host part keeps agents that share one Docker daemon (two
+agents on one machine, the test suite) apart, and lets a lost workspace be
+recreated on another host while its old copy still exists.
 """
 
 from __future__ import annotations
@@ -47,10 +50,11 @@ class RuntimePolicy:
     enforce_disk_limit: bool = False
 
 
-def container_name(workspace_id: str) -> str:
+def container_name(workspace_id: str, host_id: str) -> str:
     if not _NAME_OK.match(workspace_id):
         raise SpecError(f"workspace_id: {workspace_id!r} is not a valid container name part (letters, digits, _ . -)")
-    return PREFIX + workspace_id
+    host_part = re.sub(r"[^A-Za-z0-9]", "", host_id)[:8] or "host"
+    return f"{PREFIX}{host_part}-{workspace_id}"
 
 
 def labels(*, workspace_id: str, host_id: str, job_id: str | None) -> dict[str, str]:
@@ -71,7 +75,7 @@ def create_request(
     spec: messages.WorkspaceSpec, *, host_id: str, job_id: str | None, policy: RuntimePolicy
 ) -> tuple[dict[str, typing.Any], dict[str, typing.Any]]:
     """(create_container kwargs, create_host_config kwargs) for one workspace."""
-    name = container_name(spec.workspace_id)
+    name = container_name(spec.workspace_id, host_id)
     memory = spec.memory_mb * 1024 * 1024
     port_keys = [f"{p.container_port}/{p.protocol}" for p in spec.ports]
     host_config: dict[str, typing.Any] = {

@@ -160,3 +160,30 @@ async def test_a_stopped_agents_host_goes_down_its_workspaces_lost_and_both_come
 
     await wait.eventually(back, timeout=HEAL, interval=0.5, message="host active and workspace running again")
     await _agree(sys_, "agreement after the host came back")
+
+
+async def test_an_operator_recreates_a_lost_workspace_elsewhere_and_the_old_copy_is_cleaned_when_its_host_returns(a4c_system):
+    sys_ = a4c_system
+    agent, other = sys_.agents[0], sys_.agents[1]
+    await sys_.api.post(f"/v1/hosts/{other.host_id}/cordon")
+    try:
+        accepted = await _create(sys_, "moved")
+    finally:
+        await sys_.api.post(f"/v1/hosts/{other.host_id}/uncordon")
+    ws_id = accepted["workspace"]["id"]
+    assert accepted["workspace"]["host_id"] == agent.host_id
+    await _running(sys_, ws_id)
+    refused = await sys_.api.call("POST", f"/v1/workspaces/{ws_id}/recreate", expect=409)
+    assert refused["error"]["code"] == "not_lost"
+    agent.stop()
+
+    async def lost() -> bool:
+        return (await sys_.api.get(f"/v1/workspaces/{ws_id}"))["observed_state"] == "lost"
+
+    await wait.eventually(lost, timeout=40, interval=0.5, message="the workspace is lost with its host")
+    again = await sys_.api.post(f"/v1/workspaces/{ws_id}/recreate", expect=202)
+    assert again["workspace"]["host_id"] == other.host_id, again["workspace"]["state_reason"]
+    ws = await _running(sys_, ws_id)
+    assert ws["host_id"] == other.host_id
+    agent.start()
+    await _agree(sys_, "the old copy is removed as an orphan when its host returns; one container remains")

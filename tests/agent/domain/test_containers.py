@@ -19,7 +19,7 @@ def _spec(**kw: object) -> messages.WorkspaceSpec:
 def test_the_create_request_carries_every_limit_label_and_security_setting() -> None:
     spec = _spec(pids_limit=99, env={"A": "1"}, ports=[messages.PortSpec(container_port=22), messages.PortSpec(container_port=53, protocol="udp")], command=["sleep", "1"])
     container, host = c.create_request(spec, host_id="h1", job_id="j1", policy=POLICY)
-    assert container["name"] == "a4c-w1" and container["image"] == "img:1" and container["command"] == ["sleep", "1"]
+    assert container["name"] == "a4c-h1-w1" and container["image"] == "img:1" and container["command"] == ["sleep", "1"]
     assert container["labels"] == {"a4c.managed": "true", "a4c.workspace": "w1", "a4c.host": "h1", "a4c.job": "j1"}
     assert container["environment"] == {"A": "1"}
     assert container["ports"] == [(22, "tcp"), (53, "udp")]
@@ -50,7 +50,12 @@ def test_restart_policy_no_and_a_network_are_honoured() -> None:
 @pytest.mark.parametrize("bad", ["", "../etc", "a/b", "-dash", "x" * 200, "sp ace"])
 def test_a_workspace_id_that_cannot_name_a_container_is_refused(bad: str) -> None:
     with pytest.raises(c.SpecError, match="workspace_id"):
-        c.container_name(bad)
+        c.container_name(bad, "h1")
+
+
+def test_a_container_name_carries_the_host_so_agents_sharing_a_daemon_never_collide() -> None:
+    assert c.container_name("ws-1", "0b1e5f2a-aaaa") == "a4c-0b1e5f2a-ws-1"
+    assert c.container_name("ws-1", "0b1e5f2a-aaaa") != c.container_name("ws-1", "77777777-bbbb")
 
 
 @pytest.mark.parametrize(
@@ -101,4 +106,4 @@ def test_state_from_inspect_reports_ports_only_while_running_and_exit_codes_only
 def test_summary_rows_give_the_same_ports_as_inspect() -> None:
     row = {"Ports": [{"IP": "127.0.0.1", "PrivatePort": 22, "PublicPort": 32001, "Type": "tcp"}, {"PrivatePort": 80, "Type": "tcp"}]}
     assert c.summary_ports(row) == [messages.PublishedPort(container_port=22, protocol="tcp", host_ip="127.0.0.1", host_port=32001)]
-    assert c.name_of({"Names": ["/a4c-w1"]}) == "a4c-w1" and c.name_of({}) == ""
+    assert c.name_of({"Names": ["/a4c-w1"]}) == "a4c-h1-w1" and c.name_of({}) == ""
