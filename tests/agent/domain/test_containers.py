@@ -106,4 +106,4 @@ def test_state_from_inspect_reports_ports_only_while_running_and_exit_codes_only
 def test_summary_rows_give_the_same_ports_as_inspect() -> None:
     row = {"Ports": [{"IP": "127.0.0.1", "PrivatePort": 22, "PublicPort": 32001, "Type": "tcp"}, {"PrivatePort": 80, "Type": "tcp"}]}
     assert c.summary_ports(row) == [messages.PublishedPort(container_port=22, protocol="tcp", host_ip="127.0.0.1", host_port=32001)]
-    assert c.name_of({"Names": ["/a4c-w1"]}) == "a4c-h1-w1" and c.name_of({}) == ""
+    assert c.name_of({"Names": ["/a4c-w1"]}) == "a4c-w1" and c.name_of({}) == ""
