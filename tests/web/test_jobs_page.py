@@ -1,0 +1,117 @@
+"""The jobs page: search-box text and chips give exactly what the API gives, pages load on, the URL carries the search."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+from tests.harness import wait
+from tests.web import conftest, dashboard
+
+QUERY = "kind:image_build step"
+
+
+async def test_a_key_value_and_free_text_search_shows_exactly_the_ids_the_api_returns(db, people, start_dashboard, page, http):
+    await conftest.load_jobs(db, 3000)
+    base = await start_dashboard()
+    await dashboard.sign_in(page, base, people.admin.token)
+    await dashboard.search(page, QUERY)
+    # The same search through the separate HTTP parameters of GET /v1/jobs/search.
+    expected = await dashboard.api_search(http, base, people.admin.token, [("kind", "image_build"), ("q", "step"), ("limit", "50")])
+    assert expected["total"] > 100, "the generated data should give this search several pages"
+    assert await dashboard.table_ids(page) == [j["id"] for j in expected["jobs"]]
+    summary = await page.locator(".summary").inner_text()
+    assert f"{expected['total']:,} jobs match" in summary and "Answered by PostgreSQL" in summary
+    # Full-text matches are marked in the error column.
+    errors = page.locator("table.jobs tbody td.error-text")
+    with_step = [i for i, j in enumerate(expected["jobs"]) if j["error"] and re.search(r"\bstep", j["error"], re.I)]
+    assert with_step, "some errors of this search mention the word"
+    for i in with_step:
+        marks = await errors.nth(i).locator("mark").all_inner_texts()
+        assert marks and all(m.lower() == "step" for m in marks)
+    # Stacked by status once the per-status counts are in.
+    await page.locator("figure.chart[data-stacked='true'] svg.histogram rect").first.wait_for()
+    await dashboard.screenshot(page, "02-jobs-search")
+
+    # Load the next page: the API's second page follows on.
+    second = await dashboard.api_search(
+        http, base, people.admin.token, [("kind", "image_build"), ("q", "step"), ("limit", "50"), ("cursor", expected["next_cursor"])]
+    )
+    await page.get_by_role("button", name="Load 50 more").click()
+    await wait.eventually(lambda: page.locator("table.jobs tbody tr").count(), message="rows of the second page")
+    await wait.eventually(
+        lambda: _rows_are(page, 100), message="100 rows after loading more",
+    )
+    assert await dashboard.table_ids(page) == [j["id"] for j in expected["jobs"] + second["jobs"]]
+
+
+async def _rows_are(page, n: int) -> bool:
+    return await page.locator("table.jobs tbody tr").count() == n
+
+
+async def test_a_facet_chip_narrows_the_search_and_shows_its_count(db, people, start_dashboard, page, http):
+    await conftest.load_jobs(db, 3000)
+    base = await start_dashboard()
+    await dashboard.sign_in(page, base, people.admin.token)
+    await dashboard.search(page, QUERY)
+    facets = (await dashboard.api_search(http, base, people.admin.token, [("query", QUERY), ("limit", "1")]))["facets"]
+    top = facets["host"][0]
+    chip = page.locator(f"button.chip[data-key='host'][data-value='{top['value']}']")
+    assert (await chip.locator(".count").inner_text()).replace(",", "") == str(top["count"])
+    assert await chip.get_attribute("aria-pressed") == "false"
+    await chip.click()
+    narrowed = f"{QUERY} host:{top['value']}"
+    await page.locator(f".table-slot[data-query='{narrowed}']:not([aria-busy])").wait_for()
+    expected = await dashboard.api_search(http, base, people.admin.token, [("query", narrowed), ("limit", "50")])
+    assert expected["total"] == top["count"]
+    assert await dashboard.table_ids(page) == [j["id"] for j in expected["jobs"]]
+    assert {j["host_name"] for j in expected["jobs"]} == {top["value"]}
+    assert await page.locator(f"button.chip[data-key='host'][data-value='{top['value']}']").get_attribute("aria-pressed") == "true"
+    assert urllib.parse.unquote_plus(page.url.split("query=", 1)[1]) == narrowed
+    # The time-range chip rewrites the box's time filter; "Any time" is pressed without one.
+    assert await page.locator("button.chip[data-span='any']").get_attribute("aria-pressed") == "true"
+
+
+async def test_the_url_carries_the_search_so_a_reload_or_a_shared_link_shows_it_again(db, people, start_dashboard, page, chromium, http):
+    await conftest.load_jobs(db, 400)
+    base = await start_dashboard()
+    await dashboard.sign_in(page, base, people.admin.token)
+    text = 'status:failed -host:h01 "no space left"'
+    await dashboard.search(page, text)
+    shown = await dashboard.table_ids(page)
+    expected = await dashboard.api_search(http, base, people.admin.token, [("query", text), ("limit", "50")])
+    assert shown == [j["id"] for j in expected["jobs"]]
+    link = page.url
+    assert people.admin.token not in link
+    await page.reload()
+    await page.locator(".table-slot[data-query]:not([aria-busy])").wait_for()
+    assert await page.locator("#search").input_value() == text
+    assert await dashboard.table_ids(page) == shown
+    # Someone else opens the link in a new tab: after signing in they see the same search.
+    other = await chromium.new_page()
+    await other.goto(link)
+    await other.get_by_label("API token").fill(people.admin.token)
+    await other.get_by_role("button", name="Sign in").click()
+    await other.locator(".table-slot[data-query]:not([aria-busy])").wait_for()
+    assert await dashboard.table_ids(other) == shown
+
+
+async def test_a_search_the_api_refuses_shows_its_reason_beside_the_box(db, people, start_dashboard, page):
+    base = await start_dashboard()
+    await dashboard.sign_in(page, base, people.alice.token)
+    box = page.locator("#search")
+    await box.fill("status:bogus timeout")
+    await box.press("Enter")
+    problem = page.locator("#search-error")
+    await problem.get_by_text("unknown status 'bogus'").wait_for()
+    assert "status:bogus" in await problem.inner_text(), "the message names the token"
+    assert await box.get_attribute("aria-invalid") == "true"
+    assert await page.locator("table.jobs").count() == 0
+    await dashboard.screenshot(page, "03-jobs-invalid-search")
+
+
+async def test_with_no_jobs_the_page_says_so_and_what_creates_them(db, people, start_dashboard, page):
+    base = await start_dashboard()
+    await dashboard.sign_in(page, base, people.alice.token)
+    await page.locator(".table-slot[data-query='']").wait_for()
+    assert "No jobs yet." in await page.locator(".table-slot").inner_text()
