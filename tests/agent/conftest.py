@@ -16,6 +16,7 @@ import typing
 import docker
 import pytest
 
+from agent.domain import containers as containers_mod
 from shared import messages
 from shared import signing
 from tests.agent import driver
@@ -94,6 +95,13 @@ class Kit:
         }
         values.update(kw)
         return messages.WorkspaceSpec(**values)
+
+    def name(self, agent: driver.AgentProcess, workspace_id: str) -> str:
+        """The container name the agent gives a workspace (it carries the host, see agent/domain/containers.py)."""
+        return containers_mod.container_name(workspace_id, agent.host_id)  # type: ignore[attr-defined]
+
+    def container(self, agent: driver.AgentProcess, workspace_id: str) -> typing.Any:
+        return self.docker_client.containers.get(self.name(agent, workspace_id))
 
     def containers_of(self, agent: driver.AgentProcess) -> list:
         return self.docker_client.containers.list(all=True, filters={"label": f"a4c.host={agent.host_id}"})  # type: ignore[attr-defined]

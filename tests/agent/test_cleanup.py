@@ -110,8 +110,8 @@ async def test_disk_pressure_prunes_oldest_images_down_to_the_low_watermark_and_
         assert ids[1] in remaining, "the image a running workspace uses survives"
         assert {ids[3], ids[4]} <= remaining, "the most recently used images survive"
         assert not {ids[0], ids[2]} & remaining
-        assert client.containers.get("a4c-ws-keep").status == "running"
-        assert client.containers.get("a4c-ws-parked").status == "exited", "a workspace stopped on command is kept"
+        assert kit.container(agent, "ws-keep").status == "running"
+        assert kit.container(agent, "ws-parked").status == "exited", "a workspace stopped on command is kept"
         assert client.containers.get(foreign).status == "exited", "a container without a4c labels is never touched"
         with pytest.raises(docker.errors.NotFound):
             client.containers.get(orphan)

@@ -55,7 +55,7 @@ async def test_sigterm_lets_in_flight_work_finish_within_the_deadline(kit: conft
     result = await kit.events.result("s", timeout=15)
     assert result["ok"] is True and result["interrupted"] is False
     assert agent.process is not None and agent.process.wait(timeout=15) == 0
-    assert kit.docker_client.containers.get("a4c-ws-finish").status == "exited"
+    assert kit.container(agent, "ws-finish").status == "exited"
 
 
 async def test_sighup_reloads_the_config_and_a_broken_one_is_refused(kit: conftest.Kit) -> None:

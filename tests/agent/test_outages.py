@@ -54,7 +54,7 @@ async def test_a_docker_outage_holds_commands_back_and_is_reported_when_docker_i
         assert back.payload["docker_ok"] is True
         result = await kit.events.result("during")
         assert result["ok"], result
-        assert kit.docker_client.containers.get("a4c-ws-during").status == "running"
+        assert kit.container(agent, "ws-during").status == "running"
         assert agent.running() and not agent.logged("root task crashed")
         await wait.eventually(lambda: _health(agent)["status"] == "ok", message="healthy again")
     finally:

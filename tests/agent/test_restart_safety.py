@@ -22,7 +22,7 @@ async def test_kill_9_during_a_create_then_restart_leaves_one_container_and_a_fi
     await kit.send(agent, K.WORKSPACE_CREATE, messages.WorkspaceCommand(job_id="crash", spec=kit.spec("ws-crash")))
     # Kill the moment Docker has the container: created, not yet started, no result out.
     deadline = time.monotonic() + 15
-    while not kit.docker_client.api.containers(all=True, filters={"name": "^/a4c-ws-crash$"}):
+    while not kit.docker_client.api.containers(all=True, filters={"name": f"^/{kit.name(agent, 'ws-crash')}$"}):
         assert time.monotonic() < deadline, "the agent never created the container"
         time.sleep(0.002)
     agent.kill9()
@@ -34,8 +34,8 @@ async def test_kill_9_during_a_create_then_restart_leaves_one_container_and_a_fi
     assert result["ok"], result
     assert result["result"]["adopted"] is True, "the restarted agent adopted the half-made container"
     names = sorted(c.name for c in kit.containers_of(agent))
-    assert names == ["a4c-ws-before", "a4c-ws-crash"]
-    assert kit.docker_client.containers.get("a4c-ws-crash").status == "running"
+    assert names == sorted([kit.name(agent, "ws-before"), kit.name(agent, "ws-crash")])
+    assert kit.container(agent, "ws-crash").status == "running"
 
     # Re-discovered by label and reported by the new process.
     inventory = await kit.events.wait_for(

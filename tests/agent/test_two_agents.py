@@ -29,8 +29,8 @@ async def test_two_agents_on_one_machine_each_act_only_on_their_own_commands(kit
     assert ra["ok"] and rb["ok"]
     assert {e.host_id for e in kit.events.of("job.result", job_id="ja")} == {"alpha"}
     assert {e.host_id for e in kit.events.of("job.result", job_id="jb")} == {"beta"}
-    assert [c.name for c in kit.containers_of(alpha)] == ["a4c-ws-alpha"]
-    assert [c.name for c in kit.containers_of(beta)] == ["a4c-ws-beta"]
+    assert [c.name for c in kit.containers_of(alpha)] == [kit.name(alpha, "ws-alpha")]
+    assert [c.name for c in kit.containers_of(beta)] == [kit.name(beta, "ws-beta")]
 
     def saw_own_container(host: str, workspace: str):
         return lambda e: [c["workspace_id"] for c in e.payload["containers"]] == [workspace]

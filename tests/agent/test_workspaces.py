@@ -31,7 +31,7 @@ async def test_create_runs_a_container_with_every_limit_and_label_set(kit: conft
     running = await kit.events.wait_for("workspace.state", workspace_id="ws-limits", state="running")
     assert accepted.seq < running.seq
 
-    container = kit.docker_client.containers.get("a4c-ws-limits")
+    container = kit.container(agent, "ws-limits")
     assert container.id == result["result"]["container_id"] == running.payload["container_id"]
     assert container.status == "running"
     host = container.attrs["HostConfig"]
@@ -65,7 +65,7 @@ async def test_a_repeated_create_yields_one_container(kit: conftest.Kit) -> None
     assert first["ok"] and second["ok"], (first, second)
     assert second["result"]["adopted"] is True
     assert first["result"]["container_id"] == second["result"]["container_id"]
-    assert [c.name for c in kit.containers_of(agent)] == ["a4c-ws-twice"]
+    assert [c.name for c in kit.containers_of(agent)] == [kit.name(agent, "ws-twice")]
 
 
 async def test_stop_start_and_delete_change_the_container_and_report_each_state(kit: conftest.Kit) -> None:
@@ -76,11 +76,11 @@ async def test_stop_start_and_delete_change_the_container_and_report_each_state(
     await kit.send(agent, K.WORKSPACE_STOP, messages.WorkspaceRef(job_id="s", workspace_id="ws-cycle"))
     assert (await kit.events.result("s"))["ok"]
     await kit.events.wait_for("workspace.state", workspace_id="ws-cycle", state="stopped")
-    assert kit.docker_client.containers.get("a4c-ws-cycle").status == "exited"
+    assert kit.container(agent, "ws-cycle").status == "exited"
 
     await kit.send(agent, K.WORKSPACE_START, messages.WorkspaceRef(job_id="r", workspace_id="ws-cycle"))
     assert (await kit.events.result("r"))["ok"]
-    assert kit.docker_client.containers.get("a4c-ws-cycle").status == "running"
+    assert kit.container(agent, "ws-cycle").status == "running"
 
     await kit.send(agent, K.WORKSPACE_DELETE, messages.WorkspaceRef(job_id="d", workspace_id="ws-cycle"))
     deleted = await kit.events.result("d")
@@ -100,7 +100,7 @@ async def test_starting_a_workspace_without_a_container_fails_and_reports_it_mis
     agent = kit.agent()
     await kit.send(agent, K.WORKSPACE_START, messages.WorkspaceRef(job_id="nope", workspace_id="ws-absent"))
     result = await kit.events.result("nope")
-    assert result["ok"] is False and "no container a4c-ws-absent" in result["error"]
+    assert result["ok"] is False and f"no container {kit.name(agent, 'ws-absent')}" in result["error"]
     await kit.events.wait_for("workspace.state", workspace_id="ws-absent", state="missing")
 
 
