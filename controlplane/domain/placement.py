@@ -346,8 +346,17 @@ def _judge(need: _Need, host: Host, now: datetime.datetime, fresh: datetime.time
 
 
 def _why(scores: tuple[Score, ...]) -> str:
+    return why(scores, len(scores))
+
+
+def why(scores: typing.Sequence[Score], eligible_count: int) -> str:
+    """The reason for choosing ``scores[0]``, ranked first of ``eligible_count`` eligible hosts.
+
+    Public for callers that rank in SQL and pass only the top of the ranking to
+    :func:`place` (see controlplane.services.placement): they know the count.
+    """
     best = scores[0]
-    n = len(scores)
+    n = eligible_count
     text = f"{best.host_name}: least disk used of {n} eligible host{'s' if n != 1 else ''} ({best.disk_fraction:.1%} after placement)"
     if n > 1 and scores[1].disk_fraction == best.disk_fraction:
         other = scores[1]
@@ -359,11 +368,16 @@ def _why(scores: tuple[Score, ...]) -> str:
 
 
 def _summary(total: int, rejected: list[Rejection]) -> str:
-    if total == 0:
-        return "no eligible host: no hosts are enrolled"
     counts: dict[Code, int] = {}
     for rejection in rejected:
         counts[rejection.code] = counts.get(rejection.code, 0) + 1
+    return summary(total, counts)
+
+
+def summary(total: int, counts: typing.Mapping[Code, int]) -> str:
+    """The pending reason from rejection counts over ``total`` hosts (public for callers that count in SQL)."""
+    if total == 0:
+        return "no eligible host: no hosts are enrolled"
     order = list(Code)
     parts = [
         f"{count} {_SUMMARY[code][count != 1]}"

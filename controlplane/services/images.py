@@ -134,7 +134,7 @@ async def request_builds(
         if existing:
             return existing
     if host is None:
-        outcome = placement.decide(BUILD_FOOTPRINT, await placement.snapshot(session), _now(), settings.placement)
+        outcome = await placement.choose(session, BUILD_FOOTPRINT, settings)
         reason = reason or outcome.reason
         if outcome.host_id is not None:
             host = await session.get(models.Host, outcome.host_id)

@@ -14,12 +14,24 @@ Allocation is derived, never stored: the sum of resources of the live
 (not deleted, not failed) workspaces placed on each host, read under the lock.
 Disk "promised" is the quota of workspaces placed but not yet running, which
 the host's last disk report cannot show yet.
+
+Scale: :func:`choose` does not load the whole fleet into Python. One SQL
+statement classifies every host with the same checks, in the same order, as
+:mod:`controlplane.domain.placement` (first failing check = its code), ranks
+the eligible ones the same way, and returns only the top ``RECORD_HOSTS``
+eligible hosts, the first ``RECORD_HOSTS`` rejected ones (by name) and the
+count per code. The pure decision then runs on that handful; it makes the
+choice and writes the reasons. A test checks on random fleets that this gives
+exactly what the pure function gives on the whole fleet
+(tests/controlplane/api/test_placement_sql.py). :func:`snapshot` +
+:func:`decide` (the whole fleet in Python) remain for small callers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import decimal
 import typing
 import uuid
 
@@ -34,7 +46,7 @@ Session = sa_asyncio.AsyncSession
 # Arbitrary, fixed: the key of the one advisory lock placement takes ("a4c" + 1).
 PLACEMENT_LOCK = 0x0A4C_0001
 GB = domain.GiB
-RECORD_HOSTS = 50
+RECORD_HOSTS = 20
 
 _SNAPSHOT = sa.text(
     """
@@ -116,24 +128,108 @@ def decide(request: Request, hosts: list[domain.Host], now: datetime.datetime, s
 
 
 def _record(result: domain.Placement) -> dict[str, typing.Any]:
-    """The decision record, with at most RECORD_HOSTS hosts per list (plus counts of all).
+    return result.to_record(limit=RECORD_HOSTS)
 
-    A 2,000-host fleet would otherwise store 2,000 reasons with every
-    workspace and job; the counts by code still account for every host.
+
+# Mirrors domain.placement._judge check by check (see the module docstring);
+# labels are not part of service requests, so that check never rejects here.
+_CANDIDATES = sa.text(
     """
-    shown = dataclasses.replace(result, eligible=result.eligible[:RECORD_HOSTS], rejected=result.rejected[:RECORD_HOSTS])
-    record = shown.to_record()
-    record["eligible_count"] = len(result.eligible)
-    record["rejected_count"] = len(result.rejected)
-    record["rejected_by_code"] = {code.value: n for code, n in result.rejection_counts().items()}
-    return record
+    WITH alloc AS (
+        SELECT host_id, sum(cpus) AS cpus, sum(memory_mb) AS memory_mb,
+               coalesce(sum(disk_gb) FILTER (WHERE observed_state IN ('pending', 'creating')), 0) AS promised_gb
+        FROM workspaces
+        WHERE host_id IS NOT NULL AND observed_state NOT IN ('deleted', 'failed')
+        GROUP BY host_id
+    ), judged AS MATERIALIZED (
+        -- Narrow on purpose: every host passes through here; only the few shown are read in full.
+        SELECT h.id, h.name,
+               CASE
+                   WHEN h.status = 'down' THEN 'down'
+                   WHEN h.draining THEN 'draining'
+                   WHEN h.status <> 'active' THEN 'not_active'
+                   WHEN h.cordoned THEN 'cordoned'
+                   WHEN h.last_heartbeat_at IS NULL THEN 'no_heartbeat'
+                   WHEN h.last_heartbeat_at < :stale_before THEN 'stale_heartbeat'
+                   WHEN h.disk_used_bytes IS NULL THEN 'no_disk_report'
+                   WHEN h.capacity_cpus - coalesce(a.cpus, 0) < :need_cpus THEN 'insufficient_cpu'
+                   WHEN h.capacity_memory_mb - coalesce(a.memory_mb, 0) < :memory_mb THEN 'insufficient_memory'
+                   WHEN t.total <= 0 OR t.total - h.disk_used_bytes - coalesce(a.promised_gb, 0) * :gib < :need_bytes THEN 'insufficient_disk'
+               END AS code,
+               (h.disk_used_bytes + coalesce(a.promised_gb, 0) * :gib + :need_bytes)::float8 / NULLIF(t.total, 0) AS fraction,
+               h.capacity_memory_mb - coalesce(a.memory_mb, 0) AS free_memory
+        FROM hosts h
+        LEFT JOIN alloc a ON a.host_id = h.id
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN h.disk_total_bytes <> 0 THEN h.disk_total_bytes ELSE h.capacity_disk_bytes END AS total
+        ) t
+    ), counts AS (
+        SELECT code, count(*) AS code_count FROM judged GROUP BY code
+    ), shown AS (
+        (SELECT id, code FROM judged WHERE code IS NULL ORDER BY fraction, free_memory DESC, id::text COLLATE "C" LIMIT :shown)
+        UNION
+        (SELECT id, code FROM judged WHERE code IS NOT NULL ORDER BY name COLLATE "C", id::text COLLATE "C" LIMIT :shown)
+        UNION
+        (SELECT DISTINCT ON (code) id, code FROM judged WHERE code IS NOT NULL ORDER BY code, name COLLATE "C", id::text COLLATE "C")
+    )
+    -- The top of the ranking, the first rejected hosts by name, and one host of every code (so each count arrives).
+    SELECT h.id, h.name, h.status::text AS status, h.cordoned, h.draining, h.labels,
+           h.capacity_cpus, h.capacity_memory_mb, h.capacity_disk_bytes, h.disk_total_bytes, h.disk_used_bytes, h.last_heartbeat_at,
+           coalesce(a.cpus, 0) AS alloc_cpus, coalesce(a.memory_mb, 0) AS alloc_memory_mb,
+           coalesce(a.promised_gb, 0) * :gib AS promised, shown.code, counts.code_count
+    FROM shown
+    JOIN counts ON counts.code IS NOT DISTINCT FROM shown.code
+    JOIN hosts h ON h.id = shown.id
+    LEFT JOIN alloc a ON a.host_id = h.id
+    """
+)
+
+
+async def choose(session: Session, request: Request, settings: cp_settings.Settings, *, now: datetime.datetime | None = None) -> Outcome:
+    """The decision for ``request`` over the whole fleet, at the cost of a few dozen hosts (call under :func:`lock`)."""
+    now = now or _now()
+    rows = (
+        await session.execute(
+            _CANDIDATES,
+            {
+                "gib": GB,
+                # "Stale" is age > fresh, i.e. heartbeat before now - fresh; CPUs compare in exact milli-cores.
+                "stale_before": now - datetime.timedelta(seconds=settings.placement.heartbeat_fresh),
+                "need_cpus": decimal.Decimal(int(round(float(request.cpus) * 1000))) / 1000,
+                "memory_mb": request.memory_mb,
+                "need_bytes": request.disk_gb * GB,
+                "shown": RECORD_HOSTS,
+            },
+        )
+    ).all()
+    counts: dict[str | None, int] = {r.code: r.code_count for r in rows}
+    hosts = [_host(r) for r in rows]
+    result = domain.place(domain.Request(cpus=request.cpus, memory_mb=request.memory_mb, disk_gb=request.disk_gb), hosts, now, settings.placement)
+    eligible = counts.pop(None, 0)
+    rejected = {domain.Code(code): n for code, n in counts.items() if code is not None}
+    record = result.to_record(limit=RECORD_HOSTS)
+    record["eligible_count"], record["rejected_counts"] = eligible, {code.value: n for code, n in rejected.items()}
+    if result.host is None:
+        record["reason"] = domain.summary(eligible + sum(rejected.values()), rejected)
+        return Outcome(None, None, record["reason"], record)
+    record["reason"] = domain.why(result.eligible, eligible)
+    return Outcome(uuid.UUID(str(result.host.id)), result.host.name, record["reason"], record)
+
+
+def _host(r: typing.Any) -> domain.Host:
+    return domain.Host(
+        id=r.id, name=r.name, status=r.status, last_heartbeat=r.last_heartbeat_at, capacity_cpus=float(r.capacity_cpus),
+        capacity_memory_mb=r.capacity_memory_mb, capacity_disk_bytes=r.capacity_disk_bytes, cordoned=r.cordoned,
+        draining=r.draining, allocated_cpus=float(r.alloc_cpus), allocated_memory_mb=int(r.alloc_memory_mb),
+        disk_used_bytes=r.disk_used_bytes, promised_disk_bytes=int(r.promised), disk_total_bytes=r.disk_total_bytes,
+        labels=r.labels or {},
+    )
 
 
 async def place_one(session: Session, request: Request, settings: cp_settings.Settings) -> Outcome:
-    """Lock, snapshot and decide for one new workspace (the caller inserts it in the same transaction)."""
+    """Lock and decide for one new workspace (the caller inserts it in the same transaction, which holds the lock)."""
     await lock(session)
-    hosts = await snapshot(session)
-    return decide(request, hosts, _now(), settings.placement)
+    return await choose(session, request, settings)
 
 
 def _now() -> datetime.datetime:

@@ -27,6 +27,10 @@ from shared import messages
 Session = sa_asyncio.AsyncSession
 GB = placement.GB
 
+# Pending workspaces placed per place_pending call (it holds the placement lock
+# throughout; the rest wait for the next reconcile period).
+PENDING_BATCH = 200
+
 LIVE_STATES = ("creating", "running", "stopped", "exited", "lost", "deleting", "pending")
 
 
@@ -128,15 +132,16 @@ async def place_pending(session: Session, settings: cp_settings.Settings) -> lis
         .join(models.User, models.User.id == models.Workspace.owner_id)
         .where(*_waiting())
         .order_by(models.Workspace.created_at, models.Workspace.id)
+        .limit(PENDING_BATCH)
         .with_for_update(of=models.Workspace)
     )
     pending = (await session.execute(stmt)).all()
-    hosts = await placement.snapshot(session)
-    now = datetime.datetime.now(datetime.timezone.utc)
     placed: list[uuid.UUID] = []
     for ws, owner in pending:
+        # Each decision reads the fleet afresh, including what this loop has
+        # placed (flushed) so far in the same locked transaction.
         request = placement.Request(cpus=float(ws.cpus), memory_mb=ws.memory_mb, disk_gb=ws.disk_gb)
-        outcome = placement.decide(request, hosts, now, settings.placement)
+        outcome = await placement.choose(session, request, settings)
         job = await _create_job_of(session, ws.id)
         _apply(ws, outcome)
         if job is not None:

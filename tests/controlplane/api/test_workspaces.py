@@ -57,7 +57,7 @@ async def test_a_workspace_that_fits_nowhere_stays_pending_with_the_reason(clien
     assert ws["observed_state"] == "pending" and ws["host_id"] is None
     assert ws["state_reason"].startswith("no eligible host:") and "lack cpu" in ws["state_reason"]
     assert job["status"] == "pending" and job["reason"] == ws["state_reason"]
-    assert job["placement"]["rejected_by_code"]["insufficient_cpu"] >= 1
+    assert job["placement"]["rejected_counts"]["insufficient_cpu"] >= 1
     assert await commands_for(seed, ws["id"]) == []
 
 
