@@ -162,5 +162,13 @@ async def _create_admin(settings: cp_settings.Settings, name: str) -> str:
         await engine.dispose()
 
 
+@main.command("example-config")
+def example_config() -> None:
+    """Print the example config: every key with its default and description."""
+    from controlplane import example_config as rendering
+
+    click.echo(rendering.render(), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -40,7 +40,9 @@ class DatabaseSettings(config.StrictModel):
     replica_urls: list[common.PostgresUrl] = pydantic.Field(
         default_factory=list, description="Read replicas used by the search fallback; empty = use the primary."
     )
-    pool_size: int = pydantic.Field(default=10, gt=0, le=1000)
+    pool_size: int = pydantic.Field(
+        default=10, gt=0, le=1000, description="Connections per pool (up to twice this with overflow); the API keeps one pool for writes and one for reads."
+    )
     statement_timeout: Seconds = pydantic.Field(default=30.0, description="Server-side deadline of one statement.")
 
 
@@ -58,11 +60,11 @@ class AuthSettings(config.StrictModel):
 class RateLimitSettings(config.StrictModel):
     """Token buckets per API token (and per client address when unauthenticated)."""
 
-    enabled: bool = True
+    enabled: bool = pydantic.Field(default=True, description="Off: no request is ever refused with 429.")
     per_token_rps: float = pydantic.Field(default=50.0, gt=0, description="Sustained requests per second per token.")
-    per_token_burst: int = pydantic.Field(default=100, gt=0)
+    per_token_burst: int = pydantic.Field(default=100, gt=0, description="Requests a token may make at once before the sustained rate applies.")
     anonymous_rps: float = pydantic.Field(default=5.0, gt=0, description="Per client address, unauthenticated calls.")
-    anonymous_burst: int = pydantic.Field(default=20, gt=0)
+    anonymous_burst: int = pydantic.Field(default=20, gt=0, description="Burst per client address, unauthenticated calls.")
     trust_forwarded_for: bool = pydantic.Field(
         default=False, description="Key anonymous buckets by the first X-Forwarded-For address (only behind a trusted load balancer)."
     )
@@ -88,8 +90,8 @@ class PlacementSettings(config.StrictModel):
 class RelaySettings(config.StrictModel):
     """The outbox relay (outbox rows -> Kafka)."""
 
-    enabled: bool = True
-    batch_size: int = pydantic.Field(default=200, gt=0)
+    enabled: bool = pydantic.Field(default=True, description="Run the relay in this instance (any number may; they share the work).")
+    batch_size: int = pydantic.Field(default=200, gt=0, description="Outbox rows claimed and published per transaction.")
     poll_interval: Seconds = pydantic.Field(default=2.0, description="Fallback poll when no NOTIFY arrives.")
     retention: Seconds = pydantic.Field(default=86_400.0, description="Published rows are purged after this long.")
 
@@ -97,13 +99,13 @@ class RelaySettings(config.StrictModel):
 class ReconcilerSettings(config.StrictModel):
     """Level-triggered reconciliation of desired vs observed state."""
 
-    enabled: bool = True
+    enabled: bool = pydantic.Field(default=True, description="Run the reconciler in this instance.")
     interval: Seconds = pydantic.Field(default=15.0)
     orphan_grace: Seconds = pydantic.Field(default=120.0, description="An unknown a4c container is removed only after this.")
     report_only: bool = pydantic.Field(default=False, description="Log corrective actions instead of issuing them.")
     host_down_after: Seconds = pydantic.Field(default=90.0, description="No heartbeat for this long: host down, workspaces lost.")
     job_ack_timeout: Seconds = pydantic.Field(default=60.0, description="A dispatched job not acknowledged by then is re-issued.")
-    job_max_attempts: int = pydantic.Field(default=5, gt=0)
+    job_max_attempts: int = pydantic.Field(default=5, gt=0, description="A job is failed after this many dispatches without a result.")
     job_deadline: Seconds = pydantic.Field(
         default=600.0, description="A workspace or cleanup job not finished this long after dispatch is retried (builds: api.build_deadline + this)."
     )
@@ -113,7 +115,7 @@ class ReconcilerSettings(config.StrictModel):
 class SchedulerSettings(config.StrictModel):
     """Cron-scheduled image builds."""
 
-    enabled: bool = True
+    enabled: bool = pydantic.Field(default=True, description="Fire due schedules from this instance (each slot fires once across all).")
     tick: Seconds = pydantic.Field(default=5.0, description="How often due schedules are looked for.")
     misfire: typing.Literal["skip", "run_once"] = pydantic.Field(
         default="run_once", description="After downtime: run_once fires one catch-up build, skip fires none."
@@ -126,11 +128,11 @@ class SearchSettings(config.StrictModel):
     elasticsearch_url: common.HttpUrl | None = pydantic.Field(
         default=None, description="Unset: search is served by PostgreSQL."
     )
-    index_alias: str = pydantic.Field(default="jobs", pattern=r"^[a-z0-9._-]+$")
-    shards: int = pydantic.Field(default=3, gt=0)
-    replicas: int = pydantic.Field(default=1, ge=0)
+    index_alias: str = pydantic.Field(default="jobs", pattern=r"^[a-z0-9._-]+$", description="Alias the dashboard queries; reindexing swaps the index behind it.")
+    shards: int = pydantic.Field(default=3, gt=0, description="Primary shards of a new jobs index.")
+    replicas: int = pydantic.Field(default=1, ge=0, description="Replica shards of a new jobs index.")
     refresh_interval: Seconds = pydantic.Field(default=1.0)
-    bulk_size: int = pydantic.Field(default=500, gt=0)
+    bulk_size: int = pydantic.Field(default=500, gt=0, description="Documents per bulk request of the sync consumer.")
     flush_interval: Seconds = pydantic.Field(default=0.2)
     request_timeout: Seconds = pydantic.Field(default=5.0)
     breaker_failures: int = pydantic.Field(default=3, gt=0, description="Errors in a row that open the circuit.")
