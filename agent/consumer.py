@@ -110,6 +110,7 @@ class CommandConsumer:
         self._assignments = 0
         self._rebuild.clear()
         committer = asyncio.create_task(self._committer(consumer), name="a4c:command-commits")
+        stop = asyncio.ensure_future(stopping.wait())
         try:
             while not stopping.is_set():
                 if self._rebuild.is_set():
@@ -118,7 +119,14 @@ class CommandConsumer:
                 if stopping.is_set():
                     break
                 room = self.ctx.settings.commands.max_in_flight - self.dispatcher.in_flight()
-                batch = await consumer.getmany(timeout_ms=500, max_records=max(1, room))
+                fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=1000, max_records=max(1, room)))
+                await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    # Stopping: records this fetch would return stay uncommitted and come again.
+                    fetch.cancel()
+                    await asyncio.gather(fetch, return_exceptions=True)
+                    break
+                batch = fetch.result()
                 if batch:
                     self.ctx.health.kafka(True)
                 for tp, records in batch.items():
@@ -127,8 +135,9 @@ class CommandConsumer:
                 if committer.done():
                     committer.result()  # a commit failure: surface it and reconnect
         finally:
+            stop.cancel()
             committer.cancel()
-            await asyncio.gather(committer, return_exceptions=True)
+            await asyncio.gather(committer, stop, return_exceptions=True)
 
     def _take(self, tp: aiokafka.TopicPartition, record: typing.Any) -> None:
         ticket = self.tracker.started(tp, record.offset)

@@ -58,6 +58,10 @@ class Health:
 
     # -- reporters --------------------------------------------------------------
 
+    def is_down(self, name: str) -> bool:
+        """Known to be down (not merely unchecked yet, as at start)."""
+        return name in self._down_since
+
     @property
     def docker_ok(self) -> bool:
         return self.docker_up.is_set()

@@ -56,7 +56,8 @@ class Server:
         self._server = wsgiref.simple_server.make_server(host, port, self._app, handler_class=_QuietHandler)
         self.port = self._server.server_port
         self.host = host
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5}, name="metrics", daemon=True)
+        # The poll interval bounds how long stop() waits for the serving thread.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics", daemon=True)
 
     def start(self) -> None:
         self._thread.start()

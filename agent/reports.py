@@ -163,7 +163,7 @@ class Reporter:
         except (docker_client.DockerError, asyncio.TimeoutError) as exc:
             self.ctx.health.docker(False, str(exc) or exc.__class__.__name__)
             return False
-        came_back = not self.ctx.health.docker_ok
+        came_back = self.ctx.health.is_down("docker")
         self.ctx.health.docker(True)
         if came_back:
             self.heartbeat_soon()
