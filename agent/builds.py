@@ -86,6 +86,7 @@ class Builder:
         try:
             sub = domain.safe_subpath("context.git_path", ctx.git_path)
             dockerfile = domain.safe_subpath("context.dockerfile_path", ctx.dockerfile_path)
+            domain.safe_ref(ctx.git_ref)
         except domain.ContextError as exc:
             raise jobs.JobFailed(str(exc)) from exc
         root = pathlib.Path(self.ctx.settings.builds.work_dir or os.path.join(self.ctx.settings.agent.state_dir, "builds"))

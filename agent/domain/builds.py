@@ -101,5 +101,12 @@ def safe_subpath(root_field: str, path: str) -> str:
     return norm
 
 
+def safe_ref(ref: str) -> str:
+    """A git ref that cannot be mistaken for an option of the git commands it is passed to."""
+    if not ref or ref.startswith("-") or any(c.isspace() or c == "\0" for c in ref):
+        raise ContextError(f"context.git_ref: not a branch, tag or commit name: {ref!r}")
+    return ref
+
+
 def image_labels(*, image_id: str, host_id: str, job_id: str) -> dict[str, str]:
     return {"a4c.managed": "true", "a4c.image": image_id, "a4c.host": host_id, "a4c.job": job_id}

@@ -43,6 +43,9 @@ async def test_an_inline_dockerfile_builds_a_labelled_image_and_streams_its_log(
     log_seqs = [e.seq for e in kit.events.of("job.log", job_id="b-inline")]
     done = kit.events.of("job.result", job_id="b-inline")[0]
     assert max(log_seqs) < done.seq, "log lines stream before the result"
+    # The next inventory lists the new image as this host's.
+    inventory = await kit.events.wait_for("inventory", host_id=agent.host_id, where=lambda e: bool(e.payload["images"]))
+    assert inventory.payload["images"] == [{"image_id": image.id, "tags": [tag], "a4c_image": "img-b-inline", "size_bytes": image.attrs["Size"]}]
 
 
 async def test_a_git_context_is_cloned_at_its_ref_and_built_from_its_path(kit: conftest.Kit, tmp_path: pathlib.Path) -> None:

@@ -60,7 +60,9 @@ async def test_sigterm_lets_in_flight_work_finish_within_the_deadline(kit: conft
 
 async def test_sighup_reloads_the_config_and_a_broken_one_is_refused(kit: conftest.Kit) -> None:
     agent = kit.agent(overrides={"agent": {"labels": {"rack": "r1"}}})
-    await kit.events.wait_for("heartbeat", host_id=agent.host_id, where=lambda e: e.payload["labels"] == {"rack": "r1"})
+    beat = await kit.events.wait_for("heartbeat", host_id=agent.host_id, where=lambda e: e.payload["docker_ok"])
+    assert beat.payload["labels"] == {"rack": "r1"} and beat.payload["conditions"] == []
+    assert beat.payload["cpus"] >= 1 and beat.payload["memory_mb"] > 0 and beat.payload["agent_version"]
 
     agent.config["agent"]["labels"] = {"rack": "r2"}
     agent.write_config()

@@ -74,3 +74,14 @@ def test_context_paths_inside_the_checkout_are_normalised(path: str, norm: str) 
 def test_context_paths_escaping_the_checkout_are_refused_naming_the_field(path: str) -> None:
     with pytest.raises(b.ContextError, match="context.git_path"):
         b.safe_subpath("context.git_path", path)
+
+
+@pytest.mark.parametrize("ref", ["main", "v1.2.3", "release/2024", "HEAD", "0123abcd"])
+def test_ordinary_git_refs_pass(ref: str) -> None:
+    assert b.safe_ref(ref) == ref
+
+
+@pytest.mark.parametrize("ref", ["", "--upload-pack=touch /tmp/x", "-b", "a b", "x\0y"])
+def test_refs_that_could_pass_for_options_are_refused(ref: str) -> None:
+    with pytest.raises(b.ContextError, match="context.git_ref"):
+        b.safe_ref(ref)
