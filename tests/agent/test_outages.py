@@ -12,6 +12,7 @@ import pytest
 
 from shared import messages
 from tests.agent import conftest
+from tests.agent import docker_proxy
 from tests.agent import driver
 from tests.harness import kafka_broker as kafka_broker_mod
 from tests.harness import run as run_mod
@@ -34,7 +35,7 @@ def _health(agent: driver.AgentProcess) -> dict:
 async def test_a_docker_outage_holds_commands_back_and_is_reported_when_docker_is_back(
     kit: conftest.Kit, harness_run: run_mod.Run
 ) -> None:
-    proxy = driver.UnixProxy(harness_run.subdir(f"dp-{secrets.token_hex(3)}") / "docker.sock", kit.docker_host.removeprefix("unix://"))
+    proxy = docker_proxy.UnixProxy(harness_run.subdir(f"dp-{secrets.token_hex(3)}") / "docker.sock", kit.docker_host.removeprefix("unix://"))
     proxy.start()
     try:
         agent = kit.agent(overrides={"docker": {"base_url": proxy.url, "api_timeout": 3}})
