@@ -46,11 +46,20 @@ async def database_ctx(app: web.Application) -> typing.AsyncIterator[None]:
     isolation-level switching on checkout; and no pre-ping either: a read on
     a connection the database dropped is retried once on a fresh one (see
     endpoint.handler_for). Together that is about half the database cost of a
-    read. Each pool holds up to 2 x database.pool_size connections.
+    read.
+
+    The read pool keeps all its 2 x database.pool_size connections open and
+    opens no overflow ones: SQLAlchemy closes an overflow connection as soon as
+    it is returned, so under a burst of reads every request would pay for a
+    new connection (a few milliseconds of CPU each). Reads beyond the pool
+    wait for a connection instead.
     """
     settings = app[keys.SETTINGS]
     engine = db_engine.create(settings.database)
-    reads = db_engine.create(settings.database, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, pool_pre_ping=False)
+    reads = db_engine.create(
+        settings.database, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, pool_pre_ping=False,
+        pool_size=2 * settings.database.pool_size, max_overflow=0,
+    )
     app[keys.ENGINE] = engine
     app[keys.READ_ENGINE] = reads
     app[keys.SESSIONS] = db_engine.sessionmaker(engine)

@@ -8,6 +8,7 @@ instance forgets it at once; other instances stop accepting it within the TTL
 
 from __future__ import annotations
 
+import asyncio
 import time
 import typing
 
@@ -28,6 +29,7 @@ class Authenticator:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, access.Principal | None]] = {}
+        self._lookups: dict[str, asyncio.Future[access.Principal | None]] = {}
 
     async def principal(self, token: str) -> access.Principal | None:
         digest = secrets.digest(token)
@@ -35,6 +37,14 @@ class Authenticator:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
+        # Concurrent requests with the same uncached token share one lookup.
+        pending = self._lookups.get(digest)
+        if pending is None:
+            pending = self._lookups[digest] = asyncio.ensure_future(self._lookup(token, digest, now))
+            pending.add_done_callback(lambda _: self._lookups.pop(digest, None))
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, token: str, digest: str, now: float) -> access.Principal | None:
         for attempt in range(2):
             try:
                 async with self._sessions() as session:

@@ -165,13 +165,32 @@ async def place_pending(session: Session, settings: cp_settings.Settings) -> lis
     return placed
 
 
+# Built once: the hot read (GET /v1/workspaces/{id}) then skips statement
+# construction and cache-key generation, which cost as much as the query.
+_GET_ANY = sa.select(models.Workspace).where(models.Workspace.id == sa.bindparam("id"), models.Workspace.deleted_at.is_(None))
+_GET_OWN = _GET_ANY.where(models.Workspace.owner_id == sa.bindparam("owner"))
+
+
+_TABLE = models.Workspace.__table__
+_READ_ANY = sa.select(*_TABLE.columns).where(_TABLE.c.id == sa.bindparam("id"), _TABLE.c.deleted_at.is_(None))
+_READ_OWN = _READ_ANY.where(_TABLE.c.owner_id == sa.bindparam("owner"))
+
+
+async def read_workspace(session: Session, principal: access.Principal, workspace_id: uuid.UUID) -> sa.Row[typing.Any]:
+    """A workspace as a plain row, for rendering only (GET): no ORM instance, about half the CPU of :func:`get_workspace`."""
+    stmt = _READ_ANY if principal.is_admin else _READ_OWN
+    row = (await session.execute(stmt, {"id": workspace_id, "owner": principal.user_id})).first()
+    if row is None:
+        raise errors.NotFound("no such workspace")
+    return row
+
+
 async def get_workspace(session: Session, principal: access.Principal, workspace_id: uuid.UUID, *, for_update: bool = False) -> models.Workspace:
-    stmt = sa.select(models.Workspace).where(
-        models.Workspace.id == workspace_id, models.Workspace.deleted_at.is_(None), access.workspaces_visible(principal)
-    )
+    # Visibility as in access.workspaces_visible: an admin sees all, a user their own.
+    stmt = _GET_ANY if principal.is_admin else _GET_OWN
     if for_update:
         stmt = stmt.with_for_update()
-    ws = (await session.scalars(stmt)).first()
+    ws = (await session.scalars(stmt, {"id": workspace_id, "owner": principal.user_id})).first()
     if ws is None:
         raise errors.NotFound("no such workspace")
     return ws

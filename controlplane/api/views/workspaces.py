@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 from controlplane.api import endpoint
 from controlplane.api.schemas import jobs as job_schemas
 from controlplane.api.schemas import workspaces as schemas
@@ -12,7 +14,7 @@ from shared import messages
 routes = endpoint.Routes("workspaces")
 
 
-def render(ws: models.Workspace) -> schemas.Workspace:
+def render(ws: models.Workspace | typing.Any) -> schemas.Workspace:
     return schemas.Workspace.model_validate(ws)
 
 
@@ -49,7 +51,7 @@ async def list_workspaces(call: endpoint.Call) -> schemas.WorkspacePage:
 @routes.get("/v1/workspaces/{workspace_id}", response=schemas.Workspace)
 async def get_workspace(call: endpoint.Call) -> schemas.Workspace:
     """Get one workspace (404 if it is not yours)."""
-    return render(await workspaces.get_workspace(call.session, call.user, call.params["workspace_id"]))
+    return render(await workspaces.read_workspace(call.session, call.user, call.params["workspace_id"]))
 
 
 @routes.post("/v1/workspaces/{workspace_id}/start", response=schemas.WorkspaceAccepted, status=202)
