@@ -17,6 +17,7 @@ import typing
 import urllib.request
 
 import aiohttp
+import psutil
 
 from bench.api_read import database
 from controlplane import settings as cp_settings
@@ -33,6 +34,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float = 0.0  # server CPU per request: robust to other load on the machine, unlike req/s
 
 
 def free_port() -> int:
@@ -108,10 +110,15 @@ async def _load_aiohttp(url: str, headers: dict[str, str], seconds: float, conne
     return Result(url, len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000, errors)
 
 
-def load(url: str, headers: dict[str, str], seconds: float, connections: int) -> Result:
+def load(url: str, headers: dict[str, str], seconds: float, connections: int, server: psutil.Process | None = None) -> Result:
+    before = sum(server.cpu_times()[:2]) if server else 0.0
     if shutil.which("wrk"):
-        return load_wrk(url, headers, seconds, connections)
-    return asyncio.run(_load_aiohttp(url, headers, seconds, connections))
+        result = load_wrk(url, headers, seconds, connections)
+    else:
+        result = asyncio.run(_load_aiohttp(url, headers, seconds, connections))
+    if server is not None and result.rps:
+        result.cpu_us = (sum(server.cpu_times()[:2]) - before) / (result.rps * seconds) * 1e6
+    return result
 
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
@@ -144,10 +151,11 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
             wait_answering(api_url, auth)
             load(hello_url, {}, 2, args.connections)  # warm-up
             load(api_url, auth, 2, args.connections)
+            hello_proc, api_proc = psutil.Process(servers[0].pid), psutil.Process(servers[1].pid)
             hello_runs, api_runs = [], []
             for _ in range(args.rounds):
-                hello_runs.append(load(hello_url, {}, args.seconds, args.connections))
-                api_runs.append(load(api_url, auth, args.seconds, args.connections))
+                hello_runs.append(load(hello_url, {}, args.seconds, args.connections, hello_proc))
+                api_runs.append(load(api_url, auth, args.seconds, args.connections, api_proc))
         finally:
             for proc in servers:
                 proc.terminate()
@@ -157,10 +165,11 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     api = max(api_runs, key=lambda r: r.rps)
     ratio = api.rps / hello.rps
     print(f"load generator: {tool}; {args.connections} connections, {args.rounds} x {args.seconds:.0f} s per server (best round shown)")
-    print(f"{'server':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'server':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'non-2xx':>8}")
     for label, r in (("hello world (bare aiohttp)", hello), ("GET /v1/workspaces/{id}", api)):
-        print(f"{label:<36} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>8}")
-    print(f"throughput ratio api/hello = {ratio:.2f} (target >= {TARGET_RATIO})")
+        print(f"{label:<36} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.cpu_us:>11.0f} {r.errors:>8}")
+    print(f"throughput ratio api/hello = {ratio:.2f} (target >= {TARGET_RATIO}); server CPU per request ratio hello/api = {hello.cpu_us / api.cpu_us:.2f}")
+    print(f"load average during the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     return 0 if api.errors == 0 else 1
 
 

@@ -39,6 +39,22 @@ async def test_every_admin_route_answers_403_to_a_plain_user(client, seed, ep):
     assert answer.status == 403 and answer.body["error"]["code"] == "forbidden"
 
 
+@pytest.mark.parametrize("ep", [e for e in ENDPOINTS if e.body is not None], ids=lambda e: f"{e.method} {e.path}")
+async def test_every_body_refuses_an_unknown_field_by_name(client, seed, ep):
+    admin = await seed.admin()
+    answer = await client(admin.token).request(ep.method, concrete(ep.path), json={"surprise_field": 1})
+    assert answer.status == 422, answer.body
+    assert "surprise_field" in answer.error_fields() and answer.body["error"]["code"] == "invalid"
+
+
+@pytest.mark.parametrize("ep", [e for e in ENDPOINTS if e.query is not None], ids=lambda e: f"{e.method} {e.path}")
+async def test_every_list_validates_its_query_naming_the_parameter(client, seed, ep):
+    admin = await seed.admin()
+    for params, field in [({"limit": "0"}, "limit"), ({"cursor": "not-a-cursor"}, "cursor"), ({"surprise": "1"}, "surprise")]:
+        answer = await client(admin.token).get(concrete(ep.path), params=params)
+        assert answer.status == 422 and field in answer.error_fields(), (params, answer.body)
+
+
 async def test_a_malformed_authorization_header_answers_401_saying_what_is_expected(client):
     answer = await client().get("/v1/me", headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert answer.status == 401 and "Bearer" in answer.body["error"]["message"]
