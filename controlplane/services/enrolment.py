@@ -127,9 +127,9 @@ async def enrol(
     host.down_since = None
     host.last_heartbeat_at = now
     grant.uses += 1
+    # No savepoint: a clash aborts this transaction, and the error rolls it back anyway.
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except sa_exc.IntegrityError:
         raise errors.Conflict(f"host {host_name!r} is being enrolled by another request; retry", code="enrolment_in_progress") from None
     session.add(models.Enrolment(id=uuid.uuid4(), token_id=grant.id, host_id=host.id, remote_addr=remote_addr[:64], created_at=now))

@@ -64,9 +64,9 @@ async def register_image(session: Session, principal: access.Principal, new: New
         build_args=dict(new.build_args),
     )
     session.add(image)
+    # No savepoint: a clash aborts this transaction, and the error rolls it back anyway.
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except sa_exc.IntegrityError:
         raise errors.Conflict(f"an image named {new.name!r} already exists", code="name_taken") from None
     return image

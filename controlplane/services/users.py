@@ -59,9 +59,9 @@ async def create_user(session: Session, name: str, role: models.Role = models.Ro
         raise errors.Invalid.field("name", "1-64 characters: a lowercase letter, then lowercase letters, digits, '_', '.' or '-'")
     user = models.User(id=uuid.uuid4(), name=name, role=role, disabled=False)
     session.add(user)
+    # No savepoint: a clash aborts this transaction, and the error rolls it back anyway.
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except sa_exc.IntegrityError:
         raise errors.Conflict(f"a user named {name!r} already exists", code="name_taken") from None
     return user

@@ -91,9 +91,9 @@ async def create_workspace(
     )
     _apply(ws, outcome)
     session.add(ws)
+    # No savepoint: a clash aborts this transaction, and the error rolls it back anyway.
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except sa_exc.IntegrityError:
         raise errors.Conflict(f"you already have a workspace named {new.name!r}", code="name_taken") from None
     job_id = uuid.uuid4()
