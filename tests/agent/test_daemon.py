@@ -32,15 +32,18 @@ async def test_sigterm_interrupts_work_past_the_deadline_reports_it_and_exits_cl
         context=messages.BuildContext(dockerfile=f"FROM {kit.base_image}\nRUN sleep 30\n"),
     )
     await kit.send(agent, K.IMAGE_BUILD, build)
-    await kit.events.wait_for("job.progress", job_id="slow-build", phase="building")
+
+    def build_containers() -> list[str]:
+        return [row["Id"] for row in kit.docker_client.api.containers(all=True) if row.get("Command") == "/bin/sh -c 'sleep 30'"]
+
+    await wait.eventually(build_containers, timeout=15, message="the build's RUN step is running")
 
     began = time.monotonic()
     assert agent.terminate(timeout=15) == 0
     assert time.monotonic() - began < 2 + 1.5, "shutdown kept to its deadline"
     result = await kit.events.result("slow-build", timeout=5)
     assert result["ok"] is False and result["interrupted"] is True
-    running = [c for c in kit.docker_client.containers.list(all=True) if c.attrs["Config"]["Cmd"] == ["/bin/sh", "-c", "sleep 30"]]
-    assert running == [], "the interrupted build's container was cancelled with it"
+    await wait.eventually(lambda: build_containers() == [], timeout=15, message="the interrupted build's container is gone")
 
 
 async def test_sigterm_lets_in_flight_work_finish_within_the_deadline(kit: conftest.Kit) -> None:
