@@ -25,10 +25,9 @@ import typing
 import prometheus_client
 import pydantic
 import sqlalchemy as sa
-from aiokafka import errors as aiokafka_errors
 
 from controlplane import settings as cp_settings
-from shared import aio, kafka, topics
+from shared import kafka, topics
 
 logger = logging.getLogger(__name__)
 
@@ -87,42 +86,12 @@ async def handle(record: typing.Any, submit: Submit) -> str:
 
 async def run(settings: cp_settings.Settings, submit: Submit, *, stopping: asyncio.Event) -> None:
     names = topics.Topics(settings.kafka.topic_prefix)
-    backoff = 0.5
-    while not stopping.is_set():
-        consumer = kafka.consumer(settings.kafka, names.ci_builds, group_id=f"{names.controlplane_group}.ci", client_id="a4c-ci")
-        try:
-            await kafka.ensure_topics(settings.kafka, [names.ci_builds])
-            await consumer.start()
-            backoff = 0.5
-            while not stopping.is_set():
-                batch = await consumer.getmany(timeout_ms=500, max_records=100)
-                for records in batch.values():
-                    for record in records:
-                        await _with_retry(record, submit, stopping)
-                if batch:
-                    await consumer.commit()
-        except (aiokafka_errors.KafkaError, kafka.KafkaUnavailable, OSError) as exc:
-            logger.warning("CI build consumer: %s; reconnecting in %.1fs", exc, backoff)
-            await aio.sleep_or(stopping, backoff)
-            backoff = min(backoff * 2, settings.kafka.retry_backoff_max)
-        finally:
-            try:
-                await consumer.stop()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                logger.debug("CI consumer stop failed", exc_info=True)
 
+    async def one(record: typing.Any) -> None:
+        await handle(record, submit)
 
-async def _with_retry(record: typing.Any, submit: Submit, stopping: asyncio.Event) -> None:
-    # A database outage must not drop builds: retry until it works or we stop
-    # (the offset is then uncommitted and the record replays, idempotently).
-    delay = 0.2
-    while True:
-        try:
-            await handle(record, submit)
-            return
-        except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            if stopping.is_set():
-                raise
-            logger.warning("submitting a CI build failed (%s); retrying in %.1fs", exc, delay)
-            await aio.sleep_or(stopping, delay)
-            delay = min(delay * 2, 10.0)
+    # A database outage must not drop builds: kafka.consume retries the record.
+    await kafka.consume(
+        settings.kafka, names.ci_builds, group_id=f"{names.controlplane_group}.ci", client_id="a4c-ci", handle=one,
+        stopping=stopping, retryable=(OSError, sa.exc.OperationalError, sa.exc.InterfaceError), max_records=100,
+    )

@@ -9,12 +9,15 @@ aiokafka is the one messaging path (decision 7): there is no in-memory bus.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import typing
 
 import aiokafka
 from aiokafka import admin as aiokafka_admin
 from aiokafka import errors as aiokafka_errors
 
+from shared import aio
 from shared import settings as common
 
 logger = logging.getLogger(__name__)
@@ -85,3 +88,68 @@ async def ensure_topics(kafka: common.KafkaSettings, names: list[str], *, partit
         raise KafkaUnavailable(str(exc)) from exc
     finally:
         await client.close()
+
+
+async def consume(
+    kafka: common.KafkaSettings,
+    topic: str,
+    *,
+    group_id: str,
+    client_id: str,
+    handle: typing.Callable[[typing.Any], typing.Awaitable[typing.Any]],
+    stopping: asyncio.Event,
+    retryable: tuple[type[BaseException], ...] = (OSError,),
+    partitions: int = 1,
+    max_records: int = 500,
+) -> None:
+    """The consumer loop every side shares: at-least-once, in order per partition.
+
+    Each record goes to ``handle``; one that raises a ``retryable`` error (a
+    database outage) is retried with backoff until it succeeds or we stop —
+    never skipped. Offsets are committed after the whole batch is handled, so
+    a crash replays at most one batch, which idempotent handlers absorb. A
+    broker outage rebuilds the consumer with backoff.
+    """
+    backoff = 0.5
+    while not stopping.is_set():
+        client = consumer(kafka, topic, group_id=group_id, client_id=client_id)
+        try:
+            await ensure_topics(kafka, [topic], partitions=partitions)
+            await client.start()
+            backoff = 0.5
+            while not stopping.is_set():
+                batch = await client.getmany(timeout_ms=500, max_records=max_records)
+                for records in batch.values():
+                    for record in records:
+                        if not await _handle_with_retry(record, handle, retryable, stopping):
+                            return  # stopping mid-retry: the uncommitted offset replays it later
+                if batch:
+                    await client.commit()
+        except (aiokafka_errors.KafkaError, KafkaUnavailable, OSError) as exc:
+            logger.warning("%s consumer of %s: %s; reconnecting in %.1fs", client_id, topic, exc, backoff)
+            await aio.sleep_or(stopping, backoff)
+            backoff = min(backoff * 2, kafka.retry_backoff_max)
+        finally:
+            try:
+                await client.stop()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                logger.debug("consumer stop failed", exc_info=True)
+
+
+async def _handle_with_retry(
+    record: typing.Any,
+    handle: typing.Callable[[typing.Any], typing.Awaitable[typing.Any]],
+    retryable: tuple[type[BaseException], ...],
+    stopping: asyncio.Event,
+) -> bool:
+    delay = 0.2
+    while True:
+        try:
+            await handle(record)
+            return True
+        except retryable as exc:
+            if stopping.is_set():
+                return False
+            logger.warning("handling %s[%s]@%s failed (%s); retrying in %.1fs", record.topic, record.partition, record.offset, exc, delay)
+            await aio.sleep_or(stopping, delay)
+            delay = min(delay * 2, 10.0)

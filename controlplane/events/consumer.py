@@ -19,12 +19,11 @@ import uuid
 
 import prometheus_client
 import sqlalchemy as sa
-from aiokafka import errors as aiokafka_errors
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
 from controlplane.events import apply
-from shared import aio, kafka, messages, signing, topics
+from shared import kafka, messages, signing, topics
 
 logger = logging.getLogger(__name__)
 
@@ -139,42 +138,11 @@ async def run(
     """Consume ``<prefix>.events`` until ``stopping`` is set, reconnecting on outages."""
     names = topics.Topics(settings.kafka.topic_prefix)
     keys = HostKeys(engine)
-    backoff = 0.5
-    while not stopping.is_set():
-        consumer = kafka.consumer(settings.kafka, names.events, group_id=names.controlplane_group, client_id=client_id)
-        try:
-            await kafka.ensure_topics(settings.kafka, [names.events], partitions=topics.EVENTS_PARTITIONS)
-            await consumer.start()
-            backoff = 0.5
-            while not stopping.is_set():
-                batch = await consumer.getmany(timeout_ms=500, max_records=500)
-                for records in batch.values():
-                    for record in records:
-                        await _handle_with_retry(record.value, engine, keys, stopping)
-                if batch:
-                    await consumer.commit()
-        except (aiokafka_errors.KafkaError, kafka.KafkaUnavailable, OSError) as exc:
-            logger.warning("event consumer: %s; reconnecting in %.1fs", exc, backoff)
-            await aio.sleep_or(stopping, backoff)
-            backoff = min(backoff * 2, settings.kafka.retry_backoff_max)
-        finally:
-            try:
-                await consumer.stop()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                logger.debug("consumer stop failed", exc_info=True)
 
+    async def apply_one(record: typing.Any) -> None:
+        await handle(record.value, engine, keys)
 
-async def _handle_with_retry(raw: bytes, engine: sa_asyncio.AsyncEngine, keys: HostKeys, stopping: asyncio.Event) -> None:
-    # A database outage must not skip events: retry this one until it applies
-    # or we are stopping (then the uncommitted offset replays it later).
-    delay = 0.2
-    while True:
-        try:
-            await handle(raw, engine, keys)
-            return
-        except (OSError, sa.exc.DBAPIError) as exc:
-            if stopping.is_set():
-                raise asyncio.CancelledError from exc
-            logger.warning("applying an event failed (%s); retrying in %.1fs", exc, delay)
-            await aio.sleep_or(stopping, delay)
-            delay = min(delay * 2, 10.0)
+    await kafka.consume(
+        settings.kafka, names.events, group_id=names.controlplane_group, client_id=client_id, handle=apply_one,
+        stopping=stopping, retryable=(OSError, sa.exc.DBAPIError), partitions=topics.EVENTS_PARTITIONS,
+    )
