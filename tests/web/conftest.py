@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import decimal
 import pathlib
 import typing
 import uuid
@@ -30,6 +32,7 @@ from controlplane.api import app as api_app
 from controlplane.db import engine as db_engine
 from controlplane.db import models
 from controlplane.services import users
+from shared import signing
 from tests.harness import ports
 
 CHROMIUM = "/usr/bin/chromium"
@@ -128,6 +131,8 @@ async def http() -> typing.AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def chromium(tmp_path: pathlib.Path) -> typing.AsyncIterator[pw.BrowserContext]:
+    if not pathlib.Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests drive Debian's chromium (make deps, or apt-get install chromium)")
     async with pw.async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),  # a fresh --user-data-dir per test
@@ -147,8 +152,54 @@ async def chromium(tmp_path: pathlib.Path) -> typing.AsyncIterator[pw.BrowserCon
 @pytest.fixture
 async def page(chromium: pw.BrowserContext) -> typing.AsyncIterator[pw.Page]:
     tab = chromium.pages[0] if chromium.pages else await chromium.new_page()
-    tab.set_default_timeout(15_000)
+    tab.set_default_timeout(30_000)  # generous: the suite shares two cores with the servers it starts
     crashes: list[str] = []
     tab.on("pageerror", lambda error: crashes.append(str(error)))
+    # Shown by pytest when a test fails: what the page said and which requests failed.
+    tab.on("console", lambda message: print(f"[browser {message.type}] {message.text}"))
+    tab.on("requestfailed", lambda request: print(f"[browser request failed] {request.method} {request.url}: {request.failure}"))
     yield tab
     assert not crashes, f"the dashboard threw uncaught JavaScript errors: {crashes}"
+
+
+GIB = 1024**3
+
+
+@pytest.fixture
+async def add_host(db: asyncpg.Connection, database_url: str) -> typing.AsyncIterator[typing.Callable[..., typing.Awaitable[models.Host]]]:
+    """``await add_host(name, disk_used=..., ...)``: a host row with a disk report, as an enrolled agent's reports leave it."""
+    engine = db_engine.create(settings_for(database_url).database)
+
+    async def add(
+        name: str,
+        *,
+        cpus: float = 16,
+        memory_mb: int = 65_536,
+        disk_total: int = 500 * GIB,
+        disk_used: int | None = 100 * GIB,
+        heartbeat_age: float | None = 5.0,
+        status: models.HostStatus = models.HostStatus.ACTIVE,
+        cordoned: bool = False,
+    ) -> models.Host:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        report = None
+        if disk_used is not None:
+            report = {
+                "paths": [{"path": "/var/lib/docker", "total_bytes": disk_total, "used_bytes": disk_used, "free_bytes": disk_total - disk_used, "percent": round(100 * disk_used / disk_total, 1)}],
+                "docker": {"images": disk_used // 2, "build_cache": disk_used // 10},
+                "workspaces": {},
+            }
+        host = models.Host(
+            id=uuid.uuid4(), name=name, status=status, cordoned=cordoned, labels={}, signing_key=signing.new_key(), agent_version="0.1.0",
+            capacity_cpus=decimal.Decimal(str(cpus)), capacity_memory_mb=memory_mb, capacity_disk_bytes=disk_total,
+            disk_total_bytes=disk_total if disk_used is not None else None, disk_used_bytes=disk_used, disk_report=report,
+            disk_reported_at=now if disk_used is not None else None,
+            last_heartbeat_at=None if heartbeat_age is None else now - datetime.timedelta(seconds=heartbeat_age),
+            down_since=now - datetime.timedelta(minutes=7) if status is models.HostStatus.DOWN else None,
+        )
+        async with db_engine.sessionmaker(engine)() as session, session.begin():
+            session.add(host)
+        return host
+
+    yield add
+    await engine.dispose()

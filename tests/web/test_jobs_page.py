@@ -32,6 +32,7 @@ async def test_a_key_value_and_free_text_search_shows_exactly_the_ids_the_api_re
     # Stacked by status once the per-status counts are in.
     await page.locator("figure.chart[data-stacked='true'] svg.histogram rect").first.wait_for()
     await dashboard.screenshot(page, "02-jobs-search")
+    await dashboard.screenshot(page, "02-jobs-search-first-screen", full_page=False)
 
     # Load the next page: the API's second page follows on.
     second = await dashboard.api_search(

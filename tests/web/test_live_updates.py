@@ -31,7 +31,7 @@ async def test_a_job_created_through_the_api_appears_without_reload_and_the_scro
     assert status == 202, accepted
     job_id = accepted["job"]["id"]
     new_row = page.locator(f"table.jobs tbody tr[data-job-id='{job_id}']")
-    await new_row.wait_for(state="attached", timeout=15_000)
+    await new_row.wait_for(state="attached", timeout=30_000)
 
     ids = await dashboard.table_ids(page)
     assert ids[0] == job_id, "the newest job goes first, as the API sorts"
@@ -54,11 +54,11 @@ async def test_a_changed_job_is_redrawn_in_place(db, people, start_dashboard, pa
     assert status == 202
     job_id = accepted["job"]["id"]
     row = page.locator(f"table.jobs tbody tr[data-job-id='{job_id}']")
-    await row.wait_for(timeout=15_000)
+    await row.wait_for(timeout=30_000)
     assert await row.get_attribute("data-status") == accepted["job"]["status"]
     # The job fails (as an agent's report would make it); the page shows it without a reload.
     await db.execute("UPDATE jobs SET status = 'failed', error = 'image pull failed: manifest unknown', finished_at = now() WHERE id = $1", job_id)
-    await wait.eventually(lambda: _status_is(row, "failed"), timeout=15, message="the row shows the new status")
+    await wait.eventually(lambda: _status_is(row, "failed"), timeout=30, message="the row shows the new status")
     assert "manifest unknown" in await row.locator("td.error-text").inner_text()
     assert await page.locator("table.jobs tbody tr").count() == 1
 

@@ -19,7 +19,7 @@ function bucketEnd(start, interval) {
 function niceMax(n) {
   if (n <= 5) return Math.max(n, 1);
   const power = 10 ** Math.floor(Math.log10(n));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= n) return step * power;
+  for (const step of [1, 2, 4, 5, 10]) if (step * power >= n) return step * power;
   return 10 * power;
 }
 
@@ -56,9 +56,10 @@ export function histogram(series, { width = 920, height = 180 } = {}) {
     `Histogram of ${total} jobs per ${series.interval} from ${label(from, series.interval)} to ${label(to, series.interval)}; busiest ${series.interval}: ${peak} jobs.`,
   );
   // Grid and y axis.
-  for (const n of [0, top / 2, top]) {
+  // Counts are whole numbers: a middle line only where it is one.
+  for (const n of Number.isInteger(top / 2) ? [0, top / 2, top] : [0, top]) {
     root.append(svg("line", { x1: margin.left, x2: width - margin.right, y1: y(n), y2: y(n), class: "grid" }));
-    root.append(svg("text", { x: margin.left - 6, y: y(n) + 4, "text-anchor": "end", class: "axis" }, Number.isInteger(n) ? n : n.toFixed(1)));
+    root.append(svg("text", { x: margin.left - 6, y: y(n) + 4, "text-anchor": "end", class: "axis" }, n.toLocaleString()));
   }
   // Bars, stacked by status when the breakdown is known.
   for (const b of buckets) {

@@ -109,16 +109,17 @@ export function percent(part, whole) {
   return (100 * part) / whole;
 }
 
-export function time(iso) {
+export function time(iso, { compact = false } = {}) {
   if (!iso) return "–";
   const when = new Date(iso);
-  return when.toLocaleString(undefined, { year: "numeric", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const seconds = compact ? {} : { second: "2-digit" };
+  return when.toLocaleString(undefined, { year: "numeric", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", ...seconds });
 }
 
-// A <time> element: local time shown, exact UTC in the tooltip.
-export function timeEl(iso) {
+// A <time> element: local time shown (without seconds in tables), exact UTC in the tooltip.
+export function timeEl(iso, options = {}) {
   if (!iso) return h("span", { class: "muted" }, "–");
-  return h("time", { datetime: iso, title: iso }, time(iso));
+  return h("time", { datetime: iso, title: iso }, time(iso, options));
 }
 
 export function duration(seconds) {

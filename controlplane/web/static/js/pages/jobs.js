@@ -10,25 +10,12 @@
 // The URL (#/jobs?query=…) carries the text, so a search can be shared.
 
 import * as api from "../api.js";
-import * as charts from "../charts.js";
-import { announce, badge, clear, empty, errorBox, h, loading, shortId, timeEl } from "../dom.js";
+import { announce, clear, empty, errorBox, h, loading } from "../dom.js";
 import * as qt from "../querytext.js";
+import * as view from "./jobs-view.js";
 
 export const PAGE = 50;
 const POLL = 100;
-const FACETS = [
-  ["status", "Status"],
-  ["kind", "Kind"],
-  ["user", "User"],
-  ["host", "Host"],
-];
-const SPANS = [
-  [null, "Any time"],
-  ["1h", "Last hour"],
-  ["24h", "Last 24 h"],
-  ["7d", "Last 7 days"],
-  ["30d", "Last 30 days"],
-];
 
 function pollMs() {
   // A test or a demo may poll faster: sessionStorage a4c.pollMs.
@@ -135,7 +122,7 @@ export function mount(main, { me }, route) {
     input.removeAttribute("aria-busy");
     table.removeAttribute("aria-busy");
     state.canonical = page.query;
-    state.sort = sortOf(page.query);
+    state.sort = view.sortOf(page.query);
     state.regex = qt.matcher(qt.terms(page.query));
     state.rows = new Map();
     state.order = [];
@@ -183,24 +170,8 @@ export function mount(main, { me }, route) {
     clear(more);
   }
 
-  function sortOf(canonical) {
-    const token = qt.tokens(canonical).map(qt.parseToken).find((t) => t.key === "sort");
-    if (!token) return { field: "created_at", descending: true };
-    return { field: token.value.replace(/^-/, ""), descending: token.value.startsWith("-") };
-  }
-
-  // Position of a job in the current sort: negative if a comes first.
   function compare(a, b) {
-    const { field, descending } = state.sort;
-    const va = a[field];
-    const vb = b[field];
-    if (va !== vb) {
-      if (va === null) return 1; // missing values last, in both directions
-      if (vb === null) return -1;
-      return (va < vb ? -1 : 1) * (descending ? -1 : 1);
-    }
-    if (a.id === b.id) return 0;
-    return (a.id < b.id ? -1 : 1) * (descending ? -1 : 1);
+    return view.comparator(state.sort)(a, b);
   }
 
   function add(jobs) {
@@ -271,8 +242,8 @@ export function mount(main, { me }, route) {
   // --- live updates ------------------------------------------------------------
   function startPolling() {
     stopPolling();
-    // Never poll harder than the answers allow: at least ten times as long as the last poll took.
-    if (!state.stopped) state.timer = setTimeout(poll, Math.max(pollMs(), 10 * state.pollCost));
+    // Never poll harder than the answers allow: a busy server (slow polls) is asked less often.
+    if (!state.stopped) state.timer = setTimeout(poll, Math.max(pollMs(), 4 * state.pollCost));
   }
 
   function stopPolling() {
@@ -287,6 +258,7 @@ export function mount(main, { me }, route) {
       const text = `${qt.without(state.text, ["sort"])} sort:-updated_at`.trim();
       const changed = await api.get("/v1/jobs/search", params(text, { limit: POLL, facets: false }), { signal });
       if (signal?.aborted || state.stopped) return;
+      state.pollCost = performance.now() - started;
       steady(() => {
         merge(changed.jobs);
         showBanner(changed);
@@ -302,7 +274,6 @@ export function mount(main, { me }, route) {
         await breakdown(signal);
       }
       steady(() => renderSummary(changed));
-      state.pollCost = performance.now() - started;
     } catch (err) {
       if (err.name === "AbortError") return;
       summary.textContent = `Live updates paused: ${api.explain(err)} Retrying…`;
@@ -377,30 +348,14 @@ export function mount(main, { me }, route) {
 
   // --- rendering ------------------------------------------------------------------
   function showBanner(page) {
-    if (page.backend === "postgresql" && page.degraded) {
-      clear(
-        banner,
-        h(
-          "div",
-          { class: "banner warn", role: "status", "data-backend": page.backend },
-          h("strong", {}, "Search is running on the PostgreSQL fallback. "),
-          "Elasticsearch is configured but not answering, so these results come from PostgreSQL: complete and current, possibly slower. ",
-          "Nothing to do on your side; operators can check the search backend (a4c-controlplane search check).",
-        ),
-      );
-    } else {
-      clear(banner);
-    }
+    clear(banner, view.fallbackBanner(page));
     banner.dataset.backend = page.backend;
   }
 
   function renderSummary(page) {
-    const shown = state.order.length;
-    const total = state.total ?? page.total;
-    const by = page.backend === "elasticsearch" ? "Elasticsearch" : "PostgreSQL";
-    summary.textContent = `${total.toLocaleString()} ${total === 1 ? "job matches" : "jobs match"}` +
-      `${state.canonical ? ` “${state.canonical}”` : ""}; showing ${shown.toLocaleString()}. Answered by ${by}.` +
-      (state.fresh ? ` ${state.fresh} new since the search ran.` : "");
+    summary.textContent = view.summaryText({
+      total: state.total ?? page.total, canonical: state.canonical, shown: state.order.length, backend: page.backend, fresh: state.fresh,
+    });
   }
 
   function renderTable() {
@@ -412,21 +367,7 @@ export function mount(main, { me }, route) {
       clear(more);
       return;
     }
-    const tbody = h("tbody", {}, state.order.map((id) => row(state.rows.get(id))));
-    clear(
-      table,
-      h(
-        "table",
-        { class: "jobs" },
-        h("caption", { class: "visually-hidden" }, "Jobs matching the search, ", state.sort.descending ? "newest first" : "oldest first"),
-        h(
-          "thead",
-          {},
-          h("tr", {}, ["Job", "Status", "Kind", "User", "Host", "Image / workspace", "Created", "Error"].map((c) => h("th", { scope: "col" }, c))),
-        ),
-        tbody,
-      ),
-    );
+    clear(table, view.jobsTable(state.order.map((id) => state.rows.get(id)), state.regex, state.sort));
     renderMore();
   }
 
@@ -441,114 +382,16 @@ export function mount(main, { me }, route) {
   }
 
   function row(job) {
-    const target = [job.image_name, job.workspace_name].filter(Boolean).join(" / ") || "–";
-    return h(
-      "tr",
-      { dataset: { jobId: job.id, version: job.version, status: job.status } },
-      h("td", {}, h("a", { href: `#/jobs/${job.id}`, title: job.id, "aria-label": `Job ${job.id}` }, h("code", {}, shortId(job.id)))),
-      h("td", {}, badge(job.status)),
-      h("td", {}, job.kind.replaceAll("_", " ")),
-      h("td", {}, job.user_name ?? "–"),
-      h("td", {}, job.host_name ?? "–"),
-      h("td", {}, target),
-      h("td", { class: "nowrap" }, timeEl(job.created_at)),
-      h("td", { class: "error-text" }, h("div", { class: "clamp" }, highlighted(job.error))),
-    );
-  }
-
-  function highlighted(text) {
-    if (!text) return h("span", { class: "muted" }, "–");
-    return qt.pieces(text, state.regex).map(([piece, match]) => (match ? h("mark", {}, piece) : piece));
+    return view.jobRow(job, state.regex);
   }
 
   function renderFacets() {
-    const active = qt.filters(state.canonical);
-    const groups = FACETS.map(([key, title]) => {
-      const buckets = state.facets?.[key] ?? [];
-      const shown = new Map(buckets.map((b) => [b.value, b.count]));
-      for (const value of active[key] ?? []) if (!shown.has(value)) shown.set(value, 0);
-      const items = [...shown].map(([value, count]) => chip(key, value, count, (active[key] ?? []).includes(value)));
-      return h(
-        "section",
-        { class: "facet", "aria-labelledby": `facet-${key}` },
-        h("h2", { id: `facet-${key}` }, title),
-        items.length ? h("ul", { class: "chips" }, items) : h("p", { class: "muted" }, "none"),
-      );
-    });
-    const images = active.image ?? [];
-    const imageInput = h("input", { id: "image-filter", type: "text", name: "image", autocomplete: "off", "aria-describedby": "image-help" });
-    const imageForm = h(
-      "form",
-      { class: "inline" },
-      h("label", { for: "image-filter" }, "Filter by image name"),
-      h("div", { class: "search-row" }, imageInput, h("button", { type: "submit" }, "Add")),
-      h("p", { id: "image-help", class: "help" }, "The API gives no per-image counts."),
-    );
-    imageForm.addEventListener("submit", (event) => {
-      event.preventDefault();
-      const value = imageInput.value.trim();
-      if (value) search(qt.toggle(state.text, "image", value), { push: true });
-    });
-    const imageSection = h(
-      "section",
-      { class: "facet", "aria-labelledby": "facet-image" },
-      h("h2", { id: "facet-image" }, "Image"),
-      images.length ? h("ul", { class: "chips" }, images.map((v) => chip("image", v, null, true))) : null,
-      imageForm,
-    );
-    const current = qt.since(state.text);
-    const ranged = qt.hasTimeRange(state.text);
-    const spans = h(
-      "section",
-      { class: "facet", "aria-labelledby": "facet-time" },
-      h("h2", { id: "facet-time" }, "Time range"),
-      h(
-        "ul",
-        { class: "chips" },
-        SPANS.map(([span, title]) => {
-          const pressed = span === null ? !ranged : current === span;
-          const button = h("button", { type: "button", class: "chip", "aria-pressed": String(pressed), dataset: { span: span ?? "any" } }, title);
-          button.addEventListener("click", () => search(qt.withSince(state.text, span), { push: true }));
-          return h("li", {}, button);
-        }),
-      ),
-      ranged && !current ? h("p", { class: "help" }, "A custom range is set in the search box.") : null,
-    );
-    clear(filters, spans, groups, imageSection);
-  }
-
-  function chip(key, value, count, pressed) {
-    const label = `${value.replaceAll("_", " ")}`;
-    const button = h(
-      "button",
-      {
-        type: "button", class: "chip", "aria-pressed": String(pressed), dataset: { key, value },
-        "aria-label": `${pressed ? "Remove" : "Add"} filter ${key} ${value}${count === null ? "" : `, ${count} jobs`}`,
-      },
-      h("span", {}, label),
-      count === null ? null : h("span", { class: "count" }, count.toLocaleString()),
-    );
-    button.addEventListener("click", () => search(qt.toggle(state.text, key, value), { push: true }));
-    return h("li", {}, button);
+    const onSearch = (text) => search(text, { push: true });
+    clear(filters, view.filterPanel({ facets: state.facets, canonical: state.canonical, text: state.text, onSearch }));
   }
 
   function renderChart(byTime = null) {
-    const created = state.facets?.created;
-    if (!created) {
-      clear(chart);
-      return;
-    }
-    const series = {
-      interval: created.interval,
-      buckets: created.buckets.map((b) => ({ start: b.start, total: b.count, byStatus: byTime ? byTime.get(b.start) ?? {} : null })),
-    };
-    const present = charts.STATUS_ORDER.filter((s) => (state.facets.status ?? []).some((b) => b.value === s));
-    clear(
-      chart,
-      h("figcaption", {}, `Jobs created per ${created.interval}`, byTime ? ", by status" : " (loading the split by status…)"),
-      charts.histogram(series),
-      byTime ? charts.legend(present) : null,
-    );
+    clear(chart, view.chartParts(state.facets, byTime));
     chart.dataset.stacked = byTime ? "true" : "false";
   }
 

@@ -119,8 +119,8 @@ export function mount(main, { me }, route) {
       h("td", {}, host),
       h("td", {}, h("code", {}, w.image_ref)),
       h("td", {}, ports),
-      h("td", { class: "nowrap" }, timeEl(w.created_at)),
-      h("td", { class: "nowrap" }, timeEl(w.updated_at)),
+      h("td", { class: "nowrap" }, timeEl(w.created_at, { compact: true })),
+      h("td", { class: "nowrap" }, timeEl(w.updated_at, { compact: true })),
       h("td", { class: "actions" }, actions(w)),
     );
   }

@@ -1,0 +1,115 @@
+"""The workspaces page: create from the form (checked first, the API's field errors beside the fields), delete with a confirmation."""
+
+from __future__ import annotations
+
+from tests.harness import wait
+from tests.web import dashboard
+
+
+async def _fill(page, name: str, *, image_ref: str | None = "debian:12", image: str | None = None, cpus: str = "1", memory: str = "512", disk: str = "5") -> None:
+    await page.get_by_label("Name", exact=True).fill(name)
+    if image is not None:
+        await page.get_by_label("A registered image").check()
+        await page.get_by_label("Registered image", exact=True).fill(image)
+    else:
+        await page.get_by_label("Docker reference", exact=True).fill(image_ref or "")
+    await page.get_by_label("CPUs").fill(cpus)
+    await page.get_by_label("Memory (MiB)").fill(memory)
+    await page.get_by_label("Disk (GiB)").fill(disk)
+
+
+async def test_a_workspace_created_in_the_form_appears_and_can_be_deleted_after_confirming(db, people, start_dashboard, page, http):
+    base = await start_dashboard()
+    await dashboard.sign_in(page, base, people.alice.token, at="#/workspaces")
+    await page.get_by_text("You have no workspaces yet.").wait_for()
+    await _fill(page, "web-dev")
+    await page.get_by_label("Ports").fill("8080, 5353/udp")
+    await page.get_by_label("Environment").fill("EDITOR=vim\nLANG=C.UTF-8")
+    await page.get_by_role("button", name="Create workspace").click()
+    row = page.locator("table.workspaces tbody tr", has_text="web-dev")
+    await row.wait_for()
+    await page.locator(".notice-slot").get_by_text("Workspace web-dev created").wait_for()
+
+    status, listed = await dashboard.api(http, base, people.alice.token, "GET", "/v1/workspaces")
+    assert status == 200
+    [made] = listed["items"]
+    assert (made["name"], made["image_ref"], made["cpus"], made["memory_mb"], made["disk_gb"]) == ("web-dev", "debian:12", 1.0, 512, 5)
+    assert made["env"] == {"EDITOR": "vim", "LANG": "C.UTF-8"}
+    assert made["ports"] == [{"container_port": 8080, "protocol": "tcp"}, {"container_port": 5353, "protocol": "udp"}]
+    # No agent runs here: it waits for a host, and the page says why.
+    assert await row.get_attribute("data-state") == "pending"
+    assert made["state_reason"] in await row.inner_text()
+    await dashboard.screenshot(page, "06-workspaces")
+
+    # Cancelling the confirmation changes nothing.
+    await row.get_by_role("button", name="Delete web-dev").click()
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_text("Delete workspace web-dev?").wait_for()
+    await dialog.get_by_role("button", name="Cancel").click()
+    assert await row.count() == 1
+    await row.get_by_role("button", name="Delete web-dev").click()
+    await dashboard.screenshot(page, "07-workspaces-confirm-delete")
+    await page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    await row.wait_for(state="detached")
+    await page.get_by_text("You have no workspaces yet.").wait_for()
+    status, listed = await dashboard.api(http, base, people.alice.token, "GET", "/v1/workspaces")
+    assert listed["items"] == []
+
+
+async def test_the_form_checks_the_input_before_sending_and_shows_the_apis_field_errors(db, people, start_dashboard, page, http):
+    base = await start_dashboard()
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    await dashboard.sign_in(page, base, people.alice.token, at="#/workspaces")
+    await page.get_by_role("button", name="Create workspace").wait_for()
+
+    # Checked in the browser against the API's contract: nothing is sent.
+    await _fill(page, "Not A Name", cpus="0", memory="8")
+    await page.get_by_role("button", name="Create workspace").click()
+    assert await page.locator("#ws-name-error").inner_text() == "does not have the expected form"
+    assert await page.locator("#ws-cpus-error").inner_text() == "more than 0"
+    assert await page.locator("#ws-memory_mb-error").inner_text() == "at least 16"
+    assert await page.get_by_label("Name", exact=True).get_attribute("aria-invalid") == "true"
+    assert await page.evaluate("document.activeElement.id") == "ws-name"
+    assert posts == []
+
+    # Well-formed, but the API knows no such registered image: its reason appears beside that field.
+    await _fill(page, "data-lab", image="no-such-image")
+    await page.get_by_role("button", name="Create workspace").click()
+    await page.locator("#ws-image-error").get_by_text("no registered image named 'no-such-image'").wait_for()
+    assert await page.locator("#ws-name-error").inner_text() == ""
+    assert len(posts) == 1
+    await dashboard.screenshot(page, "08-workspaces-field-errors")
+
+    # A name already taken (409) is reported beside the name.
+    status, _ = await dashboard.api(
+        http, base, people.alice.token, "POST", "/v1/workspaces", json={"name": "taken", "image_ref": "debian:12", "cpus": 1, "memory_mb": 64, "disk_gb": 1}
+    )
+    assert status == 202
+    await page.get_by_label("A Docker reference").check()
+    await _fill(page, "taken")
+    await page.get_by_role("button", name="Create workspace").click()
+    await page.locator("#ws-name-error").get_by_text("you already have a workspace named 'taken'").wait_for()
+
+
+async def test_an_admin_sees_every_users_workspaces_with_their_owners(db, people, start_dashboard, page, http):
+    base = await start_dashboard()
+    for person, name in ((people.alice, "alice-box"), (people.bob, "bob-box")):
+        status, _ = await dashboard.api(
+            http, base, person.token, "POST", "/v1/workspaces", json={"name": name, "image_ref": "debian:12", "cpus": 1, "memory_mb": 64, "disk_gb": 1}
+        )
+        assert status == 202
+    await dashboard.sign_in(page, base, people.admin.token, at="#/workspaces")
+    rows = page.locator("table.workspaces tbody tr")
+    await wait.eventually(lambda: _count_is(rows, 2), message="both users' workspaces")
+    text = await page.locator("table.workspaces").inner_text()
+    assert "alice-box" in text and "bob-box" in text and "alice" in text and "bob" in text
+    # A user sees only their own.
+    await page.get_by_role("button", name="Sign out").click()
+    await dashboard.sign_in(page, base, people.bob.token, at="#/workspaces")
+    await page.locator("table.workspaces tbody tr", has_text="bob-box").wait_for()
+    assert await page.locator("table.workspaces tbody tr").count() == 1
+
+
+async def _count_is(locator, n: int) -> bool:
+    return await locator.count() == n
