@@ -41,17 +41,44 @@ Handler = typing.Callable[["Call"], typing.Awaitable[typing.Any]]
 UUID_SEGMENT = common.UUID_PATTERN
 
 
-@dataclasses.dataclass
 class Call:
-    """Everything a view gets: the parsed request, who asks, and the session to use."""
+    """Everything a view gets: the parsed request, who asks, and the session to use.
 
-    request: web.Request
-    settings: cp_settings.Settings
-    principal: access.Principal | None
-    session: sa_asyncio.AsyncSession
-    params: dict[str, uuid.UUID]
-    query: typing.Any = None
-    body: typing.Any = None
+    For reads the session is opened on first use, so endpoints that never
+    touch the database (/healthz, /v1/me) do not pay for one.
+    """
+
+    def __init__(
+        self,
+        request: web.Request,
+        settings: cp_settings.Settings,
+        principal: access.Principal | None,
+        session: sa_asyncio.AsyncSession | sa_asyncio.async_sessionmaker,
+        params: dict[str, uuid.UUID],
+        query: typing.Any = None,
+        body: typing.Any = None,
+    ) -> None:
+        self.request = request
+        self.settings = settings
+        self.principal = principal
+        self.params = params
+        self.query = query
+        self.body = body
+        self._session = session if isinstance(session, sa_asyncio.AsyncSession) else None
+        self._sessions = None if isinstance(session, sa_asyncio.AsyncSession) else session
+
+    @property
+    def session(self) -> sa_asyncio.AsyncSession:
+        if self._session is None:
+            assert self._sessions is not None
+            self._session = self._sessions()
+        return self._session
+
+    async def close(self) -> None:
+        """Close a session this call opened itself (a transaction's session belongs to its owner)."""
+        if self._sessions is not None and self._session is not None:
+            await self._session.close()
+            self._session = None
 
     @property
     def user(self) -> access.Principal:
@@ -177,9 +204,9 @@ def handler_for(endpoint: Endpoint) -> typing.Callable[[web.Request], typing.Awa
         if endpoint.write:
             return await _in_transaction(endpoint, request, settings, principal, params, query, body, raw)
         for attempt in range(2):
+            call = Call(request, settings, principal, app[keys.READ_SESSIONS], params, query, body)
             try:
-                async with app[keys.READ_SESSIONS]() as session:
-                    result = await endpoint.handler(Call(request, settings, principal, session, params, query, body))
+                result = await endpoint.handler(call)
                 break
             except sa.exc.DBAPIError as exc:
                 # The read pool does not pre-ping: a connection the server
@@ -187,6 +214,8 @@ def handler_for(endpoint: Endpoint) -> typing.Callable[[web.Request], typing.Awa
                 # the pool, and the read — safe to repeat — runs again.
                 if attempt or not exc.connection_invalidated:
                     raise
+            finally:
+                await call.close()
         return result if endpoint.raw else render(endpoint, result)
 
     handle.endpoint = endpoint  # type: ignore[attr-defined]
