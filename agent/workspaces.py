@@ -105,6 +105,16 @@ class Workspaces:
                     await self.ctx.docker.remove_container(name, force=True)
                 except docker_client.NotFound:
                     pass  # removed meanwhile: the goal is reached
+            # Any other container of this workspace on this host (an older
+            # naming, or one started by hand with our labels) goes too: the
+            # goal is "no container of this workspace here", not "none by this name".
+            extra = await self.ctx.docker.containers(labels=[*spec_mod.owned_filters(self.ctx.host_id), f"{spec_mod.WORKSPACE}={ref.workspace_id}"])
+            for other in extra:
+                try:
+                    await self.ctx.docker.remove_container(other["Id"], force=True)
+                except docker_client.NotFound:
+                    pass
+                info = info or {"Id": other["Id"]}
             self.ctx.marks.mark_stopped(ref.workspace_id, False)
             state = messages.WorkspaceState(
                 workspace_id=ref.workspace_id,
