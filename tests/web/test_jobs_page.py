@@ -116,3 +116,36 @@ async def test_with_no_jobs_the_page_says_so_and_what_creates_them(db, people, s
     await dashboard.sign_in(page, base, people.alice.token)
     await page.locator(".table-slot[data-query='']").wait_for()
     assert "No jobs yet." in await page.locator(".table-slot").inner_text()
+
+
+async def _tab_to(page, selector: str, limit: int = 80) -> None:
+    """Press Tab until the focused element matches ``selector`` (a keyboard user's way there)."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("s => document.activeElement?.matches(s) ?? false", selector):
+            return
+    raise AssertionError(f"{selector} is not reachable with Tab")
+
+
+async def test_the_jobs_page_works_from_the_keyboard_alone(db, people, start_dashboard, page, http):
+    await conftest.load_jobs(db, 300)
+    base = await start_dashboard()
+    await page.goto(base + "/")
+    await page.keyboard.type(people.admin.token)  # the token field has the focus
+    await page.keyboard.press("Enter")
+    await page.locator(".results[data-settled]").wait_for()
+    await _tab_to(page, "#search")
+    await page.keyboard.type("kind:image_build")
+    await page.keyboard.press("Enter")
+    await page.locator(".table-slot[data-query='kind:image_build']").wait_for()
+    await page.locator(".results[data-settled]").wait_for()
+    await _tab_to(page, "button.chip[data-key='status'][data-value='failed']")
+    await page.keyboard.press("Space")
+    await page.locator(".table-slot[data-query='kind:image_build status:failed']").wait_for()
+    await page.locator("button.chip[data-key='status'][data-value='failed'][aria-pressed='true']").wait_for()
+    assert await page.evaluate("document.activeElement.dataset.value") == "failed", "the pressed chip keeps the focus"
+    expected = await dashboard.api_search(http, base, people.admin.token, [("query", "kind:image_build status:failed"), ("limit", "50")])
+    assert await dashboard.table_ids(page) == [j["id"] for j in expected["jobs"]]
+    await _tab_to(page, "table.jobs tbody tr a")
+    await page.keyboard.press("Enter")
+    await page.get_by_role("heading", name=f"Job {expected['jobs'][0]['id']}").wait_for()

@@ -41,6 +41,16 @@ async def test_a_workspace_created_in_the_form_appears_and_can_be_deleted_after_
     assert made["state_reason"] in await row.inner_text()
     await dashboard.screenshot(page, "06-workspaces")
 
+    # Its own view: resources, environment, and a link to its jobs.
+    await row.get_by_role("link", name="web-dev").click()
+    card = page.locator(".detail-slot")
+    await card.get_by_role("heading", name="Workspace web-dev").wait_for()
+    assert "1 CPUs, 512 MiB memory, 5 GiB disk" in await card.inner_text()
+    assert "EDITOR=vim" in await card.inner_text()
+    jobs_link = card.get_by_role("link", name="Jobs of this workspace")
+    assert await jobs_link.get_attribute("href") == f"#/jobs?query=workspace%3A{made['id']}"
+    row = page.locator("table.workspaces tbody tr", has_text="web-dev")
+
     # Cancelling the confirmation changes nothing.
     await row.get_by_role("button", name="Delete web-dev").click()
     dialog = page.get_by_role("dialog")

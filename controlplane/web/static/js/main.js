@@ -30,7 +30,7 @@ export function parseRoute(hash) {
   return { page: "jobs", id: null, params };
 }
 
-async function show() {
+async function show({ focus = false } = {}) {
   const mine = ++generation;
   stop();
   stop = () => {};
@@ -46,6 +46,8 @@ async function show() {
     if (mine !== generation) return;
     clear(main);
     stop = page.mount(main, { me, navigate }, route) ?? (() => {});
+    // After following a link, start reading (and tabbing) at the new page.
+    if (focus) main.focus({ preventScroll: true });
   } catch (err) {
     if (mine !== generation) return;
     clear(main, errorBox(`This page could not be loaded: ${err.message}. Reload to retry.`, () => show()));
@@ -96,5 +98,5 @@ async function resume() {
 
 api.whenUnauthorized((err) => signedOut(`You were signed out: ${err.message}.`));
 document.getElementById("signout").addEventListener("click", () => signedOut("You signed out."));
-window.addEventListener("hashchange", () => me && show());
+window.addEventListener("hashchange", () => me && show({ focus: true }));
 resume();

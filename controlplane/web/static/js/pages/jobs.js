@@ -387,7 +387,12 @@ export function mount(main, { me }, route) {
 
   function renderFacets() {
     const onSearch = (text) => search(text, { push: true });
+    // A chip pressed from the keyboard keeps the focus across the redraw.
+    const focused = filters.contains(document.activeElement) ? document.activeElement : null;
+    const again = focused?.dataset.span ? `button[data-span="${focused.dataset.span}"]`
+      : focused?.dataset.key ? `button[data-key="${focused.dataset.key}"][data-value="${CSS.escape(focused.dataset.value)}"]` : null;
     clear(filters, view.filterPanel({ facets: state.facets, canonical: state.canonical, text: state.text, onSearch }));
+    if (again) (filters.querySelector(again) ?? filters.querySelector("button"))?.focus();
   }
 
   function renderChart(byTime = null) {
