@@ -40,7 +40,8 @@ async def test_a_job_created_through_the_api_appears_without_reload_and_the_scro
     top_after = await reading.evaluate("row => row.getBoundingClientRect().top")
     assert abs(top_after - top_before) <= 1, (top_before, top_after)
     assert await page.evaluate("window.scrollY") > scrolled_before
-    await dashboard.screenshot(page, "04-jobs-live-update")
+    await page.evaluate("window.scrollTo(0, 0)")
+    await dashboard.screenshot(page, "04-jobs-live-update", full_page=False)
 
 
 async def test_a_changed_job_is_redrawn_in_place(db, people, start_dashboard, page, http):
