@@ -178,7 +178,10 @@ def postgres(state: pathlib.Path, ports: dict[str, int]) -> tuple[Child, str]:
             capture_output=True, text=True, user=user,
         )
         if done.returncode != 0:
-            raise EmbeddedError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
+            hint = ""
+            if user is not None and "Permission denied" in done.stderr:
+                hint = f"; PostgreSQL runs as the user {user}, which must be able to reach {data} (every parent directory needs o+x): choose another --state-dir"
+            raise EmbeddedError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}{hint}")
     elif user is not None:
         entry = pwd.getpwnam(user)
         os.chown(home, entry.pw_uid, entry.pw_gid)
