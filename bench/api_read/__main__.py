@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import typing
+import urllib.parse
 import urllib.request
 
 import aiohttp
@@ -127,14 +128,23 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="alternate the two servers this many times; best round counts")
+    parser.add_argument(
+        "--pg-socket-dir", default=None,
+        help="reach PostgreSQL through its Unix socket in this directory (e.g. /var/run/postgresql) instead of TCP",
+    )
     args = parser.parse_args(argv)
     tool = "wrk" if shutil.which("wrk") else "aiohttp client loop (install wrk for a lighter load generator)"
     with database.temporary(args.admin_url) as url:
         token, workspace_id = asyncio.run(seed(url))
         hello_port, api_port = free_port(), free_port()
+        api_url_db = url
+        if args.pg_socket_dir:
+            # Same database, over the Unix socket: postgresql://user@/name?host=/dir
+            parts = urllib.parse.urlsplit(url)
+            api_url_db = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}@", query=f"host={args.pg_socket_dir}"))
         env = {
             **os.environ,
-            "A4C_DATABASE__URL": url,
+            "A4C_DATABASE__URL": api_url_db,
             "A4C_HTTP__PORT": str(api_port),
             "A4C_RATE_LIMIT__ENABLED": "false",
             "A4C_LOGGING__LEVEL": "WARNING",
@@ -164,7 +174,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     hello = max(hello_runs, key=lambda r: r.rps)
     api = max(api_runs, key=lambda r: r.rps)
     ratio = api.rps / hello.rps
-    print(f"load generator: {tool}; {args.connections} connections, {args.rounds} x {args.seconds:.0f} s per server (best round shown)")
+    transport = f"Unix socket {args.pg_socket_dir}" if args.pg_socket_dir else "TCP 127.0.0.1"
+    print(f"load generator: {tool}; {args.connections} connections, {args.rounds} x {args.seconds:.0f} s per server (best round shown); API to PostgreSQL over {transport}")
     print(f"{'server':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'non-2xx':>8}")
     for label, r in (("hello world (bare aiohttp)", hello), ("GET /v1/workspaces/{id}", api)):
         print(f"{label:<36} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.cpu_us:>11.0f} {r.errors:>8}")
