@@ -93,9 +93,11 @@ export function fallbackBanner(page) {
   );
 }
 
-export function summaryText({ total, canonical, shown, backend, fresh }) {
+// exact: false when the API counted only up to a limit (total_exact), so total is a lower bound.
+export function summaryText({ total, exact = true, canonical, shown, backend, fresh }) {
   const by = backend === "elasticsearch" ? "Elasticsearch" : "PostgreSQL";
-  return `${total.toLocaleString()} ${total === 1 ? "job matches" : "jobs match"}` +
+  const count = exact ? total.toLocaleString() : `More than ${total.toLocaleString()}`;
+  return `${count} ${total === 1 && exact ? "job matches" : "jobs match"}` +
     `${canonical ? ` “${canonical}”` : ""}; showing ${shown.toLocaleString()}. Answered by ${by}.` +
     (fresh ? ` ${fresh} new since the search ran.` : "");
 }
@@ -129,7 +131,9 @@ export function filterPanel({ facets, canonical, text, onSearch }) {
       items.length ? h("ul", { class: "chips" }, items) : h("p", { class: "muted" }, "none"),
     );
   });
-  return [timeSection(text, onSearch), ...groups, imageSection(active.image ?? [], chip, text, onSearch)];
+  // The PostgreSQL fallback may count only the newest matches (facets.complete: false).
+  const partial = facets?.complete === false ? h("p", { class: "help" }, "Counts cover the newest matching jobs only.") : null;
+  return [partial, timeSection(text, onSearch), ...groups, imageSection(active.image ?? [], chip, text, onSearch)];
 }
 
 function timeSection(text, onSearch) {
@@ -189,7 +193,10 @@ export function chartParts(facets, byTime) {
   };
   const present = charts.STATUS_ORDER.filter((s) => (facets.status ?? []).some((b) => b.value === s));
   return [
-    h("figcaption", {}, `Jobs created per ${created.interval}`, byTime ? ", by status" : " (loading the split by status…)"),
+    h(
+      "figcaption", {}, `Jobs created per ${created.interval}`, byTime ? ", by status" : " (loading the split by status…)",
+      facets.complete === false ? "; the newest matching jobs only" : "",
+    ),
     charts.histogram(series),
     byTime ? charts.legend(present) : null,
   ];

@@ -130,6 +130,7 @@ export function mount(main, { me }, route) {
     state.order = [];
     state.fresh = 0;
     state.total = page.total;
+    state.exact = page.total_exact !== false;
     add(page.jobs);
     state.cursor = page.next_cursor;
     showBanner(page);
@@ -268,6 +269,7 @@ export function mount(main, { me }, route) {
       });
       if (changed.total !== state.total) {
         state.total = changed.total;
+        state.exact = changed.total_exact !== false;
         const withFacets = await api.get("/v1/jobs/search", params(state.text, { limit: 1 }), { signal });
         if (signal?.aborted || state.stopped) return;
         state.facets = withFacets.facets;
@@ -357,7 +359,7 @@ export function mount(main, { me }, route) {
 
   function renderSummary(page) {
     summary.textContent = view.summaryText({
-      total: state.total ?? page.total, canonical: state.canonical, shown: state.order.length, backend: page.backend, fresh: state.fresh,
+      total: state.total ?? page.total, exact: state.exact, canonical: state.canonical, shown: state.order.length, backend: page.backend, fresh: state.fresh,
     });
   }
 
