@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd
+APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk
 
 .PHONY: up test lint bench deps venv clean
 
@@ -20,7 +20,7 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 bench: deps venv
-	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH)
 
 # System packages the test harness drives for real (dockerd, a busybox root fs
 # for the offline base image, debootstrap for systemd test hosts, chromium for
