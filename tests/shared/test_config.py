@@ -86,5 +86,5 @@ def test_a_daemon_with_a_bad_setting_exits_2_with_one_line_and_no_traceback(tmp_
     proc = subprocess.run([exe, command, "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("config error: logging.level:"), proc.stderr
+    assert len(lines) == 1 and "config error: logging.level:" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
