@@ -142,7 +142,22 @@ class SearchSettings(config.StrictModel):
         default=0.1, description="First delay before bulk items that failed transiently (429/5xx) are sent again; doubles, with full jitter."
     )
     retry_max: Seconds = pydantic.Field(default=30.0, description="Longest delay between bulk retries (also while Elasticsearch is down).")
+    bulk_timeout: Seconds = pydantic.Field(
+        default=60.0, description="Deadline of one bulk or maintenance request (sync, reindex, search check); searches use request_timeout."
+    )
     facet_size: int = pydantic.Field(default=20, gt=0, le=1000, description="Buckets per terms facet (status, kind, host, user).")
+    total_limit: int = pydantic.Field(
+        default=10_000,
+        gt=0,
+        le=1_000_000,
+        description="Totals are exact up to this many matching jobs (Elasticsearch's track_total_hits), then a lower bound.",
+    )
+    fallback_limit: int = pydantic.Field(
+        default=2_000,
+        gt=0,
+        le=1_000_000,
+        description="The PostgreSQL fallback counts, and computes facets over, at most this many of the newest matches: bounded work on the database while Elasticsearch is down.",
+    )
     reindex_batch: int = pydantic.Field(
         default=1000, gt=0, le=50_000, description="Rows per keyset page and bulk request while reindexing (bounds its memory)."
     )

@@ -124,8 +124,20 @@ def _cumulative(weights: tuple[int, ...]) -> list[int]:
     return out
 
 
-def jobs(count: int, *, seed: int = 1, people: list[User] | None = None, span_days: int = 90) -> typing.Iterator[tuple]:
+def jobs(
+    count: int,
+    *,
+    seed: int = 1,
+    people: list[User] | None = None,
+    span_days: int = 90,
+    window: tuple[datetime.datetime, datetime.datetime] | None = None,
+) -> typing.Iterator[tuple]:
     """``count`` job rows as tuples in :data:`COLUMNS` order (for COPY).
+
+    Creation times are random over the ``span_days`` before :data:`BASE`, or,
+    with ``window``, ascending through it, the order a live system inserts
+    jobs in (what the benchmark loads, so the table's physical order follows
+    time as it would in production).
 
     Error texts and log lines are drawn from pools filled once per call (a
     few thousand distinct texts), which keeps a million rows to seconds.
@@ -140,7 +152,9 @@ def jobs(count: int, *, seed: int = 1, people: list[User] | None = None, span_da
     choices, rand, randrange, randint = rng.choices, rng.random, rng.randrange, rng.randint
     second = datetime.timedelta(seconds=1)
     previous: datetime.datetime | None = None
-    for _ in range(count):
+    if window is not None:
+        first, step = window[0], (window[1] - window[0]) / max(count, 1)
+    for i in range(count):
         user = choices(people, cum_weights=user_w)[0]
         host = choices(HOSTS, cum_weights=host_w)[0]
         status = choices(STATUSES, cum_weights=status_w)[0]
@@ -151,6 +165,8 @@ def jobs(count: int, *, seed: int = 1, people: list[User] | None = None, span_da
         # order and cursors must rely on the id as the tie-breaker.
         if previous is not None and rand() < 0.03:
             created = previous
+        elif window is not None:
+            created = first + step * (i + rand())
         else:
             created = BASE - datetime.timedelta(microseconds=randrange(span))
         previous = created

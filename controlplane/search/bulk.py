@@ -19,6 +19,7 @@ import typing
 
 import elasticsearch
 
+from controlplane import settings as cp_settings
 from controlplane.search import client, metrics
 from controlplane.search.domain import backoff, documents
 
@@ -43,14 +44,18 @@ async def write(
     target: str,
     *,
     alias: bool,
-    retry_initial: float,
-    retry_max: float,
+    search: cp_settings.SearchSettings,
     stopping: asyncio.Event | None = None,
 ) -> Report:
-    """Index ``changes`` into ``target`` (an alias when ``alias``: then a missing alias is retried, never auto-created)."""
+    """Index ``changes`` into ``target`` (an alias when ``alias``: then a missing alias is retried, never auto-created).
+
+    Retries back off from ``search.retry_initial`` to ``search.retry_max``; one
+    request may take ``search.bulk_timeout``.
+    """
     report = Report()
     pending = list(changes)
-    delays = backoff.delays(retry_initial, retry_max)
+    delays = backoff.delays(search.retry_initial, search.retry_max)
+    es = es.options(request_timeout=search.bulk_timeout)
     while pending:
         report.attempts += 1
         metrics.BULK_SIZE.observe(len(pending))
@@ -74,7 +79,7 @@ async def write(
                 return report
             half = len(pending) // 2
             for part in (pending[:half], pending[half:]):
-                sub = await write(es, part, target, alias=alias, retry_initial=retry_initial, retry_max=retry_max, stopping=stopping)
+                sub = await write(es, part, target, alias=alias, search=search, stopping=stopping)
                 report.indexed += sub.indexed
                 report.stale += sub.stale
                 report.rejected += sub.rejected

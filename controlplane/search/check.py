@@ -127,6 +127,7 @@ async def check(
 ) -> Report:
     """Compare (and with ``repair`` fix) the table and ``target`` (default: the alias)."""
     target = target or settings.search.index_alias
+    es = es.options(request_timeout=settings.search.bulk_timeout)  # whole-index aggregations, not a dashboard query
     report = Report()
     for round_ in range(rounds):
         if round_:
@@ -248,8 +249,7 @@ async def _apply(
     if not changes:
         return
     written = await bulk.write(
-        es, changes, target, alias=target == settings.search.index_alias,
-        retry_initial=settings.search.retry_initial, retry_max=settings.search.retry_max,
+        es, changes, target, alias=target == settings.search.index_alias, search=settings.search
     )
     report.reindexed += sum(1 for c in written.indexed if not c.deleted or c.doc.get("created_at"))
     report.tombstoned += sum(1 for c in written.indexed if c.deleted and not c.doc.get("created_at"))

@@ -9,7 +9,12 @@ pooled connections:
   ``(created_at, id)``, so filter + sort + cursor is one index range; ``q``
   uses the GIN index on the generated ``search`` column;
 * total and facets in one pass: ``GROUP BY GROUPING SETS`` over status, kind,
-  host, user and the histogram bucket, told apart with ``GROUPING()``.
+  host, user and the histogram bucket, told apart with ``GROUPING()``, over
+  the newest ``Page.total_limit`` + 1 matching jobs (the service passes
+  ``search.fallback_limit``). The work is bounded: this is the path taken
+  while Elasticsearch is down, and it runs on the database everything else
+  depends on. So the total is exact up to the limit, and past it the facets
+  describe the newest matches only (``complete: false``).
 
 Facet keys are compared as text in the "C" collation, the byte order
 Elasticsearch sorts keywords in, so ties between equal counts break alike.
@@ -34,6 +39,12 @@ _SEPARATOR = sa.literal_column(f"'{analysis.PG_SEPARATOR}'")
 _COLUMNS = [getattr(Job, name) for name in results.JOB_FIELDS]
 _FILTER_COLUMNS = {"status": Job.status, "kind": Job.kind, "user": Job.user_name, "image": Job.image_name}
 _BY_ID = {"host": (Job.host_name, Job.host_id), "workspace": (Job.workspace_name, Job.workspace_id)}
+# Statements are prepared and cached per connection; after five runs PostgreSQL
+# may switch to a generic plan that ignores the values, which for skewed
+# columns (a rare status, a busy host, a cap on rows) is the wrong plan.
+# LOCAL: only for this search's transaction, not for whoever uses the
+# pooled connection next.
+_CUSTOM_PLANS = sa.text("SET LOCAL plan_cache_mode = force_custom_plan")
 # GROUPING(status, kind, host, user, bucket): a bit is set for each column not grouped in that row.
 _SETS = {0b01111: "status", 0b10111: "kind", 0b11011: "host", 0b11101: "user", 0b11110: "created"}
 
@@ -103,19 +114,32 @@ def page_statement(q: query_mod.Query, owner: str | None, page: results.Page) ->
     return sa.select(*_COLUMNS).where(*conditions).order_by(*_order(q.sort)).limit(page.limit + 1)
 
 
-def facets_statement(q: query_mod.Query, owner: str | None, interval: str) -> sa.Select:
-    status, kind = sa.cast(Job.status, sa.Text), sa.cast(Job.kind, sa.Text)
-    bucket = sa.func.date_trunc(interval, Job.created_at, "UTC")
-    keys = (status, kind, Job.host_name, Job.user_name, bucket)
-    return (
-        sa.select(*keys, sa.func.grouping(*keys).label("g"), sa.func.count().label("n"))
+def facets_statement(q: query_mod.Query, owner: str | None, interval: str, cap: int) -> sa.Select:
+    """Total (up to ``cap + 1``) and facets over the newest ``cap`` matching jobs, in one statement."""
+    newest = (
+        sa.select(
+            Job.status, Job.kind, Job.host_name, Job.user_name, Job.created_at,
+            sa.func.row_number().over(order_by=(Job.created_at.desc(), Job.id.desc())).label("rn"),
+        )
         .where(*where(q, owner))
-        .group_by(sa.func.grouping_sets(*(sa.tuple_(k) for k in keys)))
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(cap + 1)
+        .subquery("newest")
     )
+    m = newest.c
+    keys = (sa.cast(m.status, sa.Text), sa.cast(m.kind, sa.Text), m.host_name, m.user_name, sa.func.date_trunc(interval, m.created_at, "UTC"))
+    return sa.select(
+        *keys,
+        sa.func.grouping(*keys).label("g"),
+        sa.func.count().filter(m.rn <= cap).label("n"),
+        sa.func.count().label("seen"),
+    ).group_by(sa.func.grouping_sets(*(sa.tuple_(k) for k in keys)))
 
 
-def count_statement(q: query_mod.Query, owner: str | None) -> sa.Select:
-    return sa.select(sa.func.count()).select_from(Job).where(*where(q, owner))
+def count_statement(q: query_mod.Query, owner: str | None, cap: int) -> sa.Select:
+    """Matches, counted up to ``cap + 1`` (more than that is only "at least ``cap``")."""
+    found = sa.select(sa.literal(1)).select_from(Job).where(*where(q, owner)).limit(cap + 1).subquery()
+    return sa.select(sa.func.count()).select_from(found)
 
 
 async def search(
@@ -123,26 +147,35 @@ async def search(
 ) -> results.SearchResult:
     async def rows() -> list[typing.Mapping[str, typing.Any]]:
         async with engine.connect() as conn:
+            await conn.execute(_CUSTOM_PLANS)
             return list((await conn.execute(page_statement(q, owner, page))).mappings())
+
+    cap = page.total_limit
 
     async def summary() -> tuple[int, results.Facets | None]:
         async with engine.connect() as conn:
+            await conn.execute(_CUSTOM_PLANS)
             if not page.facets:
-                return int((await conn.execute(count_statement(q, owner))).scalar_one()), None
-            grouped = list(await conn.execute(facets_statement(q, owner, page.interval)))
+                return int((await conn.execute(count_statement(q, owner, cap))).scalar_one()), None
+            grouped = list(await conn.execute(facets_statement(q, owner, page.interval, cap)))
         counts: dict[str, list[tuple[typing.Any, int]]] = {name: [] for name in _SETS.values()}
-        for status, kind, host, user, bucket, g, n in grouped:
+        seen = 0
+        for status, kind, host, user, bucket, g, n, all_rows in grouped:
             name = _SETS[g]
             counts[name].append(({"status": status, "kind": kind, "host": host, "user": user, "created": bucket}[name], int(n)))
-        total = sum(n for _, n in counts["status"])
+            if name == "status":
+                seen += int(all_rows)
         terms = {name: results.top(counts[name], facet_size) for name in results.TERM_FACETS}
-        created = sorted((results.TimeBucket(results.parse_time(b), n) for b, n in counts["created"] if b is not None), key=lambda b: b.start)
-        return total, results.Facets(interval=page.interval, created=created, **terms)
+        created = sorted(
+            (results.TimeBucket(results.parse_time(b), n) for b, n in counts["created"] if b is not None and n > 0), key=lambda b: b.start
+        )
+        return seen, results.Facets(interval=page.interval, created=created, complete=seen <= cap, **terms)
 
-    found, (total, facets) = await asyncio.gather(rows(), summary())
+    found, (seen, facets) = await asyncio.gather(rows(), summary())
     return results.SearchResult(
         jobs=[results.job(r) for r in found[: page.limit]],
-        total=total,
+        total=min(seen, cap),
+        total_exact=seen <= cap,
         facets=facets,
         next_cursor=results.next_cursor(found, page.limit, q.sort),
         backend=results.BACKEND_PG,

@@ -229,7 +229,7 @@ class _Writer:
 
     async def write(self, changes: list[documents.Change]) -> None:
         report = await bulk.write(
-            self.es, changes, self.name, alias=False, retry_initial=self.search.retry_initial, retry_max=self.search.retry_max
+            self.es, changes, self.name, alias=False, search=self.search
         )
         for change, why in report.rejected:
             # A row Elasticsearch refuses cannot be fixed by retrying; the

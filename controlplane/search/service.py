@@ -93,6 +93,7 @@ async def search(
             after=results.decode_after(cursor, q.sort),
             facets=facets,
             interval=results.interval_for(q, now, interval),
+            total_limit=backends.settings.total_limit,
         )
     except query_mod.QueryError as exc:
         raise errors.Invalid.field(exc.param or "q", exc.message.removeprefix(f"{exc.param}: ")) from None
@@ -118,8 +119,9 @@ async def search(
                 return _answered(result, backends, started)
         degraded = True
     engine = random.choice(backends.engines)
+    bounded = dataclasses.replace(page, total_limit=min(search_settings.total_limit, search_settings.fallback_limit))
     try:
-        result = await postgres.search(engine, q, owner, page, facet_size=search_settings.facet_size)
+        result = await postgres.search(engine, q, owner, bounded, facet_size=search_settings.facet_size)
     except (sa.exc.DBAPIError, OSError) as exc:
         raise errors.Unavailable("search is unavailable: neither Elasticsearch nor PostgreSQL answered") from exc
     return _answered(dataclasses.replace(result, degraded=degraded), backends, started)

@@ -212,8 +212,7 @@ async def _process(
         documents.newest(changes),
         search.index_alias,
         alias=True,
-        retry_initial=search.retry_initial,
-        retry_max=search.retry_max,
+        search=search,
         stopping=stopping,
     )
     now = datetime.datetime.now(datetime.timezone.utc)

@@ -76,11 +76,17 @@ class Facets(common.Out):
     host: list[Bucket]
     user: list[Bucket]
     created: Histogram
+    complete: bool = pydantic.Field(
+        description="False when the PostgreSQL fallback counted only the newest search.fallback_limit matches (Elasticsearch counts all)."
+    )
 
 
 class SearchPage(common.Out):
     jobs: list[JobHit]
-    total: int = pydantic.Field(description="Jobs matching the query (all pages).")
+    total: int = pydantic.Field(
+        description="Jobs matching the query (all pages), counted up to search.total_limit (search.fallback_limit on PostgreSQL)."
+    )
+    total_exact: bool = pydantic.Field(description="False when more jobs match than were counted: total is then a lower bound.")
     facets: Facets | None = pydantic.Field(description="Counts over all matching jobs, highest first; null with facets=false.")
     next_cursor: str | None = pydantic.Field(description="Pass as ?cursor= for the next page; null on the last page.")
     backend: typing.Literal["elasticsearch", "postgresql"] = pydantic.Field(description="Which store answered.")

@@ -12,7 +12,9 @@ Semantics shared with the PostgreSQL backend (``controlplane/search/postgres.py`
   without the field (unfinished, for ``finished_at``) come last either way;
 * ``search_after`` carries the last row's (value, id); a missing value is the
   sentinel Elasticsearch itself reports for "missing, sorted last";
-* hits, total and facets describe the whole query; the cursor moves the hits only.
+* hits, total and facets describe the whole query; the cursor moves the hits only;
+* the total is exact up to ``Page.total_limit`` (``track_total_hits``), then a
+  lower bound; Elasticsearch's facets always cover every match.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def body(q: query_mod.Query, owner: str | None, page: results.Page, *, facet_siz
         "query": where(q, owner),
         "sort": [{q.sort.field: {"order": order, "missing": "_last"}}, {"id": {"order": order}}],
         "size": page.limit + 1,
-        "track_total_hits": True,
+        "track_total_hits": page.total_limit,
         "_source": {"excludes": ["log_tail"]},
     }
     if page.after is not None:
@@ -115,7 +117,8 @@ def result(response: typing.Mapping[str, typing.Any], q: query_mod.Query, page: 
         facets = results.Facets(interval=page.interval, created=created, **terms)
     return results.SearchResult(
         jobs=[results.job(h) for h in hits[: page.limit]],
-        total=int(response["hits"]["total"]["value"]),
+        total=min(int(response["hits"]["total"]["value"]), page.total_limit),
+        total_exact=response["hits"]["total"]["relation"] == "eq" and int(response["hits"]["total"]["value"]) <= page.total_limit,
         facets=facets,
         next_cursor=results.next_cursor(hits, page.limit, q.sort),
         backend=results.BACKEND_ES,

@@ -54,12 +54,16 @@ class Facets:
     user: list[Bucket]
     interval: str
     created: list[TimeBucket]
+    complete: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchResult:
+    """``total`` counts matches up to the total limit; beyond it ``total_exact`` is false (as ES's track_total_hits)."""
+
     jobs: list[dict[str, typing.Any]]
     total: int
+    total_exact: bool
     facets: Facets | None
     next_cursor: str | None
     backend: str
@@ -75,9 +79,11 @@ class SearchResult:
                 "interval": self.facets.interval,
                 "buckets": [{"start": show_time(b.start), "count": b.count} for b in self.facets.created],
             }
+            facets["complete"] = self.facets.complete
         return {
             "jobs": self.jobs,
             "total": self.total,
+            "total_exact": self.total_exact,
             "facets": facets,
             "next_cursor": self.next_cursor,
             "backend": self.backend,
@@ -87,12 +93,18 @@ class SearchResult:
 
 @dataclasses.dataclass(frozen=True)
 class Page:
-    """How much to return, and where to continue from: (sort value, job id) of the last row seen."""
+    """How much to return, and where to continue from: (sort value, job id) of the last row seen.
+
+    ``total_limit`` bounds the counting work: totals are exact up to it (both
+    backends); PostgreSQL also computes facets over at most that many of the
+    newest matching jobs (``Facets.complete`` is false when it had to stop).
+    """
 
     limit: int
     after: tuple[datetime.datetime | None, str] | None = None
     facets: bool = True
     interval: str = "day"
+    total_limit: int = 10_000
 
 
 def parse_time(value: typing.Any) -> datetime.datetime | None:

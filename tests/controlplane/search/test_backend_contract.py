@@ -142,7 +142,7 @@ async def test_both_backends_return_the_same_jobs_in_the_same_order_with_the_sam
     es_ids, es_first, _ = await _all_pages(on_es, q, owner, interval)
     pg_ids, pg_first, _ = await _all_pages(on_pg, q, owner, interval)
     assert es_ids == pg_ids
-    assert len(set(es_ids)) == len(es_ids) == es_first.total
+    assert len(set(es_ids)) == len(es_ids) == es_first.total and es_first.total_exact
     assert es_first.facets == pg_first.facets
     assert es_first.jobs == pg_first.jobs, "the job fields render identically too"
 
@@ -159,3 +159,17 @@ async def test_the_contract_queries_are_not_trivially_empty(loaded):
     full_text = [t for t in QUERIES if t and ":" not in t and ">" not in t and "<" not in t]
     assert len(full_text) >= 12
     assert len({totals[t] for t in QUERIES}) > 20, "queries that all return the same count prove little"
+
+
+@pytest.mark.parametrize("text", ["", "status:failed", "step"])
+async def test_past_the_total_limit_both_backends_report_the_limit_as_a_lower_bound(loaded, text):
+    settings, engine, es, people = loaded
+    q = query_mod.parse(text, now=NOW)
+    page = results.Page(limit=5, facets=True, interval="week", total_limit=20)
+    on_es = await elastic.search(es, settings.search.index_alias, q, None, page, facet_size=FACETS)
+    on_pg = await postgres.search(engine, q, None, page, facet_size=FACETS)
+    assert (on_es.total, on_es.total_exact) == (on_pg.total, on_pg.total_exact) == (20, False)
+    assert [j["id"] for j in on_es.jobs] == [j["id"] for j in on_pg.jobs]
+    assert on_es.facets.complete and not on_pg.facets.complete
+    assert sum(b.count for b in on_pg.facets.status) == 20, "PostgreSQL's facets describe the newest 20 matches"
+    assert sum(b.count for b in on_es.facets.status) > 20, "Elasticsearch's describe every match"

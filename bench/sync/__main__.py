@@ -1,0 +1,233 @@
+"""``python -m bench.sync``: PostgreSQL -> outbox -> Kafka -> Elasticsearch, against a raw bulk of the same documents.
+
+One run, one machine, the same Elasticsearch-API server for both:
+
+1. **raw**: the job documents, straight into a fresh index with
+   ``elasticsearch.helpers.async_bulk`` (chunks of ``search.bulk_size``): the
+   ceiling for this server;
+2. **pipeline**: the same jobs COPYed into PostgreSQL (the trigger writes
+   their outbox rows), then every one of them updated in 1,000-row
+   transactions; the outbox relay and the sync consumer (product code, in
+   this process) carry them to the alias. Throughput counts from the first
+   write to the last document visible to a search;
+3. **latency**: single-row updates at a steady rate; for each, commit ->
+   visible to a search (polled every 5 ms), against the target of
+   ``search.refresh_interval`` + 250 ms at p99.
+
+Targets: pipeline throughput >= 80 % of raw; latency p99 within the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import typing
+
+import asyncpg
+from elasticsearch import helpers
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from bench.search import jobgen, servers
+from controlplane import relay
+from controlplane import settings as cp_settings
+from controlplane.db import engine as db_engine
+from controlplane.search import client, index, sync
+from controlplane.search.domain import documents
+from shared import kafka
+
+TARGET_RATIO = 0.8
+LATENCY_SLACK = 0.25  # seconds on top of the refresh interval
+
+
+def _as_json(row: tuple) -> dict[str, typing.Any]:
+    """A generated row as the trigger's to_jsonb would render it."""
+    out = {}
+    for name, value in zip(jobgen.COLUMNS, row):
+        if hasattr(value, "isoformat"):
+            value = value.isoformat()
+        elif value is not None and name in ("id", "user_id"):
+            value = str(value)
+        out[name] = value
+    return out
+
+
+async def raw_bulk(es, settings: cp_settings.Settings, rows: list[tuple]) -> float:
+    """docs/s of helpers.async_bulk into a fresh index made from the same template."""
+    name = f"{settings.search.index_alias}-raw"
+    await index.put_template(es, settings.search)
+    await index.create(es, name)
+    changes = [documents.from_row(_as_json(r)) for r in rows]
+
+    def actions() -> typing.Iterator[dict[str, typing.Any]]:
+        for c in changes:
+            yield {"_index": name, "_id": c.id, "version": c.version, "version_type": "external", "_source": c.doc}
+
+    began = time.perf_counter()
+    ok, errors = await helpers.async_bulk(
+        es.options(request_timeout=settings.search.bulk_timeout), actions(), chunk_size=settings.search.bulk_size, raise_on_error=False
+    )
+    took = time.perf_counter() - began
+    if errors:
+        raise SystemExit(f"raw bulk had {len(errors)} errors: {errors[:1]}")
+    await index.delete(es, name)
+    return ok / took
+
+
+async def _until(check: typing.Callable[[], typing.Awaitable[bool]], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not done within {timeout:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes: int, rate: float) -> dict[str, typing.Any]:
+    alias = settings.search.index_alias
+    engine = db_engine.create(settings.database)
+    producer = kafka.producer(settings.kafka, client_id="bench-relay")
+    await kafka.ensure_topics(settings.kafka, [f"{settings.kafka.topic_prefix}.job-sync"])
+    await producer.start()
+    stopping = asyncio.Event()
+    stats = sync.Stats()
+    tasks = [
+        asyncio.create_task(relay.run(engine, producer, settings, listen_url=settings.database.url, stopping=stopping)),
+        asyncio.create_task(sync.run(settings, stopping, es=es, stats=stats)),
+    ]
+    conn = await asyncpg.connect(settings.database.url)
+    try:
+        # Warm up: the consumer has joined its group once one job went through.
+        warm = list(jobgen.jobs(1, seed=4242))
+        await conn.copy_records_to_table("jobs", records=warm, columns=list(jobgen.COLUMNS))
+        await _until(lambda: _count(es, alias, None), "the first job", 120)
+
+        n = len(rows)
+        began = time.perf_counter()
+        await conn.copy_records_to_table("jobs", records=rows, columns=list(jobgen.COLUMNS))
+        await _until(lambda: _count(es, alias, n + 1), f"{n} inserted jobs visible", 3600)
+        inserted = n / (time.perf_counter() - began)
+
+        ids = [r[0] for r in rows]
+        began = time.perf_counter()
+        for start in range(0, n, 1000):
+            await conn.execute("UPDATE jobs SET attempts = 6 WHERE id = ANY($1::uuid[])", ids[start : start + 1000])
+        await _until(lambda: _count(es, alias, n, attempts=6), f"{n} updates visible", 3600)
+        updated = n / (time.perf_counter() - began)
+
+        latencies = await _probe(settings.database.url, es, alias, ids, probes, rate)
+        return {"insert_docs_per_s": inserted, "update_docs_per_s": updated, "latencies_s": latencies, "consumer": stats.__dict__}
+    finally:
+        stopping.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
+        await conn.close()
+        await engine.dispose()
+
+
+async def _count(es, alias: str, expected: int | None, attempts: int | None = None) -> bool:
+    query: dict[str, typing.Any] = {"bool": {"must_not": [{"term": {"deleted": True}}]}}
+    if attempts is not None:
+        query["bool"]["filter"] = [{"term": {"attempts": attempts}}]
+    try:
+        found = (await es.count(index=alias, query=query))["count"]
+    except Exception:  # noqa: BLE001 - the alias may not exist yet during warm-up
+        return False
+    return found >= 1 if expected is None else found >= expected
+
+
+async def _probe(url: str, es, alias: str, ids: list, count: int, rate: float) -> list[float]:
+    """Commit -> searchable, for ``count`` single-row updates started at ``rate`` per second."""
+    latencies: list[float] = []
+    pool = await asyncpg.create_pool(url, min_size=2, max_size=8)
+
+    async def one(job_id, value: int) -> None:
+        async with pool.acquire() as conn:
+            version = await conn.fetchval("UPDATE jobs SET attempts = $2 WHERE id = $1 RETURNING version", job_id, value)
+        committed = time.perf_counter()
+        query = {"bool": {"filter": [{"term": {"id": str(job_id)}}, {"range": {"version": {"gte": version}}}]}}
+        while (await es.count(index=alias, query=query))["count"] == 0:
+            await asyncio.sleep(0.005)
+        latencies.append(time.perf_counter() - committed)
+
+    try:
+        pending = []
+        for i in range(count):
+            # A different job each time: two probes of one job would wait on each other's row lock.
+            pending.append(asyncio.create_task(one(ids[i % len(ids)], 4 + i % 2)))
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*pending)
+    finally:
+        await pool.close()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.sync", description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs inserted and then updated through the pipeline")
+    parser.add_argument("--probes", type=int, default=200, help="single-row updates timed commit -> searchable")
+    parser.add_argument("--rate", type=float, default=20.0, help="probe updates per second")
+    parser.add_argument("--admin-url", default=servers.ADMIN_URL)
+    parser.add_argument("--elasticsearch-url", default=None)
+    parser.add_argument("--bootstrap", default=None, help="Kafka host:port (default: a tansu broker started here)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    rows = list(jobgen.jobs(args.jobs, seed=77))
+    with servers.database(args.admin_url) as url, servers.elasticsearch(args.elasticsearch_url) as es_url, servers.kafka(args.bootstrap) as bootstrap:
+        settings = cp_settings.load(
+            environ={},
+            **{
+                "database.url": url, "kafka.bootstrap_servers": [bootstrap], "kafka.topic_prefix": "bench",
+                "search.elasticsearch_url": es_url, "search.index_alias": "bench-sync", "search.bulk_timeout": 300.0,
+            },
+        )
+
+        async def run() -> dict[str, typing.Any]:
+            conn = await asyncpg.connect(url)
+            await conn.executemany(
+                "INSERT INTO users (id, name, role) VALUES ($1, $2, 'user') ON CONFLICT DO NOTHING", [(u.id, u.name) for u in jobgen.users()]
+            )
+            await conn.close()
+            es = client.create(settings.search)
+            try:
+                raw = await raw_bulk(es, settings, rows)
+                result = await pipeline(settings, es, rows, args.probes, args.rate)
+            finally:
+                await es.close()
+            return {"raw_docs_per_s": raw, **result}
+
+        result = asyncio.run(run())
+    latencies = sorted(result.pop("latencies_s"))
+    target = settings.search.refresh_interval + LATENCY_SLACK
+    summary = {
+        "jobs": args.jobs,
+        "raw_bulk_docs_per_s": round(result["raw_docs_per_s"]),
+        "pipeline_insert_docs_per_s": round(result["insert_docs_per_s"]),
+        "pipeline_update_docs_per_s": round(result["update_docs_per_s"]),
+        "update_ratio_to_raw": round(result["update_docs_per_s"] / result["raw_docs_per_s"], 2),
+        "insert_ratio_to_raw": round(result["insert_docs_per_s"] / result["raw_docs_per_s"], 2),
+        "latency_p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "latency_p95_ms": round(servers.percentile(latencies, 95) * 1000, 1),
+        "latency_p99_ms": round(servers.percentile(latencies, 99) * 1000, 1),
+        "latency_target_ms": round(target * 1000),
+        "consumer": result["consumer"],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    ratio_ok = "met" if summary["update_ratio_to_raw"] >= TARGET_RATIO else "MISSED"
+    latency_ok = "met" if summary["latency_p99_ms"] <= summary["latency_target_ms"] else "MISSED"
+    print(f"raw helpers.async_bulk : {summary['raw_bulk_docs_per_s']:>8,} docs/s ({args.jobs:,} documents)")
+    print(f"pipeline, inserts      : {summary['pipeline_insert_docs_per_s']:>8,} docs/s ({summary['insert_ratio_to_raw']:.0%} of raw)")
+    print(f"pipeline, updates      : {summary['pipeline_update_docs_per_s']:>8,} docs/s ({summary['update_ratio_to_raw']:.0%} of raw; target >= 80 %: {ratio_ok})")
+    print(
+        f"commit -> searchable   : p50 {summary['latency_p50_ms']} ms, p95 {summary['latency_p95_ms']} ms, p99 {summary['latency_p99_ms']} ms "
+        f"(target p99 <= {summary['latency_target_ms']} ms: {latency_ok}; {len(latencies)} probes)"
+    )
+    print(f"consumer               : {summary['consumer']}")
+
+
+if __name__ == "__main__":
+    main()
