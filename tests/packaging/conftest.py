@@ -1,0 +1,39 @@
+"""Fixtures for packaging tests: the systemd host image, the agent's wheel and its dependencies."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import pytest
+
+from tests.harness import fixtures_run
+from tests.packaging import systemd_image
+from tests.packaging import wheels
+
+
+@pytest.fixture(scope="session")
+def systemd_host_image(request: pytest.FixtureRequest, docker_client) -> str:
+    """Tag of the Debian + systemd image in the harness's daemon (debootstrap cached per machine)."""
+    began = time.monotonic()
+    tag = systemd_image.build(docker_client, log=lambda line: fixtures_run.report(request.config, line))
+    fixtures_run.report(request.config, f"systemd host image {tag} ready in {time.monotonic() - began:.1f} s")
+    return tag
+
+
+@pytest.fixture(scope="session")
+def agent_wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """``a4c-<version>-py3-none-any.whl`` built from this checkout (``pip wheel --no-deps``)."""
+    began = time.monotonic()
+    wheel = wheels.build_agent_wheel(tmp_path_factory.mktemp("dist"))
+    fixtures_run.report(request.config, f"built {wheel.name} in {time.monotonic() - began:.1f} s")
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def agent_wheelhouse(request: pytest.FixtureRequest, agent_wheel: pathlib.Path) -> pathlib.Path:
+    """Wheels of the agent's dependencies at this virtualenv's versions (cached per machine)."""
+    began = time.monotonic()
+    house = wheels.wheelhouse(agent_wheel)
+    fixtures_run.report(request.config, f"agent dependency wheelhouse {house} ready in {time.monotonic() - began:.1f} s")
+    return house

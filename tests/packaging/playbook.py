@@ -1,0 +1,89 @@
+"""Running ``ansible-playbook`` from this virtualenv against test servers, and reading its recap."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import typing
+
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+ANSIBLE_DIR = REPO / "ansible"
+BIN = pathlib.Path(sys.executable).parent
+
+_RECAP = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", re.M)
+
+
+@dataclasses.dataclass
+class Result:
+    argv: list[str]
+    returncode: int
+    output: str
+
+    @property
+    def recap(self) -> dict[str, dict[str, int]]:
+        """Per host: ok, changed, unreachable, failed, skipped, rescued, ignored (the PLAY RECAP)."""
+        text = self.output.rpartition("PLAY RECAP")[2]
+        return {host: {k: int(v) for k, v in (pair.split("=") for pair in counts.split())} for host, counts in _RECAP.findall(text)}
+
+    def changed_tasks(self) -> list[str]:
+        """'TASK [...]' headers followed by a 'changed:' line: what a supposedly idempotent run changed."""
+        out, task = [], ""
+        for line in self.output.splitlines():
+            if line.startswith(("TASK [", "RUNNING HANDLER [")):
+                task = line.rstrip("* ")
+            elif line.startswith("changed:"):
+                out.append(f"{task} {line}")
+        return out
+
+    def __str__(self) -> str:
+        return f"$ {' '.join(self.argv)}\n(exit {self.returncode})\n{self.output[-12000:]}"
+
+
+def environment(home: pathlib.Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
+        "ANSIBLE_HOME": str(home),
+        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        # Test servers get fresh host keys on every run.
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    })
+    return env
+
+
+def write_inventory(directory: pathlib.Path, hosts: dict[str, dict[str, typing.Any]], group_vars: dict[str, typing.Any]) -> pathlib.Path:
+    """``hosts.yml`` with the group ``a4c_agents``; group vars in group_vars/a4c_agents/main.yml."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "hosts.yml").write_text(yaml.safe_dump({"a4c_agents": {"hosts": hosts}}, sort_keys=True))
+    vars_dir = directory / "group_vars" / "a4c_agents"
+    vars_dir.mkdir(parents=True, exist_ok=True)
+    (vars_dir / "main.yml").write_text(yaml.safe_dump(group_vars, sort_keys=True))
+    return directory
+
+
+def vault_variable(home: pathlib.Path, password_file: pathlib.Path, name: str, secret: str, target: pathlib.Path) -> None:
+    """Write ``name: <secret>`` encrypted with ansible-vault into ``target`` (a vars file)."""
+    done = subprocess.run(
+        [str(BIN / "ansible-vault"), "encrypt_string", "--vault-password-file", str(password_file), "--name", name, secret],
+        capture_output=True, text=True, env=environment(home), timeout=60,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"ansible-vault encrypt_string failed:\n{done.stderr}")
+    target.write_text(done.stdout)
+
+
+def run(home: pathlib.Path, inventory: pathlib.Path, *args: str, timeout: float = 600) -> Result:
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ANSIBLE_DIR / "site.yml"), *args]
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(argv, capture_output=True, text=True, env=environment(home), cwd=ANSIBLE_DIR, timeout=timeout)
+    return Result(argv, done.returncode, done.stdout + done.stderr)

@@ -1,0 +1,124 @@
+"""The a4c_agent role: documented settings, one unit file, and a config the agent accepts."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from agent import settings as agent_settings
+from shared import config as shared_config
+from tests.packaging import playbook, units
+
+ROLE = playbook.ANSIBLE_DIR / "roles" / "a4c_agent"
+
+
+def _yaml(path: pathlib.Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def _defaults() -> dict:
+    return _yaml(ROLE / "defaults" / "main.yml")
+
+
+def _specs() -> dict:
+    return _yaml(ROLE / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
+def test_every_default_is_documented_in_the_argument_specs_with_the_same_default() -> None:
+    defaults, specs = _defaults(), _specs()
+    assert sorted(specs) == sorted(defaults), "argument_specs.yml and defaults/main.yml list different variables"
+    for name, spec in specs.items():
+        assert spec.get("description"), f"{name} has no description"
+        if spec.get("required"):
+            assert defaults[name] in ("", None), f"{name} is required but has a default"
+        else:
+            assert spec.get("default") == defaults[name], f"{name}: argument_specs says {spec.get('default')!r}, defaults say {defaults[name]!r}"
+    assert all(name.startswith("a4c_agent_") for name in defaults)
+
+
+def test_every_setting_the_role_uses_is_a_documented_default() -> None:
+    used = set()
+    for path in ROLE.rglob("*"):
+        if path.is_file() and path.suffix in (".yml", ".j2") and "meta" not in path.parts:
+            used |= set(re.findall(r"(?<![_\w])a4c_agent_[a-z0-9_]+", path.read_text()))
+    tags = {"a4c_agent_install", "a4c_agent_configure", "a4c_agent_run"}
+    assert used - tags - set(_defaults()) == set()
+
+
+def test_the_role_installs_the_packaging_unit_and_uses_its_paths() -> None:
+    assert (ROLE / "files" / "a4c-agent.service").resolve() == (units.UNITS_DIR / "a4c-agent.service").resolve()
+    fixed = _yaml(ROLE / "vars" / "main.yml")
+    service = units.parse((units.UNITS_DIR / "a4c-agent.service").read_text())["Service"]
+    assert service["ExecStart"] == [f"{fixed['_a4c_agent_install_dir']}/bin/a4c-agent run --config {fixed['_a4c_agent_config_file']}"]
+    assert service["User"] == [fixed["_a4c_agent_user"]]
+    assert service["ReadWritePaths"] == [fixed["_a4c_agent_state_dir"]]
+
+
+@pytest.fixture(scope="module")
+def render(tmp_path_factory: pytest.TempPathFactory):
+    """Render the role's config template with ansible-core, as the role does, for given variables."""
+    home = tmp_path_factory.mktemp("ansible-home")
+    count = iter(range(1000))
+
+    def run(variables: dict, *, vars_files: tuple[pathlib.Path, ...] = (), vault_password: pathlib.Path | None = None) -> pathlib.Path:
+        n = next(count)
+        out, extra = home / f"agent-{n}.yaml", home / f"vars-{n}.yml"
+        extra.write_text(yaml.safe_dump(variables))
+        argv = [str(playbook.BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}"]
+        if vault_password is not None:
+            argv += ["--vault-password-file", str(vault_password)]
+        argv += ["-m", "ansible.builtin.template", "-a", f"src={ROLE / 'templates' / 'agent.yaml.j2'} dest={out} mode=0600"]
+        for path in (ROLE / "defaults" / "main.yml", ROLE / "vars" / "main.yml", extra, *vars_files):
+            argv += ["-e", f"@{path}"]
+        done = subprocess.run(argv, capture_output=True, text=True, env=playbook.environment(home), timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return out
+
+    return run
+
+
+def test_the_rendered_config_is_one_the_agent_accepts_with_every_setting_in_place(render) -> None:
+    path = render({
+        "a4c_agent_package": "a4c[agent]==0.1.0",
+        "a4c_agent_enrolment_token": "t0ken",
+        "a4c_agent_control_plane_url": "https://a4c.example.com",
+        "a4c_agent_kafka_bootstrap_servers": ["k1:9092", "k2:9092"],
+        "a4c_agent_labels": {"rack": "r2"},
+        "a4c_agent_cleanup_high_watermark": 90,
+        "a4c_agent_cleanup_low_watermark": 60,
+        "a4c_agent_metrics_port": 9555,
+        "a4c_agent_config_extra": {"reporting": {"heartbeat_interval": 5.0}, "cleanup": {"dry_run": True}},
+    })
+    settings = agent_settings.load(path, environ={})
+    assert settings.agent.enrolment_token == "t0ken"
+    assert settings.agent.control_plane_url == "https://a4c.example.com"
+    assert settings.agent.host_name is None, "empty a4c_agent_host_name leaves the machine's name"
+    assert settings.agent.labels == {"rack": "r2"}
+    assert settings.kafka.bootstrap_servers == ["k1:9092", "k2:9092"]
+    assert (settings.cleanup.high_watermark, settings.cleanup.low_watermark, settings.cleanup.dry_run) == (90.0, 60.0, True)
+    assert settings.reporting.heartbeat_interval == 5.0
+    assert settings.daemon.metrics_port == 9555 and settings.daemon.metrics_host == "127.0.0.1"
+    assert settings.docker.base_url == "unix:///var/run/docker.sock"
+
+
+def test_a_config_key_the_agent_does_not_know_is_refused_by_name(render) -> None:
+    """a4c_agent_config_extra is passed through as is; the agent names a misspelt key instead of ignoring it."""
+    path = render({"a4c_agent_package": "a4c[agent]==0.1.0", "a4c_agent_config_extra": {"reporting": {"heartbeat_intervall": 5.0}}})
+    with pytest.raises(shared_config.ConfigError, match="heartbeat_intervall"):
+        agent_settings.load(path, environ={})
+
+
+def test_a_vaulted_token_lands_in_the_config_as_plain_text(render, tmp_path: pathlib.Path) -> None:
+    """Ansible's to_nice_yaml writes vaulted values as `!vault` tags, which the agent could not read."""
+    password = tmp_path / "pw"
+    password.write_text("pw\n")
+    vaulted = tmp_path / "vault.yml"
+    playbook.vault_variable(tmp_path / "home", password, "a4c_agent_enrolment_token", "s3cret", vaulted)
+    path = render({"a4c_agent_package": "a4c[agent]==0.1.0"}, vars_files=(vaulted,), vault_password=password)
+    assert "!vault" not in path.read_text()
+    assert agent_settings.load(path, environ={}).agent.enrolment_token == "s3cret"

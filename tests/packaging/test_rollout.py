@@ -1,0 +1,316 @@
+"""A real rollout: ansible/site.yml installs the agent on two systemd "servers" and they join a real control plane.
+
+The servers are containers with systemd as PID 1 and sshd on their own
+loopback port (tests/packaging/servers.py); Ansible reaches them over SSH. The
+agent is the wheel built from this checkout, installed by the role into a
+virtualenv on each server from a wheelhouse of its dependencies (no index),
+and enrols with a control plane this module starts, using an enrolment token
+kept in Ansible Vault. Both agents manage the harness's Docker daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import io
+import pathlib
+import json
+import re
+import subprocess
+import tarfile
+import time
+import typing
+import urllib.request
+
+import pytest
+import yaml
+
+from tests.e2e import system
+from tests.harness import fixtures_run, wait
+from tests.packaging import playbook
+from tests.packaging import servers as servers_mod
+
+pytestmark = [pytest.mark.docker, pytest.mark.kafka, pytest.mark.timeout(600)]
+
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "operations" / "systemd.md"
+UNITS = pathlib.Path(__file__).resolve().parents[2] / "packaging" / "systemd"
+WHEELHOUSE = "/srv/a4c-wheelhouse"
+
+CONTROL_PLANE = {
+    "reconciler": {"interval": 1.0, "host_down_after": 20.0, "job_ack_timeout": 10.0, "orphan_grace": 3.0},
+    "scheduler": {"tick": 1.0},
+    "relay": {"poll_interval": 0.5},
+    "rate_limit": {"enabled": False},
+    "logging": {"format": "text", "level": "INFO"},
+}
+# Faster reports than production, so that the test sees heartbeats and
+# inventories within seconds; everything else is the role's defaults.
+AGENT_EXTRA = {
+    "kafka": {"session_timeout": 2.0},
+    "reporting": {"heartbeat_interval": 1.0, "inventory_interval": 1.5, "disk_interval": 2.0},
+}
+
+
+@dataclasses.dataclass
+class Rollout:
+    servers: list[servers_mod.Server]
+    plane: system.ControlPlane
+    api: system.Api
+    home: pathlib.Path
+    inventory: pathlib.Path
+    check_run: playbook.Result
+    first_run: playbook.Result
+    installed_before_first_run: dict[str, str]
+
+    def playbook(self, *args: str) -> playbook.Result:
+        return playbook.run(self.home, self.inventory, *args)
+
+
+def _docker_socket(docker_host: str) -> pathlib.Path:
+    if not docker_host.startswith("unix://"):
+        raise AssertionError(f"the rollout test mounts the Docker socket into its servers; DOCKER_HOST={docker_host} is not a unix socket")
+    return pathlib.Path(docker_host.removeprefix("unix://"))
+
+
+@pytest.fixture(scope="module")
+def workspace_image(docker_client, base_image: str, test_run_id: str) -> str:
+    """The harness's base image with a process that keeps running (busybox httpd on 8080)."""
+    tag = f"a4c-test/rollout-ws:{test_run_id[-8:]}"
+    dockerfile = f'FROM {base_image}\nRUN mkdir -p /www && echo rolled-out > /www/index.html\nCMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    return tag
+
+
+@pytest.fixture(scope="module")
+def rollout(
+    request, tmp_path_factory, database_url, kafka_bootstrap, docker_host, docker_client, test_labels, test_run_id,
+    systemd_host_image, agent_wheel, agent_wheelhouse,
+) -> typing.Iterator[Rollout]:
+    workdir = tmp_path_factory.mktemp("rollout")
+    clock = time.monotonic()
+
+    def lap(what: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        fixtures_run.report(request.config, f"rollout: {what} in {now - clock:.1f} s")
+        clock = now
+    prefix = f"r{test_run_id[-6:]}"
+    config = system._merge(CONTROL_PLANE, {
+        "database": {"url": database_url},
+        "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
+    })
+    plane = system.ControlPlane(workdir, "cp", config)
+    fleet = servers_mod.Fleet(
+        docker_client, systemd_host_image, workdir, test_labels, _docker_socket(docker_host),
+        mounts={str(agent_wheelhouse): WHEELHOUSE},
+    )
+    try:
+        # Migrations are a deploy step of their own, as in production (a no-op on
+        # the harness's already migrated database, but the command must succeed).
+        config_file = workdir / "cp-migrate.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        subprocess.run([str(system.BIN / "a4c-controlplane"), "migrate", "--config", str(config_file)], check=True, capture_output=True, timeout=120)
+        plane.start()
+        admin = system.Api(plane.url, system.create_admin(workdir / "cp.yaml", workdir))
+        enrolment = system.run_sync(admin.post("/v1/enrolment-tokens", {"description": "rollout test"}))
+        lap("control plane migrated, started, admin and enrolment token created")
+
+        servers = fleet.start([f"node-{test_run_id[-4:]}-{i}" for i in (1, 2)])
+        lap("two systemd servers booted")
+        home = workdir / "ansible-home"
+        inventory = playbook.write_inventory(
+            workdir / "inventory",
+            hosts={
+                s.name: {"ansible_host": "127.0.0.1", "ansible_port": s.ssh_port, "a4c_agent_metrics_port": s.metrics_port}
+                for s in servers
+            },
+            group_vars={
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(fleet.private_key),
+                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                "a4c_agent_package": str(agent_wheel),
+                "a4c_agent_pip_extra_args": f"--no-index --find-links {WHEELHOUSE}",
+                "a4c_agent_control_plane_url": plane.url,
+                "a4c_agent_kafka_bootstrap_servers": [kafka_bootstrap],
+                "a4c_agent_kafka_topic_prefix": prefix,
+                "a4c_agent_docker_publish_address": "127.0.0.1",
+                "a4c_agent_disk_paths": ["/"],
+                "a4c_agent_labels": {"rolled-out-by": "ansible"},
+                "a4c_agent_config_extra": AGENT_EXTRA,
+                "a4c_agent_health_timeout": 90,
+            },
+        )
+        password = workdir / "vault-password"
+        password.write_text("rollout-test-vault-password\n")
+        playbook.vault_variable(home, password, "a4c_agent_enrolment_token", enrolment["token"], inventory / "group_vars" / "a4c_agents" / "vault.yml")
+        vault = ("--vault-password-file", str(password))
+
+        lap("inventory and vault written")
+        check_run = playbook.run(home, inventory, "--check", *vault)
+        lap("ansible-playbook --check")
+        installed = {s.name: s.sh("ls -d /opt/a4c-agent /etc/a4c/agent.yaml /etc/systemd/system/a4c-agent.service 2>&1 || true") for s in servers}
+        first_run = playbook.run(home, inventory, *vault)
+        lap("ansible-playbook (first rollout)")
+        yield Rollout(servers, plane, admin, home, inventory, check_run, first_run, installed)
+    finally:
+        problems = fleet.close()
+        plane.stop()
+        assert not problems, f"test servers could not be removed: {problems}"
+
+
+def _vault(rollout: Rollout) -> tuple[str, str]:
+    return ("--vault-password-file", str(rollout.home.parent / "vault-password"))
+
+
+def _host_id(server: servers_mod.Server) -> str:
+    return json.loads(server.sh("cat /var/lib/a4c-agent/identity.json"))["host_id"]
+
+
+def test_check_mode_on_fresh_servers_succeeds_and_installs_nothing(rollout: Rollout) -> None:
+    assert rollout.check_run.returncode == 0, str(rollout.check_run)
+    assert set(rollout.check_run.recap) == {s.name for s in rollout.servers}
+    for server in rollout.servers:
+        assert rollout.check_run.recap[server.name]["failed"] == 0
+        assert rollout.check_run.recap[server.name]["changed"] > 0, "check mode reports what it would change"
+        listing = rollout.installed_before_first_run[server.name]
+        assert listing.count("No such file or directory") == 3, f"check mode changed {server.name}:\n{listing}"
+
+
+def test_the_rollout_leaves_the_agent_active_and_enrolled_on_every_server(rollout: Rollout) -> None:
+    assert rollout.first_run.returncode == 0, str(rollout.first_run)
+    for server in rollout.servers:
+        recap = rollout.first_run.recap[server.name]
+        assert recap["failed"] == 0 and recap["unreachable"] == 0, recap
+        assert server.sh("systemctl is-active a4c-agent").strip() == "active"
+        assert server.sh("systemctl is-enabled a4c-agent").strip() == "enabled"
+        assert server.sh("stat -c '%a %U %G' /etc/a4c/agent.yaml").strip() == "640 root a4c-agent"
+        assert server.sh("stat -c '%a %U' /var/lib/a4c-agent/identity.json").strip() == "600 a4c-agent"
+        # Under the unit's own user, with the Docker group and no capabilities.
+        pid = server.unit_property("a4c-agent", "MainPID")
+        status = server.sh(f"cat /proc/{pid}/status")
+        assert re.search(r"^Uid:\s+(\d+)", status, re.M).group(1) == server.sh("id -u a4c-agent").strip()
+        assert server.sh("getent group docker | cut -d: -f3").strip() in re.search(r"^Groups:(.*)$", status, re.M).group(1).split()
+        assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+        assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
+
+
+async def test_both_hosts_appear_active_in_the_control_plane(rollout: Rollout) -> None:
+    expected = {_host_id(s): s.name for s in rollout.servers}
+
+    async def active() -> list[dict]:
+        hosts = (await rollout.api.get("/v1/hosts"))["items"]
+        ours = [h for h in hosts if h["id"] in expected]
+        ready = [h for h in ours if h["status"] == "active" and h["last_heartbeat_at"] and h["disk"]["reported_at"]]
+        return ready if len(ready) == len(expected) else []
+
+    hosts = await wait.eventually(active, timeout=30, message="both rolled-out hosts active, with heartbeats and disk reports")
+    assert {h["id"]: h["name"] for h in hosts} == expected
+    assert all(h["labels"].get("rolled-out-by") == "ansible" for h in hosts)
+
+
+@pytest.fixture(scope="module")
+def workspace(rollout: Rollout, workspace_image: str, docker_client) -> dict:
+    async def create() -> dict:
+        accepted = await rollout.api.post("/v1/workspaces", {
+            "name": "rolled-out", "image_ref": workspace_image, "cpus": 0.1, "memory_mb": 32, "disk_gb": 1,
+            "ports": [{"container_port": 8080}],
+        }, expect=202)
+        ws_id = accepted["workspace"]["id"]
+
+        async def running() -> dict | None:
+            ws = await rollout.api.get(f"/v1/workspaces/{ws_id}")
+            return ws if ws["observed_state"] == "running" and ws["container_id"] else None
+
+        return await wait.eventually(running, timeout=60, message="the workspace runs")
+
+    return system.run_sync(create())
+
+
+def test_a_workspace_created_through_the_api_runs_on_a_rolled_out_server(rollout: Rollout, workspace: dict, docker_client) -> None:
+    host_ids = {_host_id(s) for s in rollout.servers}
+    assert workspace["host_id"] in host_ids
+    containers = docker_client.containers.list(all=True, filters={"label": f"a4c.workspace={workspace['id']}"})
+    assert [c.id for c in containers] == [workspace["container_id"]]
+    assert containers[0].status == "running"
+    assert containers[0].labels["a4c.host"] == workspace["host_id"]
+    port = workspace["published_ports"][0]
+    assert port["host_ip"] == "127.0.0.1"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port['host_port']}/", timeout=5) as response:
+        assert response.read().strip() == b"rolled-out"
+
+
+def test_a_second_rollout_changes_nothing(rollout: Rollout) -> None:
+    again = rollout.playbook(*_vault(rollout))
+    assert again.returncode == 0, str(again)
+    for server in rollout.servers:
+        recap = again.recap[server.name]
+        assert recap["failed"] == 0, str(again)
+        assert recap["changed"] == 0, f"{server.name} changed on a re-run: {again.changed_tasks()}"
+
+
+async def test_restarting_the_agent_keeps_the_host_active_without_a_duplicate_container(rollout: Rollout, workspace: dict, docker_client) -> None:
+    server = next(s for s in rollout.servers if _host_id(s) == workspace["host_id"])
+    host_id = workspace["host_id"]
+    old_pid = server.unit_property("a4c-agent", "MainPID")
+    statuses: list[str] = []
+    restarted = asyncio.Event()
+
+    async def sample() -> None:
+        while not restarted.is_set():
+            statuses.append((await rollout.api.get(f"/v1/hosts/{host_id}"))["status"])
+            await asyncio.sleep(0.2)
+
+    sampler = asyncio.ensure_future(sample())
+    began = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        # Blocks until the new process has sent READY=1 (Type=notify).
+        await asyncio.to_thread(server.sh, "systemctl restart a4c-agent")
+
+        async def reported_since_restart() -> dict | None:
+            host = await rollout.api.get(f"/v1/hosts/{host_id}")
+            fresh = lambda stamp: stamp and datetime.datetime.fromisoformat(stamp) > began + datetime.timedelta(seconds=3)  # noqa: E731
+            return host if fresh(host["last_heartbeat_at"]) and fresh(host["disk"]["reported_at"]) else None
+
+        # Reports from more than three seconds after the restart: the new
+        # process has sent inventories and the reconciler has seen them.
+        await wait.eventually(reported_since_restart, timeout=30, message="heartbeats and reports from the restarted agent")
+    finally:
+        restarted.set()
+        await sampler
+    assert server.sh("systemctl is-active a4c-agent").strip() == "active"
+    assert server.unit_property("a4c-agent", "MainPID") != old_pid, "the agent process was replaced"
+    assert statuses and set(statuses) == {"active"}, f"host status during the restart: {statuses}"
+    containers = docker_client.containers.list(all=True, filters={"label": f"a4c.workspace={workspace['id']}"})
+    assert [c.id for c in containers] == [workspace["container_id"]], "the same one container, no duplicate"
+    assert await system.agreement(rollout.api, docker_client, [_host_id(s) for s in rollout.servers]) is None
+
+
+def _documented_exposure() -> dict[str, float]:
+    text = DOCS.read_text()
+    return {unit: float(level) for unit, level in re.findall(r"^\|\s*`(a4c-[\w-]+\.service)`\s*\|\s*([\d.]+)\s*\|", text, re.M)}
+
+
+def test_installed_units_verify_and_their_exposure_is_the_documented_one(rollout: Rollout) -> None:
+    server = rollout.servers[0]
+    # With the real ExecStart binary in place, verify needs no stand-in.
+    assert server.sh("systemd-analyze verify /etc/systemd/system/a4c-agent.service 2>&1").strip() == ""
+    for unit in ("a4c-controlplane.service", "a4c-search-sync.service"):
+        server.container.put_archive("/etc/systemd/system", _tar(unit, (UNITS / unit).read_bytes()))
+    server.sh("systemctl daemon-reload")
+    measured = {}
+    for unit in sorted(p.name for p in UNITS.glob("*.service")):
+        report = server.sh(f"systemd-analyze security --no-pager {unit}")
+        measured[unit] = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", report).group(1))
+    assert measured == _documented_exposure(), f"docs/operations/systemd.md records another exposure than measured: {measured}"
+    installed = server.sh("cat /etc/systemd/system/a4c-agent.service")
+    assert installed == (UNITS / "a4c-agent.service").read_text(), "the role installs the packaging unit unchanged"
+
+
+def _tar(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

@@ -1,0 +1,116 @@
+"""The systemd units in packaging/systemd verify, stop later than their daemons' deadlines, and keep their sandbox."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from agent import settings as agent_settings
+from controlplane import settings as cp_settings
+from tests.packaging import units
+
+UNIT_FILES = units.unit_files()
+VENV_BIN = re.compile(r"/opt/(a4c-[a-z-]+)/bin/")
+
+# Every unit keeps these; systemd-analyze security on a real host measures the
+# result (tests/packaging/test_rollout.py).
+SANDBOX = {
+    "NoNewPrivileges": "yes",
+    "CapabilityBoundingSet": "",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "PrivateUsers": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+    "RestrictNamespaces": "yes",
+    "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes",
+    "SystemCallArchitectures": "native",
+}
+
+
+def test_the_three_units_are_there() -> None:
+    assert [p.name for p in UNIT_FILES] == ["a4c-agent.service", "a4c-controlplane.service", "a4c-search-sync.service"]
+
+
+@pytest.mark.parametrize("unit", UNIT_FILES, ids=lambda p: p.name)
+def test_every_unit_passes_systemd_analyze_verify(unit: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """verify wants ExecStart's binary to exist: the copy runs stand-ins from a scratch bin/, nothing else differs."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is not installed (Debian package systemd; `make deps` installs it)")
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    original = unit.read_text()
+    for venv in set(VENV_BIN.findall(original)):
+        for binary in re.findall(rf"/opt/{venv}/bin/(\S+)", original):
+            stub = stubs / binary
+            stub.write_text("#!/bin/sh\nexit 0\n")
+            stub.chmod(0o755)
+    copy = tmp_path / unit.name
+    copy.write_text(VENV_BIN.sub(f"{stubs}/", original))
+    changed = [line for line in copy.read_text().splitlines() if line not in original.splitlines()]
+    assert changed and all(line.startswith("ExecStart=") for line in changed), changed
+
+    done = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+
+
+def test_verify_rejects_a_unit_with_a_mistake(tmp_path: pathlib.Path) -> None:
+    """The verify test above would catch a broken unit: the same check fails on a misspelt directive."""
+    broken = tmp_path / "a4c-broken.service"
+    broken.write_text("[Service]\nType=notify\nExecStart=/bin/true\nProtectSytem=strict\n")
+    done = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, text=True, timeout=60)
+    assert "ProtectSytem" in done.stdout + done.stderr
+
+
+def _unit(name: str) -> dict[str, dict[str, list[str]]]:
+    return units.parse((units.UNITS_DIR / name).read_text())
+
+
+@pytest.mark.parametrize(
+    ("name", "deadline"),
+    [
+        ("a4c-agent.service", agent_settings.DaemonSettings().shutdown_deadline),
+        ("a4c-controlplane.service", cp_settings.HttpSettings().shutdown_timeout),
+    ],
+)
+def test_each_daemon_unit_stops_later_than_its_daemons_own_deadline(name: str, deadline: float) -> None:
+    service = _unit(name)["Service"]
+    assert units.seconds(service["TimeoutStopSec"][-1]) >= deadline + 5, (service["TimeoutStopSec"], deadline)
+
+
+@pytest.mark.parametrize("name", ["a4c-agent.service", "a4c-controlplane.service"])
+def test_the_daemons_that_speak_sd_notify_run_as_notify_units_with_a_watchdog(name: str) -> None:
+    service = _unit(name)["Service"]
+    assert service["Type"] == ["notify"]
+    assert units.seconds(service["WatchdogSec"][-1]) > 0
+    assert service["Restart"] == ["on-failure"]
+    assert service["RestartPreventExitStatus"] == ["2"], "exit status 2 (config or enrolment refused) is not retried"
+    unit = _unit(name)["Unit"]
+    assert int(unit["StartLimitBurst"][-1]) > 0 and units.seconds(unit["StartLimitIntervalSec"][-1]) > 0
+
+
+@pytest.mark.parametrize("unit", UNIT_FILES, ids=lambda p: p.name)
+def test_every_unit_runs_as_its_own_user_inside_the_sandbox(unit: pathlib.Path) -> None:
+    service = units.parse(unit.read_text())["Service"]
+    assert service["User"][-1] not in ("", "root")
+    assert {key: service.get(key, ["<unset>"])[-1] for key in SANDBOX} == SANDBOX
+    assert service["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
+
+
+def test_the_agent_unit_writes_only_the_agents_default_state_dir_and_reaches_docker_through_its_group() -> None:
+    service = _unit("a4c-agent.service")["Service"]
+    state_dir = agent_settings.AgentSettings().state_dir
+    assert service["StateDirectory"] == [pathlib.Path(state_dir).name] and state_dir.startswith("/var/lib/")
+    assert service["ReadWritePaths"] == [state_dir]
+    assert service["SupplementaryGroups"] == ["docker"]
+    assert service["ExecStart"] == ["/opt/a4c-agent/bin/a4c-agent run --config /etc/a4c/agent.yaml"]

@@ -1,0 +1,85 @@
+"""The agent as an operator installs it: a wheel built from this checkout, plus its dependencies.
+
+* :func:`build_agent_wheel` runs ``pip wheel --no-deps .`` on the repository,
+  every run (the code under test changes between runs).
+* :func:`wheelhouse` holds wheels of the agent's dependencies at exactly the
+  versions this virtualenv has, cached per machine under the cache directory,
+  keyed by those versions and the project's dependency lists. The target hosts
+  install from it with ``--no-index --find-links``, as an air-gapped fleet would
+  from its own mirror, so a rollout needs no index and takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+
+from tests.packaging import systemd_image
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+class WheelError(RuntimeError):
+    """A wheel could not be built."""
+
+
+def _pip(*args: str, timeout: float = 600) -> None:
+    argv = [sys.executable, "-m", "pip", *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    if done.returncode != 0:
+        raise WheelError(f"{' '.join(argv)} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+
+
+def build_agent_wheel(dest: pathlib.Path) -> pathlib.Path:
+    """``a4c-<version>-py3-none-any.whl`` built from this checkout into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="a4c-wheel-") as scratch:
+        # Build from a copy: setuptools writes build/ and *.egg-info into the
+        # tree it builds, and others work in this checkout at the same time.
+        tree = pathlib.Path(scratch) / "src"
+        shutil.copytree(
+            REPO, tree,
+            ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "test-artifacts", "node_modules", "__pycache__", "tests", "bench"),
+        )
+        _pip("wheel", "--no-deps", "--quiet", "--wheel-dir", str(dest), str(tree))
+    wheels = sorted(dest.glob("a4c-*.whl"))
+    if len(wheels) != 1:
+        raise WheelError(f"expected one a4c wheel in {dest}, found {[w.name for w in wheels]}")
+    return wheels[0]
+
+
+def _dependency_key(constraints: str) -> str:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    spec = repr((sorted(project["dependencies"]), sorted(project["optional-dependencies"]["agent"]), constraints))
+    return hashlib.sha256(spec.encode()).hexdigest()[:12]
+
+
+def wheelhouse(agent_wheel: pathlib.Path) -> pathlib.Path:
+    """A directory of wheels of the agent's dependencies (not the agent itself), cached."""
+    frozen = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
+    ).stdout
+    constraints = "\n".join(line for line in frozen.splitlines() if not line.lower().startswith("a4c")) + "\n"
+    cache = systemd_image.cache_dir()
+    house = cache / f"wheelhouse-{_dependency_key(constraints)}"
+    if house.is_dir():
+        return house
+    with systemd_image.locked(cache / f".{house.name}.lock"):
+        if house.is_dir():
+            return house
+        partial = pathlib.Path(tempfile.mkdtemp(prefix="wheelhouse-", dir=cache))
+        try:
+            (partial / "constraints.txt").write_text(constraints)
+            _pip("wheel", "--quiet", "--wheel-dir", str(partial), "-c", str(partial / "constraints.txt"), f"{agent_wheel}[agent]")
+            for own in partial.glob("a4c-*.whl"):
+                own.unlink()
+            os.replace(partial, house)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    return house
