@@ -127,6 +127,7 @@ def rollout(
             },
             group_vars={
                 "ansible_user": "root",
+                "ansible_python_interpreter": "/usr/bin/python3",
                 "ansible_ssh_private_key_file": str(fleet.private_key),
                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
                 "a4c_agent_package": str(agent_wheel),
