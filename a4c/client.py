@@ -1,86 +1,41 @@
-"""The CLI's HTTP client: one request at a time, errors translated into exit codes.
+"""The CLI's HTTP client: synchronous, one request at a time, every failure translated into :mod:`a4c.errors`.
 
-Errors::
-
-    CliError               any failure the CLI reports; ``exit_code`` says which
-    ├── ApiError           the API answered with an error body (401, 404, 422, …)
-    └── Unreachable        no answer at all (connection refused, DNS, timeout)
-
-Exit codes (documented in docs/cli.md; scripts rely on them)::
-
-    0 ok · 1 the operation failed (job failed, conflict) · 2 usage error
-    3 not found · 4 not authenticated / not allowed · 5 server unreachable
-    6 invalid input (the API named the bad fields)
+A command makes a handful of requests and then exits, so plain ``urllib`` is
+enough: no event loop, no connection pool, nothing to close. Network errors
+are turned into one sentence that says which server could not be reached and
+why ("connection refused"), never a traceback.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
-import os
-import pathlib
+import socket
+import ssl
 import typing
 import urllib.error
 import urllib.parse
 import urllib.request
 
-import yaml
+from a4c import errors
 
-OK, FAILED, USAGE, NOT_FOUND, AUTH, UNREACHABLE, INVALID = 0, 1, 2, 3, 4, 5, 6
-
-CONFIG = pathlib.Path(os.environ.get("XDG_CONFIG_HOME") or pathlib.Path.home() / ".config") / "a4c" / "config.yaml"
-
-
-class CliError(Exception):
-    exit_code = FAILED
-
-
-class Unreachable(CliError):
-    exit_code = UNREACHABLE
-
-
-class ApiError(CliError):
-    def __init__(self, status: int, code: str, message: str, fields: list[dict[str, str]]) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.fields = status, code, message, fields
-        self.exit_code = {401: AUTH, 403: AUTH, 404: NOT_FOUND, 400: INVALID, 413: INVALID, 422: INVALID}.get(status, FAILED)
-
-    def __str__(self) -> str:
-        if self.status == 401:
-            return f"the token was rejected ({self.message}); run: a4c login --server URL --token TOKEN"
-        lines = [self.message]
-        lines += [f"  {f['path']}: {f['reason']}" for f in self.fields if f.get("path") and f["reason"] not in self.message]
-        return "\n".join(lines)
-
-
-def load_config(path: pathlib.Path = CONFIG) -> dict[str, str]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    return {k: str(v) for k, v in data.items() if k in ("server", "token")} if isinstance(data, dict) else {}
-
-
-def save_config(server: str, token: str, path: pathlib.Path = CONFIG) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump({"server": server, "token": token}, f)
-    path.chmod(0o600)
-    return path
+DEFAULT_TIMEOUT = 30.0  # seconds per request; polling loops have their own --timeout
+PAGE_SIZE = 500  # the API's default max_page_size: fewest round trips when following cursors
 
 
 class Client:
-    def __init__(self, server: str, token: str | None, *, timeout: float = 30.0) -> None:
+    def __init__(self, server: str, token: str | None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.server = server.rstrip("/")
         self.token = token
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: typing.Any = None, params: typing.Mapping[str, typing.Any] | None = None) -> typing.Any:
+    def request(self, method: str, path: str, *, body: typing.Any = None, params: typing.Mapping[str, typing.Any] | None = None) -> typing.Any:
         url = self.server + path
         if params:
-            pairs = [(k, v) for k, v in params.items() if v is not None]
-            url += "?" + urllib.parse.urlencode(pairs, doseq=True)
-        headers = {"Accept": "application/json"}
+            pairs = [(k, _param(v)) for k, v in params.items() if v is not None]
+            if pairs:
+                url += "?" + urllib.parse.urlencode(pairs)
+        headers = {"Accept": "application/json", "User-Agent": "a4c-cli"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         data = None
@@ -90,27 +45,78 @@ class Client:
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                text = resp.read().decode()
-                return json.loads(text) if text else None
+                return self._decode(resp.status, resp.headers.get("Content-Type", ""), resp.read())
         except urllib.error.HTTPError as exc:
-            raise _api_error(exc) from None
+            raise self._api_error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise Unreachable(f"cannot reach the A4C API at {self.server}: {reason}; is it running? (a4c up)") from None
+            raise errors.Unreachable(
+                f"cannot reach the A4C API at {self.server}: {_why(exc, self.timeout)}; is it running? (a4c up)"
+            ) from None
+        except http.client.HTTPException as exc:
+            raise errors.Unreachable(f"{self.server} did not answer in HTTP ({type(exc).__name__}); is --server right?") from None
 
     def get(self, path: str, **params: typing.Any) -> typing.Any:
         return self.request("GET", path, params=params)
 
     def post(self, path: str, body: typing.Any = None) -> typing.Any:
-        return self.request("POST", path, body if body is not None else {})
+        return self.request("POST", path, body=body if body is not None else {})
 
     def delete(self, path: str) -> typing.Any:
         return self.request("DELETE", path)
 
+    def items(self, path: str, *, limit: int | None = None, **params: typing.Any) -> list[dict[str, typing.Any]]:
+        """Every item of a paged collection (``{"items", "next_cursor"}``), following cursors, up to ``limit``."""
+        found: list[dict[str, typing.Any]] = []
+        cursor = None
+        while limit is None or len(found) < limit:
+            size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(found))
+            page = self.get(path, limit=size, cursor=cursor, **params)
+            found += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        return found
 
-def _api_error(exc: urllib.error.HTTPError) -> ApiError:
-    try:
-        error = json.loads(exc.read()).get("error", {})
-    except (ValueError, AttributeError):
-        error = {}
-    return ApiError(exc.code, error.get("code", str(exc.code)), error.get("message", exc.reason or "error"), error.get("fields") or [])
+    def _decode(self, status: int, content_type: str, raw: bytes) -> typing.Any:
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            # Something answers on that port, but not the API (a dashboard, another service, a proxy page).
+            raise errors.Unreachable(
+                f"{self.server} answered, but not like the A4C API (HTTP {status}, {content_type or 'no content type'}); is --server right?"
+            ) from None
+
+    def _api_error(self, exc: urllib.error.HTTPError) -> errors.ApiError:
+        try:
+            detail = json.loads(exc.read()).get("error")
+        except (ValueError, AttributeError, OSError):
+            detail = None
+        if not isinstance(detail, dict):
+            return errors.ApiError(exc.code, str(exc.code), f"HTTP {exc.code} {exc.reason or ''} from {self.server}".rstrip())
+        return errors.ApiError(exc.code, str(detail.get("code", exc.code)), str(detail.get("message", exc.reason)), detail.get("fields") or [])
+
+
+def _param(value: typing.Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _why(exc: BaseException, timeout: float) -> str:
+    """A few words for why a connection failed, without errno numbers."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, socket.gaierror):
+        return "unknown host name"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return f"no answer within {timeout:g} s"
+    if isinstance(reason, ConnectionResetError):
+        return "the connection was reset"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS failed ({reason.reason or reason})"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason)

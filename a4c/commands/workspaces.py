@@ -1,0 +1,133 @@
+"""``a4c workspaces``: create (optionally waiting until it runs), list, get, start, stop, delete, recreate.
+
+Changes answer at once with the API's 202 (the workspace and the job that
+carries the change out); ``--wait`` then polls, printing a line on stderr for
+every change of the job's status or reason, until the goal state, a failure
+(exit 1) or ``--timeout`` (exit 1, saying what it waited for and what it saw).
+
+``-o json`` prints the 202 answer ``{"workspace", "job"}``; with ``--wait``,
+the workspace as it is at the end (for delete: the final job).
+"""
+
+from __future__ import annotations
+
+import typing
+
+import click
+
+from a4c import complete, follow, lookup, output, progress
+from a4c.session import Group, Session, pass_session
+
+COLUMNS: list[output.Column] = [
+    ("id", lambda w: output.short(w["id"])),
+    ("name", lambda w: w["name"]),
+    ("state", lambda w: w["observed_state"]),
+    ("host", lambda w: (w.get("placement") or {}).get("host_name") or output.short(w.get("host_id"))),
+    ("image", lambda w: w["image_ref"]),
+    ("cpus", lambda w: f"{w['cpus']:g}"),
+    ("memory", lambda w: f"{w['memory_mb']}M"),
+    ("disk", lambda w: f"{w['disk_gb']}G"),
+    ("ports", progress.published),
+    ("reason", lambda w: w.get("state_reason")),
+]
+
+REF = click.argument("ref", shell_complete=complete.names("workspaces"))
+WAIT_HELP = "Poll until it is {goal}, printing progress; exit 1 if it fails or --timeout passes."
+
+
+@click.group(cls=Group)
+def workspaces() -> None:
+    """Create, list and control your workspaces."""
+
+
+def _env(values: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
+        env[key] = value
+    return env
+
+
+@workspaces.command("create")
+@click.argument("name")
+@click.option("--image", help="A registered image (a4c images list).")
+@click.option("--image-ref", help="Or any Docker image reference the hosts have, e.g. debian:12.")
+@click.option("--cpus", type=float, default=1.0, show_default=True)
+@click.option("--memory", "memory_mb", type=int, default=1024, show_default=True, help="MiB.")
+@click.option("--disk", "disk_gb", type=int, default=10, show_default=True, help="GiB (quota; counts against the host's disk).")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable; repeatable.")
+@click.option("--port", "ports", type=int, multiple=True, help="Container port to publish (TCP); repeatable.")
+@click.option("--wait", is_flag=True, help=WAIT_HELP.format(goal="running"))
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True, help="Seconds --wait waits.")
+@pass_session
+def create(session: Session, name: str, image: str | None, image_ref: str | None, cpus: float, memory_mb: int, disk_gb: int,
+           env: tuple[str, ...], ports: tuple[int, ...], wait: bool, timeout: float) -> None:
+    """Create workspace NAME from --image or --image-ref."""
+    if (image is None) == (image_ref is None):
+        raise click.UsageError("give exactly one of --image NAME (registered) or --image-ref REF (a Docker reference)")
+    body: dict[str, typing.Any] = {
+        "name": name, "cpus": cpus, "memory_mb": memory_mb, "disk_gb": disk_gb, "env": _env(env),
+        "ports": [{"container_port": p} for p in ports],
+    }
+    body["image" if image else "image_ref"] = image or image_ref
+    api = session.api()
+    accepted = api.post("/v1/workspaces", body)
+    _finish(session, accepted, "running", wait, timeout)
+
+
+def _finish(session: Session, accepted: dict[str, typing.Any], goal: str, wait: bool, timeout: float) -> None:
+    ws, job = accepted["workspace"], accepted["job"]
+    if not wait:
+        session.emit(accepted, COLUMNS, table=ws)
+        if not session.json:
+            session.note(f"job {output.short(job['id'])} {job['status']}: {job['reason']}" if job.get("reason") else f"job {output.short(job['id'])} {job['status']}")
+        return
+    session.note(f"waiting up to {timeout:g} s for workspace {ws['name']} to be {goal} (job {output.short(job['id'])})")
+    final_job, final_ws = follow.wait_for_workspace(session.api(), ws, job["id"], goal, timeout, session.note)
+    if final_ws is None or goal == "deleted":
+        session.emit(final_job, [("job", lambda j: output.short(j["id"])), ("status", lambda j: j["status"]), ("workspace", lambda _: ws["name"])])
+    else:
+        session.emit(final_ws, COLUMNS)
+
+
+@workspaces.command("list")
+@click.option("--state", help="Only this observed state: pending, creating, running, stopped, exited, lost, failed, …")
+@pass_session
+def list_(session: Session, state: str | None) -> None:
+    """Your workspaces (an admin sees everyone's), newest first."""
+    items = session.api().items("/v1/workspaces", state=state)
+    session.emit(items, COLUMNS, empty="no workspaces: a4c workspaces create NAME --image-ref IMAGE")
+
+
+@workspaces.command("get")
+@REF
+@pass_session
+def get(session: Session, ref: str) -> None:
+    """One workspace by name, id or id prefix: state and reason, host, resources, ports."""
+    session.emit(lookup.workspace(session.api(), ref))
+
+
+def _change(verb: str, goal: str, doc: str) -> None:
+    @REF
+    @click.option("--wait", is_flag=True, help=WAIT_HELP.format(goal=goal))
+    @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds --wait waits.")
+    @pass_session
+    def change(session: Session, ref: str, wait: bool, timeout: float) -> None:
+        api = session.api()
+        ws = lookup.workspace(api, ref)
+        if verb == "delete":
+            accepted = api.delete(f"/v1/workspaces/{ws['id']}")
+        else:
+            accepted = api.post(f"/v1/workspaces/{ws['id']}/{verb}")
+        _finish(session, accepted, goal, wait, timeout)
+
+    change.__doc__ = doc
+    workspaces.command(verb)(change)
+
+
+_change("start", "running", "Start a stopped workspace (REF: name, id or id prefix).")
+_change("stop", "stopped", "Stop a workspace; it keeps its host and disk.")
+_change("delete", "deleted", "Delete a workspace and its container.")
+_change("recreate", "running", "Recreate a lost workspace on another host (the data on the dead host is not moved).")

@@ -1,0 +1,107 @@
+"""The decisions of the CLI's waiting loops, as pure functions of what the API last said.
+
+:mod:`a4c.follow` polls and prints; this module decides whether a wait is
+over, whether it failed, what line describes a change, and which part of a
+job's log tail is new since the last poll.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+Obj = typing.Mapping[str, typing.Any]
+
+FINAL_JOB = frozenset({"succeeded", "failed", "cancelled"})
+# Observed states a workspace does not leave by itself while we wait for another.
+STUCK = frozenset({"failed", "lost", "exited", "deleted"})
+GAP = "[… earlier log lines dropped: the API keeps only the tail …]\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    done: bool = False
+    failure: str | None = None  # set when the wait is over and the operation failed
+
+    @property
+    def over(self) -> bool:
+        return self.done or self.failure is not None
+
+
+WAITING = Verdict()
+DONE = Verdict(done=True)
+
+
+def workspace_verdict(goal: str, job: Obj, workspace: Obj | None) -> Verdict:
+    """Is the workspace ``goal`` ("running", "stopped" or "deleted") and its job over? ``workspace`` None: gone (404)."""
+    if job["status"] in ("failed", "cancelled"):
+        return Verdict(failure=f"job {job['id']} {job['status']}: {job.get('error') or job.get('reason') or 'no reason given'}")
+    if goal == "deleted":
+        return DONE if job["status"] == "succeeded" or workspace is None else WAITING
+    if workspace is None:
+        return Verdict(failure=f"the workspace was deleted while waiting for it to be {goal}")
+    state = workspace["observed_state"]
+    if state == goal and job["status"] == "succeeded":
+        return DONE
+    if state in STUCK and state != goal:
+        return Verdict(failure=f"workspace {workspace['name']} is {state}: {workspace.get('state_reason') or 'no reason given'}")
+    return WAITING
+
+
+def workspace_line(job: Obj, workspace: Obj | None) -> str:
+    """One progress line: the job's status and reason, then the workspace's state (and its reason, if different)."""
+    line = f"job {job['status']}"
+    if job.get("host_name"):
+        line += f" on {job['host_name']}"
+    if job.get("reason") and job["status"] != "succeeded":
+        line += f": {job['reason']}"
+    if workspace is None:
+        return line + "; workspace gone"
+    line += f"; workspace {workspace['observed_state']}"
+    reason = workspace.get("state_reason")
+    if reason and reason != job.get("reason"):
+        line += f": {reason}"
+    ports = published(workspace)
+    if workspace["observed_state"] == "running" and ports != "-":
+        line += f" ({ports})"
+    return line
+
+
+def published(workspace: Obj) -> str:
+    ports = workspace.get("published_ports") or []
+    return ",".join(f"{p['host_ip']}:{p['host_port']}->{p['container_port']}/{p.get('protocol', 'tcp')}" for p in ports) or "-"
+
+
+def job_line(job: Obj) -> str:
+    line = f"job {job['status']}"
+    if job.get("host_name"):
+        line += f" on {job['host_name']}"
+    if job.get("reason") and job["status"] in ("queued", "pending"):
+        line += f": {job['reason']}"
+    return line
+
+
+def build_verdict(job: Obj) -> Verdict:
+    if job["status"] == "succeeded":
+        return DONE
+    if job["status"] in FINAL_JOB:
+        where = f" on {job['host_name']}" if job.get("host_name") else ""
+        return Verdict(failure=f"build{where} {job['status']}: {job.get('error') or job.get('reason') or 'no error text'}")
+    return WAITING
+
+
+def log_delta(shown: str, tail: str) -> str:
+    """The part of ``tail`` not printed yet, given that ``shown`` was the tail at the last poll.
+
+    The API keeps a sliding window (the last N characters), so once the log
+    outgrows it the new tail no longer starts with the old one: find where the
+    end of what was shown sits in the new tail. If it is gone entirely, more
+    was written between two polls than the window holds: say so, print it all.
+    """
+    if tail.startswith(shown):
+        return tail[len(shown):]
+    anchor = shown[-1024:]
+    at = tail.find(anchor)
+    if at >= 0:
+        return tail[at + len(anchor):]
+    return GAP + tail
