@@ -1,4 +1,4 @@
-"""Fixtures for packaging tests: the systemd host image, the agent's wheel and its dependencies."""
+"""Fixtures for packaging tests: the systemd host image, the a4c wheel and its dependencies."""
 
 from __future__ import annotations
 
@@ -22,18 +22,27 @@ def systemd_host_image(request: pytest.FixtureRequest, docker_client) -> str:
 
 
 @pytest.fixture(scope="session")
-def agent_wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+def a4c_wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     """``a4c-<version>-py3-none-any.whl`` built from this checkout (``pip wheel --no-deps``)."""
     began = time.monotonic()
-    wheel = wheels.build_agent_wheel(tmp_path_factory.mktemp("dist"))
+    wheel = wheels.build_a4c_wheel(tmp_path_factory.mktemp("dist"))
     fixtures_run.report(request.config, f"built {wheel.name} in {time.monotonic() - began:.1f} s")
     return wheel
 
 
 @pytest.fixture(scope="session")
-def agent_wheelhouse(request: pytest.FixtureRequest, agent_wheel: pathlib.Path) -> pathlib.Path:
+def agent_wheelhouse(request: pytest.FixtureRequest, a4c_wheel: pathlib.Path) -> pathlib.Path:
     """Wheels of the agent's dependencies at this virtualenv's versions (cached per machine)."""
     began = time.monotonic()
-    house = wheels.wheelhouse(agent_wheel)
+    house = wheels.wheelhouse(a4c_wheel, "agent")
     fixtures_run.report(request.config, f"agent dependency wheelhouse {house} ready in {time.monotonic() - began:.1f} s")
+    return house
+
+
+@pytest.fixture(scope="session")
+def controlplane_wheelhouse(request: pytest.FixtureRequest, a4c_wheel: pathlib.Path) -> pathlib.Path:
+    """Wheels of the control plane's dependencies at this virtualenv's versions (cached per machine)."""
+    began = time.monotonic()
+    house = wheels.wheelhouse(a4c_wheel, "controlplane")
+    fixtures_run.report(request.config, f"control-plane dependency wheelhouse {house} ready in {time.monotonic() - began:.1f} s")
     return house

@@ -85,7 +85,7 @@ def workspace_image(docker_client, base_image: str, test_run_id: str) -> str:
 @pytest.fixture(scope="module")
 def rollout(
     request, tmp_path_factory, database_url, kafka_bootstrap, docker_host, docker_client, test_labels, test_run_id,
-    systemd_host_image, agent_wheel, agent_wheelhouse,
+    systemd_host_image, a4c_wheel, agent_wheelhouse,
 ) -> typing.Iterator[Rollout]:
     workdir = tmp_path_factory.mktemp("rollout")
     clock = time.monotonic()
@@ -130,7 +130,7 @@ def rollout(
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "ansible_ssh_private_key_file": str(fleet.private_key),
                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-                "a4c_agent_package": str(agent_wheel),
+                "a4c_agent_package": str(a4c_wheel),
                 "a4c_agent_pip_extra_args": f"--no-index --find-links {WHEELHOUSE}",
                 "a4c_agent_control_plane_url": plane.url,
                 "a4c_agent_kafka_bootstrap_servers": [kafka_bootstrap],

@@ -1,12 +1,13 @@
-"""The agent as an operator installs it: a wheel built from this checkout, plus its dependencies.
+"""A4C as an operator installs it: a wheel built from this checkout, plus its dependencies.
 
-* :func:`build_agent_wheel` runs ``pip wheel --no-deps .`` on the repository,
-  every run (the code under test changes between runs).
-* :func:`wheelhouse` holds wheels of the agent's dependencies at exactly the
-  versions this virtualenv has, cached per machine under the cache directory,
-  keyed by those versions and the project's dependency lists. The target hosts
-  install from it with ``--no-index --find-links``, as an air-gapped fleet would
-  from its own mirror, so a rollout needs no index and takes seconds.
+* :func:`build_a4c_wheel` runs ``pip wheel --no-deps`` on the repository, every
+  run (the code under test changes between runs).
+* :func:`wheelhouse` holds wheels of the dependencies of ``a4c[agent]`` (or
+  ``a4c[controlplane]``) at exactly the versions this virtualenv has, cached
+  per machine under the cache directory, keyed by those versions and the
+  project's dependency lists. The test servers install from it with
+  ``--no-index --find-links``, as an air-gapped fleet would from its own
+  mirror, so an install needs no index and takes seconds.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _pip(*args: str, timeout: float = 600) -> None:
         raise WheelError(f"{' '.join(argv)} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
 
 
-def build_agent_wheel(dest: pathlib.Path) -> pathlib.Path:
+def build_a4c_wheel(dest: pathlib.Path) -> pathlib.Path:
     """``a4c-<version>-py3-none-any.whl`` built from this checkout into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="a4c-wheel-") as scratch:
@@ -54,20 +55,20 @@ def build_agent_wheel(dest: pathlib.Path) -> pathlib.Path:
     return wheels[0]
 
 
-def _dependency_key(constraints: str) -> str:
+def _dependency_key(extra: str, constraints: str) -> str:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    spec = repr((sorted(project["dependencies"]), sorted(project["optional-dependencies"]["agent"]), constraints))
+    spec = repr((extra, sorted(project["dependencies"]), sorted(project["optional-dependencies"][extra]), constraints))
     return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
 
-def wheelhouse(agent_wheel: pathlib.Path) -> pathlib.Path:
-    """A directory of wheels of the agent's dependencies (not the agent itself), cached."""
+def wheelhouse(a4c_wheel: pathlib.Path, extra: str = "agent") -> pathlib.Path:
+    """A directory of wheels of the dependencies of ``a4c[extra]`` (not a4c itself), cached."""
     frozen = subprocess.run(
         [sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
     ).stdout
     constraints = "\n".join(line for line in frozen.splitlines() if not line.lower().startswith("a4c")) + "\n"
     cache = systemd_image.cache_dir()
-    house = cache / f"wheelhouse-{_dependency_key(constraints)}"
+    house = cache / f"wheelhouse-{extra}-{_dependency_key(extra, constraints)}"
     if house.is_dir():
         return house
     with systemd_image.locked(cache / f".{house.name}.lock"):
@@ -76,7 +77,7 @@ def wheelhouse(agent_wheel: pathlib.Path) -> pathlib.Path:
         partial = pathlib.Path(tempfile.mkdtemp(prefix="wheelhouse-", dir=cache))
         try:
             (partial / "constraints.txt").write_text(constraints)
-            _pip("wheel", "--quiet", "--wheel-dir", str(partial), "-c", str(partial / "constraints.txt"), f"{agent_wheel}[agent]")
+            _pip("wheel", "--quiet", "--wheel-dir", str(partial), "-c", str(partial / "constraints.txt"), f"{a4c_wheel}[{extra}]")
             for own in partial.glob("a4c-*.whl"):
                 own.unlink()
             os.replace(partial, house)
