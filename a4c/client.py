@@ -88,14 +88,19 @@ class Client:
                 f"{self.server} answered, but not like the A4C API (HTTP {status}, {content_type or 'no content type'}); is --server right?"
             ) from None
 
-    def _api_error(self, exc: urllib.error.HTTPError) -> errors.ApiError:
+    def _api_error(self, exc: urllib.error.HTTPError) -> errors.CliError:
         try:
             detail = json.loads(exc.read()).get("error")
         except (ValueError, AttributeError, OSError):
             detail = None
-        if not isinstance(detail, dict):
-            return errors.ApiError(exc.code, str(exc.code), f"HTTP {exc.code} {exc.reason or ''} from {self.server}".rstrip())
-        return errors.ApiError(exc.code, str(detail.get("code", exc.code)), str(detail.get("message", exc.reason)), detail.get("fields") or [])
+        if not isinstance(detail, dict) or "message" not in detail:
+            # Every API error has the error body; without it, something else answered
+            # (a proxy's 502 page, another service's 404): not "not found", not the API at all.
+            return errors.Unreachable(
+                f"{self.server} answered HTTP {exc.code} {exc.reason or ''} without an A4C error body; "
+                "is --server the A4C API, and is it up behind its proxy?"
+            )
+        return errors.ApiError(exc.code, str(detail.get("code", exc.code)), str(detail["message"]), detail.get("fields") or [])
 
 
 def _param(value: typing.Any) -> str:
