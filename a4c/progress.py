@@ -94,14 +94,22 @@ def log_delta(shown: str, tail: str) -> str:
     """The part of ``tail`` not printed yet, given that ``shown`` was the tail at the last poll.
 
     The API keeps a sliding window (the last N characters), so once the log
-    outgrows it the new tail no longer starts with the old one: find where the
-    end of what was shown sits in the new tail. If it is gone entirely, more
-    was written between two polls than the window holds: say so, print it all.
+    outgrows it the new tail no longer starts with the old one: it is the end
+    of ``shown`` followed by the new text. Take the longest end of ``shown``
+    that the tail starts with (found by the last 256 characters, checked in
+    full; shorter overlaps are tried one by one). If none, more was written
+    between two polls than the window holds: say so, print the whole tail.
     """
     if tail.startswith(shown):
         return tail[len(shown):]
-    anchor = shown[-1024:]
-    at = tail.find(anchor)
-    if at >= 0:
-        return tail[at + len(anchor):]
+    anchor = shown[-256:]
+    end = len(shown)
+    while (at := tail.rfind(anchor, 0, end)) >= 0:
+        overlap = at + len(anchor)
+        if shown.endswith(tail[:overlap]):
+            return tail[overlap:]
+        end = overlap - 1
+    for overlap in range(min(len(anchor) - 1, len(tail)), 0, -1):
+        if shown.endswith(tail[:overlap]):
+            return tail[overlap:]
     return GAP + tail
