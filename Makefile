@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk
+APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk openssh-client
 
 .PHONY: up test lint bench deps venv clean
 
@@ -23,7 +23,8 @@ bench: deps venv
 	$(PY) -m bench $(BENCH)
 
 # System packages the test harness drives for real (dockerd, a busybox root fs
-# for the offline base image, debootstrap for systemd test hosts, chromium for
+# for the offline base image, debootstrap for systemd test hosts and
+# openssh-client to reach them with Ansible, chromium for
 # the dashboard's browser tests). Installed only when missing.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -8,6 +8,8 @@ import pathlib
 import re
 import subprocess
 import sys
+import threading
+import time
 import typing
 
 import yaml
@@ -24,6 +26,14 @@ class Result:
     argv: list[str]
     returncode: int
     output: str
+    seconds: float = 0.0
+    # (seconds into the run, line) for each task header: where the time went
+    timeline: list[tuple[float, str]] = dataclasses.field(default_factory=list)
+
+    def slowest(self, count: int = 5) -> list[tuple[float, str]]:
+        marks = self.timeline + [(self.seconds, "end")]
+        spans = [(round(marks[i + 1][0] - at, 1), line) for i, (at, line) in enumerate(marks[:-1])]
+        return sorted(spans, reverse=True)[:count]
 
     @property
     def recap(self) -> dict[str, dict[str, int]]:
@@ -57,8 +67,27 @@ def environment(home: pathlib.Path) -> dict[str, str]:
         # Test servers get fresh host keys on every run.
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        # Lines as they happen, so that the timeline says where the time went.
+        "PYTHONUNBUFFERED": "1",
     })
     return env
+
+
+def hosts(servers: typing.Iterable[typing.Any]) -> dict[str, dict[str, typing.Any]]:
+    """Inventory entries for test servers (tests/packaging/servers.py): SSH and metrics port on loopback."""
+    return {
+        s.name: {"ansible_host": "127.0.0.1", "ansible_port": s.ssh_port, "a4c_agent_metrics_port": s.metrics_port}
+        for s in servers
+    }
+
+
+def connection_vars(private_key: pathlib.Path) -> dict[str, str]:
+    return {
+        "ansible_user": "root",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_ssh_private_key_file": str(private_key),
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+    }
 
 
 def write_inventory(directory: pathlib.Path, hosts: dict[str, dict[str, typing.Any]], group_vars: dict[str, typing.Any]) -> pathlib.Path:
@@ -85,5 +114,23 @@ def vault_variable(home: pathlib.Path, password_file: pathlib.Path, name: str, s
 def run(home: pathlib.Path, inventory: pathlib.Path, *args: str, timeout: float = 600) -> Result:
     argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ANSIBLE_DIR / "site.yml"), *args]
     (home / "tmp").mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(argv, capture_output=True, text=True, env=environment(home), cwd=ANSIBLE_DIR, timeout=timeout)
-    return Result(argv, done.returncode, done.stdout + done.stderr)
+    began = time.monotonic()
+    lines, timeline = [], []
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment(home), cwd=ANSIBLE_DIR
+    ) as process:
+        assert process.stdout is not None
+        # A silent hang must end too: the timer kills it, which ends the output.
+        killer = threading.Timer(timeout, process.kill)
+        killer.start()
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                if line.startswith(("TASK [", "RUNNING HANDLER [", "PLAY [")):
+                    timeline.append((time.monotonic() - began, line.rstrip(" *\n")))
+            returncode = process.wait()
+        finally:
+            killer.cancel()
+        if time.monotonic() - began >= timeout:
+            lines.append(f"\n(killed by the test after {timeout} s)\n")
+    return Result(argv, returncode, "".join(lines), time.monotonic() - began, timeline)

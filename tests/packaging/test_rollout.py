@@ -121,15 +121,9 @@ def rollout(
         home = workdir / "ansible-home"
         inventory = playbook.write_inventory(
             workdir / "inventory",
-            hosts={
-                s.name: {"ansible_host": "127.0.0.1", "ansible_port": s.ssh_port, "a4c_agent_metrics_port": s.metrics_port}
-                for s in servers
-            },
+            hosts=playbook.hosts(servers),
             group_vars={
-                "ansible_user": "root",
-                "ansible_python_interpreter": "/usr/bin/python3",
-                "ansible_ssh_private_key_file": str(fleet.private_key),
-                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                **playbook.connection_vars(fleet.private_key),
                 "a4c_agent_package": str(a4c_wheel),
                 "a4c_agent_pip_extra_args": f"--no-index --find-links {WHEELHOUSE}",
                 "a4c_agent_control_plane_url": plane.url,
@@ -149,10 +143,10 @@ def rollout(
 
         lap("inventory and vault written")
         check_run = playbook.run(home, inventory, "--check", *vault)
-        lap("ansible-playbook --check")
+        lap(f"ansible-playbook --check (slowest: {check_run.slowest(3)})")
         installed = {s.name: s.sh("ls -d /opt/a4c-agent /etc/a4c/agent.yaml /etc/systemd/system/a4c-agent.service 2>&1 || true") for s in servers}
         first_run = playbook.run(home, inventory, *vault)
-        lap("ansible-playbook (first rollout)")
+        lap(f"ansible-playbook, first rollout (slowest: {first_run.slowest(4)})")
         yield Rollout(servers, plane, admin, home, inventory, check_run, first_run, installed)
     finally:
         problems = fleet.close()

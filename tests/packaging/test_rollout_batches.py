@@ -1,0 +1,68 @@
+"""ansible/site.yml rolls out batch by batch and stops at the first batch that does not come up healthy.
+
+Two fresh systemd servers; the control plane they are told to enrol with
+does not answer (nothing listens on its port). The canary, alone in the first
+batch, installs and starts the agent, which keeps retrying enrolment and so
+never becomes healthy: the role fails it after a4c_agent_health_timeout with
+the agent's own journal, and the play stops. The second server is never touched.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import typing
+
+import pytest
+
+from tests.harness import ports
+from tests.packaging import playbook
+from tests.packaging import servers as servers_mod
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+WHEELHOUSE = "/srv/a4c-wheelhouse"
+HEALTH_TIMEOUT = 10
+
+
+@pytest.fixture(scope="module")
+def stopped_rollout(
+    tmp_path_factory, docker_client, docker_host, test_labels, test_run_id, systemd_host_image,
+    a4c_wheel: pathlib.Path, agent_wheelhouse: pathlib.Path, kafka_bootstrap: str,
+) -> typing.Iterator[tuple[list[servers_mod.Server], playbook.Result]]:
+    workdir = tmp_path_factory.mktemp("batches")
+    fleet = servers_mod.Fleet(
+        docker_client, systemd_host_image, workdir, test_labels, pathlib.Path(docker_host.removeprefix("unix://")),
+        mounts={str(agent_wheelhouse): WHEELHOUSE},
+    )
+    try:
+        servers = fleet.start([f"batch-{test_run_id[-4:]}-{i}" for i in (1, 2)])
+        inventory = playbook.write_inventory(
+            workdir / "inventory",
+            hosts=playbook.hosts(servers),
+            group_vars={
+                **playbook.connection_vars(fleet.private_key),
+                "a4c_agent_package": str(a4c_wheel),
+                "a4c_agent_pip_extra_args": f"--no-index --find-links {WHEELHOUSE}",
+                "a4c_agent_control_plane_url": f"http://127.0.0.1:{ports.free_port()}",
+                "a4c_agent_enrolment_token": "a-token-nobody-checks",
+                "a4c_agent_kafka_bootstrap_servers": [kafka_bootstrap],
+                "a4c_agent_disk_paths": ["/"],
+                "a4c_agent_health_timeout": HEALTH_TIMEOUT,
+            },
+        )
+        yield servers, playbook.run(workdir / "ansible-home", inventory)
+    finally:
+        problems = fleet.close()
+        assert not problems, f"test servers could not be removed: {problems}"
+
+
+def test_a_canary_that_does_not_become_healthy_stops_the_rollout_before_the_next_batch(stopped_rollout) -> None:
+    (canary, second), result = stopped_rollout
+    assert result.returncode != 0, str(result)
+    assert result.recap[canary.name]["failed"] == 1, str(result)
+    assert second.name not in result.recap, f"the second batch ran:\n{result}"
+    assert second.rc("test -e /opt/a4c-agent || test -e /etc/a4c/agent.yaml") != 0, "the second server was changed"
+    # The canary got as far as running the agent; it failed on health, and says why.
+    assert canary.sh("test -x /opt/a4c-agent/bin/a4c-agent && echo installed").strip() == "installed"
+    assert f"did not enrol and report healthy within {HEALTH_TIMEOUT} s" in result.output
+    assert "enrolment: control plane unavailable, retrying" in result.output, "the failure carries the agent's journal"
