@@ -1,0 +1,326 @@
+"""``python -m bench.create_e2e``: API ``POST /v1/workspaces`` → the API reports ``running``, vs a raw docker SDK ``containers.run``.
+
+One control plane (``a4c-controlplane run``) and one agent (``a4c-agent run``)
+as real processes on the test harness's components (tansu, a fresh database
+on the machine's PostgreSQL, a private dockerd): the whole path under test is
+API → outbox → relay (woken by NOTIFY) → Kafka → agent → Docker → event →
+consumer → PostgreSQL → API. The baseline is the docker SDK starting the same
+image with the same limits, capabilities, restart policy and published port
+on the same daemon, the way the agent does (agent/domain/containers.py).
+
+Each round runs both, alternating which goes first, then deletes the
+workspace through the API (waiting for its job) and removes the direct
+container, so every round starts from the same state:
+
+* API path: from just before the POST until a GET of the workspace answers
+  ``observed_state: running`` (polled every ``--poll`` s, default 5 ms, on one
+  keep-alive connection);
+* direct: from just before ``client.containers.run(...)`` until it returns
+  (created and started).
+
+Overhead per round = API − direct (the two ran seconds apart on the same
+daemon, so the paired difference cancels most of Docker's own ±100 ms
+jitter). Targets: median overhead ≤ 50 ms, p99 ≤ 150 ms (with 20 rounds, the
+p99 is the worst round).
+
+Where the time goes (all on this machine's one clock, ms after the POST):
+``accepted`` (POST answered), ``relay`` (the outbox row claimed: the relay
+transaction's ``now()``), ``created`` / ``started`` (Docker's ``Created`` and
+``State.StartedAt``), ``event`` (the agent's ``workspace.state running``
+event: its envelope's ``issued_at``, read from the events topic), ``applied``
+(a benchmark-only trigger on ``workspaces`` stamps ``clock_timestamp()`` when
+the consumer's UPDATE sets ``running``), ``seen`` (the poll).
+
+The agent runs with ``commands.fetch_max_wait`` = ``--fetch-max-wait``
+(default 0.05 s) as bench/create_direct does: tansu does not answer a
+waiting fetch when a message arrives, so that setting, not the agent, bounds
+command pickup on this broker. The control plane's event consumer has no
+such setting: it fetches with aiokafka's default ``fetch_max_wait_ms`` (500),
+which on tansu is what ``event → applied`` shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import statistics
+import sys
+import time
+import typing
+import uuid
+
+import aiohttp
+import aiokafka
+import asyncpg
+
+from agent.domain import inventory as inv
+from bench.create_e2e import stack as stack_mod
+from shared import signing, topics
+
+TARGET_MEDIAN_MS = 50.0
+TARGET_P99_MS = 150.0
+CPUS, MEMORY_MB, PIDS = 0.5, 64, 1024  # PIDS: the spec's default, which the control plane sends
+CAP_ADD = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"]
+
+# Benchmark-only: when did the consumer's UPDATE make the workspace running?
+# (observed_at is overwritten by the job result a moment later.)
+_AUDIT = [
+    "CREATE TABLE bench_observed (workspace_id uuid, state text, at timestamptz)",
+    """
+    CREATE FUNCTION bench_observed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO bench_observed VALUES (NEW.id, NEW.observed_state::text, clock_timestamp());
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE TRIGGER bench_observed AFTER UPDATE OF observed_state ON workspaces
+    FOR EACH ROW WHEN (OLD.observed_state IS DISTINCT FROM NEW.observed_state) EXECUTE FUNCTION bench_observed()
+    """,
+]
+_BREAKDOWN = """
+SELECT extract(epoch FROM j.created_at) AS job_created,
+       (SELECT extract(epoch FROM min(o.published_at)) FROM outbox o
+         WHERE o.topic LIKE 'commands.%' AND o.payload -> 'payload' ->> 'job_id' = j.id::text) AS relay,
+       (SELECT extract(epoch FROM min(b.at)) FROM bench_observed b
+         WHERE b.workspace_id = j.workspace_id AND b.state = 'running') AS applied
+FROM jobs j WHERE j.id = $1
+"""
+
+STAGES = ("accepted", "relay", "created", "started", "event", "applied", "seen")
+
+
+def workspace_image(client: typing.Any, base: str, tag: str) -> str:
+    """What a workspace runs: busybox httpd on 8080 (the e2e tests' image), so a port is published."""
+    dockerfile = f'FROM {base}\nRUN mkdir -p /www && echo a4c-bench > /www/index.html\nCMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    return tag
+
+
+class RunningEvents:
+    """The agent's ``workspace.state running`` events, read from the events topic: workspace id → issued_at."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self._consumer = aiokafka.AIOKafkaConsumer(
+            topics.Topics(prefix).events, bootstrap_servers=bootstrap, group_id=None,
+            auto_offset_reset="earliest", fetch_max_wait_ms=100,
+        )
+        self.issued: dict[str, float] = {}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        async for record in self._consumer:
+            body = signing.peek(record.value)
+            payload = body.get("payload") or {}
+            if body.get("kind") == "workspace.state" and payload.get("state") == "running":
+                self.issued.setdefault(payload.get("workspace_id"), body.get("issued_at"))
+
+    async def wait(self, workspace_id: str, timeout: float = 5.0) -> float | None:
+        deadline = time.monotonic() + timeout
+        while workspace_id not in self.issued and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self.issued.get(workspace_id)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._consumer.stop()
+
+
+async def _poll_until(session: aiohttp.ClientSession, url: str, done: typing.Callable[[dict], bool], interval: float, timeout: float) -> tuple[dict, float, int]:
+    """GET ``url`` until ``done(body)``; returns the body, the time it answered, and how many GETs it took."""
+    deadline = time.monotonic() + timeout
+    gets = 0
+    while True:
+        async with session.get(url) as resp:
+            body = await resp.json()
+            seen = time.time()
+        gets += 1
+        if resp.status != 200:
+            raise SystemExit(f"GET {url} -> {resp.status}: {body}")
+        if done(body):
+            return body, seen, gets
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out polling {url}: {json.dumps(body)[:500]}")
+        await asyncio.sleep(interval)
+
+
+async def measure(s: stack_mod.Stack, host_id: str, image: str, rounds: int, warmup: int, poll: float) -> dict[str, typing.Any]:
+    assert s.plane is not None and s.client is not None and s.broker is not None
+    client = s.client
+    db = await asyncpg.connect(s.database_url)
+    for statement in _AUDIT:
+        await db.execute(statement)
+    events = RunningEvents(s.broker.bootstrap, s.prefix)
+    await events.start()
+    base = s.plane.url
+    api_ms: list[float] = []
+    direct_ms: list[float] = []
+    stages: dict[str, list[float]] = {k: [] for k in STAGES}
+    gets_per_round: list[int] = []
+    direct_marks: list[dict[str, float]] = []
+    cycle_ms: list[float] = []  # one GET plus the pause: the poll's resolution
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {s.token}"}) as session:
+
+            async def via_api(name: str) -> tuple[float, dict[str, float], str]:
+                body = {"name": name, "image_ref": image, "cpus": CPUS, "memory_mb": MEMORY_MB, "disk_gb": 1, "ports": [{"container_port": 8080}]}
+                t0 = time.time()
+                async with session.post(f"{base}/v1/workspaces", json=body) as resp:
+                    accepted = await resp.json()
+                    t_accepted = time.time()
+                if resp.status != 202:
+                    raise SystemExit(f"POST /v1/workspaces -> {resp.status}: {accepted}")
+                ws_id, job_id = accepted["workspace"]["id"], accepted["job"]["id"]
+                ws, seen, gets = await _poll_until(
+                    session, f"{base}/v1/workspaces/{ws_id}", lambda w: w["observed_state"] in ("running", "failed"), poll, 30
+                )
+                if ws["observed_state"] != "running":
+                    raise SystemExit(f"workspace {name} failed: {ws['state_reason']}")
+                gets_per_round.append(gets)
+                cycle_ms.append((seen - t_accepted) * 1000 / gets)
+                inspect = client.api.inspect_container(ws["container_id"])
+                row = await db.fetchrow(_BREAKDOWN, uuid.UUID(job_id))
+                marks = {
+                    "accepted": t_accepted,
+                    "relay": row["relay"],
+                    "created": inv.parse_time(inspect["Created"]),
+                    "started": inv.parse_time(inspect["State"]["StartedAt"]),
+                    "event": await events.wait(ws_id),
+                    "applied": row["applied"],
+                    "seen": seen,
+                }
+                return seen - t0, {k: (float(v) - t0) * 1000 if v is not None else float("nan") for k, v in marks.items()}, ws_id
+
+            def direct(name: str) -> tuple[float, str]:
+                t0 = time.time()
+                container = client.containers.run(
+                    image, name=f"bench-direct-{name}", hostname=name, detach=True,
+                    labels={"a4c.test-run": s.run.id},
+                    nano_cpus=int(CPUS * 1e9), mem_limit=MEMORY_MB * 1024 * 1024, memswap_limit=MEMORY_MB * 1024 * 1024,
+                    pids_limit=PIDS, privileged=False, security_opt=["no-new-privileges:true"],
+                    cap_drop=["ALL"], cap_add=CAP_ADD, restart_policy={"Name": "unless-stopped"},
+                    ports={"8080/tcp": ("127.0.0.1",)},
+                )
+                returned = time.time()
+                inspect = client.api.inspect_container(container.id)
+                direct_marks.append({
+                    "created": (inv.parse_time(inspect["Created"]) - t0) * 1000,  # type: ignore[operator]
+                    "started": (inv.parse_time(inspect["State"]["StartedAt"]) - t0) * 1000,  # type: ignore[operator]
+                })
+                return returned - t0, container.id
+
+            async def delete(ws_id: str) -> None:
+                async with session.delete(f"{base}/v1/workspaces/{ws_id}") as resp:
+                    answer = await resp.json()
+                if resp.status != 202:
+                    raise SystemExit(f"DELETE workspace -> {resp.status}: {answer}")
+                await _poll_until(session, f"{base}/v1/jobs/{answer['job']['id']}", lambda j: j["status"] in ("succeeded", "failed"), 0.02, 30)
+
+            for i in range(-warmup, rounds):
+                name = f"bench-{i + warmup}"
+                if i % 2:
+                    (api_s, marks, ws_id), (direct_s, direct_id) = await via_api(name), direct(name)
+                else:
+                    (direct_s, direct_id), (api_s, marks, ws_id) = direct(name), await via_api(name)
+                await delete(ws_id)
+                client.api.remove_container(direct_id, force=True)
+                if i < 0:
+                    direct_marks.clear()
+                    gets_per_round.clear()
+                    cycle_ms.clear()
+                    continue
+                api_ms.append(api_s * 1000)
+                direct_ms.append(direct_s * 1000)
+                for k, v in marks.items():
+                    stages[k].append(v)
+                print(f"  round {i + 1:2d}: api {api_s * 1000:7.1f} ms  direct {direct_s * 1000:6.1f} ms  "
+                      + "  ".join(f"{k} {v:6.1f}" for k, v in marks.items()), flush=True)
+    finally:
+        await events.close()
+        await db.close()
+    result = summarise(api_ms, direct_ms, stages, gets_per_round, poll)
+    result["poll_cycle_median_ms"] = round(statistics.median(cycle_ms), 1)
+    result["direct_stage_median_ms"] = {k: round(statistics.median(m[k] for m in direct_marks), 1) for k in ("created", "started")}
+    return result
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(round(p / 100 * len(ordered) + 0.5))))
+    return ordered[rank - 1]
+
+
+def summarise(api_ms: list[float], direct_ms: list[float], stages: dict[str, list[float]], gets: list[int], poll: float) -> dict[str, typing.Any]:
+    overhead = [a - d for a, d in zip(api_ms, direct_ms)]
+    # Each stage's own duration: from the previous mark to this one, per round, then the median.
+    steps: dict[str, float] = {}
+    previous = [0.0] * len(api_ms)
+    for name in STAGES:
+        now = stages[name]
+        steps[name] = round(statistics.median(b - a for a, b in zip(previous, now)), 1)
+        previous = now
+    return {
+        "rounds": len(api_ms),
+        "poll_s": poll,
+        "api_median_ms": round(statistics.median(api_ms), 1),
+        "api_p99_ms": round(pct(api_ms, 99), 1),
+        "direct_median_ms": round(statistics.median(direct_ms), 1),
+        "direct_p99_ms": round(pct(direct_ms, 99), 1),
+        "overhead_median_ms": round(statistics.median(overhead), 1),
+        "overhead_p99_ms": round(pct(overhead, 99), 1),
+        "overhead_of_medians_ms": round(statistics.median(api_ms) - statistics.median(direct_ms), 1),
+        "ratio": round(statistics.median(api_ms) / statistics.median(direct_ms), 2),
+        "stage_median_ms": {k: round(statistics.median(v), 1) for k, v in stages.items()},
+        "step_median_ms": steps,
+        "gets_per_round_median": statistics.median(gets),
+    }
+
+
+def main(argv: typing.Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.create_e2e", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--poll", type=float, default=0.005, help="seconds between GETs of the workspace")
+    parser.add_argument("--fetch-max-wait", type=float, default=0.05, help="the agent's commands.fetch_max_wait")
+    args = parser.parse_args(argv)
+    began = time.monotonic()
+    with stack_mod.Stack(docker=True) as s:
+        assert s.client is not None
+        image = workspace_image(s.client, s.image, f"a4c-test/bench-ws:{s.run.id}")
+        try:
+            _, host_id = s.add_agent("agent", {"commands": {"fetch_max_wait": args.fetch_max_wait}})
+            result = asyncio.run(measure(s, host_id, image, args.rounds, args.warmup, args.poll))
+        finally:
+            s.client.images.remove(image, force=True)
+    result["fetch_max_wait_s"] = args.fetch_max_wait
+    result["wall_s"] = round(time.monotonic() - began, 1)
+    report(result)
+    return 0
+
+
+def report(r: dict[str, typing.Any]) -> None:
+    print(f"\nPOST /v1/workspaces → API reports running, {r['rounds']} rounds, poll {r['poll_s'] * 1000:.0f} ms, agent commands.fetch_max_wait {r['fetch_max_wait_s']} s")
+    print(f"  API path:                 median {r['api_median_ms']:7.1f} ms   p99 {r['api_p99_ms']:7.1f} ms")
+    print(f"  direct containers.run:    median {r['direct_median_ms']:7.1f} ms   p99 {r['direct_p99_ms']:7.1f} ms   (ratio ×{r['ratio']})")
+    print("  where the time goes (median ms spent in each step, ending at):")
+    print("    " + "  ".join(f"{k} {v:.1f}" for k, v in r["step_median_ms"].items()))
+    print(f"  the poll: a GET every {r['poll_cycle_median_ms']:.1f} ms (median), {r['gets_per_round_median']} GETs per create")
+    d, a = r["direct_stage_median_ms"], r["stage_median_ms"]
+    print(f"  Docker itself (median ms after the call): direct created {d['created']:.1f} started {d['started']:.1f}; "
+          f"API path created {a['created']:.1f} started {a['started']:.1f} → created−started {a['started'] - a['created']:.1f} vs {d['started'] - d['created']:.1f}")
+    for label, value, target in (("median", r["overhead_median_ms"], TARGET_MEDIAN_MS), ("p99", r["overhead_p99_ms"], TARGET_P99_MS)):
+        verdict = "MEETS" if value <= target else "MISSES"
+        print(f"  VERDICT overhead {label}: {value:.1f} ms — {verdict} the ≤ {target:.0f} ms target")
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
