@@ -50,11 +50,7 @@ def workspace_verdict(goal: str, job: Obj, workspace: Obj | None) -> Verdict:
 
 def workspace_line(job: Obj, workspace: Obj | None) -> str:
     """One progress line: the job's status and reason, then the workspace's state (and its reason, if different)."""
-    line = f"job {job['status']}"
-    if job.get("host_name"):
-        line += f" on {job['host_name']}"
-    if job.get("reason") and job["status"] != "succeeded":
-        line += f": {job['reason']}"
+    line = _job_where(job, job["status"] != "succeeded")
     if workspace is None:
         return line + "; workspace gone"
     line += f"; workspace {workspace['observed_state']}"
@@ -72,13 +68,17 @@ def published(workspace: Obj) -> str:
     return ",".join(f"{p['host_ip']}:{p['host_port']}->{p['container_port']}/{p.get('protocol', 'tcp')}" for p in ports) or "-"
 
 
-def job_line(job: Obj) -> str:
+def _job_where(job: Obj, show_reason: bool) -> str:
+    """``job running on h1``, then ``: reason`` if shown (the host is left out when the reason starts with it)."""
+    host, reason = job.get("host_name"), job.get("reason") or ""
     line = f"job {job['status']}"
-    if job.get("host_name"):
-        line += f" on {job['host_name']}"
-    if job.get("reason") and job["status"] in ("queued", "pending"):
-        line += f": {job['reason']}"
-    return line
+    if host and not (show_reason and reason.startswith(f"{host}:")):
+        line += f" on {host}"
+    return line + (f": {reason}" if show_reason and reason else "")
+
+
+def job_line(job: Obj) -> str:
+    return _job_where(job, job["status"] in ("queued", "pending"))
 
 
 def build_verdict(job: Obj) -> Verdict:

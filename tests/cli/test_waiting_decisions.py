@@ -43,6 +43,8 @@ def test_a_progress_line_shows_the_job_status_and_reason_then_the_workspace():
     assert line == "job pending: no eligible host: h1 is cordoned; workspace pending"
     running = _ws("running", published_ports=[{"container_port": 22, "protocol": "tcp", "host_ip": "127.0.0.1", "host_port": 32768}])
     assert progress.workspace_line(_job("succeeded", host_name="h1"), running) == "job succeeded on h1; workspace running (127.0.0.1:32768->22/tcp)"
+    placed = _job("dispatched", host_name="h1", reason="h1: least disk used of 2 eligible hosts")
+    assert progress.workspace_line(placed, _ws("creating")) == "job dispatched: h1: least disk used of 2 eligible hosts; workspace creating"
 
 
 def test_a_build_verdict_carries_the_error_line_and_the_host():
