@@ -69,6 +69,12 @@ def resolve(flag: str | None, flag_name: str, environ: typing.Mapping[str, str],
     return Setting(None, "")
 
 
+def check_token(setting: Setting) -> str:
+    if not setting.value:
+        raise errors.UsageProblem(f"no token given: pass --token, set {TOKEN_ENV}, or run a4c login --server URL --token TOKEN")
+    return setting.value
+
+
 def check_server(setting: Setting) -> str:
     if setting.value is None:
         raise errors.UsageProblem(f"no server given: pass --server URL, set {SERVER_ENV}, or run a4c login --server URL --token TOKEN")

@@ -39,7 +39,7 @@ class Session:
     def api(self) -> client.Client:
         if self._api is None:
             server, token = self.settings()
-            self._api = client.Client(config.check_server(server), token.value, timeout=self.timeout)
+            self._api = client.Client(config.check_server(server), config.check_token(token), timeout=self.timeout)
         return self._api
 
     def emit(self, data: typing.Any, columns: typing.Sequence[output.Column] | None = None, *, table: typing.Any = None, empty: str = "nothing to show") -> None:

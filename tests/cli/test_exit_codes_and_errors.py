@@ -93,6 +93,12 @@ def test_no_server_anywhere_exits_2_saying_how_to_give_one(cli):
     assert "no server given" in _one_error(done) and "a4c login" in done.stderr
 
 
+def test_no_token_anywhere_exits_2_saying_how_to_give_one(cli):
+    done = cli.process("workspaces", "list", A4C_TOKEN=None)
+    assert done.code == 2, str(done)
+    assert "no token given" in _one_error(done) and "a4c login" in done.stderr
+
+
 def test_a_server_setting_that_is_not_a_url_exits_2_naming_where_it_came_from(cli):
     done = cli.process("workspaces", "list", A4C_SERVER="localhost:8080")
     assert done.code == 2, str(done)
