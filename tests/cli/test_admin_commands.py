@@ -45,3 +45,8 @@ def test_enrolment_tokens_are_issued_listed_and_revoked_by_id_prefix(cli):
 def test_creating_a_token_for_nobody_exits_3(cli):
     done = cli.run("admin", "tokens", "create", "nobody-at-all")
     assert done.code == 3 and "no user named 'nobody-at-all'" in done.stderr, str(done)
+
+
+def test_hosts_list_without_agents_says_how_to_enrol_one(cli):
+    assert cli.ok("hosts", "list").stdout.strip() == "no hosts: enrol an agent with a token from a4c admin enrolment-tokens create"
+    assert json.loads(cli.ok("hosts", "list", "-o", "json").stdout) == []

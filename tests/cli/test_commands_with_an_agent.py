@@ -85,6 +85,7 @@ def test_hosts_list_shows_the_host_active_with_its_disk_use(cli, fleet):
     assert re.search(rf"{fleet.host} +active +\d+% \(\d+\.\dG/\d+\.\dG\) ", row), row
     [host] = json.loads(cli.ok("-o", "json", "hosts", "list").stdout)
     assert host["name"] == fleet.host and host["disk"]["total_bytes"] > 0
+    assert json.loads(cli.ok("-o", "json", "hosts", "get", host["id"][:8]).stdout)["id"] == host["id"]
     disk = cli.ok("hosts", "disk", fleet.host).stdout
     assert disk.startswith(f"{fleet.host}: ") and "used" in disk and "PATH" in disk
 
