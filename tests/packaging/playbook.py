@@ -67,8 +67,11 @@ def environment(home: pathlib.Path) -> dict[str, str]:
         # Test servers get fresh host keys on every run.
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
-        # Lines as they happen, so that the timeline says where the time went.
+        # Lines as they happen, and each task's banner when it starts (not
+        # deferred to its first shown result), so that the timeline says
+        # where the time went.
         "PYTHONUNBUFFERED": "1",
+        "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "True",
     })
     return env
 
