@@ -31,6 +31,13 @@ class ServerError(RuntimeError):
     """A test server could not be started."""
 
 
+def socket_path(docker_host: str) -> pathlib.Path:
+    """The Docker socket to mount into servers; only a unix socket can be mounted."""
+    if not docker_host.startswith("unix://"):
+        raise ServerError(f"test servers get the Docker socket mounted; DOCKER_HOST={docker_host} is not a unix:// socket")
+    return pathlib.Path(docker_host.removeprefix("unix://"))
+
+
 @dataclasses.dataclass
 class Server:
     name: str

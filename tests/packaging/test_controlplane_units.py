@@ -25,7 +25,8 @@ from tests.harness import ports, wait
 from tests.packaging import servers as servers_mod
 from tests.packaging import units
 
-pytestmark = [pytest.mark.docker, pytest.mark.kafka, pytest.mark.search, pytest.mark.timeout(300)]
+# The first run on a machine also debootstraps the server image (4-5 minutes).
+pytestmark = [pytest.mark.docker, pytest.mark.kafka, pytest.mark.search, pytest.mark.timeout(900)]
 
 WHEELHOUSE = "/srv/a4c-wheelhouse"
 DIST = "/srv/a4c-dist"
@@ -48,7 +49,7 @@ def server(
 ) -> typing.Iterator[tuple[servers_mod.Server, int, str]]:
     workdir = tmp_path_factory.mktemp("cp-units")
     fleet = servers_mod.Fleet(
-        docker_client, systemd_host_image, workdir, test_labels, pathlib.Path(docker_host.removeprefix("unix://")),
+        docker_client, systemd_host_image, workdir, test_labels, servers_mod.socket_path(docker_host),
         mounts={str(controlplane_wheelhouse): WHEELHOUSE, str(a4c_wheel.parent): DIST},
     )
     try:

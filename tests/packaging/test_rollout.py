@@ -14,8 +14,8 @@ import asyncio
 import dataclasses
 import datetime
 import io
-import pathlib
 import json
+import pathlib
 import re
 import subprocess
 import tarfile
@@ -31,7 +31,8 @@ from tests.harness import fixtures_run, wait
 from tests.packaging import playbook
 from tests.packaging import servers as servers_mod
 
-pytestmark = [pytest.mark.docker, pytest.mark.kafka, pytest.mark.timeout(600)]
+# The first run on a machine also debootstraps the server image (4-5 minutes).
+pytestmark = [pytest.mark.docker, pytest.mark.kafka, pytest.mark.timeout(900)]
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "operations" / "systemd.md"
 UNITS = pathlib.Path(__file__).resolve().parents[2] / "packaging" / "systemd"
@@ -68,12 +69,6 @@ class Rollout:
         return playbook.run(self.home, self.inventory, *args)
 
 
-def _docker_socket(docker_host: str) -> pathlib.Path:
-    if not docker_host.startswith("unix://"):
-        raise AssertionError(f"the rollout test mounts the Docker socket into its servers; DOCKER_HOST={docker_host} is not a unix socket")
-    return pathlib.Path(docker_host.removeprefix("unix://"))
-
-
 @pytest.fixture(scope="module")
 def workspace_image(docker_client, base_image: str, test_run_id: str) -> str:
     """The harness's base image with a process that keeps running (busybox httpd on 8080)."""
@@ -103,7 +98,7 @@ def rollout(
     })
     plane = system.ControlPlane(workdir, "cp", config)
     fleet = servers_mod.Fleet(
-        docker_client, systemd_host_image, workdir, test_labels, _docker_socket(docker_host),
+        docker_client, systemd_host_image, workdir, test_labels, servers_mod.socket_path(docker_host),
         mounts={str(agent_wheelhouse): WHEELHOUSE},
     )
     try:
@@ -158,7 +153,7 @@ def rollout(
         assert not problems, f"test servers could not be removed: {problems}"
 
 
-def _vault(rollout: Rollout) -> tuple[str, ...]:
+def _rerun_args(rollout: Rollout) -> tuple[str, ...]:
     return ("--vault-password-file", str(rollout.home.parent / "vault-password"), *ONE_BATCH)
 
 
@@ -242,7 +237,7 @@ def test_a_workspace_created_through_the_api_runs_on_a_rolled_out_server(rollout
 
 
 def test_a_second_rollout_changes_nothing(rollout: Rollout, request: pytest.FixtureRequest) -> None:
-    again = rollout.playbook(*_vault(rollout))
+    again = rollout.playbook(*_rerun_args(rollout))
     fixtures_run.report(request.config, f"rollout: second ansible-playbook run in {again.seconds:.1f} s (slowest: {again.slowest(6)})")
     assert again.returncode == 0, str(again)
     for server in rollout.servers:
@@ -264,18 +259,21 @@ async def test_restarting_the_agent_keeps_the_host_active_without_a_duplicate_co
             await asyncio.sleep(0.2)
 
     sampler = asyncio.ensure_future(sample())
-    began = datetime.datetime.now(datetime.timezone.utc)
     try:
         # Blocks until the new process has sent READY=1 (Type=notify).
         await asyncio.to_thread(server.sh, "systemctl restart a4c-agent")
+        ready_at = datetime.datetime.now(datetime.timezone.utc)
+
+        def fresh(stamp: str | None) -> bool:
+            return bool(stamp) and datetime.datetime.fromisoformat(stamp) > ready_at + datetime.timedelta(seconds=3)
 
         async def reported_since_restart() -> dict | None:
             host = await rollout.api.get(f"/v1/hosts/{host_id}")
-            fresh = lambda stamp: stamp and datetime.datetime.fromisoformat(stamp) > began + datetime.timedelta(seconds=3)  # noqa: E731
             return host if fresh(host["last_heartbeat_at"]) and fresh(host["disk"]["reported_at"]) else None
 
-        # Reports from more than three seconds after the restart: the new
-        # process has sent inventories and the reconciler has seen them.
+        # Reports from more than three seconds after the new process was
+        # ready: it has sent inventories (every 1.5 s) and the reconciler
+        # (every 1 s) has compared them with what should run.
         await wait.eventually(reported_since_restart, timeout=30, message="heartbeats and reports from the restarted agent")
     finally:
         restarted.set()

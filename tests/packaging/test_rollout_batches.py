@@ -18,7 +18,8 @@ from tests.harness import ports
 from tests.packaging import playbook
 from tests.packaging import servers as servers_mod
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+# The first run on a machine also debootstraps the server image (4-5 minutes).
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 WHEELHOUSE = "/srv/a4c-wheelhouse"
 HEALTH_TIMEOUT = 10
@@ -31,7 +32,7 @@ def stopped_rollout(
 ) -> typing.Iterator[tuple[list[servers_mod.Server], playbook.Result]]:
     workdir = tmp_path_factory.mktemp("batches")
     fleet = servers_mod.Fleet(
-        docker_client, systemd_host_image, workdir, test_labels, pathlib.Path(docker_host.removeprefix("unix://")),
+        docker_client, systemd_host_image, workdir, test_labels, servers_mod.socket_path(docker_host),
         mounts={str(agent_wheelhouse): WHEELHOUSE},
     )
     try:
