@@ -116,6 +116,9 @@ def rootfs_tarball(spec: dict[str, typing.Any] | None = None, *, log: typing.Cal
             return tarball
         if shutil.which("debootstrap") is None:
             raise SystemdImageError("debootstrap is not installed (Debian package debootstrap; `make deps` installs it)")
+        for leftover in cache.glob("debootstrap-*"):  # a run killed while debootstrapping
+            _unmount_under(leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
         began = time.monotonic()
         work = pathlib.Path(tempfile.mkdtemp(prefix="debootstrap-", dir=cache))
         try:
@@ -133,6 +136,9 @@ def rootfs_tarball(spec: dict[str, typing.Any] | None = None, *, log: typing.Cal
             partial = work / "rootfs.tar"
             subprocess.run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."], check=True, timeout=300)
             os.replace(partial, tarball)
+            for stale in cache.glob(f"debian-{spec['suite']}-systemd-*.tar"):
+                if stale != tarball:
+                    stale.unlink(missing_ok=True)  # another recipe's: keep the cache small
         finally:
             _unmount_under(work)  # debootstrap mounts /proc and /sys in the tree; never delete through them
             shutil.rmtree(work, ignore_errors=True)

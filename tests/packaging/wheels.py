@@ -81,6 +81,10 @@ def wheelhouse(a4c_wheel: pathlib.Path, extra: str = "agent") -> pathlib.Path:
             for own in partial.glob("a4c-*.whl"):
                 own.unlink()
             os.replace(partial, house)
+            # Wheelhouses of other dependency sets are stale: keep the cache small.
+            for stale in cache.glob(f"wheelhouse-{extra}-*"):
+                if stale != house:
+                    shutil.rmtree(stale, ignore_errors=True)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     return house
