@@ -111,7 +111,7 @@ def rootfs_tarball(spec: dict[str, typing.Any] | None = None, *, log: typing.Cal
     key = recipe_key(spec)
     cache = cache_dir()
     tarball = cache / f"debian-{spec['suite']}-systemd-{key}.tar"
-    with locked(cache / f".{tarball.name}.lock"):
+    with locked(cache / ".debootstrap.lock"):  # one at a time: it also clears leftovers
         if tarball.exists():
             return tarball
         if shutil.which("debootstrap") is None:
