@@ -96,6 +96,22 @@ class RelaySettings(config.StrictModel):
     retention: Seconds = pydantic.Field(default=86_400.0, description="Published rows are purged after this long.")
 
 
+class EventsSettings(config.StrictModel):
+    """The consumer of agent events (``<prefix>.events``)."""
+
+    fetch_max_wait: Seconds = pydantic.Field(
+        default=0.5,
+        description=(
+            "Longest a fetch waits at the broker. Real Kafka answers as soon as an event arrives; a broker that does not "
+            "wake long polls (the embedded one) adds up to this much to every create/start/stop, and a shorter wait costs idle CPU."
+        ),
+    )
+    batch_size: int = pydantic.Field(
+        default=200, gt=0, le=10_000,
+        description="Host reports (heartbeats, disk reports, inventories) in a row applied in one transaction; job and workspace events get one each.",
+    )
+
+
 class ReconcilerSettings(config.StrictModel):
     """Level-triggered reconciliation of desired vs observed state."""
 
@@ -183,6 +199,7 @@ class Settings(config.StrictModel):
     api: ApiSettings = ApiSettings()
     placement: PlacementSettings = PlacementSettings()
     relay: RelaySettings = RelaySettings()
+    events: EventsSettings = EventsSettings()
     reconciler: ReconcilerSettings = ReconcilerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     search: SearchSettings = SearchSettings()

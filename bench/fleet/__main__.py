@@ -62,6 +62,7 @@ from prometheus_client import parser as prom_parser
 
 from bench.create_e2e import stack as stack_mod
 from bench.fleet import hosts as hosts_mod
+from bench.fleet import profile
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.events import consumer
@@ -110,27 +111,32 @@ def cycle(fleet: list[hosts_mod.Host]) -> list[tuple[hosts_mod.Host, bytes]]:
 
 
 async def raw_apply_rates(database_url: str, fleet: list[hosts_mod.Host], batch: int) -> tuple[float, float]:
-    """events/s in this process through consumer.handle (a transaction per event) and consumer.handle_batch
-    (``batch`` records at a time, as the consumer loop hands them over): a warm-up cycle (key cache, first
-    inventories), then one timed cycle each.
+    """events/s in this process through consumer.handle_batch (``batch`` records at a time, as the consumer loop
+    hands them over) and consumer.handle (a transaction per event): after a warm-up cycle (key cache, first
+    inventories), one timed cycle of ``fleet`` batched, and one of a fifth of it one by one (it is slow).
 
     ``fleet`` is a sample: the rate per event does not depend on how many hosts there are.
     """
     settings = cp_settings.Settings.model_validate({"database": {"url": database_url}})
     engine = db_engine.create(settings.database)
     keys = consumer.HostKeys(engine)
+
+    async def batched(raws: list[bytes]) -> list[typing.Any]:
+        out: list[typing.Any] = []
+        for i in range(0, len(raws), batch):
+            out += await consumer.handle_batch(raws[i:i + batch], engine, keys, batch_size=settings.events.batch_size)
+        return out
+
     try:
-        for _, raw in cycle(fleet):
-            await consumer.handle(raw, engine, keys)
-        one_by_one = cycle(fleet)
+        applied = await batched([raw for _, raw in cycle(fleet)])
+        timed = [raw for _, raw in cycle(fleet)]
         began = time.perf_counter()
-        applied = [await consumer.handle(raw, engine, keys) for _, raw in one_by_one]
+        applied += await batched(timed)
+        many = len(timed) / (time.perf_counter() - began)
+        one_by_one = [raw for _, raw in cycle(fleet[: max(1, len(fleet) // 5)])]
+        began = time.perf_counter()
+        applied += [await consumer.handle(raw, engine, keys) for raw in one_by_one]
         single = len(one_by_one) / (time.perf_counter() - began)
-        batched = [raw for _, raw in cycle(fleet)]
-        began = time.perf_counter()
-        for i in range(0, len(batched), batch):
-            applied += await consumer.handle_batch(batched[i:i + batch], engine, keys, batch_size=settings.events.batch_size)
-        many = len(batched) / (time.perf_counter() - began)
     finally:
         await engine.dispose()
     if None in applied:
@@ -205,7 +211,7 @@ _HEARTBEAT_NOTIFY = [
 ]
 
 
-async def watch_heartbeats(database_url: str, load: Load, lags: list[float]) -> asyncpg.Connection:
+async def watch_heartbeats(database_url: str, load: Load, lags: list[tuple[float, float]]) -> asyncpg.Connection:
     """Listen for applied heartbeats; each one's lag is its arrival minus the issued_at the generator stamped."""
     conn = await asyncpg.connect(database_url)
     for statement in _HEARTBEAT_NOTIFY:
@@ -215,7 +221,8 @@ async def watch_heartbeats(database_url: str, load: Load, lags: list[float]) -> 
         host_id, seq = payload.split()
         issued = load.heartbeats.get((host_id, int(seq)))
         if issued is not None:
-            lags.append(time.time() - issued)
+            now = time.time()
+            lags.append((now, now - issued))
 
     await conn.add_listener("bench_heartbeat", heard)
     return conn
@@ -240,7 +247,9 @@ async def wait_applied(url: str, target: float, timeout: float, every: float = 0
         await asyncio.sleep(every)
 
 
-async def measure(s: stack_mod.Stack, fleet: list[hosts_mod.Host], interval: float, duration: float, baseline_hosts: int) -> dict[str, typing.Any]:
+async def measure(
+    s: stack_mod.Stack, fleet: list[hosts_mod.Host], interval: float, duration: float, baseline_hosts: int, profiling: bool
+) -> dict[str, typing.Any]:
     assert s.plane is not None and s.broker is not None and s.plane.process is not None
     url = s.plane.url
     result: dict[str, typing.Any] = {"hosts": len(fleet), "interval_s": interval, "duration_s": duration}
@@ -248,7 +257,7 @@ async def measure(s: stack_mod.Stack, fleet: list[hosts_mod.Host], interval: flo
     result["offered_per_s"] = round(offered, 1)
 
     sample = fleet[:baseline_hosts]
-    print(f"baseline: consumer.handle and handle_batch in-process, {len(sample) * len(hosts_mod.KINDS)} events each ...", flush=True)
+    print(f"baseline: consumer.handle_batch and handle in-process, {len(sample) * len(hosts_mod.KINDS)} events ...", flush=True)
     single_rate, raw_rate = await raw_apply_rates(s.database_url, sample, GETMANY_RECORDS)
     result["raw_apply_single_per_s"] = round(single_rate, 1)
     result["raw_apply_per_s"] = round(raw_rate, 1)
@@ -262,15 +271,16 @@ async def measure(s: stack_mod.Stack, fleet: list[hosts_mod.Host], interval: flo
         load = Load(producer, topic, fleet, interval)
         print(f"signing {int(duration * offered)} events for the load phase ...", flush=True)
         start = load.sign(duration)
-        lags: list[float] = []
+        timed_lags: list[tuple[float, float]] = []
         gauge: list[float] = []
         stop = asyncio.Event()
-        listener = await watch_heartbeats(s.database_url, load, lags)
+        listener = await watch_heartbeats(s.database_url, load, timed_lags)
         watchers = [asyncio.create_task(watch_metrics(url, gauge, stop))]
         print(f"load: {offered:.0f} events/s for {duration:.0f} s ...", flush=True)
         await asyncio.sleep(max(0.0, start - time.time()))
         cpu0, wall0 = cp.cpu_times(), time.monotonic()
         psutil.cpu_percent()
+        spy = profile.start(s.plane.process.pid, min(duration, 30.0), s.workdir / "cp.pyspy") if profiling else None
         await load.run(give_up=lambda: bool(gauge) and gauge[-1] > GIVE_UP_LAG_S)
         result["load_s"] = round(time.monotonic() - wall0, 1)
         sent_at = time.time()
@@ -282,6 +292,15 @@ async def measure(s: stack_mod.Stack, fleet: list[hosts_mod.Host], interval: flo
         stop.set()
         await asyncio.gather(*watchers)
         await listener.close()
+        lags = [lag for _, lag in timed_lags]
+        # The worst heartbeat lag of every 5 s of the run: spikes and their rhythm show up here.
+        result["lag_max_per_5s"] = [
+            round(max((lag for at, lag in timed_lags if start + w <= at < start + w + 5), default=0.0), 2)
+            for w in range(0, int(max(at for at, _ in timed_lags) - start) + 1, 5)
+        ]
+        if spy is not None:
+            spy.wait(timeout=120)
+            result["profile"] = [f"{share:4.0f} %  {name}" for share, name in profile.summary(s.workdir / "cp.pyspy")]
         after = await ascrape(url)
         result.update({
             "sent": load.sent,
@@ -349,6 +368,9 @@ def report(r: dict[str, typing.Any]) -> None:
     print(f"  a4c_events_consumer_lag_seconds samples: p50 {r['gauge_p50_s']:.3f} s  p99 {r['gauge_p99_s']:.3f} s  max {r['gauge_max_s']:.3f} s")
     print(f"  the generator sent up to {r['generator_late_max_s'] * 1000:.0f} ms behind schedule (counted in the lag)")
     print(f"  control plane CPU {r['controlplane_cpu_percent']:.0f} % of one core; machine {r['machine_cpu_percent']:.0f} % of all cores")
+    print(f"  worst heartbeat lag per 5 s: {' '.join(f'{v:.2f}' for v in r['lag_max_per_5s'])}")
+    for line in r.get("profile", []):
+        print(f"    control plane, py-spy (inclusive share of samples): {line}")
     for label, key in (("p99", "lag_p99_s"), ("max", "lag_max_s")):
         value = r[key]
         verdict = "MEETS" if value < TARGET_LAG_S else f"MISSES (by {value - TARGET_LAG_S:.2f} s)"
@@ -361,13 +383,14 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=2000)
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between two reports of one kind from one host")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of steady load")
-    parser.add_argument("--baseline-hosts", type=int, default=300, help="hosts whose events time the in-process baseline")
+    parser.add_argument("--baseline-hosts", type=int, default=1000, help="hosts whose events time the in-process baseline")
+    parser.add_argument("--profile", action="store_true", help="sample the control plane with py-spy during the load (pip install py-spy)")
     args = parser.parse_args(argv)
     began = time.monotonic()
     with stack_mod.Stack(docker=False, plane=PLANE) as s:
         fleet = hosts_mod.make(args.hosts, s.prefix)
         asyncio.run(hosts_mod.enrol(s.database_url, fleet))
-        result = asyncio.run(measure(s, fleet, args.interval, args.duration, args.baseline_hosts))
+        result = asyncio.run(measure(s, fleet, args.interval, args.duration, args.baseline_hosts, args.profile))
     result["wall_s"] = round(time.monotonic() - began, 1)
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
     report(result)

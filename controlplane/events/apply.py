@@ -24,72 +24,95 @@ LOG_TAIL_MAX = 65536
 Conn = sa_asyncio.AsyncConnection
 
 
+# Host reports are a statement plus parameters, so the consumer can send a
+# run of them to the server in one round trip (executemany): each touches only
+# its own host's row and its own columns, under its own guard.
+
+HEARTBEAT = sa.text(
+    """
+    UPDATE hosts SET
+        last_heartbeat_at = now(),
+        heartbeat = CAST(:payload AS jsonb),
+        agent_version = :agent_version,
+        capacity_cpus = :cpus,
+        capacity_memory_mb = :memory_mb,
+        labels = labels || CAST(:labels AS jsonb),
+        last_event_seq = greatest(last_event_seq, :seq),
+        status = 'active',
+        down_since = NULL
+    WHERE id = :host AND last_event_seq < :seq
+    """
+)
+
+
+def heartbeat_params(host_id: uuid.UUID, env: messages.Envelope, hb: messages.Heartbeat) -> dict[str, typing.Any]:
+    return {
+        "payload": json.dumps(hb.model_dump(mode="json")),
+        "agent_version": hb.agent_version[:64],
+        "cpus": hb.cpus,
+        "memory_mb": hb.memory_mb,
+        "labels": json.dumps(hb.labels),
+        "seq": env.seq,
+        "host": host_id,
+    }
+
+
 async def heartbeat(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, hb: messages.Heartbeat) -> None:
-    await conn.execute(
-        sa.text(
-            """
-            UPDATE hosts SET
-                last_heartbeat_at = now(),
-                heartbeat = CAST(:payload AS jsonb),
-                agent_version = :agent_version,
-                capacity_cpus = :cpus,
-                capacity_memory_mb = :memory_mb,
-                labels = labels || CAST(:labels AS jsonb),
-                last_event_seq = greatest(last_event_seq, :seq),
-                status = 'active',
-                down_since = NULL
-            WHERE id = :host AND last_event_seq < :seq
-            """
-        ),
-        {
-            "payload": json.dumps(hb.model_dump(mode="json")),
-            "agent_version": hb.agent_version[:64],
-            "cpus": hb.cpus,
-            "memory_mb": hb.memory_mb,
-            "labels": json.dumps(hb.labels),
-            "seq": env.seq,
-            "host": host_id,
-        },
-    )
+    await conn.execute(HEARTBEAT, heartbeat_params(host_id, env, hb))
 
 
-async def disk(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, report: messages.DiskReport) -> None:
+DISK = sa.text(
+    """
+    UPDATE hosts SET
+        disk_report = CAST(:report AS jsonb),
+        disk_total_bytes = :total,
+        disk_used_bytes = :used,
+        disk_reported_at = to_timestamp(:issued_at)
+    WHERE id = :host AND (disk_reported_at IS NULL OR disk_reported_at < to_timestamp(:issued_at))
+    """
+)
+
+
+def disk_params(host_id: uuid.UUID, env: messages.Envelope, report: messages.DiskReport) -> dict[str, typing.Any]:
     # The first path is the Docker data root (or the first configured path):
     # it is what placement compares across hosts.
     main = report.paths[0] if report.paths else None
-    await conn.execute(
-        sa.text(
-            """
-            UPDATE hosts SET
-                disk_report = CAST(:report AS jsonb),
-                disk_total_bytes = :total,
-                disk_used_bytes = :used,
-                disk_reported_at = to_timestamp(:issued_at)
-            WHERE id = :host AND (disk_reported_at IS NULL OR disk_reported_at < to_timestamp(:issued_at))
-            """
-        ),
-        {
-            "report": json.dumps(report.model_dump(mode="json")),
-            "total": main.total_bytes if main else None,
-            "used": main.used_bytes if main else None,
-            "issued_at": env.issued_at,
-            "host": host_id,
-        },
-    )
+    return {
+        "report": json.dumps(report.model_dump(mode="json")),
+        "total": main.total_bytes if main else None,
+        "used": main.used_bytes if main else None,
+        "issued_at": env.issued_at,
+        "host": host_id,
+    }
+
+
+async def disk(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, report: messages.DiskReport) -> None:
+    await conn.execute(DISK, disk_params(host_id, env, report))
+
+
+# Stored as the host's latest inventory; the reconciler diffs it against
+# desired state (decision 2). Applying it here is only bookkeeping.
+INVENTORY = sa.text(
+    """
+    UPDATE hosts SET inventory = CAST(:inv AS jsonb), inventory_at = to_timestamp(:issued_at)
+    WHERE id = :host AND (inventory_at IS NULL OR inventory_at < to_timestamp(:issued_at))
+    """
+)
+
+
+def inventory_params(host_id: uuid.UUID, env: messages.Envelope, inv: messages.Inventory) -> dict[str, typing.Any]:
+    return {"inv": json.dumps(inv.model_dump(mode="json")), "issued_at": env.issued_at, "host": host_id}
 
 
 async def inventory(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, inv: messages.Inventory) -> None:
-    # Stored as the host's latest inventory; the reconciler diffs it against
-    # desired state (decision 2). Applying it here is only bookkeeping.
-    await conn.execute(
-        sa.text(
-            """
-            UPDATE hosts SET inventory = CAST(:inv AS jsonb), inventory_at = to_timestamp(:issued_at)
-            WHERE id = :host AND (inventory_at IS NULL OR inventory_at < to_timestamp(:issued_at))
-            """
-        ),
-        {"inv": json.dumps(inv.model_dump(mode="json")), "issued_at": env.issued_at, "host": host_id},
-    )
+    await conn.execute(INVENTORY, inventory_params(host_id, env, inv))
+
+
+REPORTS: dict[messages.EventKind, tuple[sa.TextClause, typing.Callable[..., dict[str, typing.Any]]]] = {
+    messages.EventKind.HEARTBEAT: (HEARTBEAT, heartbeat_params),
+    messages.EventKind.DISK: (DISK, disk_params),
+    messages.EventKind.INVENTORY: (INVENTORY, inventory_params),
+}
 
 
 async def job_progress(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, p: messages.JobProgress) -> None:
