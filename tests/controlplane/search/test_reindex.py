@@ -17,6 +17,7 @@ from controlplane.services import access
 from tests.controlplane.search import conftest
 from tests.harness import wait
 
+WRITES_PER_PAGE = 15
 ADMIN = access.Principal(uuid.uuid4(), "root", models.Role.ADMIN)
 
 
@@ -38,13 +39,14 @@ async def test_a_reindex_during_writes_swaps_the_alias_and_every_search_meanwhil
     done = asyncio.Event()
     totals: list[tuple[str, int]] = []
     written = {"inserted": 0, "updated": 0, "purged": 0, "deleted": 0}
+    writer_done = asyncio.Event()
 
     async def writer() -> None:
         rng = random.Random(4)
         live = [r[0] for r in rows]
         for n in range(200):  # bounded: at most 200 changes
             if done.is_set():
-                return
+                break
             action = rng.random()
             if action < 0.3:
                 live += [r[0] for r in await conftest.load_jobs(db, 2, seed=1000 + n)]
@@ -59,6 +61,7 @@ async def test_a_reindex_during_writes_swaps_the_alias_and_every_search_meanwhil
                 await db.execute("UPDATE jobs SET deleted_at = now() WHERE id = $1", live.pop(rng.randrange(len(live))))
                 written["deleted"] += 1
             await asyncio.sleep(0.01)
+        writer_done.set()
 
     async def searcher() -> None:
         while not done.is_set():
@@ -67,7 +70,12 @@ async def test_a_reindex_during_writes_swaps_the_alias_and_every_search_meanwhil
             await asyncio.sleep(0.02)
 
     async def slowly(phase: str, rows: int) -> None:
-        await asyncio.sleep(0.05)  # let writes and searches interleave with every page
+        # Every page waits for the next WRITES_PER_PAGE changes, so writes interleave
+        # with the whole reindex however fast this machine runs it.
+        target = sum(written.values()) + WRITES_PER_PAGE
+        await wait.eventually(
+            lambda: writer_done.is_set() or sum(written.values()) >= target, timeout=30, message=f"{WRITES_PER_PAGE} writes during a {phase} page"
+        )
 
     tasks = [asyncio.create_task(writer()), asyncio.create_task(searcher())]
     try:
@@ -80,7 +88,7 @@ async def test_a_reindex_during_writes_swaps_the_alias_and_every_search_meanwhil
     assert await index.behind(es, settings.search.index_alias) == [report.index]
     assert not await es.indices.exists(index=before[0]), "the old index is removed"
     assert report.backfilled >= 300 and report.replayed > 0
-    assert written["updated"] > 50 and written["inserted"] > 0 and written["purged"] > 0
+    assert written["updated"] > 50 and written["inserted"] > 0 and written["purged"] > 0, written
     assert len(totals) > 20 and all(backend == "elasticsearch" and total > 0 for backend, total in totals), totals
     await _no_drift(settings, engine, es)
     live = await db.fetchval("SELECT count(*) FROM jobs WHERE deleted_at IS NULL")
