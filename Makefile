@@ -6,6 +6,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The suite waits on real daemons far more than it computes (one process uses
+# about half a core), so it runs in parallel workers, one test file each at a
+# time (module fixtures stay whole); each worker is a harness run of its own
+# with its own dockerd, broker, search server and databases. TEST_WORKERS=0
+# runs in one process.
+TEST_WORKERS ?= 3
 APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk openssh-client
 
 .PHONY: up test lint bench deps venv clean
@@ -14,7 +20,7 @@ up: venv
 	$(VENV)/bin/a4c up
 
 test: deps venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/lint-imports
