@@ -200,7 +200,8 @@ def main() -> None:
             return {"raw_insert_docs_per_s": raw_inserts, "raw_update_docs_per_s": raw_updates, **result}
 
         result = asyncio.run(run())
-    latencies = sorted(result.pop("latencies_s"))
+    in_order = result.pop("latencies_s")
+    latencies = sorted(in_order)
     target = settings.search.refresh_interval + LATENCY_SLACK
     summary = {
         "jobs": args.jobs,
@@ -215,6 +216,8 @@ def main() -> None:
         "latency_p99_ms": round(servers.percentile(latencies, 99) * 1000, 1),
         "latency_target_ms": round(target * 1000),
         "consumer": result["consumer"],
+        # Which probes were slow says whether the tail is a warm-up, a rhythm or noise.
+        "slowest_probes_ms": {i: round(v * 1000) for i, v in sorted(enumerate(in_order), key=lambda p: -p[1])[:8]},
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -229,6 +232,7 @@ def main() -> None:
         f"commit -> searchable   : p50 {summary['latency_p50_ms']} ms, p95 {summary['latency_p95_ms']} ms, p99 {summary['latency_p99_ms']} ms "
         f"(target p99 <= {summary['latency_target_ms']} ms: {latency_ok}; {len(latencies)} probes)"
     )
+    print(f"slowest probes (n-th: ms): {', '.join(f'{i}: {v}' for i, v in sorted(summary['slowest_probes_ms'].items()))}")
     print(f"consumer               : {summary['consumer']}")
 
 
