@@ -123,7 +123,9 @@ class Reporter:
                 raise
             except docker_client.DockerError as exc:
                 log.warning("docker disk usage unavailable", extra={"error": str(exc)})
-        report = messages.DiskReport(paths=paths, docker=docker_figures, workspaces=sizes, cleanup=cleanup)
+        report = messages.DiskReport(
+            paths=paths, docker=docker_figures, workspaces=sizes, cleanup=cleanup, high_watermark=settings.cleanup.high_watermark
+        )
         self.ctx.publisher.emit(messages.EventKind.DISK, report)
         fullest = max((p.percent for p in paths), default=0.0)
         pressure = fullest >= settings.cleanup.high_watermark

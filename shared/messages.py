@@ -230,6 +230,10 @@ class DiskReport(_Model):
     cleanup: CleanupReport | None = pydantic.Field(
         default=None, description="Set on the report sent right after a cleanup run: what that run removed."
     )
+    # Optional so reports from agents older than this field still validate.
+    high_watermark: float | None = pydantic.Field(
+        default=None, gt=0, le=100, description="The agent's cleanup.high_watermark (disk percent) when it sent this report."
+    )
 
 
 EVENT_PAYLOADS: dict[EventKind, type[_Model]] = {

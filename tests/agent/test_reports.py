@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.kafka]
 
 
 async def test_disk_reports_measure_the_paths_dockers_figures_and_each_workspaces_writable_layer(kit: conftest.Kit) -> None:
-    agent = kit.agent()
+    agent = kit.agent(overrides={"cleanup": {"high_watermark": 91.5}})
     spec = kit.spec("ws-disk", command=["sh", "-c", "dd if=/dev/zero of=/scratch bs=1M count=3 && exec sleep 3600"])
     await kit.send(agent, K.WORKSPACE_CREATE, messages.WorkspaceCommand(job_id="disk", spec=spec))
     assert (await kit.events.result("disk"))["ok"]
@@ -28,5 +28,6 @@ async def test_disk_reports_measure_the_paths_dockers_figures_and_each_workspace
     assert path["path"] == agent.config["reporting"]["disk_paths"][0]
     assert path["total_bytes"] > 0 and path["used_bytes"] + path["free_bytes"] <= path["total_bytes"]
     assert 0 <= path["percent"] <= 100
+    assert report.payload["high_watermark"] == 91.5, "the agent says where its cleanup starts"
     assert set(report.payload["docker"]) == {"images", "containers", "volumes", "build_cache"}
     assert report.payload["docker"]["images"] > 0 and report.payload["docker"]["containers"] >= 3 * 1024 * 1024

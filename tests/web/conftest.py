@@ -178,6 +178,7 @@ async def add_host(db: asyncpg.Connection, database_url: str) -> typing.AsyncIte
         disk_total: int = 500 * GIB,
         disk_used: int | None = 100 * GIB,
         heartbeat_age: float | None = 5.0,
+        high_watermark: float | None = None,
         status: models.HostStatus = models.HostStatus.ACTIVE,
         cordoned: bool = False,
     ) -> models.Host:
@@ -189,6 +190,8 @@ async def add_host(db: asyncpg.Connection, database_url: str) -> typing.AsyncIte
                 "docker": {"images": disk_used // 2, "build_cache": disk_used // 10},
                 "workspaces": {},
             }
+            if high_watermark is not None:
+                report["high_watermark"] = high_watermark
         host = models.Host(
             id=uuid.uuid4(), name=name, status=status, cordoned=cordoned, labels={}, signing_key=signing.new_key(), agent_version="0.1.0",
             capacity_cpus=decimal.Decimal(str(cpus)), capacity_memory_mb=memory_mb, capacity_disk_bytes=disk_total,

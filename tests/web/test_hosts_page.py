@@ -13,6 +13,8 @@ async def test_a_hosts_disk_bar_reflects_its_reported_usage_and_pressure_and_dow
     full = await add_host("h-full", disk_total=500 * GIB, disk_used=460 * GIB)
     down = await add_host("h-down", disk_used=50 * GIB, heartbeat_age=600, status=models.HostStatus.DOWN)
     await add_host("h-new", disk_used=None, heartbeat_age=None)
+    # Its agent reports a 95 % watermark: 460 of 500 GiB (92 %) is below its own line.
+    tuned = await add_host("h-tuned", disk_total=500 * GIB, disk_used=460 * GIB, high_watermark=95)
     base = await start_dashboard()
     # Placement puts it on the eligible host with the least disk used: h-ok.
     status, accepted = await dashboard.api(
@@ -21,7 +23,7 @@ async def test_a_hosts_disk_bar_reflects_its_reported_usage_and_pressure_and_dow
     assert status == 202 and accepted["workspace"]["host_id"] == str(ok.id), accepted
 
     await dashboard.sign_in(page, base, people.admin.token, at="#/hosts")
-    row = {h.name: page.locator(f"table.hosts tbody tr[data-host-id='{h.id}']") for h in (ok, full, down)}
+    row = {h.name: page.locator(f"table.hosts tbody tr[data-host-id='{h.id}']") for h in (ok, full, down, tuned)}
     await row["h-ok"].wait_for()
 
     ok_bar = row["h-ok"].locator("td.disk svg.usage")
@@ -44,10 +46,12 @@ async def test_a_hosts_disk_bar_reflects_its_reported_usage_and_pressure_and_dow
     assert "down since" in await row["h-down"].inner_text()
     assert "h-new" in await page.locator("table.hosts").inner_text()
     assert "no disk report yet" in await page.locator("table.hosts tbody tr", has_text="h-new").inner_text()
-    assert await page.locator(".summary").inner_text() == "4 hosts: 1 down, 1 under disk pressure, 0 cordoned."
+    assert float(await row["h-tuned"].locator("line.watermark").get_attribute("x1")) == 220 * 0.95, "the agent's own watermark"
+    assert await row["h-tuned"].get_attribute("data-pressure") == "false"
+    assert await page.locator(".summary").inner_text() == "5 hosts: 1 down, 1 under disk pressure, 0 cordoned."
     await dashboard.screenshot(page, "09-hosts")
 
-    # The watermark line follows the value set on the page (the API does not report the agents' setting).
+    # For a host whose agent reports no watermark, the line follows the value set on the page.
     await page.get_by_label("High watermark line (%)").fill("95")
     await page.get_by_label("High watermark line (%)").press("Enter")
     await wait.eventually(lambda: _attr_is(row["h-full"], "data-pressure", "false"), message="no pressure under a 95 % line")

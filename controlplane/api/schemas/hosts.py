@@ -30,6 +30,9 @@ class DiskSummary(common.Out):
     total_bytes: int | None
     used_bytes: int | None
     reported_at: datetime.datetime | None
+    high_watermark: float | None = pydantic.Field(
+        default=None, description="The agent's cleanup high watermark (disk percent) from its latest report; null from older agents."
+    )
 
 
 class Host(common.Out):

@@ -18,7 +18,10 @@ def render(view: hosts.HostView) -> schemas.Host:
         allocated=schemas.Allocated(
             cpus=a.cpus, memory_mb=a.memory_mb, disk_bytes=a.disk_bytes, promised_disk_bytes=a.promised_disk_bytes, workspaces=a.workspaces
         ),
-        disk=schemas.DiskSummary(total_bytes=h.disk_total_bytes, used_bytes=h.disk_used_bytes, reported_at=h.disk_reported_at),
+        disk=schemas.DiskSummary(
+            total_bytes=h.disk_total_bytes, used_bytes=h.disk_used_bytes, reported_at=h.disk_reported_at,
+            high_watermark=(h.disk_report or {}).get("high_watermark"),
+        ),
         last_heartbeat_at=h.last_heartbeat_at, down_since=h.down_since, created_at=h.created_at, updated_at=h.updated_at,
     )
 

@@ -21,6 +21,11 @@ async def only(seed, *keep):
 
 async def test_a_host_shows_capacity_allocation_disk_and_heartbeat(client, seed):
     host = await seed.host(cpus=8, memory_mb=16_384, disk_total=100 * GIB, disk_used=10 * GIB)
+    older = await seed.host(disk_used=10 * GIB)  # an agent whose reports carry no watermark
+    async with seed.sessions() as session, session.begin():
+        await session.execute(
+            sa.text("""UPDATE hosts SET disk_report = disk_report || '{"high_watermark": 90.0}'::jsonb WHERE id = :id"""), {"id": host.id}
+        )
     await only(seed, host)
     user, admin = await seed.user(), await seed.admin()
     placed = (await client(user.token).post("/v1/workspaces", workspace(cpus=2.5, memory_mb=4096, disk_gb=20))).body
@@ -29,6 +34,8 @@ async def test_a_host_shows_capacity_allocation_disk_and_heartbeat(client, seed)
     assert shown["capacity"] == {"cpus": 8.0, "memory_mb": 16_384, "disk_bytes": 100 * GIB}
     assert shown["allocated"] == {"cpus": 2.5, "memory_mb": 4096, "disk_bytes": 20 * GIB, "promised_disk_bytes": 20 * GIB, "workspaces": 1}
     assert shown["disk"]["used_bytes"] == 10 * GIB and shown["disk"]["total_bytes"] == 100 * GIB
+    assert shown["disk"]["high_watermark"] == 90.0, "the agent's reported cleanup watermark"
+    assert (await client(admin.token).get(f"/v1/hosts/{older.id}")).body["disk"]["high_watermark"] is None
     assert shown["status"] == "active" and shown["last_heartbeat_at"] is not None and shown["cordoned"] is False
     listed = (await client(admin.token).get("/v1/hosts", params={"status": "active"})).body["items"]
     assert [h["id"] for h in listed] == [str(host.id)]

@@ -2,8 +2,9 @@
 // allocated against capacity, liveness, and cordon/drain. Hosts that are down
 // or under disk pressure stand out and are counted at the top.
 //
-// The API does not report an agent's cleanup.high_watermark, so the line is
-// drawn where the person says (default: the agent's default, 85 %).
+// Each agent reports its cleanup.high_watermark with its disk report; the
+// line and the pressure mark use it. For agents too old to report one, the
+// line is drawn where the person says (default: the agent's default, 85 %).
 
 import * as api from "../api.js";
 import * as charts from "../charts.js";
@@ -20,6 +21,12 @@ function pollMs() {
 export function watermark() {
   const stored = Number(localStorage.getItem(WATERMARK_KEY));
   return stored > 0 && stored <= 100 ? stored : DEFAULT_WATERMARK;
+}
+
+// The host's own watermark when its agent reported one, else the page's.
+function watermarkOf(host) {
+  const reported = host.disk.high_watermark;
+  return typeof reported === "number" && reported > 0 && reported <= 100 ? reported : watermark();
 }
 
 export function mount(main, { me }, route) {
@@ -49,7 +56,7 @@ export function mount(main, { me }, route) {
       { class: "toolbar" },
       h("label", { for: "watermark" }, "High watermark line (%)"),
       line,
-      h("p", { id: "watermark-help", class: "help" }, `The API does not report each agent's cleanup.high_watermark; the line shows this value (agent default ${DEFAULT_WATERMARK} %). Hosts at or above it are marked as under disk pressure.`),
+      h("p", { id: "watermark-help", class: "help" }, `Each host's line is its agent's cleanup.high_watermark; this value stands in for agents that do not report one (agent default ${DEFAULT_WATERMARK} %). Hosts at or above their line are marked as under disk pressure.`),
     ),
     summary,
     notice,
@@ -81,7 +88,7 @@ export function mount(main, { me }, route) {
 
   function pressure(host) {
     const { used_bytes: used, total_bytes: total } = host.disk;
-    return Boolean(total && used !== null && (100 * used) / total >= watermark());
+    return Boolean(total && used !== null && (100 * used) / total >= watermarkOf(host));
   }
 
   function render() {
@@ -148,11 +155,12 @@ export function mount(main, { me }, route) {
     if (used === null || !total) return h("span", { class: "muted" }, "no disk report yet");
     const pct = (100 * used) / total;
     const text = `${bytes(used)} of ${bytes(total)} used (${pct.toFixed(1)} %)`;
-    const bar = charts.usageBar({ used, total, watermark: watermark(), name: `Disk of ${host.name}`, text });
+    const mark = watermarkOf(host);
+    const bar = charts.usageBar({ used, total, watermark: mark, name: `Disk of ${host.name}`, text });
     return [
       bar.element,
       h("div", { class: "bar-text" }, text),
-      hot ? h("div", { class: "pressure-note" }, h("strong", {}, "Disk pressure"), ` — at or above the ${watermark()} % watermark`) : null,
+      hot ? h("div", { class: "pressure-note" }, h("strong", {}, "Disk pressure"), ` — at or above the ${mark} % watermark`) : null,
       h("div", { class: "muted" }, `reported ${ago(at)}`),
       h("button", { type: "button", class: "link small", onclick: () => showDisk(host), "aria-label": `Disk details of ${host.name}` }, "Details"),
     ];
