@@ -3,7 +3,10 @@
 On the run's private daemon everything test- or agent-labelled is ours. On a
 daemon someone else also uses (DOCKER_HOST pointed at a shared engine) the
 harness removes only what is provably this run's: containers labelled with its
-run id, and agent workspaces created after the run began.
+run id, and agent workspaces and ``a4c-test`` images created after the run
+began. (Images are not scoped by label because tests build them from plain
+Dockerfiles; an earlier version removed every ``a4c-test`` tag, and a nested
+session in the test suite deleted its parent's systemd host image.)
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ def _containers(client: docker.DockerClient, scope: Scope) -> list:
     return list(unique.values())
 
 
-def _created(container) -> float:  # noqa: ANN001 - docker's Container
-    stamp = container.attrs.get("Created", "")
+def _created(obj) -> float:  # noqa: ANN001 - docker's Container or Image
+    stamp = obj.attrs.get("Created", "")
     try:
         # Docker stamps nanoseconds; Python parses up to microseconds.
         head, _, frac = stamp.rstrip("Z").partition(".")
@@ -47,7 +50,10 @@ def _created(container) -> float:  # noqa: ANN001 - docker's Container
 
 
 def _images(client: docker.DockerClient, scope: Scope) -> list[str]:
-    tags = [tag for image in client.images.list() for tag in image.tags]
+    images = client.images.list()
+    if not scope.own_daemon:
+        images = [i for i in images if _created(i) >= scope.started_at]
+    tags = [tag for image in images for tag in image.tags]
     return [t for t in tags if t.startswith(run.TEST_IMAGE_PREFIX) and t != scope.keep_image]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pathlib
+import secrets
 import urllib.request
 
 import docker
@@ -60,19 +61,33 @@ def test_a_port_published_on_loopback_is_reachable_from_the_tests(docker_client,
         container.remove(force=True)
 
 
-def test_containers_a_session_leaves_behind_are_removed_at_its_end(pytester, docker_client, docker_host, base_image, test_labels, monkeypatch):
+def _build(client: docker.DockerClient, base_image: str, tag: str) -> str:
+    # A random label: never a cache hit, so the image is created now.
+    dockerfile = f"FROM {base_image}\nLABEL a4c.test-nonce={secrets.token_hex(8)}\n"
+    return client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)[0].id
+
+
+def test_what_a_session_leaves_behind_on_a_shared_daemon_is_removed_at_its_end_and_nothing_older(
+    pytester, docker_client, docker_host, base_image, test_labels, test_run_id, monkeypatch
+):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("DOCKER_HOST", docker_host)
-    # Someone else's workspace on the same daemon, older than the inner session: not the inner session's to remove.
+    # Someone else's workspace and test image on the same daemon, older than the
+    # inner session: not the inner session's to remove.
     bystander = docker_client.containers.create(base_image, ["sleep", "300"], labels={**test_labels, "a4c.workspace": "bystander"})
+    bystander_image = _build(docker_client, base_image, f"a4c-test/bystander-{test_run_id}:1")
+    inner_tag = f"a4c-test/inner-{test_run_id}:1"
     try:
         pytester.makeconftest('pytest_plugins = ["tests.harness.fixtures_run", "tests.harness.fixtures_docker"]')
         ids = pytester.path / "ids.txt"
         pytester.makepyfile(test_leaky=f"""
-def test_leaves_containers_behind(docker_client, base_image, test_labels):
+import io
+def test_leaves_containers_and_an_image_behind(docker_client, base_image, test_labels):
     with open({str(ids)!r}, "w") as f:
         for labels in (test_labels, {{"a4c.workspace": "w-1"}}):
             f.write(docker_client.containers.run(base_image, ["sleep", "300"], detach=True, labels=labels).id + "\\n")
+    dockerfile = "FROM " + base_image + "\\nLABEL a4c.test-nonce={secrets.token_hex(8)}\\n"
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag={inner_tag!r}, rm=True)
 """)
 
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
@@ -82,6 +97,13 @@ def test_leaves_containers_behind(docker_client, base_image, test_labels):
         for leaked in ids.read_text().split():
             with pytest.raises(docker.errors.NotFound):
                 docker_client.containers.get(leaked)
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(inner_tag)
         assert docker_client.containers.get(bystander.id)
+        assert docker_client.images.get(f"a4c-test/bystander-{test_run_id}:1").id == bystander_image, "an older test image survives"
     finally:
         bystander.remove(force=True)
+        try:
+            docker_client.images.remove(bystander_image, force=True)
+        except docker.errors.ImageNotFound:
+            pass  # the failure above already said so
