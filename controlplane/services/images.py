@@ -85,7 +85,11 @@ async def get_owned_image(session: Session, principal: access.Principal, image_i
 
     A shared image of somebody else is visible, so refusing it is 403, not 404.
     """
-    image = await get_image(session, principal, image_id)
+    return require_owner(principal, await get_image(session, principal, image_id))
+
+
+def require_owner(principal: access.Principal, image: models.Image) -> models.Image:
+    """``image`` if the caller may change it (build, schedule); 403 for a visible image of somebody else."""
     if not principal.is_admin and image.owner_id != principal.user_id:
         raise errors.Forbidden("only the image's owner (or an admin) can build or schedule it")
     return image

@@ -19,8 +19,10 @@ import typing
 import docker
 import pytest
 
+from agent.domain import inventory as inv
 from shared import messages
 from tests.agent import conftest
+from tests.agent import driver
 from tests.harness import base_image as base_image_mod
 from tests.harness import run as run_mod
 
@@ -138,3 +140,73 @@ async def test_a_dry_run_cleanup_reports_what_it_would_remove_and_removes_nothin
     # The same report goes out with the next disk report.
     disk = await kit.events.wait_for("disk", host_id=agent.host_id, where=lambda e: (e.payload.get("cleanup") or {}).get("job_id") == "dry")
     assert disk.payload["cleanup"]["removed_containers"] == [orphan]
+
+
+async def test_a_cleanup_command_removes_the_exited_orphans_it_reports_and_leaves_running_and_foreign_containers_alone(
+    kit: conftest.Kit,
+) -> None:
+    client = kit.docker_client
+    agent = kit.agent(overrides={"cleanup": {"exited_grace": 0.01}}, start=False)
+    owned = {"a4c.managed": "true", "a4c.host": agent.host_id}
+    orphans = {_exited(client, kit.base_image, {**owned, "a4c.workspace": f"ws-gone-{i}"}) for i in range(2)}
+    running = client.containers.run(kit.base_image, ["sleep", "3600"], detach=True, labels={**owned, "a4c.workspace": "ws-busy"}).id
+    unlabelled = _exited(client, kit.base_image, {run_mod.TEST_LABEL: "cleanup-test"})
+    other_host = _exited(
+        client, kit.base_image, {"a4c.managed": "true", "a4c.host": f"{agent.host_id}-other", "a4c.workspace": "ws-theirs", run_mod.TEST_LABEL: "cleanup-test"}
+    )
+    try:
+        kit.start(agent)
+        await kit.send(agent, K.HOST_CLEANUP, messages.CleanupCommand(job_id="now", dry_run=False))
+
+        result = await kit.events.result("now")
+        assert result["ok"], result
+        report = result["result"]
+        assert report["dry_run"] is False and report["trigger"] == "command" and report["errors"] == []
+        assert set(report["removed_containers"]) == orphans
+        for orphan in orphans:
+            with pytest.raises(docker.errors.NotFound):
+                client.containers.get(orphan)
+        assert client.containers.get(running).status == "running", "a running a4c container is never removed"
+        assert client.containers.get(unlabelled).status == "exited", "a container without a4c labels is never touched"
+        assert client.containers.get(other_host).status == "exited", "another host's a4c container is never touched"
+    finally:
+        for foreign in (unlabelled, other_host):
+            client.containers.get(foreign).remove(force=True)
+
+
+async def test_the_scheduled_cleanup_removes_an_exited_orphan_once_its_grace_has_passed_without_any_command(kit: conftest.Kit) -> None:
+    client = kit.docker_client
+    grace = 3.0
+    # A high watermark of 100 % keeps disk pressure from triggering runs of its own: every run here is the schedule's.
+    agent = kit.agent(overrides={"cleanup": {"interval": 0.5, "exited_grace": grace, "high_watermark": 100, "low_watermark": 99}})
+    orphan = _exited(client, kit.base_image, {"a4c.managed": "true", "a4c.host": agent.host_id, "a4c.workspace": "ws-orphan"})
+    unlabelled = _exited(client, kit.base_image, {run_mod.TEST_LABEL: "cleanup-test"})
+    finished = inv.parse_time(client.api.inspect_container(orphan)["State"]["FinishedAt"])
+    assert finished is not None
+
+    def scheduled(event: driver.Event) -> bool:
+        return (event.payload.get("cleanup") or {}).get("trigger") == "schedule"
+
+    try:
+        removal = await kit.events.wait_for(
+            "disk",
+            host_id=agent.host_id,
+            timeout=30,
+            where=lambda e: scheduled(e) and orphan in e.payload["cleanup"]["removed_containers"],
+        )
+
+        assert removal.payload["cleanup"]["dry_run"] is False and removal.payload["cleanup"]["errors"] == []
+        assert removal.issued_at >= finished + grace
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get(orphan)
+        assert client.containers.get(unlabelled).status == "exited", "a container without a4c labels is never touched"
+        assert not kit.events.of("job.result", agent.host_id), "no command was involved"
+        # Scheduled runs follow one another (one at a time), so a run whose
+        # predecessor reported after the orphan exited saw the orphan; those
+        # before the removal kept it because its grace had not yet passed.
+        runs = sorted((e for e in kit.events.of("disk", agent.host_id) if scheduled(e)), key=lambda e: e.seq)
+        removed_at = runs.index(removal)
+        kept_within_grace = [run for before, run in zip(runs[:removed_at], runs[1:removed_at]) if before.issued_at > finished]
+        assert kept_within_grace, "scheduled runs during the grace period keep the orphan"
+    finally:
+        client.containers.get(unlabelled).remove(force=True)

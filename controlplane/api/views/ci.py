@@ -2,7 +2,9 @@
 
 Same body and same path into the build service as a message on the
 ``<prefix>.ci-builds`` topic (:mod:`controlplane.ci`). The caller's token must
-see the image (owner, shared, or admin). ``idempotency_key`` in the body (or
+own the image (or be an admin's): as with ``POST /v1/images/{id}/builds``, a
+shared image of somebody else is visible (403) but not theirs to rebuild —
+with ``git_ref`` they could otherwise replace what everybody runs. ``idempotency_key`` in the body (or
 the ``Idempotency-Key`` header) makes a retried call create nothing new.
 """
 
@@ -28,13 +30,14 @@ class CiBuild(common.Body):
     requested_by: str | None = pydantic.Field(default=None, max_length=100, description="Free text, e.g. the CI job URL.")
 
 
-@routes.post("/v1/ci/builds", body=CiBuild, response=job_schemas.JobList, status=202, errors=(404,))
+@routes.post("/v1/ci/builds", body=CiBuild, response=job_schemas.JobList, status=202, errors=(403, 404))
 async def ci_build(call: endpoint.Call) -> job_schemas.JobList:
     """Build a registered image on behalf of a CI system (one job)."""
     body: CiBuild = call.body
     image = await images.find_visible_by_name(call.session, call.user, body.image)
     if image is None:
         raise errors.NotFound(f"no registered image named {body.image!r} that you may use")
+    images.require_owner(call.user, image)
     key = f"ci:{body.idempotency_key}" if body.idempotency_key else None
     made = await images.request_builds(
         call.session, image, call.settings, user=call.user, source=models.JobSource.WEBHOOK, git_ref=body.git_ref, idempotency_key=key

@@ -55,6 +55,37 @@ async def test_every_list_validates_its_query_naming_the_parameter(client, seed,
         assert answer.status == 422 and field in answer.error_fields(), (params, answer.body)
 
 
+# Routes a plain user calls on one object named in the path; admin-only routes
+# are out (an admin sees everyone's objects, a user gets 403 there).
+USER_ROUTES_ON_AN_OBJECT = [e for e in ENDPOINTS if e.auth == "user" and "{" in e.path]
+VALID_BODIES = {("POST", "/v1/images/{image_id}/schedules"): {"cron": "0 3 * * *"}}
+
+
+async def objects_owned_by(me: Client) -> dict[str, str]:
+    """One object of every kind a path names, owned by the caller: path parameter -> id."""
+    created = (await me.post("/v1/workspaces", workspace_body())).body
+    image = (await me.post("/v1/images", {"name": f"img-{uuid.uuid4().hex[:8]}", "dockerfile": "FROM busybox"})).body
+    schedule = (await me.post(f"/v1/images/{image['id']}/schedules", {"cron": "0 3 * * *"})).body
+    return {"workspace_id": created["workspace"]["id"], "job_id": created["job"]["id"], "image_id": image["id"], "schedule_id": schedule["id"]}
+
+
+@pytest.mark.parametrize("ep", USER_ROUTES_ON_AN_OBJECT, ids=lambda e: f"{e.method} {e.path}")
+async def test_every_route_naming_another_users_object_answers_404_while_its_owner_is_served(client, seed, ep):
+    owner, intruder = await seed.user(), await seed.user()
+    ids = await objects_owned_by(client(owner.token))
+    path = ep.path.format(**ids)  # a KeyError: a new kind of object this test must learn to make
+    assert ep.body is None or (ep.method, ep.path) in VALID_BODIES, "give this route a valid body in VALID_BODIES"
+    body = VALID_BODIES.get((ep.method, ep.path))
+
+    refused = await client(intruder.token).request(ep.method, path, json=body)
+    assert refused.status == 404 and refused.body["error"]["code"] == "not_found", refused.body
+    assert owner.name not in str(refused.body) and str(owner.id) not in str(refused.body)
+    # The owner's identical call is not a 404 (200, 202, 204, or a 409 about the
+    # object's state): the ids are real, and the intruder's call changed nothing that hides it.
+    served = await client(owner.token).request(ep.method, path, json=body)
+    assert served.status != 404 and served.status < 500, served.body
+
+
 async def test_a_malformed_authorization_header_answers_401_saying_what_is_expected(client):
     answer = await client().get("/v1/me", headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert answer.status == 401 and "Bearer" in answer.body["error"]["message"]

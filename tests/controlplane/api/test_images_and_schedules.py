@@ -140,7 +140,37 @@ async def test_schedules_of_another_users_image_are_404_and_deleting_one_removes
     schedule = (await me.post(f"/v1/images/{image['id']}/schedules", {"cron": "0 3 * * *"})).body
     assert (await client(other.token).get(f"/v1/images/{image['id']}/schedules")).status == 404
     assert (await client(other.token).post(f"/v1/images/{image['id']}/schedules", {"cron": "0 3 * * *"})).status == 404
+    assert (await client(other.token).get(f"/v1/images/{image['id']}/schedules/{schedule['id']}")).status == 404
     assert (await client(other.token).delete(f"/v1/images/{image['id']}/schedules/{schedule['id']}")).status == 404
     assert (await me.delete(f"/v1/images/{image['id']}/schedules/{schedule['id']}")).status == 204
     assert (await me.get(f"/v1/images/{image['id']}/schedules/{schedule['id']}")).status == 404
     assert (await me.get(f"/v1/images/{image['id']}/schedules")).body["items"] == []
+
+
+async def test_the_ci_webhook_answers_404_for_another_users_private_image_and_builds_nothing(client, seed):
+    owner, other = await seed.user(), await seed.user()
+    await seed.host(disk_used=0, memory_mb=1 << 30)
+    private = (await client(owner.token).post("/v1/images", {"name": image_name(), "dockerfile": "FROM busybox"})).body
+    call = {"image": private["name"], "idempotency_key": f"ci-run-{uuid.uuid4().hex[:8]}"}
+    refused = await client(other.token).post("/v1/ci/builds", call)
+    assert refused.status == 404 and refused.body["error"]["code"] == "not_found", refused.body
+    assert owner.name not in refused.body["error"]["message"] and private["id"] not in refused.body["error"]["message"]
+    assert await seed.scalar(sa.text("SELECT count(*) FROM jobs WHERE image_id = :id"), id=uuid.UUID(private["id"])) == 0
+    # The same call by the owner builds it: the 404 was about whose image it is, not about its name.
+    built = await client(owner.token).post("/v1/ci/builds", call)
+    assert built.status == 202, built.body
+    assert {j["image_id"] for j in built.body["jobs"]} == {private["id"]}
+
+
+async def test_the_ci_webhook_refuses_a_shared_image_of_somebody_else_with_403_and_builds_nothing(client, seed):
+    # Shared means usable, not rebuildable: with git_ref another user could
+    # otherwise replace the image everybody runs (the same rule as POST /v1/images/{id}/builds).
+    owner, other = await seed.user(), await seed.user()
+    await seed.host(disk_used=0, memory_mb=1 << 30)
+    shared = (await client(owner.token).post("/v1/images", {"name": image_name(), "dockerfile": "FROM busybox", "shared": True})).body
+    refused = await client(other.token).post("/v1/ci/builds", {"image": shared["name"], "git_ref": "evil"})
+    assert refused.status == 403 and refused.body["error"]["code"] == "forbidden", refused.body
+    assert "owner" in refused.body["error"]["message"]
+    assert await seed.scalar(sa.text("SELECT count(*) FROM jobs WHERE image_id = :id"), id=uuid.UUID(shared["id"])) == 0
+    direct = await client(other.token).post(f"/v1/images/{shared['id']}/builds", {})
+    assert direct.status == 403, "the webhook and the build route agree"

@@ -7,6 +7,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from controlplane.db import models
 from shared import messages
 
 
@@ -56,7 +57,8 @@ async def test_a_workspace_that_fits_nowhere_stays_pending_with_the_reason(clien
     ws, job = answer.body["workspace"], answer.body["job"]
     assert ws["observed_state"] == "pending" and ws["host_id"] is None
     assert ws["state_reason"].startswith("no eligible host:") and "lack cpu" in ws["state_reason"]
-    assert job["status"] == "pending" and job["reason"] == ws["state_reason"]
+    # The job's reason is the workspace's plus its place in the placement queue.
+    assert job["status"] == "pending" and job["reason"].startswith(ws["state_reason"] + "; ") and job["queue_position"] >= 1
     assert job["placement"]["rejected_counts"]["insufficient_cpu"] >= 1
     assert await commands_for(seed, ws["id"]) == []
 
@@ -76,11 +78,19 @@ async def test_another_users_workspace_answers_404_on_every_route(client, seed, 
         await intruder.get(f"/v1/workspaces/{ws['id']}"),
         await intruder.post(f"/v1/workspaces/{ws['id']}/start"),
         await intruder.post(f"/v1/workspaces/{ws['id']}/stop"),
+        await intruder.post(f"/v1/workspaces/{ws['id']}/recreate"),  # not 409 "not lost": that would tell its state
         await intruder.delete(f"/v1/workspaces/{ws['id']}"),
     ]:
         assert answer.status == 404 and answer.body["error"]["code"] == "not_found"
     assert (await intruder.get("/v1/workspaces")).body["items"] == []
     assert (await client(owner.token).get(f"/v1/workspaces/{ws['id']}")).body["desired_state"] == "running"
+    # Lost, it is one the owner could recreate; still not the intruder.
+    async with seed.sessions() as session, session.begin():
+        (await session.get(models.Workspace, uuid.UUID(ws["id"]))).observed_state = models.ObservedState.LOST
+    answer = await intruder.post(f"/v1/workspaces/{ws['id']}/recreate")
+    assert answer.status == 404 and answer.body["error"]["code"] == "not_found"
+    after = (await client(owner.token).get(f"/v1/workspaces/{ws['id']}")).body
+    assert after["observed_state"] == "lost" and after["host_id"] == ws["host_id"]
 
 
 async def test_an_admin_sees_every_users_workspaces(client, seed, room):
