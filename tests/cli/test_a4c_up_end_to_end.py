@@ -1,55 +1,18 @@
-"""`a4c up` runs the whole system, the `a4c` CLI drives it, and a kill -9 restart finds the same state."""
+"""`a4c up` runs the whole system, shows progress while starting, the `a4c` CLI drives it, a kill -9 restart
+finds the same state, and Ctrl-C stops it with nothing left running."""
 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
+import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 
 import pytest
 
-from tests.harness import ports, processes, wait
-
-BIN = pathlib.Path(sys.executable).parent
-
-
-class Up:
-    def __init__(self, state: pathlib.Path, port: int, docker_host: str) -> None:
-        self.state, self.port = state, port
-        self.log = state.parent / "up.log"
-        self.env = {**os.environ, "DOCKER_HOST": docker_host, "XDG_CONFIG_HOME": str(state.parent / "config")}
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = processes.spawn(
-            [str(BIN / "a4c"), "up", "--state-dir", str(self.state), "--port", str(self.port)], self.log, env=self.env
-        )
-        wait.wait_until(self._ready, timeout=120, interval=0.2, message=f"a4c up ready\n{processes.log_tail(self.log)}")
-
-    def _ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"a4c up exited with {self.process.returncode}:\n{processes.log_tail(self.log)}")
-        return "Press Ctrl-C to stop." in self.log.read_text(errors="replace")
-
-    def a4c(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([str(BIN / "a4c"), *args], capture_output=True, text=True, env=self.env, timeout=300)
-        if check and done.returncode != 0:
-            raise AssertionError(f"a4c {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}")
-        return done
-
-    def kill9(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            processes.stop(self.process, grace=60, sig=signal.SIGINT)
+from tests.cli.a4c_up import Up
+from tests.harness import ports, wait
 
 
 @pytest.fixture
@@ -58,7 +21,7 @@ def up(docker_host):
     # PostgreSQL runs as its own user (as root), which must reach its data.
     home = pathlib.Path(tempfile.mkdtemp(prefix="a4c-up-test-"))
     home.chmod(0o711)
-    instance = Up(home / "state", ports.free_port(), docker_host)
+    instance = Up(home, ports.free_port(), {"DOCKER_HOST": docker_host})
     try:
         yield instance
     finally:
@@ -66,10 +29,24 @@ def up(docker_host):
         shutil.rmtree(home, ignore_errors=True)
 
 
-def test_a4c_up_runs_everything_the_cli_drives_it_and_a_kill_9_restart_keeps_the_state(up, docker_client, workspace_image):
-    up.start()
-    text = up.log.read_text()
-    assert f"http://127.0.0.1:{up.port}/v1" in text and "admin token" in text and "dashboard" in text
+STEP = re.compile(r"^  (.+?) … ok \(\d+\.\d s\)$", re.MULTILINE)
+
+
+def first_start_steps(port: int) -> list[str]:
+    return [
+        "Docker daemon", "PostgreSQL (embedded)", "Kafka-protocol broker (embedded tansu)", "database migrations",
+        "first admin token", f"control plane on http://127.0.0.1:{port}", "enrolment token for the local agent", "local agent",
+    ]
+
+
+def test_a4c_up_shows_its_progress_runs_everything_the_cli_drives_a_kill_9_restart_keeps_the_state_and_ctrl_c_stops_it_all(up, docker_client, workspace_image):
+    text = up.start()
+    starting, _, summary = text.partition("\nA4C is up in ")
+    assert STEP.findall(starting) == first_start_steps(up.port), f"one line per stage, in order, each with its time:\n{text}"
+    assert "  PostgreSQL (embedded) … ok" in up.before_ready and "A4C is up" not in up.before_ready, (
+        f"the stages were printed while it was still starting; the last output before ready was:\n{up.before_ready}"
+    )
+    assert f"http://127.0.0.1:{up.port}/v1" in summary and "admin token" in summary and "dashboard" in summary
     token = (up.state / "admin.token").read_text().strip()
     server = f"http://127.0.0.1:{up.port}"
     assert "logged in" in up.a4c("login", "--server", server, "--token", token).stdout
@@ -106,3 +83,11 @@ def test_a4c_up_runs_everything_the_cli_drives_it_and_a_kill_9_restart_keeps_the
     deleted = up.a4c("workspaces", "delete", "dev", "--wait")
     assert deleted.returncode == 0
     assert not docker_client.containers.list(all=True, filters={"label": f"a4c.workspace={ws['id']}"})
+
+    stopped = up.ctrl_c(deadline=45)
+    assert stopped.code == 0, stopped.output
+    assert stopped.output.rstrip().endswith("stopping …\nstopped") and "Traceback" not in stopped.output, stopped.output
+    below = stopped.below
+    for component in ("postgres -D", "tansu", "a4c-controlplane run", "a4c-agent run"):
+        assert any(component in line for line in below), f"{component} ran below a4c up: {below}"
+    assert stopped.left == [], "nothing a4c up started is still running"
