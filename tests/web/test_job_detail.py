@@ -88,3 +88,26 @@ async def test_a_job_of_someone_else_is_not_found_and_the_page_says_so(db, peopl
     base = await start_dashboard()
     await dashboard.sign_in(page, base, people.alice.token, at=f"#/jobs/{job_id}")
     await page.get_by_role("alert").get_by_text("Not found").wait_for()
+
+
+async def test_the_link_to_a_jobs_workspace_opens_that_workspace(db, people, start_dashboard, page):
+    workspace_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO workspaces (id, owner_id, name, image_ref, cpus, memory_mb, disk_gb, desired_state, observed_state)"
+        " VALUES ($1, $2, 'data-lab', 'debian:12', 2, 2048, 20, 'running', 'pending')",
+        workspace_id, people.alice.id,
+    )
+    job_id = await _job(db, people, kind="workspace_create", workspace_id=workspace_id, workspace_name="data-lab", image_name=None)
+    base = await start_dashboard()
+    await dashboard.sign_in(page, base, people.alice.token, at=f"#/jobs/{job_id}")
+    await page.get_by_role("heading", name=f"Job {job_id}").wait_for()
+    link = page.locator("dl.facts").get_by_role("link", name="data-lab", exact=True)
+    assert await link.get_attribute("href") == f"#/workspaces/{workspace_id}"
+    await link.click()
+    card = page.locator(".detail-slot")
+    await card.get_by_role("heading", name="Workspace data-lab").wait_for()
+    assert page.url.endswith(f"#/workspaces/{workspace_id}")
+    facts = await card.locator("dl.facts").inner_text()
+    assert str(workspace_id) in facts and "2 CPUs, 2048 MiB memory, 20 GiB disk" in facts
+    # The list beside it marks that workspace's row.
+    await page.locator(f"table.workspaces tbody tr.selected[data-workspace-id='{workspace_id}']").wait_for()

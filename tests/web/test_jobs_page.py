@@ -149,3 +149,53 @@ async def test_the_jobs_page_works_from_the_keyboard_alone(db, people, start_das
     await _tab_to(page, "table.jobs tbody tr a")
     await page.keyboard.press("Enter")
     await page.get_by_role("heading", name=f"Job {expected['jobs'][0]['id']}").wait_for()
+
+
+async def _settled(page, text: str) -> None:
+    """The search for ``text`` shows its rows and, after them, its counts and chips."""
+    await page.locator(f".table-slot[data-query='{text}']:not([aria-busy])").wait_for()
+    await page.locator(".results[data-settled]").wait_for()
+
+
+async def test_the_kind_user_and_image_chips_each_narrow_the_table_to_exactly_what_the_api_returns(db, people, start_dashboard, page, http):
+    await conftest.load_jobs(db, 1500)
+    base = await start_dashboard()
+    await dashboard.sign_in(page, base, people.admin.token)
+    start = "status:failed"
+    await dashboard.search(page, start)
+    await _settled(page, start)
+    everything = await dashboard.api_search(http, base, people.admin.token, [("query", start), ("limit", "1")])
+
+    # Kind and user: facet chips with the API's counts.
+    for key, field in (("kind", "kind"), ("user", "user_name")):
+        top = everything["facets"][key][0]
+        assert top["count"] < everything["total"], f"the top {key} should leave some failed jobs out"
+        chip = page.locator(f"button.chip[data-key='{key}'][data-value='{top['value']}']")
+        assert await chip.get_attribute("aria-pressed") == "false"
+        assert (await chip.locator(".count").inner_text()).replace(",", "") == str(top["count"])
+        await chip.click()
+        narrowed = f"{start} {key}:{top['value']}"
+        await _settled(page, narrowed)
+        expected = await dashboard.api_search(http, base, people.admin.token, [("query", narrowed), ("limit", "50")])
+        assert expected["total"] == top["count"]
+        assert {j[field] for j in expected["jobs"]} == {top["value"]}
+        assert await dashboard.table_ids(page) == [j["id"] for j in expected["jobs"]]
+        assert await page.locator(f"button.chip[data-key='{key}'][data-value='{top['value']}']").get_attribute("aria-pressed") == "true"
+        # Pressed again, the chip takes its filter away.
+        await page.locator(f"button.chip[data-key='{key}'][data-value='{top['value']}']").click()
+        await _settled(page, start)
+
+    # Image: no facet in the API, so a name field adds the filter and its chip takes it away.
+    image = next(j["image_name"] for j in (await dashboard.api_search(http, base, people.admin.token, [("query", start), ("limit", "50")]))["jobs"] if j["image_name"])
+    await page.get_by_label("Filter by image name").fill(image)
+    await page.locator("section.facet[aria-labelledby='facet-image']").get_by_role("button", name="Add", exact=True).click()
+    narrowed = f"{start} image:{image}"
+    await _settled(page, narrowed)
+    expected = await dashboard.api_search(http, base, people.admin.token, [("query", narrowed), ("limit", "50")])
+    assert 0 < expected["total"] < everything["total"]
+    assert {j["image_name"] for j in expected["jobs"]} == {image}
+    assert await dashboard.table_ids(page) == [j["id"] for j in expected["jobs"]]
+    chip = page.locator(f"button.chip[data-key='image'][data-value='{image}']")
+    assert await chip.get_attribute("aria-pressed") == "true"
+    await chip.click()
+    await _settled(page, start)

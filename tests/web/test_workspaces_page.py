@@ -1,7 +1,16 @@
-"""The workspaces page: create from the form (checked first, the API's field errors beside the fields), delete with a confirmation."""
+"""The workspaces page: create from the form (checked first, the API's field errors beside the fields), stop and start, delete with a confirmation."""
 
 from __future__ import annotations
 
+import json
+import uuid
+
+import pytest
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane.db import engine as db_engine
+from controlplane.events import consumer
+from shared import messages
 from tests.harness import wait
 from tests.web import dashboard
 
@@ -123,3 +132,99 @@ async def test_an_admin_sees_every_users_workspaces_with_their_owners(db, people
 
 async def _count_is(locator, n: int) -> bool:
     return await locator.count() == n
+
+
+class _Agent:
+    """Stands in for the agent of one host: takes that host's commands from the outbox and reports back
+    the way the agent does (a workspace state, then the job's result), signed with the host's key and
+    applied by the control plane's event consumer."""
+
+    def __init__(self, db, engine, host) -> None:
+        self.db, self.engine, self.host = db, engine, host
+        self.keys = consumer.HostKeys(engine)
+        self.seq = 0
+        self.seen: set[int] = set()
+
+    async def command(self, kind: str) -> messages.WorkspaceRef:
+        """The next command of ``kind`` sent to this host (waits for it)."""
+
+        async def sent():
+            rows = await self.db.fetch("SELECT id, payload FROM outbox WHERE topic = $1 AND kind = $2 ORDER BY id", f"commands.{self.host.id}", kind)
+            return next((r for r in rows if r["id"] not in self.seen), None)
+
+        row = await wait.eventually(sent, timeout=10, message=f"a {kind} command to {self.host.name}")
+        self.seen.add(row["id"])
+        body = json.loads(row["payload"])["payload"]
+        return messages.WorkspaceRef(job_id=body["job_id"], workspace_id=body.get("workspace_id") or body["spec"]["workspace_id"])
+
+    async def done(self, ref: messages.WorkspaceRef, state: str) -> None:
+        container = "c0ffee" + ref.workspace_id.replace("-", "")[:6]
+        reports = [
+            (messages.EventKind.WORKSPACE_STATE, messages.WorkspaceState(workspace_id=ref.workspace_id, state=state, container_id=container)),
+            (messages.EventKind.JOB_RESULT, messages.JobResult(job_id=ref.job_id, ok=True, result={"state": state, "container_id": container, "ports": []})),
+        ]
+        for kind, payload in reports:
+            self.seq += 1
+            raw = messages.encode(kind, str(self.host.id), self.seq, payload, self.host.signing_key)
+            assert await consumer.handle(raw, self.engine, self.keys) is kind
+
+
+@pytest.fixture
+async def events_engine(database_url):
+    engine = sa_asyncio.create_async_engine(db_engine.async_url(database_url))
+    yield engine
+    await engine.dispose()
+
+
+async def test_a_running_workspace_is_stopped_and_started_again_from_its_row_after_confirming(db, people, start_dashboard, page, http, add_host, events_engine):
+    host = await add_host("h-ws01")
+    agent = _Agent(db, events_engine, host)
+    base = await start_dashboard()
+    status, made = await dashboard.api(
+        http, base, people.alice.token, "POST", "/v1/workspaces", json={"name": "web-dev", "image_ref": "debian:12", "cpus": 1, "memory_mb": 512, "disk_gb": 5}
+    )
+    assert status == 202 and made["workspace"]["host_id"] == str(host.id), made
+    ws_id = made["workspace"]["id"]
+    create = await agent.command("workspace.create")
+    assert create.workspace_id == ws_id
+    await agent.done(create, "running")
+
+    await page.add_init_script("sessionStorage.setItem('a4c.pollMs', '300')")
+    await dashboard.sign_in(page, base, people.alice.token, at="#/workspaces")
+    row = page.locator(f"table.workspaces tbody tr[data-workspace-id='{ws_id}']")
+    in_state = lambda state: page.locator(f"table.workspaces tbody tr[data-workspace-id='{ws_id}'][data-state='{state}']")  # noqa: E731
+    await in_state("running").wait_for()
+    assert await row.get_by_role("button", name="Start web-dev").count() == 0
+
+    # Stop: asked first; the command goes to its host; the row turns "stopped" once the agent reports it.
+    await row.get_by_role("button", name="Stop web-dev").click()
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_text("Stop workspace web-dev?").wait_for()
+    await dialog.get_by_role("button", name="Stop", exact=True).click()
+    await page.locator(".notice-slot").get_by_text("Stop of web-dev accepted").wait_for()
+    stop = await agent.command("workspace.stop")
+    assert stop.workspace_id == ws_id
+    # Wanted stopped, still running until the agent says otherwise.
+    await row.get_by_text("→ stopped").wait_for()
+    assert await row.get_attribute("data-state") == "running"
+    await agent.done(stop, "stopped")
+    await in_state("stopped").wait_for()
+    await row.get_by_role("button", name="Start web-dev").wait_for()
+    assert await row.get_by_role("button", name="Stop web-dev").count() == 0
+    status, shown = await dashboard.api(http, base, people.alice.token, "GET", f"/v1/workspaces/{ws_id}")
+    assert (shown["desired_state"], shown["observed_state"]) == ("stopped", "stopped")
+    await dashboard.screenshot(page, "09-workspaces-stopped")
+
+    # Start: the same way back to running.
+    await row.get_by_role("button", name="Start web-dev").click()
+    await page.get_by_role("dialog").get_by_text("Start workspace web-dev?").wait_for()
+    await page.get_by_role("dialog").get_by_role("button", name="Start", exact=True).click()
+    await page.locator(".notice-slot").get_by_text("Start of web-dev accepted").wait_for()
+    start = await agent.command("workspace.start")
+    assert start.workspace_id == ws_id and start.job_id != stop.job_id
+    await agent.done(start, "running")
+    await in_state("running").wait_for()
+    await row.get_by_role("button", name="Stop web-dev").wait_for()
+    assert await row.get_by_role("button", name="Start web-dev").count() == 0
+    status, shown = await dashboard.api(http, base, people.alice.token, "GET", f"/v1/workspaces/{ws_id}")
+    assert (shown["desired_state"], shown["observed_state"]) == ("running", "running")

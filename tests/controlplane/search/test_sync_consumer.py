@@ -10,6 +10,7 @@ import json
 import uuid
 
 import aiokafka
+import prometheus_client
 import pytest
 
 from controlplane.search import check, index, service, sync
@@ -250,3 +251,48 @@ async def test_with_elasticsearch_stopped_searches_fall_back_and_the_backlog_dra
         return found.backend == "elasticsearch" and found.total == 25
 
     await wait.eventually(elastic_again, timeout=15, message="searches return to Elasticsearch")
+
+
+def _counted(name: str, **labels: str) -> float:
+    return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_bulk_items_refused_with_429_by_a_flood_stage_block_are_retried_until_it_lifts_and_never_dead_lettered(
+    settings, db, es, engine, pipeline
+):
+    # Elasticsearch puts this block on an index when a disk passes the flood-stage watermark; every
+    # write to it then fails item by item with 429, in a bulk answered 200. (Each bulk of the consumer
+    # targets one alias, so all its items fail together: a bulk half refused this way cannot happen.)
+    rows = await conftest.load_jobs(db, 10)
+    await wait.eventually(lambda: pipeline.indexed == 10, timeout=20, message="the 10 jobs indexed")
+    alias = settings.search.index_alias
+    [name] = await index.behind(es, alias)
+    versions = {str(r["id"]): r["version"] for r in await db.fetch("SELECT id, version FROM jobs")}
+    retried, whole_failures, commits = _counted("a4c_search_bulk_items_total", outcome="retry"), _counted("a4c_search_bulk_failures_total"), pipeline.commits
+    await es.indices.put_settings(index=name, settings={"index.blocks.read_only_allow_delete": True})
+    try:
+        await db.execute("UPDATE jobs SET reason = 'written during the flood stage'")
+        await wait.eventually(
+            lambda: _counted("a4c_search_bulk_items_total", outcome="retry") - retried >= 3 * len(rows),
+            timeout=20, message="every item refused with 429 at least three times",
+        )
+        assert _counted("a4c_search_bulk_failures_total") == whole_failures, "refused item by item, not as a whole request"
+        assert pipeline.commits == commits, "no offset committed while items wait for a retry"
+        assert pipeline.dead == 0
+        for job_id, version in versions.items():
+            assert (await _doc(es, alias, job_id))["version"] == version
+    finally:
+        await es.indices.put_settings(index=name, settings={"index.blocks.read_only_allow_delete": None})
+
+    now = {str(r["id"]): r["version"] for r in await db.fetch("SELECT id, version FROM jobs")}
+    assert all(now[j] > versions[j] for j in versions)
+
+    async def written():
+        for job_id, version in now.items():
+            assert (await _doc(es, alias, job_id))["version"] == version, job_id
+        return True
+
+    await wait.eventually(written, timeout=20, message="the refused updates indexed once the block is lifted")
+    await wait.eventually(lambda: pipeline.indexed == 20, timeout=20, message="the batch committed")
+    assert pipeline.dead == 0
+    await _no_drift(settings, engine, es)
