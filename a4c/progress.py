@@ -55,7 +55,8 @@ def workspace_line(job: Obj, workspace: Obj | None) -> str:
         return line + "; workspace gone"
     line += f"; workspace {workspace['observed_state']}"
     reason = workspace.get("state_reason")
-    if reason and reason != job.get("reason"):
+    # A job waiting for a host repeats the workspace's reason and adds its place in the queue.
+    if reason and not (job.get("reason") or "").startswith(reason):
         line += f": {reason}"
     ports = published(workspace)
     if workspace["observed_state"] == "running" and ports != "-":

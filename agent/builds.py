@@ -1,7 +1,8 @@
 """Image builds: from an inline Dockerfile or a git context, with logs streamed back.
 
-A build waits for a slot (``builds.concurrency`` run at once), then runs
-under a deadline (the command's ``deadline_s``, capped by
+A build waits for a slot (``builds.concurrency`` run at once; the rest wait
+first come, first served, and hear their place in line whenever it changes),
+then runs under a deadline (the command's ``deadline_s``, capped by
 ``builds.deadline``). Output lines go back as ``job.log`` batches while it
 runs; the result carries ``image_id``, ``digest`` and ``tag``; a failure's
 error is the daemon's error line plus the failing step's last output (see
@@ -14,6 +15,9 @@ Built images carry ``a4c.managed``, ``a4c.image``, ``a4c.host`` and
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -35,23 +39,91 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
+@dataclasses.dataclass(eq=False)
+class _Waiter:
+    admitted: asyncio.Future[None]
+    moved: typing.Callable[[int], None]
+
+
+class Slots:
+    """At most ``size`` holders at once; the others wait in a line, first come first served.
+
+    A waiter is told its 1-based place in line when it joins and again each
+    time it moves up (someone ahead got a slot or gave up waiting), so a
+    build's progress can say how far it is from starting.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._holders = 0
+        self._line: collections.deque[_Waiter] = collections.deque()
+
+    def resize(self, size: int) -> None:
+        """A larger size admits waiters at once; a smaller one lets holders finish and admits nobody until under it."""
+        self.size = size
+        self._admit()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, moved: typing.Callable[[int], None]) -> typing.AsyncIterator[None]:
+        if self._holders < self.size and not self._line:
+            self._holders += 1
+        else:
+            waiter = _Waiter(asyncio.get_running_loop().create_future(), moved)
+            self._line.append(waiter)
+            moved(len(self._line))
+            try:
+                await waiter.admitted
+            except asyncio.CancelledError:
+                if waiter.admitted.done() and not waiter.admitted.cancelled():
+                    self._release()  # cancelled just as it was admitted: the slot goes to the next in line
+                elif waiter in self._line:
+                    place = self._line.index(waiter)
+                    del self._line[place]
+                    self._tell(from_place=place)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._holders -= 1
+        self._admit()
+
+    def _admit(self) -> None:
+        left = False
+        while self._line and self._holders < self.size:
+            waiter = self._line.popleft()
+            left = True
+            if waiter.admitted.cancelled():
+                continue  # its task was cancelled and has not run its handler yet: nothing to hand over
+            self._holders += 1
+            waiter.admitted.set_result(None)
+        if left:
+            self._tell(from_place=0)
+
+    def _tell(self, *, from_place: int) -> None:
+        """Tell every waiter from this index on its (new) place in line."""
+        for index, waiter in enumerate(self._line):
+            if index >= from_place:
+                waiter.moved(index + 1)
+
+
 class Builder:
     def __init__(self, ctx: context_mod.Context) -> None:
         self.ctx = ctx
-        self._slots = asyncio.Semaphore(ctx.settings.builds.concurrency)
-        self._slots_size = ctx.settings.builds.concurrency
+        self._slots = Slots(ctx.settings.builds.concurrency)
 
     def reconfigure(self) -> None:
-        """Apply a reloaded concurrency to builds that start from now on."""
-        if self.ctx.settings.builds.concurrency != self._slots_size:
-            self._slots_size = self.ctx.settings.builds.concurrency
-            self._slots = asyncio.Semaphore(self._slots_size)
+        """Apply a reloaded concurrency, to the builds waiting now as well."""
+        if self.ctx.settings.builds.concurrency != self._slots.size:
+            self._slots.resize(self.ctx.settings.builds.concurrency)
 
     async def build(self, command: messages.BuildCommand, job_id: str) -> dict[str, typing.Any]:
-        slots = self._slots
-        if slots.locked():
-            jobs.progress(self.ctx.publisher, job_id, "queued", "waiting for a build slot")
-        async with slots:
+        def moved(place: int) -> None:
+            jobs.progress(self.ctx.publisher, job_id, "queued", domain.waiting_for_slot(place))
+
+        async with self._slots.hold(moved):
             deadline = min(command.deadline_s, self.ctx.settings.builds.deadline)
             metrics.BUILDS_RUNNING.inc()
             workdir: pathlib.Path | None = None

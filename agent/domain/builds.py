@@ -18,6 +18,8 @@ import posixpath
 import re
 import typing
 
+from shared.domain import words
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STEP = re.compile(r"^Step \d+/\d+ : ")
 # Docker's own progress chatter, useless as an error cause.
@@ -110,3 +112,8 @@ def safe_ref(ref: str) -> str:
 
 def image_labels(*, image_id: str, host_id: str, job_id: str) -> dict[str, str]:
     return {"a4c.managed": "true", "a4c.image": image_id, "a4c.host": host_id, "a4c.job": job_id}
+
+
+def waiting_for_slot(place: int) -> str:
+    """The progress message of a build waiting for a build slot, ``place`` (1-based) in the local line."""
+    return f"waiting for a build slot, {words.ordinal(place)} in line"

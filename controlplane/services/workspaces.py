@@ -21,7 +21,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import commands, errors
 from controlplane import settings as cp_settings
 from controlplane.db import models
-from controlplane.services import access, images, jobs, pagination, placement
+from controlplane.services import access, images, jobs, pagination, placement, queue
 from shared import messages
 
 Session = sa_asyncio.AsyncSession
@@ -123,15 +123,16 @@ async def place_pending(session: Session, settings: cp_settings.Settings) -> lis
     Called by the reconciler every period and right after anything that can
     make a host eligible (enrolment, uncordon). Cheap when nothing waits.
     """
-    waiting = sa.select(models.Workspace.id).where(*_waiting()).limit(1)
+    waiting = sa.select(models.Workspace.id).where(*queue.waiting()).limit(1)
     if (await session.execute(waiting)).first() is None:
         return []
     await placement.lock(session)
     stmt = (
         sa.select(models.Workspace, models.User.name)
         .join(models.User, models.User.id == models.Workspace.owner_id)
-        .where(*_waiting())
-        .order_by(models.Workspace.created_at, models.Workspace.id)
+        .where(*queue.waiting())
+        # The queue's order: the positions jobs show (services.queue) follow it.
+        .order_by(*queue.ORDER)
         .limit(PENDING_BATCH)
         .with_for_update(of=models.Workspace)
     )
@@ -350,15 +351,6 @@ async def release_waiting(session: Session, settings: cp_settings.Settings) -> i
 class _HostRef:
     id: uuid.UUID | None
     name: str | None
-
-
-def _waiting() -> tuple[sa.ColumnElement[bool], ...]:
-    return (
-        models.Workspace.host_id.is_(None),
-        models.Workspace.observed_state == models.ObservedState.PENDING,
-        models.Workspace.desired_state == models.DesiredState.RUNNING,
-        models.Workspace.deleted_at.is_(None),
-    )
 
 
 def _apply(ws: models.Workspace, outcome: placement.Outcome) -> None:

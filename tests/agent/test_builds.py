@@ -117,16 +117,24 @@ async def test_a_build_past_its_deadline_is_stopped_and_says_so(kit: conftest.Ki
     await wait.eventually(lambda: _build_containers(kit, "sleep 60") == [], timeout=15, message="the build container is gone")
 
 
-async def test_builds_beyond_the_concurrency_limit_wait_for_a_slot(kit: conftest.Kit) -> None:
+async def test_builds_beyond_the_concurrency_limit_wait_for_a_slot_and_say_their_place_in_line_as_it_moves_up(kit: conftest.Kit) -> None:
     agent = kit.agent(overrides={"builds": {"concurrency": 1}})
-    first = _build("b-one", _tag(), dockerfile=f"FROM {kit.base_image}\nRUN sleep 1 && echo one-{secrets.token_hex(2)}\n")
-    second = _build("b-two", _tag(), dockerfile=f"FROM {kit.base_image}\nRUN sleep 1 && echo two-{secrets.token_hex(2)}\n")
-    await kit.send(agent, K.IMAGE_BUILD, first)
-    await kit.send(agent, K.IMAGE_BUILD, second)
+    names = ["b-one", "b-two", "b-three"]
+    for name in names:
+        await kit.send(agent, K.IMAGE_BUILD, _build(name, _tag(), dockerfile=f"FROM {kit.base_image}\nRUN sleep 1 && echo {name}-{secrets.token_hex(2)}\n"))
 
-    one, two = await kit.events.result("b-one", timeout=60), await kit.events.result("b-two", timeout=60)
-    assert one["ok"] and two["ok"], (one, two)
-    assert kit.events.of("job.progress", job_id="b-two", phase="queued")
+    results = [await kit.events.result(name, timeout=90) for name in names]
+    assert all(r["ok"] for r in results), results
+
+    def waiting(name: str) -> list[str]:
+        return [e.payload["message"] for e in sorted(kit.events.of("job.progress", job_id=name, phase="queued"), key=lambda e: e.seq)]
+
+    assert waiting("b-one") == []
+    assert waiting("b-two") == ["waiting for a build slot, 1st in line"]
+    assert waiting("b-three") == ["waiting for a build slot, 2nd in line", "waiting for a build slot, 1st in line"]
     first_done = kit.events.of("job.result", job_id="b-one")[0]
     second_building = kit.events.of("job.progress", job_id="b-two", phase="building")[0]
     assert second_building.seq > first_done.seq, "the second build started only after the first finished"
+    moved_up = [e for e in kit.events.of("job.progress", job_id="b-three", phase="queued") if e.payload["message"].endswith("1st in line")][0]
+    first_output_end = max(e.seq for e in kit.events.of("job.log", job_id="b-one"))
+    assert first_output_end < moved_up.seq < second_building.seq, "the third moved up as the first gave its slot to the second"

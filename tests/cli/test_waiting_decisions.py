@@ -41,6 +41,10 @@ def test_a_delete_wait_is_done_when_the_job_succeeded_or_the_workspace_is_gone()
 def test_a_progress_line_shows_the_job_status_and_reason_then_the_workspace():
     line = progress.workspace_line(_job("pending", reason="no eligible host: h1 is cordoned"), _ws("pending", state_reason="no eligible host: h1 is cordoned"))
     assert line == "job pending: no eligible host: h1 is cordoned; workspace pending"
+    queued = _job("pending", reason="no eligible host: h1 is cordoned; 2nd in the queue of 3")
+    assert progress.workspace_line(queued, _ws("pending", state_reason="no eligible host: h1 is cordoned")) == (
+        "job pending: no eligible host: h1 is cordoned; 2nd in the queue of 3; workspace pending"
+    ), "the workspace's reason is not repeated after the job's, which says the same and its place in the queue"
     running = _ws("running", published_ports=[{"container_port": 22, "protocol": "tcp", "host_ip": "127.0.0.1", "host_port": 32768}])
     assert progress.workspace_line(_job("succeeded", host_name="h1"), running) == "job succeeded on h1; workspace running (127.0.0.1:32768->22/tcp)"
     placed = _job("dispatched", host_name="h1", reason="h1: least disk used of 2 eligible hosts")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import json
+import logging
 import uuid
 
 import asyncpg
+import prometheus_client
 import pytest
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import reconciler
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
+from tests.harness import wait
 
 
 @pytest.fixture
@@ -85,3 +90,71 @@ async def test_a_silent_host_goes_down_and_its_waiting_jobs_say_so(sessions, db)
     assert any(name.startswith("h-") for name in report.hosts_down)
     assert await db.fetchval("SELECT status::text FROM hosts WHERE id = $1", host) == "down"
     assert "is offline" in await db.fetchval("SELECT reason FROM jobs WHERE id = $1", job_id)
+
+
+async def _host_with_an_orphan(db) -> tuple[uuid.UUID, str]:
+    """A live host whose latest inventory shows an a4c container of a workspace the database does not know."""
+    host = await _host(db)
+    container = f"c-orphan-{uuid.uuid4().hex[:8]}"
+    inventory = {
+        "containers": [{"container_id": container, "workspace_id": str(uuid.uuid4()), "name": "a4c-ws-gone", "image": "debian:12", "state": "running"}],
+        "images": [],
+    }
+    await db.execute("UPDATE hosts SET inventory = $2::jsonb, inventory_at = now() WHERE id = $1", host, json.dumps(inventory))
+    return host, container
+
+
+def _loop_settings(*, report_only: bool) -> cp_settings.Settings:
+    # A short grace that the loop's own first-seen memory must carry it across passes.
+    return cp_settings.load(
+        environ={},
+        **{"reconciler.interval": 0.2, "reconciler.orphan_grace": 0.5, "reconciler.report_only": report_only, "reconciler.host_down_after": 60},
+    )
+
+
+async def _removals(db, host: uuid.UUID) -> list[str]:
+    """What was done about the host: jobs, and commands sent to it."""
+    jobs = await db.fetch("SELECT kind::text FROM jobs WHERE host_id = $1", host)
+    sent = await db.fetch("SELECT kind FROM outbox WHERE topic = $1", f"commands.{host}")
+    return [r["kind"] for r in jobs] + [r["kind"] for r in sent]
+
+
+def _reported_removals() -> float:
+    return prometheus_client.REGISTRY.get_sample_value("a4c_reconciler_actions_total", {"action": "RemoveContainer", "mode": "report"}) or 0.0
+
+
+async def test_in_report_only_mode_the_running_loop_reports_an_orphan_container_and_never_removes_it(sessions, db, caplog):
+    host, container = await _host_with_an_orphan(db)
+    name = await db.fetchval("SELECT name FROM hosts WHERE id = $1", host)
+    reported_before = _reported_removals()
+    caplog.set_level(logging.INFO, logger="controlplane.reconciler")
+    stopping = asyncio.Event()
+    loop = asyncio.create_task(reconciler.run(sessions, _loop_settings(report_only=True), stopping=stopping))
+    try:
+        def reported_twice() -> bool:
+            lines = [r.getMessage() for r in caplog.records if "(report-only)" in r.getMessage() and container in r.getMessage()]
+            return len(lines) >= 2 and all(f"on {name} would: RemoveContainer" in line for line in lines)
+
+        # Twice: past its grace, pass after pass, it is only ever reported.
+        await wait.eventually(reported_twice, timeout=15, message="the orphan reported on two passes")
+    finally:
+        stopping.set()
+        await asyncio.wait_for(loop, 10)
+    assert _reported_removals() >= reported_before + 2, "counted as reported, not as done"
+    assert await _removals(db, host) == [], "no removal job and no command: the container is left running"
+
+
+async def test_out_of_report_only_mode_the_running_loop_removes_the_same_orphan_once_its_grace_has_passed(sessions, db):
+    host, container = await _host_with_an_orphan(db)
+    stopping = asyncio.Event()
+    loop = asyncio.create_task(reconciler.run(sessions, _loop_settings(report_only=False), stopping=stopping))
+    try:
+        async def removing() -> list[str]:
+            return await _removals(db, host)
+
+        assert await wait.eventually(removing, timeout=15, message="a removal issued") == ["workspace_delete", "workspace.delete"]
+    finally:
+        stopping.set()
+        await asyncio.wait_for(loop, 10)
+    reason = await db.fetchval("SELECT reason FROM jobs WHERE host_id = $1", host)
+    assert reason.startswith(f"orphan: container {container}")

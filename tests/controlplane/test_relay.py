@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 
 import aiokafka
@@ -15,7 +16,7 @@ from controlplane import relay
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from shared import messages, signing
-from tests.harness import wait
+from tests.harness import ports, wait
 
 
 def _settings(kafka_bootstrap: str, prefix: str, **relay_overrides) -> cp_settings.Settings:
@@ -158,6 +159,40 @@ async def test_the_relay_loop_wakes_on_notify_rather_than_waiting_for_its_poll(d
             await conn.close()
         seen = await _consume_all(kafka_bootstrap, f"{topic_prefix}.test-events", 1, timeout=10)
         assert ("w", 99) in seen
+    finally:
+        stopping.set()
+        await asyncio.wait_for(loop, 10)
+
+
+async def test_a_row_whose_notify_never_arrives_is_published_by_the_fallback_poll_within_its_interval(
+    database_url, engine, producer, kafka_bootstrap, topic_prefix, caplog
+):
+    poll = 1.0
+    settings = _settings(kafka_bootstrap, topic_prefix, poll_interval=poll)
+    # LISTEN cannot connect (nothing answers there), as when the listen path is
+    # down: no NOTIFY ever reaches this relay, only its poll can find the row.
+    no_listener = f"postgresql://127.0.0.1:{ports.free_port()}/nowhere"
+    stopping = asyncio.Event()
+    caplog.set_level(logging.WARNING, logger="controlplane.relay")
+    loop = asyncio.create_task(relay.run(engine, producer, settings, listen_url=no_listener, stopping=stopping))
+    try:
+        async def drained() -> bool:
+            return await _pending(database_url) == 0
+
+        await wait.eventually(drained, timeout=10, message="the relay drains what is already there")
+        assert "cannot LISTEN" in caplog.text
+        conn = await asyncpg.connect(database_url)
+        try:
+            await _insert(conn, "polled", 7)
+
+            async def published() -> bool:
+                return await conn.fetchval("SELECT published_at IS NOT NULL FROM outbox WHERE key = 'polled'")
+
+            # One poll interval, plus the time one batch takes on a busy machine.
+            await wait.eventually(published, timeout=poll + 2.0, message=f"published within the {poll:g}s poll interval")
+        finally:
+            await conn.close()
+        assert ("polled", 7) in await _consume_all(kafka_bootstrap, f"{topic_prefix}.test-events", 1, timeout=10)
     finally:
         stopping.set()
         await asyncio.wait_for(loop, 10)

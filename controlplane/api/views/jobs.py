@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import typing
+
+from sqlalchemy.ext import asyncio as sa_asyncio
+
 from controlplane.api import endpoint
 from controlplane.api.schemas import jobs as schemas
-from controlplane.services import jobs
+from controlplane.db import models
+from controlplane.domain import queue as domain_queue
+from controlplane.services import jobs, queue
 
 routes = endpoint.Routes("jobs")
+
+
+async def render_all(session: sa_asyncio.AsyncSession, rows: typing.Sequence[models.Job]) -> list[schemas.Job]:
+    """Jobs as the API shows them: a job waiting for a host also says where it stands in the queue (one query for all)."""
+    places = await queue.job_places(session, rows)
+    return [render(row, places.get(row.id)) for row in rows]
+
+
+def render(row: models.Job, place: domain_queue.Place | None = None) -> schemas.Job:
+    job = schemas.Job.model_validate(row)
+    if place is not None:
+        job.queue_position = place.position
+        job.reason = domain_queue.describe(row.reason, place)
+    return job
 
 
 @routes.get("/v1/jobs", query=schemas.JobQuery, response=schemas.JobPage)
@@ -17,10 +37,11 @@ async def list_jobs(call: endpoint.Call) -> schemas.JobPage:
         call.session, call.user, limit=call.page_size(), cursor=q.cursor, status=q.status, kind=q.kind,
         workspace_id=q.workspace_id, image_id=q.image_id, host_id=q.host_id,
     )
-    return schemas.JobPage(items=[schemas.Job.model_validate(r) for r in rows], next_cursor=cursor)
+    return schemas.JobPage(items=await render_all(call.session, rows), next_cursor=cursor)
 
 
 @routes.get("/v1/jobs/{job_id}", response=schemas.Job)
 async def get_job(call: endpoint.Call) -> schemas.Job:
-    """Get one job: status, timestamps, host, error text, log tail and placement reason."""
-    return schemas.Job.model_validate(await jobs.get_job(call.session, call.user, call.params["job_id"]))
+    """Get one job: status, timestamps, host, error text, log tail and placement reason (with its place in the queue while it waits for a host)."""
+    row = await jobs.get_job(call.session, call.user, call.params["job_id"])
+    return (await render_all(call.session, [row]))[0]

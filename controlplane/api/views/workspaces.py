@@ -5,8 +5,8 @@ from __future__ import annotations
 import typing
 
 from controlplane.api import endpoint
-from controlplane.api.schemas import jobs as job_schemas
 from controlplane.api.schemas import workspaces as schemas
+from controlplane.api.views import jobs as jobs_view
 from controlplane.db import models
 from controlplane.services import workspaces
 from shared import messages
@@ -18,8 +18,10 @@ def render(ws: models.Workspace | typing.Any) -> schemas.Workspace:
     return schemas.Workspace.model_validate(ws)
 
 
-def accepted(done: workspaces.Accepted) -> schemas.WorkspaceAccepted:
-    return schemas.WorkspaceAccepted(workspace=render(done.workspace), job=job_schemas.Job.model_validate(done.job))
+async def accepted(call: endpoint.Call, done: workspaces.Accepted) -> schemas.WorkspaceAccepted:
+    # The job as GET /v1/jobs/{id} shows it: a create left waiting for a host says its place in the queue.
+    job = (await jobs_view.render_all(call.session, [done.job]))[0]
+    return schemas.WorkspaceAccepted(workspace=render(done.workspace), job=job)
 
 
 @routes.post("/v1/workspaces", body=schemas.WorkspaceCreate, response=schemas.WorkspaceAccepted, status=202)
@@ -34,7 +36,7 @@ async def create_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
         env=dict(body.env),
         ports=[messages.PortSpec(container_port=port, protocol=proto) for port, proto in dict.fromkeys((p.container_port, p.protocol) for p in body.ports)],
     )
-    return accepted(await workspaces.create_workspace(call.session, call.user, new, call.settings))
+    return await accepted(call, await workspaces.create_workspace(call.session, call.user, new, call.settings))
 
 
 @routes.get("/v1/workspaces", query=schemas.WorkspaceQuery, response=schemas.WorkspacePage)
@@ -57,22 +59,22 @@ async def get_workspace(call: endpoint.Call) -> schemas.Workspace:
 @routes.post("/v1/workspaces/{workspace_id}/start", response=schemas.WorkspaceAccepted, status=202)
 async def start_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
     """Start a stopped workspace (202 + job)."""
-    return accepted(await workspaces.start_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
+    return await accepted(call, await workspaces.start_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
 
 
 @routes.post("/v1/workspaces/{workspace_id}/stop", response=schemas.WorkspaceAccepted, status=202)
 async def stop_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
     """Stop a running workspace; it keeps its host and disk (202 + job)."""
-    return accepted(await workspaces.stop_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
+    return await accepted(call, await workspaces.stop_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
 
 
 @routes.post("/v1/workspaces/{workspace_id}/recreate", response=schemas.WorkspaceAccepted, status=202, errors=(409,))
 async def recreate_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
     """Recreate a lost workspace on another host (its old host is down; the data there is not moved) (202 + job)."""
-    return accepted(await workspaces.recreate_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
+    return await accepted(call, await workspaces.recreate_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
 
 
 @routes.delete("/v1/workspaces/{workspace_id}", response=schemas.WorkspaceAccepted, status=202)
 async def delete_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
     """Delete a workspace and its container (202 + job); one never placed is gone at once."""
-    return accepted(await workspaces.delete_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
+    return await accepted(call, await workspaces.delete_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
