@@ -22,6 +22,10 @@ EXIT_CONFIG = 2
 
 def _load(path: str | None) -> cp_settings.Settings:
     try:
+        # A4C_FAILPOINTS is parsed when this module is first imported: a bad
+        # value is a configuration error like any other (one line, exit 2).
+        from shared import failpoints  # noqa: F401
+
         return cp_settings.load(path)
     except config.ConfigError as exc:
         click.echo(str(exc), err=True)
@@ -70,11 +74,11 @@ class _JsonFormatter(logging.Formatter):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="A4C_CONFIG", help="YAML settings file.")
 def run(config_path: str | None) -> None:
     """Serve the HTTP API and run the background loops (relay, consumers, reconciler, scheduler) until SIGTERM."""
+    settings = _load(config_path)
     from controlplane import workers
     from controlplane.api import app as api_app
     from controlplane.api import server
 
-    settings = _load(config_path)
     _configure_logging(settings)
     asyncio.run(server.serve(settings, contexts=(*api_app.DEFAULT_CONTEXTS, workers.workers_ctx)))
 

@@ -13,7 +13,9 @@ Runs in every control-plane instance at once. Correctness rests on three rules:
 * **Publish, then mark, in the claiming transaction.** If the instance dies
   between the two, the locks vanish with its connection and another relay
   publishes the rows again: at-least-once. Consumers are idempotent by message
-  id and version (decision 3), so a duplicate changes nothing.
+  id and version (decision 3), so a duplicate changes nothing. (Fault tests
+  land a crash exactly there with the ``relay.after_publish`` fail point, see
+  :mod:`shared.failpoints`.)
 
 Wire format. The row's ``topic`` is logical; the Kafka topic is
 ``<prefix>.<topic>``. Commands (``commands.<host id>``) are signed here with the
@@ -42,7 +44,7 @@ from aiokafka import errors as aiokafka_errors
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
-from shared import aio, messages, signing
+from shared import aio, failpoints, messages, signing
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +146,9 @@ async def relay_once(engine: sa_asyncio.AsyncEngine, producer: Producer, setting
             FAILURES.inc()
             # Roll back the claim (nothing is marked sent) but remember why.
             raise RelayError(f"publishing {len(rows)} outbox rows failed: {exc}") from exc
+        # Fault tests only (A4C_FAILPOINTS): die here, published but not yet
+        # marked, to prove another relay publishes the batch again.
+        failpoints.hit("relay.after_publish")
         await conn.execute(_MARK, {"ids": [r.id for r in rows]})
     return len(rows)
 

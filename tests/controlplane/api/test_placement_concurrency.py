@@ -32,7 +32,8 @@ async def test_two_instances_creating_at_once_place_exactly_the_room_there_is(st
     assert collections.Counter(p["workspace"]["host_id"] for p in placed) == {str(h.id): PER_HOST for h in hosts}
     for p in pending:
         assert p["workspace"]["observed_state"] == "pending" and p["job"]["status"] == "pending"
-        assert p["job"]["reason"] == f"no eligible host: {HOSTS} lack cpu", p["job"]["reason"]
+        # Followed by its place in the queue at the moment it was answered.
+        assert p["job"]["reason"].startswith(f"no eligible host: {HOSTS} lack cpu; "), p["job"]["reason"]
 
     # What the database holds agrees with what the answers said, host by host.
     rows = await seed.all(
