@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import typing
 import uuid
 
 import pydantic
@@ -34,12 +35,36 @@ async def issue(
     reason: str = "",
     deadline: float | None = None,
 ) -> str:
-    """Write the command and mark the job dispatched. Returns the message id.
+    """Write the command and mark the (existing) job dispatched. Returns the message id.
 
     Every attempt gets a new message id (the agent rejects replays by id), the
     job's lease says by when the agent must acknowledge it, and its deadline by
     when it must have finished (``deadline`` seconds; ``None`` keeps the one set).
+    A job created and dispatched in one go uses :func:`first_dispatch` and
+    :func:`send` instead: one INSERT rather than an INSERT and this UPDATE.
     """
+    message_id = await send(conn, host_id=host_id, kind=kind, payload=payload, key=key)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    await conn.execute(
+        sa.text(
+            """
+            UPDATE jobs SET status = 'dispatched', host_id = :host, attempts = attempts + 1,
+                dispatched_at = now(), acknowledged_at = NULL, lease_expires_at = :lease,
+                next_attempt_at = NULL, reason = :reason,
+                deadline_at = coalesce(CAST(:deadline AS timestamptz), deadline_at)
+            WHERE id = :job
+            """
+        ),
+        {
+            "host": host_id, "lease": now + datetime.timedelta(seconds=ack_timeout), "reason": reason, "job": job_id,
+            "deadline": _deadline_at(now, deadline, payload),
+        },
+    )
+    return message_id
+
+
+async def send(conn: Conn, *, host_id: uuid.UUID, kind: messages.CommandKind, payload: pydantic.BaseModel, key: str) -> str:
+    """Write one command's outbox row (the relay signs and publishes it). Returns the message id."""
     message_id = uuid.uuid4().hex
     await conn.execute(
         sa.text(
@@ -52,21 +77,30 @@ async def issue(
             "payload": json.dumps({"id": message_id, "payload": payload.model_dump(mode="json")}),
         },
     )
-    now = datetime.datetime.now(datetime.timezone.utc)
-    lease = now + datetime.timedelta(seconds=ack_timeout)
-    if deadline is not None and isinstance(payload, messages.BuildCommand):
-        deadline += payload.deadline_s  # a build may run for its own deadline, then report
-    deadline_at = now + datetime.timedelta(seconds=deadline) if deadline is not None else None
-    await conn.execute(
-        sa.text(
-            """
-            UPDATE jobs SET status = 'dispatched', host_id = :host, attempts = attempts + 1,
-                dispatched_at = now(), acknowledged_at = NULL, lease_expires_at = :lease,
-                next_attempt_at = NULL, reason = :reason,
-                deadline_at = coalesce(CAST(:deadline AS timestamptz), deadline_at)
-            WHERE id = :job
-            """
-        ),
-        {"host": host_id, "lease": lease, "reason": reason, "job": job_id, "deadline": deadline_at},
-    )
     return message_id
+
+
+def first_dispatch(
+    *, payload: pydantic.BaseModel, ack_timeout: float, deadline: float | None, now: datetime.datetime
+) -> dict[str, typing.Any]:
+    """The bookkeeping columns of a job inserted already dispatched (attempt 1): what :func:`issue`'s UPDATE sets.
+
+    Pure: the caller inserts the job with these values, status ``dispatched``,
+    its host and reason, and calls :func:`send` in the same transaction.
+    """
+    return {
+        "attempts": 1,
+        "dispatched_at": now,
+        "acknowledged_at": None,
+        "lease_expires_at": now + datetime.timedelta(seconds=ack_timeout),
+        "next_attempt_at": None,
+        "deadline_at": _deadline_at(now, deadline, payload),
+    }
+
+
+def _deadline_at(now: datetime.datetime, deadline: float | None, payload: pydantic.BaseModel) -> datetime.datetime | None:
+    if deadline is None:
+        return None
+    if isinstance(payload, messages.BuildCommand):
+        deadline += payload.deadline_s  # a build may run for its own deadline, then report
+    return now + datetime.timedelta(seconds=deadline)

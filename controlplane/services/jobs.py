@@ -37,8 +37,13 @@ async def new_job(
     idempotency_key: str | None = None,
     max_attempts: int = 5,
     job_id: uuid.UUID | None = None,
+    dispatch: typing.Mapping[str, typing.Any] | None = None,
 ) -> models.Job:
-    """Insert (and flush) a job; ``host`` is anything with ``id`` and ``name``."""
+    """Insert (and flush) a job; ``host`` is anything with ``id`` and ``name``.
+
+    ``dispatch`` (from ``controlplane.commands.first_dispatch``) inserts it
+    already dispatched, its command written by the caller in the same transaction.
+    """
     now = datetime.datetime.now(datetime.timezone.utc)
     job = models.Job(
         id=job_id or uuid.uuid4(),
@@ -61,6 +66,7 @@ async def new_job(
         finished_at=now if status.final else None,
         created_at=now,
         updated_at=now,
+        **(dispatch or {}),
     )
     session.add(job)
     await session.flush()

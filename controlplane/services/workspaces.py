@@ -98,22 +98,39 @@ async def create_workspace(
         raise errors.Conflict(f"you already have a workspace named {new.name!r}", code="name_taken") from None
     job_id = uuid.uuid4()
     command = messages.WorkspaceCommand(job_id=str(job_id), spec=spec(ws, principal.name))
+    host = outcome.host_id
+    needs_build = host is not None and ws.image_id is not None and not await images.built_on(session, ws.image_id, host)
+    if host is None:
+        status, dispatch = models.JobStatus.PENDING, None
+    elif needs_build:
+        status, dispatch = models.JobStatus.QUEUED, None
+    else:
+        # The common case: insert the job already dispatched with its command
+        # (one INSERT, one trigger firing) instead of queued and then updated.
+        status = models.JobStatus.DISPATCHED
+        dispatch = commands.first_dispatch(
+            payload=command, ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline,
+            now=datetime.datetime.now(datetime.timezone.utc),
+        )
     job = await jobs.new_job(
         session,
         models.JobKind.WORKSPACE_CREATE,
         job_id=job_id,
         user=principal,
-        status=models.JobStatus.QUEUED if outcome.host_id else models.JobStatus.PENDING,
-        host=_HostRef(outcome.host_id, outcome.host_name) if outcome.host_id else None,
+        status=status,
+        host=_HostRef(host, outcome.host_name) if host else None,
         image=image_row,
         workspace=ws,
         reason=outcome.reason,
         placement=outcome.record,
         payload=command.model_dump(mode="json"),
         max_attempts=settings.reconciler.job_max_attempts,
+        dispatch=dispatch,
     )
-    if outcome.host_id:
-        await _dispatch(session, job, outcome.host_id, messages.CommandKind.WORKSPACE_CREATE, command, ws, settings, outcome.reason)
+    if needs_build:
+        await wait_for_image(session, job, ws, typing.cast(uuid.UUID, host), settings)
+    elif dispatch is not None:
+        await commands.send(session, host_id=typing.cast(uuid.UUID, host), kind=messages.CommandKind.WORKSPACE_CREATE, payload=command, key=str(ws.id))
     return Accepted(ws, job)
 
 
@@ -416,11 +433,18 @@ async def _command_job(
     host = await session.get(models.Host, ws.host_id)
     job_id = uuid.uuid4()
     command = messages.WorkspaceRef(job_id=str(job_id), workspace_id=str(ws.id))
-    job = await jobs.new_job(
-        session, kind, job_id=job_id, user=principal, host=host, workspace=ws, payload=command.model_dump(mode="json"),
-        max_attempts=settings.reconciler.job_max_attempts,
+    dispatch = commands.first_dispatch(
+        payload=command, ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline,
+        now=datetime.datetime.now(datetime.timezone.utc),
     )
-    await _dispatch(session, job, ws.host_id, command_kind, command, ws, settings, "", refresh_workspace=True)
+    job = await jobs.new_job(
+        session, kind, job_id=job_id, user=principal, status=models.JobStatus.DISPATCHED, host=host, workspace=ws,
+        payload=command.model_dump(mode="json"), max_attempts=settings.reconciler.job_max_attempts, dispatch=dispatch,
+    )
+    await commands.send(session, host_id=typing.cast(uuid.UUID, ws.host_id), kind=command_kind, payload=command, key=str(ws.id))
+    # The desired state changed in this transaction and a trigger bumped the
+    # workspace's version: reload what the response shows.
+    await session.refresh(ws)
     return Accepted(ws, job)
 
 
@@ -433,9 +457,8 @@ async def _dispatch(
     ws: models.Workspace,
     settings: cp_settings.Settings,
     reason: str,
-    *,
-    refresh_workspace: bool = False,
 ) -> None:
+    """Dispatch an existing job (one that waited for placement), or park it until its image is built."""
     assert host_id is not None
     await session.flush()
     if kind is messages.CommandKind.WORKSPACE_CREATE and ws.image_id is not None and not await images.built_on(session, ws.image_id, host_id):
@@ -448,5 +471,3 @@ async def _dispatch(
     # issue() updated the job in SQL (and triggers bumped versions): reload what
     # the response shows.
     await session.refresh(job)
-    if refresh_workspace:
-        await session.refresh(ws)
