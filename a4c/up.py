@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import typing
 import urllib.error
 import urllib.request
@@ -121,7 +122,7 @@ class Up:
                 capture_output=True, text=True,
             )
             if exists.stdout.strip() != "1":
-                subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", port, "-U", "postgres", "a4c"], check=True, capture_output=True)
+                _run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", port, "-U", "postgres", "a4c"], "creating the a4c database")
         return admin_url.rsplit("/", 1)[0] + "/a4c"
 
     def _kafka(self) -> list[str]:
@@ -302,11 +303,18 @@ def command(state_dir: pathlib.Path, config_path: pathlib.Path | None, host: str
     def ask_stop(*_: typing.Any) -> None:
         stop["asked"] = True
 
-    signal.signal(signal.SIGTERM, ask_stop)
-    signal.signal(signal.SIGINT, ask_stop)
+    def interrupt(*_: typing.Any) -> None:
+        raise KeyboardInterrupt
+
+    # While starting, Ctrl-C (or SIGTERM) interrupts the step under way at once;
+    # once up, it only asks the watch loop to stop, so a stop is never cut short.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     code = 1
     try:
         url = up.start()
+        signal.signal(signal.SIGTERM, ask_stop)
+        signal.signal(signal.SIGINT, ask_stop)
         token_file = state_dir / "admin.token"
         click.echo(
             f"\nA4C is up in {time.monotonic() - progress.began:.1f} s\n"
@@ -320,6 +328,16 @@ def command(state_dir: pathlib.Path, config_path: pathlib.Path | None, host: str
         code = up.watch(lambda: stop["asked"])
     except embedded.EmbeddedError as exc:
         click.echo(f"\nerror: {exc}", err=True)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, ask_stop)
+        signal.signal(signal.SIGINT, ask_stop)
+        click.echo("\ninterrupted while starting", err=True)
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, and the details on file
+        crash = state_dir / "logs" / "up-error.log"
+        crash.parent.mkdir(parents=True, exist_ok=True)
+        crash.write_text(traceback.format_exc())
+        click.echo(f"\nerror: unexpected {type(exc).__name__}: {exc} (traceback in {crash})", err=True)
     finally:
         if up.children:
             progress.say("stopping …")

@@ -65,13 +65,17 @@ class Up:
             return log.read().decode(errors="replace")
 
     def _ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"a4c up exited with {self.process.returncode}:\n{processes.log_tail(self.log)}")
-        text = self.output()
+        text = self.running_output()
         if READY in text:
             return True
         self.before_ready = text
         return False
+
+    def running_output(self) -> str:
+        """What it printed so far; an error if it has exited (it should be starting or up)."""
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"a4c up exited with {self.process.returncode}:\n{processes.log_tail(self.log)}")
+        return self.output()
 
     def a4c(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run([str(BIN / "a4c"), *args], capture_output=True, text=True, env=self.env, timeout=300)
