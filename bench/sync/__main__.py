@@ -12,7 +12,9 @@ One run, one machine, the same Elasticsearch-API server for both:
    write to the last document visible to a search;
 3. **latency**: single-row updates, one at a time; for each, commit ->
    visible to a search (polled every 10 ms), against the target of
-   ``search.refresh_interval`` + 250 ms at p99.
+   ``search.refresh_interval`` + 250 ms at p99 — and, as its baseline, the
+   same probes written straight to the raw index (same size), so a tail
+   that is the server's own shows in both.
 
 Targets: pipeline throughput >= 80 % of raw; latency p99 within the target.
 """
@@ -73,8 +75,33 @@ async def raw_bulk(es, settings: cp_settings.Settings, rows: list[tuple]) -> tup
         rates.append(ok / (time.perf_counter() - began))
         if errors:
             raise SystemExit(f"raw bulk had {len(errors)} errors: {errors[:1]}")
-    await index.delete(es, name)
     return rates[0], rates[1]
+
+
+async def raw_probe(es, settings: cp_settings.Settings, rows: list[tuple], count: int, rate: float) -> list[float]:
+    """The latency baseline: write -> searchable for single documents written straight to the raw index.
+
+    Same index size, same probe rhythm and polling as :func:`_probe`, no
+    PostgreSQL, relay, Kafka or consumer: whatever tail shows here is the
+    search server's own.
+    """
+    name = f"{settings.search.index_alias}-raw"
+    latencies: list[float] = []
+    try:
+        for i in range(count):
+            slot = time.perf_counter() + 1 / rate
+            row = rows[(i * 7919) % len(rows)]
+            change = documents.from_row({**_as_json(row), "attempts": 4 + i % 2, "version": row[-1] + 2 + i})
+            await es.index(index=name, id=change.id, version=change.version, version_type="external", document=change.doc)
+            written = time.perf_counter()
+            query = {"bool": {"filter": [{"ids": {"values": [change.id]}}, {"range": {"version": {"gte": change.version}}}]}}
+            while (await es.count(index=name, query=query))["count"] == 0:
+                await asyncio.sleep(0.01)
+            latencies.append(time.perf_counter() - written)
+            await asyncio.sleep(max(0.0, slot - time.perf_counter()))
+    finally:
+        await index.delete(es, name)
+    return latencies
 
 
 async def _until(check: typing.Callable[[], typing.Awaitable[bool]], what: str, timeout: float) -> None:
@@ -163,6 +190,10 @@ async def _probe(url: str, es, alias: str, ids: list, count: int, rate: float) -
     return latencies
 
 
+def _slowest(in_order: list[float], n: int = 8) -> dict[int, int]:
+    return {i: round(v * 1000) for i, v in sorted(enumerate(in_order), key=lambda p: -p[1])[:n]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sync", description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs inserted and then updated through the pipeline")
@@ -193,15 +224,18 @@ def main() -> None:
             es = client.create(settings.search)
             try:
                 raw_inserts, raw_updates = await raw_bulk(es, settings, rows)
-                print(f"raw: inserts {raw_inserts:,.0f} docs/s, updates {raw_updates:,.0f} docs/s", flush=True)
+                print(f"raw: inserts {raw_inserts:,.0f} docs/s, updates {raw_updates:,.0f} docs/s; now probing latency", flush=True)
+                raw_latencies = await raw_probe(es, settings, rows, args.probes, args.rate)
                 result = await pipeline(settings, es, rows, args.probes, args.rate)
             finally:
                 await es.close()
-            return {"raw_insert_docs_per_s": raw_inserts, "raw_update_docs_per_s": raw_updates, **result}
+            return {"raw_insert_docs_per_s": raw_inserts, "raw_update_docs_per_s": raw_updates, "raw_latencies_s": raw_latencies, **result}
 
         result = asyncio.run(run())
     in_order = result.pop("latencies_s")
     latencies = sorted(in_order)
+    raw_in_order = result.pop("raw_latencies_s")
+    raw_latencies = sorted(raw_in_order)
     target = settings.search.refresh_interval + LATENCY_SLACK
     summary = {
         "jobs": args.jobs,
@@ -215,9 +249,13 @@ def main() -> None:
         "latency_p95_ms": round(servers.percentile(latencies, 95) * 1000, 1),
         "latency_p99_ms": round(servers.percentile(latencies, 99) * 1000, 1),
         "latency_target_ms": round(target * 1000),
+        # The baseline: the same probes written straight to the server.
+        "raw_latency_p50_ms": round(statistics.median(raw_latencies) * 1000, 1),
+        "raw_latency_p99_ms": round(servers.percentile(raw_latencies, 99) * 1000, 1),
         "consumer": result["consumer"],
         # Which probes were slow says whether the tail is a warm-up, a rhythm or noise.
-        "slowest_probes_ms": {i: round(v * 1000) for i, v in sorted(enumerate(in_order), key=lambda p: -p[1])[:8]},
+        "slowest_probes_ms": _slowest(in_order),
+        "raw_slowest_probes_ms": _slowest(raw_in_order),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -232,7 +270,12 @@ def main() -> None:
         f"commit -> searchable   : p50 {summary['latency_p50_ms']} ms, p95 {summary['latency_p95_ms']} ms, p99 {summary['latency_p99_ms']} ms "
         f"(target p99 <= {summary['latency_target_ms']} ms: {latency_ok}; {len(latencies)} probes)"
     )
+    print(
+        f"  baseline, written raw : p50 {summary['raw_latency_p50_ms']} ms, p99 {summary['raw_latency_p99_ms']} ms "
+        f"(pipeline p99 / raw p99 = {summary['latency_p99_ms'] / max(summary['raw_latency_p99_ms'], 0.1):.2f})"
+    )
     print(f"slowest probes (n-th: ms): {', '.join(f'{i}: {v}' for i, v in sorted(summary['slowest_probes_ms'].items()))}")
+    print(f"slowest raw probes       : {', '.join(f'{i}: {v}' for i, v in sorted(summary['raw_slowest_probes_ms'].items()))}")
     print(f"consumer               : {summary['consumer']}")
 
 

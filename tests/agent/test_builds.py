@@ -50,7 +50,9 @@ async def test_an_inline_dockerfile_builds_a_labelled_image_and_streams_its_log(
     done = kit.events.of("job.result", job_id="b-inline")[0]
     assert max(log_seqs) < done.seq, "log lines stream before the result"
     # The next inventory lists the new image as this host's.
-    inventory = await kit.events.wait_for("inventory", host_id=agent.host_id, where=lambda e: bool(e.payload["images"]))
+    # One taken after the result: an inventory during the build may catch the
+    # image between Docker committing it and tagging it (no tags yet).
+    inventory = await kit.events.wait_for("inventory", host_id=agent.host_id, where=lambda e: e.seq > done.seq)
     assert inventory.payload["images"] == [{"image_id": image.id, "tags": [tag], "a4c_image": "img-b-inline", "size_bytes": image.attrs["Size"]}]
 
 

@@ -57,7 +57,13 @@ def served(database_url, tmp_path):
     sock.settimeout(0.2)
     port = ports.free_port()
     env = environment(database_url, A4C_HTTP__PORT=str(port), NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="400000")
-    proc = subprocess.Popen([*CLI, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Its output goes to a file, never to a pipe nobody reads: once a pipe's
+    # 64 KiB fill up (the consumers log each failed attempt to reach the
+    # absent broker), every log call blocks the event loop and requests hang.
+    log = tmp_path / "controlplane.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*CLI, "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc.log = log  # type: ignore[attr-defined]
     received: list[str] = []
 
     def notes() -> list[str]:
@@ -83,7 +89,7 @@ def test_run_serves_tells_systemd_it_is_ready_and_alive_and_stops_cleanly_on_sig
     assert any(n.startswith("STATUS=serving on http://127.0.0.1:") for n in notes())
     wait.wait_until(lambda: notes().count("WATCHDOG=1") >= 2, timeout=5, message="watchdog pings at half WATCHDOG_USEC")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0, proc.stdout.read().decode()
+    assert proc.wait(timeout=20) == 0, proc.log.read_text()
     assert "STOPPING=1" in notes()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{base}/healthz", timeout=2)
