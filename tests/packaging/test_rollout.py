@@ -6,11 +6,15 @@ agent is the wheel built from this checkout, installed by the role into a
 virtualenv on each server from a wheelhouse of its dependencies (no index),
 and enrols with a control plane this module starts, using an enrolment token
 kept in Ansible Vault. Both agents manage the harness's Docker daemon.
+
+Last, the fleet is upgraded: the same code built as the next release is
+rolled out over the running agents, batch by batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import datetime
 import io
@@ -30,6 +34,7 @@ from tests.e2e import system
 from tests.harness import fixtures_run, wait
 from tests.packaging import playbook
 from tests.packaging import servers as servers_mod
+from tests.packaging import wheels
 
 # The first run on a machine also debootstraps the server image (4-5 minutes).
 pytestmark = [pytest.mark.docker, pytest.mark.kafka, pytest.mark.timeout(900)]
@@ -64,6 +69,8 @@ class Rollout:
     check_run: playbook.Result
     first_run: playbook.Result
     installed_before_first_run: dict[str, str]
+    # The next release's wheel, built in the background while the fleet boots.
+    upgrade_wheel: concurrent.futures.Future[pathlib.Path]
 
     def playbook(self, *args: str) -> playbook.Result:
         return playbook.run(self.home, self.inventory, *args)
@@ -101,7 +108,11 @@ def rollout(
         docker_client, systemd_host_image, workdir, test_labels, servers_mod.socket_path(docker_host),
         mounts={str(agent_wheelhouse): WHEELHOUSE},
     )
+    builder = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="upgrade-wheel")
     try:
+        upgrade_wheel = builder.submit(
+            wheels.build_a4c_wheel, tmp_path_factory.mktemp("dist-upgrade"), version=wheels.next_version(wheels.wheel_version(a4c_wheel)),
+        )
         # Migrations are a deploy step of their own, as in production (a no-op on
         # the harness's already migrated database, but the command must succeed).
         config_file = workdir / "cp-migrate.yaml"
@@ -146,8 +157,9 @@ def rollout(
         installed = {s.name: s.sh("ls -d /opt/a4c-agent /etc/a4c/agent.yaml /etc/systemd/system/a4c-agent.service 2>&1 || true") for s in servers}
         first_run = playbook.run(home, inventory, *vault)
         lap(f"ansible-playbook, first rollout (slowest: {first_run.slowest(5)})")
-        yield Rollout(servers, plane, admin, home, inventory, check_run, first_run, installed)
+        yield Rollout(servers, plane, admin, home, inventory, check_run, first_run, installed, upgrade_wheel)
     finally:
+        builder.shutdown(wait=True, cancel_futures=True)
         problems = fleet.close()
         plane.stop()
         assert not problems, f"test servers could not be removed: {problems}"
@@ -314,3 +326,136 @@ def _tar(name: str, data: bytes) -> bytes:
         info.size, info.mode = len(data), 0o644
         tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+# -- upgrade: the next release over the running fleet ------------------------------------
+
+# systemd's catalogue: "A start job for unit UNIT has finished successfully" (once per (re)start).
+UNIT_STARTED = "39f53479d3a045ac8e11786248231fbf"
+
+
+@dataclasses.dataclass
+class Upgrade:
+    version_before: str
+    version: str
+    before: dict[str, dict[str, str]]  # server name -> what it was before the upgrade
+    run: playbook.Result
+    finished_at: datetime.datetime
+
+
+def _snapshot(server: servers_mod.Server) -> dict[str, str]:
+    return {
+        "host_id": _host_id(server),
+        "version": server.sh("/opt/a4c-agent/bin/python -c 'import importlib.metadata as m; print(m.version(\"a4c\"))'").strip(),
+        "invocation": server.unit_property("a4c-agent", "InvocationID"),
+        "restarts": server.unit_property("a4c-agent", "NRestarts"),
+        "cursor": json.loads(server.sh("journalctl --lines 1 --output json"))["__CURSOR"],
+    }
+
+
+def _unit_starts(server: servers_mod.Server, unit: str, *, after: str) -> list[str]:
+    """systemd's "Started <unit>" journal entries since the cursor ``after``.
+
+    Filtered here, not with journalctl's field matches: combined with
+    --after-cursor, those return entries that do not match and miss ones
+    that do on these servers (systemd 252).
+    """
+    lines = server.sh(f"journalctl --after-cursor '{after}' --output json --output-fields UNIT,MESSAGE_ID,MESSAGE").splitlines()
+    entries = [json.loads(line) for line in lines if line.strip()]
+    return [e["MESSAGE"] for e in entries if e.get("UNIT") == unit and e.get("MESSAGE_ID") == UNIT_STARTED]
+
+
+def _package_args(wheel: pathlib.Path) -> tuple[str, ...]:
+    return ("-e", json.dumps({"a4c_agent_package": str(wheel)}))
+
+
+@pytest.fixture(scope="module")
+def upgrade(rollout: Rollout, workspace: dict, request: pytest.FixtureRequest) -> Upgrade:
+    """The fleet runs this checkout's wheel; ansible/site.yml rolls out the same code as the next release."""
+    began = time.monotonic()
+    wheel = rollout.upgrade_wheel.result(timeout=300)
+    waited = time.monotonic() - began
+    before = {s.name: _snapshot(s) for s in rollout.servers}
+    (version_before,) = {b["version"] for b in before.values()}
+    # In batches, as a rollout of a new release goes.
+    run = rollout.playbook("--vault-password-file", str(rollout.home.parent / "vault-password"), *_package_args(wheel))
+    finished_at = datetime.datetime.now(datetime.timezone.utc)
+    fixtures_run.report(
+        request.config,
+        f"rollout: upgrade {version_before} -> {wheels.wheel_version(wheel)} in {run.seconds:.1f} s"
+        f" (waited {waited:.1f} s for its wheel; slowest: {run.slowest(5)})",
+    )
+    return Upgrade(version_before, wheels.wheel_version(wheel), before, run, finished_at)
+
+
+def test_an_upgrade_rolls_out_in_batches_and_changes_every_server(rollout: Rollout, upgrade: Upgrade) -> None:
+    assert upgrade.run.returncode == 0, str(upgrade.run)
+    batches = [line for _, line in upgrade.run.timeline if line.startswith("PLAY [")]
+    assert len(batches) == 2, f"site.yml rolls out a canary, then the rest: {batches}"
+    changed = upgrade.run.changed_tasks()
+    for server in rollout.servers:
+        recap = upgrade.run.recap[server.name]
+        assert recap["failed"] == 0 and recap["unreachable"] == 0, recap
+        assert recap["changed"] > 0, f"{server.name}: the upgrade changed nothing"
+        mine = {task for task in changed if task.endswith(f"[{server.name}]")}
+        assert any("Install the agent into its virtualenv" in t for t in mine), f"{server.name}: pip did not upgrade: {mine}"
+        assert any(t.startswith("RUNNING HANDLER [a4c_agent : Restart a4c-agent]") for t in mine), f"{server.name}: no restart: {mine}"
+
+
+def test_an_upgrade_restarts_the_agent_exactly_once_per_server_and_leaves_it_active(rollout: Rollout, upgrade: Upgrade) -> None:
+    for server in rollout.servers:
+        before = upgrade.before[server.name]
+        started = _unit_starts(server, "a4c-agent.service", after=before["cursor"])
+        assert len(started) == 1, f"{server.name}: the agent was started {len(started)} times by the upgrade: {started}"
+        assert server.unit_property("a4c-agent", "InvocationID") != before["invocation"], f"{server.name}: the agent was not restarted"
+        assert server.unit_property("a4c-agent", "NRestarts") == before["restarts"], f"{server.name}: the agent failed and systemd restarted it"
+        assert server.sh("systemctl is-active a4c-agent").strip() == "active"
+
+
+def test_after_an_upgrade_every_server_has_the_new_version_installed(rollout: Rollout, upgrade: Upgrade, a4c_wheel: pathlib.Path) -> None:
+    assert upgrade.version_before == wheels.wheel_version(a4c_wheel), "before, the fleet ran this checkout's version"
+    assert upgrade.version != upgrade.version_before
+    for server in rollout.servers:
+        assert server.sh("/opt/a4c-agent/bin/a4c-agent version").strip() == upgrade.version, server.name
+
+
+async def test_after_an_upgrade_the_control_plane_sees_the_new_version_on_the_same_hosts(rollout: Rollout, upgrade: Upgrade) -> None:
+    expected = {upgrade.before[s.name]["host_id"]: s.name for s in rollout.servers}
+    assert {_host_id(s): s.name for s in rollout.servers} == expected, "a server got a new identity"
+
+    async def upgraded() -> list[dict]:
+        hosts = [h for h in (await rollout.api.get("/v1/hosts"))["items"] if h["name"] in expected.values()]
+        return hosts if {h["id"]: h["agent_version"] for h in hosts} == dict.fromkeys(expected, upgrade.version) else []
+
+    hosts = await wait.eventually(upgraded, timeout=20, message=f"both hosts report agent_version {upgrade.version}, under their old ids")
+    assert sorted(h["name"] for h in hosts) == sorted(expected.values()), f"one host per server, no duplicate: {hosts}"
+    assert {h["status"] for h in hosts} == {"active"}
+
+
+def test_a_second_rollout_of_the_new_version_changes_nothing(rollout: Rollout, upgrade: Upgrade, request: pytest.FixtureRequest) -> None:
+    again = rollout.playbook(*_rerun_args(rollout), *_package_args(rollout.upgrade_wheel.result()))
+    fixtures_run.report(request.config, f"rollout: re-run of the upgrade in {again.seconds:.1f} s")
+    assert again.returncode == 0, str(again)
+    for server in rollout.servers:
+        recap = again.recap[server.name]
+        assert recap["failed"] == 0, str(again)
+        assert recap["changed"] == 0, f"{server.name} changed on a re-run of the upgrade: {again.changed_tasks()}"
+
+
+async def test_the_workspace_keeps_its_one_container_through_the_upgrade(rollout: Rollout, upgrade: Upgrade, workspace: dict, docker_client) -> None:
+    host_id = workspace["host_id"]
+
+    def fresh(stamp: str | None) -> bool:
+        return bool(stamp) and datetime.datetime.fromisoformat(stamp) > upgrade.finished_at + datetime.timedelta(seconds=3)
+
+    async def reported_since_upgrade() -> dict | None:
+        host = await rollout.api.get(f"/v1/hosts/{host_id}")
+        return host if fresh(host["last_heartbeat_at"]) and fresh(host["disk"]["reported_at"]) else None
+
+    # As after a restart: the upgraded agent has sent inventories and the
+    # reconciler has compared them with what should run.
+    await wait.eventually(reported_since_upgrade, timeout=30, message="heartbeats and reports from the upgraded agent")
+    containers = docker_client.containers.list(all=True, filters={"label": f"a4c.workspace={workspace['id']}"})
+    assert [c.id for c in containers] == [workspace["container_id"]], "the same one container, no duplicate"
+    assert containers[0].status == "running"
+    assert await system.agreement(rollout.api, docker_client, [_host_id(s) for s in rollout.servers]) is None

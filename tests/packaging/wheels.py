@@ -1,7 +1,8 @@
 """A4C as an operator installs it: a wheel built from this checkout, plus its dependencies.
 
 * :func:`build_a4c_wheel` runs ``pip wheel --no-deps`` on the repository, every
-  run (the code under test changes between runs).
+  run (the code under test changes between runs); with ``version=`` it builds
+  the same code as another release (:func:`next_version`), for upgrade tests.
 * :func:`wheelhouse` holds wheels of the dependencies of ``a4c[agent]`` (or
   ``a4c[controlplane]``) at exactly the versions this virtualenv has, cached
   per machine under the cache directory, keyed by those versions and the
@@ -15,11 +16,14 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import tomllib
+
+from packaging import version as pep440
 
 from tests.packaging import systemd_image
 
@@ -37,8 +41,26 @@ def _pip(*args: str, timeout: float = 600) -> None:
         raise WheelError(f"{' '.join(argv)} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
 
 
-def build_a4c_wheel(dest: pathlib.Path) -> pathlib.Path:
-    """``a4c-<version>-py3-none-any.whl`` built from this checkout into ``dest``."""
+def wheel_version(wheel: pathlib.Path) -> str:
+    """a4c-0.1.0-py3-none-any.whl -> 0.1.0"""
+    return wheel.name.split("-")[1]
+
+
+def next_version(current: str) -> str:
+    """A release above ``current``: its last release number plus one (0.1.0 -> 0.1.1, 0.2.0.dev3 -> 0.2.1)."""
+    release = list(pep440.Version(current).release)
+    release[-1] += 1
+    bumped = ".".join(map(str, release))
+    assert pep440.Version(bumped) > pep440.Version(current), (current, bumped)
+    return bumped
+
+
+def build_a4c_wheel(dest: pathlib.Path, *, version: str | None = None) -> pathlib.Path:
+    """``a4c-<version>-py3-none-any.whl`` built from this checkout into ``dest``.
+
+    With ``version``, the copy's pyproject.toml says that version instead: the
+    same code released under another number.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="a4c-wheel-") as scratch:
         # Build from a copy: setuptools writes build/ and *.egg-info into the
@@ -48,6 +70,12 @@ def build_a4c_wheel(dest: pathlib.Path) -> pathlib.Path:
             REPO, tree,
             ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "test-artifacts", "node_modules", "__pycache__", "tests", "bench"),
         )
+        if version is not None:
+            pyproject = tree / "pyproject.toml"
+            text, count = re.subn(r'^version = "[^"]*"$', f'version = "{version}"', pyproject.read_text(), count=1, flags=re.M)
+            if count != 1:
+                raise WheelError(f"no `version = \"...\"` line in {pyproject}")
+            pyproject.write_text(text)
         _pip("wheel", "--no-deps", "--quiet", "--wheel-dir", str(dest), str(tree))
     wheels = sorted(dest.glob("a4c-*.whl"))
     if len(wheels) != 1:
