@@ -12,9 +12,9 @@ One run, one machine, the same Elasticsearch-API server for both:
    write to the last document visible to a search;
 3. **latency**: single-row updates, one at a time; for each, commit ->
    visible to a search (polled every 10 ms), against the target of
-   ``search.refresh_interval`` + 250 ms at p99 — and, as its baseline, the
-   same probes written straight to the raw index (same size), so a tail
-   that is the server's own shows in both.
+   ``search.refresh_interval`` + 250 ms at p99 — and, as its baseline, after
+   each one the same kind of write straight to the raw index (same size), so
+   a tail that is the server's own shows in both.
 
 Targets: pipeline throughput >= 80 % of raw; latency p99 within the target.
 """
@@ -78,30 +78,22 @@ async def raw_bulk(es, settings: cp_settings.Settings, rows: list[tuple]) -> tup
     return rates[0], rates[1]
 
 
-async def raw_probe(es, settings: cp_settings.Settings, rows: list[tuple], count: int, rate: float) -> list[float]:
-    """The latency baseline: write -> searchable for single documents written straight to the raw index.
+async def raw_probe_once(es, name: str, rows: list[tuple], i: int) -> float:
+    """The latency baseline: write -> searchable for one document written straight to the raw index.
 
-    Same index size, same probe rhythm and polling as :func:`_probe`, no
-    PostgreSQL, relay, Kafka or consumer: whatever tail shows here is the
-    search server's own.
+    No PostgreSQL, relay, Kafka or consumer. :func:`_probe` takes one of these
+    right after each pipeline probe, so both see the search server in the
+    same state (osmem-server, for one, stalls writes for seconds at a time for
+    a while after a large load): whatever tail shows here is the server's own.
     """
-    name = f"{settings.search.index_alias}-raw"
-    latencies: list[float] = []
-    try:
-        for i in range(count):
-            slot = time.perf_counter() + 1 / rate
-            row = rows[(i * 7919) % len(rows)]
-            change = documents.from_row({**_as_json(row), "attempts": 4 + i % 2, "version": row[-1] + 2 + i})
-            await es.index(index=name, id=change.id, version=change.version, version_type="external", document=change.doc)
-            written = time.perf_counter()
-            query = {"bool": {"filter": [{"ids": {"values": [change.id]}}, {"range": {"version": {"gte": change.version}}}]}}
-            while (await es.count(index=name, query=query))["count"] == 0:
-                await asyncio.sleep(0.01)
-            latencies.append(time.perf_counter() - written)
-            await asyncio.sleep(max(0.0, slot - time.perf_counter()))
-    finally:
-        await index.delete(es, name)
-    return latencies
+    row = rows[(i * 7919) % len(rows)]
+    change = documents.from_row({**_as_json(row), "attempts": 4 + i % 2, "version": row[-1] + 2 + i})
+    began = time.perf_counter()
+    await es.index(index=name, id=change.id, version=change.version, version_type="external", document=change.doc)
+    query = {"bool": {"filter": [{"ids": {"values": [change.id]}}, {"range": {"version": {"gte": change.version}}}]}}
+    while (await es.count(index=name, query=query))["count"] == 0:
+        await asyncio.sleep(0.01)
+    return time.perf_counter() - began
 
 
 async def _until(check: typing.Callable[[], typing.Awaitable[bool]], what: str, timeout: float) -> None:
@@ -112,7 +104,7 @@ async def _until(check: typing.Callable[[], typing.Awaitable[bool]], what: str, 
         await asyncio.sleep(0.05)
 
 
-async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes: int, rate: float) -> dict[str, typing.Any]:
+async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes: int, rate: float, raw_index: str) -> dict[str, typing.Any]:
     alias = settings.search.index_alias
     engine = db_engine.create(settings.database)
     producer = kafka.producer(settings.kafka, client_id="bench-relay")
@@ -120,9 +112,20 @@ async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes
     await producer.start()
     stopping = asyncio.Event()
     stats = sync.Stats()
+    # Stage times of every record, by job id: when the relay produced it (the
+    # record's CreateTime) and when its bulk came back, so a slow probe can be
+    # split into relay, broker + consumer + bulk, and search visibility.
+    stages: dict[str, list[tuple[float, float]]] = {}
+
+    async def after_bulk(batch: sync.Batch) -> None:
+        done = time.time()
+        for record in batch.records:
+            key = record.key.decode() if isinstance(record.key, bytes) else str(record.key)
+            stages.setdefault(key, []).append((record.timestamp / 1000, done))
+
     tasks = [
         asyncio.create_task(relay.run(engine, producer, settings, listen_url=settings.database.url, stopping=stopping)),
-        asyncio.create_task(sync.run(settings, stopping, es=es, stats=stats)),
+        asyncio.create_task(sync.run(settings, stopping, es=es, stats=stats, after_bulk=after_bulk)),
     ]
     conn = await asyncpg.connect(settings.database.url)
     try:
@@ -145,8 +148,21 @@ async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes
         updated = n / (time.perf_counter() - began)
 
         print(f"pipeline: inserts {inserted:,.0f} docs/s, updates {updated:,.0f} docs/s; now probing latency", flush=True)
-        latencies = await _probe(settings.database.url, es.options(request_timeout=60), alias, ids, probes, rate)
-        return {"insert_docs_per_s": inserted, "update_docs_per_s": updated, "latencies_s": latencies, "consumer": stats.__dict__}
+        probed, raw_latencies = await _probe(settings.database.url, es.options(request_timeout=60), alias, ids, probes, rate, raw_index, rows)
+        latencies = [p[1] for p in probed]
+        breakdown = {}
+        for i, (job_id, latency, committed) in enumerate(probed):
+            after = [s for s in stages.get(str(job_id), []) if s[0] >= committed - 0.01]
+            if after:
+                produced, bulked = after[0]
+                breakdown[i] = {
+                    "relay_ms": round((produced - committed) * 1000), "broker_consumer_bulk_ms": round((bulked - produced) * 1000),
+                    "visible_ms": round((committed + latency - bulked) * 1000),
+                }
+        return {
+            "insert_docs_per_s": inserted, "update_docs_per_s": updated, "latencies_s": latencies, "consumer": stats.__dict__,
+            "stages": breakdown, "raw_latencies_s": raw_latencies,
+        }
     finally:
         stopping.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -166,28 +182,32 @@ async def _count(es, alias: str, expected: int | None, attempts: int | None = No
     return found >= 1 if expected is None else found >= expected
 
 
-async def _probe(url: str, es, alias: str, ids: list, count: int, rate: float) -> list[float]:
+async def _probe(
+    url: str, es, alias: str, ids: list, count: int, rate: float, raw_index: str, rows: list[tuple]
+) -> tuple[list[tuple[typing.Any, float, float]], list[float]]:
     """Commit -> searchable for ``count`` single-row updates, one at a time, at most ``rate`` per second.
 
     One probe in flight: the polling searches must not load the server that
     the consumer is writing to (osmem-server scans), or they measure themselves.
     """
-    latencies: list[float] = []
+    probed: list[tuple[typing.Any, float, float]] = []  # (job id, commit -> visible, commit wall time)
+    raw: list[float] = []
     conn = await asyncpg.connect(url)
     try:
         for i in range(count):
             slot = time.perf_counter() + 1 / rate
             job_id = ids[(i * 7919) % len(ids)]
             version = await conn.fetchval("UPDATE jobs SET attempts = $2 WHERE id = $1 RETURNING version", job_id, 4 + i % 2)
-            committed = time.perf_counter()
+            committed, wall = time.perf_counter(), time.time()
             query = {"bool": {"filter": [{"ids": {"values": [str(job_id)]}}, {"range": {"version": {"gte": version}}}]}}
             while (await es.count(index=alias, query=query))["count"] == 0:
                 await asyncio.sleep(0.01)
-            latencies.append(time.perf_counter() - committed)
+            probed.append((job_id, time.perf_counter() - committed, wall))
+            raw.append(await raw_probe_once(es, raw_index, rows, i))
             await asyncio.sleep(max(0.0, slot - time.perf_counter()))
     finally:
         await conn.close()
-    return latencies
+    return probed, raw
 
 
 def _slowest(in_order: list[float], n: int = 8) -> dict[int, int]:
@@ -224,12 +244,15 @@ def main() -> None:
             es = client.create(settings.search)
             try:
                 raw_inserts, raw_updates = await raw_bulk(es, settings, rows)
-                print(f"raw: inserts {raw_inserts:,.0f} docs/s, updates {raw_updates:,.0f} docs/s; now probing latency", flush=True)
-                raw_latencies = await raw_probe(es, settings, rows, args.probes, args.rate)
-                result = await pipeline(settings, es, rows, args.probes, args.rate)
+                print(f"raw: inserts {raw_inserts:,.0f} docs/s, updates {raw_updates:,.0f} docs/s", flush=True)
+                raw_index = f"{settings.search.index_alias}-raw"
+                try:
+                    result = await pipeline(settings, es, rows, args.probes, args.rate, raw_index)
+                finally:
+                    await index.delete(es, raw_index)
             finally:
                 await es.close()
-            return {"raw_insert_docs_per_s": raw_inserts, "raw_update_docs_per_s": raw_updates, "raw_latencies_s": raw_latencies, **result}
+            return {"raw_insert_docs_per_s": raw_inserts, "raw_update_docs_per_s": raw_updates, **result}
 
         result = asyncio.run(run())
     in_order = result.pop("latencies_s")
@@ -256,6 +279,8 @@ def main() -> None:
         # Which probes were slow says whether the tail is a warm-up, a rhythm or noise.
         "slowest_probes_ms": _slowest(in_order),
         "raw_slowest_probes_ms": _slowest(raw_in_order),
+        # Where the slowest probes' time went.
+        "slowest_probe_stages": {i: result["stages"].get(i) for i in _slowest(in_order, 4)},
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -276,6 +301,10 @@ def main() -> None:
     )
     print(f"slowest probes (n-th: ms): {', '.join(f'{i}: {v}' for i, v in sorted(summary['slowest_probes_ms'].items()))}")
     print(f"slowest raw probes       : {', '.join(f'{i}: {v}' for i, v in sorted(summary['raw_slowest_probes_ms'].items()))}")
+    for i, stage in summary["slowest_probe_stages"].items():
+        print(f"  probe {i}: {stage}")
+    med = {k: statistics.median(s[k] for s in result["stages"].values()) for k in ("relay_ms", "broker_consumer_bulk_ms", "visible_ms")} if result["stages"] else {}
+    print(f"  median stages: {med}")
     print(f"consumer               : {summary['consumer']}")
 
 
