@@ -36,6 +36,7 @@ from controlplane import commands
 from controlplane import settings as cp_settings
 from controlplane.db import models
 from controlplane.domain import reconcile
+from controlplane.services import image_waits
 from controlplane.services import images as image_service
 from controlplane.services import placement as placement_service
 from controlplane.services import workspaces as ws_service
@@ -95,7 +96,7 @@ async def reconcile_once(sessions: sa_asyncio.async_sessionmaker[Session], setti
     async with sessions.begin() as session:
         report.requeued += await _dispatch_unplaced_builds(session, settings)
     async with sessions.begin() as session:
-        report.requeued += await ws_service.release_waiting(session, settings)
+        report.requeued += await image_waits.release_waiting(session, settings)
     async with sessions.begin() as session:
         report.placed = len(await ws_service.place_pending(session, settings))
     return report
