@@ -44,6 +44,9 @@ class DatabaseSettings(config.StrictModel):
         default=10, gt=0, le=1000, description="Connections per pool (up to twice this with overflow); the API keeps one pool for writes and one for reads."
     )
     statement_timeout: Seconds = pydantic.Field(default=30.0, description="Server-side deadline of one statement.")
+    connect_timeout: Seconds = pydantic.Field(
+        default=5.0, description="Longest wait for a new connection (a replica that does not answer is skipped after this)."
+    )
 
 
 class AuthSettings(config.StrictModel):

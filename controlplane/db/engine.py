@@ -25,7 +25,10 @@ def create(db: cp_settings.DatabaseSettings, *, url: str | None = None, **option
         "pool_size": db.pool_size,
         "max_overflow": db.pool_size,
         "pool_pre_ping": True,
-        "connect_args": {"server_settings": {"statement_timeout": str(int(db.statement_timeout * 1000)), "application_name": "a4c-controlplane"}},
+        "connect_args": {
+            "timeout": db.connect_timeout,
+            "server_settings": {"statement_timeout": str(int(db.statement_timeout * 1000)), "application_name": "a4c-controlplane"},
+        },
     }
     kwargs.update(options)
     return sa_asyncio.create_async_engine(async_url(url or db.url), **kwargs)

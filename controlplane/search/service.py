@@ -2,8 +2,9 @@
 
 Elasticsearch answers when it is configured and the circuit breaker lets the
 request through; otherwise, or when it fails or exceeds
-``search.request_timeout``, the same query runs on PostgreSQL (a read replica
-when ``database.replica_urls`` is set, else the primary). The result says which
+``search.request_timeout``, the same query runs on PostgreSQL: a read replica
+when ``database.replica_urls`` is set (in random order, skipping one that does
+not answer; the primary as the last resort when none does), else the primary. The result says which
 backend answered and whether that is a degradation (Elasticsearch configured
 but not used). Errors::
 
@@ -48,6 +49,7 @@ class Backends:
     engines: typing.Sequence[sa_asyncio.AsyncEngine]
     breaker: breaker_mod.Breaker
     owned: list[sa_asyncio.AsyncEngine] = dataclasses.field(default_factory=list)
+    last_resort: sa_asyncio.AsyncEngine | None = None  # the primary, when ``engines`` are replicas
 
     @classmethod
     def create(
@@ -60,12 +62,12 @@ class Backends:
         """ES client if configured; engines on the replicas, else ``primary`` (made if not given)."""
         search = settings.search
         es = client.create(search) if search.elasticsearch_url else None
-        if settings.database.replica_urls:
-            engines = [db_engine.create(settings.database, url=url) for url in settings.database.replica_urls]
-        else:
-            engines = [primary or db_engine.create(settings.database)]
-        owned = [e for e in engines if e is not primary]
-        return cls(search, es, engines, breaker_mod.Breaker(search.breaker_failures, search.breaker_reset, clock), owned)
+        main = primary or db_engine.create(settings.database)
+        replicas = [db_engine.create(settings.database, url=url) for url in settings.database.replica_urls]
+        engines = replicas or [main]
+        owned = [e for e in [*replicas, main] if e is not primary]
+        breaker = breaker_mod.Breaker(search.breaker_failures, search.breaker_reset, clock)
+        return cls(search, es, engines, breaker, owned, last_resort=main if replicas else None)
 
     async def close(self) -> None:
         if self.es is not None:
@@ -118,13 +120,20 @@ async def search(
                 backends.breaker.succeeded()
                 return _answered(result, backends, started)
         degraded = True
-    engine = random.choice(backends.engines)
     bounded = dataclasses.replace(page, total_limit=min(search_settings.total_limit, search_settings.fallback_limit))
-    try:
-        result = await postgres.search(engine, q, owner, bounded, facet_size=search_settings.facet_size)
-    except (sa.exc.DBAPIError, OSError) as exc:
-        raise errors.Unavailable("search is unavailable: neither Elasticsearch nor PostgreSQL answered") from exc
-    return _answered(dataclasses.replace(result, degraded=degraded), backends, started)
+    candidates = random.sample(list(backends.engines), len(backends.engines))
+    if backends.last_resort is not None:
+        candidates.append(backends.last_resort)
+    for attempt, engine in enumerate(candidates, 1):
+        try:
+            result = await postgres.search(engine, q, owner, bounded, facet_size=search_settings.facet_size)
+        except (sa.exc.DBAPIError, OSError, asyncio.TimeoutError) as exc:
+            if attempt == len(candidates):
+                raise errors.Unavailable("search is unavailable: neither Elasticsearch nor PostgreSQL answered") from exc
+            logger.warning("search on PostgreSQL at %s failed (%s); trying the next", engine.url.host, type(exc).__name__)
+            continue
+        return _answered(dataclasses.replace(result, degraded=degraded), backends, started)
+    raise AssertionError("unreachable: there is always at least one engine")
 
 
 def _answered(result: results.SearchResult, backends: Backends, started: float) -> results.SearchResult:

@@ -2,36 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 import typing
 import uuid
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
 from bench.search import jobgen
 from controlplane.api import app as api_app
 from controlplane.db import engine as db_engine
+from controlplane.db import migrate
 from controlplane.db import models
 from controlplane.search import reindex
 from controlplane.services import users
 from tests.controlplane.search import conftest
-from tests.harness import wait
+from tests.harness import ports, wait
 
 
 @pytest.fixture
 async def start_api(settings) -> typing.AsyncIterator[typing.Callable[..., typing.Awaitable[str]]]:
     runners: list[web.AppRunner] = []
 
-    async def start(**search: typing.Any) -> str:
-        overrides = {**{f"search.{k}": v for k, v in search.items()}, "rate_limit.enabled": False}
-        app = api_app.init_app(_with(settings, overrides))
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    async def start_app(configured) -> str:
+        runner = web.AppRunner(api_app.init_app(configured), access_log=None, shutdown_timeout=1)
         await runner.setup()
         runners.append(runner)
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
+    async def start(**search: typing.Any) -> str:
+        overrides = {**{f"search.{k}": v for k, v in search.items()}, "rate_limit.enabled": False}
+        return await start_app(_with(settings, overrides))
+
+    start.app = start_app  # type: ignore[attr-defined]
     yield start
     for runner in reversed(runners):
         await runner.cleanup()
@@ -169,3 +175,42 @@ async def test_elasticsearch_answers_when_healthy_and_postgresql_while_it_is_dow
     await wait.eventually(back, timeout=15, message="the half-open probe finds Elasticsearch again")
     metrics = await (await http.get(f"{base}/metrics")).text()
     assert 'a4c_search_requests_total{backend="postgresql",degraded="true"}' in metrics
+
+
+async def _replica(make_database, jobs: int, seed: int) -> tuple[str, set[str]]:
+    """A database standing in for a read replica: migrated, with jobs of its own (the primary has none of them)."""
+    url = make_database()
+    await asyncio.to_thread(migrate.upgrade, url)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.executemany("INSERT INTO users (id, name, role) VALUES ($1, $2, 'user')", [(u.id, u.name) for u in jobgen.users()])
+        rows = list(jobgen.jobs(jobs, seed=seed))
+        await conn.copy_records_to_table("jobs", records=rows, columns=list(jobgen.COLUMNS))
+    finally:
+        await conn.close()
+    return url, {str(r[0]) for r in rows}
+
+
+async def test_the_fallback_reads_a_replica_skips_one_that_does_not_answer_and_uses_the_primary_when_none_does(
+    db, tokens, start_api, http, make_database, settings
+):
+    # The primary and the replica hold different jobs, so each answer shows which one it came from.
+    primary_ids = {str(r[0]) for r in await conftest.load_jobs(db, 12, seed=3)}
+    replica_url, replica_ids = await _replica(make_database, 12, seed=4)
+    dead = f"postgresql://postgres@127.0.0.1:{ports.free_port()}/nothing"  # nothing listens: refused at once
+
+    base = await start_api(elasticsearch_url=None)
+    _, body = await _get(http, base, tokens["admin"])
+    assert {j["id"] for j in body["jobs"]} == primary_ids, "without replicas the primary answers"
+
+    replicated = _with(settings, {"database.replica_urls": [replica_url, dead], "search.elasticsearch_url": None, "rate_limit.enabled": False})
+    base = await start_api.app(replicated)
+    for _ in range(6):  # the order is random: every answer comes from the live replica
+        status, body = await _get(http, base, tokens["admin"])
+        assert status == 200 and body["backend"] == "postgresql", body
+        assert {j["id"] for j in body["jobs"]} == replica_ids
+
+    down = _with(settings, {"database.replica_urls": [dead], "search.elasticsearch_url": None, "rate_limit.enabled": False})
+    base = await start_api.app(down)
+    status, body = await _get(http, base, tokens["admin"])
+    assert status == 200 and {j["id"] for j in body["jobs"]} == primary_ids, "no replica answers: the primary does"
