@@ -2,8 +2,9 @@
 
 It starts, in order, each step printed with its time:
 
-1. a Docker daemon check: ``$DOCKER_HOST`` or the default socket; if none
-   answers, its own ``dockerd`` when allowed (root, docker.io installed).
+1. a Docker daemon check: ``$DOCKER_HOST`` when set (and then only it, as
+   with the docker CLI), else the default socket; if none answers there, its
+   own ``dockerd`` when allowed (root, docker.io installed).
    First, so that a machine without one is told at once, before anything
    else has started;
 2. PostgreSQL (the embedded wheel; data under the state directory) — or the
@@ -43,6 +44,9 @@ from a4c import embedded
 
 DEFAULT_STATE = pathlib.Path(os.environ.get("XDG_STATE_HOME") or pathlib.Path.home() / ".local" / "state") / "a4c"
 BIN = pathlib.Path(sys.executable).parent
+
+
+DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
 
 
 class Progress:
@@ -137,10 +141,19 @@ class Up:
 
     def _docker(self) -> str:
         with self.progress.step("Docker daemon"):
-            tried = list(dict.fromkeys(filter(None, [os.environ.get("DOCKER_HOST"), "unix:///var/run/docker.sock"])))
-            for candidate in tried:
-                if embedded.docker_answers(candidate):
-                    return candidate
+            explicit = os.environ.get("DOCKER_HOST")
+            if explicit:
+                # As with the docker CLI: a daemon named explicitly is the one to use,
+                # never silently another (workspaces would land on the wrong machine).
+                if embedded.docker_answers(explicit):
+                    return explicit
+                raise embedded.EmbeddedError(
+                    f"DOCKER_HOST={explicit} does not answer: start that daemon, or unset DOCKER_HOST to use this "
+                    "machine's (a4c up starts one when none answers and it runs as root)"
+                )
+            tried = [DEFAULT_DOCKER_SOCKET]
+            if embedded.docker_answers(DEFAULT_DOCKER_SOCKET):
+                return DEFAULT_DOCKER_SOCKET
             child, host = embedded.dockerd(self.state, tried)
             self.children.append(child.start())
             embedded.wait_for(lambda: embedded.docker_answers(host), child, "dockerd", 60)

@@ -1,7 +1,7 @@
 """`a4c up` and the Docker daemon (none answering, not allowed to start one / allowed to), and `a4c up --config`.
 
-What "allowed" means (a4c/embedded.py ``dockerd``): when no daemon answers at
-``$DOCKER_HOST`` or the default socket, ``a4c up`` starts its own ``dockerd``
+What "allowed" means (a4c/embedded.py ``dockerd``): when ``$DOCKER_HOST`` is
+unset and no daemon answers at the default socket, ``a4c up`` starts its own ``dockerd``
 only if it runs as root and ``dockerd`` (Debian's docker.io) is on the PATH.
 The tests reach "not allowed" both ways for real: a PATH without dockerd,
 and a user namespace in which the process is not root (``unshare --user``:
@@ -52,10 +52,10 @@ def home():
 
 @pytest.fixture
 def no_daemon(home) -> str:
-    """A DOCKER_HOST where nothing answers (and nothing at the default socket either, or the branch is unreachable)."""
+    """DOCKER_HOST unset ("" in a child's environment) and nothing at the default socket (else the branch is unreachable)."""
     if embedded.docker_answers(DEFAULT_SOCKET):
         pytest.skip(f"a Docker daemon answers at {DEFAULT_SOCKET}: a4c up would use it, so 'none answers' cannot happen here")
-    return f"unix://{home / 'nothing-listens-here.sock'}"
+    return ""
 
 
 def _path_without_dockerd() -> str:
@@ -101,7 +101,7 @@ def test_a4c_up_with_no_docker_daemon_and_no_right_to_start_one_says_what_is_mis
     assert "Traceback" not in done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: "), f"one message:\n{done.stderr}"
-    assert f"no Docker daemon answers at {no_daemon} or {DEFAULT_SOCKET}" in errors[0], errors[0]
+    assert f"no Docker daemon answers at {DEFAULT_SOCKET}" in errors[0], errors[0]
     assert missing in errors[0], errors[0]
     assert "  Docker daemon … failed" in done.stdout and not STEP.findall(done.stdout), f"it failed at the first stage:\n{done.stdout}"
     assert not list(state.glob("run/*.pid")) and not list(state.glob("logs/*")), "no component was started"
@@ -201,6 +201,23 @@ def test_a4c_up_with_a_config_file_uses_the_external_postgresql_kafka_and_elasti
                 _es("DELETE", f"{elasticsearch_url}/{path}")
             except OSError:
                 pass
+
+
+def test_a4c_up_with_a_docker_host_that_does_not_answer_says_so_and_uses_no_other_daemon(home):
+    # The harness's own daemon answers at the default socket or not; either way
+    # a DOCKER_HOST named explicitly is the only one a4c up may use.
+    state = home / "state"
+    dead = f"unix://{home / 'nothing-listens-here.sock'}"
+    env = {**os.environ, "DOCKER_HOST": dead, "XDG_CONFIG_HOME": str(home / "config")}
+    done = subprocess.run([str(BIN / "a4c"), "up", "--state-dir", str(state), "--port", str(ports.free_port())],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0] == f"error: DOCKER_HOST={dead} does not answer: start that daemon, or unset DOCKER_HOST " \
+        "to use this machine's (a4c up starts one when none answers and it runs as root)", done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (state / "docker").exists(), "it started no dockerd of its own"
+    assert _processes_mentioning(state) == []
 
 
 def _link_exists(name: str) -> bool:
