@@ -68,7 +68,13 @@ class Workspace(common.Out):
     host_id: uuid.UUID | None
     desired_state: models.DesiredState
     observed_state: models.ObservedState
-    state_reason: str = pydantic.Field(description="Why it is pending, failed or lost; empty otherwise.")
+    state_reason: str = pydantic.Field(
+        description="Why it is pending, failed or lost; empty otherwise. One waiting for a host ends with its place in the queue, e.g. \"; 3rd in the queue of 5\"."
+    )
+    queue_position: int | None = pydantic.Field(
+        default=None, ge=1,
+        description="1-based place among the workspaces waiting for a host, in the order they are placed (oldest first); null when not waiting. Computed when read.",
+    )
     cpus: float
     memory_mb: int
     disk_gb: int

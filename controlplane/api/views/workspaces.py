@@ -8,7 +8,8 @@ from controlplane.api import endpoint
 from controlplane.api.schemas import workspaces as schemas
 from controlplane.api.views import jobs as jobs_view
 from controlplane.db import models
-from controlplane.services import workspaces
+from controlplane.domain import queue as domain_queue
+from controlplane.services import queue, workspaces
 from shared import messages
 
 routes = endpoint.Routes("workspaces")
@@ -18,10 +19,23 @@ def render(ws: models.Workspace | typing.Any) -> schemas.Workspace:
     return schemas.Workspace.model_validate(ws)
 
 
+async def render_all(session: typing.Any, rows: typing.Sequence[models.Workspace | typing.Any]) -> list[schemas.Workspace]:
+    """Workspaces as the API shows them: one waiting for a host says where it stands in the queue (one query, only if any may wait)."""
+    out = [render(r) for r in rows]
+    maybe = [w.id for w in out if w.host_id is None and w.observed_state is models.ObservedState.PENDING]
+    places = await queue.places(session, maybe) if maybe else {}
+    for w in out:
+        place = places.get(w.id)
+        if place is not None:
+            w.queue_position = place.position
+            w.state_reason = domain_queue.describe(w.state_reason, place)
+    return out
+
+
 async def accepted(call: endpoint.Call, done: workspaces.Accepted) -> schemas.WorkspaceAccepted:
-    # The job as GET /v1/jobs/{id} shows it: a create left waiting for a host says its place in the queue.
+    # As GET shows them: a create left waiting for a host says its place in the queue, on the job and the workspace.
     job = (await jobs_view.render_all(call.session, [done.job]))[0]
-    return schemas.WorkspaceAccepted(workspace=render(done.workspace), job=job)
+    return schemas.WorkspaceAccepted(workspace=(await render_all(call.session, [done.workspace]))[0], job=job)
 
 
 @routes.post("/v1/workspaces", body=schemas.WorkspaceCreate, response=schemas.WorkspaceAccepted, status=202)
@@ -47,13 +61,13 @@ async def list_workspaces(call: endpoint.Call) -> schemas.WorkspacePage:
         call.session, call.user, limit=call.page_size(), cursor=q.cursor, observed_state=q.state,
         desired_state=q.desired_state, host_id=q.host_id, image_id=q.image_id, name=q.name,
     )
-    return schemas.WorkspacePage(items=[render(r) for r in rows], next_cursor=cursor)
+    return schemas.WorkspacePage(items=await render_all(call.session, rows), next_cursor=cursor)
 
 
 @routes.get("/v1/workspaces/{workspace_id}", response=schemas.Workspace)
 async def get_workspace(call: endpoint.Call) -> schemas.Workspace:
     """Get one workspace (404 if it is not yours)."""
-    return render(await workspaces.read_workspace(call.session, call.user, call.params["workspace_id"]))
+    return (await render_all(call.session, [await workspaces.read_workspace(call.session, call.user, call.params["workspace_id"])]))[0]
 
 
 @routes.post("/v1/workspaces/{workspace_id}/start", response=schemas.WorkspaceAccepted, status=202)

@@ -52,12 +52,18 @@ async def test_a_job_waiting_for_a_host_shows_its_place_in_the_queue_and_moves_u
     assert [listed[j["id"]]["queue_position"] for j in jobs] == [1, 2, 3] and listed[jobs[0]["id"]]["reason"] == jobs[0]["reason"]
     assert (await client(admin.token).get(f"/v1/jobs/{jobs[1]['id']}")).body["queue_position"] == 2
     assert (await client(other.token).get(f"/v1/jobs/{jobs[1]['id']}")).status == 404
+    # The workspaces say the same, one by one and in a list.
+    spaces = [(await me.get(f"/v1/workspaces/{m['workspace']['id']}")).body for m in made]
+    assert [(w["queue_position"], w["state_reason"]) for w in spaces] == [(j["queue_position"], j["reason"]) for j in jobs]
+    page = {w["id"]: w for w in (await me.get("/v1/workspaces", params={"state": "pending"})).body["items"]}
+    assert [page[w["id"]]["queue_position"] for w in spaces] == [1, 2, 3]
 
     # The first leaves the queue: the others move up, and the count shrinks.
     await me.delete(f"/v1/workspaces/{made[0]['workspace']['id']}")
     gone, second, third = [(await me.get(f"/v1/jobs/{m['job']['id']}")).body for m in made]
     assert gone["status"] == "cancelled" and gone["queue_position"] is None and "in the queue" not in gone["reason"]
     assert (second["queue_position"], third["queue_position"]) == (1, 2)
+    assert (await me.get(f"/v1/workspaces/{made[2]['workspace']['id']}")).body["queue_position"] == 2
     assert second["reason"].endswith("; 1st in the queue of 2") and third["reason"].endswith("; 2nd in the queue of 2")
     # What is stored stays the bare reason: the place is added when read.
     stored = await seed.scalar(sa.text("SELECT reason FROM jobs WHERE id = :id"), id=third["id"])
