@@ -213,7 +213,7 @@ class Agent:
         while True:
             # Only while every root task runs: a wedged agent gets restarted by systemd.
             if self.supervisor is not None and self.supervisor.healthy:
-                sdnotify.notify("WATCHDOG=1")
+                sdnotify.notify("WATCHDOG=1", wait=0)
             await asyncio.sleep(period)
 
 

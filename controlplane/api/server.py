@@ -69,7 +69,7 @@ async def serve(
 async def _watchdog(period: float, stopping: asyncio.Event) -> None:
     # A ping only goes out if the loop is responsive enough to run this task.
     while not stopping.is_set():
-        sdnotify.notify("WATCHDOG=1")
+        sdnotify.notify("WATCHDOG=1", wait=0)
         try:
             await asyncio.wait_for(stopping.wait(), period)
         except asyncio.TimeoutError:
