@@ -234,9 +234,9 @@ def docker_answers(host: str) -> bool:
     return False
 
 
-def dockerd(state: pathlib.Path, tried: typing.Sequence[str] = ()) -> tuple[Child, str]:
-    """Our own dockerd, when none answers at ``tried``: allowed only as root with docker.io installed."""
-    nowhere = f"no Docker daemon answers at {' or '.join(tried)}" if tried else "no Docker daemon answers"
+def dockerd(state: pathlib.Path, *, looked_at: str) -> tuple[Child, str]:
+    """Our own dockerd, when none answers at ``looked_at``: allowed only as root with docker.io installed."""
+    nowhere = f"no Docker daemon answers at {looked_at}"
     binary = shutil.which("dockerd")
     if binary is None:
         raise EmbeddedError(f"{nowhere}, and dockerd is not installed to start one: apt-get install docker.io, or point DOCKER_HOST at a running daemon")

@@ -151,10 +151,9 @@ class Up:
                     f"DOCKER_HOST={explicit} does not answer: start that daemon, or unset DOCKER_HOST to use this "
                     "machine's (a4c up starts one when none answers and it runs as root)"
                 )
-            tried = [DEFAULT_DOCKER_SOCKET]
             if embedded.docker_answers(DEFAULT_DOCKER_SOCKET):
                 return DEFAULT_DOCKER_SOCKET
-            child, host = embedded.dockerd(self.state, tried)
+            child, host = embedded.dockerd(self.state, looked_at=DEFAULT_DOCKER_SOCKET)
             self.children.append(child.start())
             embedded.wait_for(lambda: embedded.docker_answers(host), child, "dockerd", 60)
             return host
@@ -319,15 +318,17 @@ def command(state_dir: pathlib.Path, config_path: pathlib.Path | None, host: str
     def interrupt(*_: typing.Any) -> None:
         raise KeyboardInterrupt
 
+    def on_stop_signals(handler: typing.Callable[..., None]) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)
+
     # While starting, Ctrl-C (or SIGTERM) interrupts the step under way at once;
     # once up, it only asks the watch loop to stop, so a stop is never cut short.
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, interrupt)
+    on_stop_signals(interrupt)
     code = 1
     try:
         url = up.start()
-        signal.signal(signal.SIGTERM, ask_stop)
-        signal.signal(signal.SIGINT, ask_stop)
+        on_stop_signals(ask_stop)
         token_file = state_dir / "admin.token"
         click.echo(
             f"\nA4C is up in {time.monotonic() - progress.began:.1f} s\n"
@@ -342,8 +343,7 @@ def command(state_dir: pathlib.Path, config_path: pathlib.Path | None, host: str
     except embedded.EmbeddedError as exc:
         click.echo(f"\nerror: {exc}", err=True)
     except KeyboardInterrupt:
-        signal.signal(signal.SIGTERM, ask_stop)
-        signal.signal(signal.SIGINT, ask_stop)
+        on_stop_signals(ask_stop)
         click.echo("\ninterrupted while starting", err=True)
         code = 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, and the details on file

@@ -56,9 +56,8 @@ def _as_json(row: tuple) -> dict[str, typing.Any]:
     return out
 
 
-async def raw_bulk(es, settings: cp_settings.Settings, rows: list[tuple]) -> tuple[float, float]:
+async def raw_bulk(es, settings: cp_settings.Settings, rows: list[tuple], name: str) -> tuple[float, float]:
     """docs/s of helpers.async_bulk into a fresh index made from the same template: inserts, then one update of each."""
-    name = f"{settings.search.index_alias}-raw"
     await index.put_template(es, settings.search)
     await index.create(es, name)
     inserts = [documents.from_row(_as_json(r)) for r in rows]
@@ -90,10 +89,15 @@ async def raw_probe_once(es, name: str, rows: list[tuple], i: int) -> float:
     change = documents.from_row({**_as_json(row), "attempts": 4 + i % 2, "version": row[-1] + 2 + i})
     began = time.perf_counter()
     await es.index(index=name, id=change.id, version=change.version, version_type="external", document=change.doc)
-    query = {"bool": {"filter": [{"ids": {"values": [change.id]}}, {"range": {"version": {"gte": change.version}}}]}}
-    while (await es.count(index=name, query=query))["count"] == 0:
-        await asyncio.sleep(0.01)
+    await _until_visible(es, name, change.id, change.version)
     return time.perf_counter() - began
+
+
+async def _until_visible(es, index_name: str, doc_id: str, version: int) -> None:
+    """Poll every 10 ms until a search finds ``doc_id`` at ``version`` or later."""
+    query = {"bool": {"filter": [{"ids": {"values": [doc_id]}}, {"range": {"version": {"gte": version}}}]}}
+    while (await es.count(index=index_name, query=query))["count"] == 0:
+        await asyncio.sleep(0.01)
 
 
 async def _until(check: typing.Callable[[], typing.Awaitable[bool]], what: str, timeout: float) -> None:
@@ -199,9 +203,7 @@ async def _probe(
             job_id = ids[(i * 7919) % len(ids)]
             version = await conn.fetchval("UPDATE jobs SET attempts = $2 WHERE id = $1 RETURNING version", job_id, 4 + i % 2)
             committed, wall = time.perf_counter(), time.time()
-            query = {"bool": {"filter": [{"ids": {"values": [str(job_id)]}}, {"range": {"version": {"gte": version}}}]}}
-            while (await es.count(index=alias, query=query))["count"] == 0:
-                await asyncio.sleep(0.01)
+            await _until_visible(es, alias, str(job_id), version)
             probed.append((job_id, time.perf_counter() - committed, wall))
             raw.append(await raw_probe_once(es, raw_index, rows, i))
             await asyncio.sleep(max(0.0, slot - time.perf_counter()))
@@ -243,10 +245,10 @@ def main() -> None:
             await conn.close()
             es = client.create(settings.search)
             try:
-                raw_inserts, raw_updates = await raw_bulk(es, settings, rows)
-                print(f"raw: inserts {raw_inserts:,.0f} docs/s, updates {raw_updates:,.0f} docs/s", flush=True)
                 raw_index = f"{settings.search.index_alias}-raw"
                 try:
+                    raw_inserts, raw_updates = await raw_bulk(es, settings, rows, raw_index)
+                    print(f"raw: inserts {raw_inserts:,.0f} docs/s, updates {raw_updates:,.0f} docs/s", flush=True)
                     result = await pipeline(settings, es, rows, args.probes, args.rate, raw_index)
                 finally:
                     await index.delete(es, raw_index)

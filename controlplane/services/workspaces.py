@@ -99,7 +99,7 @@ async def create_workspace(
     job_id = uuid.uuid4()
     command = messages.WorkspaceCommand(job_id=str(job_id), spec=spec(ws, principal.name))
     host = outcome.host_id
-    needs_build = host is not None and ws.image_id is not None and not await images.built_on(session, ws.image_id, host)
+    needs_build = host is not None and await _needs_build(session, ws, host)
     if host is None:
         status, dispatch = models.JobStatus.PENDING, None
     elif needs_build:
@@ -107,11 +107,7 @@ async def create_workspace(
     else:
         # The common case: insert the job already dispatched with its command
         # (one INSERT, one trigger firing) instead of queued and then updated.
-        status = models.JobStatus.DISPATCHED
-        dispatch = commands.first_dispatch(
-            payload=command, ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline,
-            now=datetime.datetime.now(datetime.timezone.utc),
-        )
+        status, dispatch = models.JobStatus.DISPATCHED, _first_dispatch(command, settings)
     job = await jobs.new_job(
         session,
         models.JobKind.WORKSPACE_CREATE,
@@ -373,19 +369,28 @@ async def _command_job(
     host = await session.get(models.Host, ws.host_id)
     job_id = uuid.uuid4()
     command = messages.WorkspaceRef(job_id=str(job_id), workspace_id=str(ws.id))
-    dispatch = commands.first_dispatch(
-        payload=command, ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline,
-        now=datetime.datetime.now(datetime.timezone.utc),
-    )
     job = await jobs.new_job(
         session, kind, job_id=job_id, user=principal, status=models.JobStatus.DISPATCHED, host=host, workspace=ws,
-        payload=command.model_dump(mode="json"), max_attempts=settings.reconciler.job_max_attempts, dispatch=dispatch,
+        payload=command.model_dump(mode="json"), max_attempts=settings.reconciler.job_max_attempts,
+        dispatch=_first_dispatch(command, settings),
     )
     await commands.send(session, host_id=typing.cast(uuid.UUID, ws.host_id), kind=command_kind, payload=command, key=str(ws.id))
     # The desired state changed in this transaction and a trigger bumped the
     # workspace's version: reload what the response shows.
     await session.refresh(ws)
     return Accepted(ws, job)
+
+
+async def _needs_build(session: Session, ws: models.Workspace, host_id: uuid.UUID) -> bool:
+    """Whether ``ws`` names a registered image that is not built on ``host_id`` yet (its create must wait)."""
+    return ws.image_id is not None and not await images.built_on(session, ws.image_id, host_id)
+
+
+def _first_dispatch(command: typing.Any, settings: cp_settings.Settings) -> dict[str, typing.Any]:
+    return commands.first_dispatch(
+        payload=command, ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline,
+        now=datetime.datetime.now(datetime.timezone.utc),
+    )
 
 
 async def _dispatch(
@@ -401,7 +406,7 @@ async def _dispatch(
     """Dispatch an existing job (one that waited for placement), or park it until its image is built."""
     assert host_id is not None
     await session.flush()
-    if kind is messages.CommandKind.WORKSPACE_CREATE and ws.image_id is not None and not await images.built_on(session, ws.image_id, host_id):
+    if kind is messages.CommandKind.WORKSPACE_CREATE and await _needs_build(session, ws, host_id):
         await image_waits.wait_for_image(session, job, ws, host_id, settings)
         return
     await commands.issue(

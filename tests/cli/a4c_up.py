@@ -12,12 +12,16 @@ process that was below ``a4c up`` just before the signal and is still alive.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import typing
 
 import psutil
@@ -26,6 +30,22 @@ from tests.harness import processes, wait
 
 BIN = pathlib.Path(sys.executable).parent
 READY = "Press Ctrl-C to stop."
+STEP = re.compile(r"^  (.+?) … ok \(\d+\.\d s\)$", re.MULTILINE)  # one finished start-up stage
+
+
+@contextlib.contextmanager
+def private_home() -> typing.Iterator[pathlib.Path]:
+    """A home for one ``a4c up``, removed afterwards.
+
+    Not under pytest's tmp_path: its parents are 0700, and the embedded
+    PostgreSQL runs as its own user (as root), which must reach its data.
+    """
+    path = pathlib.Path(tempfile.mkdtemp(prefix="a4c-up-test-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclasses.dataclass

@@ -17,11 +17,9 @@ import asyncio
 import json
 import os
 import pathlib
-import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import urllib.request
 import uuid
 
@@ -32,22 +30,18 @@ import yaml
 from aiokafka import admin as kafka_admin
 
 from a4c import embedded
-from tests.cli.a4c_up import BIN, Up
+from a4c import up as up_mod
+from tests.cli import a4c_up
+from tests.cli.a4c_up import BIN, STEP, Up
 from tests.harness import ports, postgres_server, wait
 
-STEP = re.compile(r"^  (.+?) … ok \(\d+\.\d s\)$", re.MULTILINE)
-DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+DEFAULT_SOCKET = up_mod.DEFAULT_DOCKER_SOCKET
 
 
 @pytest.fixture
 def home():
-    # Not under pytest's tmp_path (parents 0700), like the end-to-end test's.
-    path = pathlib.Path(tempfile.mkdtemp(prefix="a4c-up-test-"))
-    path.chmod(0o711)
-    try:
+    with a4c_up.private_home() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -5,31 +5,24 @@ from __future__ import annotations
 
 import json
 import pathlib
-import re
-import shutil
-import tempfile
 
 import pytest
 
-from tests.cli.a4c_up import Up
+from tests.cli import a4c_up
+from tests.cli.a4c_up import STEP, Up
 from tests.harness import ports, wait
 
 
 @pytest.fixture
 def up(docker_host):
-    # Not under pytest's tmp_path: its parents are 0700, and the embedded
-    # PostgreSQL runs as its own user (as root), which must reach its data.
-    home = pathlib.Path(tempfile.mkdtemp(prefix="a4c-up-test-"))
-    home.chmod(0o711)
-    instance = Up(home, ports.free_port(), {"DOCKER_HOST": docker_host})
-    try:
-        yield instance
-    finally:
-        instance.stop()
-        shutil.rmtree(home, ignore_errors=True)
+    with a4c_up.private_home() as home:
+        instance = Up(home, ports.free_port(), {"DOCKER_HOST": docker_host})
+        try:
+            yield instance
+        finally:
+            instance.stop()
 
 
-STEP = re.compile(r"^  (.+?) … ok \(\d+\.\d s\)$", re.MULTILINE)
 
 
 def first_start_steps(port: int) -> list[str]:

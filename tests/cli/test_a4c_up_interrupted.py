@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import pathlib
-import shutil
-import tempfile
-
 import pytest
 
+from tests.cli import a4c_up
 from tests.cli.a4c_up import Up
 from tests.harness import ports, processes, wait
 
 
-
 @pytest.fixture
 def home():
-    # Not under pytest's tmp_path (parents 0700): the embedded PostgreSQL runs as another user.
-    path = pathlib.Path(tempfile.mkdtemp(prefix="a4c-up-test-"))
-    path.chmod(0o711)
-    try:
+    with a4c_up.private_home() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_ctrl_c_while_starting_interrupts_at_once_stops_what_was_started_and_exits_130(home, docker_host):

@@ -290,11 +290,7 @@ async def test_a_command_lost_with_the_broker_is_reissued(a4c_system, kafka_brok
         assert accepted["workspace"]["host_id"] == host_id
         # The command sits in the topic; restarting the memory broker loses it for good.
         async def published() -> bool:
-            conn = await asyncpg.connect(sys_.planes[0].config["database"]["url"])
-            try:
-                return await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL AND topic = $1", f"commands.{host_id}") == 0
-            finally:
-                await conn.close()
+            return not await _query(sys_, "SELECT id FROM outbox WHERE published_at IS NULL AND topic = $1", f"commands.{host_id}")
 
         await wait.eventually(published, timeout=20, message="the create command was published")
         kafka_broker.restart()

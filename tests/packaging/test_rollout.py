@@ -248,14 +248,18 @@ def test_a_workspace_created_through_the_api_runs_on_a_rolled_out_server(rollout
         assert response.read().strip() == b"rolled-out"
 
 
-def test_a_second_rollout_changes_nothing(rollout: Rollout, request: pytest.FixtureRequest) -> None:
-    again = rollout.playbook(*_rerun_args(rollout))
-    fixtures_run.report(request.config, f"rollout: second ansible-playbook run in {again.seconds:.1f} s (slowest: {again.slowest(6)})")
+def _assert_nothing_changed(rollout: Rollout, again: playbook.Result, run: str) -> None:
     assert again.returncode == 0, str(again)
     for server in rollout.servers:
         recap = again.recap[server.name]
         assert recap["failed"] == 0, str(again)
-        assert recap["changed"] == 0, f"{server.name} changed on a re-run: {again.changed_tasks()}"
+        assert recap["changed"] == 0, f"{server.name} changed on {run}: {again.changed_tasks()}"
+
+
+def test_a_second_rollout_changes_nothing(rollout: Rollout, request: pytest.FixtureRequest) -> None:
+    again = rollout.playbook(*_rerun_args(rollout))
+    fixtures_run.report(request.config, f"rollout: second ansible-playbook run in {again.seconds:.1f} s (slowest: {again.slowest(6)})")
+    _assert_nothing_changed(rollout, again, "a re-run")
 
 
 async def test_restarting_the_agent_keeps_the_host_active_without_a_duplicate_container(rollout: Rollout, workspace: dict, docker_client) -> None:
@@ -435,11 +439,7 @@ async def test_after_an_upgrade_the_control_plane_sees_the_new_version_on_the_sa
 def test_a_second_rollout_of_the_new_version_changes_nothing(rollout: Rollout, upgrade: Upgrade, request: pytest.FixtureRequest) -> None:
     again = rollout.playbook(*_rerun_args(rollout), *_package_args(rollout.upgrade_wheel.result()))
     fixtures_run.report(request.config, f"rollout: re-run of the upgrade in {again.seconds:.1f} s")
-    assert again.returncode == 0, str(again)
-    for server in rollout.servers:
-        recap = again.recap[server.name]
-        assert recap["failed"] == 0, str(again)
-        assert recap["changed"] == 0, f"{server.name} changed on a re-run of the upgrade: {again.changed_tasks()}"
+    _assert_nothing_changed(rollout, again, "a re-run of the upgrade")
 
 
 async def test_the_workspace_keeps_its_one_container_through_the_upgrade(rollout: Rollout, upgrade: Upgrade, workspace: dict, docker_client) -> None:

@@ -196,35 +196,36 @@ async def test_a_running_workspace_is_stopped_and_started_again_from_its_row_aft
     await in_state("running").wait_for()
     assert await row.get_by_role("button", name="Start web-dev").count() == 0
 
+    async def confirm(verb: str) -> None:
+        """Click the row's button, confirm in the dialog, see the API accept it."""
+        await row.get_by_role("button", name=f"{verb} web-dev").click()
+        dialog = page.get_by_role("dialog")
+        await dialog.get_by_text(f"{verb} workspace web-dev?").wait_for()
+        await dialog.get_by_role("button", name=verb, exact=True).click()
+        await page.locator(".notice-slot").get_by_text(f"{verb} of web-dev accepted").wait_for()
+
+    async def settled(state: str, offered: str, withdrawn: str) -> None:
+        """The row shows ``state`` with only the button that makes sense there, and the API agrees."""
+        await in_state(state).wait_for()
+        await row.get_by_role("button", name=f"{offered} web-dev").wait_for()
+        assert await row.get_by_role("button", name=f"{withdrawn} web-dev").count() == 0
+        status, shown = await dashboard.api(http, base, people.alice.token, "GET", f"/v1/workspaces/{ws_id}")
+        assert (shown["desired_state"], shown["observed_state"]) == (state, state)
+
     # Stop: asked first; the command goes to its host; the row turns "stopped" once the agent reports it.
-    await row.get_by_role("button", name="Stop web-dev").click()
-    dialog = page.get_by_role("dialog")
-    await dialog.get_by_text("Stop workspace web-dev?").wait_for()
-    await dialog.get_by_role("button", name="Stop", exact=True).click()
-    await page.locator(".notice-slot").get_by_text("Stop of web-dev accepted").wait_for()
+    await confirm("Stop")
     stop = await agent.command("workspace.stop")
     assert stop.workspace_id == ws_id
     # Wanted stopped, still running until the agent says otherwise.
     await row.get_by_text("→ stopped").wait_for()
     assert await row.get_attribute("data-state") == "running"
     await agent.done(stop, "stopped")
-    await in_state("stopped").wait_for()
-    await row.get_by_role("button", name="Start web-dev").wait_for()
-    assert await row.get_by_role("button", name="Stop web-dev").count() == 0
-    status, shown = await dashboard.api(http, base, people.alice.token, "GET", f"/v1/workspaces/{ws_id}")
-    assert (shown["desired_state"], shown["observed_state"]) == ("stopped", "stopped")
+    await settled("stopped", offered="Start", withdrawn="Stop")
     await dashboard.screenshot(page, "09-workspaces-stopped")
 
     # Start: the same way back to running.
-    await row.get_by_role("button", name="Start web-dev").click()
-    await page.get_by_role("dialog").get_by_text("Start workspace web-dev?").wait_for()
-    await page.get_by_role("dialog").get_by_role("button", name="Start", exact=True).click()
-    await page.locator(".notice-slot").get_by_text("Start of web-dev accepted").wait_for()
+    await confirm("Start")
     start = await agent.command("workspace.start")
     assert start.workspace_id == ws_id and start.job_id != stop.job_id
     await agent.done(start, "running")
-    await in_state("running").wait_for()
-    await row.get_by_role("button", name="Stop web-dev").wait_for()
-    assert await row.get_by_role("button", name="Start web-dev").count() == 0
-    status, shown = await dashboard.api(http, base, people.alice.token, "GET", f"/v1/workspaces/{ws_id}")
-    assert (shown["desired_state"], shown["observed_state"]) == ("running", "running")
+    await settled("running", offered="Stop", withdrawn="Start")
