@@ -85,6 +85,7 @@ class Docker:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
         self._client: docker.APIClient | None = None
         self._lock = threading.Lock()
+        self._df_inflight: asyncio.Future[dict[str, typing.Any]] | None = None
 
     # -- plumbing ---------------------------------------------------------
 
@@ -187,6 +188,26 @@ class Docker:
         return await self.call(lambda c: c.prune_builds())
 
     async def df(self) -> dict[str, typing.Any]:
+        """Docker's disk usage figures.
+
+        The daemon runs one disk-usage operation at a time and refuses another
+        meanwhile ("a disk usage operation is already running"), so callers in
+        this process (disk reports, cleanup) share the one in flight, and a
+        refusal caused by another client of the daemon is retried briefly.
+        """
+        if self._df_inflight is None:
+            self._df_inflight = asyncio.ensure_future(self._df_retrying())
+            self._df_inflight.add_done_callback(lambda _: setattr(self, "_df_inflight", None))
+        return await asyncio.shield(self._df_inflight)
+
+    async def _df_retrying(self, attempts: int = 10, pause: float = 0.2) -> dict[str, typing.Any]:
+        for _ in range(attempts - 1):
+            try:
+                return await self.call(lambda c: c.df())
+            except DockerError as exc:
+                if "disk usage operation is already running" not in str(exc):
+                    raise
+            await asyncio.sleep(pause)
         return await self.call(lambda c: c.df())
 
     async def pull(self, image: str) -> None:
