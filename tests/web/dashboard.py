@@ -23,12 +23,45 @@ async def screenshot(page: pw.Page, name: str, *, full_page: bool = True) -> pat
     return path
 
 
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+
+
 async def sign_in(page: pw.Page, base: str, token: str, *, at: str = "") -> None:
     """Open the dashboard (``at``: a hash route such as ``#/hosts``) and sign in with ``token``."""
-    await page.goto(base + "/" + at)
+    await open_dashboard(page, base + "/" + at)
     await page.get_by_label("API token").fill(token)
     await page.get_by_role("button", name="Sign in").click()
     await page.locator("#top").wait_for(state="visible")
+
+
+async def open_dashboard(page: pw.Page, url: str, attempts: int = 3) -> None:
+    """Load the dashboard until its sign-in form shows.
+
+    Chromium cancels in-flight loads with ERR_NETWORK_CHANGED whenever a
+    network interface of the machine comes or goes, and the other test workers
+    add and remove Docker bridges all the time; a page whose scripts were
+    cancelled that way never renders, so it is loaded again (any other
+    failure is the test's to report).
+    """
+    cancelled: list[pw.Request] = []
+
+    def note(request: pw.Request) -> None:
+        if NETWORK_CHANGED in (request.failure or ""):
+            cancelled.append(request)
+
+    page.on("requestfailed", note)
+    try:
+        for attempt in range(1, attempts + 1):
+            cancelled.clear()
+            await page.goto(url)
+            try:
+                await page.get_by_label("API token").wait_for(timeout=10_000)
+                return
+            except pw.TimeoutError:
+                if not cancelled or attempt == attempts:
+                    raise
+    finally:
+        page.remove_listener("requestfailed", note)
 
 
 async def search(page: pw.Page, text: str) -> None:

@@ -130,7 +130,7 @@ async def _tab_to(page, selector: str, limit: int = 80) -> None:
 async def test_the_jobs_page_works_from_the_keyboard_alone(db, people, start_dashboard, page, http):
     await conftest.load_jobs(db, 300)
     base = await start_dashboard()
-    await page.goto(base + "/")
+    await dashboard.open_dashboard(page, base + "/")
     await page.keyboard.type(people.admin.token)  # the token field has the focus
     await page.keyboard.press("Enter")
     await page.locator(".results[data-settled]").wait_for()

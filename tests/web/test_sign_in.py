@@ -9,7 +9,7 @@ async def test_a_valid_token_signs_in_and_stays_out_of_the_url(db, people, start
     base = await start_dashboard()
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
-    await page.goto(base + "/")
+    await dashboard.open_dashboard(page, base + "/")
     await dashboard.screenshot(page, "01-sign-in")
     await dashboard.sign_in(page, base, people.alice.token)
     assert await page.locator("#who").inner_text() == "alice (user)"
@@ -28,7 +28,7 @@ async def test_a_valid_token_signs_in_and_stays_out_of_the_url(db, people, start
 
 async def test_an_unknown_token_is_refused_with_a_message_saying_what_to_do(db, people, start_dashboard, page):
     base = await start_dashboard()
-    await page.goto(base + "/")
+    await dashboard.open_dashboard(page, base + "/")
     await page.get_by_label("API token").fill("a4c_not-a-real-token")
     await page.get_by_role("button", name="Sign in").click()
     problem = page.locator("#token-error")
