@@ -350,13 +350,16 @@ async def test_a_control_plane_instance_killed_mid_relay_loses_no_command(a4c_sy
             # The kill landed mid-relay: the command is on Kafka, yet its row is
             # unpublished (no relay is left that could have marked it).
             assert command["published_at"] is None, "the dead relay's claim was rolled back"
-            assert await _on_kafka(sys_, host_id, command["message_id"]) == 1, "instance 0 published the command before it died"
+            # At least once: without an idempotent producer, a send retried
+            # under load may already have put more than one copy there.
+            before_death = await _on_kafka(sys_, host_id, command["message_id"])
+            assert before_death >= 1, "instance 0 published the command before it died"
         # Instance 1 resumes: its relay claims the released rows and publishes them again.
         async def marked_sent() -> bool:
             return (await _command_row(sys_, host_id, job_id))["published_at"] is not None
 
         await wait.eventually(marked_sent, timeout=HEAL, interval=0.2, message="instance 1 marks the command row sent")
-        assert await _on_kafka(sys_, host_id, command["message_id"]) == 2, "instance 1 re-published the same command (same message id)"
+        assert await _on_kafka(sys_, host_id, command["message_id"]) > before_death, "instance 1 re-published the same command (same message id)"
         ws = await _running(sys_, ws_id, api=api1)
         assert ws["host_id"] == host_id
         containers = sys_.docker_client.containers.list(all=True, filters={"label": f"a4c.workspace={ws_id}"})
