@@ -185,8 +185,11 @@ async def run(
                 while await relay_once(engine, producer, settings) == settings.relay.batch_size:
                     pass
                 backoff = 0.1
-            except (RelayError, OSError, sa.exc.DBAPIError, asyncpg.PostgresError) as exc:
+            except (RelayError, kafka.KafkaUnavailable, OSError, sa.exc.DBAPIError, asyncpg.PostgresError) as exc:
                 logger.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
+                forget = getattr(producer, "forget", None)
+                if forget is not None:
+                    forget()  # a broker that lost its data needs its topics again
                 await aio.sleep_or(stopping, backoff)
                 backoff = min(backoff * 2, settings.kafka.retry_backoff_max)
                 continue

@@ -55,7 +55,7 @@ def build(app: web.Application) -> supervisor.Supervisor:
     if settings.relay.enabled:
 
         async def relay_loop(stopping: asyncio.Event) -> None:
-            producer = kafka.producer(settings.kafka, client_id="a4c-relay")
+            producer = kafka.TopicCreatingProducer(kafka.producer(settings.kafka, client_id="a4c-relay"), settings.kafka)
             await producer.start()
             try:
                 await relay.run(engine, producer, settings, listen_url=settings.database.url, stopping=stopping)

@@ -19,6 +19,7 @@ from aiokafka import errors as aiokafka_errors
 
 from shared import aio
 from shared import settings as common
+from shared import topics
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,15 @@ def consumer(kafka: common.KafkaSettings, *topics: str, group_id: str, client_id
     )
 
 
-async def ensure_topics(kafka: common.KafkaSettings, names: list[str], *, partitions: int = 1) -> None:
-    """Create topics that do not exist yet (a restarted memory broker has none)."""
+async def ensure_topics(kafka: common.KafkaSettings, names: list[str], *, partitions: int | None = None) -> None:
+    """Create the topics that do not exist yet.
+
+    A4C creates every topic it uses itself (brokers run with
+    ``auto.create.topics.enable=false``, as production clusters do), with
+    ``kafka.replication_factor`` replicas and :func:`shared.topics.partitions_of`
+    partitions unless ``partitions`` says otherwise. Also heals a broker that
+    lost its data.
+    """
     client = aiokafka_admin.AIOKafkaAdminClient(
         bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=int(kafka.request_timeout * 1000)
     )
@@ -79,15 +87,77 @@ async def ensure_topics(kafka: common.KafkaSettings, names: list[str], *, partit
         existing = set(await client.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
-            new = [aiokafka_admin.NewTopic(n, num_partitions=partitions, replication_factor=kafka.replication_factor) for n in missing]
+            new = [
+                aiokafka_admin.NewTopic(n, num_partitions=partitions or topics.partitions_of(n), replication_factor=kafka.replication_factor)
+                for n in missing
+            ]
             try:
-                await client.create_topics(new)
+                response = await client.create_topics(new)
             except aiokafka_errors.TopicAlreadyExistsError:
-                pass
+                response = None
+            _raise_topic_errors(response)
     except aiokafka_errors.KafkaError as exc:
         raise KafkaUnavailable(str(exc)) from exc
     finally:
         await client.close()
+
+
+def _raise_topic_errors(response: typing.Any) -> None:
+    """CreateTopics answers per topic; a refusal (other than "exists") is not silent."""
+    for entry in getattr(response, "topic_errors", None) or ():
+        name, code = entry[0], entry[1]
+        if code in (0, aiokafka_errors.TopicAlreadyExistsError.errno):
+            continue
+        error = aiokafka_errors.for_code(code)
+        message = entry[2] if len(entry) > 2 and entry[2] else error.description
+        raise KafkaUnavailable(f"creating topic {name} was refused: {error.__name__}: {message}")
+
+
+class TopicCreatingProducer:
+    """A producer that creates a topic the first time it sends to it.
+
+    The relay publishes to per-host command topics that appear with new hosts;
+    with auto-creation off, a send to a missing topic would wait for metadata
+    until its deadline. Known topics are remembered, so the admin round trip is
+    paid once per topic per process (and again after an "unknown topic" error,
+    which is what a broker that lost its data answers).
+    """
+
+    def __init__(self, producer: aiokafka.AIOKafkaProducer, kafka: common.KafkaSettings) -> None:
+        self._producer = producer
+        self._kafka = kafka
+        self._known: set[str] = set()
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def ensure(self, names: typing.Iterable[str]) -> None:
+        missing = sorted(set(names) - self._known)
+        if missing:
+            await ensure_topics(self._kafka, missing)
+            self._known.update(missing)
+
+    def forget(self, name: str | None = None) -> None:
+        """Check again before the next send (all topics when ``name`` is None)."""
+        if name is None:
+            self._known.clear()
+        else:
+            self._known.discard(name)
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> asyncio.Future:
+        await self.ensure([topic])
+        return await self._producer.send(topic, value=value, key=key, partition=partition)
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> typing.Any:
+        future = await self.send(topic, value, key=key, partition=partition)
+        try:
+            return await future
+        except (aiokafka_errors.UnknownTopicOrPartitionError, aiokafka_errors.KafkaTimeoutError):
+            self.forget(topic)
+            raise
 
 
 async def consume(
@@ -99,7 +169,7 @@ async def consume(
     handle: typing.Callable[[typing.Any], typing.Awaitable[typing.Any]],
     stopping: asyncio.Event,
     retryable: tuple[type[BaseException], ...] = (OSError,),
-    partitions: int = 1,
+    partitions: int | None = None,
     max_records: int = 500,
     handle_batch: typing.Callable[[list[typing.Any]], typing.Awaitable[typing.Any]] | None = None,
     consumer_options: typing.Mapping[str, typing.Any] | None = None,

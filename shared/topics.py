@@ -23,6 +23,20 @@ EVENTS_PARTITIONS = 4
 JOB_SYNC_PARTITIONS = 4
 
 
+def partitions_of(topic: str) -> int:
+    """How many partitions A4C creates ``topic`` with: the shared topics' counts above, one for the rest.
+
+    One home for the rule, so whichever side creates a topic first (agent,
+    relay, consumer) creates it the same shape. Commands need one partition:
+    a host's commands are one ordered stream.
+    """
+    if topic.endswith(".events"):
+        return EVENTS_PARTITIONS
+    if topic.endswith(".job-sync"):
+        return JOB_SYNC_PARTITIONS
+    return 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Topics:
     prefix: str = "a4c"
@@ -49,6 +63,11 @@ class Topics:
     def dead_letter(self) -> str:
         """Documents Elasticsearch rejected for good, with its reason."""
         return f"{self.prefix}.dead-letter"
+
+    @property
+    def shared(self) -> list[str]:
+        """The topics every installation has (the per-host command topics come and go with hosts)."""
+        return [self.events, self.job_sync, self.ci_builds, self.dead_letter]
 
     def agent_group(self, host_id: str) -> str:
         return f"{self.prefix}.agent.{host_id}"

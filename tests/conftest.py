@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.harness.fixtures_run",
+    "tests.harness.fixtures_shared",
     "tests.harness.fixtures_docker",
     "tests.harness.fixtures_kafka",
     "tests.harness.fixtures_search",

@@ -98,7 +98,7 @@ async def run(
             settings.kafka, names.job_sync, group_id=names.sync_group, client_id=client_id, max_poll_records=search.bulk_size
         )
         producer = _dead_letter_producer(settings, f"{client_id}-dead-letter")
-        await _start(consumer, producer, settings, stopping)
+        await _start(consumer, producer, settings, [names.job_sync, names.dead_letter], stopping)
         while not stopping.is_set():
             records = await _collect(consumer, search.bulk_size, search.flush_interval, stopping)
             if not records:
@@ -151,15 +151,20 @@ async def _ensure_index(es: elasticsearch.AsyncElasticsearch, search: cp_setting
 
 
 async def _start(
-    consumer: aiokafka.AIOKafkaConsumer, producer: aiokafka.AIOKafkaProducer, settings: cp_settings.Settings, stopping: asyncio.Event
+    consumer: aiokafka.AIOKafkaConsumer,
+    producer: aiokafka.AIOKafkaProducer,
+    settings: cp_settings.Settings,
+    topic_names: list[str],
+    stopping: asyncio.Event,
 ) -> None:
     delays = backoff.delays(0.2, settings.kafka.retry_backoff_max)
     while True:
         try:
+            await kafka.ensure_topics(settings.kafka, topic_names)
             await consumer.start()
             await producer.start()
             return
-        except aiokafka_errors.KafkaError as exc:
+        except (aiokafka_errors.KafkaError, kafka.KafkaUnavailable) as exc:
             if stopping.is_set():
                 raise
             logger.warning("sync consumer waiting for Kafka: %s", exc)

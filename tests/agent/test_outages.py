@@ -23,6 +23,17 @@ K = messages.CommandKind
 pytestmark = [pytest.mark.docker, pytest.mark.kafka]
 
 
+# This module stops or restarts its broker: it gets one of its own, not the run's shared one.
+@pytest.fixture(scope="module")
+def kafka_broker(module_kafka_broker):
+    return module_kafka_broker
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap(module_kafka_broker) -> str:
+    return module_kafka_broker.bootstrap
+
+
 def _health(agent: driver.AgentProcess) -> dict:
     try:
         with urllib.request.urlopen(agent.metrics_url + "/healthz", timeout=2) as response:

@@ -15,7 +15,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import relay
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
-from shared import messages, signing
+from shared import kafka, messages, signing
 from tests.harness import ports, wait
 
 
@@ -57,8 +57,10 @@ async def engine(database_url):
 
 
 @pytest.fixture
-async def producer(kafka_bootstrap):
-    p = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+async def producer(kafka_bootstrap, topic_prefix):
+    # As production builds it (controlplane/workers.py): topics are created on first send.
+    settings = _settings(kafka_bootstrap, topic_prefix).kafka
+    p = kafka.TopicCreatingProducer(kafka.producer(settings, client_id="test-relay"), settings)
     await p.start()
     yield p
     await p.stop()

@@ -7,6 +7,8 @@ instances and two agents, then waits (with a deadline) for agreement.
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import contextlib
 import json
@@ -25,6 +27,17 @@ from aiokafka import admin as aiokafka_admin
 from shared import failpoints, signing, topics
 from tests.e2e import system
 from tests.harness import processes, wait
+
+
+# This module stops or restarts its broker: it gets one of its own, not the run's shared one.
+@pytest.fixture(scope="module")
+def kafka_broker(module_kafka_broker):
+    return module_kafka_broker
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap(module_kafka_broker) -> str:
+    return module_kafka_broker.bootstrap
 
 HEAL = 60.0  # seconds: a few reconcile periods (1 s) plus ack timeouts (6 s) and rebalances
 
@@ -288,12 +301,12 @@ async def test_a_command_lost_with_the_broker_is_reissued(a4c_system, kafka_brok
         agent.stop()
         accepted = await _create(sys_, "lost-command")
         assert accepted["workspace"]["host_id"] == host_id
-        # The command sits in the topic; restarting the memory broker loses it for good.
+        # The command sits in the topic; a broker that loses its data loses it for good.
         async def published() -> bool:
             return not await _query(sys_, "SELECT id FROM outbox WHERE published_at IS NULL AND topic = $1", f"commands.{host_id}")
 
         await wait.eventually(published, timeout=20, message="the create command was published")
-        kafka_broker.restart()
+        kafka_broker.restart(lose_data=True)
         agent.start()
         await _running(sys_, accepted["workspace"]["id"], timeout=90)
     finally:

@@ -1,4 +1,4 @@
-"""Kafka fixtures: one broker per session, and a topic prefix per test so tests never read each other's messages."""
+"""Kafka fixtures: Apache Kafka, shared by the run's workers, a private one for fault tests, and a topic prefix per test."""
 
 from __future__ import annotations
 
@@ -9,24 +9,41 @@ import pytest
 from tests.harness import fixtures_run
 from tests.harness import kafka_broker as kafka_broker_mod
 from tests.harness import run
+from tests.harness import shared_servers
 
 _prefix_numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(request: pytest.FixtureRequest, harness_run: run.Run) -> kafka_broker_mod.KafkaBroker:
-    """The broker: ``.bootstrap``, ``.stop()``, ``.start()``, ``.kill()``, ``.restart()`` (topics are lost)."""
+def kafka_broker(request: pytest.FixtureRequest, harness_run: run.Run):
+    """The run's broker: ``.bootstrap``, ``.version``. Shared by every xdist worker, so it cannot be stopped:
+    a test that stops, kills or wipes a broker takes ``private_kafka_broker``."""
+    shared = shared_servers.kafka()
+    if shared is not None:
+        yield shared
+        return
     broker = kafka_broker_mod.KafkaBroker(harness_run)
     try:
         seconds = broker.start()
-        fixtures_run.report(request.config, f"started tansu on {broker.bootstrap} in {seconds:.2f} s")
+        fixtures_run.report(request.config, f"started Apache Kafka {broker.version} on {broker.bootstrap} in {seconds:.1f} s")
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def private_kafka_broker(harness_run: run.Run) -> kafka_broker_mod.KafkaBroker:
+    """A broker of this test's own: ``.stop()``, ``.start()``, ``.kill()``, ``.restart(lose_data=...)``, ``.freeze()``."""
+    broker = kafka_broker_mod.KafkaBroker(harness_run)
+    try:
+        broker.start()
         yield broker
     finally:
         broker.stop()
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(kafka_broker: kafka_broker_mod.KafkaBroker) -> str:
+def kafka_bootstrap(kafka_broker) -> str:
     return kafka_broker.bootstrap
 
 
@@ -34,3 +51,15 @@ def kafka_bootstrap(kafka_broker: kafka_broker_mod.KafkaBroker) -> str:
 def topic_prefix(test_run_id: str) -> str:
     """Unique per test: pass to ``shared.topics.Topics(prefix)`` and use it in consumer group names."""
     return f"t{test_run_id}n{next(_prefix_numbers)}"
+
+
+@pytest.fixture(scope="module")
+def module_kafka_broker(harness_run: run.Run) -> kafka_broker_mod.KafkaBroker:
+    """A broker for one module whose tests stop or restart it. Such a module overrides
+    ``kafka_broker`` and ``kafka_bootstrap`` with it, so everything it builds talks to it."""
+    broker = kafka_broker_mod.KafkaBroker(harness_run)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()

@@ -181,12 +181,15 @@ def reap_stale_runs(base: pathlib.Path) -> list[pathlib.Path]:
             continue  # being created right now, or not one of ours
         if _stamp_alive(stamp):
             continue
-        for proc in _recorded_processes(root) + _processes_mentioning(root):
+        doomed = _recorded_processes(root) + _processes_mentioning(root)
+        for proc in doomed:
             try:
                 proc.kill()
             except psutil.Error:
                 pass
-        psutil.wait_procs(_processes_mentioning(root), timeout=10)
+        # Wait for every process killed, recorded ones too: SIGKILL is delivered
+        # asynchronously, and a caller may check right after (as the ledger test does).
+        psutil.wait_procs(doomed, timeout=10)
         try:
             for name in (root / _BRIDGE_FILE).read_text().split():
                 delete_bridge(name)

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 from controlplane.db import engine as db_engine
 from controlplane.search import client, reindex
 from tests.web import conftest, dashboard
+
+
+# This module stops its Elasticsearch node: it gets one of its own, not the run's shared one.
+@pytest.fixture(scope="module")
+def elasticsearch(module_elasticsearch):
+    return module_elasticsearch
+
+
+@pytest.fixture(scope="module")
+def elasticsearch_url(module_elasticsearch) -> str:
+    return module_elasticsearch.url
 
 QUERY = 'status:failed "no space left"'
 

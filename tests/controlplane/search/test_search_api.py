@@ -22,6 +22,17 @@ from tests.controlplane.search import conftest
 from tests.harness import ports, wait
 
 
+# This module stops its Elasticsearch node: it gets one of its own, not the run's shared one.
+@pytest.fixture(scope="module")
+def elasticsearch(module_elasticsearch):
+    return module_elasticsearch
+
+
+@pytest.fixture(scope="module")
+def elasticsearch_url(module_elasticsearch) -> str:
+    return module_elasticsearch.url
+
+
 @pytest.fixture
 async def start_api(settings) -> typing.AsyncIterator[typing.Callable[..., typing.Awaitable[str]]]:
     runners: list[web.AppRunner] = []

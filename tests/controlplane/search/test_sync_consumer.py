@@ -21,6 +21,17 @@ from tests.controlplane.search import conftest
 from tests.harness import wait
 
 
+# This module stops its Elasticsearch node: it gets one of its own, not the run's shared one.
+@pytest.fixture(scope="module")
+def elasticsearch(module_elasticsearch):
+    return module_elasticsearch
+
+
+@pytest.fixture(scope="module")
+def elasticsearch_url(module_elasticsearch) -> str:
+    return module_elasticsearch.url
+
+
 async def _doc(es, alias, job_id):
     found = await es.options(ignore_status=404).get(index=alias, id=str(job_id))
     return found.body.get("_source") if found.body.get("found") else None
