@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # with its own dockerd, broker, search server and databases. TEST_WORKERS=0
 # runs in one process.
 TEST_WORKERS ?= 3
-APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk openssh-client
+APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk openssh-client openjdk-17-jre-headless maven
 
 .PHONY: up test lint bench deps venv clean
 

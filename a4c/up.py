@@ -87,6 +87,7 @@ class Up:
         self.port = port
         self.publish_address = publish_address
         self.progress = progress
+        self.embedded_broker = False
         self.children: list[embedded.Child] = []
         self.ports_file = state / "ports.json"
         self.ports: dict[str, int] = json.loads(self.ports_file.read_text()) if self.ports_file.exists() else {}
@@ -134,10 +135,15 @@ class Up:
         if configured:
             return list(configured)
         with self.progress.step("Kafka-protocol broker (embedded tansu)"):
+            self.embedded_broker = True
             child, bootstrap = embedded.broker(self.state, self.ports)
             self.children.append(child.start())
             embedded.wait_for(lambda: embedded.port_answers(self.ports["kafka"]), child, "the broker", 30)
         return [bootstrap]
+
+    def _broker_quirks(self) -> dict[str, bool]:
+        # The embedded tansu has no InitProducerId: producers there cannot be idempotent.
+        return {"idempotent_producer": False} if self.embedded_broker else {}
 
     def _docker(self) -> str:
         with self.progress.step("Docker daemon"):
@@ -165,7 +171,7 @@ class Up:
         generated = {
             "http": {"host": self.host, "port": port},
             "database": {"url": database_url},
-            "kafka": {"bootstrap_servers": kafka},
+            "kafka": {"bootstrap_servers": kafka, **self._broker_quirks()},
             "logging": {"format": "text"},
         }
         config = _merge(generated, self.config)
@@ -193,7 +199,7 @@ class Up:
         agent_state.mkdir(exist_ok=True, mode=0o700)
         config = {
             "agent": {"control_plane_url": url, "state_dir": str(agent_state), "host_name": socket.gethostname()},
-            "kafka": {"bootstrap_servers": kafka, "topic_prefix": _get(self.config, "kafka.topic_prefix") or "a4c"},
+            "kafka": {"bootstrap_servers": kafka, "topic_prefix": _get(self.config, "kafka.topic_prefix") or "a4c", **self._broker_quirks()},
             "docker": {"base_url": docker_host, "publish_address": self.publish_address},
             "reporting": {"disk_paths": [str(self.state)]},
             "daemon": {"metrics_port": 0},

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pathlib
 import typing
 
 import aiokafka
 from aiokafka import admin as aiokafka_admin
 from aiokafka import errors as aiokafka_errors
+from aiokafka import helpers as aiokafka_helpers
 
 from shared import aio
 from shared import settings as common
@@ -28,18 +30,35 @@ class KafkaUnavailable(Exception):
     """The brokers cannot be reached right now."""
 
 
+def security(kafka: common.KafkaSettings) -> dict[str, typing.Any]:
+    """The connection options every client (producer, consumer, admin) takes: TLS and SASL from the settings."""
+    options: dict[str, typing.Any] = {"security_protocol": kafka.security_protocol}
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = aiokafka_helpers.create_ssl_context(
+            cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile, keyfile=kafka.ssl_keyfile
+        )
+    if kafka.security_protocol.startswith("SASL_"):
+        password = kafka.sasl_password
+        if kafka.sasl_password_file:
+            password = pathlib.Path(kafka.sasl_password_file).read_text().rstrip("\n")
+        options.update(sasl_mechanism=kafka.sasl_mechanism, sasl_plain_username=kafka.sasl_username, sasl_plain_password=password)
+    return options
+
+
 def producer(kafka: common.KafkaSettings, *, client_id: str) -> aiokafka.AIOKafkaProducer:
     # acks=all: a published outbox row is durable before it is marked sent.
-    # No idempotent producer: consumers are idempotent anyway (decision 3),
-    # and not every Kafka-protocol broker implements InitProducerId.
+    # Idempotent where the broker supports it, so a retried send is written
+    # once; consumers are idempotent anyway (docs/decisions/).
     # linger 0 because latency (create -> running) matters more than batching.
     return aiokafka.AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap_servers,
         client_id=client_id,
         acks="all",
+        enable_idempotence=kafka.idempotent_producer,
         linger_ms=0,
         request_timeout_ms=int(kafka.request_timeout * 1000),
         retry_backoff_ms=200,
+        **security(kafka),
     )
 
 
@@ -63,6 +82,7 @@ def consumer(kafka: common.KafkaSettings, *topics: str, group_id: str, client_id
         client_id=client_id,
         request_timeout_ms=int(kafka.request_timeout * 1000),
         retry_backoff_ms=200,
+        **security(kafka),
         **options,
     )
 
@@ -77,7 +97,7 @@ async def ensure_topics(kafka: common.KafkaSettings, names: list[str], *, partit
     lost its data.
     """
     client = aiokafka_admin.AIOKafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=int(kafka.request_timeout * 1000)
+        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=int(kafka.request_timeout * 1000), **security(kafka)
     )
     try:
         await client.start()

@@ -69,6 +69,37 @@ class KafkaSettings(config.StrictModel):
     retry_backoff_max: Seconds = pydantic.Field(
         default=30.0, description="Longest wait between reconnection attempts while the brokers are unreachable."
     )
+    idempotent_producer: bool = pydantic.Field(
+        default=True,
+        description="Producers ask the broker for an idempotent session, so a retried send is written once (Kafka 0.11+); "
+        "false only for a broker without InitProducerId (the embedded stand-in of `a4c up`).",
+    )
+    security_protocol: typing.Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = pydantic.Field(
+        default="PLAINTEXT", description="How clients talk to the brokers: SASL_SSL on a production cluster."
+    )
+    sasl_mechanism: typing.Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = pydantic.Field(
+        default="SCRAM-SHA-512", description="SASL mechanism when security_protocol is SASL_*."
+    )
+    sasl_username: str | None = pydantic.Field(default=None, description="SASL user name.")
+    sasl_password: str | None = pydantic.Field(default=None, description="SASL password; prefer sasl_password_file.", repr=False)
+    sasl_password_file: str | None = pydantic.Field(
+        default=None, description="File holding the SASL password (e.g. a systemd LoadCredential= path); wins over sasl_password."
+    )
+    ssl_cafile: str | None = pydantic.Field(
+        default=None, description="CA bundle that signed the brokers' certificates (SSL/SASL_SSL); the system's CAs when unset."
+    )
+    ssl_certfile: str | None = pydantic.Field(default=None, description="Client certificate, for brokers that require mutual TLS.")
+    ssl_keyfile: str | None = pydantic.Field(default=None, description="Key of ssl_certfile.")
+
+    @pydantic.model_validator(mode="after")
+    def _security_is_complete(self) -> "KafkaSettings":
+        if self.security_protocol.startswith("SASL_") and not self.sasl_username:
+            raise ValueError("kafka.sasl_username is required when kafka.security_protocol is " + self.security_protocol)
+        if self.security_protocol.startswith("SASL_") and not (self.sasl_password or self.sasl_password_file):
+            raise ValueError("kafka.sasl_password or kafka.sasl_password_file is required with SASL")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("kafka.ssl_certfile and kafka.ssl_keyfile go together")
+        return self
 
 
 class LoggingSettings(config.StrictModel):

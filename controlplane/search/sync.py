@@ -123,15 +123,9 @@ async def run(
 
 
 def _dead_letter_producer(settings: cp_settings.Settings, client_id: str) -> aiokafka.AIOKafkaProducer:
-    # acks=all but no idempotence: a dead letter published twice (a crash
-    # before the commit) is harmless, and brokers without transactional
-    # producer ids (tansu) must still take it.
-    return aiokafka.AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        client_id=client_id,
-        acks="all",
-        request_timeout_ms=int(settings.kafka.request_timeout * 1000),
-    )
+    # The one producer recipe (acks=all, TLS/SASL from the settings); a dead
+    # letter published twice (a crash before the commit) is harmless.
+    return kafka.producer(settings.kafka, client_id=client_id)
 
 
 async def _ensure_index(es: elasticsearch.AsyncElasticsearch, search: cp_settings.SearchSettings, stopping: asyncio.Event) -> bool:

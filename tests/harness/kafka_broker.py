@@ -84,6 +84,7 @@ class KafkaBroker:
         heap: str = "320m",
         extra_properties: dict[str, str] | None = None,
         listeners: dict[str, tuple[int, str]] | None = None,
+        scram_users: dict[str, str] | None = None,
     ) -> None:
         if directory is None:
             if run is None:
@@ -100,6 +101,8 @@ class KafkaBroker:
         self._extra = dict(extra_properties or {})
         # Extra listeners (e.g. SASL_SSL): name -> (port, security protocol).
         self._listeners = dict(listeners or {})
+        # SCRAM-SHA-512 credentials written into the metadata log when storage is formatted.
+        self._scram_users = dict(scram_users or {})
         self._process: subprocess.Popen | None = None
         self.version: str | None = None
         self._cluster_id = uuid.uuid4().hex[:22]
@@ -173,6 +176,8 @@ class KafkaBroker:
             return
         self.data.mkdir(parents=True, exist_ok=True)
         argv = self._java("kafka.tools.StorageTool", "format", "-t", self._cluster_id, "-c", str(config), "--ignore-formatted")
+        for user, password in self._scram_users.items():
+            argv += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise KafkaBrokerError(f"formatting Kafka storage failed:\n{(done.stdout + done.stderr)[-2000:]}")

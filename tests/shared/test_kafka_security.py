@@ -1,0 +1,120 @@
+"""Kafka over SASL_SSL (SCRAM-SHA-512), as production clusters run it: every client of the product
+connects with the settings' TLS and SASL, and a wrong password or an unknown CA is refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shared import kafka
+from shared import settings as common
+from tests.harness import kafka_broker as kafka_broker_mod
+from tests.harness import ports
+from tests.harness import run
+from tests.harness import tls
+from tests.harness import wait
+
+pytestmark = pytest.mark.kafka
+
+USER, PASSWORD = "a4c-relay", "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory) -> tls.Certificates:
+    return tls.make(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def secure_broker(harness_run: run.Run, certificates: tls.Certificates):
+    port = ports.free_port()
+    broker = kafka_broker_mod.KafkaBroker(
+        harness_run,
+        listeners={"SASL_SSL": (port, "SASL_SSL")},
+        scram_users={USER: PASSWORD},
+        extra_properties={
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(certificates.server_pem),
+        },
+    )
+    try:
+        broker.start()
+        yield broker, f"127.0.0.1:{port}"
+    finally:
+        broker.stop()
+
+
+def _settings(bootstrap: str, certificates: tls.Certificates, **overrides) -> common.KafkaSettings:
+    values = {
+        "bootstrap_servers": [bootstrap],
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": USER,
+        "sasl_password": PASSWORD,
+        "ssl_cafile": str(certificates.ca),
+        "request_timeout": 5.0,
+        **overrides,
+    }
+    return common.KafkaSettings(**values)
+
+
+async def _round_trip(settings: common.KafkaSettings, topic: str) -> list[bytes]:
+    await kafka.ensure_topics(settings, [topic])
+    producer = kafka.producer(settings, client_id="test-secure")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"over SASL_SSL")
+    finally:
+        await producer.stop()
+    consumer = kafka.consumer(settings, topic, group_id=f"{topic}.group", client_id="test-secure")
+    await consumer.start()
+    try:
+        seen: list[bytes] = []
+
+        async def read() -> bool:
+            batch = await consumer.getmany(timeout_ms=200)
+            seen.extend(r.value for records in batch.values() for r in records)
+            return bool(seen)
+
+        await wait.eventually(read, timeout=30, message="the message comes back over SASL_SSL")
+        return seen
+    finally:
+        await consumer.stop()
+
+
+async def test_the_product_clients_work_over_sasl_ssl(secure_broker, certificates, topic_prefix):
+    _, bootstrap = secure_broker
+    assert await _round_trip(_settings(bootstrap, certificates), f"{topic_prefix}.secure") == [b"over SASL_SSL"]
+
+
+async def test_the_password_can_come_from_a_file(secure_broker, certificates, topic_prefix, tmp_path):
+    _, bootstrap = secure_broker
+    secret = tmp_path / "kafka-password"
+    secret.write_text(PASSWORD + "\n")
+    settings = _settings(bootstrap, certificates, sasl_password=None, sasl_password_file=str(secret))
+    assert await _round_trip(settings, f"{topic_prefix}.from-file") == [b"over SASL_SSL"]
+
+
+async def test_a_wrong_password_is_refused(secure_broker, certificates, topic_prefix, caplog):
+    _, bootstrap = secure_broker
+    settings = _settings(bootstrap, certificates, sasl_password="not the password")
+    with pytest.raises(kafka.KafkaUnavailable):
+        await asyncio.wait_for(kafka.ensure_topics(settings, [f"{topic_prefix}.never"]), 30)
+    # aiokafka raises a generic "unable to bootstrap" and logs the broker's reason.
+    assert "SaslAuthenticationFailed" in caplog.text
+
+
+async def test_a_broker_certificate_from_an_unknown_ca_is_refused(secure_broker, topic_prefix, tmp_path, caplog):
+    _, bootstrap = secure_broker
+    stranger = tls.make(tmp_path / "other", name="someone else")
+    settings = _settings(bootstrap, stranger)
+    with pytest.raises(kafka.KafkaUnavailable):
+        await asyncio.wait_for(kafka.ensure_topics(settings, [f"{topic_prefix}.never"]), 30)
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+
+
+def test_sasl_without_credentials_is_a_config_error_naming_the_key():
+    with pytest.raises(ValueError, match="kafka.sasl_username"):
+        common.KafkaSettings(bootstrap_servers=["127.0.0.1:9093"], security_protocol="SASL_SSL")
