@@ -48,7 +48,8 @@ class System:
                 "state_dir": str(self.workdir / name),
                 "host_name": f"{self.prefix}-{name}",
             },
-            "kafka": {"bootstrap_servers": self.planes[0].config["kafka"]["bootstrap_servers"], "topic_prefix": self.prefix, "session_timeout": 2.0},
+            # The control plane's Kafka settings, TLS and SASL included: one cluster, one way in.
+            "kafka": dict(self.planes[0].config["kafka"]),
             "docker": {"publish_address": "127.0.0.1", "pull_missing_images": False},
             "reporting": {"heartbeat_interval": 1.0, "inventory_interval": 1.5, "disk_interval": 2.0, "disk_paths": [str(self.workdir)]},
             "cleanup": {"enabled": False},
@@ -69,12 +70,20 @@ def workspace_image(docker_client, base_image, test_run_id) -> str:
 
 
 @pytest.fixture(scope="module")
-def a4c_system(tmp_path_factory, database_url, kafka_bootstrap, docker_host, docker_client, base_image, workspace_image, test_run_id) -> typing.Iterator[System]:
+def kafka_client_settings() -> dict[str, typing.Any]:
+    """Extra ``kafka.*`` settings for every daemon of the system (a module on a SASL_SSL broker overrides it)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def a4c_system(
+    tmp_path_factory, database_url, kafka_bootstrap, kafka_client_settings, docker_host, docker_client, base_image, workspace_image, test_run_id
+) -> typing.Iterator[System]:
     workdir = tmp_path_factory.mktemp("e2e")
     prefix = f"e{test_run_id[-6:]}m{next(_modules)}"
     config = system._merge(FAST, {
         "database": {"url": database_url},
-        "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
+        "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0, **kafka_client_settings},
     })
     planes = [system.ControlPlane(workdir, f"cp{i}", config) for i in range(2)]
     agents: list[system.Agent] = []

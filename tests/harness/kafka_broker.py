@@ -239,6 +239,24 @@ class KafkaBroker:
             os.killpg(self._process.pid, signal.SIGCONT)
 
 
+def secured(run: run_mod.Run, server_pem: pathlib.Path, users: dict[str, str]) -> tuple[KafkaBroker, str]:
+    """A broker with a SASL_SSL listener (SCRAM-SHA-512 users, a PEM keystore from the harness's CA), as
+    production clusters run; returns it (not started) and the SASL_SSL bootstrap address."""
+    port = ports.free_port()
+    broker = KafkaBroker(
+        run,
+        listeners={"SASL_SSL": (port, "SASL_SSL")},
+        scram_users=users,
+        extra_properties={
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(server_pem),
+        },
+    )
+    return broker, f"127.0.0.1:{port}"
+
+
 def _read_from(path: pathlib.Path, offset: int) -> str:
     try:
         with open(path, "rb") as f:

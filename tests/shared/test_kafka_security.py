@@ -10,7 +10,6 @@ import pytest
 from shared import kafka
 from shared import settings as common
 from tests.harness import kafka_broker as kafka_broker_mod
-from tests.harness import ports
 from tests.harness import run
 from tests.harness import tls
 from tests.harness import wait
@@ -27,21 +26,10 @@ def certificates(tmp_path_factory) -> tls.Certificates:
 
 @pytest.fixture(scope="module")
 def secure_broker(harness_run: run.Run, certificates: tls.Certificates):
-    port = ports.free_port()
-    broker = kafka_broker_mod.KafkaBroker(
-        harness_run,
-        listeners={"SASL_SSL": (port, "SASL_SSL")},
-        scram_users={USER: PASSWORD},
-        extra_properties={
-            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
-            "listener.name.sasl_ssl.ssl.keystore.location": str(certificates.server_pem),
-        },
-    )
+    broker, bootstrap = kafka_broker_mod.secured(harness_run, certificates.server_pem, {USER: PASSWORD})
     try:
         broker.start()
-        yield broker, f"127.0.0.1:{port}"
+        yield broker, bootstrap
     finally:
         broker.stop()
 
