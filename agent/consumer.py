@@ -11,7 +11,9 @@ The command topic is created at start when missing (a broker with memory
 storage loses it on restart). Any broker failure tears the consumer down and
 rebuilds it with backoff; it never crashes the agent. While Docker is
 unreachable no new command is taken (they wait in Kafka), and at most
-``commands.max_in_flight`` run at once.
+``commands.max_in_flight`` run at once. A command that cannot be read or
+verified is rejected, counted and committed past (issue 13): it never stops
+the commands behind it.
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ import aiokafka.errors
 
 from agent import context as context_mod
 from agent import dispatcher as dispatcher_mod
+from agent import metrics
 from agent.domain import backoff as backoff_mod
 from agent.domain import offsets
 from shared import aio
 from shared import kafka
 from shared import topics as topics_mod
+from shared.domain import failures
 
 log = logging.getLogger(__name__)
+
+UNREADABLE = "unreadable"
 
 
 class CommandConsumer:
@@ -141,7 +147,15 @@ class CommandConsumer:
 
     def _take(self, tp: aiokafka.TopicPartition, record: typing.Any) -> None:
         ticket = self.tracker.started(tp, record.offset)
-        task = self.dispatcher.submit(record.value or b"")
+        try:
+            task = self.dispatcher.submit(record.value or b"")
+        except Exception as exc:  # noqa: BLE001 - a command nobody can read must not stop the ones behind it
+            # Verification raised instead of rejecting (JSON nested past the parser's depth, say): count it and move on.
+            metrics.REJECTED.labels(UNREADABLE).inc()
+            log.warning(
+                "command rejected", extra={"reason": UNREADABLE, "detail": failures.describe(exc, 200), "offset": record.offset}
+            )
+            task = None
         if task is None:
             self._finished(ticket)
         else:

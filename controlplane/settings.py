@@ -115,6 +115,18 @@ class EventsSettings(config.StrictModel):
     )
 
 
+class ConsumersSettings(config.StrictModel):
+    """Every Kafka consumer of the control plane (events, CI builds): what it gives up on, and when it counts as stalled."""
+
+    stall_after: Seconds = pydantic.Field(
+        default=60.0,
+        description="/readyz answers 503 naming a consumer, and its lag, when records have waited this long without it committing past any.",
+    )
+    max_message_bytes: int = pydantic.Field(
+        default=1_048_576, gt=0, description="A larger record is dead-lettered unread (about Kafka's default message.max.bytes)."
+    )
+
+
 class ReconcilerSettings(config.StrictModel):
     """Level-triggered reconciliation of desired vs observed state."""
 
@@ -212,3 +224,4 @@ class Settings(config.StrictModel):
 def load(path: str | os.PathLike[str] | None = None, *, environ: typing.Mapping[str, str] | None = None, **overrides: typing.Any) -> Settings:
     env = os.environ if environ is None else environ
     return config.load(Settings, path or env.get("A4C_CONFIG") or None, environ=env, overrides=overrides)
+    consumers: ConsumersSettings = ConsumersSettings()

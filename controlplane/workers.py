@@ -19,6 +19,9 @@ search-sync        ``<prefix>.job-sync`` -> Elasticsearch           search.elast
 They stop in reverse order on shutdown, the relay last, so whatever the
 others commit on their way out is still published.
 
+``/readyz`` fails naming a consumer (events, ci) that has not committed past
+records waiting for ``consumers.stall_after``.
+
 Kafka being down never stops the API from starting: each loop owns its
 client and retries with backoff while the outbox simply grows.
 """
@@ -39,7 +42,7 @@ from controlplane.db import models
 from controlplane.events import consumer as events_consumer
 from controlplane.services import access
 from controlplane.services import images as image_service
-from shared import kafka, supervisor
+from shared import consuming, kafka, supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +67,11 @@ def build(app: web.Application) -> supervisor.Supervisor:
 
         sup.add("relay", relay_loop)
 
-    sup.add("events", lambda stopping: events_consumer.run(engine, settings, stopping=stopping))
-    sup.add("ci", lambda stopping: ci.run(settings, _submitter(sessions, settings), stopping=stopping))
+    # Their progress is what /readyz checks for a stalled consumer.
+    progress = {name: consuming.Progress(name) for name in ("events", "ci")}
+    app[keys.CONSUMERS] = progress
+    sup.add("events", lambda stopping: events_consumer.run(engine, settings, stopping=stopping, progress=progress["events"]))
+    sup.add("ci", lambda stopping: ci.run(settings, _submitter(sessions, settings), stopping=stopping, progress=progress["ci"]))
     if settings.reconciler.enabled:
         sup.add("reconciler", lambda stopping: reconciler.run(sessions, settings, stopping=stopping))
     if settings.scheduler.enabled:

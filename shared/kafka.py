@@ -19,7 +19,6 @@ from aiokafka import admin as aiokafka_admin
 from aiokafka import errors as aiokafka_errors
 from aiokafka import helpers as aiokafka_helpers
 
-from shared import aio
 from shared import settings as common
 from shared import topics
 
@@ -178,93 +177,3 @@ class TopicCreatingProducer:
         except (aiokafka_errors.UnknownTopicOrPartitionError, aiokafka_errors.KafkaTimeoutError):
             self.forget(topic)
             raise
-
-
-async def consume(
-    kafka: common.KafkaSettings,
-    topic: str,
-    *,
-    group_id: str,
-    client_id: str,
-    handle: typing.Callable[[typing.Any], typing.Awaitable[typing.Any]],
-    stopping: asyncio.Event,
-    retryable: tuple[type[BaseException], ...] = (OSError,),
-    partitions: int | None = None,
-    max_records: int = 500,
-    handle_batch: typing.Callable[[list[typing.Any]], typing.Awaitable[typing.Any]] | None = None,
-    consumer_options: typing.Mapping[str, typing.Any] | None = None,
-) -> None:
-    """The consumer loop every side shares: at-least-once, in order per partition.
-
-    Each record goes to ``handle``; one that raises a ``retryable`` error (a
-    database outage) is retried with backoff until it succeeds or we stop —
-    never skipped. Offsets are committed after the whole batch is handled, so
-    a crash replays at most one batch, which idempotent handlers absorb. A
-    broker outage rebuilds the consumer with backoff.
-
-    With ``handle_batch``, each fetched batch goes to it whole instead (every
-    partition's records in their order, partitions one after another), so a
-    handler can apply many records in one transaction; a retryable error
-    retries the whole batch. ``consumer_options`` go to :func:`consumer`
-    (e.g. ``fetch_max_wait_ms``).
-    """
-    backoff = 0.5
-    while not stopping.is_set():
-        client = consumer(kafka, topic, group_id=group_id, client_id=client_id, **dict(consumer_options or {}))
-        try:
-            await ensure_topics(kafka, [topic], partitions=partitions)
-            await client.start()
-            backoff = 0.5
-            while not stopping.is_set():
-                batch = await client.getmany(timeout_ms=500, max_records=max_records)
-                if handle_batch is not None:
-                    records = [record for records in batch.values() for record in records]
-                    if records and not await _retry(lambda: handle_batch(records), f"a batch of {len(records)} from {topic}", retryable, stopping):
-                        return  # stopping mid-retry: the uncommitted offsets replay it later
-                    if records:
-                        await client.commit()
-                    continue
-                for records in batch.values():
-                    for record in records:
-                        if not await _handle_with_retry(record, handle, retryable, stopping):
-                            return  # stopping mid-retry: the uncommitted offset replays it later
-                if batch:
-                    await client.commit()
-        except (aiokafka_errors.KafkaError, KafkaUnavailable, OSError) as exc:
-            logger.warning("%s consumer of %s: %s; reconnecting in %.1fs", client_id, topic, exc, backoff)
-            await aio.sleep_or(stopping, backoff)
-            backoff = min(backoff * 2, kafka.retry_backoff_max)
-        finally:
-            try:
-                await client.stop()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                logger.debug("consumer stop failed", exc_info=True)
-
-
-async def _handle_with_retry(
-    record: typing.Any,
-    handle: typing.Callable[[typing.Any], typing.Awaitable[typing.Any]],
-    retryable: tuple[type[BaseException], ...],
-    stopping: asyncio.Event,
-) -> bool:
-    return await _retry(lambda: handle(record), f"{record.topic}[{record.partition}]@{record.offset}", retryable, stopping)
-
-
-async def _retry(
-    call: typing.Callable[[], typing.Awaitable[typing.Any]],
-    what: str,
-    retryable: tuple[type[BaseException], ...],
-    stopping: asyncio.Event,
-) -> bool:
-    """Await ``call()`` until it succeeds (True) or we stop while retrying (False)."""
-    delay = 0.2
-    while True:
-        try:
-            await call()
-            return True
-        except retryable as exc:
-            if stopping.is_set():
-                return False
-            logger.warning("handling %s failed (%s); retrying in %.1fs", what, exc, delay)
-            await aio.sleep_or(stopping, delay)
-            delay = min(delay * 2, 10.0)

@@ -61,7 +61,7 @@ class Topics:
 
     @property
     def dead_letter(self) -> str:
-        """Documents Elasticsearch rejected for good, with its reason."""
+        """What a consumer gave up on (a record it cannot apply, a document Elasticsearch rejected), with the reason."""
         return f"{self.prefix}.dead-letter"
 
     @property

@@ -71,7 +71,7 @@ from shared import messages, topics
 TARGET_LAG_S = 1.0
 # Past this lag the verdict is clear and the backlog only makes the run longer: stop the load early.
 GIVE_UP_LAG_S = 20.0
-GETMANY_RECORDS = 500  # what shared.kafka.consume asks getmany for
+GETMANY_RECORDS = 500  # what shared.consuming.consume asks getmany for
 
 # Production defaults, except: the simulated inventories list containers no
 # workspace row owns, and the reconciler must not start removing them while

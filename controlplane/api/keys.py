@@ -23,6 +23,8 @@ READ_SESSIONS = web.AppKey("read_sessions", sa_asyncio.async_sessionmaker)
 AUTH = web.AppKey("auth", "auth.Authenticator")
 LIMITER = web.AppKey("limiter", "ratelimit.Limits")
 OPENAPI = web.AppKey("openapi", dict)
+# Kafka consumers' progress by name (shared.consuming.Progress), set by controlplane/workers.py; /readyz reads it.
+CONSUMERS = web.AppKey("consumers", dict)
 
 PRINCIPAL = web.RequestKey("principal", "access.Principal | None")
 

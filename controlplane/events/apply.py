@@ -6,6 +6,10 @@ twice with the same event, or with an older event after a newer one
 workspaces) or by the report time (host reports). Liveness uses the control
 plane's clock (``now()``), never the agent's, so a skewed agent clock cannot
 make a live host look dead.
+
+Every string an agent sends is cleaned (:func:`shared.domain.text.clean`: no
+NUL, no lone surrogate, capped to its column) before it reaches SQL, so what a
+build printed is stored rather than refused (issue 13).
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from shared import messages
+from shared.domain import text as text_mod
 
-LOG_TAIL_MAX = 65536
+LOG_TAIL_MAX = 65536  # the jobs_log_tail_bounded constraint
+REASON_MAX = 2000
+ERROR_MAX = 8192
 
 Conn = sa_asyncio.AsyncConnection
 
@@ -47,11 +54,11 @@ HEARTBEAT = sa.text(
 
 def heartbeat_params(host_id: uuid.UUID, env: messages.Envelope, hb: messages.Heartbeat) -> dict[str, typing.Any]:
     return {
-        "payload": json.dumps(hb.model_dump(mode="json")),
-        "agent_version": hb.agent_version[:64],
+        "payload": _json(hb.model_dump(mode="json")),
+        "agent_version": text_mod.clean(hb.agent_version, 64),
         "cpus": hb.cpus,
         "memory_mb": hb.memory_mb,
-        "labels": json.dumps(hb.labels),
+        "labels": _json(hb.labels),
         "seq": env.seq,
         "host": host_id,
     }
@@ -78,7 +85,7 @@ def disk_params(host_id: uuid.UUID, env: messages.Envelope, report: messages.Dis
     # it is what placement compares across hosts.
     main = report.paths[0] if report.paths else None
     return {
-        "report": json.dumps(report.model_dump(mode="json")),
+        "report": _json(report.model_dump(mode="json")),
         "total": main.total_bytes if main else None,
         "used": main.used_bytes if main else None,
         "issued_at": env.issued_at,
@@ -101,7 +108,7 @@ INVENTORY = sa.text(
 
 
 def inventory_params(host_id: uuid.UUID, env: messages.Envelope, inv: messages.Inventory) -> dict[str, typing.Any]:
-    return {"inv": json.dumps(inv.model_dump(mode="json")), "issued_at": env.issued_at, "host": host_id}
+    return {"inv": _json(inv.model_dump(mode="json")), "issued_at": env.issued_at, "host": host_id}
 
 
 async def inventory(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, inv: messages.Inventory) -> None:
@@ -129,12 +136,12 @@ async def job_progress(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, p
               AND status NOT IN ('succeeded', 'failed', 'cancelled')
             """
         ),
-        {"reason": f"{p.phase}: {p.message}".strip(": ")[:2000], "seq": env.seq, "job": _uuid(p.job_id), "host": host_id},
+        {"reason": text_mod.clean(f"{p.phase}: {p.message}".strip(": "), REASON_MAX), "seq": env.seq, "job": _uuid(p.job_id), "host": host_id},
     )
 
 
 async def job_log(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, log: messages.JobLog) -> None:
-    text = "".join(line if line.endswith("\n") else line + "\n" for line in log.lines)
+    text = text_mod.clean("".join(line if line.endswith("\n") else line + "\n" for line in log.lines), LOG_TAIL_MAX, keep="tail")
     await conn.execute(
         sa.text(
             """
@@ -159,7 +166,7 @@ async def job_result(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, r: 
                   AND status NOT IN ('succeeded', 'failed', 'cancelled')
                 """
             ),
-            {"reason": f"interrupted on the agent ({r.error or 'shutdown'}); will be retried", "seq": env.seq, "job": _uuid(r.job_id), "host": host_id},
+            {"reason": text_mod.clean(f"interrupted on the agent ({r.error or 'shutdown'}); will be retried", REASON_MAX), "seq": env.seq, "job": _uuid(r.job_id), "host": host_id},
         )
         return None
     row = (
@@ -183,8 +190,8 @@ async def job_result(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, r: 
             {
                 "status": "succeeded" if r.ok else "failed",
                 "ok": r.ok,
-                "error": None if r.ok else (r.error or "the agent reported a failure without a message"),
-                "result": json.dumps(r.result),
+                "error": None if r.ok else text_mod.clean(r.error or "the agent reported a failure without a message", ERROR_MAX),
+                "result": _json(r.result),
                 "seq": env.seq,
                 "job": _uuid(r.job_id),
                 "host": host_id,
@@ -222,10 +229,10 @@ async def workspace_state(conn: Conn, host_id: uuid.UUID, env: messages.Envelope
         ),
         {
             "observed": observed,
-            "container_id": s.container_id,
+            "container_id": text_mod.clean_optional(s.container_id, 80),
             "has_ports": bool(s.ports) or s.state == "running",
-            "ports": json.dumps([p.model_dump(mode="json") for p in s.ports]),
-            "reason": s.reason[:2000],
+            "ports": _json([p.model_dump(mode="json") for p in s.ports]),
+            "reason": text_mod.clean(s.reason, REASON_MAX),
             "seq": env.seq,
             "ws": _uuid(s.workspace_id),
             "host": host_id,
@@ -234,8 +241,8 @@ async def workspace_state(conn: Conn, host_id: uuid.UUID, env: messages.Envelope
 
 
 async def _image_built(conn: Conn, host_id: uuid.UUID, image_id: uuid.UUID, job_id: uuid.UUID, result: dict[str, typing.Any]) -> None:
-    docker_id = str(result.get("image_id") or "")
-    tag = str(result.get("tag") or "")
+    docker_id = text_mod.clean(str(result.get("image_id") or ""), 128)
+    tag = text_mod.clean(str(result.get("tag") or ""), 255)
     await conn.execute(
         sa.text(
             """
@@ -250,7 +257,7 @@ async def _image_built(conn: Conn, host_id: uuid.UUID, image_id: uuid.UUID, job_
         sa.text(
             "UPDATE images SET latest_digest = :digest, latest_build_job_id = :job, latest_built_at = now() WHERE id = :image"
         ),
-        {"digest": str(result.get("digest") or docker_id)[:128], "job": job_id, "image": image_id},
+        {"digest": text_mod.clean(str(result.get("digest") or docker_id), 128), "job": job_id, "image": image_id},
     )
 
 
@@ -275,17 +282,22 @@ async def _workspace_job_done(conn: Conn, kind: str, workspace_id: uuid.UUID, r:
             ),
             {
                 "target": target,
-                "container_id": r.result.get("container_id"),
+                "container_id": text_mod.clean(str(r.result["container_id"]), 80) if r.result.get("container_id") else None,
                 "has_ports": isinstance(ports, list),
-                "ports": json.dumps(ports if isinstance(ports, list) else []),
+                "ports": _json(ports if isinstance(ports, list) else []),
                 "ws": workspace_id,
             },
         )
     elif kind == "workspace_create":
         await conn.execute(
             sa.text("UPDATE workspaces SET observed_state = 'failed', state_reason = :reason WHERE id = :ws AND observed_state IN ('pending', 'creating')"),
-            {"reason": (r.error or "create failed")[:2000], "ws": workspace_id},
+            {"reason": text_mod.clean(r.error or "create failed", REASON_MAX), "ws": workspace_id},
         )
+
+
+def _json(value: typing.Any) -> str:
+    """JSON for a jsonb parameter: jsonb refuses \\u0000 and lone surrogates as text does."""
+    return json.dumps(text_mod.clean_tree(value))
 
 
 def _uuid(value: str) -> uuid.UUID | None:

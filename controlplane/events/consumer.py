@@ -12,6 +12,9 @@ batch, which the idempotent appliers absorb.
 
 Rejected messages (not JSON, unknown host, bad signature, schema mismatch)
 are counted by reason and logged, never applied, and never stop the loop.
+An event the database refuses (or one over ``consumers.max_message_bytes``)
+is dead-lettered by :func:`shared.consuming.consume`, which applies a failed
+batch again one event per transaction so only that event is set aside.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
 from controlplane.events import apply
-from shared import kafka, messages, signing, topics
+from shared import consuming, messages, signing, topics
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +198,7 @@ async def run(
     *,
     stopping: asyncio.Event,
     client_id: str = "a4c-controlplane",
+    progress: consuming.Progress | None = None,
 ) -> None:
     """Consume ``<prefix>.events`` until ``stopping`` is set, reconnecting on outages."""
     names = topics.Topics(settings.kafka.topic_prefix)
@@ -206,8 +210,9 @@ async def run(
     async def apply_batch(records: list[typing.Any]) -> None:
         await handle_batch([r.value for r in records], engine, keys, batch_size=settings.events.batch_size)
 
-    await kafka.consume(
-        settings.kafka, names.events, group_id=names.controlplane_group, client_id=client_id, handle=apply_one,
-        handle_batch=apply_batch, stopping=stopping, retryable=(OSError, sa.exc.DBAPIError), partitions=topics.EVENTS_PARTITIONS,
+    await consuming.consume(
+        settings.kafka, names.events, group_id=names.controlplane_group, client_id=client_id, name="events", handle=apply_one,
+        handle_batch=apply_batch, stopping=stopping, partitions=topics.EVENTS_PARTITIONS,
+        max_record_bytes=settings.consumers.max_message_bytes, progress=progress,
         consumer_options={"fetch_max_wait_ms": int(settings.events.fetch_max_wait * 1000)},
     )

@@ -35,6 +35,25 @@ async def test_a_failing_build_reports_its_real_error_line(a4c_system):
     assert "no space left on device" in done["error"], done["error"]
 
 
+async def test_a_build_that_prints_a_nul_byte_keeps_its_log_and_its_host_keeps_reporting(a4c_system):
+    # Issue 13: the NUL in this output made PostgreSQL refuse the log update, the event consumer retried it
+    # forever, heartbeats stopped being applied and the host was marked down.
+    sys_ = a4c_system
+    image = await _register(sys_, "nul-output", f"FROM {sys_.base_image}\nRUN printf 'before\\000after\\n'\n")
+    [job] = (await sys_.api.post(f"/v1/images/{image['id']}/builds", expect=202))["jobs"]
+    done = await _job_done(sys_.api, job["id"])
+    assert done["status"] == "succeeded", done
+    assert "before\ufffdafter" in done["log_tail"], done["log_tail"]
+    finished = datetime.datetime.fromisoformat(done["finished_at"].replace("Z", "+00:00"))
+
+    async def heartbeat_after_the_build() -> bool:
+        host = await sys_.api.get(f"/v1/hosts/{done['host_id']}")
+        seen = host["last_heartbeat_at"]
+        return host["status"] == "active" and seen is not None and datetime.datetime.fromisoformat(seen.replace("Z", "+00:00")) > finished
+
+    await wait.eventually(heartbeat_after_the_build, timeout=30, interval=0.5, message="a heartbeat applied after the NUL build")
+
+
 async def test_a_workspace_on_a_host_without_its_image_waits_for_the_build_then_runs(a4c_system):
     sys_ = a4c_system
     image = await _register(sys_, "web", f"FROM {sys_.workspace_image}\nRUN echo built > /www/built.txt\n")

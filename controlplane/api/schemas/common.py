@@ -50,6 +50,8 @@ QueryUUID = typing.Annotated[uuid.UUID, pydantic.BeforeValidator(_query_uuid)]
 # PostgreSQL text cannot hold NUL; free-text fields say so in the contract
 # instead of failing at INSERT time.
 NO_NUL = r"^[^\x00]*$"
+# Identifiers and one-line free text (CI keys, requested_by): no control character at all.
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 
 
 def exactly_one(model: pydantic.BaseModel, *fields: str) -> None:

@@ -6,16 +6,13 @@ own the image (or be an admin's): as with ``POST /v1/images/{id}/builds``, a
 shared image of somebody else is visible (403) but not theirs to rebuild —
 with ``git_ref`` they could otherwise replace what everybody runs. ``idempotency_key`` in the body (or
 the ``Idempotency-Key`` header) makes a retried call create nothing new.
+A NUL or other control character in a field answers 422 naming it.
 """
 
 from __future__ import annotations
 
-import pydantic
-
-from controlplane import errors
+from controlplane import ci, errors
 from controlplane.api import endpoint
-from controlplane.api.schemas import common
-from controlplane.api.schemas import images as image_schemas
 from controlplane.api.schemas import jobs as job_schemas
 from controlplane.db import models
 from controlplane.services import images
@@ -23,11 +20,8 @@ from controlplane.services import images
 routes = endpoint.Routes("ci")
 
 
-class CiBuild(common.Body):
-    image: str = pydantic.Field(max_length=128, pattern=image_schemas.IMAGE_NAME, description="Name of a registered image you may use.")
-    git_ref: str | None = pydantic.Field(default=None, max_length=255, description="Overrides the image's git ref for this build.")
-    idempotency_key: str | None = pydantic.Field(default=None, min_length=1, max_length=150, description="A retry with the same key builds nothing new.")
-    requested_by: str | None = pydantic.Field(default=None, max_length=100, description="Free text, e.g. the CI job URL.")
+class CiBuild(ci.BuildRequest):
+    """The same body as a message on the ``<prefix>.ci-builds`` topic, validated by the same model."""
 
 
 @routes.post("/v1/ci/builds", body=CiBuild, response=job_schemas.JobList, status=202, errors=(403, 404))

@@ -10,6 +10,7 @@ from aiohttp import web
 from controlplane import errors, metrics
 from controlplane.api import endpoint, keys
 from controlplane.api.schemas import ops as schemas
+from shared import consuming
 
 routes = endpoint.Routes("operations")
 
@@ -24,13 +25,26 @@ async def healthz(call: endpoint.Call) -> schemas.Health:
 
 @routes.get("/readyz", response=schemas.Ready, auth="public", rate_limited=False)
 async def readyz(call: endpoint.Call) -> schemas.Ready:
-    """Ready to serve: the database answers (503 otherwise)."""
+    """Ready to serve: the database answers and no Kafka consumer is stalled (503 naming what is not)."""
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             await call.session.execute(sa.text("SELECT 1"))
     except (sa.exc.DBAPIError, OSError, TimeoutError) as exc:
         raise errors.Unavailable(f"database unreachable: {type(exc).__name__}") from exc
+    stalled = _stalled(call.request.app.get(keys.CONSUMERS) or {}, call.settings.consumers.stall_after)
+    if stalled:
+        raise errors.Unavailable("; ".join(stalled))
     return schemas.Ready(status="ready", database="ok")
+
+
+def _stalled(consumers: dict[str, consuming.Progress], after: float) -> list[str]:
+    """A consumer is stalled when records wait and it has not committed past any for ``after`` seconds."""
+    found = []
+    for name, progress in sorted(consumers.items()):
+        seconds = progress.stalled_for()
+        if seconds > after:
+            found.append(f"consumer {name} stalled: {progress.waiting} records waiting, nothing committed for {seconds:.0f} s")
+    return found
 
 
 @routes.get("/metrics", response=None, auth="public", raw=True, rate_limited=False)
