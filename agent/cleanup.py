@@ -1,9 +1,10 @@
 """The cleanup daemon: gather facts, plan (pure), remove, report.
 
-Runs are triggered three ways, one at a time (a lock): the APScheduler
-interval job (``cleanup.interval``), disk pressure (the disk reporter calls
-:meth:`Cleaner.pressure` when the fullest path is at or above the high
-watermark; at most one such run per ``cleanup.pressure_cooldown``), and the
+Runs are triggered three ways, one at a time (a lock): every
+``cleanup.interval`` seconds (:meth:`Cleaner.run_scheduler`, a root task),
+disk pressure (the disk reporter calls :meth:`Cleaner.pressure` when the
+fullest path is at or above the high watermark; at most one such run per
+``cleanup.pressure_cooldown``), and the
 ``host.cleanup`` command. What to remove is decided by
 :func:`agent.domain.cleanup.plan`; Docker is asked without ``force`` for
 every removal, so even a race with a new container cannot remove a running
@@ -23,7 +24,6 @@ import time
 import typing
 
 import psutil
-from apscheduler.schedulers import asyncio as aps_asyncio
 
 from agent import context as context_mod
 from agent import docker_client
@@ -31,12 +31,11 @@ from agent import metrics
 from agent.domain import cleanup as plan_mod
 from agent.domain import containers as spec_mod
 from agent.domain import inventory as inv
-from shared import messages
+from shared import aio, messages
 
 log = logging.getLogger(__name__)
 
 Trigger = typing.Literal["schedule", "pressure", "command"]
-_JOB_ID = "a4c-cleanup"
 
 
 class Cleaner:
@@ -45,32 +44,41 @@ class Cleaner:
         self.on_report = on_report
         self._lock = asyncio.Lock()
         self._last_pressure_run = float("-inf")
-        self._scheduler: aps_asyncio.AsyncIOScheduler | None = None
+        self._rescheduled = asyncio.Event()
 
     # -- triggers -----------------------------------------------------------------
 
-    async def run_scheduler(self) -> None:
-        """Root task: the APScheduler interval job; lives until cancelled."""
-        scheduler = aps_asyncio.AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
-        self._scheduler = scheduler
-        scheduler.start()
-        self.reschedule()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            scheduler.shutdown(wait=False)
-            self._scheduler = None
+    async def run_scheduler(self, stopping: asyncio.Event) -> None:
+        """Root task: a run every ``cleanup.interval`` seconds (none while disabled) until ``stopping``.
+
+        The first run is one interval after the start or the last :meth:`reschedule`;
+        runs keep their rate, and slots that pass during a long run are skipped.
+        """
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.ctx.settings.cleanup.interval
+        while not stopping.is_set():
+            settings = self.ctx.settings.cleanup
+            if settings.enabled:
+                await aio.wait_any(max(0.0, due - loop.time()), stopping, self._rescheduled)
+            else:
+                await aio.wait_any(3600.0, stopping, self._rescheduled)
+            if stopping.is_set():
+                return
+            if self._rescheduled.is_set():
+                self._rescheduled.clear()
+                due = loop.time() + self.ctx.settings.cleanup.interval
+                continue
+            if not settings.enabled:
+                continue
+            await self._scheduled()
+            due += settings.interval
+            now = loop.time()
+            if due <= now:  # slots that passed during the run are skipped
+                due += ((now - due) // settings.interval + 1) * settings.interval
 
     def reschedule(self) -> None:
         """(Re)apply cleanup.enabled and cleanup.interval, e.g. after a SIGHUP."""
-        scheduler = self._scheduler
-        if scheduler is None:
-            return
-        settings = self.ctx.settings.cleanup
-        if scheduler.get_job(_JOB_ID):
-            scheduler.remove_job(_JOB_ID)
-        if settings.enabled:
-            scheduler.add_job(self._scheduled, "interval", seconds=settings.interval, id=_JOB_ID, name="cleanup")
+        self._rescheduled.set()
 
     async def _scheduled(self) -> None:
         try:

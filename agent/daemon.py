@@ -9,7 +9,7 @@ and the task restarted with backoff; never lost silently)::
     heartbeat          health, capacity, conditions
     inventory          a4c containers and images, at start and every reconcile period
     disk               psutil + Docker disk figures; triggers cleanup under pressure
-    cleanup-scheduler  APScheduler interval cleanup
+    cleanup-scheduler  a cleanup every cleanup.interval seconds
     docker-events      workspace changes nobody commanded
     command-consumer   this host's commands <- Kafka, manual commits
     watchdog           sd_notify WATCHDOG=1 (only under systemd with WatchdogSec)
@@ -127,7 +127,7 @@ class Agent:
         sup.add("heartbeat", _until_stopped(reporter.heartbeats))
         sup.add("inventory", _until_stopped(reporter.inventories))
         sup.add("disk", _until_stopped(reporter.disk_reports))
-        sup.add("cleanup-scheduler", _until_stopped(cleaner.run_scheduler))
+        sup.add("cleanup-scheduler", cleaner.run_scheduler)
         sup.add("docker-events", _until_stopped(watcher.run))
         sup.add("command-consumer", consumer.run)
         watchdog = sdnotify.watchdog_period()

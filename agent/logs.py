@@ -57,4 +57,3 @@ def apply_level(settings: common.LoggingSettings) -> None:
     # aiokafka logs every failed reconnect at ERROR, many times a second during
     # an outage; the agent logs (and reports) the outage once, itself.
     logging.getLogger("aiokafka").setLevel(logging.DEBUG if settings.level == "DEBUG" else logging.CRITICAL)
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(settings.level)))

@@ -14,7 +14,7 @@ Errors::
     └── Unavailable        503  a dependency (the database) cannot be reached
 
 Services raise these and nothing else for expected failures; third-party
-exceptions (SQLAlchemy, pydantic, APScheduler) are translated where they enter.
+exceptions (SQLAlchemy, pydantic, cron parsing) are translated where they enter.
 The HTTP error middleware maps each class to its status (``STATUS``) and renders
 ``{"error": {"code", "message", "fields": [{"path", "reason"}]}}``.
 """

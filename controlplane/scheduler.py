@@ -1,7 +1,8 @@
 """Cron-scheduled image builds, fired exactly once across all control-plane instances.
 
-APScheduler drives the tick (every ``scheduler.tick`` seconds, in each
-instance); PostgreSQL makes it exactly-once:
+A plain loop ticks every ``scheduler.tick`` seconds in each instance (a root
+task under :class:`shared.supervisor.Supervisor`, see ``controlplane/workers.py``);
+fire times come from :mod:`controlplane.cron`; PostgreSQL makes it exactly-once:
 
 * due schedules are claimed with ``FOR UPDATE SKIP LOCKED``, so one instance
   handles a given schedule at a time, and its ``next_run_at`` moves past
@@ -23,8 +24,6 @@ import typing
 
 import prometheus_client
 import sqlalchemy as sa
-from apscheduler.schedulers import asyncio as aps_asyncio
-from apscheduler.triggers import interval as aps_interval
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import cron
@@ -33,6 +32,7 @@ from controlplane.db import models
 from controlplane.domain import schedules as schedule_rules
 from controlplane.services import access
 from controlplane.services import images as image_service
+from shared import aio
 
 logger = logging.getLogger(__name__)
 
@@ -102,25 +102,18 @@ async def _build(session: Session, schedule: models.Schedule, key: str, settings
 
 
 async def run(sessions: sa_asyncio.async_sessionmaker[Session], settings: cp_settings.Settings, *, stopping: asyncio.Event) -> None:
-    """Tick with APScheduler until ``stopping`` is set."""
-    scheduler = aps_asyncio.AsyncIOScheduler(timezone=datetime.timezone.utc)
+    """Tick now and then every ``scheduler.tick`` seconds until ``stopping`` is set.
 
-    async def tick() -> None:
+    Ticks keep their rate (a slow tick shortens the wait that follows) and never
+    overlap. A database outage is logged and retried on the next tick; any other
+    error ends the loop, and the supervisor logs it and restarts it with backoff.
+    """
+    loop = asyncio.get_running_loop()
+    while not stopping.is_set():
+        began = loop.time()
         try:
             await fire_due(sessions, settings)
         except (OSError, sa.exc.DBAPIError) as exc:
             logger.warning("schedule tick failed: %s", exc)
-
-    scheduler.add_job(
-        tick,
-        aps_interval.IntervalTrigger(seconds=settings.scheduler.tick),
-        id="a4c-schedules",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=_now(),
-    )
-    scheduler.start()
-    try:
-        await stopping.wait()
-    finally:
-        scheduler.shutdown(wait=False)
+        if await aio.sleep_or(stopping, max(0.0, settings.scheduler.tick - (loop.time() - began))):
+            return

@@ -1,9 +1,9 @@
-"""Cron schedules of image rebuilds (the seed's scheduleImage): create, list, read, delete.
+"""Cron schedules of image rebuilds: create, list, read, delete.
 
-Validation and fire times come from :mod:`controlplane.cron` (APScheduler's
-crontab parser and the IANA zone database). The scheduler fires due schedules
-exactly once across instances; here we only store them with their first
-``next_run_at``.
+Validation and fire times come from :mod:`controlplane.cron` (Vixie cron's
+rules, croniter's iteration and the IANA zone database). The scheduler fires
+due schedules exactly once across instances; here we only store them with
+their first ``next_run_at``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ class ScheduleView:
 
 def upcoming(row: models.Schedule, now: datetime.datetime | None = None) -> ScheduleView:
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    runs = cron.next_runs(row.cron, row.timezone, now, SHOWN_RUNS) if row.enabled else []
+    try:
+        runs = cron.next_runs(row.cron, row.timezone, now, SHOWN_RUNS) if row.enabled else []
+    except cron.CronError:
+        runs = []  # stored before a stricter parser or a tz database change; the scheduler disables it
     return ScheduleView(row, runs)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import scheduler
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
+from tests.harness import wait
 
 T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.timezone.utc)
 
@@ -88,3 +89,18 @@ async def test_slots_missed_during_downtime_follow_the_misfire_policy(sessions, 
     # And the schedule moved on from "now", not slot by slot through the gap.
     again = await scheduler.fire_due(sessions, settings, now=T0 + datetime.timedelta(hours=3, seconds=1))
     assert [k for k in again if k.startswith(f"schedule:{sched}:")] == []
+
+
+async def test_the_tick_loop_fires_a_due_schedule_and_ends_promptly_when_told_to_stop(sessions, database_url, schedule):
+    _sched, image = schedule
+    settings = cp_settings.load(environ={}, **{"scheduler.tick": 0.2, "scheduler.misfire": "run_once"})
+    stopping = asyncio.Event()
+    ticking = asyncio.create_task(scheduler.run(sessions, settings, stopping=stopping))
+    try:
+        # The slot (T0) is long past: run_once makes exactly one catch-up build, on the first tick.
+        assert len(await wait.eventually(lambda: _build_jobs(database_url, image), message="a build from the tick loop")) == 1
+    finally:
+        stopping.set()
+        await asyncio.wait_for(ticking, timeout=2)
+    assert ticking.result() is None
+    assert len(await _build_jobs(database_url, image)) == 1, "the schedule moved on from now: no second build"

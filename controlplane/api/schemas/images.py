@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import re
 import typing
 import uuid
 
 import pydantic
 
+from controlplane import cron as cron_rules
 from controlplane.api.schemas import common
 
 IMAGE_NAME = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$"
@@ -71,9 +73,39 @@ class ImageQuery(common.ListQuery):
     shared: common.QueryBool | None = None
 
 
+def _cron_form(value: str) -> str:
+    if not cron_rules.conforms(value):
+        cron_rules.parse(value)  # raises, naming the part that is wrong
+        raise ValueError("not a cron expression")
+    return value
+
+
+def _zone_form(value: str) -> str:
+    if re.fullmatch(cron_rules.ZONE_PATTERN, value) is None:
+        raise ValueError("not a time zone name: use an IANA name like Europe/Berlin")
+    return value
+
+
+CRON_DESCRIPTION = (
+    "Cron expression as Vixie cron reads it: five fields `minute hour day-of-month month day-of-week`, each `*`,"
+    " a value, a range `low-high` or a comma list of them, optionally stepped (`*/15`, `1-31/2`); months jan-dec,"
+    " days sun-sat, day-of-week 0 and 7 are Sunday. Or a macro: @yearly @annually @monthly @weekly @daily @midnight"
+    " @hourly. When both day fields are restricted (neither starts with `*`), a day matching either fires."
+    " Checked beyond the pattern: ranges run low to high, and the expression fires within 50 years."
+)
+
+
 class ScheduleCreate(common.Body):
-    cron: str = pydantic.Field(min_length=1, max_length=128, pattern=common.NO_NUL, description="Standard 5-field crontab: minute hour day-of-month month day-of-week.")
-    timezone: str = pydantic.Field(default="UTC", min_length=1, max_length=64, pattern=common.NO_NUL, description="IANA time zone, e.g. Europe/Berlin.")
+    cron: typing.Annotated[str, pydantic.AfterValidator(_cron_form)] = pydantic.Field(
+        min_length=1, max_length=128, description=CRON_DESCRIPTION, json_schema_extra={"pattern": cron_rules.PATTERN}
+    )
+    timezone: typing.Annotated[str, pydantic.AfterValidator(_zone_form)] = pydantic.Field(
+        default="UTC",
+        min_length=1,
+        max_length=64,
+        description="IANA time zone the expression is read in, e.g. Europe/Berlin (must exist in the server's tz database).",
+        json_schema_extra={"pattern": cron_rules.ZONE_PATTERN},
+    )
     enabled: bool = True
 
 

@@ -7,6 +7,7 @@ import uuid
 
 import sqlalchemy as sa
 
+from controlplane import cron
 from controlplane.db import models
 from shared import messages
 
@@ -125,12 +126,37 @@ async def test_a_bad_cron_or_time_zone_answers_422_naming_it(client, seed):
         ({"cron": "61 * * * *"}, "cron"),
         ({"cron": "* * *"}, "cron"),
         ({"cron": "0 0 31 2 *"}, "cron"),
+        ({"cron": "@reboot"}, "cron"),
+        ({"cron": "0 0 * * 1#2"}, "cron"),
+        ({"cron": "5-1 * * * *"}, "cron"),  # matches the published pattern; refused by the parser
         ({"cron": "0 * * * *", "timezone": "Mars/Olympus"}, "timezone"),
         ({"cron": "0 * * * *", "timezone": "/etc/passwd"}, "timezone"),
         ({"cron": "0 * * * *", "every": "day"}, "every"),
     ]:
         answer = await me.post(f"/v1/images/{image['id']}/schedules", body)
         assert answer.status == 422 and answer.error_fields() == [field], (body, answer.body)
+        assert "\n" not in answer.body["error"]["message"]
+
+
+async def test_a_schedule_restricting_both_day_fields_fires_on_either_and_macros_are_accepted(client, seed):
+    user = await seed.user()
+    me = client(user.token)
+    image = (await me.post("/v1/images", {"name": image_name(), "dockerfile": "FROM busybox"})).body
+    made = await me.post(f"/v1/images/{image['id']}/schedules", {"cron": "0 3 1 * 1"})
+    assert made.status == 201, made.body
+    days = [datetime.datetime.fromisoformat(r.replace("Z", "+00:00")) for r in made.body["next_runs"]]
+    assert all((d.hour, d.minute) == (3, 0) and (d.day == 1 or d.isoweekday() == 1) for d in days), days
+    assert all(b - a <= datetime.timedelta(days=7) for a, b in zip(days, days[1:])), "every Monday fires, not only Mondays on the 1st"
+    daily = await me.post(f"/v1/images/{image['id']}/schedules", {"cron": "@daily", "timezone": "Europe/Berlin"})
+    assert daily.status == 201 and daily.body["cron"] == "@daily"
+    assert len(daily.body["next_runs"]) == 5
+
+
+async def test_the_openapi_document_publishes_the_cron_and_time_zone_formats(client):
+    doc = (await client().get("/v1/openapi.json")).body
+    fields = doc["components"]["schemas"]["ScheduleCreate"]["properties"]
+    assert fields["cron"]["pattern"] == cron.PATTERN and "@daily" in fields["cron"]["description"]
+    assert fields["timezone"]["pattern"] == cron.ZONE_PATTERN and "IANA" in fields["timezone"]["description"]
 
 
 async def test_schedules_of_another_users_image_are_404_and_deleting_one_removes_it(client, seed):
