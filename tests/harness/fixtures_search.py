@@ -24,10 +24,9 @@ def elasticsearch(request: pytest.FixtureRequest, harness_run: run.Run):
         return
     from tests.harness import elasticsearch_node
 
-    node = elasticsearch_node.ElasticsearchNode(harness_run.subdir("elasticsearch"))
+    node = elasticsearch_node.ElasticsearchNode(harness_run.subdir("elasticsearch"), track=harness_run.track)
     try:
         seconds = node.start()
-        harness_run.track("elasticsearch", node._process)  # noqa: SLF001 - the ledger must know it
         fixtures_run.report(request.config, f"started Elasticsearch {node.version} at {node.url} in {seconds:.1f} s")
         yield node
     finally:
@@ -40,10 +39,9 @@ def private_elasticsearch(harness_run: run.Run) -> elasticsearch_node.Elasticsea
     ``.stop(lose_data=True)``, ``.kill()``."""
     from tests.harness import elasticsearch_node
 
-    node = elasticsearch_node.ElasticsearchNode(harness_run.subdir(f"elasticsearch-{run.secrets.token_hex(3)}"))
+    node = elasticsearch_node.ElasticsearchNode(harness_run.subdir(f"elasticsearch-{run.secrets.token_hex(3)}"), track=harness_run.track)
     try:
         node.start()
-        harness_run.track("elasticsearch", node._process)  # noqa: SLF001
         yield node
     finally:
         node.stop()
@@ -60,10 +58,9 @@ def module_elasticsearch(harness_run: run.Run) -> elasticsearch_node.Elasticsear
     and ``elasticsearch_url`` with it, so everything it builds talks to it."""
     from tests.harness import elasticsearch_node
 
-    node = elasticsearch_node.ElasticsearchNode(harness_run.subdir(f"elasticsearch-{run.secrets.token_hex(3)}"))
+    node = elasticsearch_node.ElasticsearchNode(harness_run.subdir(f"elasticsearch-{run.secrets.token_hex(3)}"), track=harness_run.track)
     try:
         node.start()
-        harness_run.track("elasticsearch", node._process)  # noqa: SLF001
         yield node
     finally:
         node.stop()

@@ -75,7 +75,7 @@ class Controller:
         from tests.harness import kafka_broker
 
         broker = kafka_broker.KafkaBroker(self.run)
-        node = elasticsearch_node.ElasticsearchNode(self.run.subdir("elasticsearch"))
+        node = elasticsearch_node.ElasticsearchNode(self.run.subdir("elasticsearch"), track=self.run.track)
         self._servers = [broker, node]
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             kafka_started = pool.submit(broker.start)
@@ -86,8 +86,6 @@ class Controller:
                     future.result()
                 except Exception as exc:  # noqa: BLE001 - reported together below
                     errors.append(str(exc))
-        if node.running:
-            self.run.track("elasticsearch", node._process)  # noqa: SLF001 - the ledger must know it
         if errors:
             self.stop()
             raise SharedServerError("the shared servers could not start:\n" + "\n".join(errors))

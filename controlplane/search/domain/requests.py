@@ -11,7 +11,7 @@ Semantics shared with the PostgreSQL backend (``controlplane/search/postgres.py`
 * sort by the field then the job id, both in the sort's direction; jobs
   without the field (unfinished, for ``finished_at``) come last either way;
 * ``search_after`` carries the last row's (value, id); a missing value is the
-  sentinel Elasticsearch itself reports for "missing, sorted last";
+  value the sort gives it (the epoch descending, Long.MAX_VALUE ascending);
 * hits, total and facets describe the whole query; the cursor moves the hits only;
 * the total is exact up to ``Page.total_limit`` (``track_total_hits``), then a
   lower bound; Elasticsearch's facets always cover every match.
@@ -25,7 +25,6 @@ import typing
 from controlplane.domain import query as query_mod
 from controlplane.search.domain import analysis, results
 
-LONG_MIN = -(2**63)
 LONG_MAX = 2**63 - 1
 _FILTER_FIELDS = {"status": "status", "kind": "kind", "user": "user_name", "image": "image_name"}
 _BY_ID = {"host": ("host_name", "host_id"), "workspace": ("workspace_name", "workspace_id")}
@@ -53,6 +52,11 @@ def where(q: query_mod.Query, owner: str | None) -> dict[str, typing.Any]:
         bounds = {}
         if after is not None:
             bounds["gte"] = results.show_time(after)
+        elif before is not None:
+            # An open lower end on a date_nanos range becomes Long.MIN_VALUE nanoseconds, which
+            # Elasticsearch 8 fails to convert for the date histogram ("before the epoch"); no job
+            # predates the epoch, so this bound changes no answer.
+            bounds["gte"] = "1970-01-01T00:00:00Z"
         if before is not None:
             bounds["lt"] = results.show_time(before)
         if bounds:
@@ -64,19 +68,28 @@ def where(q: query_mod.Query, owner: str | None) -> dict[str, typing.Any]:
     return {"bool": {"filter": must, "must_not": must_not}}
 
 
+def _missing(descending: bool) -> int:
+    """Where a job without the sort's date goes, as a value ``search_after`` can carry: last either way.
+
+    Descending, Elasticsearch's own "_last" sentinel is Long.MIN_VALUE, which a
+    ``date_nanos`` search_after refuses ("nanoseconds are before the epoch");
+    the epoch itself sorts after every job's date and is accepted.
+    """
+    return 0 if descending else LONG_MAX
+
+
 def body(q: query_mod.Query, owner: str | None, page: results.Page, *, facet_size: int) -> dict[str, typing.Any]:
     order = "desc" if q.sort.descending else "asc"
     request: dict[str, typing.Any] = {
         "query": where(q, owner),
-        "sort": [{q.sort.field: {"order": order, "missing": "_last"}}, {"id": {"order": order}}],
+        "sort": [{q.sort.field: {"order": order, "missing": _missing(q.sort.descending)}}, {"id": {"order": order}}],
         "size": page.limit + 1,
         "track_total_hits": page.total_limit,
         "_source": {"excludes": ["log_tail"]},
     }
     if page.after is not None:
         value, job_id = page.after
-        missing = LONG_MIN if q.sort.descending else LONG_MAX
-        request["search_after"] = [missing if value is None else results.nanos(value), job_id]
+        request["search_after"] = [_missing(q.sort.descending) if value is None else results.nanos(value), job_id]
     if page.facets:
         request["aggs"] = aggregations(page.interval, facet_size)
     return request

@@ -64,8 +64,12 @@ def test_an_excluding_filter_keeps_jobs_without_the_field_and_uuids_match_ids():
     assert {"term": {"deleted": True}} in where["must_not"]
 
 
-def test_a_missing_sort_value_continues_after_the_sentinel_es_reports_for_it():
+def test_a_missing_sort_value_continues_after_the_value_the_sort_gives_it():
+    # Descending: the epoch (Elasticsearch refuses its own Long.MIN_VALUE sentinel in a date_nanos search_after).
     q = query_mod.parse("sort:-finished_at", now=NOW)
     body = requests.body(q, None, results.Page(limit=5, after=(None, "abc")), facet_size=3)
-    assert body["search_after"] == [requests.LONG_MIN, "abc"]
-    assert body["sort"] == [{"finished_at": {"order": "desc", "missing": "_last"}}, {"id": {"order": "desc"}}]
+    assert body["search_after"] == [0, "abc"]
+    assert body["sort"] == [{"finished_at": {"order": "desc", "missing": 0}}, {"id": {"order": "desc"}}]
+    ascending = requests.body(query_mod.parse("sort:finished_at", now=NOW), None, results.Page(limit=5, after=(None, "abc")), facet_size=3)
+    assert ascending["search_after"] == [requests.LONG_MAX, "abc"]
+    assert ascending["sort"][0] == {"finished_at": {"order": "asc", "missing": requests.LONG_MAX}}
