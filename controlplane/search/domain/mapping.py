@@ -10,9 +10,10 @@ Field choices:
   cursors must order two jobs created in the same millisecond the way
   PostgreSQL does;
 * ``text`` is ``error || ' ' || log_tail``, analysed like ``jobs.search`` in
-  PostgreSQL; it is indexed but left out of ``_source`` (no second copy of a
-  64 KiB log tail). ``error`` is also searchable on its own; ``log_tail`` is
-  only stored;
+  PostgreSQL (an index made before stop words were kept needs ``search
+  reindex`` to match it); it is indexed but left out of ``_source`` (no
+  second copy of a 64 KiB log tail). ``error`` is also searchable on its
+  own; ``log_tail`` is only stored;
 * ``deleted`` marks a tombstone: a deleted or purged job stays in the index as
   a versioned document so that an older replayed update loses to it
   (``version_type=external``), which a real delete guarantees only for
@@ -42,11 +43,10 @@ def analysis_settings() -> dict[str, typing.Any]:
         },
         # Separators become spaces, then a whitespace split: the same tokens as
         # PostgreSQL's regexp_replace + parser. (A pattern tokenizer would say
-        # it in one step; osmem-server, the test double, mis-indexes with it.)
+        # it in one step; the analysis the tests' node builds has no pattern tokenizer.)
         # Tokens stay whole up to the limit; job_long then drops the long ones.
         "tokenizer": {"job_words": {"type": "whitespace", "max_token_length": 1_048_576}},
         "filter": {
-            "job_stop": {"type": "stop", "stopwords": list(analysis.STOPWORDS)},
             "job_long": {"type": "length", "max": analysis.MAX_TOKEN},
             # PostgreSQL stems only pure-letter words; a token with a digit is kept as is.
             "job_numwords": {"type": "keyword_marker", "keywords_pattern": ".*[0-9].*"},
@@ -57,7 +57,8 @@ def analysis_settings() -> dict[str, typing.Any]:
                 "type": "custom",
                 "char_filter": ["job_sfloat", "job_separators"],
                 "tokenizer": "job_words",
-                "filter": ["lowercase", "job_long", "job_stop", "job_numwords", "job_stem"],
+                # No stop filter: phrases keep every word, as in PostgreSQL's a4c_text (migration 0004).
+                "filter": ["lowercase", "job_long", "job_numwords", "job_stem"],
             }
         },
     }
