@@ -189,6 +189,22 @@ class SearchSettings(config.StrictModel):
         le=1_000_000,
         description="The PostgreSQL fallback counts, and computes facets over, at most this many of the newest matches: bounded work on the database while Elasticsearch is down.",
     )
+    max_terms: int = pydantic.Field(
+        default=64,
+        gt=0,
+        le=1000,
+        description="Distinct free-text terms (words and quoted phrases) one query may have; more answer 422 naming q and this limit.",
+    )
+    max_query_length: int = pydantic.Field(
+        default=1_000,
+        gt=0,
+        le=100_000,
+        description="Characters of q (or of the whole search-box text in query) one search may have; more answer 422.",
+    )
+    statement_timeout: Seconds = pydantic.Field(
+        default=5.0,
+        description="Server-side deadline of each statement of a search on PostgreSQL; a search that exceeds it answers 503.",
+    )
     reindex_batch: int = pydantic.Field(
         default=1000, gt=0, le=50_000, description="Rows per keyset page and bulk request while reindexing (bounds its memory)."
     )
@@ -215,6 +231,7 @@ class Settings(config.StrictModel):
     placement: PlacementSettings = PlacementSettings()
     relay: RelaySettings = RelaySettings()
     events: EventsSettings = EventsSettings()
+    consumers: ConsumersSettings = ConsumersSettings()
     reconciler: ReconcilerSettings = ReconcilerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     search: SearchSettings = SearchSettings()
@@ -224,4 +241,3 @@ class Settings(config.StrictModel):
 def load(path: str | os.PathLike[str] | None = None, *, environ: typing.Mapping[str, str] | None = None, **overrides: typing.Any) -> Settings:
     env = os.environ if environ is None else environ
     return config.load(Settings, path or env.get("A4C_CONFIG") or None, environ=env, overrides=overrides)
-    consumers: ConsumersSettings = ConsumersSettings()

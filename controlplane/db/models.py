@@ -334,9 +334,10 @@ class Job(Base):
     search: orm.Mapped[typing.Any] = orm.mapped_column(
         pg.TSVECTOR,
         # Runs of non-alphanumerics become spaces first, so the tokens are the
-        # ones Elasticsearch's job_text analyzer sees (migration 0003).
+        # ones Elasticsearch's job_text analyzer sees (migration 0003); a4c_text
+        # stems like english but keeps stop words (migration 0004).
         sa.Computed(
-            "to_tsvector('english'::regconfig, regexp_replace(coalesce(error, '') || ' ' || coalesce(log_tail, ''), '[^[:alnum:]]+', ' ', 'g'))",
+            "to_tsvector('a4c_text'::regconfig, regexp_replace(coalesce(error, '') || ' ' || coalesce(log_tail, ''), '[^[:alnum:]]+', ' ', 'g'))",
             persisted=True,
         ),
         deferred=True,

@@ -14,6 +14,12 @@ Usage::
     query.Query.from_params(request.query, now=now)   # GET /v1/jobs/search
     query.encode_cursor([last.created_at, str(last.id)], sort=q.sort)
     query.decode_cursor(text, sort=q.sort)             # -> (datetime, "job id")
+    query.check_limits(q, query.Limits(max_terms=64))  # for a Query built in code
+
+Every query has a budget (:class:`Limits`, from ``search.max_terms`` and
+``search.max_query_length``): at most so many distinct free-text terms and so
+many characters of text, checked before any work is done, so a request line
+full of words cannot cost a search backend seconds (issue 13).
 
 The search-box syntax, separated by whitespace:
 
@@ -67,7 +73,6 @@ TIME_KEYS = ("created", "finished")
 SORT_FIELDS = ("created_at", "finished_at", "updated_at")
 KEYS = (*FILTER_KEYS, *TIME_KEYS, "since", "sort")
 TIME_PARAMS = ("created_after", "created_before", "finished_after", "finished_before")
-MAX_LENGTH = 10_000
 UTC = datetime.timezone.utc
 
 _NAMES = {
@@ -102,6 +107,19 @@ class CursorError(QueryError):
 
     def __init__(self, message: str) -> None:
         super().__init__(f"cursor: {message}", param="cursor")
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """A query's budget: distinct free-text terms (words and quoted phrases) and characters.
+
+    ``max_length`` bounds ``q`` (all of them, when repeated) or, for
+    :func:`parse`, the whole search-box text. The defaults are those of
+    ``SearchSettings`` (controlplane/settings.py).
+    """
+
+    max_terms: int = 64
+    max_length: int = 1_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,12 +212,14 @@ class Query:
         *,
         now: datetime.datetime,
         ignore: typing.Collection[str] = ("cursor", "limit"),
+        limits: Limits = Limits(),
     ) -> Query:
         """The query from HTTP parameters (a MultiDict, a dict of str or lists, or pairs).
 
-        Unknown parameters are errors naming them, except those in ``ignore``.
+        Unknown parameters are errors naming them, except those in ``ignore``;
+        ``q`` over ``limits`` is an error naming ``q`` and the limit.
         """
-        build = _Builder(now)
+        build = _Builder(now, limits)
         pairs = params.items() if hasattr(params, "items") else params
         for name, raw in pairs:
             for value in raw if isinstance(raw, (list, tuple)) else [raw]:
@@ -210,11 +230,11 @@ class Query:
 # --- the search-box syntax -----------------------------------------------------
 
 
-def parse(text: str, *, now: datetime.datetime) -> Query:
+def parse(text: str, *, now: datetime.datetime, limits: Limits = Limits()) -> Query:
     """The query in ``text``; ``now`` anchors ``since:``. Raises QueryError naming the token."""
-    if len(text) > MAX_LENGTH:
-        raise QueryError(f"the query is longer than {MAX_LENGTH} characters", position=MAX_LENGTH)
-    build = _Builder(now)
+    if len(text) > limits.max_length:
+        raise QueryError(f"the query is {len(text)} characters long; at most {limits.max_length} are allowed", position=limits.max_length)
+    build = _Builder(now, limits)
     for raw, position in _tokens(text):
         build.token(raw, position)
     return build.query()
@@ -280,12 +300,15 @@ def _quote_term(term: str) -> str:
 class _Builder:
     """Collects conditions from tokens or parameters, then builds one validated Query."""
 
-    def __init__(self, now: datetime.datetime) -> None:
+    def __init__(self, now: datetime.datetime, limits: Limits) -> None:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         self.now = now
+        self.limits = limits
         self.values: dict[str, list[str]] = {}
         self.text: list[str] = []
+        self.text_length = 0  # characters of q so far
+        self.distinct: dict[str, typing.Callable[[str], QueryError]] = {}  # normalised term -> where it was first given
         self.bounds: dict[str, datetime.datetime] = {}
         self.sort: Sort | None = None
         self.bound_by: dict[str, typing.Callable[[str], QueryError]] = {}
@@ -352,6 +375,9 @@ class _Builder:
 
     def _text_param(self, value: str) -> None:
         # In q every token is literal text: key:value and -word included.
+        self.text_length += len(value)
+        if self.text_length > self.limits.max_length:
+            raise self.where(f"{self.text_length} characters; at most {self.limits.max_length} are allowed")
         try:
             for raw, position in _tokens(value):
                 if raw.startswith('"'):
@@ -380,6 +406,7 @@ class _Builder:
         if any(unicodedata.category(c) in ("Cc", "Cs") for c in term if not c.isspace()):
             raise self.where("a control character in the text")
         self.text.append(term)
+        self.distinct.setdefault(" ".join(term.split()), self.where)
 
     def _time(self, key: str, op: str, value: str) -> None:
         when = _parse_time(value, self.where)
@@ -420,6 +447,10 @@ class _Builder:
         self.bound_by[name.split("_")[0]] = self.where
 
     def query(self) -> Query:
+        if len(self.distinct) > self.limits.max_terms:
+            # Blamed on the first term over the limit; the message gives the count.
+            first_over = list(self.distinct.values())[self.limits.max_terms]
+            raise first_over(_too_many_terms(len(self.distinct), self.limits))
         for key in TIME_KEYS:
             after, before = self.bounds.get(f"{key}_after"), self.bounds.get(f"{key}_before")
             if after is not None and before is not None and after >= before:
@@ -431,6 +462,19 @@ class _Builder:
             **self.bounds,
             sort=self.sort or Sort(),
         )
+
+
+def _too_many_terms(count: int, limits: Limits) -> str:
+    return f"{count} terms (words and quoted phrases); at most {limits.max_terms} are allowed"
+
+
+def check_limits(q: Query, limits: Limits) -> None:
+    """QueryError naming ``q`` when ``q.text`` is over ``limits`` (for queries not built by the parser)."""
+    if len(q.text) > limits.max_terms:
+        raise QueryError(f"q: {_too_many_terms(len(q.text), limits)}", param="q")
+    length = sum(len(t) for t in q.text) + len(q.text) - 1
+    if length > limits.max_length:
+        raise QueryError(f"q: {length} characters; at most {limits.max_length} are allowed", param="q")
 
 
 def _check_value(key: str, value: str, field: str) -> str:

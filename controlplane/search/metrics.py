@@ -36,3 +36,6 @@ SEARCH_SECONDS = prometheus_client.Histogram(
     "a4c_search_request_seconds", "Search latency by the backend that answered", ["backend"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5),
 )
+TIMED_OUT = prometheus_client.Counter(
+    "a4c_search_timeouts_total", "Searches on PostgreSQL cancelled by search.statement_timeout (answered 503)"
+)

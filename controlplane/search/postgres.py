@@ -18,15 +18,25 @@ pooled connections:
 
 Facet keys are compared as text in the "C" collation, the byte order
 Elasticsearch sorts keywords in, so ties between equal counts break alike.
+
+A search has a budget (issue 13). Its SQL text depends on which conditions it
+has, never on how many values or terms: lists are one array parameter each
+(``= ANY(:values)``) and the text query is built in the database from one
+array of terms (``a4c_text_query``, migration 0004), so SQLAlchemy's compiled
+cache and the prepared statements hold a bounded set of small statements. Each
+statement runs under ``search.statement_timeout`` (``SET LOCAL``, this
+search's transaction only); :class:`TimedOut` says it was exceeded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import typing
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane.db import models
@@ -34,19 +44,30 @@ from controlplane.domain import query as query_mod
 from controlplane.search.domain import analysis, results
 
 Job = models.Job
-_ENGLISH = sa.literal_column("'english'::regconfig")
-_SEPARATOR = sa.literal_column(f"'{analysis.PG_SEPARATOR}'")
 _COLUMNS = [getattr(Job, name) for name in results.JOB_FIELDS]
 _FILTER_COLUMNS = {"status": Job.status, "kind": Job.kind, "user": Job.user_name, "image": Job.image_name}
 _BY_ID = {"host": (Job.host_name, Job.host_id), "workspace": (Job.workspace_name, Job.workspace_id)}
 # Statements are prepared and cached per connection; after five runs PostgreSQL
 # may switch to a generic plan that ignores the values, which for skewed
-# columns (a rare status, a busy host, a cap on rows) is the wrong plan.
-# LOCAL: only for this search's transaction, not for whoever uses the
-# pooled connection next.
-_CUSTOM_PLANS = sa.text("SET LOCAL plan_cache_mode = force_custom_plan")
+# columns (a rare status, a busy host, a cap on rows) is the wrong plan, and
+# which would not fold a4c_text_query(:terms) to a constant tsquery.
+# is_local: only for this search's transaction, not for whoever uses the
+# pooled connection next. One statement, one round trip.
+_BUDGET = sa.text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('statement_timeout', :timeout, true)"
+)
+_QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
 # GROUPING(status, kind, host, user, bucket): a bit is set for each column not grouped in that row.
 _SETS = {0b01111: "status", 0b10111: "kind", 0b11011: "host", 0b11101: "user", 0b11110: "created"}
+
+
+class TimedOut(Exception):
+    """A search statement ran longer than ``search.statement_timeout``."""
+
+
+def _any(column: sa.ColumnElement[typing.Any], values: typing.Sequence[typing.Any]) -> sa.ColumnElement[bool]:
+    """``column = ANY(:values)``: one array parameter, whatever the number of values."""
+    return column == sa.any_(sa.literal(list(values), pg.ARRAY(column.type)))
 
 
 def _condition(key: str, values: tuple[str, ...]) -> sa.ColumnElement[bool]:
@@ -55,17 +76,16 @@ def _condition(key: str, values: tuple[str, ...]) -> sa.ColumnElement[bool]:
         names, ids = results.host_values(values)
         either = []
         if names:
-            either.append(name_column.in_(names))
+            either.append(_any(name_column, names))
         if ids:
-            either.append(id_column.in_([uuid.UUID(i) for i in ids]))
+            either.append(_any(id_column, [uuid.UUID(i) for i in ids]))
         return sa.or_(*either)
-    return _FILTER_COLUMNS[key].in_(values)
+    return _any(_FILTER_COLUMNS[key], values)
 
 
-def phrase(term: str) -> sa.ColumnElement[bool]:
-    """``term`` as a phrase over the error text and log tail, tokenized like the column (migration 0003)."""
-    normalised = sa.func.regexp_replace(sa.cast(term, sa.Text), _SEPARATOR, " ", "g")
-    return Job.search.op("@@")(sa.func.phraseto_tsquery(_ENGLISH, normalised))
+def text_match(terms: typing.Sequence[str]) -> sa.ColumnElement[bool]:
+    """Every term as a phrase over the error text and log tail, tokenized like the column (migrations 0003, 0004)."""
+    return Job.search.op("@@")(sa.func.a4c_text_query(sa.literal(list(terms), pg.ARRAY(sa.Text)), type_=pg.TSQUERY))
 
 
 def where(q: query_mod.Query, owner: str | None) -> list[sa.ColumnElement[bool]]:
@@ -84,7 +104,9 @@ def where(q: query_mod.Query, owner: str | None) -> list[sa.ColumnElement[bool]]
             conditions.append(column < before)
     if owner is not None:
         conditions.append(Job.user_id == uuid.UUID(owner))
-    conditions += [phrase(term) for term in analysis.clauses(q.text)]
+    terms = analysis.clauses(q.text)
+    if terms:
+        conditions.append(text_match(terms))
     return conditions
 
 
@@ -143,18 +165,37 @@ def count_statement(q: query_mod.Query, owner: str | None, cap: int) -> sa.Selec
 
 
 async def search(
-    engine: sa_asyncio.AsyncEngine, q: query_mod.Query, owner: str | None, page: results.Page, *, facet_size: int
+    engine: sa_asyncio.AsyncEngine,
+    q: query_mod.Query,
+    owner: str | None,
+    page: results.Page,
+    *,
+    facet_size: int,
+    statement_timeout: float = 30.0,
 ) -> results.SearchResult:
-    async def rows() -> list[typing.Mapping[str, typing.Any]]:
+    """One page with total and facets; raises :class:`TimedOut` past ``statement_timeout`` seconds per statement."""
+    budget = {"timeout": f"{max(1, round(statement_timeout * 1000))}ms"}
+
+    @contextlib.asynccontextmanager
+    async def connection() -> typing.AsyncIterator[sa_asyncio.AsyncConnection]:
+        # The first execute begins the transaction that leaving rolls back.
         async with engine.connect() as conn:
-            await conn.execute(_CUSTOM_PLANS)
+            await conn.execute(_BUDGET, budget)
+            try:
+                yield conn
+            except sa.exc.DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) == _QUERY_CANCELED:
+                    raise TimedOut(f"the search ran longer than {statement_timeout:g} s on PostgreSQL") from exc
+                raise
+
+    async def rows() -> list[typing.Mapping[str, typing.Any]]:
+        async with connection() as conn:
             return list((await conn.execute(page_statement(q, owner, page))).mappings())
 
     cap = page.total_limit
 
     async def summary() -> tuple[int, results.Facets | None]:
-        async with engine.connect() as conn:
-            await conn.execute(_CUSTOM_PLANS)
+        async with connection() as conn:
             if not page.facets:
                 return int((await conn.execute(count_statement(q, owner, cap))).scalar_one()), None
             grouped = list(await conn.execute(facets_statement(q, owner, page.interval, cap)))

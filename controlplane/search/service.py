@@ -8,8 +8,11 @@ not answer; the primary as the last resort when none does), else the primary. Th
 backend answered and whether that is a degradation (Elasticsearch configured
 but not used). Errors::
 
-    controlplane.errors.Invalid      bad query, cursor, limit or interval (names it)
-    controlplane.errors.Unavailable  PostgreSQL could not answer either
+    controlplane.errors.Invalid      bad query, cursor, limit or interval (names it);
+                                     q over search.max_terms or search.max_query_length
+    controlplane.errors.Unavailable  PostgreSQL could not answer either, or the search
+                                     ran past search.statement_timeout there (not retried
+                                     on another replica: it would cost as much again)
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ async def search(
     """One page of jobs matching ``q`` that ``principal`` may see, with total and facets."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     try:
+        query_mod.check_limits(q, limits(backends.settings))
         page = results.Page(
             limit=limit,
             after=results.decode_after(cursor, q.sort),
@@ -126,7 +130,14 @@ async def search(
         candidates.append(backends.last_resort)
     for attempt, engine in enumerate(candidates, 1):
         try:
-            result = await postgres.search(engine, q, owner, bounded, facet_size=search_settings.facet_size)
+            result = await postgres.search(
+                engine, q, owner, bounded, facet_size=search_settings.facet_size, statement_timeout=search_settings.statement_timeout
+            )
+        except postgres.TimedOut as exc:
+            metrics.TIMED_OUT.inc()
+            raise errors.Unavailable(
+                f"search timed out: {exc} (search.statement_timeout); narrow it with filters, a time range or fewer terms"
+            ) from exc
         except (sa.exc.DBAPIError, OSError, asyncio.TimeoutError) as exc:
             if attempt == len(candidates):
                 raise errors.Unavailable("search is unavailable: neither Elasticsearch nor PostgreSQL answered") from exc
@@ -134,6 +145,11 @@ async def search(
             continue
         return _answered(dataclasses.replace(result, degraded=degraded), backends, started)
     raise AssertionError("unreachable: there is always at least one engine")
+
+
+def limits(search: cp_settings.SearchSettings) -> query_mod.Limits:
+    """The query budget from the settings, for the parser and for :func:`search`."""
+    return query_mod.Limits(max_terms=search.max_terms, max_length=search.max_query_length)
 
 
 def _answered(result: results.SearchResult, backends: Backends, started: float) -> results.SearchResult:

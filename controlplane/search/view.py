@@ -9,7 +9,9 @@ facets, and ``interval`` (``minute hour day week month``) for the histogram.
 Repeated keys are allowed, so the endpoint parses its own query string.
 Alternatively ``query`` carries the search-box text itself (what the
 dashboard and the CLI send), parsed by ``query.parse``; it is not combined
-with the separate filter parameters.
+with the separate filter parameters. ``q`` (or ``query``) longer than
+``search.max_query_length`` characters or with more than ``search.max_terms``
+terms answers 422 naming the parameter and the limit.
 """
 
 from __future__ import annotations
@@ -117,14 +119,14 @@ def _once(params: typing.Any, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _from_text(params: typing.Any, now: datetime.datetime) -> query_mod.Query:
+def _from_text(params: typing.Any, now: datetime.datetime, limits: query_mod.Limits) -> query_mod.Query:
     """The query from ``query=<search-box text>``; QueryError names ``query`` (the message names the token)."""
     text = _once(params, "query") or ""
     mixed = [name for name in params if name not in (*OWN_PARAMS, "query")]
     if mixed:
         raise query_mod.QueryError(f"{mixed[0]}: give the search-box text in query or separate parameters, not both", param=mixed[0])
     try:
-        return query_mod.parse(text, now=now)
+        return query_mod.parse(text, now=now, limits=limits)
     except query_mod.QueryError as exc:
         raise query_mod.QueryError(f"query: {exc.message}", param="query") from None
 
@@ -135,8 +137,12 @@ async def search_jobs(call: endpoint.Call) -> SearchPage:
     params = call.request.query
     now = datetime.datetime.now(datetime.timezone.utc)
     api = call.settings.api
+    limits = service.limits(call.settings.search)  # checked while parsing, before any work
     try:
-        q = _from_text(params, now) if "query" in params else query_mod.Query.from_params(params, now=now, ignore=OWN_PARAMS)
+        if "query" in params:
+            q = _from_text(params, now, limits)
+        else:
+            q = query_mod.Query.from_params(params, now=now, ignore=OWN_PARAMS, limits=limits)
     except query_mod.QueryError as exc:
         raise errors.Invalid.field(exc.param or "q", exc.message.removeprefix(f"{exc.param}: ")) from None
     result = await service.search(

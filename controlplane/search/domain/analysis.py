@@ -16,9 +16,12 @@ stemmers all differ):
   (the hash ``83e6230fb77a``) is two tokens there (``83e6230`` and ``fb77a``),
   so Elasticsearch splits it the same way with a ``pattern_replace`` char
   filter (:data:`ES_SFLOAT`).
-* **Lower-cased**, then **stop words** removed using PostgreSQL's own English
-  list (:data:`STOPWORDS`, copied from ``tsearch_data/english.stop``), keeping
-  their positions so phrases keep their gaps on both sides.
+* **Lower-cased**, and **no stop words** removed: every word counts, so a
+  phrase like ``"no such host"`` or ``"is not a directory"`` means all of its
+  words (PostgreSQL's ``english`` configuration would keep only ``host``, which
+  matches every build log mentioning ``a4c.host``: issue 16). PostgreSQL uses
+  ``a4c_text``, ``english`` with a stemmer that has no stop-word list
+  (migration 0004); Elasticsearch has no stop filter.
 * **Stemmed** with Snowball English (Porter2): PostgreSQL's ``english_stem``,
   Elasticsearch's ``stemmer`` with ``language: porter2``. Tokens containing a
   digit are not stemmed (PostgreSQL files them as ``numword``, Elasticsearch
@@ -33,10 +36,9 @@ Query semantics of ``q`` (the parser's ``Query.text``, one literal term each;
 * a term matches as a phrase: its tokens consecutively, in order
   (``phraseto_tsquery`` / ``match_phrase``). A one-word term is just that word;
   ``"no space left"`` or a bare ``/var/lib/docker`` must appear as written
-  (up to case, stemming and punctuation); a stop word inside a phrase still
-  occupies its position;
-* a term made only of stop words (``the``, ``"to be"``) is ignored, on both
-  backends (PostgreSQL would otherwise match nothing at all).
+  (up to case, stemming and punctuation);
+* a term without any token (``"--"``) is ignored, on both backends
+  (PostgreSQL would otherwise match nothing at all).
 
 Known divergence: PostgreSQL stores at most 16383 positions per document, so a
 phrase that only occurs beyond the ~16,000th word of a very long log tail is
@@ -50,24 +52,8 @@ import typing
 
 MAX_TOKEN = 2047
 
-# PostgreSQL 15 share/tsearch_data/english.stop, verbatim and in its order.
-STOPWORDS: tuple[str, ...] = tuple(
-    """
-    i me my myself we our ours ourselves you your yours yourself yourselves he
-    him his himself she her hers herself it its itself they them their theirs
-    themselves what which who whom this that these those am is are was were be
-    been being have has had having do does did doing a an the and but if or
-    because as until while of at by for with about against between into through
-    during before after above below to from up down in out on off over under
-    again further then once here there when where why how all any both each few
-    more most other some such no nor not only own same so than too very s t can
-    will just don should now
-    """.split()
-)
-_STOP = frozenset(STOPWORDS)
-
 # The separator both sides use: PostgreSQL as a POSIX class, Elasticsearch as
-# Unicode properties, Python (to spot stop-word-only clauses) as \w minus "_".
+# Unicode properties, Python (to spot clauses without tokens) as \w minus "_".
 PG_SEPARATOR = "[^[:alnum:]]+"
 ES_SEPARATOR = r"[^\p{L}\p{N}]+"
 _WORD = re.compile(r"[^\W_]+")
@@ -79,15 +65,15 @@ ES_SFLOAT_REPLACEMENT = "$1$2 $3"
 
 
 def tokens(text: str) -> list[str]:
-    """The lower-cased tokens of ``text`` before stop words and stemming."""
+    """The lower-cased tokens of ``text`` before stemming."""
     return [t.lower() for t in _WORD.findall(text)]
 
 
 def meaningful(text: str) -> bool:
-    """Whether ``text`` has at least one token that is not a stop word."""
-    return any(t not in _STOP and len(t) <= MAX_TOKEN for t in tokens(text))
+    """Whether ``text`` has at least one token both backends index (not over :data:`MAX_TOKEN`)."""
+    return any(len(t) <= MAX_TOKEN for t in tokens(text))
 
 
 def clauses(terms: typing.Iterable[str]) -> tuple[str, ...]:
-    """The terms both backends run as phrases: those with at least one token that is not a stop word."""
+    """The terms both backends run as phrases: those with at least one indexed token."""
     return tuple(t for t in terms if meaningful(t))

@@ -180,9 +180,53 @@ def test_an_empty_range_is_an_error_naming_the_condition_that_emptied_it(text, t
     assert (info.value.token, info.value.position) == (token, position)
 
 
-def test_an_overlong_query_is_refused():
-    with pytest.raises(query.QueryError, match="longer than"):
-        parse("x " * query.MAX_LENGTH)
+def test_an_overlong_query_is_refused_naming_the_limit():
+    with pytest.raises(query.QueryError, match="^the query is 2000 characters long; at most 1000 are allowed$") as info:
+        parse("x " * 1000)
+    assert info.value.position == 1000
+
+
+def test_too_many_terms_are_refused_at_the_first_one_over_the_limit():
+    text = "status:failed " + " ".join(f"w{n}" for n in range(70))
+    with pytest.raises(query.QueryError) as info:
+        query.parse(text, now=NOW, limits=query.Limits(max_terms=64))
+    assert str(info.value) == "'w64' at position 260: 70 terms (words and quoted phrases); at most 64 are allowed"
+    assert (info.value.token, info.value.position) == ("w64", 260)
+
+
+def test_terms_are_counted_once_however_often_they_are_repeated():
+    q = query.parse('a "a" b  "b   " ' * 100, now=NOW, limits=query.Limits(max_terms=2, max_length=10_000))
+    assert q.text == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("params", "limits", "says"),
+    [
+        ({"q": " ".join(f"w{n}" for n in range(1550))}, query.Limits(max_length=10_000), "q: 1550 terms (words and quoted phrases); at most 64 are allowed"),
+        ({"q": ["a b", '"c d" e']}, query.Limits(max_terms=3), "q: 4 terms (words and quoted phrases); at most 3 are allowed"),
+        ({"q": "x" * 1001}, query.Limits(), "q: 1001 characters; at most 1000 are allowed"),
+        ({"q": ["x" * 600, "y" * 600]}, query.Limits(), "q: 1200 characters; at most 1000 are allowed"),
+    ],
+)
+def test_q_over_its_budget_is_an_error_naming_q_and_the_limit(params, limits, says):
+    with pytest.raises(query.QueryError) as info:
+        query.Query.from_params(params, now=NOW, limits=limits)
+    assert (info.value.param, str(info.value)) == ("q", says)
+
+
+def test_a_query_built_in_code_is_checked_against_the_same_limits():
+    query.check_limits(query.Query(text=("a", "b")), query.Limits(max_terms=2, max_length=3))
+    with pytest.raises(query.QueryError, match="^q: 3 terms .*at most 2 are allowed$"):
+        query.check_limits(query.Query(text=("a", "b", "c")), query.Limits(max_terms=2))
+    with pytest.raises(query.QueryError, match="^q: 4 characters; at most 3 are allowed$"):
+        query.check_limits(query.Query(text=("ab", "c")), query.Limits(max_length=3))
+
+
+def test_the_default_limits_are_the_settings_defaults():
+    from controlplane import settings
+
+    search = settings.SearchSettings()
+    assert query.Limits() == query.Limits(max_terms=search.max_terms, max_length=search.max_query_length)
 
 
 def test_a_control_character_in_the_text_is_refused():

@@ -70,7 +70,13 @@ QUERIES = [
     "installing install",
     '"non-zero code"',
     "the",
-    '"to be" heartbeats',
+    '"in a row" heartbeats',
+    # phrases of common words keep every word (issue 16): no stop words on either backend
+    '"no such host"',
+    '"is not a directory"',
+    '"not found"',
+    '"the build was"',
+    "not",
     "zzzznotthere",
     "numpy status:failed",
     '"Could not resolve host" user:alice',
@@ -87,6 +93,17 @@ QUERIES = [
 ]
 
 
+# (jobs, error): exact phrases of common words, then decoys holding the same words apart.
+COMMON_WORDS = [
+    (4, "dial tcp: lookup registry.internal on 10.0.0.2:53: no such host"),
+    (3, "mkdir /work/app/config.yaml: is not a directory"),
+    (3, "GET /v2/base/manifests/latest: 404 not found"),
+    (2, "no space left on device; such is life on a4c.host"),
+    (2, "it is a file, not the directory you wanted"),
+    (2, "nothing found: the package is not in the index"),
+]
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def loaded(database_url, elasticsearch_url, kafka_bootstrap, test_run_id):
     prefix = f"contract{uuid.uuid4().hex[:8]}"
@@ -96,6 +113,12 @@ async def loaded(database_url, elasticsearch_url, kafka_bootstrap, test_run_id):
     people = jobgen.users()
     await conn.executemany("INSERT INTO users (id, name, role) VALUES ($1, $2, 'user') ON CONFLICT (id) DO NOTHING", [(u.id, u.name) for u in people])
     await conftest.load_jobs(conn, ROWS, seed=11)
+    # Errors made of common words, next to decoys with the same words apart.
+    for offset, (count, text) in enumerate(COMMON_WORDS):
+        await conn.execute(
+            "UPDATE jobs SET error = $1, log_tail = log_tail || E'\\n' || $1 WHERE id IN (SELECT id FROM jobs ORDER BY id DESC OFFSET $2 LIMIT $3)",
+            text, offset * 5, count,
+        )
     # Some jobs soft-deleted: neither backend may show them.
     await conn.execute("UPDATE jobs SET deleted_at = now() WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT 15)")
     await conn.close()

@@ -12,7 +12,7 @@ import uuid
 import asyncpg
 import pytest
 import pytest_asyncio
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 from bench.search import jobgen
 from controlplane.domain import query as query_mod
@@ -63,8 +63,10 @@ async def big_table(database_url):
 
 
 async def _plan(conn, statement) -> str:
-    sql = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
-    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}")
+    """The plan of ``statement`` with its parameters bound, as the search sends it (an unnamed statement gets a custom plan)."""
+    compiled = statement.compile(dialect=asyncpg_dialect.dialect())
+    values = [compiled.params[name] for name in compiled.positiontup]
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {compiled}", *values)
     return json.dumps(json.loads(plan))
 
 
@@ -112,3 +114,11 @@ async def test_totals_and_facets_read_a_bounded_number_of_matches_through_indexe
         # Counting the first CAP + 1 matches may read rows in physical order
         # when matches are common: a scan the Limit ends early, never a full one.
         assert not _seq_scans_of_jobs(count, allow_under_limit=True), f"{text!r} (count): {count}"
+
+
+async def test_the_text_query_is_folded_to_a_constant_and_read_through_the_gin_index(big_table):
+    q = query_mod.parse('"no space left" "is not a directory"', now=NOW)
+    plan = await _plan(big_table, postgres.page_statement(q, None, results.Page(limit=50)))
+    # a4c_text_query(:terms) is IMMUTABLE: with the bound terms the planner sees the tsquery itself (migration 0004).
+    assert "'no' <-> 'space' <-> 'left' & 'is' <-> 'not' <-> 'a' <-> 'directori'" in plan.replace("''", "'"), plan
+    assert "jobs_search" in plan and not _seq_scans_of_jobs(plan), plan
