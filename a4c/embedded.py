@@ -124,14 +124,20 @@ def stop_leftover(pidfile: pathlib.Path) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    # Wait for the whole group (PostgreSQL's backends outlive a killed postmaster and hold its shared memory).
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
+    while time.monotonic() < deadline and _group_alive(pid):
         time.sleep(0.05)
     pidfile.unlink(missing_ok=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Any process of the group left, zombies included: PostgreSQL's lock files count a dead but unreaped postmaster."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 # --- PostgreSQL ---------------------------------------------------------------

@@ -16,7 +16,9 @@ It starts, in order, each step printed with its time:
 
 Search is served by PostgreSQL unless ``--config`` sets
 ``search.elasticsearch_url``. The same code runs in production; only the
-configuration differs. Ctrl-C (or SIGTERM) stops everything in reverse order.
+configuration differs. Once up, a child that crashes is restarted with
+backoff while the others run on; one that keeps crashing stops the whole
+(a4c/supervise.py). Ctrl-C (or SIGTERM) stops everything in reverse order.
 After a restart — even after ``kill -9`` — everything comes back from the
 state directory: the database keeps all state, the agent keeps its identity,
 and reconciliation recognises the workspaces still running.
@@ -40,7 +42,7 @@ import urllib.request
 import click
 import yaml
 
-from a4c import embedded
+from a4c import embedded, supervise
 
 DEFAULT_STATE = pathlib.Path(os.environ.get("XDG_STATE_HOME") or pathlib.Path.home() / ".local" / "state") / "a4c"
 BIN = pathlib.Path(sys.executable).parent
@@ -89,6 +91,7 @@ class Up:
         self.progress = progress
         self.embedded_broker = False
         self.children: list[embedded.Child] = []
+        self.watcher: supervise.Watcher | None = None
         self.ports_file = state / "ports.json"
         self.ports: dict[str, int] = json.loads(self.ports_file.read_text()) if self.ports_file.exists() else {}
 
@@ -228,14 +231,19 @@ class Up:
     # -- run and stop ----------------------------------------------------------------
 
     def watch(self, stopping: typing.Callable[[], bool]) -> int:
-        """Until asked to stop, or a component dies (then say which, and why)."""
-        while not stopping():
-            for child in self.children:
-                if not child.alive():
-                    click.echo(f"error: {child.name} exited with {child.process.returncode if child.process else '?'}; its log ({child.log}) ends:\n{child.tail()}", err=True)
-                    return 1
-            time.sleep(0.2)
+        """Until asked to stop: a crashed child is restarted, one that keeps crashing stops it all (a4c/supervise.py)."""
+        self.watcher = supervise.Watcher(self.children, self.state)
+        try:
+            self.watcher.run(stopping)
+        except supervise.GaveUp as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 1
         return 0
+
+    def restarts(self) -> str:
+        """``agent 2, kafka 1``: what was restarted while up, or empty."""
+        counts = self.watcher.restarts() if self.watcher is not None else {}
+        return ", ".join(f"{name} {count}" for name, count in counts.items())
 
     def stop(self) -> None:
         for child in reversed(self.children):
@@ -358,6 +366,8 @@ def command(state_dir: pathlib.Path, config_path: pathlib.Path | None, host: str
         crash.write_text(traceback.format_exc())
         click.echo(f"\nerror: unexpected {type(exc).__name__}: {exc} (traceback in {crash})", err=True)
     finally:
+        if up.restarts():
+            click.echo(f"restarted while up: {up.restarts()}", err=True)
         if up.children:
             progress.say("stopping …")
             up.stop()

@@ -15,7 +15,7 @@ import sys
 import click
 
 from controlplane import settings as cp_settings
-from shared import config
+from shared import config, logrepeats
 
 EXIT_CONFIG = 2
 
@@ -59,6 +59,7 @@ def _configure_logging(settings: cp_settings.Settings) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(logrepeats.RepeatFilter())  # a broker outage: one aiokafka line per kind per 30 s
     logging.basicConfig(level=settings.logging.level, handlers=[handler], force=True)
 
 
