@@ -144,7 +144,15 @@ class Publisher:
                 continue
             batch = [item for item in list(self._queue)[:500] if not item.future.done()]
             sends = [await producer.send(self.topic, item.body, key=key) for item in batch]
-            results = await asyncio.gather(*sends, return_exceptions=True)
+            # aiokafka retries a batch for as long as the cluster metadata still
+            # names a leader, so a broker that went away fails no send: without
+            # a deadline of our own the agent would queue forever and never say so.
+            _, pending = await asyncio.wait(sends, timeout=self.kafka.request_timeout)
+            if pending:
+                raise aiokafka.errors.KafkaTimeoutError(
+                    f"{len(pending)} events not acknowledged within {self.kafka.request_timeout:g} s (kafka.request_timeout)"
+                )
+            results = [f.exception() or f.result() for f in sends]
             for item, result in zip(batch, results):
                 if isinstance(result, BaseException):
                     # Keep it (and what follows) queued: the reconnect resends in order.

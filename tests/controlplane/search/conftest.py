@@ -119,6 +119,11 @@ class Background:
                 raise task.exception()
 
 
+def relay_producer(settings: cp_settings.Settings) -> kafka.TopicCreatingProducer:
+    """The relay's producer as controlplane/workers.py builds it: idempotent, topics created on first send."""
+    return kafka.TopicCreatingProducer(kafka.producer(settings.kafka, client_id="test-relay"), settings.kafka)
+
+
 @pytest.fixture
 async def background() -> typing.AsyncIterator[Background]:
     tasks = Background()
@@ -130,9 +135,7 @@ async def background() -> typing.AsyncIterator[Background]:
 async def pipeline(settings, engine, background):
     """The outbox relay and one sync consumer, running; returns the consumer's stats."""
     await kafka.ensure_topics(settings.kafka, [f"{settings.kafka.topic_prefix}.job-sync"])
-    # Not shared.kafka.producer: its idempotent producer needs InitProducerId,
-    # which the harness's tansu answers with an error.
-    producer = aiokafka.AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    producer = relay_producer(settings)
     await producer.start()
 
     async def relay_loop(stopping: asyncio.Event) -> None:

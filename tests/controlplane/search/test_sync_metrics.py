@@ -55,6 +55,7 @@ async def test_after_jobs_are_synced_the_metrics_show_their_bulk_documents_and_o
     # An update stamps updated_at with its commit time, which the latency is measured from.
     await db.execute("UPDATE jobs SET attempts = attempts + 1")
     await wait.eventually(lambda: pipeline.indexed == 2 * JOBS, timeout=30, message=f"the {JOBS} updates indexed")
+    await index.refresh(es, settings.search.index_alias)  # a real node shows writes after a refresh
     assert await index.live_count(es, settings.search.index_alias) == len(rows)
     after = await _scrape(metrics_url)
 
