@@ -79,7 +79,8 @@ def _job_where(job: Obj, show_reason: bool) -> str:
 
 
 def job_line(job: Obj) -> str:
-    return _job_where(job, job["status"] in ("queued", "pending"))
+    # Running includes a build waiting on its agent for a build slot: the reason says so.
+    return _job_where(job, job["status"] in ("queued", "pending", "dispatched", "running"))
 
 
 def build_verdict(job: Obj) -> Verdict:

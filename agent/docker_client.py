@@ -161,6 +161,11 @@ class Docker:
         # The SDK extends the HTTP deadline by the stop grace period itself.
         await self.call(lambda c: c.stop(ref, timeout=int(round(timeout))))
 
+    async def logs(self, ref: str, *, tail: int) -> str:
+        """The last ``tail`` lines a container wrote (stdout and stderr)."""
+        raw = await self.call(lambda c: c.logs(ref, stdout=True, stderr=True, tail=tail, timestamps=False))
+        return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
     async def remove_container(self, ref: str, *, force: bool) -> None:
         await self.call(lambda c: c.remove_container(ref, force=force, v=True))
 

@@ -2,7 +2,8 @@
 
 A container that dies on its own (its process exited, the OOM killer), is
 restarted by its restart policy, or is removed behind the agent's back
-produces a ``workspace.state`` event here. Changes the agent is making
+produces a ``workspace.state`` event here; one that keeps exiting is
+stopped and reported ``failed`` (agent/crashes.py). Changes the agent is making
 itself are skipped (:class:`agent.context.Expectations`): the command
 handler reports those, with its job.
 
@@ -21,6 +22,7 @@ import time
 import typing
 
 from agent import context as context_mod
+from agent import crashes
 from agent import docker_client
 from agent.domain import backoff as backoff_mod
 from agent.domain import containers as spec_mod
@@ -36,6 +38,7 @@ class Watcher:
         self.ctx = ctx
         self.on_gap = on_gap
         self._since: float | None = None
+        self._loops = crashes.CrashLoops()
 
     async def run(self) -> None:
         """Root task."""
@@ -124,6 +127,8 @@ class Watcher:
             else:
                 reason = "started outside the agent (restart policy or by hand)"
             state = spec_mod.state_from_inspect(info, workspace_id=workspace_id, stopped_on_command=stopped, reason=reason)
+            if action == "die" and not stopped and await self._crash_loop(workspace_id, container_id, info):
+                return
             if action == "die":
                 # The inspect may already show the restart policy's next start;
                 # the die itself is what this event reports.
@@ -132,6 +137,23 @@ class Watcher:
                 )
         log.info("workspace changed outside the agent", extra={"workspace_id": workspace_id, "state": state.state, "reason": state.reason})
         self.ctx.publisher.emit(messages.EventKind.WORKSPACE_STATE, state)
+
+    async def _crash_loop(self, workspace_id: str, container_id: str, info: dict[str, typing.Any]) -> bool:
+        """Count an exit; at ``crash_loop_exits`` within the window, stop the container and report it failed."""
+        docker = self.ctx.settings.docker
+        exits = self._loops.exited(workspace_id, limit=docker.crash_loop_exits, window=docker.crash_loop_window)
+        if exits is None:
+            return False
+        with self.ctx.expectations.expect(workspace_id):
+            try:
+                await crashes.fail(
+                    self.ctx, workspace_id, container_id, info,
+                    f"crash loop: the container exited {exits} times within {docker.crash_loop_window:g} s",
+                    restarts=int(info.get("RestartCount") or 0),
+                )
+            except docker_client.NotFound:
+                return True  # removed meanwhile: its destroy event follows
+        return True
 
 
 def _int(value: typing.Any) -> int | None:

@@ -55,6 +55,16 @@ class DockerSettings(config.StrictModel):
         description="Capabilities added back after cap_drop: what a developer shell needs, nothing that reaches the host.",
     )
     stop_timeout: Seconds = pydantic.Field(default=10.0, description="Grace between SIGTERM and SIGKILL when stopping a workspace.")
+    init: bool = pydantic.Field(
+        default=True, description="Run Docker's init (tini) as PID 1 of workspaces, so SIGTERM stops them at once (docs/workspaces.md)."
+    )
+    settle_period: Seconds = pydantic.Field(
+        default=2.0, description="A started workspace is reported running only if it is still up, not restarted, this long after its start."
+    )
+    crash_loop_exits: int = pydantic.Field(
+        default=3, gt=0, description="This many exits of a workspace container within crash_loop_window: stop it and report it failed."
+    )
+    crash_loop_window: Seconds = pydantic.Field(default=300.0, description="The window crash_loop_exits are counted in.")
     enforce_disk_limit: bool = pydantic.Field(
         default=False, description="Pass a workspace's disk_gb as a storage-opt size (needs overlay2 on xfs with pquota)."
     )

@@ -1,5 +1,10 @@
 """Workspace commands: create, start, stop, delete one container on the local daemon.
 
+A workspace's main process (init as PID 1, keep-alive for an image whose
+command would exit at once) is decided by agent/domain/main_process.py; a
+create or start reports success only once the container stayed up for the
+settle period (agent/crashes.py), else the workspace is ``failed``.
+
 Every handler is idempotent, because Kafka delivers at least once and a
 kill -9 can land anywhere: create adopts the container its deterministic
 name finds (even one a previous run created but never started), start and
@@ -16,9 +21,11 @@ import time
 import typing
 
 from agent import context as context_mod
+from agent import crashes
 from agent import docker_client
 from agent import jobs
 from agent.domain import containers as spec_mod
+from agent.domain import main_process
 from shared import messages
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,7 @@ def policy_of(settings: typing.Any) -> spec_mod.RuntimePolicy:
         cap_drop=tuple(docker.cap_drop),
         cap_add=tuple(docker.cap_add),
         enforce_disk_limit=docker.enforce_disk_limit,
+        init=docker.init,
     )
 
 
@@ -46,9 +54,6 @@ class Workspaces:
         spec = command.spec
         try:
             name = spec_mod.container_name(spec.workspace_id, self.ctx.host_id)
-            container, host_config = spec_mod.create_request(
-                spec, host_id=self.ctx.host_id, job_id=job_id, policy=policy_of(self.ctx.settings)
-            )
         except spec_mod.SpecError as exc:
             raise jobs.JobFailed(f"spec.{exc}") from exc
         with self.ctx.expectations.expect(spec.workspace_id):
@@ -58,12 +63,17 @@ class Workspaces:
             if adopted:
                 log.info("workspace container exists; adopting it", extra={"container": name, "job_id": job_id})
             else:
+                main = main_process.decide(spec.command, await self._image_config(spec.image, job_id))
+                try:
+                    container, host_config = spec_mod.create_request(
+                        spec, host_id=self.ctx.host_id, job_id=job_id, policy=policy_of(self.ctx.settings), main=main
+                    )
+                except spec_mod.SpecError as exc:
+                    raise jobs.JobFailed(f"spec.{exc}") from exc
+                log.info("workspace main process", extra={"container": name, "job_id": job_id, "why": main.why})
                 info = await self._create(container, host_config, name, job_id)
             self._check_owned(info, name)
-            if not info["State"].get("Running"):
-                await self.ctx.docker.start(name)
-                info = await self.ctx.docker.inspect_container(name)
-            self.ctx.marks.mark_stopped(spec.workspace_id, False)
+            info = await self._up(spec.workspace_id, name, info)
             if info.get("Image"):
                 self.ctx.marks.image_used(info["Image"], time.time())
             state = spec_mod.state_from_inspect(info, workspace_id=spec.workspace_id, stopped_on_command=False)
@@ -74,13 +84,21 @@ class Workspaces:
         name = self._name(ref.workspace_id)
         with self.ctx.expectations.expect(ref.workspace_id):
             info = await self._require(name, ref.workspace_id)
-            if not info["State"].get("Running"):
-                await self.ctx.docker.start(name)
-                info = await self.ctx.docker.inspect_container(name)
-            self.ctx.marks.mark_stopped(ref.workspace_id, False)
+            info = await self._up(ref.workspace_id, name, info)
             state = spec_mod.state_from_inspect(info, workspace_id=ref.workspace_id, stopped_on_command=False)
             self._state(state)
         return self._result(state)
+
+    async def _up(self, workspace_id: str, name: str, info: dict[str, typing.Any]) -> dict[str, typing.Any]:
+        """Start the container if needed and wait out the settle period; a container that did not stay up fails the job."""
+        if not info["State"].get("Running"):
+            await self.ctx.docker.start(name)
+            info = await self.ctx.docker.inspect_container(name)
+        self.ctx.marks.mark_stopped(workspace_id, False)
+        try:
+            return await crashes.settle(self.ctx, workspace_id, name, info)
+        except crashes.Failed as exc:
+            raise jobs.JobFailed(str(exc)) from None
 
     async def stop(self, ref: messages.WorkspaceRef, job_id: str) -> dict[str, typing.Any]:
         name = self._name(ref.workspace_id)
@@ -127,27 +145,30 @@ class Workspaces:
 
     # -- helpers --------------------------------------------------------------
 
+    async def _image_config(self, image: str, job_id: str) -> dict[str, typing.Any]:
+        """The image's ``Config`` (its entrypoint and command), pulling it first if allowed."""
+        try:
+            return (await self.ctx.docker.inspect_image(image)).get("Config") or {}
+        except docker_client.NotFound as exc:
+            if not self.ctx.settings.docker.pull_missing_images:
+                raise jobs.JobFailed(f"image {image!r} is not on this host: {exc}") from exc
+        jobs.progress(self.ctx.publisher, job_id, "pulling", f"pulling {image}")
+        try:
+            await self.ctx.docker.pull(image)
+            return (await self.ctx.docker.inspect_image(image)).get("Config") or {}
+        except docker_client.DockerUnavailable:
+            raise
+        except docker_client.DockerError as pull_exc:
+            raise jobs.JobFailed(f"image {image!r} is not on this host and cannot be pulled: {pull_exc}") from pull_exc
+
     async def _create(self, container: dict, host_config: dict, name: str, job_id: str) -> dict[str, typing.Any]:
-        image = container["image"]
         try:
             await self.ctx.docker.create_container(container, host_config)
         except docker_client.Conflict:
             # Someone (a previous run of this command) created it meanwhile: adopt it.
             log.info("container already exists; adopting it", extra={"container": name, "job_id": job_id})
         except docker_client.NotFound as exc:
-            if not self.ctx.settings.docker.pull_missing_images:
-                raise jobs.JobFailed(f"image {image!r} is not on this host: {exc}") from exc
-            jobs.progress(self.ctx.publisher, job_id, "pulling", f"pulling {image}")
-            try:
-                await self.ctx.docker.pull(image)
-            except docker_client.DockerUnavailable:
-                raise
-            except docker_client.DockerError as pull_exc:
-                raise jobs.JobFailed(f"image {image!r} is not on this host and cannot be pulled: {pull_exc}") from pull_exc
-            try:
-                await self.ctx.docker.create_container(container, host_config)
-            except docker_client.Conflict:
-                pass
+            raise jobs.JobFailed(f"image {container['image']!r} is not on this host: {exc}") from exc
         return await self.ctx.docker.inspect_container(name)
 
     async def _find(self, name: str) -> dict[str, typing.Any] | None:

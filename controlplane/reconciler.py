@@ -38,7 +38,6 @@ from controlplane.db import models
 from controlplane.domain import reconcile
 from controlplane.services import image_waits
 from controlplane.services import images as image_service
-from controlplane.services import placement as placement_service
 from controlplane.services import workspaces as ws_service
 from shared import aio, messages
 
@@ -205,12 +204,25 @@ async def _reconcile_host(session: Session, host_id: uuid.UUID, settings: cp_set
             )
         )
     ).all()
+    # A create parked until its image is built here (services/image_waits.py) has no container yet and must
+    # not get one: the release dispatches it once the image exists.
+    waiting = set(
+        (
+            await session.scalars(
+                sa.select(models.Job.workspace_id).where(
+                    models.Job.host_id == host_id, models.Job.kind == models.JobKind.WORKSPACE_CREATE,
+                    models.Job.status == models.JobStatus.PENDING, models.Job.reason.startswith(image_waits.WAITING_FOR_IMAGE),
+                )
+            )
+        ).all()
+    )
     desired = [
         reconcile.Workspace(
             id=str(w.id), desired=w.desired_state.value, observed=w.observed_state.value, container_id=w.container_id,
             spec_version=w.version, observed_at=w.observed_at, name=w.name,
         )
         for w in ws_rows
+        if w.id not in waiting
     ]
     job_rows = (
         await session.scalars(sa.select(models.Job).where(models.Job.host_id == host_id, models.Job.status.in_(LIVE_JOB_STATES)))
@@ -350,17 +362,15 @@ async def _dispatch_unplaced_builds(session: Session, settings: cp_settings.Sett
             .with_for_update(skip_locked=True)
         )
     ).all()
-    if not rows:
-        return 0
-    hosts = await placement_service.snapshot(session)
     sent = 0
     for job in rows:
-        outcome = placement_service.decide(image_service.BUILD_FOOTPRINT, hosts, _now(), settings.placement)
-        if outcome.host_id is None:
-            job.reason = outcome.reason
+        # Read afresh per job: the builds dispatched so far count as in flight.
+        choice = await image_service.choose_build_host(session, settings)
+        if choice.host is None:
+            job.reason = choice.reason
             continue
-        host = await session.get(models.Host, outcome.host_id)
-        await image_service.dispatch_build(session, job, host, settings, reason=outcome.reason)
+        host = await session.get(models.Host, choice.host.id)
+        await image_service.dispatch_build(session, job, host, settings, reason=choice.reason)
         sent += 1
     return sent
 

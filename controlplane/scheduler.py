@@ -11,6 +11,10 @@ fire times come from :mod:`controlplane.cron`; PostgreSQL makes it exactly-once:
   the jobs table, so even a claim that raced (or a retried transaction)
   cannot build one slot twice.
 
+A slot that fires while a build of the image is still pending, queued or
+running joins that build (no second job; the schedule's ``last_outcome``
+says so), so a ``* * * * *`` schedule cannot pile up builds.
+
 What happens to slots missed during downtime is the pure
 :func:`controlplane.domain.schedules.decide` (``scheduler.misfire``).
 """
@@ -74,18 +78,39 @@ async def fire_due(sessions: sa_asyncio.async_sessionmaker[Session], settings: c
                 logger.info("schedule %s slot %s: %s", schedule.id, slot.isoformat(), decision.reason)
                 continue
             key = f"schedule:{schedule.id}:{slot.isoformat()}"
-            if await _build(session, schedule, key, settings):
+            outcome = await _build(session, schedule, key, settings)
+            if outcome is not None:
                 schedule.last_run_at = now
+            if outcome == "requested":
                 fired.append(key)
                 FIRED.labels("missed" if decision.missed else "fired").inc()
     return fired
 
 
-async def _build(session: Session, schedule: models.Schedule, key: str, settings: cp_settings.Settings) -> bool:
+_WAITING_OR_RUNNING = (models.JobStatus.PENDING, models.JobStatus.QUEUED, models.JobStatus.DISPATCHED, models.JobStatus.RUNNING)
+
+
+async def _build(session: Session, schedule: models.Schedule, key: str, settings: cp_settings.Settings) -> str | None:
+    """Request the slot's build: "requested", "coalesced" (joined one in flight) or None (could not)."""
     image = await session.get(models.Image, schedule.image_id)
     owner = await session.get(models.User, schedule.owner_id)
     if image is None or owner is None:
-        return False
+        return None
+    ongoing = (
+        await session.scalars(
+            sa.select(models.Job)
+            .where(models.Job.kind == models.JobKind.IMAGE_BUILD, models.Job.image_id == image.id, models.Job.status.in_(_WAITING_OR_RUNNING))
+            .order_by(models.Job.created_at)
+            .limit(1)
+        )
+    ).first()
+    if ongoing is not None:
+        # That build yields the image this slot asks for: join it rather than pile up one build per slot.
+        schedule.last_job_id = ongoing.id
+        schedule.last_outcome = f"coalesced into build job {ongoing.id}, {ongoing.status.value} ({ongoing.reason or 'no reason given'})"
+        logger.info("%s: %s", key, schedule.last_outcome)
+        FIRED.labels("coalesced").inc()
+        return "coalesced"
     principal = access.Principal(user_id=owner.id, name=owner.name, role=owner.role)
     try:
         async with session.begin_nested():
@@ -95,10 +120,11 @@ async def _build(session: Session, schedule: models.Schedule, key: str, settings
     except Exception as exc:  # noqa: BLE001 - one broken schedule must not stop the others
         logger.warning("schedule %s: could not request a build of %s: %s", schedule.id, image.name, exc)
         FIRED.labels("error").inc()
-        return False
+        return None
     if jobs:
         schedule.last_job_id = jobs[0].id
-    return True
+        schedule.last_outcome = f"requested build job {jobs[0].id}"
+    return "requested"
 
 
 async def run(sessions: sa_asyncio.async_sessionmaker[Session], settings: cp_settings.Settings, *, stopping: asyncio.Event) -> None:

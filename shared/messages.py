@@ -156,10 +156,11 @@ class PublishedPort(_Model):
 
 class WorkspaceState(_Model):
     workspace_id: str
-    state: typing.Literal["creating", "running", "stopped", "exited", "missing", "deleted"]
+    state: typing.Literal["creating", "running", "stopped", "exited", "failed", "missing", "deleted"]
     container_id: str | None = None
     ports: list[PublishedPort] = pydantic.Field(default_factory=list)
     exit_code: int | None = None
+    restart_count: int | None = pydantic.Field(default=None, description="Set with failed: restarts Docker made before the agent stopped it.")
     reason: str = ""
 
 

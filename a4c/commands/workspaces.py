@@ -11,6 +11,7 @@ the workspace as it is at the end (for delete: the final job).
 
 from __future__ import annotations
 
+import shlex
 import typing
 
 import click
@@ -59,11 +60,14 @@ def _env(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--disk", "disk_gb", type=int, default=10, show_default=True, help="GiB (quota; counts against the host's disk).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable; repeatable.")
 @click.option("--port", "ports", type=int, multiple=True, help="Container port to publish (TCP); repeatable.")
+@click.option("--command", "command", metavar="'PROGRAM ARGS…'",
+              help="Main process instead of the image's command, split like a shell line, e.g. 'httpd -f -p 8080'. "
+                   "Without it: the image's command, or a keep-alive if that is a bare shell (docs/workspaces.md).")
 @click.option("--wait", is_flag=True, help=WAIT_HELP.format(goal="running"))
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True, help="Seconds --wait waits.")
 @pass_session
 def create(session: Session, name: str, image: str | None, image_ref: str | None, cpus: float, memory_mb: int, disk_gb: int,
-           env: tuple[str, ...], ports: tuple[int, ...], wait: bool, timeout: float) -> None:
+           env: tuple[str, ...], ports: tuple[int, ...], command: str | None, wait: bool, timeout: float) -> None:
     """Create workspace NAME from --image or --image-ref."""
     if (image is None) == (image_ref is None):
         raise click.UsageError("give exactly one of --image NAME (registered) or --image-ref REF (a Docker reference)")
@@ -71,6 +75,14 @@ def create(session: Session, name: str, image: str | None, image_ref: str | None
         "name": name, "cpus": cpus, "memory_mb": memory_mb, "disk_gb": disk_gb, "env": _env(env),
         "ports": [{"container_port": p} for p in ports],
     }
+    if command is not None:
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--command") from None
+        if not argv:
+            raise click.BadParameter("give a program to run", param_hint="--command")
+        body["command"] = argv
     body["image" if image else "image_ref"] = image or image_ref
     api = session.api()
     accepted = api.post("/v1/workspaces", body)

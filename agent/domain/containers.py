@@ -18,6 +18,7 @@ import dataclasses
 import re
 import typing
 
+from agent.domain import main_process
 from shared import messages
 
 PREFIX = "a4c-"
@@ -48,6 +49,7 @@ class RuntimePolicy:
     cap_drop: tuple[str, ...] = ("ALL",)
     cap_add: tuple[str, ...] = ()
     enforce_disk_limit: bool = False
+    init: bool = True
 
 
 def container_name(workspace_id: str, host_id: str) -> str:
@@ -72,9 +74,18 @@ def is_owned(container_labels: typing.Mapping[str, str] | None, host_id: str) ->
 
 
 def create_request(
-    spec: messages.WorkspaceSpec, *, host_id: str, job_id: str | None, policy: RuntimePolicy
+    spec: messages.WorkspaceSpec,
+    *,
+    host_id: str,
+    job_id: str | None,
+    policy: RuntimePolicy,
+    main: main_process.MainProcess | None = None,
 ) -> tuple[dict[str, typing.Any], dict[str, typing.Any]]:
-    """(create_container kwargs, create_host_config kwargs) for one workspace."""
+    """(create_container kwargs, create_host_config kwargs) for one workspace.
+
+    ``main`` is the decided main process (agent/domain/main_process.py);
+    None runs ``spec.command`` as Docker would.
+    """
     name = container_name(spec.workspace_id, host_id)
     memory = spec.memory_mb * 1024 * 1024
     port_keys = [f"{p.container_port}/{p.protocol}" for p in spec.ports]
@@ -86,6 +97,8 @@ def create_request(
         "pids_limit": spec.pids_limit,
         "privileged": False,
         "security_opt": ["no-new-privileges:true"],
+        # Docker's init (tini) as PID 1: signals reach the main process, zombies are reaped.
+        "init": True if policy.init else None,
         "cap_drop": list(policy.cap_drop),
         "cap_add": list(policy.cap_add) or None,
         "restart_policy": {"Name": policy.restart_policy} if policy.restart_policy != "no" else None,
@@ -100,12 +113,14 @@ def create_request(
         "image": spec.image,
         "name": name,
         "hostname": spec.workspace_id[:63],
-        "command": spec.command,
+        "command": main.command if main is not None else spec.command,
         "environment": dict(spec.env),
         "labels": labels(workspace_id=spec.workspace_id, host_id=host_id, job_id=job_id),
         "ports": [(p.container_port, p.protocol) for p in spec.ports] or None,
         "detach": True,
     }
+    if main is not None and main.entrypoint is not None:
+        container["entrypoint"] = main.entrypoint
     return container, {k: v for k, v in host_config.items() if v is not None}
 
 

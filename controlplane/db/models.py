@@ -247,6 +247,7 @@ class Schedule(_Timestamps, Base):
     next_run_at: orm.Mapped[datetime.datetime | None]
     last_run_at: orm.Mapped[datetime.datetime | None]
     last_job_id: orm.Mapped[uuid.UUID | None]
+    last_outcome: orm.Mapped[str] = orm.mapped_column(sa.Text, default="", server_default="", doc="what the last firing did")
 
     __table_args__ = (sa.Index("schedules_due", "next_run_at", postgresql_where=sa.text("enabled")),)
 
@@ -270,6 +271,7 @@ class Workspace(_Timestamps, Base):
     disk_gb: orm.Mapped[int]
     env: orm.Mapped[dict[str, typing.Any]] = orm.mapped_column(default=dict, server_default="{}")
     ports: orm.Mapped[list[typing.Any]] = orm.mapped_column(default=list, server_default="[]", doc="requested container ports")
+    command: orm.Mapped[list[typing.Any] | None] = orm.mapped_column(doc="main process instead of the image's command (migration 0005)")
     published_ports: orm.Mapped[list[typing.Any]] = orm.mapped_column(default=list, server_default="[]")
     container_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(80))
     placement: orm.Mapped[dict[str, typing.Any] | None] = orm.mapped_column(doc="why this host, why not the others")

@@ -123,7 +123,8 @@ class Request:
 class Host:
     """One candidate host as the control plane knows it at decision time.
 
-    ``allocated_*`` are sums over the live workspaces placed on the host.
+    ``allocated_*`` are sums over the live workspaces placed on the host
+    (a workspace asked to stop holds none: controlplane/services/placement.py).
     ``disk_used_bytes`` is the latest report (None: no report yet);
     ``promised_disk_bytes`` the quotas of workspaces placed but not yet running.
     ``disk_total_bytes`` is the reported disk size (None: use ``capacity_disk_bytes``).

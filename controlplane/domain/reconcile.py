@@ -25,7 +25,7 @@ Rules for each workspace PostgreSQL places on the host (each action's
 desired           container on the host       actions
 ================  ==========================  =====================================
 running           none                        CreateContainer (never when ``lost``/``failed``)
-running           exited / created            StartContainer
+running           exited / created            StartContainer (never when ``failed``)
 running           dead                        RemoveContainer (a later pass creates it)
 stopped           running / restarting/paused StopContainer
 stopped           none, DB had one            MarkObserved(stopped, no container)
@@ -390,6 +390,8 @@ class _Planner:
         if state == "removing":
             return  # on its way out; the next inventory shows the outcome
         up = state in UP_STATES
+        if ws.observed == "failed" and not up:
+            return  # its agent stopped it (it did not stay up): a person starts it again
         if ws.desired == "running":
             target = "running" if up else "exited"
         else:

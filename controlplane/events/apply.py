@@ -209,7 +209,7 @@ async def job_result(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, r: 
 
 
 async def workspace_state(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, s: messages.WorkspaceState) -> None:
-    observed = {"creating": "creating", "running": "running", "stopped": "stopped", "exited": "exited", "deleted": "deleted"}.get(s.state)
+    observed = {"creating": "creating", "running": "running", "stopped": "stopped", "exited": "exited", "failed": "failed", "deleted": "deleted"}.get(s.state)
     if observed is None:  # "missing": the reconciler decides what that means
         return
     await conn.execute(

@@ -52,8 +52,9 @@ async def _allocations(session: Session, host_ids: list[uuid.UUID]) -> dict[uuid
     stmt = (
         sa.select(
             W.host_id,
-            sa.func.coalesce(sa.func.sum(W.cpus), 0),
-            sa.func.coalesce(sa.func.sum(W.memory_mb), 0),
+            # As placement counts them (services/placement.py): a workspace asked to stop holds no CPUs or memory.
+            sa.func.coalesce(sa.func.sum(W.cpus).filter(W.desired_state != models.DesiredState.STOPPED), 0),
+            sa.func.coalesce(sa.func.sum(W.memory_mb).filter(W.desired_state != models.DesiredState.STOPPED), 0),
             sa.func.coalesce(sa.func.sum(W.disk_gb), 0),
             sa.func.coalesce(sa.func.sum(W.disk_gb).filter(W.observed_state.in_(["pending", "creating"])), 0),
             sa.func.count(),

@@ -1,9 +1,10 @@
 """Images: register (inline Dockerfile or git context), read, and request builds.
 
 A build request (API, cron schedule, CI topic or webhook) is **one**
-``image_build`` job on one host: the eligible host with the least disk used
-(the same placement rules as workspaces, for a build's small footprint), so
-"one CI call = one build" holds however large the fleet is.
+``image_build`` job on one host: the active host with the fewest builds in
+flight (controlplane/domain/build_placement.py). Builds take the agents'
+build slots, never workspace CPUs or memory, so reserved workspaces cannot
+starve them; "one CI call = one build" holds however large the fleet is.
 
 Builds are per host (nothing is pushed to a registry). When a workspace lands
 on a host that has not built its image yet, the workspace's create job waits
@@ -27,7 +28,8 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import commands, errors
 from controlplane import settings as cp_settings
 from controlplane.db import models
-from controlplane.services import access, jobs, pagination, placement
+from controlplane.domain import build_placement
+from controlplane.services import access, jobs, pagination
 from shared import messages
 
 Session = sa_asyncio.AsyncSession
@@ -111,8 +113,39 @@ async def list_images(
     return await pagination.page(session, stmt, models.Image, limit=limit, cursor=cursor)
 
 
-BUILD_FOOTPRINT = placement.Request(cpus=0.1, memory_mb=256, disk_gb=1)
-"""What placement assumes a build needs when choosing the host for a request."""
+_BUILD_HOSTS = sa.text(
+    """
+    SELECT h.id, h.name, h.status::text AS status, h.cordoned, h.draining, h.last_heartbeat_at, h.disk_used_bytes,
+           CASE WHEN h.disk_total_bytes <> 0 THEN h.disk_total_bytes ELSE h.capacity_disk_bytes END AS disk_total,
+           coalesce(b.n, 0) AS builds, h.capacity_memory_mb - coalesce(w.memory_mb, 0) AS free_memory
+    FROM hosts h
+    LEFT JOIN (
+        SELECT host_id, count(*) AS n FROM jobs
+        WHERE kind = 'image_build' AND status IN ('queued', 'dispatched', 'running') AND host_id IS NOT NULL
+        GROUP BY host_id
+    ) b ON b.host_id = h.id
+    LEFT JOIN (
+        SELECT host_id, sum(memory_mb) AS memory_mb FROM workspaces
+        WHERE host_id IS NOT NULL AND desired_state <> 'stopped' AND observed_state NOT IN ('deleted', 'failed')
+        GROUP BY host_id
+    ) w ON w.host_id = h.id
+    """
+)
+
+
+async def choose_build_host(session: Session, settings: cp_settings.Settings) -> build_placement.Choice:
+    """The host for a new build (controlplane/domain/build_placement.py): never judged on workspace CPUs or memory."""
+    rows = (await session.execute(_BUILD_HOSTS)).all()
+    hosts = [
+        build_placement.BuildHost(
+            id=r.id, name=r.name, status=r.status, last_heartbeat=r.last_heartbeat_at, builds_in_flight=int(r.builds),
+            cordoned=r.cordoned, draining=r.draining, disk_used_bytes=r.disk_used_bytes, disk_total_bytes=int(r.disk_total or 0),
+            free_memory_mb=int(r.free_memory),
+        )
+        for r in rows
+    ]
+    fresh = datetime.timedelta(seconds=settings.placement.heartbeat_fresh)
+    return build_placement.place(hosts, _now(), fresh=fresh)
 
 
 async def request_builds(
@@ -138,10 +171,10 @@ async def request_builds(
         if existing:
             return existing
     if host is None:
-        outcome = await placement.choose(session, BUILD_FOOTPRINT, settings)
-        reason = reason or outcome.reason
-        if outcome.host_id is not None:
-            host = await session.get(models.Host, outcome.host_id)
+        choice = await choose_build_host(session, settings)
+        reason = reason or choice.reason
+        if choice.host is not None:
+            host = await session.get(models.Host, choice.host.id)
     context = messages.BuildContext(
         dockerfile=image.dockerfile,
         git_url=image.git_url,

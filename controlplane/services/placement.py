@@ -12,6 +12,9 @@ placement onto a host cordoned in the same instant, as if it came just before.
 
 Allocation is derived, never stored: the sum of resources of the live
 (not deleted, not failed) workspaces placed on each host, read under the lock.
+A workspace asked to stop releases its CPUs and memory (its disk stays
+counted in the host's disk report); starting it again checks that its host
+still has them (:func:`room_to_start`).
 Disk "promised" is the quota of workspaces placed but not yet running, which
 the host's last disk report cannot show yet.
 
@@ -58,7 +61,8 @@ _SNAPSHOT = sa.text(
            coalesce(a.n, 0) AS workspaces
     FROM hosts h
     LEFT JOIN (
-        SELECT host_id, sum(cpus) AS cpus, sum(memory_mb) AS memory_mb, sum(disk_gb) AS disk_gb,
+        SELECT host_id, sum(cpus) FILTER (WHERE desired_state <> 'stopped') AS cpus,
+               sum(memory_mb) FILTER (WHERE desired_state <> 'stopped') AS memory_mb, sum(disk_gb) AS disk_gb,
                sum(disk_gb) FILTER (WHERE observed_state IN ('pending', 'creating')) AS promised_gb,
                count(*) AS n
         FROM workspaces
@@ -136,7 +140,8 @@ def _record(result: domain.Placement) -> dict[str, typing.Any]:
 _CANDIDATES = sa.text(
     """
     WITH alloc AS (
-        SELECT host_id, sum(cpus) AS cpus, sum(memory_mb) AS memory_mb,
+        SELECT host_id, sum(cpus) FILTER (WHERE desired_state <> 'stopped') AS cpus,
+               sum(memory_mb) FILTER (WHERE desired_state <> 'stopped') AS memory_mb,
                coalesce(sum(disk_gb) FILTER (WHERE observed_state IN ('pending', 'creating')), 0) AS promised_gb
         FROM workspaces
         WHERE host_id IS NOT NULL AND observed_state NOT IN ('deleted', 'failed')
@@ -230,6 +235,39 @@ async def place_one(session: Session, request: Request, settings: cp_settings.Se
     """Lock and decide for one new workspace (the caller inserts it in the same transaction, which holds the lock)."""
     await lock(session)
     return await choose(session, request, settings)
+
+
+_ROOM = sa.text(
+    """
+    SELECT h.name, h.capacity_cpus, h.capacity_memory_mb,
+           coalesce(sum(w.cpus), 0) AS cpus, coalesce(sum(w.memory_mb), 0) AS memory_mb
+    FROM hosts h
+    LEFT JOIN workspaces w ON w.host_id = h.id AND w.id <> :ws AND w.desired_state <> 'stopped'
+                          AND w.observed_state NOT IN ('deleted', 'failed')
+    WHERE h.id = :host
+    GROUP BY h.id
+    """
+)
+
+
+async def room_to_start(session: Session, host_id: uuid.UUID, workspace_id: uuid.UUID, request: Request) -> str | None:
+    """None if ``host_id`` has the CPUs and memory to start this (stopped or failed) workspace again; else why not.
+
+    Takes the placement lock, so a placement deciding at the same time sees
+    this workspace's reservation once the caller commits.
+    """
+    await lock(session)
+    row = (await session.execute(_ROOM, {"host": host_id, "ws": workspace_id})).first()
+    if row is None:
+        return "its host is no longer enrolled"
+    free_m = int(round(float(row.capacity_cpus) * 1000)) - int(round(float(row.cpus) * 1000))
+    need_m = int(round(float(request.cpus) * 1000))
+    if free_m < need_m:
+        return f"host {row.name} lacks cpu: needs {need_m / 1000:g} cpus, {free_m / 1000:g} free of {float(row.capacity_cpus):g}"
+    free_mb = row.capacity_memory_mb - int(row.memory_mb)
+    if free_mb < request.memory_mb:
+        return f"host {row.name} lacks memory: needs {request.memory_mb} MB, {free_mb} MB free of {row.capacity_memory_mb}"
+    return None
 
 
 def _now() -> datetime.datetime:

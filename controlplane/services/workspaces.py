@@ -44,6 +44,7 @@ class NewWorkspace:
     image_ref: str | None = None      # or a raw Docker reference
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     ports: list[messages.PortSpec] = dataclasses.field(default_factory=list)
+    command: list[str] | None = None  # None: the image's (docs/workspaces.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,7 @@ def spec(ws: models.Workspace, owner: str) -> messages.WorkspaceSpec:
         disk_gb=ws.disk_gb,
         env=dict(ws.env),
         ports=[messages.PortSpec.model_validate(p) for p in ws.ports],
+        command=list(ws.command) if ws.command else None,
     )
 
 
@@ -83,6 +85,7 @@ async def create_workspace(
         disk_gb=new.disk_gb,
         env=dict(new.env),
         ports=[p.model_dump(mode="json") for p in new.ports],
+        command=list(new.command) if new.command else None,
     )
     # Decide under the placement lock, then insert in the same transaction: the
     # lock is held until commit, so the next decision sees this allocation.
@@ -352,6 +355,13 @@ async def _transition(
         raise errors.Conflict(f"cannot {verb} a workspace that is not placed yet: {ws.state_reason}", code="not_placed")
     if ws.observed_state is models.ObservedState.LOST:
         raise errors.Conflict(f"cannot {verb} a workspace whose host is down", code="host_down")
+    released = ws.desired_state is models.DesiredState.STOPPED or ws.observed_state is models.ObservedState.FAILED
+    if desired is models.DesiredState.RUNNING and released:
+        # Stopped and failed workspaces hold no CPUs or memory (services/placement.py): take them back if free.
+        request = placement.Request(cpus=float(ws.cpus), memory_mb=ws.memory_mb, disk_gb=ws.disk_gb)
+        short = await placement.room_to_start(session, ws.host_id, ws.id, request)
+        if short is not None:
+            raise errors.Conflict(f"cannot start: {short} (other workspaces took them while this one was stopped)", code="insufficient_capacity")
     ws.desired_state = desired
     kind = models.JobKind.WORKSPACE_START if desired is models.DesiredState.RUNNING else models.JobKind.WORKSPACE_STOP
     command = messages.CommandKind.WORKSPACE_START if desired is models.DesiredState.RUNNING else messages.CommandKind.WORKSPACE_STOP

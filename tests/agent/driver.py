@@ -66,7 +66,7 @@ def config_for(
             "retry_backoff_max": 1,
             "session_timeout": 1,
         },
-        "docker": {"base_url": docker_host, "publish_address": "127.0.0.1", "stop_timeout": 1},
+        "docker": {"base_url": docker_host, "publish_address": "127.0.0.1", "stop_timeout": 1, "settle_period": 0.5},
         "reporting": {"heartbeat_interval": 1, "inventory_interval": 2, "disk_interval": 1, "disk_paths": disk_paths},
         "cleanup": {"interval": 3600},
         "commands": {"fetch_max_wait": 0.05},

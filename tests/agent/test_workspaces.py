@@ -106,7 +106,8 @@ async def test_starting_a_workspace_without_a_container_fails_and_reports_it_mis
 
 async def test_a_container_that_dies_on_its_own_is_reported_with_its_exit_code(kit: conftest.Kit) -> None:
     agent = kit.agent()
-    spec = kit.spec("ws-crashy", command=["sh", "-c", "sleep 1; exit 7"])
+    # Outlives the settle period (0.5 s in tests/agent/driver.py), so the create succeeds.
+    spec = kit.spec("ws-crashy", command=["sh", "-c", "sleep 3; exit 7"])
     await kit.send(agent, K.WORKSPACE_CREATE, messages.WorkspaceCommand(job_id="crashy", spec=spec))
     assert (await kit.events.result("crashy"))["ok"]
 

@@ -54,7 +54,7 @@ def test_a_build_with_no_host_to_run_it_stays_pending_and_following_it_times_out
     cli.ok("images", "register", "unbuilt", "--dockerfile", str(tmp_path / "Dockerfile"))
     done = cli.process("images", "build", "unbuilt", "--follow", "--timeout", "1")
     assert done.code == 1, str(done)
-    assert "job pending: no eligible host" in done.stderr
+    assert "job pending: waiting for a host that can build: no hosts are enrolled" in done.stderr
     assert done.stderr.splitlines()[-1].startswith("error: timed out after 1 s waiting for the job to end; job ")
 
 

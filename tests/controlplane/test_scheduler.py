@@ -70,12 +70,51 @@ async def test_two_instances_ticking_for_three_minutes_fire_each_slot_exactly_on
         for second in range(0, 180, 5):
             now = T0 + datetime.timedelta(seconds=second)
             await asyncio.gather(scheduler.fire_due(sessions, settings, now=now), scheduler.fire_due(other, settings, now=now))
+            await _finish_builds(database_url, image)  # each build ends before the next slot (else it coalesces)
     finally:
         await other_engine.dispose()
     keys = await _build_jobs(database_url, image)
     slots = sorted({k.split("/")[0] for k in keys})
     assert slots == [f"schedule:{sched}:{(T0 + datetime.timedelta(minutes=m)).isoformat()}" for m in range(3)]
     assert len(keys) == len(slots), "one build job per slot"
+
+
+async def _finish_builds(database_url, image) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE jobs SET status = 'succeeded', finished_at = now() WHERE image_id = $1 AND status <> 'succeeded'", image)
+    finally:
+        await conn.close()
+
+
+async def _schedule_row(database_url, sched) -> asyncpg.Record:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchrow("SELECT last_job_id, last_outcome, last_run_at FROM schedules WHERE id = $1", sched)
+    finally:
+        await conn.close()
+
+
+async def test_a_slot_firing_while_the_images_build_is_queued_or_running_joins_it_instead_of_adding_a_job(sessions, database_url, schedule):
+    sched, image = schedule
+    settings = cp_settings.load(environ={}, **{"scheduler.tick": 5})
+    first = await scheduler.fire_due(sessions, settings, now=T0)
+    assert [k for k in first if k.startswith(f"schedule:{sched}:")], first
+    [job] = await _build_jobs(database_url, image)
+    row = await _schedule_row(database_url, sched)
+    assert row["last_outcome"] == f"requested build job {row['last_job_id']}"
+    # The next two slots come while that build is still dispatched (its agent never answered): no new job.
+    for minute in (1, 2):
+        fired = await scheduler.fire_due(sessions, settings, now=T0 + datetime.timedelta(minutes=minute))
+        assert [k for k in fired if k.startswith(f"schedule:{sched}:")] == []
+        assert await _build_jobs(database_url, image) == [job]
+        later = await _schedule_row(database_url, sched)
+        assert later["last_job_id"] == row["last_job_id"] and later["last_run_at"] > row["last_run_at"]
+        assert later["last_outcome"].startswith(f"coalesced into build job {row['last_job_id']}, dispatched"), later["last_outcome"]
+    # Once it has ended, the next slot builds again.
+    await _finish_builds(database_url, image)
+    await scheduler.fire_due(sessions, settings, now=T0 + datetime.timedelta(minutes=3))
+    assert len(await _build_jobs(database_url, image)) == 2
 
 
 @pytest.mark.parametrize(("policy", "expected"), [("run_once", 1), ("skip", 0)])

@@ -119,6 +119,9 @@ class Schedule(common.Out):
     next_run_at: datetime.datetime | None
     last_run_at: datetime.datetime | None
     last_job_id: uuid.UUID | None
+    last_outcome: str = pydantic.Field(
+        default="", description="What the last firing did: the build it requested, or the queued or running build of the image it joined."
+    )
     next_runs: list[datetime.datetime] = pydantic.Field(description="The next 5 fire times (UTC).")
     created_at: datetime.datetime
 

@@ -21,6 +21,15 @@ EnvName = typing.Annotated[str, pydantic.StringConstraints(pattern=ENV_NAME)]
 EnvValue = typing.Annotated[str, pydantic.StringConstraints(max_length=4096, pattern=common.NO_NUL)]
 
 
+CommandArg = typing.Annotated[str, pydantic.StringConstraints(max_length=4096, pattern=common.NO_NUL)]
+COMMAND_RULE = (
+    "The workspace's main process, replacing the image's CMD (its ENTRYPOINT stays), e.g. [\"httpd\", \"-f\"]. "
+    "Absent: the image's command runs, unless it would exit at once without a terminal (none, or a bare shell or REPL "
+    "such as sh, bash or python3): then a keep-alive runs, so the workspace stays up until it is stopped. "
+    "Docker's init is PID 1 either way (docs/workspaces.md)."
+)
+
+
 class Port(common.Body):
     container_port: int = pydantic.Field(ge=1, le=65535)
     protocol: typing.Literal["tcp", "udp"] = "tcp"
@@ -40,6 +49,10 @@ class WorkspaceCreate(common.Body):
     disk_gb: int = pydantic.Field(ge=1, le=65_536, description="Disk quota; counts against the host's disk at placement.")
     env: dict[EnvName, EnvValue] = pydantic.Field(default_factory=dict, max_length=200, json_schema_extra=common.keys_matching(ENV_NAME))
     ports: list[Port] = pydantic.Field(default_factory=list, max_length=32, description="Repeats are ignored.")
+    command: list[CommandArg] = pydantic.Field(
+        default=None, min_length=1, max_length=64,
+        description=COMMAND_RULE,
+    )
 
     @pydantic.model_validator(mode="after")
     def _one_image(self) -> "WorkspaceCreate":
@@ -69,7 +82,7 @@ class Workspace(common.Out):
     desired_state: models.DesiredState
     observed_state: models.ObservedState
     state_reason: str = pydantic.Field(
-        description="Why it is pending, failed or lost; empty otherwise. One waiting for a host ends with its place in the queue, e.g. \"; 3rd in the queue of 5\"."
+        description="Why it is pending, failed or lost; empty otherwise. A failed one that did not stay up gives its exit code, restart count and last log lines. One waiting for a host ends with its place in the queue, e.g. \"; 3rd in the queue of 5\"."
     )
     queue_position: int | None = pydantic.Field(
         default=None, ge=1,
@@ -80,6 +93,7 @@ class Workspace(common.Out):
     disk_gb: int
     env: dict[str, str]
     ports: list[PortOut]
+    command: list[str] | None = pydantic.Field(default=None, description="The main process given at create; null: " + COMMAND_RULE)
     published_ports: list[PublishedPort]
     container_id: str | None
     placement: dict[str, typing.Any] | None = pydantic.Field(description="Why this host, and why not the others.")

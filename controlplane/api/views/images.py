@@ -24,7 +24,8 @@ def render_schedule(view: schedules.ScheduleView) -> schemas.Schedule:
     row = view.row
     return schemas.Schedule(
         id=row.id, image_id=row.image_id, owner_id=row.owner_id, cron=row.cron, timezone=row.timezone, enabled=row.enabled,
-        next_run_at=row.next_run_at, last_run_at=row.last_run_at, last_job_id=row.last_job_id, next_runs=view.next_runs,
+        next_run_at=row.next_run_at, last_run_at=row.last_run_at, last_job_id=row.last_job_id,
+        last_outcome=row.last_outcome or "", next_runs=view.next_runs,
         created_at=row.created_at,
     )
 

@@ -47,7 +47,7 @@ async def create_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
     body: schemas.WorkspaceCreate = call.body
     new = workspaces.NewWorkspace(
         name=body.name, cpus=body.cpus, memory_mb=body.memory_mb, disk_gb=body.disk_gb, image=body.image, image_ref=body.image_ref,
-        env=dict(body.env),
+        env=dict(body.env), command=list(body.command) if body.command else None,
         ports=[messages.PortSpec(container_port=port, protocol=proto) for port, proto in dict.fromkeys((p.container_port, p.protocol) for p in body.ports)],
     )
     return await accepted(call, await workspaces.create_workspace(call.session, call.user, new, call.settings))
@@ -72,13 +72,13 @@ async def get_workspace(call: endpoint.Call) -> schemas.Workspace:
 
 @routes.post("/v1/workspaces/{workspace_id}/start", response=schemas.WorkspaceAccepted, status=202)
 async def start_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
-    """Start a stopped workspace (202 + job)."""
+    """Start a stopped or failed workspace (202 + job); 409 if its host no longer has the CPUs or memory it released."""
     return await accepted(call, await workspaces.start_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
 
 
 @routes.post("/v1/workspaces/{workspace_id}/stop", response=schemas.WorkspaceAccepted, status=202)
 async def stop_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
-    """Stop a running workspace; it keeps its host and disk (202 + job)."""
+    """Stop a running workspace; it keeps its host and disk, and releases its CPUs and memory for others (202 + job)."""
     return await accepted(call, await workspaces.stop_workspace(call.session, call.user, call.params["workspace_id"], call.settings))
 
 

@@ -71,6 +71,13 @@ def test_a_running_workspace_whose_container_is_not_running_is_started(state):
     assert actions[0].reason == f"workspace w1 should be running but its container is {state}"
 
 
+def test_a_failed_workspace_whose_agent_stopped_it_is_left_alone_until_a_person_starts_it():
+    # agent/crashes.py stopped it because it did not stay up: restarting it would only crash again.
+    assert plan([ws(observed="failed")], inv(ctr(state="exited"))) == []
+    [mark] = plan([ws(observed="failed")], inv(ctr(state="running")))
+    assert isinstance(mark, reconcile.MarkObserved) and mark.state == "running"
+
+
 def test_a_container_that_died_while_the_db_thought_it_running_is_recorded_then_started():
     actions = plan([ws(observed="running")], inv(ctr(state="exited")))
     assert kinds(actions) == ["MarkObserved", "StartContainer"]
