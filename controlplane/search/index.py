@@ -62,6 +62,9 @@ async def ensure(es: elasticsearch.AsyncElasticsearch, search: cp_settings.Searc
     fixed name, so they all create (or find) the same one and the alias never
     points at two.
     """
+    # Maintenance, not a dashboard query: creating an index waits for a cluster-state
+    # update and its primary shard, which a busy node takes seconds over.
+    es = es.options(request_timeout=search.bulk_timeout)
     await put_template(es, search)
     current = await behind(es, search.index_alias)
     if current:

@@ -107,6 +107,7 @@ async def _run(
     settings: cp_settings.Settings, engine: sa_asyncio.AsyncEngine, es: elasticsearch.AsyncElasticsearch, *, keep_old: bool, on_page: Hook | None
 ) -> Report:
     search = settings.search
+    es = es.options(request_timeout=search.bulk_timeout)  # a maintenance job: bulk_timeout, not a query's deadline
     await index.put_template(es, search)
     state = await _resumable(engine, es, search.index_alias)
     if state is None:
