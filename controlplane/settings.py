@@ -84,6 +84,25 @@ class ApiSettings(config.StrictModel):
     build_deadline: Seconds = pydantic.Field(default=1800.0, description="Deadline an agent gets for one image build.")
 
 
+class EnrolmentSettings(config.StrictModel):
+    """Enrolment tokens, and re-enrolling a host that already has a key (controlplane/services/enrolment.py)."""
+
+    token_max_uses: int = pydantic.Field(default=1, gt=0, description="Uses of a new enrolment token unless the admin asks for more (max_uses).")
+    token_ttl: Seconds = pydantic.Field(default=3600.0, description="Lifetime of a new enrolment token unless the admin asks for another (expires_in_seconds).")
+    recent_heartbeat: Seconds | None = pydantic.Field(
+        default=None,
+        description="A host that sent a heartbeat this recently is re-keyed only with an admin's force or proof of its current key; none = twice reconciler.host_down_after.",
+    )
+
+
+class CiSettings(config.StrictModel):
+    """Signed build requests on ``<prefix>.ci-builds`` (controlplane/ci.py, docs/ci.md)."""
+
+    max_age: Seconds = pydantic.Field(
+        default=3600.0, description="A message issued longer ago than this (or this far in the future) is dead-lettered as stale."
+    )
+
+
 class PlacementSettings(config.StrictModel):
     """Choosing a host for a new workspace."""
 
@@ -112,6 +131,10 @@ class EventsSettings(config.StrictModel):
     batch_size: int = pydantic.Field(
         default=200, gt=0, le=10_000,
         description="Host reports (heartbeats, disk reports, inventories) in a row applied in one transaction; job and workspace events get one each.",
+    )
+    key_refresh: Seconds = pydantic.Field(
+        default=30.0,
+        description="Every host key is reloaded this often, the fallback for a missed re-key notification (LISTEN a4c_host_keys drops a superseded key at once).",
     )
 
 
@@ -228,6 +251,8 @@ class Settings(config.StrictModel):
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     api: ApiSettings = ApiSettings()
+    enrolment: EnrolmentSettings = EnrolmentSettings()
+    ci: CiSettings = CiSettings()
     placement: PlacementSettings = PlacementSettings()
     relay: RelaySettings = RelaySettings()
     events: EventsSettings = EventsSettings()

@@ -8,6 +8,10 @@ Every command to an agent and every event from one is a JSON envelope signed
 with the host's key. The signature covers the canonical JSON of the whole
 envelope minus ``sig`` (sorted keys, no spaces), so any change to any field,
 including the host id, invalidates it.
+
+CI systems sign their build requests the same way, with their own key
+(:func:`sign_ci_build`; docs/ci.md shows it in shell too), and an agent may
+prove it holds its host's current key when re-enrolling (:func:`enrolment_proof`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 import typing
 
 SIG_FIELD = "sig"
@@ -67,3 +72,14 @@ def verify(raw: bytes, key: str) -> dict[str, typing.Any]:
     if not hmac.compare_digest(given, signature(body, key)):
         raise SignatureError("bad signature")
     return body
+
+
+def sign_ci_build(request: typing.Mapping[str, typing.Any], system: str, key: str, *, issued_at: int | None = None) -> bytes:
+    """A build request for ``<prefix>.ci-builds`` signed as CI system ``system`` (fields: docs/ci.md)."""
+    body = {**request, "ci_system": system, "issued_at": int(time.time()) if issued_at is None else issued_at}
+    return sign(body, key)
+
+
+def enrolment_proof(host_name: str, token: str, key: str) -> str:
+    """``proof`` for re-enrolling a host that reported recently: shows the caller holds its current key."""
+    return signature({"purpose": "a4c-enrol", "host_name": host_name, "token": token}, key)

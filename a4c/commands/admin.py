@@ -119,8 +119,8 @@ def enrolment_tokens() -> None:
 
 @enrolment_tokens.command("create")
 @click.option("--description", default="", help="What it is for.")
-@click.option("--max-uses", type=click.IntRange(1, 1_000_000), help="Default: unlimited (a fleet-wide token).")
-@click.option("--expires-in", "expires_in", type=click.FloatRange(min=0, min_open=True), help="Seconds until it expires (default: never).")
+@click.option("--max-uses", type=click.IntRange(1, 1_000_000), help="Hosts it may enrol. Default: the server's enrolment.token_max_uses (1).")
+@click.option("--expires-in", "expires_in", type=click.FloatRange(min=0, min_open=True), help="Seconds until it expires. Default: the server's enrolment.token_ttl (3600).")
 @pass_session
 def enrolment_create(session: Session, description: str, max_uses: int | None, expires_in: float | None) -> None:
     """Issue an enrolment token."""

@@ -200,6 +200,24 @@ class Enrolment(Base):
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(server_default=sa.func.now(), default=_now)
 
 
+class CiSystem(Base):
+    """A CI system allowed to publish build requests on ``<prefix>.ci-builds`` (controlplane/ci.py)."""
+
+    __tablename__ = "ci_systems"
+
+    id: orm.Mapped[uuid.UUID] = orm.mapped_column(primary_key=True, default=uuid.uuid4)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(40), unique=True)
+    description: orm.Mapped[str] = orm.mapped_column(sa.String(200), default="")
+    # An HMAC key, like hosts.signing_key: kept usable to verify, shown once at creation.
+    signing_key: orm.Mapped[str] = orm.mapped_column(sa.String(128))
+    images: orm.Mapped[list[typing.Any]] = orm.mapped_column(default=list, server_default="[]", doc="image names it may build")
+    owners: orm.Mapped[list[typing.Any]] = orm.mapped_column(default=list, server_default="[]", doc="user names whose images it may build")
+    created_by: orm.Mapped[uuid.UUID | None] = orm.mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(server_default=sa.func.now(), default=_now)
+
+    __table_args__ = (sa.CheckConstraint(r"name ~ '^[a-z][a-z0-9_.-]{0,39}$'", name="ci_systems_name_format"),)
+
+
 class Image(_Timestamps, Base):
     __tablename__ = "images"
 
@@ -311,6 +329,7 @@ class Job(Base):
     image_name: orm.Mapped[str | None] = orm.mapped_column(sa.String(128))
     workspace_name: orm.Mapped[str | None] = orm.mapped_column(sa.String(63))
     idempotency_key: orm.Mapped[str | None] = orm.mapped_column(sa.String(200), unique=True)
+    requested_by: orm.Mapped[str | None] = orm.mapped_column(sa.String(160), doc="who asked besides user, e.g. ci:<system> (migration 0006)")
     reason: orm.Mapped[str] = orm.mapped_column(sa.Text, default="", server_default="", doc="why pending / why this host")
     placement: orm.Mapped[dict[str, typing.Any] | None]
     payload: orm.Mapped[dict[str, typing.Any]] = orm.mapped_column(default=dict, server_default="{}", doc="the command it carries")

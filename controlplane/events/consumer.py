@@ -10,8 +10,9 @@ transaction each, so a result is visible the moment it is applied. Offsets
 are committed after the batch is applied, so a crash replays at most one
 batch, which the idempotent appliers absorb.
 
-Rejected messages (not JSON, unknown host, bad signature, schema mismatch)
-are counted by reason and logged, never applied, and never stop the loop.
+Rejected messages (not JSON, unknown host, bad signature, a key superseded
+by a re-key (controlplane/events/keys.py), schema mismatch) are counted by
+reason in ``a4c_events_rejected_total`` and logged, never applied, and never stop the loop.
 An event the database refuses (or one over ``consumers.max_message_bytes``)
 is dead-lettered by :func:`shared.consuming.consume`, which applies a failed
 batch again one event per transaction so only that event is set aside.
@@ -20,6 +21,7 @@ batch again one event per transaction so only that event is set aside.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import typing
@@ -31,6 +33,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
 from controlplane.events import apply
+from controlplane.events import keys as key_cache
 from shared import consuming, messages, signing, topics
 
 logger = logging.getLogger(__name__)
@@ -63,45 +66,15 @@ class Rejected(Exception):
         self.reason = reason
 
 
-class HostKeys:
-    """Host signing keys, cached; refreshed when a host is unknown or a signature fails.
+HostKeys = key_cache.HostKeys  # controlplane/events/keys.py: cached, dropped at once on a re-key
 
-    The first lookup loads every host's key in one query: a restarted instance
-    facing a whole fleet would otherwise spend its first reporting interval on
-    one key query per host. A refresh per host is rate-limited so a flood of
-    forged messages cannot turn into a flood of database reads.
-    """
 
-    def __init__(self, engine: sa_asyncio.AsyncEngine, min_refresh: float = 5.0) -> None:
-        self._engine = engine
-        self._keys: dict[str, str] = {}
-        self._refreshed: dict[str, float] = {}
-        self._min_refresh = min_refresh
-        self._preloaded = False
-
-    async def get(self, host_id: str, *, refresh: bool = False) -> str | None:
-        if not self._preloaded:
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(sa.text("SELECT id::text, signing_key FROM hosts"))).all()
-            self._keys.update(dict(rows))  # type: ignore[arg-type]
-            self._preloaded = True
-        if host_id in self._keys and not refresh:
-            return self._keys[host_id]
-        now = time.monotonic()
-        if now - self._refreshed.get(host_id, -1e9) < self._min_refresh:
-            return self._keys.get(host_id)
-        self._refreshed[host_id] = now
-        try:
-            hid = uuid.UUID(host_id)
-        except ValueError:
-            return None
-        async with self._engine.connect() as conn:
-            key = (await conn.execute(sa.text("SELECT signing_key FROM hosts WHERE id = :id"), {"id": hid})).scalar()
-        if key is None:
-            self._keys.pop(host_id, None)
-        else:
-            self._keys[host_id] = key
-        return key
+def _signed_with(raw: bytes, key: str) -> bool:
+    try:
+        signing.verify(raw, key)
+        return True
+    except signing.SignatureError:
+        return False
 
 
 async def verify(raw: bytes, keys: HostKeys) -> tuple[messages.Envelope, messages.EventKind, typing.Any]:
@@ -125,6 +98,8 @@ async def verify(raw: bytes, keys: HostKeys) -> tuple[messages.Envelope, message
         except signing.SignatureError:
             verified = None
         if verified is None:
+            if any(_signed_with(raw, old) for old in keys.superseded(host_id)):
+                raise Rejected("superseded_key", f"host {host_id}: signed with a key replaced by a re-key") from None
             raise Rejected("bad_signature", f"host {host_id}") from None
     try:
         env = messages.decode_envelope(verified)
@@ -202,17 +177,23 @@ async def run(
 ) -> None:
     """Consume ``<prefix>.events`` until ``stopping`` is set, reconnecting on outages."""
     names = topics.Topics(settings.kafka.topic_prefix)
-    keys = HostKeys(engine)
+    host_keys = HostKeys(engine)
+    watcher = asyncio.create_task(host_keys.watch(settings.database.url, refresh=settings.events.key_refresh, stopping=stopping))
 
     async def apply_one(record: typing.Any) -> None:
-        await handle(record.value, engine, keys)
+        await handle(record.value, engine, host_keys)
 
     async def apply_batch(records: list[typing.Any]) -> None:
-        await handle_batch([r.value for r in records], engine, keys, batch_size=settings.events.batch_size)
+        await handle_batch([r.value for r in records], engine, host_keys, batch_size=settings.events.batch_size)
 
-    await consuming.consume(
-        settings.kafka, names.events, group_id=names.controlplane_group, client_id=client_id, name="events", handle=apply_one,
-        handle_batch=apply_batch, stopping=stopping, partitions=topics.EVENTS_PARTITIONS,
-        max_record_bytes=settings.consumers.max_message_bytes, progress=progress,
-        consumer_options={"fetch_max_wait_ms": int(settings.events.fetch_max_wait * 1000)},
-    )
+    try:
+        await consuming.consume(
+            settings.kafka, names.events, group_id=names.controlplane_group, client_id=client_id, name="events", handle=apply_one,
+            handle_batch=apply_batch, stopping=stopping, partitions=topics.EVENTS_PARTITIONS,
+            max_record_bytes=settings.consumers.max_message_bytes, progress=progress,
+            consumer_options={"fetch_max_wait_ms": int(settings.events.fetch_max_wait * 1000)},
+        )
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher

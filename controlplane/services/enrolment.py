@@ -6,8 +6,15 @@ token's use; a revoked, expired or used-up token enrols nothing. The new key
 is returned exactly once. Enrolling proves the agent is alive, so it counts as
 a heartbeat, and workspaces waiting for room are placed right away.
 
-Note: re-enrolment by name means anyone holding a valid enrolment token can
-take over a host's identity; keep tokens short-lived or single-use.
+A token is single-use and expires after an hour unless the admin asks for
+more uses or another lifetime (``enrolment.token_max_uses``/``token_ttl``).
+Re-keying a host that sent a heartbeat recently (``enrolment.recent_heartbeat``,
+by default twice ``reconciler.host_down_after``) would lock a live agent out,
+or let a token holder take a live host's identity: it needs ``force`` from an
+admin, or ``proof`` that the caller holds the host's current key
+(:func:`shared.signing.enrolment_proof`); otherwise 409 ``host_recently_active``.
+A re-key NOTIFYs every instance, which drop the old key at once
+(controlplane/events/keys.py).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import hmac
 import uuid
 
 import sqlalchemy as sa
@@ -55,15 +63,17 @@ async def issue_token(
     principal: access.Principal,
     *,
     description: str = "",
+    settings: cp_settings.EnrolmentSettings,
     max_uses: int | None = None,
     expires_in: float | None = None,
 ) -> IssuedEnrolmentToken:
+    """A new token: ``max_uses`` and ``expires_in`` (seconds) default to the settings (one use, one hour)."""
     secret = secrets.new(secrets.ENROLMENT_PREFIX)
     now = datetime.datetime.now(datetime.timezone.utc)
     row = models.EnrolmentToken(
         id=uuid.uuid4(), token_hash=secret.hash, prefix=secret.prefix, description=description, created_by=principal.user_id,
-        created_at=now, expires_at=now + datetime.timedelta(seconds=expires_in) if expires_in is not None else None,
-        max_uses=max_uses, uses=0,
+        created_at=now, expires_at=now + datetime.timedelta(seconds=expires_in or settings.token_ttl),
+        max_uses=max_uses or settings.token_max_uses, uses=0,
     )
     session.add(row)
     await session.flush()
@@ -94,7 +104,10 @@ async def enrol(
     capacity: AgentCapacity,
     agent_version: str,
     remote_addr: str = "",
+    force: bool = False,
+    proof: str | None = None,
 ) -> Enrolled:
+    """Create or re-key the host ``host_name``; ``force`` is for admins only (the view checks who asks)."""
     stmt = sa.select(models.EnrolmentToken).where(models.EnrolmentToken.token_hash == secrets.digest(token)).with_for_update()
     grant = (await session.scalars(stmt)).first()
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -114,6 +127,8 @@ async def enrol(
     host_stmt = sa.select(models.Host).where(models.Host.name == host_name).with_for_update(key_share=True)
     host = (await session.scalars(host_stmt)).first()
     created = host is None
+    if host is not None and not force:
+        _may_rekey(host, settings, now, proof=proof, token=token)
     if host is None:
         host = models.Host(id=uuid.uuid4(), name=host_name, created_at=now)
         session.add(host)
@@ -136,3 +151,24 @@ async def enrol(
     await session.flush()
     await workspaces.place_pending(session, settings)
     return Enrolled(host, key, created)
+
+
+def recent_window(settings: cp_settings.Settings) -> float:
+    return settings.enrolment.recent_heartbeat or 2 * settings.reconciler.host_down_after
+
+
+def _may_rekey(host: models.Host, settings: cp_settings.Settings, now: datetime.datetime, *, proof: str | None, token: str) -> None:
+    """409 unless the host has been quiet for the window, or the caller proves it holds the host's current key."""
+    if proof is not None and hmac.compare_digest(proof, signing.enrolment_proof(host.name, token, host.signing_key)):
+        return
+    if proof is not None:
+        raise errors.Unauthorized(f"proof: not signed with host {host.name!r}'s current key", code="enrolment_proof_invalid")
+    window = recent_window(settings)
+    if host.last_heartbeat_at is None or (now - host.last_heartbeat_at).total_seconds() >= window:
+        return
+    age = max(0.0, (now - host.last_heartbeat_at).total_seconds())
+    raise errors.Conflict(
+        f"host {host.name!r} reported {age:.0f} s ago (within enrolment.recent_heartbeat, {window:.0f} s): re-enrolling would re-key a live "
+        "agent; an admin may send force: true with their bearer token, or the agent may send proof signed with its current key",
+        code="host_recently_active",
+    )

@@ -92,7 +92,7 @@ def a4c_system(
             plane.start()
         token = system.create_admin(workdir / "cp0.yaml", workdir)
         admin = system.Api(planes[0].url, token)
-        enrol = system.run_sync(admin.post("/v1/enrolment-tokens", {"description": "e2e"}))
+        enrol = system.run_sync(admin.post("/v1/enrolment-tokens", {"description": "e2e", "max_uses": 2}))
         sys_ = System(workdir, prefix, planes, agents, admin, base_image, workspace_image, docker_client)
         for i in range(2):
             agent = system.Agent(workdir, f"agent{i}", sys_.agent_config(f"agent{i}", enrol["token"]))

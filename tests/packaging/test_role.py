@@ -122,3 +122,23 @@ def test_a_vaulted_token_lands_in_the_config_as_plain_text(render, tmp_path: pat
     path = render({"a4c_agent_package": "a4c[agent]==0.1.0"}, vars_files=(vaulted,), vault_password=password)
     assert "!vault" not in path.read_text()
     assert agent_settings.load(path, environ={}).agent.enrolment_token == "s3cret"
+
+
+def test_the_enrolment_token_is_written_only_while_the_host_has_no_identity(render) -> None:
+    """Preflight registers the identity file; once it exists (or run.yml saw the agent enrol), no token stays in the config."""
+    common = {"a4c_agent_package": "a4c[agent]==0.1.0", "a4c_agent_enrolment_token": "t0ken"}
+    new_host = render({**common, "_a4c_agent_identity_before": {"stat": {"exists": False}}})
+    assert agent_settings.load(new_host, environ={}).agent.enrolment_token == "t0ken"
+    for after in ({"_a4c_agent_identity_before": {"stat": {"exists": True}}}, {"_a4c_agent_enrolled": True}):
+        path = render({**common, **after})
+        assert agent_settings.load(path, environ={}).agent.enrolment_token is None, after
+        assert "t0ken" not in path.read_text()
+
+
+def test_the_role_removes_the_token_once_the_agent_has_enrolled() -> None:
+    tasks = _yaml(ROLE / "tasks" / "run.yml")
+    block = next(t for t in tasks if "block" in t)["block"]
+    names = [t["name"] for t in block]
+    assert names.index("Remove the enrolment token from the configuration") == names.index("Check that the agent has enrolled") + 1
+    removal = block[names.index("Remove the enrolment token from the configuration")]
+    assert removal["vars"] == {"_a4c_agent_enrolled": True} and removal["no_log"] is True and "notify" not in removal

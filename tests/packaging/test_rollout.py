@@ -120,7 +120,7 @@ def rollout(
         subprocess.run([str(system.BIN / "a4c-controlplane"), "migrate", "--config", str(config_file)], check=True, capture_output=True, timeout=120)
         plane.start()
         admin = system.Api(plane.url, system.create_admin(workdir / "cp.yaml", workdir))
-        enrolment = system.run_sync(admin.post("/v1/enrolment-tokens", {"description": "rollout test"}))
+        enrolment = system.run_sync(admin.post("/v1/enrolment-tokens", {"description": "rollout test", "max_uses": 2}))
         lap("control plane migrated, started, admin and enrolment token created")
 
         servers = fleet.start([f"node-{test_run_id[-4:]}-{i}" for i in (1, 2)])

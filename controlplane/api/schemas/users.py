@@ -62,8 +62,12 @@ class TokenList(common.Out):
 
 class EnrolmentTokenCreate(common.Body):
     description: str = pydantic.Field(default="", max_length=200, pattern=common.NO_NUL)
-    max_uses: int | None = pydantic.Field(default=None, ge=1, le=1_000_000, description="None = unlimited (a fleet-wide token).")
-    expires_in_seconds: float | None = pydantic.Field(default=None, gt=0, le=31_622_400)
+    max_uses: int | None = pydantic.Field(
+        default=None, ge=1, le=1_000_000, description="Hosts it may enrol. Default: enrolment.token_max_uses (1); ask for more to enrol a fleet."
+    )
+    expires_in_seconds: float | None = pydantic.Field(
+        default=None, gt=0, le=31_622_400, description="Lifetime. Default: enrolment.token_ttl (3600); at most a year."
+    )
 
 
 class EnrolmentToken(common.Out):
@@ -97,6 +101,14 @@ class EnrolRequest(common.Body):
     labels: dict[LabelKey, LabelValue] = pydantic.Field(default_factory=dict, max_length=64, json_schema_extra=common.keys_matching(LABEL_KEY))
     capacity: AgentCapacity
     agent_version: str = pydantic.Field(default="", max_length=64, pattern=common.NO_NUL)
+    force: bool = pydantic.Field(
+        default=False, description="Re-key a host that reported recently; only with an admin's bearer token in Authorization."
+    )
+    proof: str | None = pydantic.Field(
+        default=None, min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$",
+        description="Re-key a host that reported recently by proving its current key: HMAC-SHA256 (hex) of the canonical JSON of "
+        '{"purpose": "a4c-enrol", "host_name": ..., "token": ...} (shared/signing.py enrolment_proof).',
+    )
 
 
 class Enrolled(common.Out):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 
 import sqlalchemy as sa
@@ -52,12 +53,58 @@ async def test_an_agent_enrols_with_a_token_and_gets_its_host_id_and_key(client,
 
 async def test_enrolling_a_known_host_name_again_keeps_its_id_and_issues_a_new_key(client, seed):
     admin = await seed.admin()
-    grant = await issue(client, admin)
+    grant = await issue(client, admin, max_uses=2)
     name = f"node-{uuid.uuid4().hex[:8]}"
     first = (await client().post("/v1/agents/enrol", enrol_body(grant["token"], name))).body
+    await _quiet(seed, first["host_id"])  # a reinstalled server: no heartbeat for a while
     second = (await client().post("/v1/agents/enrol", enrol_body(grant["token"], name, agent_version="0.2.0"))).body
     assert second["host_id"] == first["host_id"] and second["key"] != first["key"]
     assert (await client(admin.token).get(f"/v1/hosts/{first['host_id']}")).body["agent_version"] == "0.2.0"
+
+
+async def _quiet(seed, host_id: str) -> None:
+    async with seed.sessions() as session, session.begin():
+        await session.execute(sa.text("UPDATE hosts SET last_heartbeat_at = now() - interval '1 hour' WHERE id = :id"), {"id": host_id})
+
+
+async def test_re_enrolling_a_host_that_reported_recently_needs_an_admins_force_or_proof_of_its_key(client, seed):
+    admin, user = await seed.admin(), await seed.user()
+    grant = await issue(client, admin, max_uses=10)
+    name = f"node-{uuid.uuid4().hex[:8]}"
+    first = (await client().post("/v1/agents/enrol", enrol_body(grant["token"], name))).body
+
+    refused = await client().post("/v1/agents/enrol", enrol_body(grant["token"], name))
+    assert refused.status == 409 and refused.body["error"]["code"] == "host_recently_active", refused.body
+    assert f"host {name!r} reported" in refused.body["error"]["message"] and "force" in refused.body["error"]["message"]
+    for who in (None, user.token):  # force is an admin's: nobody else may set it
+        answer = await client(who).post("/v1/agents/enrol", enrol_body(grant["token"], name, force=True))
+        assert answer.status == 403 and "force" in answer.body["error"]["message"], answer.body
+    wrong = await client().post("/v1/agents/enrol", enrol_body(grant["token"], name, proof=signing.enrolment_proof(name, grant["token"], "x" * 43)))
+    assert wrong.status == 401 and wrong.body["error"]["code"] == "enrolment_proof_invalid"
+    key = await seed.scalar(sa.text("SELECT signing_key FROM hosts WHERE id = :id"), id=first["host_id"])
+    assert key == first["key"], "nothing refused changed the key"
+
+    forced = await client(admin.token).post("/v1/agents/enrol", enrol_body(grant["token"], name, force=True))
+    assert forced.status == 201 and forced.body["host_id"] == first["host_id"] and forced.body["key"] != first["key"]
+    proven = await client().post(
+        "/v1/agents/enrol", enrol_body(grant["token"], name, proof=signing.enrolment_proof(name, grant["token"], forced.body["key"]))
+    )
+    assert proven.status == 201 and proven.body["host_id"] == first["host_id"]
+    assert await seed.scalar(sa.text("SELECT signing_key FROM hosts WHERE id = :id"), id=first["host_id"]) == proven.body["key"]
+
+
+async def test_an_enrolment_token_enrols_once_and_expires_within_the_hour_unless_the_admin_asks_for_more(client, seed):
+    admin = await seed.admin()
+    grant = await issue(client, admin)
+    assert grant["max_uses"] == 1
+    created, expires = (datetime.datetime.fromisoformat(grant[k]) for k in ("created_at", "expires_at"))
+    assert (expires - created).total_seconds() == 3600
+    assert (await client().post("/v1/agents/enrol", enrol_body(grant["token"]))).status == 201
+    again = await client().post("/v1/agents/enrol", enrol_body(grant["token"]))
+    assert again.status == 401 and again.body["error"]["code"] == "enrolment_token_used_up"
+    fleet = await issue(client, admin, max_uses=500, expires_in_seconds=7 * 86_400)
+    created, expires = (datetime.datetime.fromisoformat(fleet[k]) for k in ("created_at", "expires_at"))
+    assert fleet["max_uses"] == 500 and (expires - created).total_seconds() == 7 * 86_400
 
 
 async def test_a_revoked_expired_used_up_or_unknown_token_enrols_nothing_and_says_why(client, seed):
