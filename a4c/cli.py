@@ -17,7 +17,7 @@ import click
 from click import shell_completion
 
 from a4c import client, config, errors, up
-from a4c.commands import admin, hosts, images, jobs, workspaces
+from a4c.commands import admin, ci, hosts, images, jobs, workspaces
 from a4c.session import OUTPUT_CHOICE, Group, Session, pass_session
 
 COMPLETE_VAR = "_A4C_COMPLETE"  # click's convention for a program named a4c
@@ -52,7 +52,7 @@ def main(ctx: click.Context, server: str | None, token: str | None, fmt: str, re
     ctx.obj = Session(server_flag=server, token_flag=token, fmt=fmt, timeout=request_timeout)
 
 
-for group in (workspaces.workspaces, images.images, jobs.jobs, hosts.hosts, admin.admin):
+for group in (workspaces.workspaces, images.images, jobs.jobs, hosts.hosts, admin.admin, ci.ci):
     main.add_command(group)
 main.add_command(up.command)
 

@@ -9,7 +9,7 @@ task               what                                             enabled by
 =================  ===============================================  ==================
 relay              outbox rows -> Kafka (LISTEN/NOTIFY woken)       relay.enabled
 events             agent events -> PostgreSQL (signed, idempotent)  always
-ci                 ``<prefix>.ci-builds`` -> build jobs             always
+ci                 signed ``<prefix>.ci-builds`` -> build jobs      always
 reconciler         liveness, per-host plans, requeue, placement     reconciler.enabled
 scheduler          cron schedules -> build jobs, exactly once       scheduler.enabled
 search-sync        ``<prefix>.job-sync`` -> Elasticsearch           search.elasticsearch_url
@@ -32,16 +32,11 @@ import asyncio
 import logging
 import typing
 
-import sqlalchemy as sa
 from aiohttp import web
 
 from controlplane import ci, reconciler, relay, scheduler
-from controlplane import settings as cp_settings
 from controlplane.api import keys
-from controlplane.db import models
 from controlplane.events import consumer as events_consumer
-from controlplane.services import access
-from controlplane.services import images as image_service
 from shared import consuming, kafka, supervisor
 
 logger = logging.getLogger(__name__)
@@ -71,7 +66,7 @@ def build(app: web.Application) -> supervisor.Supervisor:
     progress = {name: consuming.Progress(name) for name in ("events", "ci")}
     app[keys.CONSUMERS] = progress
     sup.add("events", lambda stopping: events_consumer.run(engine, settings, stopping=stopping, progress=progress["events"]))
-    sup.add("ci", lambda stopping: ci.run(settings, _submitter(sessions, settings), stopping=stopping, progress=progress["ci"]))
+    sup.add("ci", lambda stopping: ci.run(settings, ci.DatabaseGateway(sessions, settings), stopping=stopping, progress=progress["ci"]))
     if settings.reconciler.enabled:
         sup.add("reconciler", lambda stopping: reconciler.run(sessions, settings, stopping=stopping))
     if settings.scheduler.enabled:
@@ -93,21 +88,3 @@ async def workers_ctx(app: web.Application) -> typing.AsyncIterator[None]:
         cancelled = await sup.shutdown(app[keys.SETTINGS].http.shutdown_timeout)
         if cancelled:
             logger.warning("background loops cut short at shutdown: %s", ", ".join(cancelled))
-
-
-def _submitter(sessions, settings: cp_settings.Settings) -> ci.Submit:  # noqa: ANN001 - async_sessionmaker
-    """CI requests (topic and webhook) become build jobs through the one build path."""
-
-    async def submit(request: ci.BuildRequest, source: str, idempotency_key: str) -> typing.Any:
-        async with sessions.begin() as session:
-            image = await session.scalar(sa.select(models.Image).where(models.Image.name == request.image))
-            if image is None:
-                raise ci.Rejected(f"no registered image named {request.image!r}")
-            owner = await session.get(models.User, image.owner_id)
-            principal = access.Principal(user_id=owner.id, name=owner.name, role=owner.role) if owner else None
-            return await image_service.request_builds(
-                session, image, settings, user=principal, source=models.JobSource(source),
-                git_ref=request.git_ref, idempotency_key=idempotency_key,
-            )
-
-    return submit

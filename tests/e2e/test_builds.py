@@ -8,6 +8,7 @@ import json
 import aiokafka
 import asyncpg
 
+from shared import signing
 from tests.e2e import system
 from tests.harness import wait
 
@@ -84,14 +85,16 @@ async def test_a_ci_message_and_a_webhook_call_each_yield_one_build_and_a_malfor
     sys_ = a4c_system
     image = await _register(sys_, "ci-built", f"FROM {sys_.base_image}\nCMD [\"true\"]\n")
     database_url = sys_.planes[0].config["database"]["url"]
+    key = (await sys_.api.post("/v1/ci-systems", {"name": "jenkins", "images": ["ci-built"]}, expect=201))["key"]
     producer = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
         topic = f"{sys_.prefix}.ci-builds"
         await producer.send_and_wait(topic, b"{not json")
-        await producer.send_and_wait(topic, json.dumps({"image": "ci-built", "unknown": 1}).encode())
-        await producer.send_and_wait(topic, json.dumps({"image": "ci-built", "idempotency_key": "jenkins-41"}).encode())
-        await producer.send_and_wait(topic, json.dumps({"image": "ci-built", "idempotency_key": "jenkins-41"}).encode())  # a retry
+        await producer.send_and_wait(topic, signing.sign_ci_build({"image": "ci-built", "unknown": 1}, "jenkins", key))
+        await producer.send_and_wait(topic, json.dumps({"image": "ci-built", "idempotency_key": "unsigned"}).encode())  # builds nothing
+        await producer.send_and_wait(topic, signing.sign_ci_build({"image": "ci-built", "idempotency_key": "jenkins-41"}, "jenkins", key))
+        await producer.send_and_wait(topic, signing.sign_ci_build({"image": "ci-built", "idempotency_key": "jenkins-41"}, "jenkins", key))  # a retry
     finally:
         await producer.stop()
 
@@ -107,7 +110,7 @@ async def test_a_ci_message_and_a_webhook_call_each_yield_one_build_and_a_malfor
     producer = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(f"{sys_.prefix}.ci-builds", json.dumps({"image": "ci-built", "idempotency_key": "jenkins-42"}).encode())
+        await producer.send_and_wait(f"{sys_.prefix}.ci-builds", signing.sign_ci_build({"image": "ci-built", "idempotency_key": "jenkins-42"}, "jenkins", key))
     finally:
         await producer.stop()
 

@@ -17,6 +17,9 @@ class Job(common.Out):
     kind: models.JobKind
     status: models.JobStatus
     source: models.JobSource
+    requested_by: str | None = pydantic.Field(
+        default=None, description="Who asked besides user_name: ci:<system> for a signed CI message (docs/ci.md), else null."
+    )
     user_id: uuid.UUID | None
     user_name: str | None
     host_id: uuid.UUID | None

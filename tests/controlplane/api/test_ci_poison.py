@@ -1,5 +1,5 @@
 """CI requests that cannot become a build (issue 13): the webhook answers 422 naming the field, the
-``<prefix>.ci-builds`` consumer dead-letters the message with its reason and builds the next one.
+``<prefix>.ci-builds`` consumer dead-letters the (signed) message with its reason and builds the next one.
 One model validates both. Real Kafka and PostgreSQL; the consumer is the one every instance runs."""
 
 from __future__ import annotations
@@ -13,11 +13,20 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
-from controlplane import ci, workers
+from controlplane import ci
 from controlplane.db import engine as db_engine
-from shared import kafka, topics
+from shared import kafka, signing, topics
 from tests.controlplane.api import conftest
 from tests.harness import wait
+
+
+async def ci_system(client, seed, **allowance) -> tuple[str, str]:
+    """A CI system (name, key) created by an admin through the API."""
+    admin = await seed.admin()
+    name = f"ci-{uuid.uuid4().hex[:8]}"
+    made = await client(admin.token).post("/v1/ci-systems", {"name": name, **allowance})
+    assert made.status == 201, made.body
+    return name, made.body["key"]
 
 
 async def _image(client, seed) -> tuple[conftest.SeededUser, dict]:
@@ -55,7 +64,8 @@ def test_the_topic_and_the_webhook_refuse_the_same_values_naming_the_field():
 async def test_a_poison_ci_message_is_dead_lettered_with_its_reason_and_the_next_valid_one_builds(
     client, seed, database_url, kafka_bootstrap, topic_prefix
 ):
-    _, image = await _image(client, seed)
+    owner, image = await _image(client, seed)
+    system, key = await ci_system(client, seed, owners=[owner.name])
     settings = conftest.settings_for(database_url, **{"kafka.bootstrap_servers": [kafka_bootstrap], "kafka.topic_prefix": topic_prefix})
     names = topics.Topics(topic_prefix)
     await kafka.ensure_topics(settings.kafka, [names.ci_builds, names.dead_letter])
@@ -67,13 +77,13 @@ async def test_a_poison_ci_message_is_dead_lettered_with_its_reason_and_the_next
             {"image": "no-such-image", "idempotency_key": "unknown-1"},
             {"image": image["name"], "idempotency_key": "valid-1"},
         ):
-            await producer.send_and_wait(names.ci_builds, json.dumps(body).encode(), key=b"ci")
+            await producer.send_and_wait(names.ci_builds, signing.sign_ci_build(body, system, key), key=b"ci")
     finally:
         await producer.stop()
 
     engine = sa_asyncio.create_async_engine(db_engine.async_url(database_url))
     stopping = asyncio.Event()
-    task = asyncio.create_task(ci.run(settings, workers._submitter(db_engine.sessionmaker(engine), settings), stopping=stopping))
+    task = asyncio.create_task(ci.run(settings, ci.DatabaseGateway(db_engine.sessionmaker(engine), settings), stopping=stopping))
     try:
         async def built() -> list:
             return await seed.all(
@@ -81,7 +91,7 @@ async def test_a_poison_ci_message_is_dead_lettered_with_its_reason_and_the_next
             )
 
         jobs = await wait.eventually(built, timeout=30, message="the valid CI message after the poison one became a build job")
-        assert [row[0] for row in jobs] == ["ci:valid-1"]
+        assert [row[0] for row in jobs] == [f"ci:{system}:valid-1"]
         letters = await _dead_letters(kafka_bootstrap, names.dead_letter, 2)
     finally:
         stopping.set()
