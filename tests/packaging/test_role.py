@@ -106,6 +106,27 @@ def test_the_rendered_config_is_one_the_agent_accepts_with_every_setting_in_plac
     assert settings.docker.base_url == "unix:///var/run/docker.sock"
 
 
+def test_kafka_over_sasl_ssl_is_configured_with_the_password_in_its_own_file(render) -> None:
+    path = render({
+        "a4c_agent_package": "a4c[agent]==0.1.0",
+        "a4c_agent_kafka_security_protocol": "SASL_SSL",
+        "a4c_agent_kafka_sasl_username": "a4c-agent",
+        "a4c_agent_kafka_sasl_password": "s3cret",
+        "a4c_agent_kafka_ssl_cafile": "/etc/ssl/kafka-ca.pem",
+        "a4c_agent_kafka_replication_factor": 3,
+    })
+    assert "s3cret" not in path.read_text(), "the password stays out of agent.yaml"
+    kafka = agent_settings.load(path, environ={}).kafka
+    assert (kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username) == ("SASL_SSL", "SCRAM-SHA-512", "a4c-agent")
+    assert kafka.sasl_password_file == "/etc/a4c/kafka-password" and kafka.sasl_password is None
+    assert (kafka.ssl_cafile, kafka.replication_factor) == ("/etc/ssl/kafka-ca.pem", 3)
+
+
+def test_plaintext_kafka_needs_no_credentials(render) -> None:
+    kafka = agent_settings.load(render({"a4c_agent_package": "a4c[agent]==0.1.0"}), environ={}).kafka
+    assert (kafka.security_protocol, kafka.sasl_username, kafka.sasl_password_file, kafka.ssl_cafile) == ("PLAINTEXT", None, None, None)
+
+
 def test_a_config_key_the_agent_does_not_know_is_refused_by_name(render) -> None:
     """a4c_agent_config_extra is passed through as is; the agent names a misspelt key instead of ignoring it."""
     path = render({"a4c_agent_package": "a4c[agent]==0.1.0", "a4c_agent_config_extra": {"reporting": {"heartbeat_intervall": 5.0}}})
