@@ -30,11 +30,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import ipaddress
 import json
 import logging
 import os
 import pathlib
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pydantic
@@ -126,7 +128,10 @@ async def load_or_enrol(
     existing = load(settings.agent.state_dir)
     if existing is not None:
         return existing
-    token = settings.agent.enrolment_token
+    problem = insecure_enrolment(settings.agent.control_plane_url, allowed=settings.agent.allow_insecure_enrolment)
+    if problem:
+        raise EnrolmentError(problem)
+    token = enrolment_token(settings)
     if not token:
         raise EnrolmentError(
             f"agent.enrolment_token: required on first start (no {path_in(settings.agent.state_dir)} yet)"
@@ -166,6 +171,39 @@ async def load_or_enrol(
     path = save(settings.agent.state_dir, identity)
     log.info("enrolled", extra={"host_id": identity.host_id, "identity_file": str(path)})
     return identity
+
+
+def enrolment_token(settings: agent_settings.Settings) -> str | None:
+    """The token from ``agent.enrolment_token_file`` when set, else ``agent.enrolment_token``."""
+    if settings.agent.enrolment_token_file:
+        try:
+            return pathlib.Path(settings.agent.enrolment_token_file).read_text().strip() or None
+        except OSError as exc:
+            raise EnrolmentError(f"agent.enrolment_token_file: cannot read {settings.agent.enrolment_token_file}: {exc.strerror}") from None
+    return settings.agent.enrolment_token
+
+
+def insecure_enrolment(url: str, *, allowed: bool) -> str | None:
+    """Why enrolling at ``url`` would send the host's new key in clear text over a network, or None.
+
+    The enrolment answer carries the host's signing key: over plain HTTP to
+    another machine anyone on the path could take it. Loopback is fine (a
+    local control plane, or a TLS-terminating proxy on this machine).
+    """
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "http" or allowed:
+        return None
+    host = (parsed.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    return (
+        f"agent.control_plane_url: {url} is plain http:// to another machine, and enrolment returns this host's signing key; "
+        "use https:// (or set agent.allow_insecure_enrolment: true on a network you trust)"
+    )
 
 
 def _post(url: str, body: dict, timeout: float) -> dict:

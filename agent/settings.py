@@ -25,6 +25,14 @@ class AgentSettings(config.StrictModel):
     enrolment_token: str | None = pydantic.Field(
         default=None, description="One-time enrolment token issued by an admin (a4c admin enrolment-tokens create)."
     )
+    enrolment_token_file: str | None = pydantic.Field(
+        default=None, description="File holding the enrolment token (e.g. a systemd LoadCredential= path); wins over enrolment_token."
+    )
+    allow_insecure_enrolment: bool = pydantic.Field(
+        default=False,
+        description="Enrol over plain http:// with a control plane that is not on this machine. Off: the answer carries the "
+        "host's signing key, so enrolment needs https:// unless the control plane is on loopback.",
+    )
     host_name: str | None = pydantic.Field(default=None, description="Name to enrol under; defaults to the machine's host name.")
     state_dir: str = pydantic.Field(default="/var/lib/a4c-agent", description="Holds the host id and key (mode 0600).")
     labels: dict[str, str] = pydantic.Field(default_factory=dict, description="Free-form labels reported to the control plane.")

@@ -131,3 +131,42 @@ def test_an_agent_that_cannot_enrol_exits_2_with_one_line(tmp_path: pathlib.Path
         f"a4c-agent: agent.enrolment_token: required on first start (no {tmp_path / 'state' / 'identity.json'} yet)"
     )
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "refused"),
+    [
+        ("http://cp.example.com:8080", False, True),
+        ("http://10.1.2.3:8080", False, True),
+        ("http://cp.example.com:8080", True, False),
+        ("https://cp.example.com", False, False),
+        ("http://127.0.0.1:8080", False, False),
+        ("http://127.5.5.5:8080", False, False),
+        ("http://localhost:8080", False, False),
+        ("http://[::1]:8080", False, False),
+    ],
+)
+def test_plain_http_enrolment_is_refused_unless_the_control_plane_is_on_loopback(url: str, allowed: bool, refused: bool) -> None:
+    problem = identity.insecure_enrolment(url, allowed=allowed)
+    assert bool(problem) is refused, problem
+    if refused:
+        assert "agent.control_plane_url" in problem and "https://" in problem
+
+
+async def test_an_insecure_control_plane_url_is_refused_before_anything_is_sent(tmp_path: pathlib.Path) -> None:
+    # Nothing listens at the documentation address: the refusal must come before any request.
+    settings = _settings(tmp_path, "http://192.0.2.10:8080")
+    with pytest.raises(identity.EnrolmentError, match="allow_insecure_enrolment"):
+        await identity.load_or_enrol(settings, capacity=CAPACITY, agent_version="0.1.0", host_name="h")
+    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())
+
+
+async def test_the_token_can_come_from_a_file(tmp_path: pathlib.Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file\n")
+    async with FakeControlPlane([(201, {"host_id": "h-file", "key": "k" * 44})]) as cp:
+        settings = agent_settings.Settings.model_validate(
+            {"agent": {"control_plane_url": cp.url, "enrolment_token_file": str(token_file), "state_dir": str(tmp_path / "state")}}
+        )
+        got = await identity.load_or_enrol(settings, capacity=CAPACITY, agent_version="0.1.0", host_name="h")
+    assert got.host_id == "h-file" and cp.requests[0]["token"] == "from-a-file"
