@@ -41,9 +41,9 @@ _TABLE_STATS = sa.text(
 )
 _TABLE_ENTRIES = sa.text(
     """
-    SELECT id::text AS id, version, deleted_at IS NOT NULL AS deleted FROM jobs
-    WHERE created_at >= :start AND created_at < :end AND id > CAST(:after AS uuid)
-    ORDER BY id LIMIT :limit
+    SELECT j.id::text AS id, j.version, j.deleted_at IS NOT NULL AS deleted FROM jobs j
+    WHERE j.created_at >= :start AND j.created_at < :end AND j.id > CAST(:after AS uuid)
+    ORDER BY j.id LIMIT :limit
     """
 )
 ROW_JSON = sa.text(

@@ -73,11 +73,11 @@ _PROGRESS = sa.text("UPDATE search_index_state SET phase = :phase, cursor = CAST
 _FINISH = sa.text("UPDATE search_index_state SET phase = :phase, finished_at = now() WHERE index_name = :name")
 _BACKFILL_PAGE = sa.text(
     "SELECT id::text AS id, to_jsonb(j) - 'search' - 'payload' - 'last_event_seq' AS doc FROM jobs j "
-    "WHERE id > CAST(:after AS uuid) ORDER BY id LIMIT :limit"
+    "WHERE j.id > CAST(:after AS uuid) ORDER BY j.id LIMIT :limit"
 )
 _CHANGED_PAGE = sa.text(
     "SELECT id::text AS id, updated_at, to_jsonb(j) - 'search' - 'payload' - 'last_event_seq' AS doc FROM jobs j "
-    "WHERE (updated_at, id) > (:since, CAST(:after AS uuid)) ORDER BY updated_at, id LIMIT :limit"
+    "WHERE (j.updated_at, j.id) > (:since, CAST(:after AS uuid)) ORDER BY j.updated_at, j.id LIMIT :limit"
 )
 _LIVE = sa.text("SELECT count(*) FROM jobs WHERE deleted_at IS NULL")
 _NO_ID = "00000000-0000-0000-0000-000000000000"

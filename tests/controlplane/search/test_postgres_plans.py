@@ -6,6 +6,7 @@ would choose a sequential scan whenever no index serves the query.
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 
@@ -16,7 +17,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 from bench.search import jobgen
 from controlplane.domain import query as query_mod
-from controlplane.search import postgres
+from controlplane.search import check, postgres, reindex
 from controlplane.search.domain import results
 
 ROWS = 30_000
@@ -122,3 +123,40 @@ async def test_the_text_query_is_folded_to_a_constant_and_read_through_the_gin_i
     # a4c_text_query(:terms) is IMMUTABLE: with the bound terms the planner sees the tsquery itself (migration 0004).
     assert "'no' <-> 'space' <-> 'left' & 'is' <-> 'not' <-> 'a' <-> 'directori'" in plan.replace("''", "'"), plan
     assert "jobs_search" in plan and not _seq_scans_of_jobs(plan), plan
+
+
+def _sorts(plan: str) -> list[str]:
+    """The sort keys of every Sort node in the plan."""
+    found: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("Node Type") in {"Sort", "Incremental Sort"}:
+                found.append(", ".join(node.get("Sort Key", [])))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(plan))
+    return found
+
+
+async def test_reindex_pages_walk_an_index_in_key_order_not_a_sort_of_the_table(big_table):
+    # The pages select ``id::text AS id``: an unqualified ORDER BY id sorted by that text alias, which no
+    # index serves, so every page of a backfill sorted the whole table (at a million jobs one page outlived
+    # the 30 s statement timeout). Ordered by the uuid column, a page is an index range read.
+    everything = {"after": str(uuid.UUID(int=0)), "limit": 2000}
+    for statement, params in (
+        (reindex._BACKFILL_PAGE, everything),
+        (reindex._CHANGED_PAGE, {**everything, "since": NOW - datetime.timedelta(days=365)}),
+    ):
+        plan = await _plan(big_table, statement.bindparams(**params))
+        assert not _seq_scans_of_jobs(plan) and not _sorts(plan), plan
+
+
+async def test_the_drift_check_never_sorts_by_the_text_of_an_id(big_table):
+    params = {"start": NOW - datetime.timedelta(days=30), "end": NOW, "after": str(uuid.UUID(int=0)), "limit": 1000}
+    plan = await _plan(big_table, check._TABLE_ENTRIES.bindparams(**params))
+    assert not [key for key in _sorts(plan) if "::text" in key], plan
