@@ -9,7 +9,9 @@ documents every key.
 from __future__ import annotations
 
 import os
+import pathlib
 import typing
+import urllib.parse
 
 import pydantic
 
@@ -31,6 +33,16 @@ class HttpSettings(config.StrictModel):
     shutdown_timeout: Seconds = pydantic.Field(default=10.0, description="Grace for in-flight requests on SIGTERM.")
 
 
+def _with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` for its user, unless it already names one."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is not None or not parts.hostname:
+        return url
+    user = urllib.parse.quote(parts.username or "postgres", safe="")
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{urllib.parse.quote(password, safe='')}@{host}"))
+
+
 class DatabaseSettings(config.StrictModel):
     """PostgreSQL, the only source of truth."""
 
@@ -47,6 +59,30 @@ class DatabaseSettings(config.StrictModel):
     connect_timeout: Seconds = pydantic.Field(
         default=5.0, description="Longest wait for a new connection (a replica that does not answer is skipped after this)."
     )
+    password_file: str | None = pydantic.Field(
+        default=None,
+        description="File holding the database password (e.g. a systemd LoadCredential= path), so no URL above carries it; "
+        "used for the primary and for every replica URL without a password of its own.",
+    )
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data: typing.Any) -> typing.Any:
+        if not isinstance(data, dict) or not data.get("password_file"):
+            return data
+        path = pathlib.Path(data["password_file"])
+        try:
+            password = path.read_text().rstrip("\n")
+        except OSError as exc:
+            raise ValueError(f"password_file: cannot read {path}: {exc.strerror}") from None
+        data = dict(data)
+        for key in ("url",):
+            if key in data:
+                data[key] = _with_password(data[key], password)
+        if "url" not in data:
+            data["url"] = _with_password(cls.model_fields["url"].default, password)
+        data["replica_urls"] = [_with_password(u, password) for u in data.get("replica_urls") or []]
+        return data
 
 
 class AuthSettings(config.StrictModel):
