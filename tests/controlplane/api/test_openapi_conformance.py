@@ -31,9 +31,10 @@ from controlplane.services import users
 from tests.controlplane.api.conftest import settings_for
 from tests.harness import wait
 
-POSITIVE_PER_OPERATION = 8
-NEGATIVE_PER_OPERATION = 4
-MINIMUM_REQUESTS = 200
+# Per role: at least 2,500 generated requests each for an admin and a user (5,000 in all).
+POSITIVE_PER_OPERATION = 46
+NEGATIVE_PER_OPERATION = 26
+MINIMUM_REQUESTS = 2_500
 
 # "Schema-valid data is accepted" cannot hold where validity depends on the
 # database: a workspace may name a registered image, and a generated name is
@@ -69,12 +70,12 @@ class ThreadedApi:
         self._loop.close()
 
 
-def _admin_token(database_url: str) -> str:
+def _token(database_url: str, role: models.Role) -> str:
     async def make() -> str:
         engine = db_engine.create(settings_for(database_url).database)
         try:
             async with db_engine.sessionmaker(engine)() as session, session.begin():
-                user = await users.create_user(session, "fuzz-admin", models.Role.ADMIN)
+                user = await users.create_user(session, f"fuzz-{role.value}", role)
                 return (await users.issue_token(session, user.id, name="schemathesis")).token
         finally:
             await engine.dispose()
@@ -83,18 +84,20 @@ def _admin_token(database_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(database_url: str) -> typing.Iterator[tuple[str, str]]:
-    token = _admin_token(database_url)
+def served(database_url: str) -> typing.Iterator[tuple[str, dict[str, str]]]:
+    tokens = {role.value: _token(database_url, role) for role in (models.Role.ADMIN, models.Role.USER)}
     api = ThreadedApi(database_url)
     api.start()
     try:
-        yield api.base_url, token
+        yield api.base_url, tokens
     finally:
         api.stop()
 
 
-def test_generated_requests_get_no_server_error_and_no_answer_outside_the_schema(served):
-    base_url, token = served
+@pytest.mark.parametrize("role", ["admin", "user"])
+def test_generated_requests_get_no_server_error_and_no_answer_outside_the_schema(served, role):
+    base_url, tokens = served
+    token = tokens[role]
     schema = wait.wait_until(lambda: schemathesis.openapi.from_url(f"{base_url}/v1/openapi.json"), message="schema served")
     headers = {"Authorization": f"Bearer {token}"}
     sent = 0
