@@ -24,9 +24,11 @@ Rules for each workspace PostgreSQL places on the host (each action's
 ================  ==========================  =====================================
 desired           container on the host       actions
 ================  ==========================  =====================================
-running           none                        CreateContainer (never when ``lost``/``failed``)
+running           none, never had one         CreateContainer (never when ``lost``/``failed``)
+running           none, had one (running or   MarkObserved(lost): it disappeared and its files
+                  exited)                     with it; only the owner's recreate starts afresh
 running           exited / created            StartContainer (never when ``failed``)
-running           dead                        RemoveContainer (a later pass creates it)
+running           dead                        RemoveContainer (a later pass marks it lost)
 stopped           running / restarting/paused StopContainer
 stopped           none, DB had one            MarkObserved(stopped, no container)
 deleted           any                         RemoveContainer
@@ -96,6 +98,9 @@ if typing.TYPE_CHECKING:
 UP_STATES = frozenset({"running", "restarting", "paused"})
 STARTABLE_STATES = frozenset({"exited", "created"})
 NEVER_RECREATE = frozenset({"lost", "failed"})
+# Observed states in which the DB's container really existed on the host: its
+# disappearance is data loss, not a create still to happen.
+VANISHABLE = frozenset({"running", "exited"})
 
 # --- inputs ----------------------------------------------------------------
 
@@ -373,7 +378,15 @@ class _Planner:
     def _missing(self, ws: Workspace) -> None:
         if ws.observed in NEVER_RECREATE:
             return  # a person decides whether to recreate a lost or failed workspace
-        if ws.desired == "running":
+        if ws.desired == "running" and ws.container_id is not None and ws.observed in VANISHABLE:
+            # It existed and is gone: its files went with it. Creating an empty
+            # one in its place would hide that; the owner decides (recreate).
+            self._mark(
+                ws, "lost", None,
+                f"container {ws.container_id} disappeared from host {self.host}; its files are gone "
+                f"(a4c workspaces recreate {ws.name or ws.id} starts it afresh)",
+            )
+        elif ws.desired == "running":
             was = f" (the DB knew container {ws.container_id})" if ws.container_id else ""
             self._do(
                 CreateContainer,
@@ -398,7 +411,11 @@ class _Planner:
             target = "running" if up else "stopped"
         self._mark_if_different(ws, container, target)
         if ws.desired == "running" and state == "dead":
-            self._remove(container, f"container of workspace {ws.label} is dead and cannot be started; a later pass creates it again")
+            self._remove(
+                container,
+                f"container of workspace {ws.label} is dead and cannot be started; once it is removed the workspace is lost "
+                "(its files go with it) for its owner to recreate",
+            )
         elif ws.desired == "running" and state in STARTABLE_STATES:
             self._do(
                 StartContainer,

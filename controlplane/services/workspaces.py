@@ -273,15 +273,18 @@ async def delete_workspace(session: Session, principal: access.Principal, worksp
 
 
 async def recreate_workspace(session: Session, principal: access.Principal, workspace_id: uuid.UUID, settings: cp_settings.Settings) -> Accepted:
-    """Start a *lost* workspace afresh on another host (an operator's decision: its data stays on the old one).
+    """Start a *lost* or *failed* workspace afresh, placed anew (the owner's decision: what it held is not carried over).
 
-    Only lost workspaces qualify: their host is down, and A4C never moves them
-    silently because long-lived workspaces hold people's work. If the old host
-    comes back, its container is an orphan there and is removed after the grace.
+    Only those qualify: a lost one's host is down or its container vanished,
+    a failed one did not stay up. A4C never does this by itself, because
+    long-lived workspaces hold people's work. If an old container is still on
+    a host, it is an orphan there and is removed after the grace.
     """
     ws = await get_workspace(session, principal, workspace_id, for_update=True)
-    if ws.observed_state is not models.ObservedState.LOST:
-        raise errors.Conflict(f"only a lost workspace can be recreated; this one is {ws.observed_state.value}", code="not_lost")
+    if ws.observed_state not in (models.ObservedState.LOST, models.ObservedState.FAILED):
+        raise errors.Conflict(
+            f"only a lost or failed workspace can be recreated; this one is {ws.observed_state.value}", code="not_lost"
+        )
     old_host = ws.host_id
     ws.host_id = None
     ws.container_id = None

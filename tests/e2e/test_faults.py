@@ -11,6 +11,7 @@ import pytest
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -339,6 +340,38 @@ async def test_a_broker_killed_and_restarted_with_its_data_delivers_the_command_
     # The held command and the reconciler's re-issue (its ack deadline passes while the agent is
     # down) may both arrive: the agent applies one, and there is exactly one container.
     await _agree(sys_, "agreement after the broker was killed and restarted with its data")
+
+
+async def test_a_container_removed_behind_the_agents_back_makes_the_workspace_lost_until_its_owner_recreates_it(a4c_system):
+    sys_ = a4c_system
+    accepted = await _create(sys_, "vanishing")
+    ws_id = accepted["workspace"]["id"]
+    ws = await _running(sys_, ws_id)
+    host_id = ws["host_id"]
+    sys_.docker_client.containers.get(ws["container_id"]).remove(force=True)
+
+    async def lost() -> dict | None:
+        got = await sys_.api.get(f"/v1/workspaces/{ws_id}")
+        return got if got["observed_state"] == "lost" else None
+
+    marked = await wait.eventually(lost, timeout=HEAL, interval=0.5, message="the workspace is lost, not silently re-created")
+    assert "disappeared" in marked["state_reason"] and "files are gone" in marked["state_reason"], marked["state_reason"]
+
+    # Inventories (every 1.5 s here) keep coming after the mark, and still no container:
+    # nothing re-created it behind the owner's back.
+    seen = (await _query(sys_, "SELECT inventory_at FROM hosts WHERE id = $1", uuid.UUID(host_id)))[0]["inventory_at"]
+
+    async def later_inventories() -> bool:
+        rows = await _query(sys_, "SELECT inventory_at FROM hosts WHERE id = $1", uuid.UUID(host_id))
+        return rows[0]["inventory_at"] is not None and rows[0]["inventory_at"] > seen + datetime.timedelta(seconds=3)
+
+    await wait.eventually(later_inventories, timeout=30, interval=0.5, message="two more inventories arrive")
+    assert not sys_.docker_client.containers.list(all=True, filters={"label": f"a4c.workspace={ws_id}"})
+    assert (await sys_.api.get(f"/v1/workspaces/{ws_id}"))["observed_state"] == "lost"
+
+    again = await sys_.api.post(f"/v1/workspaces/{ws_id}/recreate", expect=202)
+    await _running(sys_, again["workspace"]["id"])
+    await _agree(sys_, "agreement after a vanished container was recreated by its owner")
 
 
 async def test_an_orphan_a4c_container_started_by_hand_is_removed_after_the_grace_period(a4c_system):

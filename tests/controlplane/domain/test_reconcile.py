@@ -139,11 +139,26 @@ def test_a_stopped_workspace_whose_container_vanished_is_not_recreated(container
         assert actions[0].reason == "container c1 is no longer on host h12"
 
 
-def test_a_dead_container_of_a_running_workspace_is_removed_so_a_later_pass_creates_it():
+def test_a_dead_container_of_a_running_workspace_is_removed_and_the_workspace_then_lost():
     actions = plan([ws(observed="exited")], inv(ctr(state="dead")))
     assert kinds(actions) == ["RemoveContainer"]
     assert "dead and cannot be started" in actions[0].reason
-    assert kinds(plan([ws(observed="exited")], inv())) == ["CreateContainer"]  # the next pass, with it gone
+    [lost] = plan([ws(observed="exited")], inv())  # the next pass, with it gone
+    assert (type(lost).__name__, lost.state) == ("MarkObserved", "lost")
+
+
+@pytest.mark.parametrize("observed", ["running", "exited"])
+def test_a_container_that_vanished_makes_its_workspace_lost_with_the_reason_and_is_never_recreated(observed):
+    [action] = plan([ws(observed=observed, container_id="c1", name="dev")], inv())
+    assert isinstance(action, reconcile.MarkObserved)
+    assert (action.state, action.container_id) == ("lost", None)
+    assert action.reason == "container c1 disappeared from host h12; its files are gone (a4c workspaces recreate dev starts it afresh)"
+    # Once lost, later passes leave it to its owner.
+    assert plan([ws(observed="lost", container_id=None, name="dev")], inv()) == []
+
+
+def test_a_workspace_whose_create_never_produced_a_container_is_created_not_lost():
+    assert kinds(plan([ws(observed="creating", container_id=None)], inv())) == ["CreateContainer"]
 
 
 def test_duplicate_containers_keep_the_one_the_db_knows():
