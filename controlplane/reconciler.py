@@ -3,7 +3,10 @@
 Every ``reconciler.interval`` each control-plane instance runs one pass:
 
 1. **Liveness** — :func:`controlplane.domain.reconcile.hosts_down` decides which
-   hosts went silent (down; their workspaces ``lost``) and which came back.
+   hosts went silent (down; their workspaces ``lost``) and which came back,
+   judged up to how far the events consumer has applied (table
+   ``event_progress``, controlplane/domain/hearing.py), never past it; too many
+   at once is a disruption that pauses marking down instead.
 2. **Per host** — under ``FOR UPDATE SKIP LOCKED`` on the host row (so two
    instances never act on one host at once), the host's latest inventory,
    its workspaces and its outstanding jobs go into the pure
@@ -35,16 +38,22 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import commands
 from controlplane import settings as cp_settings
 from controlplane.db import models
-from controlplane.domain import reconcile
+from controlplane.domain import hearing, reconcile
 from controlplane.services import image_waits
 from controlplane.services import images as image_service
 from controlplane.services import workspaces as ws_service
-from shared import aio, messages
+from shared import aio, messages, topics
 
 logger = logging.getLogger(__name__)
 
 ACTIONS = prometheus_client.Counter("a4c_reconciler_actions_total", "Actions planned by the reconciler", ["action", "mode"])
 PASSES = prometheus_client.Counter("a4c_reconciler_passes_total", "Reconciler passes", ["outcome"])
+DISRUPTION = prometheus_client.Gauge(
+    "a4c_fleet_disruption", "1 while marking hosts down is paused because too many fell silent at once (alert on it)", ["reason"]
+)
+DEAF = prometheus_client.Gauge(
+    "a4c_events_heard_behind_seconds", "How far behind the wall clock the slowest events partition is applied: host-down decisions wait for it"
+)
 
 Session = sa_asyncio.AsyncSession
 
@@ -74,6 +83,7 @@ class Report:
     requeued: int = 0
     placed: int = 0
     overdue: int = 0
+    disruption: str | None = None
 
 
 def _now() -> datetime.datetime:
@@ -143,7 +153,21 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
         for h in hosts
     ]
     now = _now()
-    for change in reconcile.hosts_down(liveness, now, datetime.timedelta(seconds=settings.reconciler.host_down_after)):
+    heard = await _hearing(session, settings, now)
+    changes = reconcile.hosts_down(
+        liveness, heard.heard_until, datetime.timedelta(seconds=settings.reconciler.host_down_after), resumed_at=heard.resumed_at
+    )
+    changes, report.disruption = hearing.hold_disruption(
+        changes, active=sum(1 for h in hosts if h.status is models.HostStatus.ACTIVE),
+        threshold=settings.reconciler.disruption_threshold, min_hosts=settings.reconciler.disruption_min_hosts,
+    )
+    was = DISRUPTION.labels("silent_hosts")._value.get()  # noqa: SLF001 - log a disruption once when it starts and once when it ends
+    DISRUPTION.labels("silent_hosts").set(1 if report.disruption else 0)
+    if report.disruption and not was:
+        logger.error("fleet disruption: %s", report.disruption)
+    elif was and not report.disruption:
+        logger.warning("fleet disruption over: hosts are marked down again when silent")
+    for change in changes:
         host_id = uuid.UUID(change.host_id)
         if isinstance(change, reconcile.HostDown):
             logger.warning("host %s is down: %s", change.host_name, change.reason)
@@ -170,6 +194,16 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
             await session.execute(
                 sa.update(models.Host).where(models.Host.id == host_id).values(status=models.HostStatus.ACTIVE, down_since=None)
             )
+
+
+async def _hearing(session: Session, settings: cp_settings.Settings, now: datetime.datetime) -> hearing.Hearing:
+    table = models.EventProgress.__table__
+    rows = await session.execute(
+        sa.select(table.c.applied_through, table.c.resumed_at).where(table.c.topic == topics.Topics(settings.kafka.topic_prefix).events)
+    )
+    heard = hearing.heard((hearing.Position(r.applied_through, r.resumed_at) for r in rows), now)
+    DEAF.set(heard.deaf_for.total_seconds())
+    return heard
 
 
 async def _active_hosts(sessions: sa_asyncio.async_sessionmaker[Session]) -> list[uuid.UUID]:

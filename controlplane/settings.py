@@ -172,6 +172,14 @@ class EventsSettings(config.StrictModel):
         default=30.0,
         description="Every host key is reloaded this often, the fallback for a missed re-key notification (LISTEN a4c_host_keys drops a superseded key at once).",
     )
+    progress_interval: Seconds = pydantic.Field(
+        default=1.0, description="How often the consumer records how far it has applied each partition (table event_progress), which host-down decisions wait for."
+    )
+    progress_gap: Seconds = pydantic.Field(
+        default=5.0,
+        description="The applied-through position jumping by more than this means nothing could be heard meanwhile (broker unreachable, "
+        "consumer lagging or stopped): hosts' silence is counted again from then (controlplane/domain/hearing.py).",
+    )
 
 
 class ConsumersSettings(config.StrictModel):
@@ -193,7 +201,18 @@ class ReconcilerSettings(config.StrictModel):
     interval: Seconds = pydantic.Field(default=15.0)
     orphan_grace: Seconds = pydantic.Field(default=120.0, description="An unknown a4c container is removed only after this.")
     report_only: bool = pydantic.Field(default=False, description="Log corrective actions instead of issuing them.")
-    host_down_after: Seconds = pydantic.Field(default=90.0, description="No heartbeat for this long: host down, workspaces lost.")
+    host_down_after: Seconds = pydantic.Field(
+        default=90.0,
+        description="No heartbeat for this long, counted on what the events consumer has applied (not the wall clock): host down, workspaces lost.",
+    )
+    disruption_threshold: float = pydantic.Field(
+        default=0.55, gt=0, le=1,
+        description="More than this share of the active hosts falling silent at once is a disruption: no host is marked down, "
+        "a4c_fleet_disruption is 1 and the reconciler logs why (as Kubernetes' node lifecycle controller).",
+    )
+    disruption_min_hosts: int = pydantic.Field(
+        default=2, gt=0, description="Fleets with fewer active hosts than this never count as disrupted: one silent host of one goes down."
+    )
     job_ack_timeout: Seconds = pydantic.Field(default=60.0, description="A dispatched job not acknowledged by then is re-issued.")
     job_max_attempts: int = pydantic.Field(default=5, gt=0, description="A job is failed after this many dispatches without a result.")
     job_deadline: Seconds = pydantic.Field(

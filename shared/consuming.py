@@ -39,6 +39,8 @@ MESSAGE_CAP = 131_072
 
 Handle = typing.Callable[[typing.Any], typing.Awaitable[typing.Any]]
 HandleBatch = typing.Callable[[list[typing.Any]], typing.Awaitable[typing.Any]]
+# Called after every fetch (empty or applied and committed) with the consumer and what it fetched.
+Polled = typing.Callable[[aiokafka.AIOKafkaConsumer, typing.Mapping[typing.Any, list[typing.Any]]], typing.Awaitable[None]]
 
 
 class Progress:
@@ -129,6 +131,7 @@ async def consume(
     handle_batch: HandleBatch | None = None,
     consumer_options: typing.Mapping[str, typing.Any] | None = None,
     progress: Progress | None = None,
+    polled: Polled | None = None,
 ) -> None:
     """Consume ``topic`` until ``stopping`` is set; a broker outage rebuilds the consumer with backoff.
 
@@ -139,6 +142,8 @@ async def consume(
     one (``handle_batch([record])``) so only that record is dead-lettered.
     A record over ``max_record_bytes`` is dead-lettered unread. ``name`` (the
     metric label and dead letters' ``consumer``) defaults to ``client_id``.
+    ``polled`` runs after every fetch, once its records are committed (the
+    events consumer records how far it has applied: controlplane/events/progress.py).
     """
     name = name or client_id
     progress = progress or Progress(name)
@@ -155,12 +160,16 @@ async def consume(
                     batch = await client.getmany(timeout_ms=500, max_records=max_records)
                     if not batch:
                         progress.idle()
+                        if polled is not None:
+                            await polled(client, batch)
                         continue
                     progress.fetched(_waiting(client, batch, after=False))
                     records = [record for records in batch.values() for record in records]
                     await _handle(records, handle, handle_batch, dead, max_record_bytes, stopping)
                     await client.commit()
                     progress.committed(_waiting(client, batch, after=True))
+                    if polled is not None:
+                        await polled(client, batch)
             except _Stopping:
                 return
             except (aiokafka_errors.KafkaError, kafka.KafkaUnavailable, OSError) as exc:

@@ -179,6 +179,10 @@ class Host(_Timestamps, Base):
     inventory: orm.Mapped[dict[str, typing.Any] | None]
     inventory_at: orm.Mapped[datetime.datetime | None]
     last_event_seq: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0")
+    # The agent's event versions of the stored inventory and disk report: they order those reports, while
+    # inventory_at and disk_reported_at hold when the control plane received them (its own clock).
+    inventory_seq: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0")
+    disk_seq: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0")
     down_since: orm.Mapped[datetime.datetime | None]
     version: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=1, server_default="1")
 
@@ -444,6 +448,18 @@ class SearchIndexState(Base):
     backfill_started_at: orm.Mapped[datetime.datetime | None]
     finished_at: orm.Mapped[datetime.datetime | None]
     docs: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0")
+
+
+class EventProgress(Base):
+    """How far the events consumer has applied each partition of ``<prefix>.events`` (controlplane/domain/hearing.py)."""
+
+    __tablename__ = "event_progress"
+
+    topic: orm.Mapped[str] = orm.mapped_column(sa.String(255), primary_key=True)
+    partition: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    applied_through: orm.Mapped[datetime.datetime]
+    resumed_at: orm.Mapped[datetime.datetime]
+    updated_at: orm.Mapped[datetime.datetime] = orm.mapped_column(server_default=sa.func.now(), default=_now)
 
 
 metadata = Base.metadata

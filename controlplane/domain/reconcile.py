@@ -519,8 +519,15 @@ class HostBack:
     reason: str
 
 
-def hosts_down(hosts: typing.Iterable[HostLiveness], now: datetime.datetime, grace: datetime.timedelta) -> list[HostDown | HostBack]:
+def hosts_down(
+    hosts: typing.Iterable[HostLiveness], now: datetime.datetime, grace: datetime.timedelta, *, resumed_at: datetime.datetime | None = None
+) -> list[HostDown | HostBack]:
     """Which hosts go down and which come back, sorted by host name.
+
+    ``now`` is how far the fleet is heard (controlplane/domain/hearing.py:
+    the events consumer's applied-through position), not the wall clock, and
+    silence is counted from ``resumed_at`` at the earliest (when hearing
+    last resumed after a gap), so what could not be heard is not silence.
 
     An ``active`` host whose last heartbeat (or, if it never sent one, its
     enrolment) is older than ``grace`` goes down; its workspaces that are
@@ -535,6 +542,8 @@ def hosts_down(hosts: typing.Iterable[HostLiveness], now: datetime.datetime, gra
     for host in sorted(hosts, key=lambda h: (h.name, h.id)):
         if host.status == "active":
             since = host.last_heartbeat or host.enrolled_at
+            if resumed_at is not None and resumed_at > since:
+                since = resumed_at
             silent = now - since
             if silent <= grace:
                 continue

@@ -34,6 +34,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import settings as cp_settings
 from controlplane.events import apply
 from controlplane.events import keys as key_cache
+from controlplane.events import progress as progress_mod
 from shared import consuming, messages, signing, topics
 
 logger = logging.getLogger(__name__)
@@ -178,6 +179,8 @@ async def run(
     """Consume ``<prefix>.events`` until ``stopping`` is set, reconnecting on outages."""
     names = topics.Topics(settings.kafka.topic_prefix)
     host_keys = HostKeys(engine)
+    # How far this instance has applied its partitions, for host-down decisions (controlplane/domain/hearing.py).
+    recorder = progress_mod.Recorder(engine, names.events, interval=settings.events.progress_interval, gap=settings.events.progress_gap)
     watcher = asyncio.create_task(host_keys.watch(settings.database.url, refresh=settings.events.key_refresh, stopping=stopping))
 
     async def apply_one(record: typing.Any) -> None:
@@ -190,7 +193,7 @@ async def run(
         await consuming.consume(
             settings.kafka, names.events, group_id=names.controlplane_group, client_id=client_id, name="events", handle=apply_one,
             handle_batch=apply_batch, stopping=stopping, partitions=topics.EVENTS_PARTITIONS,
-            max_record_bytes=settings.consumers.max_message_bytes, progress=progress,
+            max_record_bytes=settings.consumers.max_message_bytes, progress=progress, polled=recorder.polled,
             consumer_options={"fetch_max_wait_ms": int(settings.events.fetch_max_wait * 1000)},
         )
     finally:
