@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import typing
 import wsgiref.simple_server
@@ -56,15 +57,32 @@ class Server:
         self._server = wsgiref.simple_server.make_server(host, port, self._app, handler_class=_QuietHandler)
         self.port = self._server.server_port
         self.host = host
-        # The poll interval bounds how long stop() waits for the serving thread.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics", daemon=True)
+        # One request at a time, each waited for with no timeout: an idle agent's thread sleeps until a
+        # scrape comes (serve_forever polls its stop flag, 10 times a second at the 0.1 s that kept a stop
+        # quick: ~0.05 % of a core, a fifth of what an idle agent spends). stop() wakes it with a connection.
+        self._server.timeout = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name="metrics", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
         log.info("metrics endpoint listening", extra={"url": f"http://{self.host}:{self.port}/metrics"})
 
+    def _serve(self) -> None:
+        while not self._stopping:
+            self._server.handle_request()
+
     def stop(self) -> None:
-        self._server.shutdown()
+        self._stopping = True
+        if self._thread.is_alive():
+            address = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+            try:
+                # An empty connection: the handler reads no request line and closes; the loop sees the flag.
+                with socket.create_connection((address, self.port), timeout=1.0):
+                    pass
+            except OSError:
+                pass
+            self._thread.join(timeout=5.0)
         self._server.server_close()
 
     def _app(self, environ: dict, start_response: typing.Callable) -> list[bytes]:
