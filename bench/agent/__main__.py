@@ -5,8 +5,11 @@ Idle: real ``a4c-agent`` processes with production intervals sit idle for
 them, in the same run, a bare aiokafka consumer process with the same fetch
 settings — the floor any daemon that takes its work from this broker pays.
 Two profiles: the default ``commands.fetch_max_wait`` (0.5 s) and the
-low-latency one bench/create_direct uses (0.05 s); on a broker that does
-not wake long polls early (tansu) the fetch wait trades idle CPU for latency.
+low-latency one bench/create_direct used on tansu (0.05 s); on a broker that
+does not wake long polls early (tansu) the fetch wait traded idle CPU for
+latency, on Apache Kafka it only sets how often an idle fetch returns.
+The bare consumer's topic is created first with one partition, like a
+host's commands topic (the broker does not auto-create topics).
 Targets: ≤ 60 MB RSS, ≤ 0.5 % of a core.
 
 Inventory: ``--containers`` (default 500) a4c containers of one host exist;
@@ -39,8 +42,9 @@ from agent import reports
 from agent import settings as agent_settings
 from agent import store
 from agent.domain import containers as spec_mod
+from bench import machine
 from bench.agent import env as env_mod
-from shared import signing
+from shared import kafka, signing
 from shared import topics as topics_mod
 
 RSS_TARGET_MB = 60.0
@@ -83,6 +87,8 @@ def idle(env: env_mod.BenchEnv, seconds: float) -> dict[str, dict[str, float]]:
     profiles = {"default": 0.5, "low-latency": 0.05}
     pids: dict[str, int] = {}
     bare: list[subprocess.Popen] = []
+    kafka_settings = agent_settings.Settings.model_validate({"kafka": {"bootstrap_servers": [env.bootstrap], "topic_prefix": env.prefix}}).kafka
+    asyncio.run(kafka.ensure_topics(kafka_settings, [f"{env.prefix}.bare-{name}" for name in profiles], partitions=1))
     for name, wait in profiles.items():
         agent = env.agent(f"idle-{name}", env_mod.merged(env_mod.PRODUCTION_INTERVALS, {"commands": {"fetch_max_wait": wait}}))
         assert agent.process is not None
@@ -160,6 +166,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     parser.add_argument("--containers", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args(argv)
+    start_load = machine.load("start")
     with env_mod.BenchEnv() as env:
         print(f"idle: sampling for {args.seconds:.0f} s …", file=sys.stderr)
         idle_results = idle(env, args.seconds)
@@ -180,7 +187,9 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         f"  agent median {inv['agent_median_s'] * 1000:.0f} ms (max {inv['agent_max_s'] * 1000:.0f} ms);"
         f" docker list alone {inv['docker_list_median_s'] * 1000:.0f} ms; ratio ×{inv['ratio']}"
     )
-    print(json.dumps({"idle": idle_results, "inventory": inv}))
+    end_load = machine.load("end")
+    print(f"load average (1 min) at the start {start_load[0]:.2f}, at the end {end_load[0]:.2f}")
+    print(json.dumps({"idle": idle_results, "inventory": inv, "load_average_start_end": [round(start_load[0], 2), round(end_load[0], 2)]}))
     return 0
 
 

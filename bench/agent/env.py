@@ -1,8 +1,8 @@
 """What both agent benchmarks stand on: a Docker daemon, a broker, the base image, agent processes.
 
 Reuses the test harness's components (a private ``dockerd`` unless
-``DOCKER_HOST`` answers, tansu with memory storage, the offline busybox
-image) and the agent driver of tests/agent, so a benchmark runs the agent
+``DOCKER_HOST`` answers, Apache Kafka 4.1 — the harness's KRaft node from
+Maven Central's jars —, the offline busybox image) and the agent driver of tests/agent, so a benchmark runs the agent
 exactly as the acceptance tests do: a real ``a4c-agent`` process.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 import secrets
+import sys
 import tempfile
 import typing
 
@@ -47,6 +48,7 @@ class BenchEnv:
             self.docker_host = self.daemon.host
         self.broker = kafka_broker.KafkaBroker(self.run)
         self.broker.start()
+        print(f"Apache Kafka {self.broker.version} on {self.broker.bootstrap}", file=sys.stderr)
         self.client = docker.DockerClient(base_url=self.docker_host, version="auto", timeout=120)
         self.image = base_image.build(self.client)
         return self

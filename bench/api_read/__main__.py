@@ -124,7 +124,7 @@ def load(url: str, headers: dict[str, str], seconds: float, connections: int, se
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--admin-url", default=database.DEFAULT_ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE")
+    parser.add_argument("--admin-url", default=database.DEFAULT_ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="alternate the two servers this many times; best round counts")

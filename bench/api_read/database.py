@@ -10,9 +10,10 @@ import urllib.parse
 
 import asyncpg
 
+from bench import postgres
 from controlplane.db import migrate
 
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_ADMIN_URL = None  # bench/postgres.py: --admin-url, else 127.0.0.1:5432, else an embedded server
 
 
 def _with_database(admin_url: str, name: str) -> str:
@@ -29,13 +30,14 @@ async def _admin(admin_url: str, statement: str) -> None:
 
 
 @contextlib.contextmanager
-def temporary(admin_url: str = DEFAULT_ADMIN_URL, prefix: str = "a4c_bench") -> typing.Iterator[str]:
+def temporary(admin_url: str | None = DEFAULT_ADMIN_URL, prefix: str = "a4c_bench") -> typing.Iterator[str]:
     """Create and migrate ``<prefix>_<random>``; drop it afterwards. Yields its URL."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
-    try:
-        url = _with_database(admin_url, name)
-        migrate.upgrade(url)
-        yield url
-    finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres.server(admin_url) as admin_url:
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+        try:
+            url = _with_database(admin_url, name)
+            migrate.upgrade(url)
+            yield url
+        finally:
+            asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

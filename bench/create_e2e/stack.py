@@ -1,8 +1,10 @@
 """A whole A4C system for a benchmark, from the test harness's parts: broker, database, control plane, agents.
 
-The same components the end-to-end tests run (tests/e2e/system.py): a tansu
-broker with memory storage, a fresh migrated database on the machine's
-PostgreSQL, ``a4c-controlplane run`` and ``a4c-agent run`` as real processes
+The same components the end-to-end tests run (tests/e2e/system.py): an Apache
+Kafka 4.1 broker (the harness's KRaft node from Maven Central's jars), a fresh
+migrated database on the machine's PostgreSQL (or on the harness's embedded
+server when nothing answers on 127.0.0.1:5432: bench/postgres.py),
+``a4c-controlplane run`` and ``a4c-agent run`` as real processes
 with generated configs, and — when asked — a private ``dockerd`` (or the one
 ``DOCKER_HOST`` names) with the offline busybox base image. Everything
 listens on 127.0.0.1 and everything started here is stopped, removed or
@@ -12,13 +14,16 @@ ledger so a killed benchmark's leftovers are reaped by the next run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import secrets
+import sys
 import typing
 
 import docker
 
+from bench import postgres
 from controlplane.db import migrate
 from tests.e2e import system
 from tests.harness import base_image, dockerd, kafka_broker, postgres_server, wait
@@ -37,12 +42,14 @@ PLANE_BASE: Config = {
 class Stack:
     """``with Stack(docker=True) as s:`` — ``s.plane``, ``s.admin``, ``s.database_url``, ``s.add_agent(...)``."""
 
-    def __init__(self, *, docker: bool, plane: Config | None = None, admin_url: str = postgres_server.LOCAL_URL) -> None:
+    def __init__(self, *, docker: bool, plane: Config | None = None, admin_url: str | None = None) -> None:
         self.run = run_mod.Run()
         self.prefix = f"bench{secrets.token_hex(3)}"
         self._want_docker = docker
         self._plane_overrides = plane or {}
-        self._admin_url = admin_url
+        self._admin_url = admin_url or ""
+        self._asked_admin_url = admin_url
+        self._postgres = contextlib.ExitStack()
         self.daemon: dockerd.DockerDaemon | None = None
         self.broker: kafka_broker.KafkaBroker | None = None
         self.docker_host = ""
@@ -68,10 +75,10 @@ class Stack:
         return self
 
     def _start(self) -> None:
-        if not postgres_server.answers(self._admin_url):
-            raise SystemExit(f"no PostgreSQL answers at {self._admin_url}")
+        self._admin_url = self._postgres.enter_context(postgres.server(self._asked_admin_url, run=self.run))
         self.broker = kafka_broker.KafkaBroker(self.run)
         self.broker.start()
+        print(f"Apache Kafka {self.broker.version} on {self.broker.bootstrap}", file=sys.stderr)
         if self._want_docker:
             external = os.environ.get("DOCKER_HOST")
             if external and dockerd.answers(external):
@@ -142,6 +149,7 @@ class Stack:
             self.client.close()
         if self.database_url:
             postgres_server.drop_database(self._admin_url, self.database_url.rsplit("/", 1)[1])
+        self._postgres.close()
         if self.broker is not None:
             self.broker.stop()
         if self.daemon is not None:

@@ -11,6 +11,7 @@ import urllib.parse
 
 import asyncpg
 
+from bench import postgres
 from bench.search import jobgen
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
@@ -18,7 +19,7 @@ from controlplane.db import migrate
 from controlplane.db import models
 from controlplane.services import users
 
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_ADMIN_URL = None  # bench/postgres.py: --admin-url, else 127.0.0.1:5432, else an embedded server
 CHUNK = 50_000
 
 
@@ -36,16 +37,17 @@ async def _admin(admin_url: str, statement: str) -> None:
 
 
 @contextlib.contextmanager
-def temporary(admin_url: str = DEFAULT_ADMIN_URL) -> typing.Iterator[str]:
+def temporary(admin_url: str | None = DEFAULT_ADMIN_URL) -> typing.Iterator[str]:
     """Create and migrate a database ``a4c_bench_dashboard_<random>``, drop it afterwards; yields its URL."""
-    name = f"a4c_bench_dashboard_{secrets.token_hex(4)}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
-    try:
-        url = _with_database(admin_url, name)
-        migrate.upgrade(url)
-        yield url
-    finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres.server(admin_url) as admin_url:
+        name = f"a4c_bench_dashboard_{secrets.token_hex(4)}"
+        asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+        try:
+            url = _with_database(admin_url, name)
+            migrate.upgrade(url)
+            yield url
+        finally:
+            asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def load(url: str, count: int, *, seed: int = 1, progress: typing.Callable[[str], None] = print) -> float:

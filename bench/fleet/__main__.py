@@ -1,8 +1,9 @@
 """``python -m bench.fleet``: 2,000 simulated hosts report every 10 s into one control plane; event-consumer lag vs < 1 s.
 
 One ``a4c-controlplane run`` (production defaults, the reconciler included)
-on the test harness's tansu broker and a fresh database on the machine's
-PostgreSQL. The hosts are enrolled by writing their rows (id, key, capacity)
+on the test harness's Apache Kafka 4.1 broker (KRaft, from Maven Central's
+jars) and a fresh database on the machine's PostgreSQL (or the harness's
+embedded one when nothing answers on 127.0.0.1:5432). The hosts are enrolled by writing their rows (id, key, capacity)
 straight into the database; a load generator in this process then publishes,
 for every host, a heartbeat, a disk report and an inventory every
 ``--interval`` seconds, each on its own phase so the offered load is an even
@@ -38,7 +39,7 @@ plane's apply path, so two ratios mean something:
   consumer loop and the rest of the control plane's work (reconciler, HTTP)
   cost on top of applying.
 
-The broker's raw produce→consume rate is not the baseline: tansu moves
+The broker's raw produce→consume rate is not the baseline: Kafka moves
 messages an order of magnitude faster than a Python consumer applies them,
 so that ratio would only restate the apply cost.
 """
@@ -60,6 +61,7 @@ import asyncpg
 import psutil
 from prometheus_client import parser as prom_parser
 
+from bench import machine
 from bench.create_e2e import stack as stack_mod
 from bench.fleet import hosts as hosts_mod
 from bench.fleet import profile
@@ -387,12 +389,14 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="sample the control plane with py-spy during the load (pip install py-spy)")
     args = parser.parse_args(argv)
     began = time.monotonic()
+    start_load = machine.load("start")
     with stack_mod.Stack(docker=False, plane=PLANE) as s:
         fleet = hosts_mod.make(args.hosts, s.prefix)
         asyncio.run(hosts_mod.enrol(s.database_url, fleet))
         result = asyncio.run(measure(s, fleet, args.interval, args.duration, args.baseline_hosts, args.profile))
     result["wall_s"] = round(time.monotonic() - began, 1)
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    result["load_average_start_end"] = [round(start_load[0], 2), round(machine.load("end")[0], 2)]
     report(result)
     return 0
 

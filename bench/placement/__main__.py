@@ -128,7 +128,7 @@ async def run(url: str, hosts: int, placements: int, concurrency: int) -> dict[s
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--admin-url", default=database.DEFAULT_ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE")
+    parser.add_argument("--admin-url", default=database.DEFAULT_ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
     parser.add_argument("--hosts", type=int, default=2000)
     parser.add_argument("--placements", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)

@@ -151,7 +151,7 @@ async def run(base: str, tokens: dict[str, str], api: psutil.Process, args: argp
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.search_budget", description=__doc__.splitlines()[0])
-    parser.add_argument("--admin-url", default=servers.ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE")
+    parser.add_argument("--admin-url", default=servers.ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
     parser.add_argument("--rows", type=int, default=50_000, help="generated jobs in the database")
     parser.add_argument("--parallel", type=int, default=8, help="clients searching at once")
     parser.add_argument("--rate", type=float, default=1.0, help="searches per second per client (the report's 1/s); 0 = back to back")

@@ -32,6 +32,7 @@ import asyncpg
 from elasticsearch import helpers
 from sqlalchemy.ext import asyncio as sa_asyncio
 
+from bench import machine
 from bench.search import jobgen, servers
 from controlplane import relay
 from controlplane import settings as cp_settings
@@ -82,8 +83,9 @@ async def raw_probe_once(es, name: str, rows: list[tuple], i: int) -> float:
 
     No PostgreSQL, relay, Kafka or consumer. :func:`_probe` takes one of these
     right after each pipeline probe, so both see the search server in the
-    same state (osmem-server, for one, stalls writes for seconds at a time for
-    a while after a large load): whatever tail shows here is the server's own.
+    same state (osmem-server, the stand-in this bench ran on until 2026-12,
+    stalled writes for seconds at a time after a large load): whatever tail
+    shows here is the server's own.
     """
     row = rows[(i * 7919) % len(rows)]
     change = documents.from_row({**_as_json(row), "attempts": 4 + i % 2, "version": row[-1] + 2 + i})
@@ -139,17 +141,25 @@ async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes
         await _until(lambda: _count(es, alias, None), "the first job", 120)
 
         n = len(rows)
+        splits: dict[str, dict[str, float]] = {}
         began = time.perf_counter()
         await conn.copy_records_to_table("jobs", records=rows, columns=list(jobgen.COLUMNS))
+        relayed = asyncio.create_task(_outbox_drained(settings.database.url, began))
+        splits["inserts"] = {"committed_s": time.perf_counter() - began}
         await _until(lambda: _count(es, alias, n + 1), f"{n} inserted jobs visible", 3600)
         inserted = n / (time.perf_counter() - began)
+        splits["inserts"].update(relayed_s=await relayed, visible_s=time.perf_counter() - began)
 
         ids = [r[0] for r in rows]
         began = time.perf_counter()
+        relayed = asyncio.create_task(_outbox_drained(settings.database.url, began, after=0.05))
         for start in range(0, n, 1000):
             await conn.execute("UPDATE jobs SET attempts = 6 WHERE id = ANY($1::uuid[])", ids[start : start + 1000])
+        splits["updates"] = {"committed_s": time.perf_counter() - began}
         await _until(lambda: _count(es, alias, n, attempts=6), f"{n} updates visible", 3600)
         updated = n / (time.perf_counter() - began)
+        splits["updates"].update(relayed_s=await relayed, visible_s=time.perf_counter() - began)
+        print(f"pipeline stages (s from the first write): {json.dumps({k: {s: round(v, 1) for s, v in d.items()} for k, d in splits.items()})}", flush=True)
 
         print(f"pipeline: inserts {inserted:,.0f} docs/s, updates {updated:,.0f} docs/s; now probing latency", flush=True)
         probed, raw_latencies = await _probe(settings.database.url, es.options(request_timeout=60), alias, ids, probes, rate, raw_index, rows)
@@ -165,7 +175,7 @@ async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes
                 }
         return {
             "insert_docs_per_s": inserted, "update_docs_per_s": updated, "latencies_s": latencies, "consumer": stats.__dict__,
-            "stages": breakdown, "raw_latencies_s": raw_latencies,
+            "stages": breakdown, "raw_latencies_s": raw_latencies, "throughput_stages_s": splits,
         }
     finally:
         stopping.set()
@@ -173,6 +183,18 @@ async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes
         await producer.stop()
         await conn.close()
         await engine.dispose()
+
+
+async def _outbox_drained(url: str, began: float, after: float = 0.0) -> float:
+    """Seconds from ``began`` until no outbox row is left unpublished (the relay's share of a throughput run)."""
+    await asyncio.sleep(after)  # the first write has committed rows to relay
+    conn = await asyncpg.connect(url)
+    try:
+        while await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+            await asyncio.sleep(0.05)
+        return time.perf_counter() - began
+    finally:
+        await conn.close()
 
 
 async def _count(es, alias: str, expected: int | None, attempts: int | None = None) -> bool:
@@ -192,7 +214,7 @@ async def _probe(
     """Commit -> searchable for ``count`` single-row updates, one at a time, at most ``rate`` per second.
 
     One probe in flight: the polling searches must not load the server that
-    the consumer is writing to (osmem-server scans), or they measure themselves.
+    the consumer is writing to, or they measure themselves.
     """
     probed: list[tuple[typing.Any, float, float]] = []  # (job id, commit -> visible, commit wall time)
     raw: list[float] = []
@@ -221,13 +243,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs inserted and then updated through the pipeline")
     parser.add_argument("--probes", type=int, default=100, help="single-row updates timed commit -> searchable")
     parser.add_argument("--rate", type=float, default=5.0, help="at most this many probes per second (one at a time)")
-    parser.add_argument("--admin-url", default=servers.ADMIN_URL)
+    parser.add_argument("--admin-url", default=servers.ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
     parser.add_argument("--elasticsearch-url", default=None)
-    parser.add_argument("--bootstrap", default=None, help="Kafka host:port (default: a tansu broker started here)")
+    parser.add_argument("--bootstrap", default=None, help="Kafka host:port (default: an Apache Kafka broker started here)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     rows = list(jobgen.jobs(args.jobs, seed=77))
+    start_load = machine.load("start")
     with servers.database(args.admin_url) as url, servers.elasticsearch(args.elasticsearch_url) as es_url, servers.kafka(args.bootstrap) as bootstrap:
         settings = cp_settings.load(
             environ={},
@@ -257,6 +280,7 @@ def main() -> None:
             return {"raw_insert_docs_per_s": raw_inserts, "raw_update_docs_per_s": raw_updates, **result}
 
         result = asyncio.run(run())
+    end_load = machine.load("end")
     in_order = result.pop("latencies_s")
     latencies = sorted(in_order)
     raw_in_order = result.pop("raw_latencies_s")
@@ -278,6 +302,9 @@ def main() -> None:
         "raw_latency_p50_ms": round(statistics.median(raw_latencies) * 1000, 1),
         "raw_latency_p99_ms": round(servers.percentile(raw_latencies, 99) * 1000, 1),
         "consumer": result["consumer"],
+        # Where a throughput run's time went: all writes committed, the outbox drained by the relay, all visible.
+        "throughput_stages_s": {k: {s: round(v, 1) for s, v in d.items()} for k, d in result["throughput_stages_s"].items()},
+        "load_average_start_end": [round(start_load[0], 2), round(end_load[0], 2)],
         # Which probes were slow says whether the tail is a warm-up, a rhythm or noise.
         "slowest_probes_ms": _slowest(in_order),
         "raw_slowest_probes_ms": _slowest(raw_in_order),
@@ -307,7 +334,9 @@ def main() -> None:
         print(f"  probe {i}: {stage}")
     med = {k: statistics.median(s[k] for s in result["stages"].values()) for k in ("relay_ms", "broker_consumer_bulk_ms", "visible_ms")} if result["stages"] else {}
     print(f"  median stages: {med}")
+    print(f"throughput stages (s)  : {summary['throughput_stages_s']} (committed: the writes; relayed: outbox drained; visible: all searchable)")
     print(f"consumer               : {summary['consumer']}")
+    print(f"load average (1 min)   : {summary['load_average_start_end'][0]} at the start, {summary['load_average_start_end'][1]} at the end")
 
 
 if __name__ == "__main__":
