@@ -93,7 +93,8 @@ class Agent:
         docker = docker_client.Docker(settings.docker.base_url, timeout=settings.docker.api_timeout)
         client_id = f"a4c-agent-{identity.host_id}"
         publisher = publisher_mod.Publisher(
-            settings.kafka, topics_mod.Topics(settings.kafka.topic_prefix).events, identity, health, client_id=client_id
+            settings.kafka, topics_mod.Topics(settings.kafka.topic_prefix).events, identity, health, client_id=client_id,
+            versions=store.EventVersions(settings.agent.state_dir),
         )
         ctx = self.ctx = context_mod.Context(
             settings=settings,

@@ -39,7 +39,7 @@ from agent import metrics
 from agent import store
 from agent import workspaces as workspaces_mod
 from agent.domain import verification
-from shared import messages
+from shared import clock, messages
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Dispatcher:
             raw,
             key=self.ctx.identity.key,
             host_id=self.ctx.host_id,
-            now=time.time(),
+            now=clock.time(),
             replay_window=settings.replay_window,
             max_skew=settings.max_clock_skew,
             seen=_SeenOrRunning(self.seen, self._running),

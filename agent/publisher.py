@@ -63,6 +63,7 @@ class Publisher:
         max_queue: int = 10_000,
         client_id: str = "a4c-agent",
         final_flush: float = 2.0,
+        versions: typing.Any = None,
     ) -> None:
         self.kafka = kafka_settings
         self.topic = topic
@@ -75,7 +76,7 @@ class Publisher:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._seq = messages.SeqClock()
+        self._seq = versions or messages.SeqClock()  # agent/store.py EventVersions: never back across restarts
 
     def emit(self, kind: messages.EventKind, payload: messages._Model) -> asyncio.Future:
         """Sign and queue one event; the returned future resolves when Kafka acknowledged it."""

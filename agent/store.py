@@ -4,6 +4,8 @@
   per line, appended after each command's result is published. Replay
   protection reads it at start; it is compacted to the ids still inside the
   replay window when it grows past twice its bound.
+* ``seq``: a bound above every event version issued so far (:class:`EventVersions`),
+  so versions keep rising across a restart even when the clock went back.
 * ``workspaces.json``: workspaces stopped on command (cleanup keeps their
   exited containers: the control plane still wants them) and when each image
   was last used to create a container (least-recently-used image cleanup).
@@ -21,6 +23,7 @@ import time
 import typing
 
 from agent.domain import verification
+from shared import messages
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,40 @@ class WorkspaceMarks:
     def _save(self) -> None:
         data = {"stopped": sorted(self.stopped), "image_last_used": self.image_last_used}
         _atomic_write(self.path, json.dumps(data, indent=1))
+
+
+class EventVersions:
+    """Event versions (``Envelope.seq``) that never go back, across restarts too.
+
+    The control plane drops an event older than what it applied
+    (controlplane/events/apply.py), and versions are the clock's nanoseconds:
+    an agent restarted with its clock set back would have every event dropped
+    until the clock caught up. So a bound ``reserve`` ns above the latest
+    version is kept on disk (rewritten once that much has been issued), and a
+    restart starts above it; kill -9 loses nothing.
+    """
+
+    RESERVE = 60 * 1_000_000_000
+
+    def __init__(self, state_dir: str, reserve: int = RESERVE) -> None:
+        self.path = pathlib.Path(state_dir) / "seq"
+        self._reserve = reserve
+        try:
+            floor = int(self.path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            floor = 0
+        self._clock = messages.SeqClock(floor)
+        self._bound = 0
+
+    def next(self) -> int:
+        seq = self._clock.next()
+        if seq >= self._bound:
+            self._bound = seq + self._reserve
+            try:
+                _atomic_write(self.path, f"{self._bound}\n")
+            except OSError as exc:
+                log.warning("could not persist the event version bound", extra={"path": str(self.path), "error": str(exc)})
+        return seq
 
 
 def _atomic_write(path: pathlib.Path, text: str) -> None:

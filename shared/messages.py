@@ -15,13 +15,12 @@ restarts (nanoseconds since the epoch, bumped past the last one issued).
 from __future__ import annotations
 
 import enum
-import time
 import typing
 import uuid
 
 import pydantic
 
-from shared import signing
+from shared import clock, signing
 
 
 class MessageError(Exception):
@@ -256,18 +255,18 @@ class Envelope(_Model):
     kind: str
     host_id: str
     seq: int = pydantic.Field(ge=0)
-    issued_at: float = pydantic.Field(default_factory=time.time)
+    issued_at: float = pydantic.Field(default_factory=clock.time)
     payload: dict[str, typing.Any]
 
 
 class SeqClock:
-    """Monotonic event versions that survive restarts: ns since epoch, strictly rising."""
+    """Monotonic event versions: ns since epoch, strictly rising, never below ``floor`` (agent/store.py keeps one across restarts)."""
 
-    def __init__(self) -> None:
-        self._last = 0
+    def __init__(self, floor: int = 0) -> None:
+        self._last = floor
 
     def next(self) -> int:
-        self._last = max(self._last + 1, time.time_ns())
+        self._last = max(self._last + 1, clock.time_ns())
         return self._last
 
 

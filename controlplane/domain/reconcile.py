@@ -75,9 +75,9 @@ observation is newer than the inventory. Docker shows a stopped container as
   No container action and no MarkObserved is planned until a newer inventory
   arrives (:func:`stale_inventory` says why). Job timeouts are still planned:
   they depend on the database and the clock only, and a silent agent's jobs
-  must still time out. The inventory time is the agent's clock and the
-  dispatch time the control plane's, so this rule assumes NTP; a skewed
-  clock at worst repeats an idempotent action or delays one by a period.
+  must still time out. Both times are the control plane's (the inventory's
+  is when it was applied: controlplane/events/apply.py), so an agent's
+  skewed clock cannot hold healing back by the size of its skew.
   A host that receives commands more often than it reports waits for the
   next report; agents report every few seconds, so this is a short delay.
 

@@ -3,9 +3,11 @@
 Every function here runs inside the caller's transaction and is safe to run
 twice with the same event, or with an older event after a newer one
 (decision 3): each UPDATE is guarded by the row's last applied ``seq`` (jobs,
-workspaces) or by the report time (host reports). Liveness uses the control
-plane's clock (``now()``), never the agent's, so a skewed agent clock cannot
-make a live host look dead.
+workspaces, and per kind for host reports). Times are the control plane's
+(``now()``, when the event was applied), never the agent's: a heartbeat always
+refreshes ``last_heartbeat_at`` (only its payload is version-guarded), so an
+agent whose clock is skewed, or whose versions went back, is never dropped as
+"older" nor made to look dead (issue 14 item 3).
 
 Every string an agent sends is cleaned (:func:`shared.domain.text.clean`: no
 NUL, no lone surrogate, capped to its column) before it reaches SQL, so what a
@@ -39,15 +41,15 @@ HEARTBEAT = sa.text(
     """
     UPDATE hosts SET
         last_heartbeat_at = now(),
-        heartbeat = CAST(:payload AS jsonb),
-        agent_version = :agent_version,
-        capacity_cpus = :cpus,
-        capacity_memory_mb = :memory_mb,
-        labels = labels || CAST(:labels AS jsonb),
+        heartbeat = CASE WHEN last_event_seq < :seq THEN CAST(:payload AS jsonb) ELSE heartbeat END,
+        agent_version = CASE WHEN last_event_seq < :seq THEN :agent_version ELSE agent_version END,
+        capacity_cpus = CASE WHEN last_event_seq < :seq THEN :cpus ELSE capacity_cpus END,
+        capacity_memory_mb = CASE WHEN last_event_seq < :seq THEN :memory_mb ELSE capacity_memory_mb END,
+        labels = CASE WHEN last_event_seq < :seq THEN labels || CAST(:labels AS jsonb) ELSE labels END,
         last_event_seq = greatest(last_event_seq, :seq),
         status = 'active',
         down_since = NULL
-    WHERE id = :host AND last_event_seq < :seq
+    WHERE id = :host
     """
 )
 
@@ -74,8 +76,9 @@ DISK = sa.text(
         disk_report = CAST(:report AS jsonb),
         disk_total_bytes = :total,
         disk_used_bytes = :used,
-        disk_reported_at = to_timestamp(:issued_at)
-    WHERE id = :host AND (disk_reported_at IS NULL OR disk_reported_at < to_timestamp(:issued_at))
+        disk_reported_at = now(),
+        disk_seq = :seq
+    WHERE id = :host AND disk_seq < :seq
     """
 )
 
@@ -88,7 +91,7 @@ def disk_params(host_id: uuid.UUID, env: messages.Envelope, report: messages.Dis
         "report": _json(report.model_dump(mode="json")),
         "total": main.total_bytes if main else None,
         "used": main.used_bytes if main else None,
-        "issued_at": env.issued_at,
+        "seq": env.seq,
         "host": host_id,
     }
 
@@ -101,14 +104,14 @@ async def disk(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, report: m
 # desired state (decision 2). Applying it here is only bookkeeping.
 INVENTORY = sa.text(
     """
-    UPDATE hosts SET inventory = CAST(:inv AS jsonb), inventory_at = to_timestamp(:issued_at)
-    WHERE id = :host AND (inventory_at IS NULL OR inventory_at < to_timestamp(:issued_at))
+    UPDATE hosts SET inventory = CAST(:inv AS jsonb), inventory_at = now(), inventory_seq = :seq
+    WHERE id = :host AND inventory_seq < :seq
     """
 )
 
 
 def inventory_params(host_id: uuid.UUID, env: messages.Envelope, inv: messages.Inventory) -> dict[str, typing.Any]:
-    return {"inv": _json(inv.model_dump(mode="json")), "issued_at": env.issued_at, "host": host_id}
+    return {"inv": _json(inv.model_dump(mode="json")), "seq": env.seq, "host": host_id}
 
 
 async def inventory(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, inv: messages.Inventory) -> None:

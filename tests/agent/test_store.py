@@ -51,3 +51,15 @@ def test_workspace_marks_and_image_use_survive_a_restart(tmp_path: pathlib.Path)
 def test_an_unreadable_marks_file_starts_empty_instead_of_failing(tmp_path: pathlib.Path) -> None:
     (tmp_path / "workspaces.json").write_text("{not json")
     assert store.WorkspaceMarks(str(tmp_path)).stopped == set()
+
+
+def test_event_versions_keep_rising_across_a_restart_with_the_clock_set_back(tmp_path, monkeypatch):
+    from shared import clock
+
+    first = store.EventVersions(str(tmp_path))
+    issued = [first.next() for _ in range(3)]
+    assert issued == sorted(set(issued))
+    # A restart (a new instance, as after kill -9) whose clock is 240 s behind.
+    monkeypatch.setattr(clock, "OFFSET", -240.0)
+    again = store.EventVersions(str(tmp_path))
+    assert again.next() > issued[-1], "the control plane would drop every event as older until the clock caught up"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 import uuid
 
 import asyncpg
@@ -63,6 +65,26 @@ async def test_a_heartbeat_marks_a_down_host_active_and_records_its_capacity(eng
     row = await db.fetchrow("SELECT status, capacity_memory_mb, labels, last_heartbeat_at FROM hosts WHERE id = $1", host_id)
     assert row["status"] == "active" and row["capacity_memory_mb"] == 65536 and row["last_heartbeat_at"] is not None
     assert json.loads(row["labels"]) == {"rack": "r1"}
+
+
+async def test_a_skewed_agents_reports_are_stamped_on_receipt_and_an_older_heartbeat_still_says_it_is_alive(engine, db, host):
+    host_id, key = host
+    keys = consumer.HostKeys(engine)
+    hb = messages.Heartbeat(agent_version="1.2", uptime_s=3, cpus=16, memory_mb=65536, labels={})
+    await consumer.handle(_raw(messages.EventKind.HEARTBEAT, host_id, 100, hb, key), engine, keys)
+    await db.execute("UPDATE hosts SET last_heartbeat_at = now() - interval '1 hour', status = 'down' WHERE id = $1", host_id)
+    # Versions that went back (an agent restarted with its clock set back): the host is alive all the same ...
+    older = messages.Heartbeat(agent_version="0.9", uptime_s=1, cpus=2, memory_mb=1024, labels={})
+    await consumer.handle(_raw(messages.EventKind.HEARTBEAT, host_id, 50, older, key), engine, keys)
+    row = await db.fetchrow("SELECT status::text, agent_version, now() - last_heartbeat_at AS age FROM hosts WHERE id = $1", host_id)
+    assert row["status"] == "active" and row["age"] < datetime.timedelta(seconds=5)
+    assert row["agent_version"] == "1.2", "only the payload of an older heartbeat is refused"
+    # ... and an inventory issued 240 s behind the control plane's clock is stamped when it was applied.
+    env = messages.Envelope(kind=messages.EventKind.INVENTORY.value, host_id=str(host_id), seq=101, issued_at=time.time() - 240,
+                            payload=messages.Inventory(containers=[], images=[]).model_dump(mode="json"))
+    await consumer.handle(signing.sign(env.model_dump(mode="json"), key), engine, keys)
+    age = await db.fetchval("SELECT now() - inventory_at FROM hosts WHERE id = $1", host_id)
+    assert age < datetime.timedelta(seconds=5)
 
 
 async def test_a_log_batch_delivered_twice_appears_once(engine, db, host):

@@ -126,8 +126,9 @@ async def test_a_build_log_and_an_error_with_nul_bytes_are_stored_cleaned_and_he
 
 async def test_an_event_the_database_refuses_is_dead_lettered_alone_and_the_reports_around_it_are_applied(running, db, settings):
     a, b = await _host(db), await _host(db)
-    # A disk report dated far past the end of time: to_timestamp() refuses it (SQLSTATE 22008), whatever the retries.
-    poison = _event(a, messages.EventKind.DISK, 2, messages.DiskReport(paths=[]), issued_at=1e300)
+    # A disk larger than a bigint can count: PostgreSQL refuses it (out of range), whatever the retries.
+    huge = messages.PathUsage(path="/", total_bytes=10**30, used_bytes=1, free_bytes=1, percent=0.0)
+    poison = _event(a, messages.EventKind.DISK, 2, messages.DiskReport(paths=[huge]))
     await running(a, _event(a, HEARTBEAT, 1, _heartbeat()))
     await running(a, poison)
     await running(a, _event(a, HEARTBEAT, 3, _heartbeat(cpus=2)))
@@ -135,7 +136,7 @@ async def test_an_event_the_database_refuses_is_dead_lettered_alone_and_the_repo
 
     [letter] = await _dead_letters(settings, 1)
     assert (letter["consumer"], letter["cause"], letter["topic"], letter["key"]) == ("events", "data", f"{settings.kafka.topic_prefix}.events", str(a[0]))
-    assert "out of range" in letter["reason"] and letter["message"] == poison.decode()
+    assert "invalid input for query argument" in letter["reason"] and letter["message"] == poison.decode()
     await wait.eventually(lambda: _applied_seq(db, a, 3), timeout=30, message="host a's heartbeat after the poison")
     await wait.eventually(lambda: _applied_seq(db, b, 1), timeout=30, message="host b's heartbeat")
 
