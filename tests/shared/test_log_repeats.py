@@ -50,8 +50,13 @@ def test_the_filter_collapses_aiokafka_repeats_and_leaves_every_other_line_alone
     now = [1000.0]
     out, handler = _capture(True, clock=lambda: now[0])
     kafka, ours = logging.getLogger("aiokafka.client"), logging.getLogger("controlplane.relay")
+    # Something else in this process may have configured these loggers (a level, or
+    # disabled by a library's dictConfig): this test is about the filter, so it sets them.
+    levels = {logger: (logger.level, logger.disabled) for logger in (kafka, ours)}
     for logger in (kafka, ours):
         logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        logger.disabled = False
     try:
         for i in range(500):  # one every 1/8 s for 62.5 s
             now[0] = 1000 + i * 0.125
@@ -62,6 +67,8 @@ def test_the_filter_collapses_aiokafka_repeats_and_leaves_every_other_line_alone
     finally:
         for logger in (kafka, ours):
             logger.removeHandler(handler)
+            logger.setLevel(levels[logger][0])
+            logger.disabled = levels[logger][1]
     lines = out.getvalue().splitlines()
     assert [line for line in lines if "Unable connect" in line] == [
         'ERROR aiokafka.client: Unable connect to "127.0.0.1:9092": [Errno 111] Connection refused',
