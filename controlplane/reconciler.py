@@ -154,8 +154,10 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
     ]
     now = _now()
     heard = await _hearing(session, settings, now)
+    # Once hearing resumes, agents may still be waiting out their reconnect backoff (up to kafka.retry_backoff_max).
+    resumed = heard.resumed_at + datetime.timedelta(seconds=settings.kafka.retry_backoff_max) if heard.resumed_at else None
     changes = reconcile.hosts_down(
-        liveness, heard.heard_until, datetime.timedelta(seconds=settings.reconciler.host_down_after), resumed_at=heard.resumed_at
+        liveness, heard.heard_until, datetime.timedelta(seconds=settings.reconciler.host_down_after), resumed_at=resumed
     )
     changes, report.disruption = hearing.hold_disruption(
         changes, active=sum(1 for h in hosts if h.status is models.HostStatus.ACTIVE),

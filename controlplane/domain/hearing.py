@@ -21,7 +21,9 @@ whole fleet can be heard (:func:`heard`), never past it::
 * **Resumed at.** A position that jumps forward by more than ``gap`` at once
   means nothing could be heard in between (broker down, consumer lagging or
   stopped, the partition unowned): silence is counted again from that moment,
-  so a host whose agent has yet to reconnect gets a whole ``host_down_after``.
+  so a host whose agent has yet to reconnect gets a whole ``host_down_after``
+  (the reconciler adds ``kafka.retry_backoff_max``, the agents' longest
+  reconnect wait).
 * **Disruption.** When more than ``threshold`` of the active hosts (and at
   least ``min_hosts`` of them) would go down in one pass, none is marked down
   and the reason is raised instead, as Kubernetes' node lifecycle controller

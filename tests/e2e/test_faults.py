@@ -556,3 +556,137 @@ async def test_an_operator_recreates_a_lost_workspace_elsewhere_and_the_old_copy
     assert ws["host_id"] == other.host_id
     agent.start()
     await _agree(sys_, "the old copy is removed as an orphan when its host returns; one container remains")
+
+
+# --- "I cannot hear them" is not "they are dead" (issue 14 item 3) ----------------
+
+
+async def _metric(sys_, name: str, reduce: typing.Callable[[list[float]], float] = sum) -> float:
+    """``name``'s samples (any labels) over both instances, reduced (summed by default)."""
+    values = []
+    async with aiohttp.ClientSession() as session:
+        for plane in sys_.planes:
+            async with session.get(f"{plane.url}/metrics") as resp:
+                text = await resp.text()
+            values += [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((name + " ", name + "{"))]
+    return reduce(values) if values else 0.0
+
+
+def _log_ends(sys_) -> list[int]:
+    return [plane.log.stat().st_size for plane in sys_.planes]
+
+
+def _hosts_marked_down(sys_, since: list[int]) -> list[str]:
+    """The "host … is down" lines the instances logged after ``since`` (from :func:`_log_ends`)."""
+    lines = []
+    for plane, start in zip(sys_.planes, since):
+        with plane.log.open("rb") as fh:
+            fh.seek(start)
+            lines += [line for line in fh.read().decode(errors="replace").splitlines() if " is down: " in line]
+    return lines
+
+
+async def _passes_after(sys_, count: int) -> None:
+    """Wait for ``count`` more reconcile passes (both instances together): proof that time passed."""
+    start = await _metric(sys_, 'a4c_reconciler_passes_total')
+
+    async def done() -> bool:
+        return await _metric(sys_, 'a4c_reconciler_passes_total') >= start + count
+
+    await wait.eventually(done, timeout=count + 30, interval=0.5, message=f"{count} more reconcile passes")
+
+
+async def _all_active(sys_) -> list[dict]:
+    hosts = [await sys_.api.get(f"/v1/hosts/{a.host_id}") for a in sys_.agents]
+    assert all(h["status"] == "active" for h in hosts), [(h["name"], h["status"]) for h in hosts]
+    return hosts
+
+
+async def test_a_clock_240_s_behind_keeps_its_host_active_and_a_vanished_container_is_seen_within_a_period(a4c_system, monkeypatch):
+    sys_ = a4c_system
+    agent, other = sys_.agents[0], sys_.agents[1]
+    events = topics.Topics(sys_.prefix).events
+    await sys_.api.post(f"/v1/hosts/{other.host_id}/cordon")
+    try:
+        accepted = await _create(sys_, "skewed")
+    finally:
+        await sys_.api.post(f"/v1/hosts/{other.host_id}/uncordon")
+    ws_id = accepted["workspace"]["id"]
+    assert accepted["workspace"]["host_id"] == agent.host_id
+    await _running(sys_, ws_id)
+    logs = _log_ends(sys_)
+    agent.stop()
+    since = await _end_offsets(sys_, events)
+    restarted = datetime.datetime.now(datetime.timezone.utc)
+    with monkeypatch.context() as env:
+        env.setenv("A4C_CLOCK_OFFSET", "-240")  # only this agent's process gets it (Popen copies the environment)
+        agent.start()
+    try:
+        async def heard_again() -> bool:
+            rows = await _query(sys_, "SELECT last_heartbeat_at FROM hosts WHERE id = $1::uuid", agent.host_id)
+            return rows[0]["last_heartbeat_at"] > restarted + datetime.timedelta(seconds=2)
+
+        await wait.eventually(heard_again, timeout=60, interval=0.5, message="heartbeats from the skewed agent")
+        mine = [signing.peek(r.value) for r in await _records(sys_, events, since) if _host_of(r) == agent.host_id]
+        assert mine and all(b["issued_at"] < restarted.timestamp() - 200 for b in mine), "the agent's clock is 240 s behind"
+        # Longer than host_down_after (8 s) in passes: the skewed host stays active, nothing is lost.
+        await _passes_after(sys_, 30)
+        await _all_active(sys_)
+        assert (await sys_.api.get(f"/v1/workspaces/{ws_id}"))["observed_state"] == "running"
+        assert not _hosts_marked_down(sys_, logs)
+
+        # Healing is not held back by the skew: a container removed by hand is noticed within a period or two.
+        ws = await sys_.api.get(f"/v1/workspaces/{ws_id}")
+        sys_.docker_client.containers.get(ws["container_id"]).remove(force=True)
+
+        async def lost() -> dict | None:
+            got = await sys_.api.get(f"/v1/workspaces/{ws_id}")
+            return got if got["observed_state"] == "lost" else None
+
+        marked = await wait.eventually(lost, timeout=15, interval=0.3, message="the vanished container noticed (not 240 s later)")
+        assert "disappeared" in marked["state_reason"], marked["state_reason"]
+    finally:
+        agent.stop()
+        agent.start()  # its own clock again
+    await sys_.api.post(f"/v1/workspaces/{ws_id}/recreate", expect=202)
+    await _running(sys_, ws_id)
+    await _agree(sys_, "agreement after the skewed agent")
+
+
+async def test_a_broker_down_longer_than_the_host_down_time_marks_no_host_down_and_loses_no_workspace(a4c_system, kafka_broker):
+    sys_ = a4c_system
+    accepted = await _create(sys_, "unheard")
+    ws_id = accepted["workspace"]["id"]
+    await _running(sys_, ws_id)
+    await _all_active(sys_)
+    hosts = [a.host_id for a in sys_.agents]
+    lost_sql = "SELECT id FROM workspaces WHERE observed_state = 'lost' AND host_id = ANY($1::uuid[])"
+    lost_before = {r["id"] for r in await _query(sys_, lost_sql, hosts)}
+    logs = _log_ends(sys_)
+    kafka_broker.stop()
+    try:
+        # The reconcilers keep running and measure what they cannot hear, well past host_down_after (8 s).
+        async def deaf() -> bool:
+            return await _metric(sys_, "a4c_events_heard_behind_seconds", max) >= 20
+
+        await wait.eventually(deaf, timeout=60, interval=0.5, message="20 s without hearing the agents")
+        await _all_active(sys_)
+        assert (await sys_.api.get(f"/v1/workspaces/{ws_id}"))["observed_state"] == "running"
+    finally:
+        kafka_broker.start()
+    back = datetime.datetime.now(datetime.timezone.utc)
+
+    async def heartbeats_flow() -> bool:
+        rows = await _query(sys_, "SELECT last_heartbeat_at FROM hosts WHERE id = ANY($1::uuid[])", [a.host_id for a in sys_.agents])
+        return len(rows) == 2 and all(r["last_heartbeat_at"] > back for r in rows)
+
+    await wait.eventually(heartbeats_flow, timeout=90, interval=0.5, message="heartbeats from both agents after the broker came back")
+    await _passes_after(sys_, 20)  # past host_down_after again, now hearing everything
+    await _all_active(sys_)
+    rows = await _query(sys_, "SELECT status::text, down_since FROM hosts WHERE id = ANY($1::uuid[])", [a.host_id for a in sys_.agents])
+    assert [(r["status"], r["down_since"]) for r in rows] == [("active", None)] * 2
+    assert {r["id"] for r in await _query(sys_, lost_sql, hosts)} <= lost_before, "a workspace became lost"
+    assert (await sys_.api.get(f"/v1/workspaces/{ws_id}"))["observed_state"] == "running"
+    assert not _hosts_marked_down(sys_, logs), "a host was marked down (and back) during the outage"
+    assert await _metric(sys_, "a4c_fleet_disruption", max) == 0
+    await _agree(sys_, "agreement after the broker was down longer than the host-down time")
