@@ -152,9 +152,11 @@ async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes
 
         ids = [r[0] for r in rows]
         began = time.perf_counter()
-        relayed = asyncio.create_task(_outbox_drained(settings.database.url, began, after=0.05))
+        relayed = None
         for start in range(0, n, 1000):
             await conn.execute("UPDATE jobs SET attempts = 6 WHERE id = ANY($1::uuid[])", ids[start : start + 1000])
+            if relayed is None:  # from the first committed UPDATE on, the outbox has rows to drain
+                relayed = asyncio.create_task(_outbox_drained(settings.database.url, began))
         splits["updates"] = {"committed_s": time.perf_counter() - began}
         await _until(lambda: _count(es, alias, n, attempts=6), f"{n} updates visible", 3600)
         updated = n / (time.perf_counter() - began)
@@ -185,9 +187,8 @@ async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes
         await engine.dispose()
 
 
-async def _outbox_drained(url: str, began: float, after: float = 0.0) -> float:
+async def _outbox_drained(url: str, began: float) -> float:
     """Seconds from ``began`` until no outbox row is left unpublished (the relay's share of a throughput run)."""
-    await asyncio.sleep(after)  # the first write has committed rows to relay
     conn = await asyncpg.connect(url)
     try:
         while await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
