@@ -8,10 +8,13 @@ Errors::
     ├── Unauthorized       401  no token, or one that is unknown/revoked/expired
     ├── Forbidden          403  a valid token whose role may not do this
     ├── NotFound           404  absent, or somebody else's (never tell which)
+    ├── RequestTimeout     408  the body did not arrive within http.body_timeout
     ├── Conflict           409  the request collides with current state
     ├── TooLarge           413  the body is larger than http.max_body_bytes
+    ├── UnsupportedMediaType 415  a JSON body sent without Content-Type: application/json
     ├── RateLimited        429  the caller's token bucket is empty; retry_after s
     └── Unavailable        503  a dependency (the database) cannot be reached
+        └── Overloaded     503  this route class is at its concurrency cap; retry_after s
 
 Services raise these and nothing else for expected failures; third-party
 exceptions (SQLAlchemy, pydantic, cron parsing) are translated where they enter.
@@ -71,8 +74,16 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class RequestTimeout(DomainError):
+    code = "timeout"
+
+
 class TooLarge(DomainError):
     code = "too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
 
 
 class RateLimited(DomainError):
@@ -87,13 +98,23 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
+class Overloaded(Unavailable):
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
 STATUS: dict[type[DomainError], int] = {
     Malformed: 400,
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    RequestTimeout: 408,
     TooLarge: 413,
+    UnsupportedMediaType: 415,
     Invalid: 422,
     RateLimited: 429,
     Unavailable: 503,

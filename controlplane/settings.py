@@ -31,6 +31,18 @@ class HttpSettings(config.StrictModel):
     )
     max_body_bytes: int = pydantic.Field(default=1_048_576, gt=0, description="Larger request bodies answer 413.")
     shutdown_timeout: Seconds = pydantic.Field(default=10.0, description="Grace for in-flight requests on SIGTERM.")
+    header_timeout: Seconds = pydantic.Field(
+        default=20.0,
+        description="A connection that has not sent a complete request head this long after it opened, or after its previous answer, is closed (slow headers and idle keep-alive alike).",
+    )
+    body_timeout: Seconds = pydantic.Field(default=30.0, description="Longest time to receive a request body; slower answers 408 naming body.")
+    max_connections: int = pydantic.Field(
+        default=900, gt=0, description="Open connections the listener keeps; more are answered 503 and closed (keep it under the process's open-file limit)."
+    )
+    max_connections_per_address: int = pydantic.Field(
+        default=256, ge=0, description="Open connections from one client address (the TCP peer: behind a proxy, the proxy); 0 = no per-address cap."
+    )
+    max_json_depth: int = pydantic.Field(default=64, gt=0, le=500, description="Deepest nesting of arrays and objects a JSON body may have; deeper answers 400 naming body.")
 
 
 def _with_password(url: str, password: str) -> str:
@@ -94,6 +106,9 @@ class AuthSettings(config.StrictModel):
         ge=0,
         description="Seconds a validated token is remembered in-process; a revocation on another instance takes effect within this. 0 = look up on every request.",
     )
+    cache_size: int = pydantic.Field(
+        default=10_000, gt=0, description="Valid tokens remembered (least recently used forgotten first); unknown tokens have their own cache of this size."
+    )
 
 
 class RateLimitSettings(config.StrictModel):
@@ -104,9 +119,22 @@ class RateLimitSettings(config.StrictModel):
     per_token_burst: int = pydantic.Field(default=100, gt=0, description="Requests a token may make at once before the sustained rate applies.")
     anonymous_rps: float = pydantic.Field(default=5.0, gt=0, description="Per client address, unauthenticated calls.")
     anonymous_burst: int = pydantic.Field(default=20, gt=0, description="Burst per client address, unauthenticated calls.")
+    lookups_per_address_rps: float = pydantic.Field(
+        default=20.0, gt=0, description="Token lookups in the database per client address and second (tokens not in the auth cache); beyond, 429 before any lookup."
+    )
+    lookups_per_address_burst: int = pydantic.Field(default=100, gt=0, description="Burst of token lookups per client address.")
     trust_forwarded_for: bool = pydantic.Field(
         default=False, description="Key anonymous buckets by the first X-Forwarded-For address (only behind a trusted load balancer)."
     )
+
+
+class ConcurrencySettings(config.StrictModel):
+    """Requests one instance answers at once per route class; one more answers 503 with Retry-After (controlplane/api/shedding.py)."""
+
+    search: int = pydantic.Field(default=16, gt=0, description="GET /v1/jobs/search.")
+    create: int = pydantic.Field(default=32, gt=0, description="POSTs that create something (workspaces, images, builds, users, tokens…).")
+    other: int = pydantic.Field(default=256, gt=0, description="Every other API call (/healthz, /readyz and /metrics are never capped).")
+    retry_after: int = pydantic.Field(default=1, gt=0, description="Seconds a refused caller is told to wait (Retry-After).")
 
 
 class ApiSettings(config.StrictModel):
@@ -118,6 +146,10 @@ class ApiSettings(config.StrictModel):
         default=86_400.0, description="How long a POST's Idempotency-Key and its recorded response are kept for replay."
     )
     build_deadline: Seconds = pydantic.Field(default=1800.0, description="Deadline an agent gets for one image build.")
+    git_url_schemes: list[typing.Literal["https", "ssh", "http", "git", "file"]] = pydantic.Field(
+        default_factory=lambda: ["https", "ssh"],
+        description="URL schemes an image's git_url may use (user@host:path counts as ssh); others answer 422 naming git_url. file:// lets agents clone from their own disk.",
+    )
 
 
 class EnrolmentSettings(config.StrictModel):
@@ -305,6 +337,7 @@ class Settings(config.StrictModel):
     kafka: common.KafkaSettings = common.KafkaSettings()
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    concurrency: ConcurrencySettings = ConcurrencySettings()
     api: ApiSettings = ApiSettings()
     enrolment: EnrolmentSettings = EnrolmentSettings()
     ci: CiSettings = CiSettings()

@@ -19,7 +19,8 @@ from aiohttp import web
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
-from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit
+from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit, shedding
+from controlplane.api.schemas import images as image_schemas
 from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, users, workspaces
 from controlplane.db import engine as db_engine
 from controlplane.search import context as search_context
@@ -64,7 +65,11 @@ async def database_ctx(app: web.Application) -> typing.AsyncIterator[None]:
     app[keys.READ_ENGINE] = reads
     app[keys.SESSIONS] = db_engine.sessionmaker(engine)
     app[keys.READ_SESSIONS] = sa_asyncio.async_sessionmaker(reads, expire_on_commit=False)
-    app[keys.AUTH] = auth.Authenticator(app[keys.READ_SESSIONS], settings.auth.cache_ttl)
+    limits = settings.rate_limit
+    app[keys.AUTH] = auth.Authenticator(
+        app[keys.READ_SESSIONS], settings.auth.cache_ttl, size=settings.auth.cache_size,
+        lookups=ratelimit.Limiter(limits.lookups_per_address_rps, limits.lookups_per_address_burst) if limits.enabled else None,
+    )
     try:
         yield
     finally:
@@ -105,10 +110,12 @@ def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Contex
         ratelimit.Limiter(limits.anonymous_rps, limits.anonymous_burst),
         enabled=limits.enabled,
     )
+    app[keys.CAPS] = shedding.Caps(settings.concurrency)
     found = endpoints()
     for ep in found:
         app.router.add_route(ep.method, ep.aiohttp_path, endpoint.handler_for(ep), name=ep.name)
     app[keys.OPENAPI] = openapi.build(found, title="A4C control plane", version=_version())
+    image_schemas.document_git_url(app[keys.OPENAPI], settings.api.git_url_schemes)
     web_routes.setup(app)  # the dashboard: GET / and /ui/<version>/<file>
     app.cleanup_ctx.extend(contexts)
     return app

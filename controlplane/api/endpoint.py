@@ -10,7 +10,9 @@ The wrapper around a view:
 
 * parses path ids (``{..._id}`` are UUIDs; aiohttp only matches UUID-shaped
   segments, so anything else is a 404), the query (unknown parameters → 422)
-  and the JSON body (strict; unknown fields → 422; not JSON → 400);
+  and the JSON body (strict; unknown fields → 422; not JSON, or nested deeper
+  than ``http.max_json_depth`` → 400; another Content-Type than JSON → 415;
+  not received within ``http.body_timeout`` → 408);
 * gives reads a session on the autocommit engine, and writes one transaction
   in which the view's changes, their jobs and outbox rows, and the
   ``Idempotency-Key`` record all commit together (see :mod:`.idempotency`);
@@ -19,6 +21,7 @@ The wrapper around a view:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import typing
@@ -125,11 +128,11 @@ class Endpoint:
     def error_statuses(self) -> list[int]:
         found = set(self.errors)
         if self.body is not None:
-            found |= {400, 413, 422}
+            found |= {400, 413, 415, 422}
         if self.query is not None:
             found.add(422)
         if self.write:
-            found |= {409, 422}
+            found |= {408, 409, 422}
         if self.auth != "public":
             found.add(401)
         if self.auth == "admin":
@@ -199,8 +202,10 @@ def handler_for(endpoint: Endpoint) -> typing.Callable[[web.Request], typing.Awa
             access.require_admin(typing.cast(access.Principal, principal))
         params = {name: uuid.UUID(value) for name, value in request.match_info.items()}
         query = parse_query(endpoint.query, request) if endpoint.query is not None else None
-        raw = await request.read() if endpoint.write or endpoint.body is not None else b""
-        body = parse_body(endpoint.body, raw) if endpoint.body is not None else None
+        if endpoint.body is not None:
+            require_json(request)
+        raw = await read_body(request, settings.http.body_timeout) if endpoint.write or endpoint.body is not None else b""
+        body = parse_body(endpoint.body, raw, max_depth=settings.http.max_json_depth) if endpoint.body is not None else None
         if endpoint.write:
             return await _in_transaction(endpoint, request, settings, principal, params, query, body, raw)
         for attempt in range(2):
@@ -268,19 +273,62 @@ def parse_query(model: type[pydantic.BaseModel], request: web.Request) -> pydant
         raise invalid(exc, unknown="unknown query parameter") from None
 
 
-def parse_body(model: type[pydantic.BaseModel], raw: bytes) -> pydantic.BaseModel:
+def require_json(request: web.Request) -> None:
+    """415 unless the body is declared JSON (application/json or a +json type; any charset)."""
+    kind = request.content_type  # "application/octet-stream" when the header is absent
+    if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+        given = request.headers.get("Content-Type")
+        raise errors.UnsupportedMediaType(
+            f"send the body as JSON with 'Content-Type: application/json', not {given!r}" if given else "send the body as JSON with 'Content-Type: application/json'",
+            fields=[errors.FieldError("Content-Type", "expected application/json")],
+        )
+
+
+async def read_body(request: web.Request, timeout: float) -> bytes:
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise errors.RequestTimeout(
+            f"the request body did not arrive within {timeout:g}s", fields=[errors.FieldError("body", f"not received within {timeout:g}s")]
+        ) from None
+
+
+def parse_body(model: type[pydantic.BaseModel], raw: bytes, *, max_depth: int = 64) -> pydantic.BaseModel:
     if not raw.strip():
         raise errors.Malformed("this request needs a JSON body", fields=[errors.FieldError("body", "missing")])
+    too_deep = errors.Malformed(
+        f"the body nests arrays and objects deeper than {max_depth} levels", fields=[errors.FieldError("body", f"nested deeper than {max_depth} levels")]
+    )
     try:
         data = json.loads(raw, parse_float=_json_number)
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.Malformed(f"the body is not valid JSON: {exc}", fields=[errors.FieldError("body", "not valid JSON")]) from None
+    if depth(data, stop=max_depth) > max_depth:
+        raise too_deep
     try:
         # Strict (no "5" for 5), in JSON mode (enums and UUIDs as strings);
         # re-encoded so that 5.0, the same JSON number as 5, is an integer.
         return model.model_validate_json(json.dumps(data), strict=True)
     except pydantic.ValidationError as exc:
         raise invalid(exc, unknown="unknown field") from None
+
+
+def depth(value: typing.Any, *, stop: int) -> int:
+    """Nesting depth of arrays and objects in parsed JSON (a scalar is 0), without recursion; counting stops past ``stop``."""
+    deepest = 0
+    todo: list[tuple[typing.Any, int]] = [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, (dict, list)):
+            level += 1
+            deepest = max(deepest, level)
+            if deepest > stop:
+                return deepest
+            todo.extend((child, level) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _json_number(text: str) -> int | float:

@@ -10,7 +10,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import settings as cp_settings
 
 if typing.TYPE_CHECKING:
-    from controlplane.api import auth, ratelimit
+    from controlplane.api import auth, ratelimit, shedding
     from controlplane.services import access
 
 SETTINGS = web.AppKey("settings", cp_settings.Settings)
@@ -22,6 +22,7 @@ SESSIONS = web.AppKey("sessions", sa_asyncio.async_sessionmaker)
 READ_SESSIONS = web.AppKey("read_sessions", sa_asyncio.async_sessionmaker)
 AUTH = web.AppKey("auth", "auth.Authenticator")
 LIMITER = web.AppKey("limiter", "ratelimit.Limits")
+CAPS = web.AppKey("caps", "shedding.Caps")
 OPENAPI = web.AppKey("openapi", dict)
 # Kafka consumers' progress by name (shared.consuming.Progress), set by controlplane/workers.py; /readyz reads it.
 CONSUMERS = web.AppKey("consumers", dict)

@@ -6,9 +6,17 @@
   route, wrong method, body too large) keep their status, an unreachable
   database is a 503, and anything else is logged and answered as a bare 500 —
   never a traceback. Every answer is ``{"error": {"code", "message", "fields"}}``.
-* ``guard`` refuses oversized bodies up front, resolves the bearer token,
-  applies the token bucket (per token, or per address when anonymous) and
-  refuses unauthenticated calls to protected endpoints.
+* ``guard`` refuses oversized bodies up front, resolves the bearer token
+  (a token this instance does not remember costs a lookup, limited per client
+  address: 429 before the database is asked, see :mod:`.auth`), applies the
+  token bucket (per token, or per address when anonymous), refuses
+  unauthenticated calls to protected endpoints, and holds a slot of the
+  route's class for the handler (503 with Retry-After when full, see
+  :mod:`.shedding`).
+
+A request whose client disconnects is cancelled (``handler_cancellation``,
+controlplane/api/listener.py): it is counted with status 499, and a write's
+transaction rolls back unless it had committed.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from controlplane import errors, metrics
-from controlplane.api import auth, keys
+from controlplane.api import auth, keys, shedding
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +63,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
         status = response.status
         return response
+    except asyncio.CancelledError:
+        status = 499  # the client went away (nginx's "client closed request")
+        raise
     finally:
         metrics.observe(request.method, route_label(request), status, time.perf_counter() - started)
 
@@ -71,7 +82,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except errors.DomainError as exc:
         status = errors.status_of(exc)
         headers: dict[str, str] = {}
-        if isinstance(exc, errors.RateLimited):
+        if isinstance(exc, (errors.RateLimited, errors.Overloaded)):
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, errors.Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="a4c"'
@@ -104,20 +115,19 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     endpoint = endpoint_of(request)
     public = endpoint is None or endpoint.auth == "public"
     token = auth.bearer(request) if not public else None
-    principal = await app[keys.AUTH].principal(token) if token is not None else None
+    address = auth.client_address(request, settings.rate_limit)
+    principal = await app[keys.AUTH].principal(token, address=address) if token is not None else None
     request[keys.PRINCIPAL] = principal
     if endpoint is None or endpoint.rate_limited:
-        wait = app[keys.LIMITER].check(
-            token_key=str(principal.token_id) if principal is not None else None,
-            address=auth.client_address(request, settings.rate_limit),
-        )
+        wait = app[keys.LIMITER].check(token_key=str(principal.token_id) if principal is not None else None, address=address)
         if wait:
             raise errors.RateLimited(f"too many requests; retry in {wait}s", retry_after=wait)
     if not public and principal is None:
         if token is None:
             raise errors.Unauthorized("this needs an API token: send 'Authorization: Bearer <token>'")
         raise errors.Unauthorized("unknown, revoked or expired token")
-    return await handler(request)
+    with app[keys.CAPS].slot(shedding.route_class(endpoint)):
+        return await handler(request)
 
 
 MIDDLEWARES = (metrics_middleware, error_middleware, guard_middleware)

@@ -1,6 +1,8 @@
 """Serving the API as a daemon: bind, tell systemd, stop gracefully on SIGTERM.
 
-``a4c-controlplane run`` calls :func:`serve`. In-flight requests get
+``a4c-controlplane run`` calls :func:`serve`. The listener's limits (header
+and body deadlines, connection caps, cancellation on disconnect) are in
+controlplane/api/listener.py. In-flight requests get
 ``http.shutdown_timeout`` to finish; resources (cleanup contexts) stop in
 reverse order after the listener closes. Under systemd (``NOTIFY_SOCKET``) it
 sends READY once listening, WATCHDOG pings while the event loop is responsive,
@@ -18,6 +20,7 @@ from aiohttp import web
 
 from controlplane import settings as cp_settings
 from controlplane.api import app as api_app
+from controlplane.api import listener
 from shared import sdnotify
 
 logger = logging.getLogger(__name__)
@@ -38,12 +41,11 @@ async def serve(
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
     app = api_app.init_app(settings, contexts=contexts)
-    runner = web.AppRunner(app, shutdown_timeout=settings.http.shutdown_timeout, access_log=None, handle_signals=False)
+    runner = listener.runner(app, settings.http, handle_signals=False)
     await runner.setup()
     watchdog: asyncio.Task[None] | None = None
     try:
-        site = web.TCPSite(runner, settings.http.host, settings.http.port, reuse_address=True)
-        await site.start()
+        await listener.start(runner, settings.http)
         url = _url(runner, settings)
         logger.info("control plane API listening on %s", url)
         if on_listening is not None:

@@ -505,9 +505,11 @@ def _parse_time(value: str, where: typing.Callable[[str], QueryError]) -> dateti
         if not _TIME.fullmatch(value):
             raise ValueError(value)
         when = datetime.datetime.fromisoformat(value.upper())
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset: the UTC time is out of datetime's range
+        raise where(f"{value!r} is out of range") from None
     except ValueError:
         raise where(f"expected a date like 2026-01-31 or a time like 2026-01-31T12:00Z, not {value!r}") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _show_time(when: datetime.datetime) -> str:

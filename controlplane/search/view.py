@@ -99,7 +99,8 @@ class SearchPage(common.Out):
 def _limit(raw: str | None, default: int, maximum: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    # ASCII digits only: str.isdigit() also takes "²" and "①", which int() refuses.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) < 1:
         raise errors.Invalid.field("limit", "expected a whole number of at least 1")
     return min(int(raw), maximum)
 

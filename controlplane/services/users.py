@@ -101,14 +101,39 @@ async def list_tokens(session: Session, user_id: uuid.UUID) -> list[models.ApiTo
 
 
 async def revoke_token(session: Session, token_id: uuid.UUID) -> models.ApiToken:
-    """Revoke (idempotent: revoking a revoked token keeps its first revocation time)."""
+    """Revoke (idempotent: revoking a revoked token keeps its first revocation time).
+
+    The last live token of an enabled admin cannot be revoked (409): nobody
+    could administer the installation any more, ``a4c up`` included.
+    """
+    admins = await _live_admin_tokens(session)  # first, in id order: two revocations cannot deadlock
     row = await session.get(models.ApiToken, token_id, with_for_update=True)
     if row is None:
         raise errors.NotFound("no such token")
+    if row.revoked_at is None and admins == [row.id]:
+        raise errors.Conflict(
+            "this is the last valid admin token: issue another admin token first (POST /v1/users/{user_id}/tokens), then revoke this one",
+            code="last_admin_token",
+        )
     if row.revoked_at is None:
         row.revoked_at = datetime.datetime.now(datetime.timezone.utc)
         await session.flush()
     return row
+
+
+async def _live_admin_tokens(session: Session) -> list[uuid.UUID]:
+    """Ids of the live tokens of enabled admins, locked: concurrent revocations take turns, so two cannot each leave the other as the last."""
+    stmt = (
+        sa.select(models.ApiToken.id)
+        .join(models.User, models.User.id == models.ApiToken.user_id)
+        .where(
+            models.User.role == models.Role.ADMIN, sa.not_(models.User.disabled), models.ApiToken.revoked_at.is_(None),
+            sa.or_(models.ApiToken.expires_at.is_(None), models.ApiToken.expires_at > sa.func.now()),
+        )
+        .order_by(models.ApiToken.id)
+        .with_for_update(of=models.ApiToken)
+    )
+    return list((await session.scalars(stmt)).all())
 
 
 async def bootstrap_admin(session: Session, name: str, *, token_name: str = "bootstrap") -> IssuedToken:

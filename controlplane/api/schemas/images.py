@@ -13,7 +13,8 @@ from controlplane import cron as cron_rules
 from controlplane.api.schemas import common
 
 IMAGE_NAME = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$"
-# http(s)/git/ssh/file URLs, or scp-like user@host:path.
+# http(s)/git/ssh/file URLs, or scp-like user@host:path. Which schemes are
+# accepted is a setting (api.git_url_schemes, default https and ssh): see git_scheme.
 GIT_URL = r"^(?:(?:https?|git|ssh|file)://[^\s\x00]+|[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\s\x00]+)$"
 GIT_REF = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$"
 BUILD_ARG = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
@@ -32,7 +33,10 @@ class ImageCreate(common.Body):
 
     name: str = pydantic.Field(max_length=128, pattern=IMAGE_NAME)
     dockerfile: str = pydantic.Field(default=None, min_length=1, max_length=65_536, pattern=common.NO_NUL)
-    git_url: str = pydantic.Field(default=None, max_length=2048, pattern=GIT_URL)
+    git_url: str = pydantic.Field(
+        default=None, max_length=2048, pattern=GIT_URL,
+        description="https://… or ssh://… (or user@host:path); http, git and file URLs only where api.git_url_schemes allows them (422 otherwise).",
+    )
     git_ref: str = pydantic.Field(default=None, pattern=GIT_REF, description="Branch, tag or commit; default HEAD.")
     git_path: str = pydantic.Field(
         default=None, max_length=1024, pattern=GIT_PATH, description="Context directory inside the repository (relative, no '..'); default '.'."
@@ -44,6 +48,24 @@ class ImageCreate(common.Body):
     def _one_source(self) -> "ImageCreate":
         common.exactly_one(self, "dockerfile", "git_url")
         return self
+
+
+def git_url_pattern(schemes: typing.Collection[str]) -> str:
+    """GIT_URL narrowed to ``schemes`` (api.git_url_schemes): what one instance documents in its OpenAPI."""
+    urls = "|".join(sorted(s for s in schemes if s != "ssh") + (["ssh"] if "ssh" in schemes else []))
+    scp = r"|[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\s\x00]+" if "ssh" in schemes else ""
+    return rf"^(?:(?:{urls})://[^\s\x00]+{scp})$" if urls else "^$"
+
+
+def document_git_url(document: dict[str, typing.Any], schemes: typing.Collection[str]) -> None:
+    """Narrow ImageCreate.git_url's pattern in a built OpenAPI document to the schemes this instance accepts."""
+    document["components"]["schemas"]["ImageCreate"]["properties"]["git_url"]["pattern"] = git_url_pattern(schemes)
+
+
+def git_scheme(url: str) -> str:
+    """The scheme of a GIT_URL: scp-like user@host:path is ssh."""
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep else "ssh"
 
 
 class Image(common.Out):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from controlplane import errors
 from controlplane.api import endpoint
 from controlplane.api.schemas import images as schemas
 from controlplane.api.schemas import jobs as job_schemas
@@ -34,6 +35,9 @@ def render_schedule(view: schedules.ScheduleView) -> schemas.Schedule:
 async def register_image(call: endpoint.Call) -> schemas.Image:
     """Register an image: an inline Dockerfile, or a git URL + ref + path as the build context."""
     body: schemas.ImageCreate = call.body
+    allowed = call.settings.api.git_url_schemes
+    if body.git_url is not None and schemas.git_scheme(body.git_url) not in allowed:
+        raise errors.Invalid.field("git_url", f"{schemas.git_scheme(body.git_url)} URLs are not accepted here; use {' or '.join(allowed) or 'an inline dockerfile'}")
     new = images.NewImage(
         name=body.name, dockerfile=body.dockerfile, git_url=body.git_url, git_ref=body.git_ref, git_path=body.git_path,
         build_args=dict(body.build_args), shared=body.shared,

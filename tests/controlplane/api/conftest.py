@@ -23,6 +23,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
 from controlplane.api import app as api_app
+from controlplane.api import listener
 from controlplane.db import engine as db_engine
 from controlplane.db import models
 from controlplane.services import users
@@ -97,13 +98,14 @@ async def start_api(database_url: str) -> typing.AsyncIterator[typing.Callable[.
     runners: list[web.AppRunner] = []
 
     async def start(**overrides: typing.Any) -> str:
-        app = api_app.init_app(settings_for(database_url, **overrides))
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        settings = settings_for(database_url, **overrides)
+        app = api_app.init_app(settings)
+        # Served as a4c-controlplane run serves it (header deadline, connection caps, cancellation).
+        runner = listener.runner(app, settings.http, shutdown_timeout=1)
         await runner.setup()
         runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
+        site = await listener.start(runner, settings.http, host="127.0.0.1", port=0)
+        port = site.port
         return f"http://127.0.0.1:{port}"
 
     yield start

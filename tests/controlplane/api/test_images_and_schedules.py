@@ -29,9 +29,9 @@ async def test_an_inline_dockerfile_image_is_registered_and_read_back(client, se
 
 async def test_a_git_context_image_defaults_its_ref_and_path(client, seed):
     user = await seed.user()
-    made = await client(user.token).post("/v1/images", {"name": image_name(), "git_url": "file:///srv/repo.git"})
+    made = await client(user.token).post("/v1/images", {"name": image_name(), "git_url": "https://git.example/srv/repo.git"})
     assert made.status == 201
-    assert (made.body["git_url"], made.body["git_ref"], made.body["git_path"]) == ("file:///srv/repo.git", "HEAD", ".")
+    assert (made.body["git_url"], made.body["git_ref"], made.body["git_path"]) == ("https://git.example/srv/repo.git", "HEAD", ".")
     assert made.body["dockerfile"] is None
     nested = await client(user.token).post(
         "/v1/images", {"name": image_name(), "git_url": "git@example.org:team/repo.git", "git_ref": "v1.2", "git_path": "images/base"}
