@@ -43,6 +43,11 @@ class HttpSettings(config.StrictModel):
         default=256, ge=0, description="Open connections from one client address (the TCP peer: behind a proxy, the proxy); 0 = no per-address cap."
     )
     max_json_depth: int = pydantic.Field(default=64, gt=0, le=500, description="Deepest nesting of arrays and objects a JSON body may have; deeper answers 400 naming body.")
+    metrics_token_file: str | None = pydantic.Field(
+        default=None,
+        description="File holding a token that /metrics requires as 'Authorization: Bearer <token>' (Prometheus: "
+        "authorization.credentials_file). Unset: /metrics is public, so bind the API where only your network reaches it.",
+    )
 
 
 def _with_password(url: str, password: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+import pathlib
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -49,12 +51,30 @@ def _stalled(consumers: dict[str, consuming.Progress], after: float) -> list[str
 
 @routes.get("/metrics", response=None, auth="public", raw=True, rate_limited=False)
 async def prometheus(call: endpoint.Call) -> web.Response:
-    """Prometheus metrics: requests by route and status, latency histograms, hosts/jobs/workspaces gauges."""
+    """Prometheus metrics: requests by route and status, latency histograms, hosts/jobs/workspaces gauges.
+
+    With ``http.metrics_token_file`` set, only a scraper presenting that token gets them (401 otherwise).
+    """
+    _check_metrics_token(call)
     await metrics.refresh_domain(call.session)
     body, content_type = metrics.render()
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
+
+
+def _check_metrics_token(call: endpoint.Call) -> None:
+    path = call.settings.http.metrics_token_file
+    if not path:
+        return
+    try:
+        expected = pathlib.Path(path).read_text().strip()
+    except OSError as exc:
+        raise errors.Unavailable(f"http.metrics_token_file cannot be read: {exc.strerror}") from None
+    given = call.request.headers.get("Authorization", "")
+    scheme, _, token = given.partition(" ")
+    if scheme.lower() != "bearer" or not expected or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise errors.Unauthorized("/metrics needs the metrics token (http.metrics_token_file) as a bearer token")
 
 
 @routes.get("/v1/openapi.json", response=None, auth="public", raw=True)

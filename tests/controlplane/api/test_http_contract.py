@@ -262,6 +262,17 @@ async def test_readiness_fails_with_503_when_the_database_is_unreachable(start_a
     assert (await Client(http, base, "a4c_whatever").get("/v1/me")).status == 503
 
 
+async def test_metrics_behind_a_token_answer_only_a_scraper_that_presents_it(start_api, http, tmp_path):
+    token_file = tmp_path / "metrics-token"
+    token_file.write_text("scrape-me\n")
+    base = await start_api(**{"http.metrics_token_file": str(token_file)})
+    assert (await Client(http, base).get("/metrics")).status == 401
+    assert (await Client(http, base, "not-it").get("/metrics")).status == 401
+    scraped = await Client(http, base, "scrape-me").get("/metrics")
+    assert scraped.status == 200 and "a4c_http_requests_total" in scraped.body
+    assert (await Client(http, base).get("/healthz")).status == 200, "health and readiness stay public"
+
+
 async def test_the_openapi_document_describes_every_route_and_its_errors(client):
     doc = (await client().get("/v1/openapi.json")).body
     assert doc["openapi"].startswith("3.")
