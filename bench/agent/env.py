@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 import secrets
+import shutil
 import sys
 import tempfile
 import typing
@@ -65,6 +66,7 @@ class BenchEnv:
         if self.daemon is not None:
             self.daemon.stop()
         self.run.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     @property
     def bootstrap(self) -> str:
