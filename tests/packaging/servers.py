@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
+import itertools
 import os
 import pathlib
 import subprocess
+import tarfile
 import typing
 
 import docker
@@ -38,6 +41,18 @@ def socket_path(docker_host: str) -> pathlib.Path:
     return pathlib.Path(docker_host.removeprefix("unix://"))
 
 
+_sh_numbers = itertools.count()
+
+
+def _read_file(container: typing.Any, path: str) -> bytes:
+    """A file's bytes from inside a container, through the archive (tar) API."""
+    stream, _ = container.get_archive(path)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+        member = archive.getmembers()[0]
+        extracted = archive.extractfile(member)
+        return extracted.read() if extracted is not None else b""
+
+
 @dataclasses.dataclass
 class Server:
     name: str
@@ -46,9 +61,18 @@ class Server:
     metrics_port: int
 
     def sh(self, script: str, *, check: bool = True) -> str:
-        """Run ``script`` with /bin/sh as root inside the server; its combined output."""
-        code, output = self.container.exec_run(["sh", "-c", script], demux=False)
-        text = (output or b"").decode(errors="replace")
+        """Run ``script`` with /bin/sh as root inside the server; its combined output.
+
+        The output goes through a file read back with Docker's archive API: an
+        exec's attached stream lost a short command's whole output once under
+        load (``id -u`` answered empty with exit 0), and a command cannot simply
+        be run again, since it may change the server.
+        """
+        # On the container's own file system: the archive API does not read its tmpfs mounts (/run, /tmp).
+        out = f"/var/tmp/a4c-test-sh-{os.getpid()}-{next(_sh_numbers)}"
+        code, _ = self.container.exec_run(["sh", "-c", f"( {script} ) >{out} 2>&1"], demux=False)
+        text = _read_file(self.container, out).decode(errors="replace")
+        self.container.exec_run(["rm", "-f", out])
         if check and code != 0:
             raise AssertionError(f"{self.name}: `{script}` exited {code}:\n{text}")
         return text
