@@ -44,7 +44,7 @@ from aiokafka import errors as aiokafka_errors
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
-from shared import aio, failpoints, messages, signing
+from shared import aio, failpoints, kafka, messages, signing
 
 logger = logging.getLogger(__name__)
 
@@ -185,11 +185,10 @@ async def run(
                 while await relay_once(engine, producer, settings) == settings.relay.batch_size:
                     pass
                 backoff = 0.1
-            except (RelayError, kafka.KafkaUnavailable, OSError, sa.exc.DBAPIError, asyncpg.PostgresError) as exc:
+            except (RelayError, aiokafka_errors.KafkaError, kafka.KafkaUnavailable, OSError, sa.exc.DBAPIError, asyncpg.PostgresError) as exc:
                 logger.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
-                forget = getattr(producer, "forget", None)
-                if forget is not None:
-                    forget()  # a broker that lost its data needs its topics again
+                if isinstance(exc, (RelayError, aiokafka_errors.KafkaError, kafka.KafkaUnavailable)):
+                    await _renew(producer)
                 await aio.sleep_or(stopping, backoff)
                 backoff = min(backoff * 2, settings.kafka.retry_backoff_max)
                 continue
@@ -202,6 +201,21 @@ async def run(
     finally:
         if listener is not None and not listener.is_closed():
             await listener.close()
+
+
+async def _renew(producer: Producer) -> None:
+    """After a failed publish: check topics again and start a new producer session.
+
+    A broker that lost its data has neither the topics nor this producer's
+    idempotent session, so the old producer could fail every send from then on.
+    """
+    renew = getattr(producer, "renew", None)
+    if renew is None:
+        return
+    try:
+        await renew()
+    except (aiokafka_errors.KafkaError, kafka.KafkaUnavailable, OSError) as exc:
+        logger.warning("outbox relay: cannot reconnect to Kafka yet: %s", exc)
 
 
 async def _housekeeping(engine: sa_asyncio.AsyncEngine, settings: cp_settings.Settings) -> None:

@@ -53,7 +53,10 @@ def build(app: web.Application) -> supervisor.Supervisor:
     if settings.relay.enabled:
 
         async def relay_loop(stopping: asyncio.Event) -> None:
-            producer = kafka.TopicCreatingProducer(kafka.producer(settings.kafka, client_id="a4c-relay"), settings.kafka)
+            def new() -> typing.Any:
+                return kafka.producer(settings.kafka, client_id="a4c-relay")
+
+            producer = kafka.TopicCreatingProducer(new(), settings.kafka, factory=new)
             await producer.start()
             try:
                 await relay.run(engine, producer, settings, listen_url=settings.database.url, stopping=stopping)

@@ -142,10 +142,29 @@ class TopicCreatingProducer:
     which is what a broker that lost its data answers).
     """
 
-    def __init__(self, producer: aiokafka.AIOKafkaProducer, kafka: common.KafkaSettings) -> None:
+    def __init__(
+        self,
+        producer: aiokafka.AIOKafkaProducer,
+        kafka: common.KafkaSettings,
+        *,
+        factory: typing.Callable[[], aiokafka.AIOKafkaProducer] | None = None,
+    ) -> None:
         self._producer = producer
         self._kafka = kafka
+        self._factory = factory
         self._known: set[str] = set()
+
+    async def renew(self) -> None:
+        """Forget the known topics and, with a ``factory``, replace the producer by a new one (a new session)."""
+        self._known.clear()
+        if self._factory is None:
+            return
+        old, self._producer = self._producer, self._factory()
+        try:
+            await asyncio.wait_for(old.stop(), 5)
+        except Exception:  # noqa: BLE001 - the old session is being discarded anyway
+            logger.debug("old producer did not stop cleanly", exc_info=True)
+        await self._producer.start()
 
     async def start(self) -> None:
         await self._producer.start()
