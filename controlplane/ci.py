@@ -1,4 +1,4 @@
-"""CI-triggered image builds: the ``<prefix>.ci-builds`` topic (the seed's "A4C Consumer"), signed.
+"""CI-triggered image builds: the ``<prefix>.ci-builds`` topic, signed.
 
 A CI system (created by an admin, ``POST /v1/ci-systems``; docs/ci.md)
 publishes one JSON message per build it wants, signed with its key like agent

@@ -1,4 +1,4 @@
-"""The reconciler loop: level-triggered healing (ARCHITECTURE.md decision 2).
+"""The reconciler loop: level-triggered healing: Kafka messages are hints, the inventory diffed against PostgreSQL is the truth.
 
 Every ``reconciler.interval`` each control-plane instance runs one pass:
 

@@ -1,4 +1,4 @@
-"""Choose the host for a new workspace (the seed's ``findBestHost``): a pure decision.
+"""Choose the host for a new workspace (docs/decisions/0003-placement-lock-and-sql-ranking.md): a pure decision.
 
 Errors::
 

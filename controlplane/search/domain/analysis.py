@@ -1,6 +1,6 @@
 """How error text becomes searchable terms, the same way on both backends.
 
-The contract (ARCHITECTURE.md decision 6) is that a query returns the same jobs
+The contract (one query language, two backends, tested against each other) is that a query returns the same jobs
 from Elasticsearch and from PostgreSQL, so the two analyzers are built to agree
 rather than each left at its defaults (whose tokenizers, stop lists and
 stemmers all differ):
