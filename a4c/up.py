@@ -1,4 +1,4 @@
-"""``a4c up``: the whole system on one machine, with no configuration (ARCHITECTURE.md decision 7).
+"""``a4c up``: the whole system on one machine, with no configuration (the embedded default: embedded PostgreSQL and tansu).
 
 Before anything starts it takes the state directory's lock (a second
 ``a4c up`` on the same directory refuses at once, naming the running one's pid

@@ -7,7 +7,7 @@ Errors::
 Every message is an :class:`Envelope` signed with the host key
 (:mod:`shared.signing`). ``id`` makes a message idempotent to apply; ``seq`` is
 the sender's monotonic version, so a consumer can drop anything older than
-what it already applied (ARCHITECTURE.md decision 3). Commands carry the
+what it already applied (every consumer is idempotent). Commands carry the
 outbox row id as ``seq``; agents use a time-based counter that survives
 restarts (nanoseconds since the epoch, bumped past the last one issued).
 """

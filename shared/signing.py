@@ -1,4 +1,4 @@
-"""HMAC signing of agent traffic (ARCHITECTURE.md decision 5).
+"""HMAC signing of agent traffic (docs/decisions/0001-command-routing.md, Security).
 
 Errors::
 

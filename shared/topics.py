@@ -1,6 +1,6 @@
 """Kafka topic names, in one place.
 
-Commands are routed by host (ARCHITECTURE.md decision 4) with **one topic per
+Commands are routed by host (docs/decisions/0001-command-routing.md) with **one topic per
 host**: ``<prefix>.commands.<host_id>``. An agent subscribes to its own topic
 only, so it cannot even read another host's commands, and the consumer group
 ``<prefix>.agent.<host_id>`` keeps its committed offset across restarts.
