@@ -1,6 +1,6 @@
 """Fault tests: each ends with PostgreSQL, the Docker daemon and the API in agreement.
 
-Messages are hints; reconciliation heals (ARCHITECTURE.md decision 2). Every
+Messages are hints; reconciliation heals. Every
 test injects one fault into the running system of two control-plane
 instances and two agents, then waits (with a deadline) for agreement.
 """

@@ -7,7 +7,7 @@ mounted at /run/docker.sock, so an agent inside manages the same daemon the
 tests inspect; a ``docker`` group with the socket's gid stands for the Docker
 package an operator would have installed.
 
-Why these ``docker run`` options (see ARCHITECTURE.md): ``--privileged`` fails
+Why these ``docker run`` options: ``--privileged`` fails
 on these machines; systemd as PID 1 needs SYS_ADMIN, no seccomp/AppArmor
 profile in the way (it sets up its units' sandboxes), the cgroup tree
 writable, and /run and /run/lock as tmpfs.
