@@ -7,37 +7,23 @@ import typing
 
 import pytest
 
-from tests.harness import kafka_broker as kafka_broker_mod
-from tests.harness import run
 from tests.harness import tls
 from tests.harness import wait
 
 USER, PASSWORD = "a4c", "e2e secret over TLS"
 
 
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory) -> tls.Certificates:
-    return tls.make(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def secure_broker(harness_run: run.Run, certificates: tls.Certificates):
-    broker, bootstrap = kafka_broker_mod.secured(harness_run, certificates.server_pem, {USER: PASSWORD})
-    try:
-        broker.start()
-        yield broker, bootstrap
-    finally:
-        broker.stop()
+SASL_USERS = {USER: PASSWORD}
 
 
 # Every daemon of this module's system gets only the SASL_SSL address and the credentials.
 @pytest.fixture(scope="module")
-def kafka_bootstrap(secure_broker) -> str:
-    return secure_broker[1]
+def kafka_bootstrap(sasl_ssl_broker) -> str:
+    return sasl_ssl_broker[1]
 
 
 @pytest.fixture(scope="module")
-def kafka_client_settings(certificates: tls.Certificates, tmp_path_factory) -> dict[str, typing.Any]:
+def kafka_client_settings(kafka_certificates: tls.Certificates, tmp_path_factory) -> dict[str, typing.Any]:
     secret = tmp_path_factory.mktemp("secret") / "kafka-password"
     secret.write_text(PASSWORD)
     secret.chmod(0o600)
@@ -46,7 +32,7 @@ def kafka_client_settings(certificates: tls.Certificates, tmp_path_factory) -> d
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_username": USER,
         "sasl_password_file": str(secret),
-        "ssl_cafile": str(certificates.ca),
+        "ssl_cafile": str(kafka_certificates.ca),
     }
 
 

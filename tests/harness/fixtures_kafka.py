@@ -63,3 +63,22 @@ def module_kafka_broker(harness_run: run.Run) -> kafka_broker_mod.KafkaBroker:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def kafka_certificates(tmp_path_factory):
+    """A CA and a server certificate for 127.0.0.1 (``tests.harness.tls``), for a module's SASL_SSL broker."""
+    from tests.harness import tls
+
+    return tls.make(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def sasl_ssl_broker(request: pytest.FixtureRequest, harness_run: run.Run, kafka_certificates):
+    """(broker, SASL_SSL bootstrap) of a broker whose SCRAM users are the module's ``SASL_USERS`` mapping."""
+    broker, bootstrap = kafka_broker_mod.secured(harness_run, kafka_certificates.server_pem, request.module.SASL_USERS)
+    try:
+        broker.start()
+        yield broker, bootstrap
+    finally:
+        broker.stop()

@@ -9,8 +9,6 @@ import pytest
 
 from shared import kafka
 from shared import settings as common
-from tests.harness import kafka_broker as kafka_broker_mod
-from tests.harness import run
 from tests.harness import tls
 from tests.harness import wait
 
@@ -19,29 +17,17 @@ pytestmark = pytest.mark.kafka
 USER, PASSWORD = "a4c-relay", "correct horse battery staple"
 
 
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory) -> tls.Certificates:
-    return tls.make(tmp_path_factory.mktemp("tls"))
+SASL_USERS = {USER: PASSWORD}
 
 
-@pytest.fixture(scope="module")
-def secure_broker(harness_run: run.Run, certificates: tls.Certificates):
-    broker, bootstrap = kafka_broker_mod.secured(harness_run, certificates.server_pem, {USER: PASSWORD})
-    try:
-        broker.start()
-        yield broker, bootstrap
-    finally:
-        broker.stop()
-
-
-def _settings(bootstrap: str, certificates: tls.Certificates, **overrides) -> common.KafkaSettings:
+def _settings(bootstrap: str, kafka_certificates: tls.Certificates, **overrides) -> common.KafkaSettings:
     values = {
         "bootstrap_servers": [bootstrap],
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_username": USER,
         "sasl_password": PASSWORD,
-        "ssl_cafile": str(certificates.ca),
+        "ssl_cafile": str(kafka_certificates.ca),
         "request_timeout": 5.0,
         **overrides,
     }
@@ -72,30 +58,30 @@ async def _round_trip(settings: common.KafkaSettings, topic: str) -> list[bytes]
         await consumer.stop()
 
 
-async def test_the_product_clients_work_over_sasl_ssl(secure_broker, certificates, topic_prefix):
-    _, bootstrap = secure_broker
-    assert await _round_trip(_settings(bootstrap, certificates), f"{topic_prefix}.secure") == [b"over SASL_SSL"]
+async def test_the_product_clients_work_over_sasl_ssl(sasl_ssl_broker, kafka_certificates, topic_prefix):
+    _, bootstrap = sasl_ssl_broker
+    assert await _round_trip(_settings(bootstrap, kafka_certificates), f"{topic_prefix}.secure") == [b"over SASL_SSL"]
 
 
-async def test_the_password_can_come_from_a_file(secure_broker, certificates, topic_prefix, tmp_path):
-    _, bootstrap = secure_broker
+async def test_the_password_can_come_from_a_file(sasl_ssl_broker, kafka_certificates, topic_prefix, tmp_path):
+    _, bootstrap = sasl_ssl_broker
     secret = tmp_path / "kafka-password"
     secret.write_text(PASSWORD + "\n")
-    settings = _settings(bootstrap, certificates, sasl_password=None, sasl_password_file=str(secret))
+    settings = _settings(bootstrap, kafka_certificates, sasl_password=None, sasl_password_file=str(secret))
     assert await _round_trip(settings, f"{topic_prefix}.from-file") == [b"over SASL_SSL"]
 
 
-async def test_a_wrong_password_is_refused(secure_broker, certificates, topic_prefix, caplog):
-    _, bootstrap = secure_broker
-    settings = _settings(bootstrap, certificates, sasl_password="not the password")
+async def test_a_wrong_password_is_refused(sasl_ssl_broker, kafka_certificates, topic_prefix, caplog):
+    _, bootstrap = sasl_ssl_broker
+    settings = _settings(bootstrap, kafka_certificates, sasl_password="not the password")
     with pytest.raises(kafka.KafkaUnavailable):
         await asyncio.wait_for(kafka.ensure_topics(settings, [f"{topic_prefix}.never"]), 30)
     # aiokafka raises a generic "unable to bootstrap" and logs the broker's reason.
     assert "SaslAuthenticationFailed" in caplog.text
 
 
-async def test_a_broker_certificate_from_an_unknown_ca_is_refused(secure_broker, topic_prefix, tmp_path, caplog):
-    _, bootstrap = secure_broker
+async def test_a_broker_certificate_from_an_unknown_ca_is_refused(sasl_ssl_broker, topic_prefix, tmp_path, caplog):
+    _, bootstrap = sasl_ssl_broker
     stranger = tls.make(tmp_path / "other", name="someone else")
     settings = _settings(bootstrap, stranger)
     with pytest.raises(kafka.KafkaUnavailable):
