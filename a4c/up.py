@@ -206,7 +206,28 @@ class Up:
         # Remembered only once it served: a port that failed is not tried again next time.
         self.ports["http"] = port
         self.ports_file.write_text(json.dumps(self.ports))
+        with self.progress.step("admin token"):
+            self._check_admin_token(url, token_file)
         return url
+
+    def _check_admin_token(self, url: str, token_file: pathlib.Path) -> None:
+        """The kept admin token still works, or a4c up stops here and says how to get a new one.
+
+        Checked before anything uses it: a revoked or expired token would otherwise
+        surface later as a bare 401 from the enrolment step.
+        """
+        try:
+            _get_json(f"{url}/v1/me", token_file.read_text().strip())
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (401, 403):
+                raise embedded.EmbeddedError(f"checking the admin token: GET /v1/me answered {exc.code}") from None
+            raise embedded.EmbeddedError(
+                f"the admin token in {token_file} is no longer accepted (revoked or expired; the API answered {exc.code}).\n"
+                f"  To get a new one: rm {token_file} && a4c up --state-dir {self.state}\n"
+                "  a4c up then issues a fresh token for the user 'admin'; your data, workspaces and other tokens are kept."
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise embedded.EmbeddedError(f"checking the admin token: {exc}") from None
 
     def _agent(self, url: str, kafka: list[str], docker_host: str) -> None:
         token = (self.state / "admin.token").read_text().strip()
