@@ -272,8 +272,15 @@ class SearchSettings(config.StrictModel):
     """The Elasticsearch projection of the jobs table, and its fallback."""
 
     elasticsearch_url: common.HttpUrl | None = pydantic.Field(
-        default=None, description="Unset: search is served by PostgreSQL."
+        default=None, description="Unset: search is served by PostgreSQL. A user named in it (https://a4c@es:9200) logs in with password_file."
     )
+    api_key_file: str | None = pydantic.Field(
+        default=None, description="File holding an Elasticsearch API key (the encoded form), e.g. a systemd LoadCredential= path."
+    )
+    password_file: str | None = pydantic.Field(
+        default=None, description="File holding the password of the user named in elasticsearch_url (e.g. a systemd LoadCredential= path)."
+    )
+    ca_file: str | None = pydantic.Field(default=None, description="CA bundle that signed Elasticsearch's certificate (https); the system's CAs when unset.")
     index_alias: str = pydantic.Field(default="jobs", pattern=r"^[a-z0-9._-]+$", description="Alias the dashboard queries; reindexing swaps the index behind it.")
     shards: int = pydantic.Field(default=3, gt=0, description="Primary shards of a new jobs index.")
     replicas: int = pydantic.Field(default=1, ge=0, description="Replica shards of a new jobs index.")
@@ -332,6 +339,18 @@ class SearchSettings(config.StrictModel):
         default=300.0,
         description="Reindex replays rows updated since its backfill began minus this much, covering transactions that were in flight then.",
     )
+
+    @pydantic.model_validator(mode="after")
+    def _one_way_to_log_in(self) -> "SearchSettings":
+        if self.api_key_file and self.password_file:
+            raise ValueError("search.api_key_file and search.password_file: give one of them")
+        if self.password_file and not (self.elasticsearch_url and urllib.parse.urlsplit(str(self.elasticsearch_url)).username):
+            raise ValueError("search.password_file needs a user in search.elasticsearch_url (https://USER@host:9200)")
+        for key in ("api_key_file", "password_file"):
+            path = getattr(self, key)
+            if path and not os.access(path, os.R_OK):
+                raise ValueError(f"search.{key}: cannot read {path}")
+        return self
 
 
 class Settings(config.StrictModel):

@@ -16,7 +16,9 @@ a client retrying underneath either would only hide the failure for longer.
 from __future__ import annotations
 
 import contextlib
+import pathlib
 import typing
+import urllib.parse
 
 import elasticsearch
 
@@ -42,12 +44,31 @@ class Rejected(SearchError):
 def create(search: cp_settings.SearchSettings) -> elasticsearch.AsyncElasticsearch:
     if not search.elasticsearch_url:
         raise ValueError("search.elasticsearch_url is not set")
+    url = str(search.elasticsearch_url)
+    auth: dict[str, typing.Any] = {}
+    if search.api_key_file:
+        auth["api_key"] = _secret(search.api_key_file, "search.api_key_file")
+    parts = urllib.parse.urlsplit(url)
+    if search.password_file and parts.username:
+        # The user stays in the config, the password only in its file; the URL
+        # handed on carries neither (the client would otherwise log it).
+        auth["basic_auth"] = (urllib.parse.unquote(parts.username), _secret(search.password_file, "search.password_file"))
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
     return elasticsearch.AsyncElasticsearch(
-        search.elasticsearch_url,
+        url,
         request_timeout=search.request_timeout,
         max_retries=0,
         retry_on_timeout=False,
+        ca_certs=search.ca_file,
+        **auth,
     )
+
+
+def _secret(path: str, key: str) -> str:
+    try:
+        return pathlib.Path(path).read_text().rstrip("\n")
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
 
 
 @contextlib.asynccontextmanager
