@@ -16,7 +16,7 @@ import typing
 import click
 from click import shell_completion
 
-from a4c import client, config, errors, up
+from a4c import client, config, debian_image, errors, up
 from a4c.commands import admin, ci, hosts, images, jobs, workspaces
 from a4c.session import OUTPUT_CHOICE, Group, Session, pass_session
 
@@ -55,6 +55,7 @@ def main(ctx: click.Context, server: str | None, token: str | None, fmt: str, re
 for group in (workspaces.workspaces, images.images, jobs.jobs, hosts.hosts, admin.admin, ci.ci):
     main.add_command(group)
 main.add_command(up.command)
+main.add_command(debian_image.command)
 
 
 @main.command()
