@@ -1,14 +1,39 @@
-"""The architecture rules in pyproject.toml's import-linter contracts hold."""
+"""The architecture rules in pyproject.toml's import-linter contracts hold, and the check can fail."""
 
+import pathlib
+import re
+import shutil
 import subprocess
 import sys
-import pathlib
+import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+LINT = pathlib.Path(sys.executable).with_name("lint-imports")
+PACKAGES = ("shared", "controlplane", "agent", "a4c")
+
+
+def _lint(cwd: pathlib.Path) -> subprocess.CompletedProcess:
+    # PYTHONPATH: in a copy, the copy's packages are the ones analysed, not the installed tree.
+    return subprocess.run([str(LINT), "--no-cache"], cwd=cwd, capture_output=True, text=True, env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"})
+
+
+def _contracts() -> int:
+    return len(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"])
 
 
 def test_import_contracts_are_kept():
-    lint = pathlib.Path(sys.executable).with_name("lint-imports")
-    proc = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    proc = _lint(ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Contracts: " in proc.stdout and " broken" in proc.stdout
+    assert re.search(rf"Contracts: {_contracts()} kept, 0 broken\.", proc.stdout), proc.stdout
+
+
+def test_a_back_edge_breaks_its_contract_and_fails_the_check(tmp_path):
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "static"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "shared" / "back_edge.py").write_text("import controlplane.settings  # a deliberate back edge\n")
+    proc = _lint(tmp_path)
+    assert proc.returncode != 0
+    assert "shared imports neither side BROKEN" in proc.stdout, proc.stdout
+    assert "shared.back_edge -> controlplane.settings" in proc.stdout, proc.stdout
+    assert re.search(rf"Contracts: {_contracts() - 1} kept, 1 broken\.", proc.stdout), proc.stdout
