@@ -114,6 +114,7 @@ class Agent:
         dispatcher = dispatcher_mod.Dispatcher(
             ctx, seen=seen, workspaces=workspaces_mod.Workspaces(ctx), builder=builder, cleaner=cleaner
         )
+        reporter.held_jobs = dispatcher.held_jobs
         consumer = consumer_mod.CommandConsumer(ctx, dispatcher, client_id=client_id)
         watcher = docker_events.Watcher(ctx, on_gap=reporter.inventory_soon)
         self._parts = (reporter, cleaner, builder)
@@ -238,6 +239,9 @@ def _until_stopped(loop: typing.Callable[[], typing.Awaitable[None]]) -> typing.
 
 
 async def _report_cleanup(reporter: reports.Reporter, report: typing.Any) -> None:
+    if report.removed_images and not report.dry_run:
+        # The control plane learns which images this host holds from the inventory: send one now.
+        reporter.inventory_soon()
     try:
         await reporter.send_disk_report(cleanup=report)
     except docker_client.DockerError as exc:

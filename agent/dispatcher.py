@@ -39,7 +39,7 @@ from agent import metrics
 from agent import store
 from agent import workspaces as workspaces_mod
 from agent.domain import verification
-from shared import clock, messages
+from shared import clock, failpoints, messages
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class Dispatcher:
         self.builder = builder
         self.cleaner = cleaner
         self._running: dict[str, asyncio.Task] = {}
+        self._job_of: dict[str, str] = {}  # command id -> job id, while running
         self._tails: dict[str, asyncio.Task] = {}
 
     # -- intake -----------------------------------------------------------------
@@ -94,6 +95,7 @@ class Dispatcher:
         before = self._tails.get(key) if key else None
         task = asyncio.create_task(self._run(verdict, before), name=f"a4c:command:{verdict.envelope.id}")
         self._running[verdict.envelope.id] = task
+        self._job_of[verdict.envelope.id] = verdict.job_id
         metrics.IN_FLIGHT.set(len(self._running))
         if key:
             self._tails[key] = task
@@ -112,12 +114,22 @@ class Dispatcher:
 
     def _forget(self, command_id: str, key: str | None, task: asyncio.Task) -> None:
         self._running.pop(command_id, None)
+        self._job_of.pop(command_id, None)
         if key and self._tails.get(key) is task:
             del self._tails[key]
         metrics.IN_FLIGHT.set(len(self._running))
 
     def in_flight(self) -> int:
         return len(self._running)
+
+    def held_jobs(self) -> list[str]:
+        """The jobs this agent holds: accepted, and not yet past their result (what heartbeats report).
+
+        A job joins in :meth:`submit` right after its ``accepted`` progress is
+        emitted and leaves only after its result was (durably) emitted, so any
+        heartbeat emitted after the one and before the other lists it.
+        """
+        return sorted(set(self._job_of.values()))
 
     # -- running one ----------------------------------------------------------------
 
@@ -147,6 +159,7 @@ class Dispatcher:
             "command done",
             extra={"job_id": job_id, "kind": cmd.kind.value, "ok": result.ok, "error": result.error, "seconds": round(time.monotonic() - began, 3)},
         )
+        failpoints.hit("agent.before_result")  # a fault test loses the result (raise): the work is done, nobody hears of it
         # Durable before the command counts as executed (and its offset is committed).
         await self.ctx.publisher.emit(messages.EventKind.JOB_RESULT, result)
         self.seen.add(cmd.envelope.id, cmd.envelope.issued_at)

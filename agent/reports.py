@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import typing
 
 import psutil
 
@@ -40,6 +41,8 @@ class Reporter:
         self._inventory_now = asyncio.Event()
         self._heartbeat_now = asyncio.Event()
         self._cpus, self._memory_mb = machine_capacity()
+        # The dispatcher's held jobs (agent/dispatcher.py), set once both exist.
+        self.held_jobs: typing.Callable[[], list[str]] | None = None
 
     def inventory_soon(self) -> None:
         self._inventory_now.set()
@@ -70,6 +73,7 @@ class Reporter:
                 labels=dict(self.ctx.settings.agent.labels),
                 docker_ok=health.docker_ok,
                 conditions=health.conditions() + recovered,
+                jobs=self.held_jobs() if self.held_jobs is not None else None,
             ),
         )
 

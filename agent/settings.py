@@ -77,7 +77,9 @@ class DockerSettings(config.StrictModel):
         default=False, description="Pass a workspace's disk_gb as a storage-opt size (needs overlay2 on xfs with pquota)."
     )
     pull_missing_images: bool = pydantic.Field(
-        default=True, description="Pull a workspace image that is not on the host; false = fail the create instead."
+        default=True,
+        description="Pull a workspace image that is not on the host; false = fail the create instead. "
+        "Never an a4c/ image: those are built on each host, so no registry has them.",
     )
     api_timeout: Seconds = pydantic.Field(default=60.0, description="Deadline for one Docker API call (builds and event streams excepted).")
 

@@ -150,6 +150,11 @@ class Workspaces:
         try:
             return (await self.ctx.docker.inspect_image(image)).get("Config") or {}
         except docker_client.NotFound as exc:
+            if spec_mod.built_by_a4c(image):
+                raise jobs.JobFailed(
+                    f"image {image!r} is not on this host: a4c builds it on each host and never pulls it from a registry "
+                    f"(removed by cleanup? the control plane rebuilds it before the next create here): {exc}"
+                ) from exc
             if not self.ctx.settings.docker.pull_missing_images:
                 raise jobs.JobFailed(f"image {image!r} is not on this host: {exc}") from exc
         jobs.progress(self.ctx.publisher, job_id, "pulling", f"pulling {image}")

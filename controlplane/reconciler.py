@@ -39,7 +39,7 @@ from controlplane import commands
 from controlplane import settings as cp_settings
 from controlplane.db import models
 from controlplane.domain import hearing, reconcile
-from controlplane.services import image_waits
+from controlplane.services import host_holdings, image_waits
 from controlplane.services import images as image_service
 from controlplane.services import workspaces as ws_service
 from shared import aio, messages, topics
@@ -287,6 +287,15 @@ async def _reconcile_host(session: Session, host_id: uuid.UUID, settings: cp_set
             logger.info("reconciler (report-only) on %s would: %s — %s", host.name, type(action).__name__, action.reason)
             continue
         await _carry_out(session, host, action, by_id, jobs_by_id, settings)
+    # What the host says it holds: acknowledged jobs it dropped are re-queued (the queue step below sends
+    # them again this pass) or adopted, and builds it no longer has are unrecorded (issue 14 items 2 and 5).
+    report_only = settings.reconciler.report_only
+    for verdict in await host_holdings.settle_jobs(session, host, job_rows, report_only=report_only):
+        logger.warning("job %s on %s%s: %s", verdict.job_id, host.name, " (report-only)" if report_only else "", verdict.reason)
+    for image_id in await host_holdings.forget_removed_images(
+        session, host, settle=datetime.timedelta(seconds=settings.reconciler.job_ack_timeout)
+    ):
+        logger.info("image %s is no longer on host %s; a create there rebuilds it first", image_id, host.name)
 
 
 async def _carry_out(

@@ -62,6 +62,10 @@ POINTS: typing.Mapping[str, str] = {
         "controlplane/relay.py: a batch of outbox rows is published to Kafka but not yet marked sent "
         "(its claiming transaction is still open): a control-plane instance dying mid-relay"
     ),
+    "agent.before_result": (
+        "agent/dispatcher.py: a command's work is done and its job.result is about to be emitted; armed with raise, "
+        "the result is never sent: a result event lost on its way"
+    ),
 }
 
 ACTIONS = ("exit", "raise")

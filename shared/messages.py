@@ -171,6 +171,12 @@ class Heartbeat(_Model):
     labels: dict[str, str] = pydantic.Field(default_factory=dict)
     docker_ok: bool = True
     conditions: list[str] = pydantic.Field(default_factory=list, description="e.g. docker-unreachable, disk-pressure")
+    # None from agents older than this field: the control plane then judges no job by it.
+    jobs: list[str] | None = pydantic.Field(
+        default=None,
+        description="Ids of the jobs the agent holds at sending time (accepted and not yet reported finished). "
+        "An acknowledged job missing from a heartbeat sent after the job's last event is no longer held.",
+    )
 
 
 class ContainerInfo(_Model):
@@ -188,6 +194,7 @@ class ImageInfo(_Model):
     image_id: str
     tags: list[str]
     a4c_image: str | None = None
+    job_id: str | None = pydantic.Field(default=None, description="The build job that made it (its a4c.job label).")
     size_bytes: int = 0
 
 

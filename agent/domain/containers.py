@@ -28,6 +28,11 @@ HOST = "a4c.host"
 JOB = "a4c.job"
 IMAGE = "a4c.image"
 
+# The control plane has agents build registered images as a4c/<name>:latest
+# (controlplane/services/images.py, tag_for); nothing is pushed, so no
+# registry can have them and a missing one is never pulled.
+BUILT_PREFIX = "a4c/"
+
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
 
 # Docker states that count as "running" for a workspace: restarting and
@@ -50,6 +55,11 @@ class RuntimePolicy:
     cap_add: tuple[str, ...] = ()
     enforce_disk_limit: bool = False
     init: bool = True
+
+
+def built_by_a4c(image: str) -> bool:
+    """Whether ``image`` is one a4c builds on each host (never pulled from a registry)."""
+    return image.startswith(BUILT_PREFIX)
 
 
 def container_name(workspace_id: str, host_id: str) -> str:

@@ -37,6 +37,7 @@ def image_info(row: Row) -> messages.ImageInfo:
         image_id=row["Id"],
         tags=[t for t in row.get("RepoTags") or [] if t != "<none>:<none>"],
         a4c_image=labels.get(spec.IMAGE) or None,
+        job_id=labels.get(spec.JOB) or None,
         size_bytes=int(row.get("Size") or 0),
     )
 

@@ -205,7 +205,7 @@ async def job_result(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, r: 
         return None
     job = dict(row)
     if job["kind"] == "image_build" and r.ok and job["image_id"] is not None:
-        await _image_built(conn, host_id, job["image_id"], _uuid(r.job_id), r.result)
+        await image_built(conn, host_id, job["image_id"], _uuid(r.job_id), r.result)
     elif job["workspace_id"] is not None:
         await _workspace_job_done(conn, job["kind"], job["workspace_id"], r)
     return job
@@ -243,7 +243,7 @@ async def workspace_state(conn: Conn, host_id: uuid.UUID, env: messages.Envelope
     )
 
 
-async def _image_built(conn: Conn, host_id: uuid.UUID, image_id: uuid.UUID, job_id: uuid.UUID, result: dict[str, typing.Any]) -> None:
+async def image_built(conn: Conn, host_id: uuid.UUID, image_id: uuid.UUID, job_id: uuid.UUID, result: dict[str, typing.Any]) -> None:
     docker_id = text_mod.clean(str(result.get("image_id") or ""), 128)
     tag = text_mod.clean(str(result.get("tag") or ""), 255)
     await conn.execute(
