@@ -1,4 +1,4 @@
-"""``a4c jobs``: search with the dashboard's syntax, get one, read (or follow) its log.
+"""``a4c jobs``: search with the dashboard's syntax, get one, read (or follow) its log, cancel one.
 
 The query text goes to the API unchanged (``GET /v1/jobs/search?query=``),
 which parses it exactly as the dashboard's search box does:
@@ -95,3 +95,13 @@ def logs(session: Session, ref: str, follow_log: bool, timeout: float) -> None:
         click.echo(job.get("log_tail") or "", nl=False)
     if follow_log and job["status"] != "succeeded":
         raise errors.Failed(f"job {output.short(job['id'])} {job['status']}: {job.get('error') or job.get('reason') or 'no error text'}")
+
+
+@jobs.command("cancel")
+@click.argument("ref")
+@pass_session
+def cancel(session: Session, ref: str) -> None:
+    """Cancel a build or cleanup (by id or id prefix) that has not ended. A workspace's jobs end with its stop or delete."""
+    api = session.api()
+    job = api.post(f"/v1/jobs/{lookup.job(api, ref)['id']}/cancel")
+    session.emit(job, table={k: job.get(k) for k in ("id", "kind", "status", "reason", "image_name", "host_name")})

@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql as pg
 
+from controlplane.domain import jobs as domain_jobs
+
 JSON = pg.JSONB
 Timestamp = sa.DateTime(timezone=True)
 
@@ -59,27 +61,9 @@ class ObservedState(str, enum.Enum):
     FAILED = "failed"
 
 
-class JobKind(str, enum.Enum):
-    WORKSPACE_CREATE = "workspace_create"
-    WORKSPACE_START = "workspace_start"
-    WORKSPACE_STOP = "workspace_stop"
-    WORKSPACE_DELETE = "workspace_delete"
-    IMAGE_BUILD = "image_build"
-    HOST_CLEANUP = "host_cleanup"
-
-
-class JobStatus(str, enum.Enum):
-    QUEUED = "queued"            # written, not yet handed to an agent
-    PENDING = "pending"          # cannot proceed yet; ``reason`` says why
-    DISPATCHED = "dispatched"    # command published, not yet acknowledged
-    RUNNING = "running"          # acknowledged by the agent
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def final(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+# The job state machine lives in the pure domain (controlplane/domain/jobs.py).
+JobKind = domain_jobs.JobKind
+JobStatus = domain_jobs.JobStatus
 
 
 class JobSource(str, enum.Enum):

@@ -1,8 +1,8 @@
 """Jobs: creating the row that tracks an asynchronous operation, and reading them back.
 
-A job's status moves queued → dispatched (``controlplane.commands.issue``) →
-running → succeeded/failed (agent events), or waits in ``pending`` with a
-``reason``. Triggers bump its version and write its job-sync outbox row.
+A job's states and the moves between them are controlplane/domain/jobs.py's;
+this module writes them. Triggers bump a job's version and write its job-sync
+outbox row.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import errors
 from controlplane.db import models
+from controlplane.domain import jobs as domain_jobs
 from controlplane.services import access, pagination
 
 Session = sa_asyncio.AsyncSession
@@ -111,7 +112,23 @@ async def cancel(session: Session, job: models.Job, reason: str) -> None:
     """Mark a not-yet-finished job cancelled (e.g. the pending create of a workspace deleted before placement)."""
     if models.JobStatus(job.status).final:
         return
+    domain_jobs.check_move(job.status, models.JobStatus.CANCELLED)
     job.status = models.JobStatus.CANCELLED
     job.reason = reason
     job.finished_at = datetime.datetime.now(datetime.timezone.utc)
     await session.flush()
+
+
+async def cancel_for(session: Session, principal: access.Principal, job_id: uuid.UUID) -> tuple[models.Job, bool]:
+    """A person cancels a job they can see; returns it and whether its host must be told to stop it.
+
+    Refused (409, with the way out) for a job that has ended and for a
+    workspace's jobs (controlplane/domain/jobs.py says why).
+    """
+    job = await get_job(session, principal, job_id)
+    refusal = domain_jobs.cancel_refusal(job.kind, job.status, workspace=job.workspace_name)
+    if refusal is not None:
+        raise errors.Conflict(refusal)
+    on_host = models.JobStatus(job.status) in domain_jobs.IN_FLIGHT and job.host_id is not None
+    await cancel(session, job, f"cancelled by {principal.name}")
+    return job, on_host

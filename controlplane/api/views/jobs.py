@@ -1,4 +1,4 @@
-"""/v1/jobs: get one, list."""
+"""/v1/jobs: get one, list, cancel."""
 
 from __future__ import annotations
 
@@ -45,3 +45,10 @@ async def get_job(call: endpoint.Call) -> schemas.Job:
     """Get one job: status, timestamps, host, error text, log tail and placement reason (with its place in the queue while it waits for a host)."""
     row = await jobs.get_job(call.session, call.user, call.params["job_id"])
     return (await render_all(call.session, [row]))[0]
+
+
+@routes.post("/v1/jobs/{job_id}/cancel", response=schemas.Job)
+async def cancel_job(call: endpoint.Call) -> schemas.Job:
+    """Cancel a build or cleanup that has not ended (409 for a workspace's jobs: stop or delete the workspace instead)."""
+    row, _ = await jobs.cancel_for(call.session, call.user, call.params["job_id"])
+    return render(row)

@@ -64,3 +64,30 @@ async def test_a_bad_job_filter_answers_422_naming_it(client, seed):
     for params, field in [({"status": "done"}, "status"), ({"kind": "x"}, "kind"), ({"image_id": "1"}, "image_id")]:
         answer = await client(user.token).get("/v1/jobs", params=params)
         assert answer.status == 422 and answer.error_fields() == [field]
+
+
+async def test_a_build_can_be_cancelled_once_by_whoever_sees_it_and_a_workspace_job_says_what_to_do_instead(client, seed):
+    await seed.host(cpus=64, memory_mb=262_144, disk_total=10_000 * 1024**3, disk_used=0)
+    owner, other, admin = await seed.user(), await seed.user(), await seed.admin()
+    me = client(owner.token)
+    image = (await me.post("/v1/images", {"name": f"img-{uuid.uuid4().hex[:8]}", "dockerfile": "FROM busybox"})).body
+    [build] = (await me.post(f"/v1/images/{image['id']}/builds")).body["jobs"]
+    assert build["status"] == "dispatched"
+
+    assert (await client(other.token).post(f"/v1/jobs/{build['id']}/cancel")).status == 404
+    cancelled = await me.post(f"/v1/jobs/{build['id']}/cancel")
+    assert cancelled.status == 200, cancelled.body
+    assert (cancelled.body["status"], cancelled.body["reason"]) == ("cancelled", f"cancelled by {owner.name}")
+    assert cancelled.body["finished_at"] is not None
+    again = await me.post(f"/v1/jobs/{build['id']}/cancel")
+    assert again.status == 409 and again.body["error"]["message"] == "the job has already ended (cancelled)"
+
+    [second] = (await me.post(f"/v1/images/{image['id']}/builds")).body["jobs"]
+    by_admin = await client(admin.token).post(f"/v1/jobs/{second['id']}/cancel")
+    assert (by_admin.status, by_admin.body["reason"]) == (200, f"cancelled by {admin.name}")
+
+    accepted = (await me.post("/v1/workspaces", workspace())).body
+    refused = await me.post(f"/v1/jobs/{accepted['job']['id']}/cancel")
+    assert refused.status == 409
+    assert refused.body["error"]["message"] == f"a workspace's jobs follow the workspace: stop or delete the workspace {accepted['workspace']['name']} instead"
+    assert (await me.get(f"/v1/jobs/{accepted['job']['id']}")).body["status"] == "dispatched"

@@ -1,0 +1,94 @@
+"""A job's states, the moves between them, and what a person may cancel. Pure: no I/O.
+
+A job tracks one asynchronous operation on one host::
+
+    pending ──► queued ──► dispatched ──► running ──► succeeded
+       ▲   ╲      ▲  ╲          │  ╲         │   ╲
+       │    ╲     │   ╲         │   ╲        │    ╲──► failed
+       └─────┴────┴────┴────────┘    ╲───────┴────────► cancelled
+
+* ``pending``: cannot proceed yet (no host fits, its image is not built, no
+  build slot); ``reason`` says which.
+* ``queued``: may be handed to an agent now; ``dispatched``: its command is
+  published (outbox), not yet acknowledged; ``running``: the agent said so.
+* Back to ``queued``: the agent was interrupted, or the reconciler re-queues a
+  job its host no longer holds; back to ``pending``: its host went away.
+* ``succeeded``, ``failed`` and ``cancelled`` are final: nothing moves a job
+  out of them, so a late or replayed event cannot reopen one.
+
+controlplane/services/jobs.py checks a move against :data:`MOVES` before it
+writes it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"            # written, not yet handed to an agent
+    PENDING = "pending"          # cannot proceed yet; ``reason`` says why
+    DISPATCHED = "dispatched"    # command published, not yet acknowledged
+    RUNNING = "running"          # acknowledged by the agent
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL
+
+
+class JobKind(str, enum.Enum):
+    WORKSPACE_CREATE = "workspace_create"
+    WORKSPACE_START = "workspace_start"
+    WORKSPACE_STOP = "workspace_stop"
+    WORKSPACE_DELETE = "workspace_delete"
+    IMAGE_BUILD = "image_build"
+    HOST_CLEANUP = "host_cleanup"
+
+
+FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+WAITING = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
+IN_FLIGHT = frozenset({JobStatus.DISPATCHED, JobStatus.RUNNING})
+
+_ENDS = {JobStatus.FAILED, JobStatus.CANCELLED}
+MOVES: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PENDING: frozenset({JobStatus.QUEUED, JobStatus.DISPATCHED, *_ENDS}),
+    JobStatus.QUEUED: frozenset({JobStatus.PENDING, JobStatus.DISPATCHED, *_ENDS}),
+    JobStatus.DISPATCHED: frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.DISPATCHED, JobStatus.RUNNING, JobStatus.SUCCEEDED, *_ENDS}),
+    JobStatus.RUNNING: frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.DISPATCHED, JobStatus.SUCCEEDED, *_ENDS}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+class IllegalMove(ValueError):
+    """A status change the state machine does not allow (a bug in the caller)."""
+
+
+def check_move(old: JobStatus | str, new: JobStatus | str) -> None:
+    old, new = JobStatus(old), JobStatus(new)
+    if new not in MOVES[old]:
+        raise IllegalMove(f"a job cannot go from {old.value} to {new.value}")
+
+
+WORKSPACE_KINDS = frozenset({JobKind.WORKSPACE_CREATE, JobKind.WORKSPACE_START, JobKind.WORKSPACE_STOP, JobKind.WORKSPACE_DELETE})
+
+
+def cancel_refusal(kind: JobKind | str, status: JobStatus | str, *, workspace: str | None = None) -> str | None:
+    """Why a person may not cancel this job, or None when they may.
+
+    Builds and cleanups can be cancelled at any time before they end. A
+    workspace's jobs cannot: they carry
+    out the workspace's desired state, and cancelling one would leave the two
+    disagreeing; the workspace's own stop or delete is the way.
+    """
+    kind, status = JobKind(kind), JobStatus(status)
+    if status.final:
+        return f"the job has already ended ({status.value})"
+    if kind in WORKSPACE_KINDS:
+        name = f" {workspace}" if workspace else ""
+        return f"a workspace's jobs follow the workspace: stop or delete the workspace{name} instead"
+    return None
