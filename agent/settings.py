@@ -10,6 +10,7 @@ import typing
 
 import pydantic
 
+from agent.domain import ports
 from shared import config
 from shared import settings as common
 
@@ -50,6 +51,11 @@ class DockerSettings(config.StrictModel):
 
     base_url: str | None = pydantic.Field(default=None, description="Docker API address; unset uses DOCKER_HOST or the default socket.")
     publish_address: str = pydantic.Field(default="0.0.0.0", description="Host address workspace ports are published on.")
+    port_range: str = pydantic.Field(
+        default="20000-32000",
+        description="Host ports workspaces are published on, LOW-HIGH. Each workspace's ports are chosen once from it and "
+        "kept across stop/start, agent restarts and reboots (recorded in state_dir/workspaces.json; docs/workspaces.md).",
+    )
     data_root: str = pydantic.Field(default="/var/lib/docker", description="Measured for disk reports and watermarks.")
     network: str | None = pydantic.Field(default=None, description="Network for workspace containers; unset = Docker's default bridge.")
     restart_policy: typing.Literal["no", "on-failure", "unless-stopped", "always"] = pydantic.Field(
@@ -82,6 +88,12 @@ class DockerSettings(config.StrictModel):
         "Never an a4c/ image: those are built on each host, so no registry has them.",
     )
     api_timeout: Seconds = pydantic.Field(default=60.0, description="Deadline for one Docker API call (builds and event streams excepted).")
+
+    @pydantic.field_validator("port_range")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        ports.parse_range(value)
+        return value
 
 
 class ReportingSettings(config.StrictModel):

@@ -7,8 +7,10 @@
 * ``seq``: a bound above every event version issued so far (:class:`EventVersions`),
   so versions keep rising across a restart even when the clock went back.
 * ``workspaces.json``: workspaces stopped on command (cleanup keeps their
-  exited containers: the control plane still wants them) and when each image
-  was last used to create a container (least-recently-used image cleanup).
+  exited containers: the control plane still wants them), when each image
+  was last used to create a container (least-recently-used image cleanup),
+  and each workspace's host ports, chosen once (agent/domain/ports.py) and
+  kept until the workspace is deleted.
 
 Writes of the JSON file are atomic (write a temp file, fsync, rename).
 """
@@ -81,16 +83,18 @@ class SeenCommands(typing.Container[str]):
 
 
 class WorkspaceMarks:
-    """Workspaces stopped on command, and images' last use; persisted as one JSON file."""
+    """Workspaces stopped on command, images' last use, workspaces' host ports; persisted as one JSON file."""
 
     def __init__(self, state_dir: str) -> None:
         self.path = pathlib.Path(state_dir) / "workspaces.json"
         self.stopped: set[str] = set()
         self.image_last_used: dict[str, float] = {}
+        self.ports: dict[str, dict[str, int]] = {}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             self.stopped = set(data.get("stopped", []))
             self.image_last_used = {str(k): float(v) for k, v in data.get("image_last_used", {}).items()}
+            self.ports = {str(ws): {str(k): int(v) for k, v in got.items()} for ws, got in data.get("ports", {}).items()}
         except FileNotFoundError:
             pass
         except (ValueError, AttributeError, TypeError):
@@ -115,8 +119,24 @@ class WorkspaceMarks:
             self.image_last_used = {k: v for k, v in self.image_last_used.items() if k in keep_set}
             self._save()
 
+    def ports_of(self, workspace_id: str) -> dict[str, int]:
+        """Host ports recorded for a workspace, by container port key (``22/tcp``)."""
+        return dict(self.ports.get(workspace_id, {}))
+
+    def ports_of_others(self, workspace_id: str) -> set[int]:
+        return {p for ws, got in self.ports.items() if ws != workspace_id for p in got.values()}
+
+    def record_ports(self, workspace_id: str, chosen: typing.Mapping[str, int]) -> None:
+        if chosen and self.ports.get(workspace_id) != dict(chosen):
+            self.ports[workspace_id] = dict(chosen)
+            self._save()
+
+    def forget_ports(self, workspace_id: str) -> None:
+        if self.ports.pop(workspace_id, None) is not None:
+            self._save()
+
     def _save(self) -> None:
-        data = {"stopped": sorted(self.stopped), "image_last_used": self.image_last_used}
+        data = {"stopped": sorted(self.stopped), "image_last_used": self.image_last_used, "ports": self.ports}
         _atomic_write(self.path, json.dumps(data, indent=1))
 
 

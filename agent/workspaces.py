@@ -4,6 +4,9 @@ A workspace's main process (init as PID 1, keep-alive for an image whose
 command would exit at once) is decided by agent/domain/main_process.py; a
 create or start reports success only once the container stayed up for the
 settle period (agent/crashes.py), else the workspace is ``failed``.
+Published host ports are chosen once per workspace and recorded
+(agent/domain/ports.py); a start whose port another program holds fails
+with that as the reason instead of moving the workspace to another port.
 
 Every handler is idempotent, because Kafka delivers at least once and a
 kill -9 can land anywhere: create adopts the container its deterministic
@@ -17,6 +20,7 @@ unreachable propagates (the dispatcher waits and retries the whole handler).
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import typing
 
@@ -26,6 +30,7 @@ from agent import docker_client
 from agent import jobs
 from agent.domain import containers as spec_mod
 from agent.domain import main_process
+from agent.domain import ports as ports_mod
 from shared import messages
 
 log = logging.getLogger(__name__)
@@ -66,7 +71,8 @@ class Workspaces:
                 main = main_process.decide(spec.command, await self._image_config(spec.image, job_id))
                 try:
                     container, host_config = spec_mod.create_request(
-                        spec, host_id=self.ctx.host_id, job_id=job_id, policy=policy_of(self.ctx.settings), main=main
+                        spec, host_id=self.ctx.host_id, job_id=job_id, policy=policy_of(self.ctx.settings), main=main,
+                        host_ports=self._host_ports(spec),
                     )
                 except spec_mod.SpecError as exc:
                     raise jobs.JobFailed(f"spec.{exc}") from exc
@@ -92,7 +98,7 @@ class Workspaces:
     async def _up(self, workspace_id: str, name: str, info: dict[str, typing.Any]) -> dict[str, typing.Any]:
         """Start the container if needed and wait out the settle period; a container that did not stay up fails the job."""
         if not info["State"].get("Running"):
-            await self.ctx.docker.start(name)
+            await self._start(workspace_id, name, info)
             info = await self.ctx.docker.inspect_container(name)
         self.ctx.marks.mark_stopped(workspace_id, False)
         try:
@@ -134,6 +140,7 @@ class Workspaces:
                     pass
                 info = info or {"Id": other["Id"]}
             self.ctx.marks.mark_stopped(ref.workspace_id, False)
+            self.ctx.marks.forget_ports(ref.workspace_id)
             state = messages.WorkspaceState(
                 workspace_id=ref.workspace_id,
                 state="deleted",
@@ -142,6 +149,53 @@ class Workspaces:
             )
             self._state(state)
         return {"state": "deleted", "container_id": state.container_id, "already_gone": info is None}
+
+    # -- ports ----------------------------------------------------------------
+
+    def _host_ports(self, spec: messages.WorkspaceSpec) -> dict[str, int]:
+        """The workspace's host ports: the recorded ones, else new ones from docker.port_range, recorded before use."""
+        docker = self.ctx.settings.docker
+        wanted = [ports_mod.key(p.container_port, p.protocol) for p in spec.ports]
+        if not wanted:
+            return {}
+        protocols = {p.protocol for p in spec.ports}
+        try:
+            chosen = ports_mod.choose(
+                wanted,
+                recorded=self.ctx.marks.ports_of(spec.workspace_id),
+                others=self.ctx.marks.ports_of_others(spec.workspace_id),
+                port_range=ports_mod.parse_range(docker.port_range),
+                seed=spec.workspace_id,
+                is_free=lambda port: all(port_free(docker.publish_address, port, proto) for proto in protocols),
+            )
+        except ports_mod.PortsExhausted as exc:
+            raise jobs.JobFailed(str(exc)) from None
+        # Recorded first: a crash between this and the create still finds them next time.
+        self.ctx.marks.record_ports(spec.workspace_id, chosen)
+        return chosen
+
+    async def _start(self, workspace_id: str, name: str, info: dict[str, typing.Any]) -> None:
+        """Start the container; a recorded host port held by another program fails the workspace, naming the port."""
+        wanted = ports_mod.bindings(info)
+        address = self.ctx.settings.docker.publish_address
+        reason = None
+        for port_key, host_port in wanted.items():
+            # Checked here too: with Docker's userland proxy off, a start over a held port "succeeds" and never gets traffic.
+            if not port_free(address, host_port, port_key.partition("/")[2] or "tcp"):
+                reason = ports_mod.taken_reason(port_key, host_port, address)
+                break
+        if reason is None:
+            try:
+                await self.ctx.docker.start(name)
+                return
+            except docker_client.DockerUnavailable:
+                raise
+            except docker_client.DockerError as exc:
+                reason = ports_mod.conflict_in(str(exc), wanted, address)
+                if reason is None:
+                    raise
+        self._state(messages.WorkspaceState(workspace_id=workspace_id, state="failed", container_id=info.get("Id"), reason=reason))
+        raise jobs.JobFailed(reason)
 
     # -- helpers --------------------------------------------------------------
 
@@ -214,3 +268,17 @@ class Workspaces:
         if adopted is not None:
             out["adopted"] = adopted
         return out
+
+
+def port_free(address: str, port: int, protocol: str = "tcp") -> bool:
+    """Whether this host could bind ``address:port`` now (what Docker's proxy will have to do)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+    with socket.socket(family, kind) as sock:
+        # A port in TIME_WAIT is free for a listener; without this it would look taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True

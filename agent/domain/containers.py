@@ -90,12 +90,16 @@ def create_request(
     job_id: str | None,
     policy: RuntimePolicy,
     main: main_process.MainProcess | None = None,
+    host_ports: typing.Mapping[str, int] | None = None,
 ) -> tuple[dict[str, typing.Any], dict[str, typing.Any]]:
     """(create_container kwargs, create_host_config kwargs) for one workspace.
 
     ``main`` is the decided main process (agent/domain/main_process.py);
-    None runs ``spec.command`` as Docker would.
+    None runs ``spec.command`` as Docker would. ``host_ports`` maps a
+    container port key (``22/tcp``) to its host port (agent/domain/ports.py);
+    a port missing from it gets whatever free port Docker picks at each start.
     """
+    chosen = host_ports or {}
     name = container_name(spec.workspace_id, host_id)
     memory = spec.memory_mb * 1024 * 1024
     port_keys = [f"{p.container_port}/{p.protocol}" for p in spec.ports]
@@ -112,8 +116,10 @@ def create_request(
         "cap_drop": list(policy.cap_drop),
         "cap_add": list(policy.cap_add) or None,
         "restart_policy": {"Name": policy.restart_policy} if policy.restart_policy != "no" else None,
-        # No host port given: Docker picks a free one on the publish address.
-        "port_bindings": {key: (policy.publish_address,) for key in port_keys} or None,
+        # A named host port stays in the container's HostConfig across restarts; without one Docker picks anew each start.
+        "port_bindings": {
+            key: (policy.publish_address, chosen[key]) if key in chosen else (policy.publish_address,) for key in port_keys
+        } or None,
     }
     if policy.network:
         host_config["network_mode"] = policy.network
