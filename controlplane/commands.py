@@ -2,7 +2,8 @@
 
 This is the only place that writes ``commands.<host>`` outbox rows, so the
 wire format (see :mod:`controlplane.relay`) and the job bookkeeping (status
-``dispatched``, attempt count, acknowledgement lease) cannot drift apart
+``dispatched``, attempt count, acknowledgement lease, written by
+controlplane/services/jobs.py) cannot drift apart
 between the API, the reconciler and the scheduler. Call it inside the
 transaction that makes the decision.
 """
@@ -18,6 +19,7 @@ import pydantic
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
+from controlplane.services import jobs
 from shared import messages
 
 Conn = sa_asyncio.AsyncConnection | sa_asyncio.AsyncSession
@@ -45,20 +47,8 @@ async def issue(
     """
     message_id = await send(conn, host_id=host_id, kind=kind, payload=payload, key=key)
     now = datetime.datetime.now(datetime.timezone.utc)
-    await conn.execute(
-        sa.text(
-            """
-            UPDATE jobs SET status = 'dispatched', host_id = :host, attempts = attempts + 1,
-                dispatched_at = now(), acknowledged_at = NULL, lease_expires_at = :lease,
-                next_attempt_at = NULL, reason = :reason,
-                deadline_at = coalesce(CAST(:deadline AS timestamptz), deadline_at)
-            WHERE id = :job
-            """
-        ),
-        {
-            "host": host_id, "lease": now + datetime.timedelta(seconds=ack_timeout), "reason": reason, "job": job_id,
-            "deadline": _deadline_at(now, deadline, payload),
-        },
+    await jobs.dispatched(
+        conn, job_id, host_id, lease=now + datetime.timedelta(seconds=ack_timeout), reason=reason, deadline_at=_deadline_at(now, deadline, payload)
     )
     return message_id
 

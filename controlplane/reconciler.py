@@ -32,7 +32,6 @@ import uuid
 
 import prometheus_client
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import commands
@@ -40,6 +39,7 @@ from controlplane import settings as cp_settings
 from controlplane.db import models
 from controlplane.domain import hearing, reconcile
 from controlplane.services import host_holdings, image_waits
+from controlplane.services import jobs as job_service
 from controlplane.services import images as image_service
 from controlplane.services import workspaces as ws_service
 from shared import aio, messages, topics
@@ -179,11 +179,7 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
                 .values(status=models.HostStatus.DOWN, down_since=now)
             )
             # Jobs waiting on that host say so, rather than just "dispatched".
-            await session.execute(
-                sa.update(models.Job)
-                .where(models.Job.host_id == host_id, models.Job.status.in_(LIVE_JOB_STATES + (models.JobStatus.QUEUED, models.JobStatus.PENDING)))
-                .values(reason=f"host {change.host_name} is offline ({change.reason}); waiting for it to come back")
-            )
+            await job_service.host_offline(session, host_id, change.host_name, change.reason)
             if change.lost_workspaces:
                 await session.execute(
                     sa.update(models.Workspace)
@@ -196,6 +192,7 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
             await session.execute(
                 sa.update(models.Host).where(models.Host.id == host_id).values(status=models.HostStatus.ACTIVE, down_since=None)
             )
+            await job_service.host_back(session, host_id, change.host_name)
 
 
 async def _hearing(session: Session, settings: cp_settings.Settings, now: datetime.datetime) -> hearing.Hearing:
@@ -319,10 +316,7 @@ async def _carry_out(
     if isinstance(action, reconcile.FailJob):
         job = jobs.get(action.job_id)
         if job is not None:
-            await session.execute(
-                sa.update(models.Job).where(models.Job.id == job.id, models.Job.status.in_(LIVE_JOB_STATES))
-                .values(status=models.JobStatus.FAILED, error=action.error, finished_at=_now(), reason=action.reason)
-            )
+            await job_service.move_where(session, job.id, models.JobStatus.FAILED, only_from=LIVE_JOB_STATES, error=action.error, reason=action.reason)
             ws = workspaces.get(action.workspace_id or "")
             if ws is not None and job.kind is models.JobKind.WORKSPACE_CREATE:
                 ws.observed_state = models.ObservedState.FAILED
@@ -367,10 +361,7 @@ async def _container_job(
         user_id=ws.owner_id if ws else None, user_name=owner, reason=action.reason, payload=payload.model_dump(mode="json"),
         idempotency_key=key, max_attempts=settings.reconciler.job_max_attempts,
     )
-    inserted = await session.execute(
-        pg.insert(models.Job).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(models.Job.id)
-    )
-    if inserted.first() is None:
+    if not await job_service.insert_once(session, **values):
         return  # another instance planned the same action from the same inventory
     if ws is not None and kind is models.JobKind.WORKSPACE_CREATE:
         ws.observed_state = models.ObservedState.CREATING
@@ -435,17 +426,19 @@ async def _overdue(session: Session, settings: cp_settings.Settings) -> int:
         late = int((now - typing.cast(datetime.datetime, job.deadline_at)).total_seconds())
         last = job.reason or job.status.value
         if job.attempts >= job.max_attempts:
-            job.status = models.JobStatus.FAILED
-            job.finished_at = now
-            job.error = (
-                f"did not finish by its deadline after {job.attempts} attempts (last seen: {last}); "
-                f"check the agent on {job.host_name or 'its host'} (journalctl -u a4c-agent) and its Docker daemon"
+            job_service.move(
+                job, models.JobStatus.FAILED, now=now,
+                error=(
+                    f"did not finish by its deadline after {job.attempts} attempts (last seen: {last}); "
+                    f"check the agent on {job.host_name or 'its host'} (journalctl -u a4c-agent) and its Docker daemon"
+                ),
             )
             continue
         delay = min(settings.reconciler.job_ack_timeout * 2 ** max(job.attempts - 1, 0), settings.reconciler.retry_backoff_max)
-        job.status = models.JobStatus.QUEUED
-        job.next_attempt_at = now + datetime.timedelta(seconds=delay)
-        job.reason = f"overdue by {late}s (last seen: {last}); retry {job.attempts + 1} of {job.max_attempts} in {int(delay)}s"
+        job_service.move(
+            job, models.JobStatus.QUEUED, next_attempt_at=now + datetime.timedelta(seconds=delay),
+            reason=f"overdue by {late}s (last seen: {last}); retry {job.attempts + 1} of {job.max_attempts} in {int(delay)}s",
+        )
     return len(rows)
 
 
@@ -468,9 +461,7 @@ async def _dispatch_queued(session: Session, settings: cp_settings.Settings) -> 
     ).all()
     for job in rows:
         if job.attempts >= job.max_attempts:
-            job.status = models.JobStatus.FAILED
-            job.finished_at = now
-            job.error = f"gave up after {job.attempts} attempts; last: {job.reason or 'no reason recorded'}"
+            job_service.move(job, models.JobStatus.FAILED, now=now, error=f"gave up after {job.attempts} attempts; last: {job.reason or 'no reason recorded'}")
             continue
         await _reissue(session, job, settings, reason=job.reason)
     return len(rows)

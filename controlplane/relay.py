@@ -13,7 +13,7 @@ Runs in every control-plane instance at once. Correctness rests on three rules:
 * **Publish, then mark, in the claiming transaction.** If the instance dies
   between the two, the locks vanish with its connection and another relay
   publishes the rows again: at-least-once. Consumers are idempotent by message
-  id and version (decision 3), so a duplicate changes nothing. (Fault tests
+  id and version (docs/decisions/0006-idempotent-consumers-and-dead-letters.md), so a duplicate changes nothing. (Fault tests
   land a crash exactly there with the ``relay.after_publish`` fail point, see
   :mod:`shared.failpoints`.)
 
@@ -134,7 +134,7 @@ async def relay_once(engine: sa_asyncio.AsyncEngine, producer: Producer, setting
                 logger.warning("dropping command %s for unknown host (topic %s)", row.id, row.topic)
                 continue
             topic, key, value = encoded
-            # A host's commands form one ordered stream (decision 0001): always
+            # A host's commands form one ordered stream (docs/decisions/0001-command-routing.md): always
             # partition 0, even if a broker auto-created the topic with more.
             partition = 0 if row.topic.startswith("commands.") else None
             futures.append((row.topic, await producer.send(topic, value=value, key=key, partition=partition)))

@@ -4,7 +4,7 @@ Errors::
 
     KafkaUnavailable       the brokers cannot be reached (transient: retry)
 
-aiokafka is the one messaging path (decision 7): there is no in-memory bus.
+aiokafka is the one messaging path (docs/decisions/0009-embedded-default.md): there is no in-memory bus.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def security(kafka: common.KafkaSettings) -> dict[str, typing.Any]:
 def producer(kafka: common.KafkaSettings, *, client_id: str) -> aiokafka.AIOKafkaProducer:
     # acks=all: a published outbox row is durable before it is marked sent.
     # Idempotent where the broker supports it, so a retried send is written
-    # once; consumers are idempotent anyway (docs/decisions/).
+    # once; consumers are idempotent anyway (docs/decisions/0006-idempotent-consumers-and-dead-letters.md).
     # linger 0 because latency (create -> running) matters more than batching.
     return aiokafka.AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap_servers,

@@ -1,4 +1,4 @@
-"""HMAC signing of agent traffic (docs/decisions/0001-command-routing.md, Security).
+"""HMAC signing of agent traffic (docs/decisions/0007-signing-and-enrolment.md).
 
 Errors::
 

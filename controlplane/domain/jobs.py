@@ -54,8 +54,9 @@ IN_FLIGHT = frozenset({JobStatus.DISPATCHED, JobStatus.RUNNING})
 
 _ENDS = {JobStatus.FAILED, JobStatus.CANCELLED}
 MOVES: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.PENDING: frozenset({JobStatus.QUEUED, JobStatus.DISPATCHED, *_ENDS}),
-    JobStatus.QUEUED: frozenset({JobStatus.PENDING, JobStatus.DISPATCHED, *_ENDS}),
+    # A move to the same state is a new reason (or a new attempt, for dispatched).
+    JobStatus.PENDING: frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.DISPATCHED, *_ENDS}),
+    JobStatus.QUEUED: frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.DISPATCHED, *_ENDS}),
     JobStatus.DISPATCHED: frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.DISPATCHED, JobStatus.RUNNING, JobStatus.SUCCEEDED, *_ENDS}),
     JobStatus.RUNNING: frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.DISPATCHED, JobStatus.SUCCEEDED, *_ENDS}),
     JobStatus.SUCCEEDED: frozenset(),

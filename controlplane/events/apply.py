@@ -2,7 +2,7 @@
 
 Every function here runs inside the caller's transaction and is safe to run
 twice with the same event, or with an older event after a newer one
-(decision 3): each UPDATE is guarded by the row's last applied ``seq`` (jobs,
+(docs/decisions/0006-idempotent-consumers-and-dead-letters.md): each UPDATE is guarded by the row's last applied ``seq`` (jobs,
 workspaces, and per kind for host reports). Times are the control plane's
 (``now()``, when the event was applied), never the agent's: a heartbeat always
 refreshes ``last_heartbeat_at`` (only its payload is version-guarded), so an
@@ -23,7 +23,9 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
+from controlplane.services import jobs as job_service
 from shared import messages
+from shared.domain import disk as disk_rule
 from shared.domain import text as text_mod
 
 LOG_TAIL_MAX = 65536  # the jobs_log_tail_bounded constraint
@@ -89,7 +91,7 @@ def disk_params(host_id: uuid.UUID, env: messages.Envelope, report: messages.Dis
     main = report.paths[0] if report.paths else None
     return {
         "report": _json(report.model_dump(mode="json")),
-        "total": main.total_bytes if main else None,
+        "total": disk_rule.capacity(main.total_bytes, main.used_bytes, main.free_bytes) if main else None,
         "used": main.used_bytes if main else None,
         "seq": env.seq,
         "host": host_id,
@@ -101,7 +103,7 @@ async def disk(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, report: m
 
 
 # Stored as the host's latest inventory; the reconciler diffs it against
-# desired state (decision 2). Applying it here is only bookkeeping.
+# desired state (docs/decisions/0005-level-triggered-reconciliation.md). Applying it here is only bookkeeping.
 INVENTORY = sa.text(
     """
     UPDATE hosts SET inventory = CAST(:inv AS jsonb), inventory_at = now(), inventory_seq = :seq
@@ -126,84 +128,28 @@ REPORTS: dict[messages.EventKind, tuple[sa.TextClause, typing.Callable[..., dict
 
 
 async def job_progress(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, p: messages.JobProgress) -> None:
-    await conn.execute(
-        sa.text(
-            """
-            UPDATE jobs SET
-                status = CASE WHEN status IN ('queued', 'pending', 'dispatched') THEN 'running'::job_status ELSE status END,
-                acknowledged_at = coalesce(acknowledged_at, now()),
-                started_at = coalesce(started_at, now()),
-                reason = :reason,
-                last_event_seq = :seq
-            WHERE id = :job AND host_id = :host AND last_event_seq < :seq
-              AND status NOT IN ('succeeded', 'failed', 'cancelled')
-            """
-        ),
-        {"reason": text_mod.clean(f"{p.phase}: {p.message}".strip(": "), REASON_MAX), "seq": env.seq, "job": _uuid(p.job_id), "host": host_id},
-    )
+    reason = text_mod.clean(f"{p.phase}: {p.message}".strip(": "), REASON_MAX)
+    await job_service.progressed(conn, _uuid(p.job_id), host_id, seq=env.seq, reason=reason)
 
 
 async def job_log(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, log: messages.JobLog) -> None:
     text = text_mod.clean("".join(line if line.endswith("\n") else line + "\n" for line in log.lines), LOG_TAIL_MAX, keep="tail")
-    await conn.execute(
-        sa.text(
-            """
-            UPDATE jobs SET log_tail = right(log_tail || :text, :cap), last_event_seq = :seq
-            WHERE id = :job AND host_id = :host AND last_event_seq < :seq
-            """
-        ),
-        {"text": text, "cap": LOG_TAIL_MAX, "seq": env.seq, "job": _uuid(log.job_id), "host": host_id},
-    )
+    await job_service.logged(conn, _uuid(log.job_id), host_id, seq=env.seq, text=text, cap=LOG_TAIL_MAX)
 
 
 async def job_result(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, r: messages.JobResult) -> dict[str, typing.Any] | None:
     """Finish the job; returns the job row (kind, workspace_id, image_id) when it changed."""
     if r.interrupted:
-        # The agent was shut down mid-job: not the job's fault. Hand it back
-        # to the dispatcher, which re-issues it (attempts still bound it).
-        await conn.execute(
-            sa.text(
-                """
-                UPDATE jobs SET status = 'queued', reason = :reason, last_event_seq = :seq, next_attempt_at = now()
-                WHERE id = :job AND host_id = :host AND last_event_seq < :seq
-                  AND status NOT IN ('succeeded', 'failed', 'cancelled')
-                """
-            ),
-            {"reason": text_mod.clean(f"interrupted on the agent ({r.error or 'shutdown'}); will be retried", REASON_MAX), "seq": env.seq, "job": _uuid(r.job_id), "host": host_id},
-        )
+        reason = text_mod.clean(f"interrupted on the agent ({r.error or 'shutdown'}); will be retried", REASON_MAX)
+        await job_service.handed_back(conn, _uuid(r.job_id), host_id, seq=env.seq, reason=reason)
         return None
-    row = (
-        await conn.execute(
-            sa.text(
-                """
-                UPDATE jobs SET
-                    status = CAST(:status AS job_status),
-                    error = :error,
-                    result = CAST(:result AS jsonb),
-                    finished_at = now(),
-                    started_at = coalesce(started_at, now()),
-                    acknowledged_at = coalesce(acknowledged_at, now()),
-                    reason = CASE WHEN :ok THEN '' ELSE reason END,
-                    last_event_seq = :seq
-                WHERE id = :job AND host_id = :host AND last_event_seq < :seq
-                  AND status NOT IN ('succeeded', 'failed', 'cancelled')
-                RETURNING kind, workspace_id, image_id
-                """
-            ),
-            {
-                "status": "succeeded" if r.ok else "failed",
-                "ok": r.ok,
-                "error": None if r.ok else text_mod.clean(r.error or "the agent reported a failure without a message", ERROR_MAX),
-                "result": _json(r.result),
-                "seq": env.seq,
-                "job": _uuid(r.job_id),
-                "host": host_id,
-            },
-        )
-    ).mappings().first()
+    row = await job_service.finished(
+        conn, _uuid(r.job_id), host_id, seq=env.seq, ok=r.ok, result_json=_json(r.result),
+        error=None if r.ok else text_mod.clean(r.error or "the agent reported a failure without a message", ERROR_MAX),
+    )
     if row is None:
         return None
-    job = dict(row)
+    job = row
     if job["kind"] == "image_build" and r.ok and job["image_id"] is not None:
         await image_built(conn, host_id, job["image_id"], _uuid(r.job_id), r.result)
     elif job["workspace_id"] is not None:

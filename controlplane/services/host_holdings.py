@@ -28,6 +28,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane.db import models
 from controlplane.domain import held_jobs, host_images
+from controlplane.services import jobs as job_service
 from controlplane.events import apply
 from shared import messages
 
@@ -63,17 +64,17 @@ async def settle_jobs(
     now = _now()
     for verdict in verdicts:
         job = acknowledged[verdict.job_id]
-        guard = sa.update(models.Job).where(
-            models.Job.id == job.id, models.Job.status.in_(ACKNOWLEDGED), models.Job.last_event_seq == job.last_event_seq
-        )
+        unchanged = [models.Job.last_event_seq == job.last_event_seq]  # nothing heard from the agent since the verdict's report
         if isinstance(verdict, held_jobs.Requeue):
-            await session.execute(guard.values(status=models.JobStatus.QUEUED, next_attempt_at=now, reason=verdict.reason))
+            await job_service.move_where(
+                session, job.id, models.JobStatus.QUEUED, only_from=ACKNOWLEDGED, also=unchanged, next_attempt_at=now, reason=verdict.reason
+            )
             continue
-        done = await session.execute(
-            guard.values(status=models.JobStatus.SUCCEEDED, finished_at=now, reason=verdict.reason, result=verdict.result, error=None)
-            .returning(models.Job.id)
+        adopted = await job_service.move_where(
+            session, job.id, models.JobStatus.SUCCEEDED, only_from=ACKNOWLEDGED, also=unchanged,
+            finished_at=now, reason=verdict.reason, result=verdict.result, error=None,
         )
-        if done.first() is not None and job.kind is models.JobKind.IMAGE_BUILD and job.image_id is not None and job.host_id is not None:
+        if adopted and job.kind is models.JobKind.IMAGE_BUILD and job.image_id is not None and job.host_id is not None:
             # What the build's result would have recorded: the host has the image (creates waiting for it go ahead).
             await apply.image_built(await session.connection(), job.host_id, job.image_id, job.id, verdict.result)
     return verdicts

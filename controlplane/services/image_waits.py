@@ -9,7 +9,6 @@ build's error.
 
 from __future__ import annotations
 
-import datetime
 import uuid
 
 import sqlalchemy as sa
@@ -18,7 +17,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import commands
 from controlplane import settings as cp_settings
 from controlplane.db import models
-from controlplane.services import images
+from controlplane.services import images, jobs
 from shared import messages
 
 Session = sa_asyncio.AsyncSession
@@ -32,9 +31,10 @@ async def wait_for_image(session: Session, job: models.Job, ws: models.Workspace
     host = await session.get(models.Host, host_id)
     assert image is not None and host is not None
     build = await images.ensure_built_on(session, image, host, settings)
-    job.status = models.JobStatus.PENDING
-    job.host_id, job.host_name = host.id, host.name
-    job.reason = f"{WAITING_FOR_IMAGE} {image.name} to be built on {host.name} (build job {build.id})"
+    jobs.move(
+        job, models.JobStatus.PENDING, host_id=host.id, host_name=host.name,
+        reason=f"{WAITING_FOR_IMAGE} {image.name} to be built on {host.name} (build job {build.id})",
+    )
     ws.state_reason = job.reason
     await session.flush()
     await session.refresh(job)
@@ -78,6 +78,6 @@ async def release_waiting(session: Session, settings: cp_settings.Settings) -> i
         ).first()
         if failed is not None and failed.status in (models.JobStatus.FAILED, models.JobStatus.CANCELLED):
             error = f"the image build on {job.host_name} failed: {failed.error or failed.status.value}"
-            job.status, job.error, job.finished_at = models.JobStatus.FAILED, error, datetime.datetime.now(datetime.timezone.utc)
+            jobs.move(job, models.JobStatus.FAILED, error=error)
             ws.observed_state, ws.state_reason = models.ObservedState.FAILED, error
     return released

@@ -12,6 +12,7 @@ import typing
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import errors
@@ -20,6 +21,7 @@ from controlplane.domain import jobs as domain_jobs
 from controlplane.services import access, pagination
 
 Session = sa_asyncio.AsyncSession
+Conn = sa_asyncio.AsyncConnection | sa_asyncio.AsyncSession
 
 
 async def new_job(
@@ -112,10 +114,7 @@ async def cancel(session: Session, job: models.Job, reason: str) -> None:
     """Mark a not-yet-finished job cancelled (e.g. the pending create of a workspace deleted before placement)."""
     if models.JobStatus(job.status).final:
         return
-    domain_jobs.check_move(job.status, models.JobStatus.CANCELLED)
-    job.status = models.JobStatus.CANCELLED
-    job.reason = reason
-    job.finished_at = datetime.datetime.now(datetime.timezone.utc)
+    move(job, models.JobStatus.CANCELLED, reason=reason)
     await session.flush()
 
 
@@ -132,3 +131,175 @@ async def cancel_for(session: Session, principal: access.Principal, job_id: uuid
     on_host = models.JobStatus(job.status) in domain_jobs.IN_FLIGHT and job.host_id is not None
     await cancel(session, job, f"cancelled by {principal.name}")
     return job, on_host
+
+
+# --- moves ------------------------------------------------------------------------
+# Every change of a job's status is written below, and only here
+# (tests/controlplane/test_job_writers.py): each checks the move against
+# controlplane/domain/jobs.py first, and a final state sets finished_at.
+
+
+def move(job: models.Job, new: models.JobStatus, *, now: datetime.datetime | None = None, **fields: typing.Any) -> None:
+    """Move a loaded job to ``new`` and set ``fields`` (reason, error, next_attempt_at, host_id…); flushed with its session."""
+    domain_jobs.check_move(job.status, new)
+    job.status = new
+    for name, value in fields.items():
+        setattr(job, name, value)
+    if new.final:
+        job.finished_at = now or datetime.datetime.now(datetime.timezone.utc)
+
+
+def _from_states(new: models.JobStatus, only_from: typing.Iterable[models.JobStatus]) -> list[models.JobStatus]:
+    states = list(only_from)
+    for old in states:
+        domain_jobs.check_move(old, new)
+    return states
+
+
+async def move_where(
+    conn: Conn,
+    job_id: uuid.UUID,
+    new: models.JobStatus,
+    *,
+    only_from: typing.Iterable[models.JobStatus],
+    also: typing.Sequence[typing.Any] = (),
+    **values: typing.Any,
+) -> bool:
+    """Move one job to ``new`` if it is still in one of ``only_from`` (and ``also`` holds); False when it was not."""
+    if new.final:
+        values.setdefault("finished_at", datetime.datetime.now(datetime.timezone.utc))
+    stmt = (
+        sa.update(models.Job)
+        .where(models.Job.id == job_id, models.Job.status.in_(_from_states(new, only_from)), *also)
+        .values(status=new, **values)
+        .returning(models.Job.id)
+    )
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def insert_once(session: Session, **values: typing.Any) -> bool:
+    """Insert a job unless one with its idempotency key exists (another instance planned the same); True when inserted."""
+    inserted = await session.execute(
+        pg.insert(models.Job).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(models.Job.id)
+    )
+    return inserted.first() is not None
+
+
+_DISPATCHED = sa.text(
+    """
+    UPDATE jobs SET status = 'dispatched', host_id = :host, attempts = attempts + 1,
+        dispatched_at = now(), acknowledged_at = NULL, lease_expires_at = :lease,
+        next_attempt_at = NULL, reason = :reason,
+        deadline_at = coalesce(CAST(:deadline AS timestamptz), deadline_at)
+    WHERE id = :job AND status IN ('pending', 'queued', 'dispatched', 'running')
+    """
+)
+
+
+async def dispatched(
+    conn: Conn, job_id: uuid.UUID, host_id: uuid.UUID, *, lease: datetime.datetime, reason: str, deadline_at: datetime.datetime | None
+) -> None:
+    """Its command is in the outbox (controlplane/commands.py, same transaction): one more attempt, a new lease."""
+    await conn.execute(_DISPATCHED, {"host": host_id, "lease": lease, "reason": reason, "job": job_id, "deadline": deadline_at})
+
+
+_ACKNOWLEDGED = sa.text(
+    """
+    UPDATE jobs SET
+        status = CASE WHEN status IN ('queued', 'pending', 'dispatched') THEN 'running'::job_status ELSE status END,
+        acknowledged_at = coalesce(acknowledged_at, now()),
+        started_at = coalesce(started_at, now()),
+        reason = :reason,
+        last_event_seq = :seq
+    WHERE id = :job AND host_id = :host AND last_event_seq < :seq
+      AND status NOT IN ('succeeded', 'failed', 'cancelled')
+    """
+)
+
+
+async def progressed(conn: Conn, job_id: uuid.UUID | None, host_id: uuid.UUID, *, seq: int, reason: str) -> None:
+    """Its agent reports progress: it runs (acknowledged), and ``reason`` says at what."""
+    await conn.execute(_ACKNOWLEDGED, {"reason": reason, "seq": seq, "job": job_id, "host": host_id})
+
+
+_HANDED_BACK = sa.text(
+    """
+    UPDATE jobs SET status = 'queued', reason = :reason, last_event_seq = :seq, next_attempt_at = now()
+    WHERE id = :job AND host_id = :host AND last_event_seq < :seq
+      AND status NOT IN ('succeeded', 'failed', 'cancelled')
+    """
+)
+
+
+async def handed_back(conn: Conn, job_id: uuid.UUID | None, host_id: uuid.UUID, *, seq: int, reason: str) -> None:
+    """Its agent was shut down mid-job: not the job's fault; the dispatcher issues it again (attempts still bound it)."""
+    await conn.execute(_HANDED_BACK, {"reason": reason, "seq": seq, "job": job_id, "host": host_id})
+
+
+_FINISHED = sa.text(
+    """
+    UPDATE jobs SET
+        status = CAST(:status AS job_status),
+        error = :error,
+        result = CAST(:result AS jsonb),
+        finished_at = now(),
+        started_at = coalesce(started_at, now()),
+        acknowledged_at = coalesce(acknowledged_at, now()),
+        reason = CASE WHEN :ok THEN '' ELSE reason END,
+        last_event_seq = :seq
+    WHERE id = :job AND host_id = :host AND last_event_seq < :seq
+      AND status NOT IN ('succeeded', 'failed', 'cancelled')
+    RETURNING kind, workspace_id, image_id
+    """
+)
+
+
+async def finished(
+    conn: Conn, job_id: uuid.UUID | None, host_id: uuid.UUID, *, seq: int, ok: bool, error: str | None, result_json: str
+) -> dict[str, typing.Any] | None:
+    """Its agent's result: succeeded or failed. Returns kind, workspace_id and image_id when the job changed."""
+    row = (
+        await conn.execute(
+            _FINISHED,
+            {"status": "succeeded" if ok else "failed", "ok": ok, "error": error, "result": result_json, "seq": seq, "job": job_id, "host": host_id},
+        )
+    ).mappings().first()
+    return dict(row) if row is not None else None
+
+
+_LOGGED = sa.text(
+    """
+    UPDATE jobs SET log_tail = right(log_tail || :text, :cap), last_event_seq = :seq
+    WHERE id = :job AND host_id = :host AND last_event_seq < :seq
+    """
+)
+
+
+async def logged(conn: Conn, job_id: uuid.UUID | None, host_id: uuid.UUID, *, seq: int, text: str, cap: int) -> None:
+    """Lines of its log: the tail is kept (``cap`` characters)."""
+    await conn.execute(_LOGGED, {"text": text, "cap": cap, "seq": seq, "job": job_id, "host": host_id})
+
+
+_UNFINISHED = (models.JobStatus.PENDING, models.JobStatus.QUEUED, models.JobStatus.DISPATCHED, models.JobStatus.RUNNING)
+
+
+def _offline(host_name: str) -> str:
+    return f"host {host_name} is offline"
+
+
+async def host_offline(session: Session, host_id: uuid.UUID, host_name: str, why: str) -> None:
+    """Its host went down: the unfinished jobs there say so, rather than just "dispatched"."""
+    await session.execute(
+        sa.update(models.Job)
+        .where(models.Job.host_id == host_id, models.Job.status.in_(_UNFINISHED))
+        .values(reason=f"{_offline(host_name)} ({why}); waiting for it to come back")
+    )
+
+
+async def host_back(session: Session, host_id: uuid.UUID, host_name: str) -> None:
+    """Its host is heard again: the "offline" reason goes (it would otherwise outlive the outage)."""
+    await session.execute(
+        sa.update(models.Job)
+        .where(models.Job.host_id == host_id, models.Job.status.in_(_UNFINISHED), models.Job.reason.startswith(_offline(host_name)))
+        .values(reason=f"host {host_name} is back; waiting for its agent")
+    )

@@ -174,8 +174,7 @@ async def place_pending(session: Session, settings: cp_settings.Settings) -> lis
             )
         command = messages.WorkspaceCommand(job_id=str(job.id), spec=spec(ws, owner))
         job.payload = command.model_dump(mode="json")
-        job.status = models.JobStatus.QUEUED
-        job.host_id, job.host_name = outcome.host_id, outcome.host_name
+        jobs.move(job, models.JobStatus.QUEUED, host_id=outcome.host_id, host_name=outcome.host_name)
         await _dispatch(session, job, outcome.host_id, messages.CommandKind.WORKSPACE_CREATE, command, ws, settings, outcome.reason)
         placed.append(ws.id)
     await session.flush()

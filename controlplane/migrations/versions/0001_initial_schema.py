@@ -37,7 +37,7 @@ TRIGGERS_UP = [
         for table in VERSIONED
     ],
     # Every job change writes its job-sync message in the same transaction
-    # (decision 1). The command payload stays out: it may hold workspace env.
+    # (docs/decisions/0002-outbox-relay.md). The command payload stays out: it may hold workspace env.
     """
     CREATE FUNCTION a4c_job_sync() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
