@@ -22,6 +22,7 @@ import dataclasses
 import typing
 
 from agent.domain import containers as spec
+from shared.domain import disk as disk_rule
 
 REMOVE_CONTAINER = "remove-container"
 PRUNE_DANGLING = "prune-dangling-images"
@@ -69,7 +70,7 @@ class Policy:
 
 @dataclasses.dataclass(frozen=True)
 class Disk:
-    """A measured filesystem. Percent is ``df``'s: blocks reserved for root count as neither used nor free."""
+    """A measured filesystem. Percent is ``df``'s (shared/domain/disk.py): reserved blocks count as neither used nor free."""
 
     path: str
     total: int
@@ -78,11 +79,11 @@ class Disk:
 
     @property
     def capacity(self) -> int:
-        return self.used + self.free if self.free is not None else self.total
+        return disk_rule.capacity(self.total, self.used, self.free)
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.used / self.capacity if self.capacity else 0.0
+        return disk_rule.percent_used(self.total, self.used, self.free)
 
 
 @dataclasses.dataclass(frozen=True)

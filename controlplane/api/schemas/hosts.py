@@ -12,6 +12,10 @@ from controlplane.api.schemas import common
 from controlplane.db import models
 
 
+
+# One definition of disk used (shared/domain/disk.py), so used/total is df's Use%.
+USABLE = "Usable bytes of the Docker data root's filesystem: used + free, not counting blocks reserved for root (df's definition)."
+
 class Capacity(common.Out):
     cpus: float
     memory_mb: int
@@ -27,7 +31,7 @@ class Allocated(common.Out):
 
 
 class DiskSummary(common.Out):
-    total_bytes: int | None
+    total_bytes: int | None = pydantic.Field(description=USABLE)
     used_bytes: int | None
     reported_at: datetime.datetime | None
     high_watermark: float | None = pydantic.Field(
@@ -75,7 +79,7 @@ class DiskUsage(common.Out):
     host_id: uuid.UUID
     host_name: str
     reported_at: datetime.datetime | None
-    total_bytes: int | None
+    total_bytes: int | None = pydantic.Field(description=USABLE)
     used_bytes: int | None
     allocated_bytes: int
     promised_bytes: int
