@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # with its own dockerd, broker, search server and databases. TEST_WORKERS=0
 # runs in one process.
 TEST_WORKERS ?= 3
-APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk openssh-client openjdk-17-jre-headless maven
+APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk openssh-client openjdk-17-jre-headless maven prometheus
 
 .PHONY: up test lint bench deps venv clean
 
@@ -31,7 +31,8 @@ bench: deps venv
 # System packages the test harness drives for real (dockerd, a busybox root fs
 # for the offline base image, debootstrap for systemd test hosts and
 # openssh-client to reach them with Ansible, chromium for
-# the dashboard's browser tests). Installed only when missing.
+# the dashboard's browser tests, prometheus for promtool and a real Prometheus
+# in tests/monitoring). Installed only when missing.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
