@@ -26,7 +26,8 @@ class Health:
         self.started = time.monotonic()
         self.docker_up = asyncio.Event()
         self.kafka_ok = True
-        self.disk_pressure = False
+        self._disk_pressure = False
+        metrics.DISK_PRESSURE.set(0)
         self._down_since: dict[str, float] = {}
         self._recovered: list[str] = []
         self.tasks_ok = True
@@ -55,6 +56,16 @@ class Health:
             lasted = time.monotonic() - self._down_since.pop(name)
             self._recovered.append(f"{name}-recovered")
             log.info(f"{name} reachable again", extra={"dependency": name, "outage_s": round(lasted, 1)})
+
+    @property
+    def disk_pressure(self) -> bool:
+        """The fullest measured path is at or above the cleanup high watermark (set by the disk reporter)."""
+        return self._disk_pressure
+
+    @disk_pressure.setter
+    def disk_pressure(self, pressure: bool) -> None:
+        self._disk_pressure = pressure
+        metrics.DISK_PRESSURE.set(1 if pressure else 0)
 
     # -- reporters --------------------------------------------------------------
 

@@ -46,6 +46,9 @@ CLEANUP_RECLAIMED = prometheus_client.Counter(
     "a4c_agent_cleanup_reclaimed_bytes_total", "Bytes Docker reported reclaimed by cleanup.", registry=REGISTRY
 )
 DISK_PERCENT = prometheus_client.Gauge("a4c_agent_disk_used_percent", "Disk use of a measured path.", ["path"], registry=REGISTRY)
+DISK_PRESSURE = prometheus_client.Gauge(
+    "a4c_agent_disk_pressure", "1 while the fullest measured path is at or above cleanup.high_watermark.", registry=REGISTRY
+)
 BUILDS_RUNNING = prometheus_client.Gauge("a4c_agent_builds_running", "Image builds running now.", registry=REGISTRY)
 
 

@@ -29,6 +29,12 @@ LATENCY = prometheus_client.Histogram(
 HOSTS = prometheus_client.Gauge("a4c_hosts", "Hosts by status (cordoned counted apart)", ["status"])
 JOBS = prometheus_client.Gauge("a4c_jobs_live", "Unfinished jobs by status", ["status"])
 WORKSPACES = prometheus_client.Gauge("a4c_workspaces", "Live workspaces by observed state", ["state"])
+# The reconciler's deadline sweep retries or fails a job within a pass of its deadline, so a job that stays
+# past it means the sweep is not running (monitoring/prometheus/rules/a4c.rules.yml alerts on it).
+JOBS_LATE = prometheus_client.Gauge("a4c_jobs_past_deadline", "Unfinished jobs past their deadline")
+JOBS_LATE_SECONDS = prometheus_client.Gauge(
+    "a4c_jobs_past_deadline_max_seconds", "How long the unfinished job furthest past its deadline has been past it (0: none)"
+)
 
 _HOSTS = sa.text(
     "SELECT CASE WHEN status = 'active' AND cordoned THEN 'cordoned' ELSE status::text END, count(*) FROM hosts GROUP BY 1"
@@ -38,6 +44,10 @@ _HOSTS = sa.text(
 LIVE_JOB_STATUSES = ("queued", "pending", "dispatched", "running")
 _JOBS = sa.text(
     "SELECT status::text, count(*) FROM jobs WHERE status IN ('queued', 'pending', 'dispatched', 'running') GROUP BY 1"
+)
+_JOBS_LATE = sa.text(
+    "SELECT count(*), coalesce(max(extract(epoch FROM now() - deadline_at)), 0) FROM jobs"
+    " WHERE status IN ('queued', 'pending', 'dispatched', 'running') AND deadline_at < now()"
 )
 _WORKSPACES = sa.text("SELECT observed_state::text, count(*) FROM workspaces WHERE deleted_at IS NULL GROUP BY 1")
 
@@ -56,6 +66,9 @@ async def refresh_domain(session: sa_asyncio.AsyncSession) -> None:
     jobs = dict((await session.execute(_JOBS)).all())
     for status in LIVE_JOB_STATUSES:
         JOBS.labels(status).set(jobs.get(status, 0))
+    late, late_seconds = (await session.execute(_JOBS_LATE)).one()
+    JOBS_LATE.set(late)
+    JOBS_LATE_SECONDS.set(float(late_seconds))
     workspaces = dict((await session.execute(_WORKSPACES)).all())
     for state in models.ObservedState:
         WORKSPACES.labels(state.value).set(workspaces.get(state.value, 0))
