@@ -38,6 +38,7 @@ from controlplane import commands
 from controlplane import settings as cp_settings
 from controlplane.db import models
 from controlplane.domain import hearing, reconcile
+from controlplane.domain import jobs as job_rules
 from controlplane.services import host_holdings, image_waits
 from controlplane.services import jobs as job_service
 from controlplane.services import images as image_service
@@ -425,7 +426,8 @@ async def _overdue(session: Session, settings: cp_settings.Settings) -> int:
     for job in rows:
         late = int((now - typing.cast(datetime.datetime, job.deadline_at)).total_seconds())
         last = job.reason or job.status.value
-        if job.attempts >= job.max_attempts:
+        decision = _next_attempt(job, settings)
+        if isinstance(decision, job_rules.GiveUp):
             job_service.move(
                 job, models.JobStatus.FAILED, now=now,
                 error=(
@@ -434,12 +436,17 @@ async def _overdue(session: Session, settings: cp_settings.Settings) -> int:
                 ),
             )
             continue
-        delay = min(settings.reconciler.job_ack_timeout * 2 ** max(job.attempts - 1, 0), settings.reconciler.retry_backoff_max)
         job_service.move(
-            job, models.JobStatus.QUEUED, next_attempt_at=now + datetime.timedelta(seconds=delay),
-            reason=f"overdue by {late}s (last seen: {last}); retry {job.attempts + 1} of {job.max_attempts} in {int(delay)}s",
+            job, models.JobStatus.QUEUED, next_attempt_at=now + datetime.timedelta(seconds=decision.delay),
+            reason=f"overdue by {late}s (last seen: {last}); retry {decision.attempt} of {job.max_attempts} in {int(decision.delay)}s",
         )
     return len(rows)
+
+
+def _next_attempt(job: models.Job, settings: cp_settings.Settings) -> job_rules.Retry | job_rules.GiveUp:
+    return job_rules.next_attempt(
+        job.attempts, job.max_attempts, backoff=settings.reconciler.job_ack_timeout, backoff_max=settings.reconciler.retry_backoff_max
+    )
 
 
 async def _dispatch_queued(session: Session, settings: cp_settings.Settings) -> int:
@@ -460,7 +467,7 @@ async def _dispatch_queued(session: Session, settings: cp_settings.Settings) -> 
         )
     ).all()
     for job in rows:
-        if job.attempts >= job.max_attempts:
+        if isinstance(_next_attempt(job, settings), job_rules.GiveUp):
             job_service.move(job, models.JobStatus.FAILED, now=now, error=f"gave up after {job.attempts} attempts; last: {job.reason or 'no reason recorded'}")
             continue
         await _reissue(session, job, settings, reason=job.reason)

@@ -22,6 +22,7 @@ writes it.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 
 
@@ -93,3 +94,29 @@ def cancel_refusal(kind: JobKind | str, status: JobStatus | str, *, workspace: s
         name = f" {workspace}" if workspace else ""
         return f"a workspace's jobs follow the workspace: stop or delete the workspace{name} instead"
     return None
+
+
+# --- one retry policy ---------------------------------------------------------------
+# For a job its agent did not acknowledge, one that missed its deadline, and
+# one handed back to the queue: try again (with backoff) while attempts are
+# left, then fail with a reason a person can act on. The reconciler's planner
+# (controlplane/domain/reconcile.py) and loops (controlplane/reconciler.py)
+# all ask here.
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    attempt: int  # the attempt this will be (1-based)
+    delay: float  # seconds to wait before it
+
+
+@dataclasses.dataclass(frozen=True)
+class GiveUp:
+    attempts: int
+
+
+def next_attempt(attempts: int, max_attempts: int, *, backoff: float, backoff_max: float) -> Retry | GiveUp:
+    """After ``attempts`` tries of at most ``max_attempts``: the next one, after ``backoff`` doubling per try up to ``backoff_max``."""
+    if attempts >= max_attempts:
+        return GiveUp(attempts)
+    return Retry(attempt=attempts + 1, delay=min(backoff * 2 ** max(attempts - 1, 0), backoff_max))

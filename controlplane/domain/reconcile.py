@@ -91,6 +91,8 @@ import dataclasses
 import datetime
 import typing
 
+from controlplane.domain import jobs as job_rules
+
 if typing.TYPE_CHECKING:
     from controlplane import settings as cp_settings
     from shared import messages
@@ -334,8 +336,10 @@ class _Planner:
             if waited < timeout:
                 continue
             limit = job.max_attempts or self.settings.job_max_attempts
-            if job.attempts < limit:
-                attempt = job.attempts + 1
+            # No wait before a re-issue: the acknowledgement timeout already passed.
+            decision = job_rules.next_attempt(job.attempts, limit, backoff=0.0, backoff_max=0.0)
+            if isinstance(decision, job_rules.Retry):
+                attempt = decision.attempt
                 self._do(
                     ReissueJob,
                     job_id=job.id,

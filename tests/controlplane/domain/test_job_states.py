@@ -49,3 +49,18 @@ def test_final_states_are_exactly_the_ones_nothing_leaves():
 )
 def test_who_may_cancel_what(kind, status, refusal):
     assert jobs.cancel_refusal(kind, status, workspace="dev") == refusal
+
+
+@pytest.mark.parametrize(
+    ("attempts", "limit", "expected"),
+    [
+        (1, 5, jobs.Retry(attempt=2, delay=10.0)),
+        (2, 5, jobs.Retry(attempt=3, delay=20.0)),
+        (4, 5, jobs.Retry(attempt=5, delay=60.0)),  # 80 s, capped
+        (5, 5, jobs.GiveUp(attempts=5)),
+        (7, 5, jobs.GiveUp(attempts=7)),
+        (0, 1, jobs.Retry(attempt=1, delay=10.0)),
+    ],
+)
+def test_one_retry_policy_backs_off_doubling_to_a_cap_then_gives_up(attempts, limit, expected):
+    assert jobs.next_attempt(attempts, limit, backoff=10.0, backoff_max=60.0) == expected
