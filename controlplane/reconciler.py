@@ -352,9 +352,9 @@ async def _container_job(
     job_id = uuid.uuid4()
     owner = await session.scalar(sa.select(models.User.name).where(models.User.id == ws.owner_id)) if ws else None
     if kind is models.JobKind.WORKSPACE_CREATE and ws is not None:
-        payload: typing.Any = messages.WorkspaceCommand(job_id=str(job_id), spec=ws_service.spec(ws, owner or ""))
+        payload: typing.Any = ws_service.create_command(job_id, ws, owner or "")
     else:
-        payload = messages.WorkspaceRef(job_id=str(job_id), workspace_id=workspace_id)
+        payload = ws_service.ref_command(job_id, workspace_id)
     key = f"reconcile:{action.idempotency_key}" if action.idempotency_key else None
     values = dict(
         id=job_id, kind=kind, status=models.JobStatus.QUEUED, source=models.JobSource.RECONCILER,

@@ -53,6 +53,16 @@ class Accepted:
     job: models.Job
 
 
+def create_command(job_id: uuid.UUID, ws: models.Workspace, owner: str) -> messages.WorkspaceCommand:
+    """The one builder of a workspace.create command (the API's create, placement, the reconciler's re-create)."""
+    return messages.WorkspaceCommand(job_id=str(job_id), spec=spec(ws, owner))
+
+
+def ref_command(job_id: uuid.UUID, workspace_id: uuid.UUID | str) -> messages.WorkspaceRef:
+    """The one builder of the start, stop and delete commands: they name the workspace only."""
+    return messages.WorkspaceRef(job_id=str(job_id), workspace_id=str(workspace_id))
+
+
 def spec(ws: models.Workspace, owner: str) -> messages.WorkspaceSpec:
     return messages.WorkspaceSpec(
         workspace_id=str(ws.id),
@@ -100,7 +110,7 @@ async def create_workspace(
     except sa_exc.IntegrityError:
         raise errors.Conflict(f"you already have a workspace named {new.name!r}", code="name_taken") from None
     job_id = uuid.uuid4()
-    command = messages.WorkspaceCommand(job_id=str(job_id), spec=spec(ws, principal.name))
+    command = create_command(job_id, ws, principal.name)
     host = outcome.host_id
     needs_build = host is not None and await _needs_build(session, ws, host)
     if host is None:
@@ -172,7 +182,7 @@ async def place_pending(session: Session, settings: cp_settings.Settings) -> lis
                 session, models.JobKind.WORKSPACE_CREATE, user=None, source=models.JobSource.RECONCILER, workspace=ws,
                 reason=outcome.reason, placement=outcome.record, max_attempts=settings.reconciler.job_max_attempts,
             )
-        command = messages.WorkspaceCommand(job_id=str(job.id), spec=spec(ws, owner))
+        command = create_command(job.id, ws, owner)
         job.payload = command.model_dump(mode="json")
         jobs.move(job, models.JobStatus.QUEUED, host_id=outcome.host_id, host_name=outcome.host_name)
         await _dispatch(session, job, outcome.host_id, messages.CommandKind.WORKSPACE_CREATE, command, ws, settings, outcome.reason)
@@ -380,7 +390,7 @@ async def _command_job(
 ) -> Accepted:
     host = await session.get(models.Host, ws.host_id)
     job_id = uuid.uuid4()
-    command = messages.WorkspaceRef(job_id=str(job_id), workspace_id=str(ws.id))
+    command = ref_command(job_id, ws.id)
     job = await jobs.new_job(
         session, kind, job_id=job_id, user=principal, status=models.JobStatus.DISPATCHED, host=host, workspace=ws,
         payload=command.model_dump(mode="json"), max_attempts=settings.reconciler.job_max_attempts,

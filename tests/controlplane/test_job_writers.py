@@ -83,3 +83,14 @@ def test_the_check_catches_each_way_of_writing_a_status(source):
 def test_the_check_lets_reads_and_other_statuses_be():
     assert writes("host.status = models.HostStatus.DOWN\nq = sa.select(models.Job).where(models.Job.status == models.JobStatus.QUEUED)\n"
                   "s = sa.text('SELECT status FROM jobs')\nws.observed_state = 'lost'") == []
+
+
+@pytest.mark.parametrize("command", ["WorkspaceCommand", "WorkspaceRef", "BuildCommand"])
+def test_each_command_kind_is_built_in_one_place(command):
+    built = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(f"messages.{command}")
+    ]
+    assert len(built) == 1, built
