@@ -67,7 +67,31 @@ def workspace(api: client.Client, ref: str) -> Obj:
 
 
 def image(api: client.Client, ref: str) -> Obj:
+    """Names are per owner (docs/workspaces.md): your own image of that name, else the shared one, as the API resolves it."""
+    if not UUID.match(ref):
+        named = _named(api, "images", ref)
+        if len(named) > 1:
+            me = api.get("/v1/me")["id"]
+            for preferred in ([i for i in named if i["owner_id"] == me], [i for i in named if i.get("shared")]):
+                if len(preferred) == 1:
+                    return preferred[0]
     return find(api, "images", ref, "image", listed_by="a4c images list", name_filter=True)
+
+
+def schedule(api: client.Client, image: Obj, ref: str | None) -> Obj:
+    """One of ``image``'s schedules by id or id prefix; with none given, its only one."""
+    found = api.get(f"/v1/images/{image['id']}/schedules")["items"]
+    listed_by = f"a4c images schedules {image['name']} shows them"
+    if ref is None:
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise errors.NotFound(f"image {image['name']} has no schedules")
+        raise errors.UsageProblem(f"image {image['name']} has {len(found)} schedules; name one ({listed_by})")
+    match = _by_prefix(ref.lower(), "schedule", found)
+    if match is None:
+        raise errors.NotFound(f"image {image['name']} has no schedule with an id starting {ref!r} ({listed_by})")
+    return match
 
 
 def host(api: client.Client, ref: str) -> Obj:

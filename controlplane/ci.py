@@ -39,6 +39,7 @@ import pydantic
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
+from controlplane import errors
 from controlplane import settings as cp_settings
 from controlplane.api.schemas import ci as ci_schemas
 from controlplane.api.schemas import common
@@ -167,12 +168,15 @@ class DatabaseGateway:
 
     async def submit(self, request: SignedBuildRequest, identity: ci_systems.Identity, idempotency_key: str) -> typing.Any:
         async with self._sessions.begin() as session:
-            image = await session.scalar(sa.select(models.Image).where(models.Image.name == request.image))
-            if image is None:
+            if not await session.scalar(sa.select(sa.exists().where(models.Image.name == request.image))):
                 raise Rejected(f"no registered image named {request.image!r}")
-            owner = await session.get(models.User, image.owner_id)
-            if not identity.allows(image.name, owner.name if owner else None):
+            try:
+                image = await image_service.named_for_ci(session, request.image, identity.allows)
+            except errors.Conflict as exc:
+                raise Rejected(exc.message, cause="not_allowed") from None
+            if image is None:
                 raise Rejected(f"CI system {identity.name!r} may not build it (see its images and owners)", cause="not_allowed")
+            owner = await session.get(models.User, image.owner_id)
             principal = access.Principal(user_id=owner.id, name=owner.name, role=owner.role) if owner else None
             made = await image_service.request_builds(
                 session, image, self._settings, user=principal, source=models.JobSource.CI,

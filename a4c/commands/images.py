@@ -1,4 +1,5 @@
-"""``a4c images``: register (a Dockerfile or a git context), list, get, build (following the log), schedule.
+"""``a4c images``: register (a Dockerfile or a git context), list, get, update, delete, build (following the log),
+schedule, and switch schedules off, on or away.
 
 A build is one job per active host (images are built where they run).
 ``build --follow`` prints each job's log as it grows (on stderr, prefixed by
@@ -39,7 +40,7 @@ REF = click.argument("ref", shell_complete=complete.names("images"))
 
 @click.group(cls=Group)
 def images() -> None:
-    """Register, build and schedule the images workspaces run."""
+    """Register, change, build, schedule and delete the images workspaces run."""
 
 
 @images.command("register")
@@ -60,13 +61,17 @@ def register(session: Session, name: str, dockerfile: pathlib.Path | None, git_u
         raise click.UsageError("--ref and --path go with --git, not --dockerfile")
     body: dict[str, typing.Any] = {"name": name, "shared": shared, "build_args": _pairs(build_args)}
     if dockerfile is not None:
-        try:
-            body["dockerfile"] = dockerfile.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise click.BadParameter(f"cannot read {dockerfile}: {exc}", param_hint="--dockerfile") from None
+        body["dockerfile"] = _read(dockerfile)
     else:
         body.update({k: v for k, v in (("git_url", git_url), ("git_ref", git_ref), ("git_path", git_path)) if v})
     session.emit(session.api().post("/v1/images", body), COLUMNS)
+
+
+def _read(dockerfile: pathlib.Path) -> str:
+    try:
+        return dockerfile.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {dockerfile}: {exc}", param_hint="--dockerfile") from None
 
 
 def _pairs(values: tuple[str, ...]) -> dict[str, str]:
@@ -144,3 +149,87 @@ def schedules(session: Session, ref: str) -> None:
     image = lookup.image(api, ref)
     answer = api.get(f"/v1/images/{image['id']}/schedules")
     session.emit(answer, SCHEDULE_COLUMNS, table=answer["items"], empty=f"no schedules: a4c images schedule {image['name']} --cron '0 3 * * *'")
+
+
+@images.command("update")
+@REF
+@click.option("--dockerfile", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), help="Build from this Dockerfile now (drops a git context).")
+@click.option("--git", "git_url", metavar="URL", help="Build from this git repository now (drops an inline Dockerfile).")
+@click.option("--ref", "git_ref", help="Branch, tag or commit of the git context.")
+@click.option("--path", "git_path", help="Context directory inside the repository.")
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="Replaces all build arguments; repeatable.")
+@click.option("--no-build-args", is_flag=True, help="Remove every build argument.")
+@click.option("--shared/--private", default=None, help="Let every user run workspaces from it, or only you.")
+@pass_session
+def update(session: Session, ref: str, dockerfile: pathlib.Path | None, git_url: str | None, git_ref: str | None, git_path: str | None,
+           build_args: tuple[str, ...], no_build_args: bool, shared: bool | None) -> None:
+    """Change an image's Dockerfile, git context, build arguments or sharing; the next build uses it."""
+    if dockerfile is not None and git_url is not None:
+        raise click.UsageError("give at most one of --dockerfile PATH or --git URL")
+    if build_args and no_build_args:
+        raise click.UsageError("--build-arg and --no-build-args exclude each other")
+    body: dict[str, typing.Any] = {k: v for k, v in (("git_url", git_url), ("git_ref", git_ref), ("git_path", git_path)) if v}
+    if dockerfile is not None:
+        body["dockerfile"] = _read(dockerfile)
+    if build_args or no_build_args:
+        body["build_args"] = _pairs(build_args)
+    if shared is not None:
+        body["shared"] = shared
+    if not body:
+        raise click.UsageError("nothing to change: give --dockerfile, --git, --ref, --path, --build-arg, --no-build-args, --shared or --private")
+    api = session.api()
+    image = lookup.image(api, ref)
+    changed = api.request("PATCH", f"/v1/images/{image['id']}", body=body)
+    session.emit(changed, COLUMNS)
+    session.note(f"the next build uses it: a4c images build {image['name']}")
+
+
+@images.command("delete")
+@REF
+@pass_session
+def delete(session: Session, ref: str) -> None:
+    """Delete an image and its schedules; refused (exit 1, naming them) while workspaces use it or a build of it runs."""
+    api = session.api()
+    image = lookup.image(api, ref)
+    api.delete(f"/v1/images/{image['id']}")
+    if session.json:
+        session.emit({"deleted": image["id"]})
+    else:
+        click.echo(f"deleted image {image['name']} ({output.short(image['id'])})")
+
+
+SCHEDULE_REF = click.argument("schedule_ref", metavar="[SCHEDULE]", required=False)
+
+
+@images.command("unschedule")
+@REF
+@SCHEDULE_REF
+@pass_session
+def unschedule(session: Session, ref: str, schedule_ref: str | None) -> None:
+    """Delete one of an image's schedules (by id or id prefix; may be left out when it has one)."""
+    api = session.api()
+    image = lookup.image(api, ref)
+    found = lookup.schedule(api, image, schedule_ref)
+    api.delete(f"/v1/images/{image['id']}/schedules/{found['id']}")
+    if session.json:
+        session.emit({"deleted": found["id"]})
+    else:
+        click.echo(f"deleted schedule {output.short(found['id'])} ('{found['cron']}' in {found['timezone']}) of {image['name']}")
+
+
+def _switch(enabled: bool) -> typing.Callable[..., None]:
+    @REF
+    @SCHEDULE_REF
+    @pass_session
+    def switch(session: Session, ref: str, schedule_ref: str | None) -> None:
+        api = session.api()
+        image = lookup.image(api, ref)
+        found = lookup.schedule(api, image, schedule_ref)
+        changed = api.request("PATCH", f"/v1/images/{image['id']}/schedules/{found['id']}", body={"enabled": enabled})
+        session.emit(changed, SCHEDULE_COLUMNS, table=[changed])
+
+    return switch
+
+
+images.command("disable-schedule", help="Switch one of an image's schedules off (kept; enable-schedule switches it on).")(_switch(False))
+images.command("enable-schedule", help="Switch one of an image's schedules on again; it fires from now on.")(_switch(True))

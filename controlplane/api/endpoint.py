@@ -1,7 +1,7 @@
 """Declaring an endpoint once: route, schemas, auth, transaction, idempotency, rendering.
 
 A view is ``async def view(call: Call) -> ResponseModel`` decorated with
-``routes.get/post/delete(path, response=..., body=..., query=...)``. The
+``routes.get/post/patch/delete(path, response=..., body=..., query=...)``. The
 decorator records an :class:`Endpoint`; the app registers it with aiohttp and
 the OpenAPI document is generated from the same records, so what is validated,
 what is rendered and what is documented cannot drift apart.
@@ -158,6 +158,9 @@ class Routes:
 
     def post(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
         return self._route("POST", path, **kw)
+
+    def patch(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
+        return self._route("PATCH", path, **kw)
 
     def delete(self, path: str, **kw: typing.Any) -> typing.Callable[[Handler], Handler]:
         return self._route("DELETE", path, **kw)

@@ -206,13 +206,19 @@ class CiSystem(Base):
     __table_args__ = (sa.CheckConstraint(r"name ~ '^[a-z][a-z0-9_.-]{0,39}$'", name="ci_systems_name_format"),)
 
 
+TAG_DEFAULT = "'a4c/image:' || replace(gen_random_uuid()::text, '-', '')"
+
+
 class Image(_Timestamps, Base):
     __tablename__ = "images"
 
     id: orm.Mapped[uuid.UUID] = orm.mapped_column(primary_key=True, default=uuid.uuid4)
-    name: orm.Mapped[str] = orm.mapped_column(sa.String(128), unique=True)
+    # Unique per owner, and among shared images (migration 0008): no name is global.
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(128))
     owner_id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     shared: orm.Mapped[bool] = orm.mapped_column(default=False, server_default=sa.false())
+    # The service names it a4c/<name>:<id> (controlplane/services/images.py); a row written by hand still gets a unique one.
+    tag: orm.Mapped[str] = orm.mapped_column(sa.String(255), unique=True, server_default=sa.text(TAG_DEFAULT), doc="the Docker tag agents build it as")
     dockerfile: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     git_url: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     git_ref: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
@@ -226,6 +232,8 @@ class Image(_Timestamps, Base):
     __table_args__ = (
         sa.CheckConstraint("(dockerfile IS NULL) <> (git_url IS NULL)", name="images_exactly_one_source"),
         sa.CheckConstraint(r"name ~ '^[a-z0-9][a-z0-9._-]{0,127}$'", name="images_name_format"),
+        sa.UniqueConstraint("owner_id", "name", name="images_owner_name_key"),
+        sa.Index("images_shared_name", "name", unique=True, postgresql_where=sa.text("shared")),
     )
 
 

@@ -48,14 +48,41 @@ class NewImage:
 
 def tag_for(image: models.Image) -> str:
     """The Docker tag agents build an image under, and workspaces run."""
-    return f"a4c/{image.name}:latest"
+    return image.tag
+
+
+def new_tag(name: str, image_id: uuid.UUID) -> str:
+    """A tag no other image has: names are per owner (migration 0008), so the id tells two ``devbox`` apart on one host."""
+    return f"a4c/{name}:{image_id.hex}"
+
+
+async def name_clash(session: Session, owner_id: uuid.UUID, name: str, *, shared: bool, other_than: uuid.UUID | None = None) -> str | None:
+    """Why ``name`` cannot be (owner's, maybe shared) — only ever about the owner's own or shared images.
+
+    Another user's private image of that name is no clash, so no answer can reveal it.
+    """
+    clash = sa.or_(models.Image.owner_id == owner_id, models.Image.shared.is_(True)) if shared else models.Image.owner_id == owner_id
+    stmt = sa.select(models.Image.owner_id).where(models.Image.name == name, clash)
+    if other_than is not None:
+        stmt = stmt.where(models.Image.id != other_than)
+    found = (await session.scalars(stmt)).all()
+    if owner_id in found:
+        return f"you already have an image named {name!r}"
+    if found:
+        return f"a shared image named {name!r} already exists (shared names are one namespace)"
+    return None
 
 
 async def register_image(session: Session, principal: access.Principal, new: NewImage) -> models.Image:
     if (new.dockerfile is None) == (new.git_url is None):
         raise errors.Invalid.field("dockerfile", "give exactly one of dockerfile or git_url")
+    clash = await name_clash(session, principal.user_id, new.name, shared=new.shared)
+    if clash is not None:
+        raise errors.Conflict(clash, code="name_taken")
+    image_id = uuid.uuid4()
     image = models.Image(
-        id=uuid.uuid4(),
+        id=image_id,
+        tag=new_tag(new.name, image_id),
         name=new.name,
         owner_id=principal.user_id,
         shared=new.shared,
@@ -70,7 +97,8 @@ async def register_image(session: Session, principal: access.Principal, new: New
     try:
         await session.flush()
     except sa_exc.IntegrityError:
-        raise errors.Conflict(f"an image named {new.name!r} already exists", code="name_taken") from None
+        # A concurrent registration won; both unique keys are about the caller's own or shared names.
+        raise errors.Conflict(f"an image named {new.name!r} already exists among yours or the shared ones", code="name_taken") from None
     return image
 
 
@@ -98,8 +126,39 @@ def require_owner(principal: access.Principal, image: models.Image) -> models.Im
 
 
 async def find_visible_by_name(session: Session, principal: access.Principal, name: str) -> models.Image | None:
+    """What a name means to its caller: their own image of that name, else the shared one (docs/workspaces.md).
+
+    An admin sees every image, so a name only other users' private images
+    have resolves for them when exactly one does; several is a 409 telling
+    them to use the image's id.
+    """
     stmt = sa.select(models.Image).where(models.Image.name == name, access.images_visible(principal))
-    return (await session.scalars(stmt)).first()
+    found = list((await session.scalars(stmt)).all())
+    for preferred in (lambda i: i.owner_id == principal.user_id, lambda i: i.shared):
+        for image in found:
+            if preferred(image):
+                return image
+    if len(found) > 1:
+        raise errors.Conflict(f"{len(found)} users have a private image named {name!r}, none yours or shared; pick one by id", code="ambiguous")
+    return found[0] if found else None
+
+
+async def named_for_ci(session: Session, name: str, allows: typing.Callable[[str, str | None], bool]) -> models.Image | None:
+    """The one image named ``name`` that a CI system may build (``allows(image name, owner name)``).
+
+    Names are per owner (migration 0008): a shared image wins over private ones,
+    and several private candidates are refused rather than guessed.
+    """
+    rows = (await session.execute(
+        sa.select(models.Image, models.User.name).join(models.User, models.User.id == models.Image.owner_id).where(models.Image.name == name)
+    )).all()
+    candidates = [image for image, owner in rows if allows(image.name, owner)]
+    shared = [image for image in candidates if image.shared]
+    if shared:
+        return shared[0]
+    if len(candidates) > 1:
+        raise errors.Conflict(f"{len(candidates)} owners have an image named {name!r} this CI system may build", code="ambiguous")
+    return candidates[0] if candidates else None
 
 
 async def list_images(

@@ -1,4 +1,4 @@
-"""Cron schedules of image rebuilds: create, list, read, delete.
+"""Cron schedules of image rebuilds: create, list, read, switch off and on, change, delete.
 
 Validation and fire times come from :mod:`controlplane.cron` (Vixie cron's
 rules, croniter's iteration and the IANA zone database). The scheduler fires
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import typing
 import uuid
 
 import sqlalchemy as sa
@@ -71,6 +72,32 @@ async def get_schedule(session: Session, principal: access.Principal, image_id: 
     if row is None or row.image_id != image.id:
         raise errors.NotFound("no such schedule")
     return upcoming(row)
+
+
+async def update_schedule(
+    session: Session, principal: access.Principal, image_id: uuid.UUID, schedule_id: uuid.UUID, change: dict[str, typing.Any]
+) -> ScheduleView:
+    """Change ``enabled``, ``cron`` or ``timezone`` (the fields given); an enabled schedule's next run is counted from now."""
+    image = await images.get_owned_image(session, principal, image_id)
+    row = await session.get(models.Schedule, schedule_id, with_for_update=True)
+    if row is None or row.image_id != image.id:
+        raise errors.NotFound("no such schedule")
+    expression, timezone = change.get("cron", row.cron), change.get("timezone", row.timezone)
+    enabled = change.get("enabled", row.enabled)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    runs: list[datetime.datetime] = []
+    if enabled:
+        try:
+            runs = cron.next_runs(expression, timezone, now, SHOWN_RUNS)
+        except cron.CronError as exc:
+            raise errors.Invalid.field(exc.field, str(exc)) from None
+        if not runs:
+            raise errors.Invalid.field("cron", "this expression never fires")
+    row.cron, row.timezone, row.enabled = expression, timezone, enabled
+    row.next_run_at = runs[0] if runs else None
+    row.updated_at = now
+    await session.flush()
+    return ScheduleView(row, runs)
 
 
 async def delete_schedule(session: Session, principal: access.Principal, image_id: uuid.UUID, schedule_id: uuid.UUID) -> None:

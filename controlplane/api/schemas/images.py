@@ -8,6 +8,7 @@ import typing
 import uuid
 
 import pydantic
+import pydantic_core
 
 from controlplane import cron as cron_rules
 from controlplane.api.schemas import common
@@ -50,6 +51,42 @@ class ImageCreate(common.Body):
         return self
 
 
+_CHANGEABLE = ("dockerfile", "git_url", "git_ref", "git_path", "build_args", "shared")
+
+
+class ImageUpdate(common.Body):
+    """The fields to change; absent ones stay. The name cannot change (workspaces and jobs refer to it).
+
+    ``dockerfile`` switches the image to an inline Dockerfile (its git context
+    goes); ``git_url`` switches it to a git context (``git_ref``/``git_path``
+    default to the current ones, else HEAD and "."); ``git_ref``/``git_path``
+    alone change a git context. ``build_args`` replaces them all. The next
+    build uses the change; copies already built stay until then.
+    """
+
+    model_config = pydantic.ConfigDict(json_schema_extra={"minProperties": 1, "not": {"required": ["dockerfile", "git_url"]}})
+
+    dockerfile: str = pydantic.Field(default=None, min_length=1, max_length=65_536, pattern=common.NO_NUL)
+    git_url: str = ImageCreate.model_fields["git_url"]
+    git_ref: str = ImageCreate.model_fields["git_ref"]
+    git_path: str = ImageCreate.model_fields["git_path"]
+    build_args: dict[ArgName, ArgValue] = pydantic.Field(default=None, max_length=100, json_schema_extra=common.keys_matching(BUILD_ARG))
+    shared: bool = pydantic.Field(default=None, description="Other users may run workspaces from it; a shared name must be unique among shared images.")
+
+    @pydantic.model_validator(mode="after")
+    def _something(self) -> "ImageUpdate":
+        if not self.model_fields_set:
+            raise pydantic_core.PydanticCustomError(
+                "at_least_one", "give at least one of {choices}", {"field": "dockerfile", "choices": ", ".join(_CHANGEABLE)}
+            )
+        if self.dockerfile is not None and self.git_url is not None:
+            raise pydantic_core.PydanticCustomError("at_most_one", "give at most one of dockerfile or git_url", {"field": "dockerfile"})
+        return self
+
+    def change(self) -> dict[str, typing.Any]:
+        return {name: getattr(self, name) for name in _CHANGEABLE if name in self.model_fields_set}
+
+
 def git_url_pattern(schemes: typing.Collection[str]) -> str:
     """GIT_URL narrowed to ``schemes`` (api.git_url_schemes): what one instance documents in its OpenAPI."""
     urls = "|".join(sorted(s for s in schemes if s != "ssh") + (["ssh"] if "ssh" in schemes else []))
@@ -58,8 +95,10 @@ def git_url_pattern(schemes: typing.Collection[str]) -> str:
 
 
 def document_git_url(document: dict[str, typing.Any], schemes: typing.Collection[str]) -> None:
-    """Narrow ImageCreate.git_url's pattern in a built OpenAPI document to the schemes this instance accepts."""
-    document["components"]["schemas"]["ImageCreate"]["properties"]["git_url"]["pattern"] = git_url_pattern(schemes)
+    """Narrow git_url's pattern (ImageCreate, ImageUpdate) in a built OpenAPI document to the schemes this instance accepts."""
+    for body in ("ImageCreate", "ImageUpdate"):
+        if body in document["components"]["schemas"]:
+            document["components"]["schemas"][body]["properties"]["git_url"]["pattern"] = git_url_pattern(schemes)
 
 
 def git_scheme(url: str) -> str:
@@ -129,6 +168,26 @@ class ScheduleCreate(common.Body):
         json_schema_extra={"pattern": cron_rules.ZONE_PATTERN},
     )
     enabled: bool = True
+
+
+class ScheduleUpdate(common.Body):
+    """Switch a schedule off or on (``enabled``), or change its expression or zone; absent fields stay."""
+
+    model_config = pydantic.ConfigDict(json_schema_extra={"minProperties": 1})
+
+    cron: typing.Annotated[str, pydantic.AfterValidator(_cron_form)] = pydantic.Field(
+        default=None, min_length=1, max_length=128, description=CRON_DESCRIPTION, json_schema_extra={"pattern": cron_rules.PATTERN}
+    )
+    timezone: typing.Annotated[str, pydantic.AfterValidator(_zone_form)] = pydantic.Field(
+        default=None, min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Berlin.", json_schema_extra={"pattern": cron_rules.ZONE_PATTERN}
+    )
+    enabled: bool = pydantic.Field(default=None, description="false: it stops firing (kept, with its history); true: it fires again from now.")
+
+    @pydantic.model_validator(mode="after")
+    def _something(self) -> "ScheduleUpdate":
+        if not self.model_fields_set:
+            raise pydantic_core.PydanticCustomError("at_least_one", "give at least one of cron, timezone or enabled", {"field": "enabled"})
+        return self
 
 
 class Schedule(common.Out):

@@ -1,4 +1,4 @@
-"""/v1/images: register, list, get, build; and their cron schedules."""
+"""/v1/images: register, list, get, update, delete, build; and their cron schedules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from controlplane.api import endpoint
 from controlplane.api.schemas import images as schemas
 from controlplane.api.schemas import jobs as job_schemas
 from controlplane.db import models
-from controlplane.services import images, schedules
+from controlplane.services import image_edits, images, schedules
 
 routes = endpoint.Routes("images")
 
@@ -31,13 +31,21 @@ def render_schedule(view: schedules.ScheduleView) -> schemas.Schedule:
     )
 
 
+def _check_scheme(call: endpoint.Call, git_url: str | None) -> None:
+    allowed = call.settings.api.git_url_schemes
+    if git_url is not None and schemas.git_scheme(git_url) not in allowed:
+        raise errors.Invalid.field("git_url", f"{schemas.git_scheme(git_url)} URLs are not accepted here; use {' or '.join(allowed) or 'an inline dockerfile'}")
+
+
 @routes.post("/v1/images", body=schemas.ImageCreate, response=schemas.Image, status=201)
 async def register_image(call: endpoint.Call) -> schemas.Image:
-    """Register an image: an inline Dockerfile, or a git URL + ref + path as the build context."""
+    """Register an image: an inline Dockerfile, or a git URL + ref + path as the build context.
+
+    Names are yours: another user's private image of the same name is no
+    clash. A shared image's name must be unique among shared images (409).
+    """
     body: schemas.ImageCreate = call.body
-    allowed = call.settings.api.git_url_schemes
-    if body.git_url is not None and schemas.git_scheme(body.git_url) not in allowed:
-        raise errors.Invalid.field("git_url", f"{schemas.git_scheme(body.git_url)} URLs are not accepted here; use {' or '.join(allowed) or 'an inline dockerfile'}")
+    _check_scheme(call, body.git_url)
     new = images.NewImage(
         name=body.name, dockerfile=body.dockerfile, git_url=body.git_url, git_ref=body.git_ref, git_path=body.git_path,
         build_args=dict(body.build_args), shared=body.shared,
@@ -57,6 +65,28 @@ async def list_images(call: endpoint.Call) -> schemas.ImagePage:
 async def get_image(call: endpoint.Call) -> schemas.Image:
     """Get one image."""
     return render(await images.get_image(call.session, call.user, call.params["image_id"]))
+
+
+@routes.patch("/v1/images/{image_id}", body=schemas.ImageUpdate, response=schemas.Image, errors=(403,))
+async def update_image(call: endpoint.Call) -> schemas.Image:
+    """Change an image's Dockerfile or git context, build args or sharing; the next build uses it.
+
+    Only the owner (or an admin) may: another user's shared image is 403.
+    """
+    body: schemas.ImageUpdate = call.body
+    _check_scheme(call, body.git_url)
+    return render(await image_edits.update_image(call.session, call.user, call.params["image_id"], body.change()))
+
+
+@routes.delete("/v1/images/{image_id}", response=None, status=204, errors=(403,))
+async def delete_image(call: endpoint.Call) -> None:
+    """Delete an image with its schedules (its jobs stay).
+
+    409 (code in_use) while live workspaces use it, naming yours and counting
+    other users', or while a build of it is in flight. Only the owner (or an
+    admin) may.
+    """
+    await image_edits.delete_image(call.session, call.user, call.params["image_id"])
 
 
 @routes.post("/v1/images/{image_id}/builds", response=job_schemas.JobList, status=202, errors=(403,))
@@ -91,6 +121,15 @@ async def list_schedules(call: endpoint.Call) -> schemas.ScheduleList:
 async def get_schedule(call: endpoint.Call) -> schemas.Schedule:
     """Get one schedule with its next run times."""
     return render_schedule(await schedules.get_schedule(call.session, call.user, call.params["image_id"], call.params["schedule_id"]))
+
+
+@routes.patch("/v1/images/{image_id}/schedules/{schedule_id}", body=schemas.ScheduleUpdate, response=schemas.Schedule, errors=(403,))
+async def update_schedule(call: endpoint.Call) -> schemas.Schedule:
+    """Switch a schedule off (``enabled: false``) or on again, or change its cron expression or time zone."""
+    body: schemas.ScheduleUpdate = call.body
+    change = {name: getattr(body, name) for name in ("cron", "timezone", "enabled") if name in body.model_fields_set}
+    view = await schedules.update_schedule(call.session, call.user, call.params["image_id"], call.params["schedule_id"], change)
+    return render_schedule(view)
 
 
 @routes.delete("/v1/images/{image_id}/schedules/{schedule_id}", response=None, status=204, errors=(403,))

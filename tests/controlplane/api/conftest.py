@@ -89,6 +89,9 @@ class Client:
     async def post(self, path: str, json: typing.Any = None, **kw: typing.Any) -> Answer:
         return await self.request("POST", path, json=json, **kw)
 
+    async def patch(self, path: str, json: typing.Any = None, **kw: typing.Any) -> Answer:
+        return await self.request("PATCH", path, json=json, **kw)
+
     async def delete(self, path: str, **kw: typing.Any) -> Answer:
         return await self.request("DELETE", path, **kw)
 
