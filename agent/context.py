@@ -28,6 +28,8 @@ class Context:
     health: health_mod.Health
     marks: store.WorkspaceMarks
     expectations: "Expectations" = dataclasses.field(default_factory=lambda: Expectations())
+    # Where the control plane reaches this agent's exec/logs listener (agent/access.py); None while it is not up.
+    access_url: str | None = None
 
     @property
     def host_id(self) -> str:

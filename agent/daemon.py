@@ -4,6 +4,7 @@ Root tasks, under :class:`shared.supervisor.Supervisor` (a crash is logged
 and the task restarted with backoff; never lost silently)::
 
     metrics-server     /metrics and /healthz on loopback
+    access-server      exec and logs streams for the control plane (agent/access.py)
     publisher          events -> Kafka (signed, at least once)
     docker-monitor     pings Docker; commands wait while it is down
     heartbeat          health, capacity, conditions
@@ -33,6 +34,7 @@ import time
 import typing
 
 from agent import __version__
+from agent import access as access_mod
 from agent import builds as builds_mod
 from agent import cleanup as cleanup_mod
 from agent import consumer as consumer_mod
@@ -64,6 +66,7 @@ _RESTART_KEYS = (
     "docker.base_url",
     "daemon.metrics_host",
     "daemon.metrics_port",
+    "access",
     "commands",
 )
 
@@ -124,6 +127,8 @@ class Agent:
         # Shutdown runs in reverse order of adding.
         sup = self.supervisor = supervisor_mod.Supervisor(max_backoff=settings.daemon.task_restart_backoff_max)
         sup.add("metrics-server", self._metrics_server)
+        if settings.access.enabled:
+            sup.add("access-server", lambda stopping: self._access_server(ctx, reporter, stopping))
         sup.add("publisher", publisher.run)
         sup.add("docker-monitor", _until_stopped(reporter.docker_monitor))
         sup.add("heartbeat", _until_stopped(reporter.heartbeats))
@@ -204,6 +209,16 @@ class Agent:
             await stopping.wait()
         finally:
             await asyncio.to_thread(server.stop)
+
+    async def _access_server(self, ctx: context_mod.Context, reporter: reports.Reporter, stopping: asyncio.Event) -> None:
+        server = access_mod.Server(ctx)
+        ctx.access_url = await server.start()
+        reporter.heartbeat_soon()  # the control plane learns the URL at once
+        try:
+            await stopping.wait()
+        finally:
+            ctx.access_url = None
+            await server.stop()
 
     def _health(self) -> dict[str, object]:
         if self.ctx is None or self.supervisor is None:

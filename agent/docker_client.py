@@ -166,6 +166,57 @@ class Docker:
         raw = await self.call(lambda c: c.logs(ref, stdout=True, stderr=True, tail=tail, timestamps=False))
         return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
+    # -- streams (exec and logs for agent/access.py; each on its own connection) ----
+
+    async def exec_open(self, ref: str, argv: list[str], *, tty: bool) -> tuple[str, typing.Any, docker.APIClient]:
+        """Start ``argv`` in a running container: (exec id, its hijacked socket, the client to close afterwards)."""
+
+        def run() -> tuple[str, typing.Any, docker.APIClient]:
+            client = self.client(timeout=self.timeout)
+            try:
+                exec_id = client.exec_create(ref, argv, stdin=True, stdout=True, stderr=True, tty=tty)["Id"]
+                sock = client.exec_start(exec_id, tty=tty, socket=True)
+            except Exception as exc:
+                client.close()
+                raise translate(exc) from exc
+            raw = getattr(sock, "_sock", sock)
+            raw.settimeout(None)  # an idle interactive session is not an error; the caller bounds the session's time
+            return exec_id, raw, client
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, run)
+
+    @staticmethod
+    def exec_frames(sock: typing.Any, *, tty: bool) -> typing.Iterator[tuple[int, bytes]]:
+        """(1 stdout | 2 stderr, data) read from an exec socket until it ends (blocking: run it in a thread)."""
+        try:
+            yield from docker.utils.socket.frames_iter(sock, tty)
+        except OSError:
+            return
+
+    async def exec_exit_code(self, exec_id: str) -> int | None:
+        """The exec'd process's exit code; None while it still runs."""
+        found = await self.call(lambda c: c.exec_inspect(exec_id))
+        return None if found.get("Running") else found.get("ExitCode")
+
+    async def exec_resize(self, exec_id: str, rows: int, cols: int) -> None:
+        await self.call(lambda c: c.exec_resize(exec_id, height=rows, width=cols))
+
+    async def logs_open(self, ref: str, *, follow: bool, tail: int | None, timeout: float) -> tuple[typing.Any, docker.APIClient]:
+        """A container's output as a blocking iterator of chunks (and the client to close); ``close()`` on it ends a follow."""
+
+        def run() -> tuple[typing.Any, docker.APIClient]:
+            client = self.client(timeout=timeout)
+            try:
+                stream = client.logs(ref, stdout=True, stderr=True, stream=True, follow=follow, tail="all" if tail is None else tail)
+            except Exception as exc:
+                client.close()
+                raise translate(exc) from exc
+            return stream, client
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, run)
+
     async def remove_container(self, ref: str, *, force: bool) -> None:
         await self.call(lambda c: c.remove_container(ref, force=force, v=True))
 

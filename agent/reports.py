@@ -74,6 +74,7 @@ class Reporter:
                 docker_ok=health.docker_ok,
                 conditions=health.conditions() + recovered,
                 jobs=self.held_jobs() if self.held_jobs is not None else None,
+                access_url=self.ctx.access_url,
             ),
         )
 

@@ -164,6 +164,24 @@ class CommandSettings(config.StrictModel):
     max_in_flight: int = pydantic.Field(default=32, gt=0, description="Commands handled at once; fetching pauses beyond this.")
 
 
+class AccessSettings(config.StrictModel):
+    """Exec and logs streams the control plane opens for a workspace's owner (agent/access.py, docs/workspaces.md)."""
+
+    enabled: bool = pydantic.Field(default=True, description="Serve exec and logs streams to the control plane.")
+    listen_host: str = pydantic.Field(
+        default="127.0.0.1",
+        description="Address of the listener. Loopback suits a control plane on this machine; otherwise an address the control "
+        "plane reaches (a private network: grants are signed, the streams are not encrypted).",
+    )
+    listen_port: common.Port = pydantic.Field(default=0, description="Port of the listener; 0 picks a free one (it is advertised).")
+    advertise_url: str | None = pydantic.Field(
+        default=None, description="URL the control plane connects to, e.g. http://10.0.0.5:9470; unset = http://<listen_host>:<port>."
+    )
+    grant_max_age: Seconds = pydantic.Field(default=30.0, description="A grant from the control plane is accepted this long after it was issued, once.")
+    max_seconds: Seconds = pydantic.Field(default=3600.0, description="Longest an exec session or a followed log stream lasts.")
+    max_output_bytes: int = pydantic.Field(default=64 * 1024 * 1024, gt=0, description="Most output one exec or logs stream sends.")
+
+
 class Settings(config.StrictModel):
     """All agent settings."""
 
@@ -175,6 +193,7 @@ class Settings(config.StrictModel):
     builds: BuildSettings = BuildSettings()
     daemon: DaemonSettings = DaemonSettings()
     commands: CommandSettings = CommandSettings()
+    access: AccessSettings = AccessSettings()
     logging: common.LoggingSettings = common.LoggingSettings()
 
 

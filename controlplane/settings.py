@@ -138,6 +138,9 @@ class ConcurrencySettings(config.StrictModel):
 
     search: int = pydantic.Field(default=16, gt=0, description="GET /v1/jobs/search.")
     create: int = pydantic.Field(default=32, gt=0, description="POSTs that create something (workspaces, images, builds, users, tokens…).")
+    streams: int = pydantic.Field(
+        default=64, gt=0, description="Open exec and logs streams (WebSockets to a workspace, held for a whole session)."
+    )
     other: int = pydantic.Field(default=256, gt=0, description="Every other API call (/healthz, /readyz and /metrics are never capped).")
     retry_after: int = pydantic.Field(default=1, gt=0, description="Seconds a refused caller is told to wait (Retry-After).")
 

@@ -177,6 +177,9 @@ class Heartbeat(_Model):
         description="Ids of the jobs the agent holds at sending time (accepted and not yet reported finished). "
         "An acknowledged job missing from a heartbeat sent after the job's last event is no longer held.",
     )
+    access_url: str | None = pydantic.Field(
+        default=None, description="Where the control plane opens exec and logs streams on this agent (agent/access.py); None: it serves none."
+    )
 
 
 class ContainerInfo(_Model):

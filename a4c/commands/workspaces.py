@@ -1,4 +1,4 @@
-"""``a4c workspaces``: create (optionally waiting until it runs), list, get, start, stop, delete, recreate.
+"""``a4c workspaces``: create (optionally waiting until it runs), list, get, start, stop, delete, recreate; exec, logs, ssh.
 
 Changes answer at once with the API's 202 (the workspace and the job that
 carries the change out); ``--wait`` then polls, printing a line on stderr for
@@ -7,16 +7,21 @@ every change of the job's status or reason, until the goal state, a failure
 
 ``-o json`` prints the 202 answer ``{"workspace", "job"}``; with ``--wait``,
 the workspace as it is at the end (for delete: the final job).
+
+``exec`` and ``logs`` stream over a WebSocket through the API (a4c/streams.py);
+``ssh`` prints an ssh config block for a workspace that publishes port 22.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
+import sys
 import typing
 
 import click
 
-from a4c import complete, follow, lookup, output, progress
+from a4c import complete, follow, lookup, output, progress, streams
 from a4c.session import Group, Session, pass_session
 
 COLUMNS: list[output.Column] = [
@@ -143,3 +148,71 @@ _change("start", "running", "Start a stopped workspace (REF: name, id or id pref
 _change("stop", "stopped", "Stop a workspace; it keeps its host and disk.")
 _change("delete", "deleted", "Delete a workspace and its container.")
 _change("recreate", "running", "Recreate a lost workspace on another host (the data on the dead host is not moved).")
+
+
+@workspaces.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@REF
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("-t/-T", "--tty/--no-tty", default=None, help="Give the command a terminal; default: when stdin is one.")
+@click.option("-i", "--stdin", "interactive", is_flag=True, help="Pass stdin to the command (always with a terminal).")
+@pass_session
+def exec_(session: Session, ref: str, command: tuple[str, ...], tty: bool | None, interactive: bool) -> None:
+    """Run COMMAND in a running workspace: a4c workspaces exec NAME -- CMD ARGS…
+
+    Exits with the command's exit code. Output and session time are bounded
+    by the agent's access.max_output_bytes and access.max_seconds.
+    """
+    if command[:1] == ("--",):
+        command = command[1:]  # options end at REF, so click passes the separator on
+    if not command:
+        raise click.UsageError("give the command to run after --, e.g. a4c workspaces exec NAME -- sh")
+    if tty is None:
+        tty = sys.stdin.isatty() and sys.stdout.isatty()
+    api = session.api()
+    ws = lookup.workspace(api, ref)
+    params = {"command": json.dumps(list(command)), "tty": "true" if tty else "false"}
+    raise SystemExit(streams.run(api, f"/v1/workspaces/{ws['id']}/exec", params, stdin=interactive or tty, tty=tty))
+
+
+@workspaces.command("logs")
+@REF
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until Ctrl-C (or the agent's access.max_seconds).")
+@click.option("--tail", type=click.IntRange(min=0), help="Only the last N lines.")
+@pass_session
+def logs(session: Session, ref: str, follow: bool, tail: int | None) -> None:
+    """What the workspace's main process wrote (stdout and stderr)."""
+    api = session.api()
+    ws = lookup.workspace(api, ref)
+    params = {"follow": "true" if follow else "false"}
+    if tail is not None:
+        params["tail"] = str(tail)
+    try:
+        code = streams.run(api, f"/v1/workspaces/{ws['id']}/logs", params, stdin=False, tty=False)
+    except KeyboardInterrupt:
+        code = 0
+    raise SystemExit(code)
+
+
+@workspaces.command("ssh")
+@REF
+@click.option("--user", default="root", show_default=True, help="User to log in as inside the workspace.")
+@pass_session
+def ssh(session: Session, ref: str, user: str) -> None:
+    """Print an ssh config block for a workspace that runs sshd on a published port 22.
+
+    Append it to ~/.ssh/config, then `ssh a4c-NAME`. The host port stays the
+    same across stops, starts and restarts (docs/workspaces.md). Without an
+    sshd in the image, use `a4c workspaces exec NAME -- sh` instead.
+    """
+    ws = lookup.workspace(session.api(), ref)
+    ports = [p for p in ws.get("published_ports") or [] if p["container_port"] == 22 and p.get("protocol", "tcp") == "tcp"]
+    if not ports:
+        raise click.ClickException(
+            f"workspace {ws['name']} publishes no port 22 (create it with --port 22 and an image that runs sshd), "
+            f"or it is not running; for a shell without ssh: a4c workspaces exec {ws['name']} -- sh"
+        )
+    host = (ws.get("placement") or {}).get("host_name") or "HOST"
+    address = ports[0]["host_ip"]
+    if address in ("0.0.0.0", "::", ""):
+        address = host
+    click.echo(f"Host a4c-{ws['name']}\n    HostName {address}\n    Port {ports[0]['host_port']}\n    User {user}")

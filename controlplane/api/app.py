@@ -21,7 +21,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import settings as cp_settings
 from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit, shedding
 from controlplane.api.schemas import images as image_schemas
-from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, users, workspaces
+from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, streams, users, workspaces
 from controlplane.db import engine as db_engine
 from controlplane.search import context as search_context
 from controlplane.search import view as search_view
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 Context = typing.Callable[[web.Application], typing.AsyncIterator[None]]
 
-VIEWS = (ops, workspaces, images, jobs, search_view, hosts, users, enrolment, ci)
+VIEWS = (ops, workspaces, streams, images, jobs, search_view, hosts, users, enrolment, ci)
 HOUSEKEEPING_PERIOD = 600.0  # seconds between purges of expired idempotency records
 
 

@@ -2,7 +2,8 @@
 
 Classes (settings ``concurrency.*``): ``search`` (GET /v1/jobs/search, the
 costliest read), ``create`` (POSTs to a collection: workspaces, images,
-builds, users, tokens…), and ``other``. The probes an orchestrator or a
+builds, users, tokens…), ``streams`` (a workspace's exec and logs
+WebSockets, which stay open for a session), and ``other``. The probes an orchestrator or a
 scraper depends on (/healthz, /readyz, /metrics) are never capped, so an
 overloaded instance still says so instead of timing out. There is no queue:
 a request over the cap is refused at once (it costs nothing), which keeps
@@ -22,7 +23,7 @@ from controlplane import settings as cp_settings
 if typing.TYPE_CHECKING:
     from controlplane.api import endpoint as endpoint_mod
 
-CLASSES = ("search", "create", "other")
+CLASSES = ("search", "create", "streams", "other")
 UNCAPPED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 IN_FLIGHT = prometheus_client.Gauge("a4c_http_in_flight", "Requests being answered, by route class", ["route_class"])
@@ -37,6 +38,8 @@ def route_class(ep: "endpoint_mod.Endpoint | None") -> str | None:
         return None
     if ep.method == "GET" and ep.path.endswith("/search"):
         return "search"
+    if ep.method == "GET" and ep.path.rsplit("/", 1)[-1] in ("exec", "logs"):
+        return "streams"
     # A collection: the last segment is a name, not an {id} and not an action on one.
     if ep.method == "POST" and ep.path.rsplit("/", 1)[-1] in _COLLECTIONS:
         return "create"
@@ -48,7 +51,7 @@ _COLLECTIONS = frozenset({"workspaces", "images", "builds", "schedules", "users"
 
 class Caps:
     def __init__(self, settings: cp_settings.ConcurrencySettings) -> None:
-        self._limits = {"search": settings.search, "create": settings.create, "other": settings.other}
+        self._limits = {"search": settings.search, "create": settings.create, "streams": settings.streams, "other": settings.other}
         self._busy = dict.fromkeys(CLASSES, 0)
         self.retry_after = settings.retry_after
 
