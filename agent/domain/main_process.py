@@ -27,7 +27,13 @@ INTERACTIVE = frozenset({
     "python", "python3", "node", "irb", "ipython", "lua", "perl", "php",
 })
 # Portable (busybox, dash, bash): sleeps in the background so the trap runs at once.
-KEEP_ALIVE = ["/bin/sh", "-c", 'trap "exit 0" TERM INT HUP; while :; do sleep 3600 & wait $!; done']
+# It says why in the workspace's log first: `a4c workspaces logs` is where a
+# user looks when their image's own command is not running.
+KEEP_ALIVE = [
+    "/bin/sh", "-c",
+    'echo "a4c: the image\'s command would exit at once, so this keeps the workspace up; open a shell with: a4c workspaces exec NAME -- bash"; '
+    'trap "exit 0" TERM INT HUP; while :; do sleep 3600 & wait $!; done',
+]
 LOG_TAIL_LINES = 20
 LOG_TAIL_CHARS = 1500
 
