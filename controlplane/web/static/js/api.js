@@ -86,6 +86,7 @@ export async function request(method, path, { params, body, bearer, signal } = {
 
 export const get = (path, params, options = {}) => request("GET", path, { ...options, params });
 export const post = (path, body, options = {}) => request("POST", path, { ...options, body });
+export const patch = (path, body, options = {}) => request("PATCH", path, { ...options, body });
 export const del = (path, options = {}) => request("DELETE", path, options);
 
 // What a person should read for an error: the API's message plus what to do.

@@ -1,5 +1,5 @@
 // The dashboard's shell: who is signed in, the navigation, and the hash
-// router (#/jobs?query=…, #/jobs/<id>, #/workspaces, #/hosts). Each page is a
+// router (#/jobs?query=…, #/jobs/<id>, #/workspaces, #/images, #/hosts). Each page is a
 // module exporting mount(main, ctx, route) that returns a function to stop it
 // (its polling, its listeners) when the user leaves.
 
@@ -11,6 +11,7 @@ const PAGES = {
   jobs: () => import("./pages/jobs.js"),
   job: () => import("./pages/job.js"),
   workspaces: () => import("./pages/workspaces.js"),
+  images: () => import("./pages/images.js"),
   hosts: () => import("./pages/hosts.js"),
 };
 

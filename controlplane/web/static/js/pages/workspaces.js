@@ -25,6 +25,8 @@ export function mount(main, { me }, route) {
     h("h1", {}, me.role === "admin" ? "Workspaces (all users)" : "Your workspaces"),
     detail,
     notice,
+    // The list takes the page's whole width and the form follows it: side by
+    // side, a wide table ran under the form (tests/web/test_workspaces_layout.py).
     h("div", { class: "workspaces-layout" }, h("section", { "aria-label": "Workspace list" }, list, more), formSlot),
   );
 
@@ -86,7 +88,7 @@ export function mount(main, { me }, route) {
       return;
     }
     const admin = me.role === "admin";
-    const headers = ["Name", "State", ...(admin ? ["Owner"] : []), "Host", "Image", "Ports", "Created", "Updated", "Actions"];
+    const headers = ["Name", "State", ...(admin ? ["Owner"] : []), "Host", "Image", "Resources", "Ports", "Created / updated", "Actions"];
     clear(
       list,
       h(
@@ -117,12 +119,16 @@ export function mount(main, { me }, route) {
       h("td", {}, state_),
       admin ? h("td", {}, state.users.get(w.owner_id) ?? h("code", { title: w.owner_id }, shortId(w.owner_id))) : null,
       h("td", {}, host),
-      h("td", {}, h("code", {}, w.image_ref)),
+      h("td", { class: "image" }, h("code", { class: "wrap" }, w.image_ref)),
+      h("td", { class: "resources" }, resources(w)),
       h("td", {}, ports),
-      h("td", { class: "nowrap" }, timeEl(w.created_at, { compact: true })),
-      h("td", { class: "nowrap" }, timeEl(w.updated_at, { compact: true })),
+      h("td", { class: "when" }, h("div", {}, timeEl(w.created_at, { compact: true })), h("div", { class: "muted" }, timeEl(w.updated_at, { compact: true }))),
       h("td", { class: "actions" }, actions(w)),
     );
+  }
+
+  function resources(w) {
+    return [h("div", { class: "nowrap" }, `${w.cpus} CPUs`), h("div", { class: "nowrap" }, `${w.memory_mb} MiB`), h("div", { class: "nowrap" }, `${w.disk_gb} GiB disk`)];
   }
 
   function actions(w) {
