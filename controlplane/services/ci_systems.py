@@ -38,7 +38,10 @@ class Identity:
         return f"ci:{self.name}"
 
     def allows(self, image_name: str, owner_name: str | None) -> bool:
-        return image_name in self.images or (owner_name is not None and owner_name in self.owners)
+        if image_name in self.images:
+            return True
+        # Names are per owner (migration 0008): owner/name pins an entry to one user's image.
+        return owner_name is not None and (owner_name in self.owners or f"{owner_name}/{image_name}" in self.images)
 
 
 async def create(

@@ -11,6 +11,12 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from controlplane import ci
+from controlplane.db import engine as db_engine
+from controlplane.services import ci_systems
+from tests.controlplane.api import conftest
 
 
 def image_name() -> str:
@@ -203,3 +209,37 @@ async def test_names_are_per_owner_and_no_answer_reveals_a_private_one(client, s
     assert clash.status == 409 and "shared image" in clash.body["error"]["message"]
     other_shared = await client(bob.token).post("/v1/images", {"name": f"x{name}", "dockerfile": "FROM x", "shared": True})
     assert other_shared.status == 201
+
+
+async def test_a_ci_system_builds_the_owners_image_it_is_allowed_and_refuses_to_guess(client, seed, database_url):
+    # Through the gateway every ci-builds consumer uses (controlplane/ci.py), on the real database.
+    alice, bob, admin = await seed.user(), await seed.user(), await seed.admin()
+    await seed.host(disk_used=0, memory_mb=1 << 30)
+    name = f"devbox-{uuid.uuid4().hex[:6]}"
+    a = await _register(client(alice.token), name)
+    await _register(client(bob.token), name)
+    pinned = await client(admin.token).post("/v1/ci-systems", {"name": f"ci-{uuid.uuid4().hex[:8]}", "images": [f"{alice.name}/{name}"]})
+    loose = await client(admin.token).post("/v1/ci-systems", {"name": f"ci-{uuid.uuid4().hex[:8]}", "images": [name]})
+    assert pinned.status == loose.status == 201, (pinned.body, loose.body)
+    bad = await client(admin.token).post("/v1/ci-systems", {"name": f"ci-{uuid.uuid4().hex[:8]}", "images": ["a/b/c"]})
+    assert bad.status == 422 and bad.error_fields() == ["images.0"]
+
+    engine = sa_asyncio.create_async_engine(db_engine.async_url(database_url))
+    try:
+        gateway = ci.DatabaseGateway(db_engine.sessionmaker(engine), conftest.settings_for(database_url))
+
+        async def submit(system: dict, key: str):
+            identity = ci_systems.Identity(system["name"], system["key"], frozenset(system["images"]), frozenset(system["owners"]))
+            request = ci.SignedBuildRequest(image=name, ci_system=system["name"], issued_at=1)
+            return await gateway.submit(request, identity, key)
+
+        [job] = await submit(pinned.body, f"k-{uuid.uuid4().hex}")
+        assert str(job.image_id) == a["id"]
+        try:
+            await submit(loose.body, f"k-{uuid.uuid4().hex}")
+        except ci.Rejected as refused:
+            assert "2 owners have an image named" in str(refused) and refused.cause == "not_allowed"
+        else:
+            raise AssertionError("a bare name two owners have privately was guessed")
+    finally:
+        await engine.dispose()
