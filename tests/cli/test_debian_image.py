@@ -22,7 +22,7 @@ def cache():
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
         pytest.skip("needs root and debootstrap (make deps installs it)")
     # The suite's cache (one debootstrap per machine and recipe, not per run).
-    return systemd_image.cache_dir()
+    return systemd_image.cache_dir() / "a4c"  # where the README walkthrough test (XDG_CACHE_HOME) keeps it too
 
 
 def _run(docker_host: str, cache, tag: str) -> subprocess.CompletedProcess:
