@@ -72,6 +72,7 @@ class Dispatcher:
         self._running: dict[str, asyncio.Task] = {}
         self._job_of: dict[str, str] = {}  # command id -> job id, while running
         self._tails: dict[str, asyncio.Task] = {}
+        self._cancelled: dict[str, str] = {}  # command id -> why, for commands a job.cancel stopped
 
     # -- intake -----------------------------------------------------------------
 
@@ -90,6 +91,9 @@ class Dispatcher:
         if isinstance(verdict, verification.Rejected):
             self._rejected(verdict)
             return None
+        if verdict.kind is K.JOB_CANCEL:
+            self._cancel(verdict)
+            return None
         jobs.progress(self.ctx.publisher, verdict.job_id, "accepted", verdict.kind.value)
         key = _serial_key(verdict)
         before = self._tails.get(key) if key else None
@@ -101,6 +105,16 @@ class Dispatcher:
             self._tails[key] = task
         task.add_done_callback(lambda t, cid=verdict.envelope.id, k=key: self._forget(cid, k, t))
         return task
+
+    def _cancel(self, verdict: verification.Accepted) -> None:
+        """Stop the command of the cancelled job, if it runs (or waits) here; its result then says cancelled."""
+        target, reason = verdict.payload.job_id, verdict.payload.reason or "cancelled"
+        self.seen.add(verdict.envelope.id, verdict.envelope.issued_at)
+        found = [cid for cid, job_id in self._job_of.items() if job_id == target]
+        for command_id in found:
+            self._cancelled[command_id] = reason
+            self._running[command_id].cancel()
+        log.info("job cancelled" if found else "job to cancel is not running here", extra={"job_id": target, "reason": reason})
 
     def _rejected(self, verdict: verification.Rejected) -> None:
         metrics.REJECTED.labels(verdict.reason).inc()
@@ -144,8 +158,15 @@ class Dispatcher:
             outcome = await self._until_docker_answers(cmd, job_id)
             result = messages.JobResult(job_id=job_id, ok=True, result=outcome)
         except asyncio.CancelledError:
-            await self._interrupted(cmd, job_id)
-            raise
+            why = self._cancelled.pop(cmd.envelope.id, None)
+            if why is None:
+                await self._interrupted(cmd, job_id)
+                raise
+            # Stopped on purpose (a build's stream is closed, so Docker stops it too): done, not interrupted.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            result = messages.JobResult(job_id=job_id, ok=False, error=f"cancelled: {why}")
         except jobs.JobFailed as exc:
             result = messages.JobResult(job_id=job_id, ok=False, error=str(exc))
         except docker_client.DockerError as exc:

@@ -41,6 +41,7 @@ class CommandKind(str, enum.Enum):
     WORKSPACE_DELETE = "workspace.delete"
     IMAGE_BUILD = "image.build"
     HOST_CLEANUP = "host.cleanup"
+    JOB_CANCEL = "job.cancel"
 
 
 class PortSpec(_Model):
@@ -104,6 +105,13 @@ class CleanupCommand(_Model):
     dry_run: bool = False
 
 
+class JobCancel(_Model):
+    """Stop the command of ``job_id`` if this agent is carrying it out (a person cancelled the job)."""
+
+    job_id: str
+    reason: str = pydantic.Field(default="", max_length=500)
+
+
 COMMAND_PAYLOADS: dict[CommandKind, type[_Model]] = {
     CommandKind.WORKSPACE_CREATE: WorkspaceCommand,
     CommandKind.WORKSPACE_START: WorkspaceRef,
@@ -111,6 +119,7 @@ COMMAND_PAYLOADS: dict[CommandKind, type[_Model]] = {
     CommandKind.WORKSPACE_DELETE: WorkspaceRef,
     CommandKind.IMAGE_BUILD: BuildCommand,
     CommandKind.HOST_CLEANUP: CleanupCommand,
+    CommandKind.JOB_CANCEL: JobCancel,
 }
 
 

@@ -82,7 +82,8 @@ WORKSPACE_KINDS = frozenset({JobKind.WORKSPACE_CREATE, JobKind.WORKSPACE_START, 
 def cancel_refusal(kind: JobKind | str, status: JobStatus | str, *, workspace: str | None = None) -> str | None:
     """Why a person may not cancel this job, or None when they may.
 
-    Builds and cleanups can be cancelled at any time before they end. A
+    Builds and cleanups can be cancelled at any time before they end; one
+    already on its host is stopped there too (a job.cancel command). A
     workspace's jobs cannot: they carry
     out the workspace's desired state, and cancelling one would leave the two
     disagreeing; the workspace's own stop or delete is the way.

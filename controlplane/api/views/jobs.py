@@ -6,11 +6,13 @@ import typing
 
 from sqlalchemy.ext import asyncio as sa_asyncio
 
+from controlplane import commands
 from controlplane.api import endpoint
 from controlplane.api.schemas import jobs as schemas
 from controlplane.db import models
 from controlplane.domain import queue as domain_queue
 from controlplane.services import jobs, queue
+from shared import messages
 
 routes = endpoint.Routes("jobs")
 
@@ -49,6 +51,12 @@ async def get_job(call: endpoint.Call) -> schemas.Job:
 
 @routes.post("/v1/jobs/{job_id}/cancel", response=schemas.Job)
 async def cancel_job(call: endpoint.Call) -> schemas.Job:
-    """Cancel a build or cleanup that has not ended (409 for a workspace's jobs: stop or delete the workspace instead)."""
-    row, _ = await jobs.cancel_for(call.session, call.user, call.params["job_id"])
+    """Cancel a build or cleanup that has not ended; one already on its host is stopped there (409 for a workspace's jobs: stop or delete the workspace instead)."""
+    row, on_host = await jobs.cancel_for(call.session, call.user, call.params["job_id"])
+    if on_host:
+        # Its agent has it: told in the same transaction (outbox), it stops the build there.
+        await commands.send(
+            call.session, host_id=row.host_id, kind=messages.CommandKind.JOB_CANCEL,
+            payload=messages.JobCancel(job_id=str(row.id), reason=row.reason), key=str(row.image_id or row.id),
+        )
     return render(row)
