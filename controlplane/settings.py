@@ -76,6 +76,19 @@ class DatabaseSettings(config.StrictModel):
     connect_timeout: Seconds = pydantic.Field(
         default=5.0, description="Longest wait for a new connection (a replica that does not answer is skipped after this)."
     )
+    command_timeout: Seconds = pydantic.Field(
+        default=6.0,
+        description="Client-side bound on one command (query, commit, ping): a server that accepts connections but answers "
+        "nothing is given up on after this, and the request answers 503. Keep it above search.statement_timeout.",
+    )
+    pool_timeout: Seconds = pydantic.Field(
+        default=5.0, description="Longest wait for a free pooled connection; past it the request answers 503."
+    )
+    keepalive_idle: Seconds = pydantic.Field(
+        default=15.0,
+        description="TCP keepalives on every connection, both ends: first probe after this much silence, then every "
+        "keepalive_idle/3 s, 3 unanswered probes drop it (a vanished server or client is noticed).",
+    )
     password_file: str | None = pydantic.Field(
         default=None,
         description="File holding the database password (e.g. a systemd LoadCredential= path), so no URL above carries it; "
@@ -113,6 +126,9 @@ class AuthSettings(config.StrictModel):
     )
     cache_size: int = pydantic.Field(
         default=10_000, gt=0, description="Valid tokens remembered (least recently used forgotten first); unknown tokens have their own cache of this size."
+    )
+    lookup_timeout: Seconds = pydantic.Field(
+        default=3.0, description="Longest wait for a token lookup in the database; past it the request answers 503 (a hung database)."
     )
 
 
@@ -376,6 +392,16 @@ class Settings(config.StrictModel):
     scheduler: SchedulerSettings = SchedulerSettings()
     search: SearchSettings = SearchSettings()
     logging: common.LoggingSettings = common.LoggingSettings()
+
+    @pydantic.model_validator(mode="after")
+    def _client_outwaits_search(self) -> "Settings":
+        # A slow search must be cancelled by the server (reported as a slow search), not given up on as a hung database.
+        if self.database.command_timeout <= self.search.statement_timeout:
+            raise ValueError(
+                f"database.command_timeout ({self.database.command_timeout:g}) must be longer than "
+                f"search.statement_timeout ({self.search.statement_timeout:g})"
+            )
+        return self
 
 
 def load(path: str | os.PathLike[str] | None = None, *, environ: typing.Mapping[str, str] | None = None, **overrides: typing.Any) -> Settings:

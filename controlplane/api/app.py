@@ -67,7 +67,7 @@ async def database_ctx(app: web.Application) -> typing.AsyncIterator[None]:
     app[keys.READ_SESSIONS] = sa_asyncio.async_sessionmaker(reads, expire_on_commit=False)
     limits = settings.rate_limit
     app[keys.AUTH] = auth.Authenticator(
-        app[keys.READ_SESSIONS], settings.auth.cache_ttl, size=settings.auth.cache_size,
+        app[keys.READ_SESSIONS], settings.auth.cache_ttl, size=settings.auth.cache_size, lookup_timeout=settings.auth.lookup_timeout,
         lookups=ratelimit.Limiter(limits.lookups_per_address_rps, limits.lookups_per_address_burst) if limits.enabled else None,
     )
     try:

@@ -81,8 +81,10 @@ class Authenticator:
         size: int = MAX_CACHED,
         lookups: "ratelimit.Limiter | None" = None,
         clock: typing.Callable[[], float] = time.monotonic,
+        lookup_timeout: float | None = None,
     ) -> None:
         self._sessions = sessions
+        self._lookup_timeout = lookup_timeout
         self._ttl = ttl
         self._clock = clock
         self._known = _Lru(size)
@@ -114,6 +116,17 @@ class Authenticator:
         return await asyncio.shield(pending)
 
     async def _lookup(self, token: str, digest: str, now: float) -> access.Principal | None:
+        # Bounded: a hung database must answer 503 within seconds, not hold every request for the outage.
+        try:
+            async with asyncio.timeout(self._lookup_timeout):
+                return await self._look_up(token, digest, now)
+        except TimeoutError:
+            LOOKUPS.labels("timeout").inc()
+            raise errors.Unavailable(
+                f"the token could not be checked: the database did not answer within {self._lookup_timeout:g} s; retry later"
+            ) from None
+
+    async def _look_up(self, token: str, digest: str, now: float) -> access.Principal | None:
         for attempt in range(2):
             try:
                 async with self._sessions() as session:

@@ -1,10 +1,19 @@
-"""Creating the async engine, and translating driver errors where they enter."""
+"""Creating the async engine, and translating driver errors where they enter.
+
+A hung server (accepting TCP, answering nothing) must cost a request seconds,
+not the whole outage (issue 14 item 7): every connection gets a client-side
+command timeout (asyncpg's ``command_timeout``, applied to every query,
+prepare, commit and ping), TCP keepalives on both ends, and the pool bounds
+the wait for a free connection (``pool_timeout``).
+"""
 
 from __future__ import annotations
 
+import socket
 import typing
 import urllib.parse
 
+import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
@@ -33,9 +42,15 @@ def create(db: cp_settings.DatabaseSettings, *, url: str | None = None, **option
         # for good). SQLAlchemy's compiled cache is per engine; the prepared
         # statements are per connection, on both sides of it.
         "query_cache_size": QUERY_CACHE_SIZE,
+        "pool_timeout": db.pool_timeout,
         "connect_args": {
             "timeout": db.connect_timeout,
-            "server_settings": {"statement_timeout": str(int(db.statement_timeout * 1000)), "application_name": "a4c-controlplane"},
+            "command_timeout": db.command_timeout,
+            "server_settings": {
+                "statement_timeout": str(int(db.statement_timeout * 1000)),
+                "application_name": "a4c-controlplane",
+                **server_keepalives(db.keepalive_idle),
+            },
             # SQLAlchemy's asyncpg dialect prepares every statement itself and
             # keeps them in this LRU; asyncpg's own cache (the two keys after)
             # serves direct use of the connection, and skips big statements.
@@ -45,7 +60,37 @@ def create(db: cp_settings.DatabaseSettings, *, url: str | None = None, **option
         },
     }
     kwargs.update(options)
-    return sa_asyncio.create_async_engine(async_url(url or db.url), **kwargs)
+    engine = sa_asyncio.create_async_engine(async_url(url or db.url), **kwargs)
+    idle = db.keepalive_idle
+    sa.event.listen(engine.sync_engine, "connect", lambda dbapi_connection, _record: client_keepalives(dbapi_connection, idle))
+    return engine
+
+
+def keepalive_timings(idle: float) -> tuple[int, int, int]:
+    """(idle, interval, count) in whole seconds: first probe after ``idle``, then every idle/3, three tries."""
+    first = max(1, round(idle))
+    return first, max(1, round(idle / 3)), 3
+
+
+def server_keepalives(idle: float) -> dict[str, str]:
+    """The server's end: it drops a control plane that vanished (its backends do not linger)."""
+    first, interval, count = keepalive_timings(idle)
+    return {"tcp_keepalives_idle": str(first), "tcp_keepalives_interval": str(interval), "tcp_keepalives_count": str(count)}
+
+
+def client_keepalives(dbapi_connection: typing.Any, idle: float) -> None:
+    """Our end: a server that vanished (host gone, network cut) fails the connection instead of hanging it.
+    asyncpg has no option for it, so the socket under its transport gets the options directly."""
+    transport = getattr(getattr(dbapi_connection, "_connection", None), "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # a unix socket has no keepalives
+    first, interval, count = keepalive_timings(idle)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the system's timings apply
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, first)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
 
 def sessionmaker(engine: sa_asyncio.AsyncEngine) -> sa_asyncio.async_sessionmaker[sa_asyncio.AsyncSession]:

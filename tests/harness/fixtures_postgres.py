@@ -103,3 +103,17 @@ def postgres_replica(postgres_admin_url: str, harness_run: run.Run) -> postgres_
         yield standby
     finally:
         standby.stop()
+
+
+@pytest.fixture(scope="module")
+def private_postgres(request: pytest.FixtureRequest, harness_run: run.Run) -> postgres_server.EmbeddedPostgres:
+    """A PostgreSQL server of this module's own (the embedded wheel's), for tests that hang it:
+    ``.url`` (its ``postgres`` database), ``.freeze()`` (SIGSTOP: connections open, nothing answers),
+    ``.thaw()``. A module using it overrides ``database_url`` with a database on it."""
+    server = postgres_server.EmbeddedPostgres(harness_run)
+    try:
+        seconds = server.start()
+        fixtures_run.report(request.config, f"started a private PostgreSQL at {server.url} in {seconds:.2f} s")
+        yield server
+    finally:
+        server.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import pathlib
 import pwd
@@ -28,6 +29,7 @@ import urllib.parse
 import warnings
 
 import asyncpg
+import psutil
 
 from tests.harness import ports
 from tests.harness import processes
@@ -165,7 +167,25 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self._process is not None:
+            self.thaw()  # a frozen server cannot shut down
             processes.stop(self._process, grace=30.0, sig=signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
+
+    def freeze(self) -> None:
+        """Hang the server (SIGSTOP to the postmaster and every backend): TCP still connects, nothing answers."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: int) -> None:
+        # Each backend makes itself a process-group leader (PostgreSQL's InitPostmasterChild), so
+        # killpg on the postmaster would miss them: signal the postmaster first (it forks no more), then its children.
+        if self._process is None or self._process.poll() is not None:
+            return
+        postmaster = psutil.Process(self._process.pid)
+        for process in [postmaster, *postmaster.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(sig)
 
     @staticmethod
     def _prepare_user(bin_dir: pathlib.Path) -> str | None:
