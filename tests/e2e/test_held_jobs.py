@@ -97,7 +97,7 @@ async def test_an_agent_killed_mid_build_with_a_broker_restart_gets_the_build_ag
         return got if got["status"] == "succeeded" else None
 
     await wait.eventually(succeeded, timeout=BUILD, interval=0.3, message="the build succeeds on its second dispatch")
-    sys_.docker_client.images.get(f"a4c/{image['name']}:latest")
+    sys_.docker_client.images.get(image["tag"])
     await faults._agree(sys_, "agreement after an agent was killed mid-build and the broker lost its data")
 
 
@@ -138,10 +138,10 @@ async def test_a_lost_result_event_closes_its_job_from_the_inventory_within_a_pe
 async def test_an_image_removed_by_cleanup_is_rebuilt_before_a_later_create_on_its_host(a4c_system):
     sys_ = a4c_system
     agent, other = sys_.agents[0], sys_.agents[1]
-    tag = "a4c/pruned:latest"
     image = await sys_.api.post(
         "/v1/images", {"name": "pruned", "dockerfile": f"FROM {sys_.workspace_image}\nRUN echo built > /www/built.txt\n"}, expect=201
     )
+    tag = image["tag"]  # a4c/pruned:<image id> (migration 0008)
     body = {"image": "pruned", "cpus": 0.1, "memory_mb": 32, "disk_gb": 1}
     await sys_.api.post(f"/v1/hosts/{other.host_id}/cordon")
     try:

@@ -42,7 +42,7 @@ class WorkspaceCreate(common.Body):
 
     name: str = pydantic.Field(pattern=WORKSPACE_NAME, description="Unique among your live workspaces.")
     # Absent rather than null: `str = None` keeps null out of the contract.
-    image: str = pydantic.Field(default=None, max_length=128, pattern=IMAGE_NAME, description="Name of a registered image.")
+    image: str = pydantic.Field(default=None, max_length=128, pattern=IMAGE_NAME, description="Name of a registered image: your own of that name, else the shared one (names are per owner).")
     image_ref: str = pydantic.Field(default=None, max_length=255, pattern=DOCKER_REF, description="A Docker image reference, e.g. debian:12.")
     cpus: float = pydantic.Field(gt=0, le=256, multiple_of=0.01)
     memory_mb: int = pydantic.Field(ge=16, le=4_194_304)
