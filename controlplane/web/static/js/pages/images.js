@@ -9,6 +9,15 @@ import { announce, badge, clear, confirmDialog, empty, errorBox, h, loading, red
 
 const PAGE = 100;
 const BUILDS_SHOWN = 3;
+const RECENT_BUILDS = 500;
+const AT_ONCE = 4;
+
+// fn over items, AT_ONCE requests in flight at most; results in the items' order.
+async function inBatches(items, fn) {
+  const out = [];
+  for (let n = 0; n < items.length; n += AT_ONCE) out.push(...(await Promise.all(items.slice(n, n + AT_ONCE).map(fn))));
+  return out;
+}
 
 function pollMs() {
   return Number(sessionStorage.getItem("a4c.pollMs")) || 5000;
@@ -37,24 +46,25 @@ export function mount(main, { me }) {
   async function refresh({ quiet = false } = {}) {
     clearTimeout(state.timer);
     try {
-      const page = await api.get("/v1/images", { limit: PAGE });
-      const details = await Promise.all(
-        page.items.map((i) =>
-          Promise.all([
-            api.get("/v1/jobs", { image_id: i.id, kind: "image_build", limit: BUILDS_SHOWN }).catch(() => ({ items: [] })),
-            api.get(`/v1/images/${i.id}/schedules`).catch(() => ({ items: [] })),
-          ]),
-        ),
-      );
+      // One request for the builds (the newest ones, grouped by image) and a
+      // few at a time for the schedules, so a long list stays well inside the
+      // per-token rate limit (rate_limit.per_token_burst).
+      const [page, recent] = await Promise.all([
+        api.get("/v1/images", { limit: PAGE }),
+        api.get("/v1/jobs", { kind: "image_build", limit: RECENT_BUILDS }).catch(() => ({ items: [] })),
+      ]);
+      const schedules = await inBatches(page.items, (i) => api.get(`/v1/images/${i.id}/schedules`).catch(() => ({ items: [] })));
       if (state.stopped) return;
-      const signature = JSON.stringify([page.items, details]);
+      const signature = JSON.stringify([page.items, recent.items, schedules]);
       if (signature !== state.signature || !quiet) {
         state.signature = signature;
         state.items = page.items;
-        page.items.forEach((i, n) => {
-          state.builds.set(i.id, details[n][0].items);
-          state.schedules.set(i.id, details[n][1].items);
-        });
+        state.builds = new Map();
+        for (const job of recent.items) {
+          const shown = state.builds.get(job.image_id) ?? [];
+          if (shown.length < BUILDS_SHOWN) state.builds.set(job.image_id, [...shown, job]);
+        }
+        page.items.forEach((i, n) => state.schedules.set(i.id, schedules[n].items));
         redrawKeepingFocus(list, draw);
       }
     } catch (err) {
@@ -99,7 +109,7 @@ export function mount(main, { me }) {
 
   function builds(i) {
     const done = state.builds.get(i.id) ?? [];
-    if (!done.length) return h("span", { class: "muted" }, "never built");
+    if (!done.length) return i.latest_built_at ? h("span", { class: "muted" }, "built ", timeEl(i.latest_built_at, { compact: true })) : h("span", { class: "muted" }, "never built");
     return h(
       "ul",
       { class: "plain builds" },
