@@ -243,3 +243,17 @@ async def test_a_ci_system_builds_the_owners_image_it_is_allowed_and_refuses_to_
             raise AssertionError("a bare name two owners have privately was guessed")
     finally:
         await engine.dispose()
+
+
+async def test_an_admin_naming_an_image_only_other_users_have_gets_the_one_or_a_409(client, seed):
+    alice, bob, admin = await seed.user(), await seed.user(), await seed.admin()
+    await seed.host(cpus=64, memory_mb=262_144, disk_total=10_000 * 1024**3, disk_used=0)
+    one, two = f"solo-{uuid.uuid4().hex[:6]}", f"twice-{uuid.uuid4().hex[:6]}"
+    solo = await _register(client(alice.token), one)
+    for user in (alice, bob):
+        await _register(client(user.token), two)
+    as_admin = client(admin.token)
+    made = await as_admin.post("/v1/workspaces", workspace(one))
+    assert made.status == 202 and made.body["workspace"]["image_id"] == solo["id"]
+    guessed = await as_admin.post("/v1/workspaces", workspace(two))
+    assert guessed.status == 409 and guessed.body["error"]["code"] == "ambiguous" and "2 users" in guessed.body["error"]["message"]
