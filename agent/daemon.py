@@ -51,6 +51,7 @@ from agent import reports
 from agent import settings as agent_settings
 from agent import store
 from agent import workspaces as workspaces_mod
+from agent.domain import disk_limits as disk_limits_rule
 from shared import config
 from shared import sdnotify
 from shared import supervisor as supervisor_mod
@@ -123,6 +124,11 @@ class Agent:
         self._parts = (reporter, cleaner, builder)
         # Know Docker's state before the first heartbeat reports it.
         await reporter.check_docker()
+        refused = disk_limits_rule.refusal(settings.docker.enforce_disk_limit, ctx.disk_limits_able) if ctx.disk_limits_able else None
+        if refused is not None:
+            log.error("refusing to start: %s", refused)
+            docker.close()
+            return 2
 
         # Shutdown runs in reverse order of adding.
         sup = self.supervisor = supervisor_mod.Supervisor(max_backoff=settings.daemon.task_restart_backoff_max)

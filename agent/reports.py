@@ -20,6 +20,7 @@ import psutil
 from agent import __version__
 from agent import cleanup as cleanup_mod
 from agent import context as context_mod
+from agent import disk_limits
 from agent import docker_client
 from agent import metrics
 from agent.domain import backoff as backoff_mod
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 def machine_capacity() -> tuple[float, int]:
     return float(os.cpu_count() or 1), int(psutil.virtual_memory().total // (1024 * 1024))
+
+
+def disk_limits_message(decision: disk_limits.rule.Decision | None) -> messages.DiskLimits | None:
+    return messages.DiskLimits(enforced=decision.enforced, reason=decision.reason[:500]) if decision is not None else None
 
 
 class Reporter:
@@ -129,7 +134,8 @@ class Reporter:
             except docker_client.DockerError as exc:
                 log.warning("docker disk usage unavailable", extra={"error": str(exc)})
         report = messages.DiskReport(
-            paths=paths, docker=docker_figures, workspaces=sizes, cleanup=cleanup, high_watermark=settings.cleanup.high_watermark
+            paths=paths, docker=docker_figures, workspaces=sizes, cleanup=cleanup, high_watermark=settings.cleanup.high_watermark,
+            disk_limits=disk_limits_message(self.ctx.disk_limits),
         )
         self.ctx.publisher.emit(messages.EventKind.DISK, report)
         fullest = max((p.percent for p in paths), default=0.0)
@@ -171,6 +177,12 @@ class Reporter:
             self.ctx.health.docker(False, str(exc) or exc.__class__.__name__)
             return False
         came_back = self.ctx.health.is_down("docker")
+        if came_back or self.ctx.disk_limits is None:
+            # Before Docker counts as up, so no create runs without the decision; a Docker that came back may be another one.
+            try:
+                await disk_limits.evaluate(self.ctx)
+            except docker_client.DockerError as exc:
+                log.warning("cannot tell whether disk limits can be enforced", extra={"error": str(exc)})
         self.ctx.health.docker(True)
         if came_back:
             self.heartbeat_soon()

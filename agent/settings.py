@@ -10,6 +10,7 @@ import typing
 
 import pydantic
 
+from agent.domain import disk_limits
 from agent.domain import ports
 from shared import config
 from shared import settings as common
@@ -79,8 +80,10 @@ class DockerSettings(config.StrictModel):
         default=3, gt=0, description="This many exits of a workspace container within crash_loop_window: stop it and report it failed."
     )
     crash_loop_window: Seconds = pydantic.Field(default=300.0, description="The window crash_loop_exits are counted in.")
-    enforce_disk_limit: bool = pydantic.Field(
-        default=False, description="Pass a workspace's disk_gb as a storage-opt size (needs overlay2 on xfs with pquota)."
+    enforce_disk_limit: disk_limits.Setting = pydantic.Field(
+        default="auto",
+        description="Cap each workspace's disk at its disk_gb (a storage-opt size): auto = where the storage driver can "
+        "(overlay2 on xfs with prjquota, btrfs, zfs); true = refuse to start where it cannot; false = never (docs/operations/disk.md).",
     )
     pull_missing_images: bool = pydantic.Field(
         default=True,
@@ -88,6 +91,14 @@ class DockerSettings(config.StrictModel):
         "Never an a4c/ image: those are built on each host, so no registry has them.",
     )
     api_timeout: Seconds = pydantic.Field(default=60.0, description="Deadline for one Docker API call (builds and event streams excepted).")
+
+    @pydantic.field_validator("enforce_disk_limit", mode="before")
+    @classmethod
+    def _enforce_disk_limit(cls, value: typing.Any) -> typing.Any:
+        # The setting was a boolean before it had auto: true/false still mean what they meant.
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value.lower() if isinstance(value, str) else value
 
     @pydantic.field_validator("port_range")
     @classmethod

@@ -29,6 +29,7 @@ from agent import crashes
 from agent import docker_client
 from agent import jobs
 from agent.domain import containers as spec_mod
+from agent.domain import disk_limits as disk_limits_rule
 from agent.domain import main_process
 from agent.domain import ports as ports_mod
 from shared import messages
@@ -36,15 +37,17 @@ from shared import messages
 log = logging.getLogger(__name__)
 
 
-def policy_of(settings: typing.Any) -> spec_mod.RuntimePolicy:
+def policy_of(settings: typing.Any, disk_limits: disk_limits_rule.Decision | None = None) -> spec_mod.RuntimePolicy:
+    """The runtime policy; ``disk_limits`` is the agent's decision (agent/disk_limits.py), None before Docker answered once."""
     docker = settings.docker
+    enforce = disk_limits_rule.asks_size(docker.enforce_disk_limit, disk_limits)
     return spec_mod.RuntimePolicy(
         publish_address=docker.publish_address,
         network=docker.network,
         restart_policy=docker.restart_policy,
         cap_drop=tuple(docker.cap_drop),
         cap_add=tuple(docker.cap_add),
-        enforce_disk_limit=docker.enforce_disk_limit,
+        enforce_disk_limit=enforce,
         init=docker.init,
     )
 
@@ -71,7 +74,7 @@ class Workspaces:
                 main = main_process.decide(spec.command, await self._image_config(spec.image, job_id))
                 try:
                     container, host_config = spec_mod.create_request(
-                        spec, host_id=self.ctx.host_id, job_id=job_id, policy=policy_of(self.ctx.settings), main=main,
+                        spec, host_id=self.ctx.host_id, job_id=job_id, policy=policy_of(self.ctx.settings, self.ctx.disk_limits), main=main,
                         host_ports=self._host_ports(spec),
                     )
                 except spec_mod.SpecError as exc:

@@ -240,6 +240,13 @@ class CleanupReport(_Model):
     errors: list[str] = pydantic.Field(default_factory=list)
 
 
+class DiskLimits(_Model):
+    """Whether this host's Docker caps each workspace's disk at its disk_gb (agent/domain/disk_limits.py)."""
+
+    enforced: bool
+    reason: str = pydantic.Field(max_length=500, description="Why, or why not, in words an operator understands.")
+
+
 class DiskReport(_Model):
     paths: list[PathUsage]
     docker: dict[str, int] = pydantic.Field(
@@ -252,6 +259,10 @@ class DiskReport(_Model):
     # Optional so reports from agents older than this field still validate.
     high_watermark: float | None = pydantic.Field(
         default=None, gt=0, le=100, description="The agent's cleanup.high_watermark (disk percent) when it sent this report."
+    )
+    # Optional so reports from agents older than this field still validate.
+    disk_limits: DiskLimits | None = pydantic.Field(
+        default=None, description="Whether workspaces' disk_gb is enforced on this host; null until Docker answered once."
     )
 
 
