@@ -36,6 +36,12 @@ JOBS_LATE_SECONDS = prometheus_client.Gauge(
     "a4c_jobs_past_deadline_max_seconds", "How long the unfinished job furthest past its deadline has been past it (0: none)"
 )
 
+# A workspace a disk report shows over its disk_gb when the report before did not (controlplane/events/apply.py):
+# counted once per crossing; the rule WorkspaceOverDiskReservation alerts on it.
+DISK_OVERRUNS = prometheus_client.Counter(
+    "a4c_workspace_disk_overruns_total", "Workspaces newly found using more disk than they reserved (once per crossing)"
+)
+
 _HOSTS = sa.text(
     "SELECT CASE WHEN status = 'active' AND cordoned THEN 'cordoned' ELSE status::text END, count(*) FROM hosts GROUP BY 1"
 )

@@ -16,13 +16,16 @@ build printed is stored rather than refused (issue 13).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import typing
 import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
+from controlplane import metrics
 from controlplane.services import jobs as job_service
 from shared import messages
 from shared.domain import disk as disk_rule
@@ -33,6 +36,7 @@ REASON_MAX = 2000
 ERROR_MAX = 8192
 
 Conn = sa_asyncio.AsyncConnection
+logger = logging.getLogger(__name__)
 
 
 # Host reports are a statement plus parameters, so the consumer can send a
@@ -99,7 +103,74 @@ def disk_params(host_id: uuid.UUID, env: messages.Envelope, report: messages.Dis
 
 
 async def disk(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, report: messages.DiskReport) -> None:
+    found = await disk_overruns(conn, [(host_id, env, report)])
     await conn.execute(DISK, disk_params(host_id, env, report))
+    announce(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class Overrun:
+    """A workspace a disk report shows over its disk reservation, when the report before did not."""
+
+    workspace_id: str
+    workspace_name: str
+    host_id: uuid.UUID
+    host_name: str
+    used_bytes: int
+    reserved_bytes: int
+
+
+_DISK_BEFORE = sa.text("SELECT id, name, disk_seq, disk_report -> 'workspaces' FROM hosts WHERE id = ANY(:hosts)")
+_RESERVED = sa.text("SELECT id, name, disk_gb FROM workspaces WHERE id = ANY(:ids) AND deleted_at IS NULL")
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def disk_overruns(
+    conn: Conn, reports: typing.Sequence[tuple[uuid.UUID, messages.Envelope, messages.DiskReport]]
+) -> list[Overrun]:
+    """Workspaces newly over their reservation in ``reports`` (before they are stored: each is compared with the one it replaces).
+
+    Two queries for a whole batch, none when no report names a workspace. Reports the DISK guard will ignore (not newer than
+    the stored one) are skipped, so a replayed report finds nothing new.
+    """
+    named = [r for r in reports if r[2].workspaces]
+    ids = {u for _, _, r in named for u in map(_uuid_or_none, r.workspaces) if u is not None}
+    if not ids:
+        return []
+    reserved = {str(row[0]): (row[1], row[2]) for row in await conn.execute(_RESERVED, {"ids": list(ids)})}
+    if not reserved:
+        return []
+    hosts = {row[0]: [row[1], row[2], row[3]] for row in await conn.execute(_DISK_BEFORE, {"hosts": list({h for h, _, _ in named})})}
+    disk_gb = {wid: gb for wid, (_, gb) in reserved.items()}
+    found: list[Overrun] = []
+    for host_id, env, report in sorted(named, key=lambda r: r[1].seq):
+        state = hosts.get(host_id)
+        if state is None or env.seq <= state[1]:
+            continue
+        for wid in disk_rule.newly_over(state[2], report.workspaces, disk_gb):
+            found.append(Overrun(
+                workspace_id=wid, workspace_name=reserved[wid][0], host_id=host_id, host_name=state[0],
+                used_bytes=report.workspaces[wid], reserved_bytes=disk_rule.reserved_bytes(disk_gb[wid]),
+            ))
+        state[1], state[2] = env.seq, report.workspaces
+    return found
+
+
+def announce(found: typing.Iterable[Overrun]) -> None:
+    """Log and count each overrun (a4c_workspace_disk_overruns_total; monitoring/prometheus/rules/a4c.rules.yml alerts on it)."""
+    for o in found:
+        metrics.DISK_OVERRUNS.inc()
+        logger.warning(
+            "workspace %s (%s) on host %s uses %d bytes of disk, over its reservation of %d bytes",
+            o.workspace_name, o.workspace_id, o.host_name, o.used_bytes, o.reserved_bytes,
+            extra={"workspace_id": o.workspace_id, "host_id": str(o.host_id), "used_bytes": o.used_bytes, "reserved_bytes": o.reserved_bytes},
+        )
 
 
 # Stored as the host's latest inventory; the reconciler diffs it against

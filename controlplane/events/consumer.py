@@ -151,8 +151,12 @@ async def handle_batch(
 
 async def _apply(engine: sa_asyncio.AsyncEngine, items: list[Verified]) -> None:
     """One transaction for ``items``: host reports as one executemany per kind (one round trip each), anything else in order."""
+    overruns: list[apply.Overrun] = []
     async with engine.begin() as conn:
         if all(kind in REPORTS for _, kind, _ in items):
+            # Read before the disk reports are stored: a workspace is announced when it is over in a report and was not in the one before.
+            disks = [(uuid.UUID(env.host_id), env, payload) for env, kind, payload in items if kind is messages.EventKind.DISK]
+            overruns = await apply.disk_overruns(conn, disks) if disks else []
             # Kinds touch disjoint columns under their own guards, so only the order within a kind matters.
             by_kind: dict[messages.EventKind, list[dict[str, typing.Any]]] = {}
             for env, kind, payload in items:
@@ -162,6 +166,7 @@ async def _apply(engine: sa_asyncio.AsyncEngine, items: list[Verified]) -> None:
         else:
             for env, kind, payload in items:
                 await APPLIERS[kind](conn, uuid.UUID(env.host_id), env, payload)
+    apply.announce(overruns)  # after the commit: a batch applied again (one event at a time) announces nothing twice
     now = time.time()
     for _, kind, _ in items:
         APPLIED.labels(kind.value).inc()
