@@ -58,7 +58,11 @@ async def test_every_list_validates_its_query_naming_the_parameter(client, seed,
 # Routes a plain user calls on one object named in the path; admin-only routes
 # are out (an admin sees everyone's objects, a user gets 403 there).
 USER_ROUTES_ON_AN_OBJECT = [e for e in ENDPOINTS if e.auth == "user" and "{" in e.path]
-VALID_BODIES = {("POST", "/v1/images/{image_id}/schedules"): {"cron": "0 3 * * *"}}
+VALID_BODIES = {
+    ("POST", "/v1/images/{image_id}/schedules"): {"cron": "0 3 * * *"},
+    ("PATCH", "/v1/images/{image_id}"): {"build_args": {"V": "2"}},
+    ("PATCH", "/v1/images/{image_id}/schedules/{schedule_id}"): {"enabled": False},
+}
 
 
 async def objects_owned_by(me: Client) -> dict[str, str]:
