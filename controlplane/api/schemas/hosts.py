@@ -37,6 +37,11 @@ class DiskSummary(common.Out):
     high_watermark: float | None = pydantic.Field(
         default=None, description="The agent's cleanup high watermark (disk percent) from its latest report; null from older agents."
     )
+    enforced: bool | None = pydantic.Field(
+        default=None, description="Whether this host caps each workspace's disk at its disk_gb (its storage driver allows it); "
+        "false: reservations are not enforced; null until its agent said (older agents never do)."
+    )
+    enforcement: str | None = pydantic.Field(default=None, description="Why it enforces or cannot, in the agent's words.")
 
 
 class Host(common.Out):
@@ -86,6 +91,10 @@ class DiskUsage(common.Out):
     paths: list[PathUsage]
     docker: dict[str, int] = pydantic.Field(description="Docker's own figures: images, containers, volumes, build_cache bytes.")
     workspaces: dict[str, int] = pydantic.Field(description="Writable-layer bytes per workspace id.")
+    enforced: bool | None = pydantic.Field(
+        default=None, description="Whether workspaces' disk_gb is enforced here; null until the agent said."
+    )
+    enforcement: str | None = pydantic.Field(default=None, description="Why it enforces or cannot, in the agent's words.")
 
 
 class LiveWorkspace(common.Out):

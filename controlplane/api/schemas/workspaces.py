@@ -46,7 +46,7 @@ class WorkspaceCreate(common.Body):
     image_ref: str = pydantic.Field(default=None, max_length=255, pattern=DOCKER_REF, description="A Docker image reference, e.g. debian:12.")
     cpus: float = pydantic.Field(gt=0, le=256, multiple_of=0.01)
     memory_mb: int = pydantic.Field(ge=16, le=4_194_304)
-    disk_gb: int = pydantic.Field(ge=1, le=65_536, description="Disk quota; counts against the host's disk at placement.")
+    disk_gb: int = pydantic.Field(ge=1, le=65_536, description="Disk reservation in GiB: counts against the host's disk at placement; a hard cap only on hosts that enforce disk limits (docs/operations/disk.md).")
     env: dict[EnvName, EnvValue] = pydantic.Field(default_factory=dict, max_length=200, json_schema_extra=common.keys_matching(ENV_NAME))
     ports: list[Port] = pydantic.Field(default_factory=list, max_length=32, description="Repeats are ignored.")
     command: list[CommandArg] = pydantic.Field(
@@ -72,6 +72,21 @@ class PortOut(common.Out):
     protocol: str
 
 
+class WorkspaceDisk(common.Out):
+    """Its disk, computed when read from its host's latest disk report (docs/operations/disk.md)."""
+
+    reserved_bytes: int = pydantic.Field(description="disk_gb in bytes (GiB): what placement set aside on its host.")
+    used_bytes: int | None = pydantic.Field(
+        description="What its container's writable layer holds, per its host's latest disk report; null when unknown "
+        "(no host, no report yet, or no container)."
+    )
+    enforced: bool | None = pydantic.Field(
+        description="Whether its host caps it at the reservation (the storage driver allows it); false: reserved, not "
+        "enforced; null when its host has not said."
+    )
+    over: bool | None = pydantic.Field(description="used_bytes > reserved_bytes; null when the use is unknown.")
+
+
 class Workspace(common.Out):
     id: uuid.UUID
     name: str
@@ -90,7 +105,8 @@ class Workspace(common.Out):
     )
     cpus: float
     memory_mb: int
-    disk_gb: int
+    disk_gb: int = pydantic.Field(description="Disk reservation in GiB; enforced only where disk.enforced is true.")
+    disk: WorkspaceDisk
     env: dict[str, str]
     ports: list[PortOut]
     command: list[str] | None = pydantic.Field(default=None, description="The main process given at create; null: " + COMMAND_RULE)

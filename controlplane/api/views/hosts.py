@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import typing
+
 from controlplane.api import endpoint
 from controlplane.api.schemas import hosts as schemas
-from controlplane.services import hosts
+from controlplane.services import hosts, workspace_disk
 
 routes = endpoint.Routes("hosts")
+
+
+def _enforcement(report: dict[str, typing.Any] | None) -> str | None:
+    limits = (report or {}).get("disk_limits")
+    return limits.get("reason") if isinstance(limits, dict) else None
 
 
 def render(view: hosts.HostView) -> schemas.Host:
@@ -21,6 +28,7 @@ def render(view: hosts.HostView) -> schemas.Host:
         disk=schemas.DiskSummary(
             total_bytes=h.disk_total_bytes, used_bytes=h.disk_used_bytes, reported_at=h.disk_reported_at,
             high_watermark=(h.disk_report or {}).get("high_watermark"),
+            enforced=workspace_disk.enforced_of(h.disk_report), enforcement=_enforcement(h.disk_report),
         ),
         last_heartbeat_at=h.last_heartbeat_at, down_since=h.down_since, created_at=h.created_at, updated_at=h.updated_at,
     )
@@ -51,6 +59,7 @@ async def get_disk_usage(call: endpoint.Call) -> schemas.DiskUsage:
         paths=[schemas.PathUsage.model_validate(p) for p in report.get("paths", [])],
         docker={k: int(v) for k, v in report.get("docker", {}).items()},
         workspaces={k: int(v) for k, v in report.get("workspaces", {}).items()},
+        enforced=workspace_disk.enforced_of(report), enforcement=_enforcement(report),
     )
 
 

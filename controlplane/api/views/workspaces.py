@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 
 from controlplane.api import endpoint
@@ -9,19 +10,26 @@ from controlplane.api.schemas import workspaces as schemas
 from controlplane.api.views import jobs as jobs_view
 from controlplane.db import models
 from controlplane.domain import queue as domain_queue
-from controlplane.services import queue, workspaces
+from controlplane.services import queue, workspace_disk, workspaces
 from shared import messages
 
 routes = endpoint.Routes("workspaces")
 
 
-def render(ws: models.Workspace | typing.Any) -> schemas.Workspace:
-    return schemas.Workspace.model_validate(ws)
+# The columns a workspace shows as they are; disk and queue_position are computed when read.
+_COLUMNS = tuple(f for f in schemas.Workspace.model_fields if f not in ("disk", "queue_position"))
+
+
+def render(ws: models.Workspace | typing.Any, hosts: typing.Mapping[typing.Any, workspace_disk.HostDisk] | None = None) -> schemas.Workspace:
+    disk = workspace_disk.of(ws.id, ws.host_id, ws.disk_gb, hosts or {})
+    return schemas.Workspace.model_validate({**{f: getattr(ws, f) for f in _COLUMNS}, "disk": dataclasses.asdict(disk)})
 
 
 async def render_all(session: typing.Any, rows: typing.Sequence[models.Workspace | typing.Any]) -> list[schemas.Workspace]:
-    """Workspaces as the API shows them: one waiting for a host says where it stands in the queue (one query, only if any may wait)."""
-    out = [render(r) for r in rows]
+    """Workspaces as the API shows them: their disk from their hosts' latest reports (one query), and one waiting for a host
+    says where it stands in the queue (one query, only if any may wait)."""
+    hosts = await workspace_disk.host_disks(session, (r.host_id for r in rows))
+    out = [render(r, hosts) for r in rows]
     maybe = [w.id for w in out if w.host_id is None and w.observed_state is models.ObservedState.PENDING]
     places = await queue.places(session, maybe) if maybe else {}
     for w in out:
