@@ -354,6 +354,15 @@ class SearchSettings(config.StrictModel):
         ge=0,
         description="search check: a difference on a job whose job-sync message is younger than this (or unpublished) is in flight, not drift.",
     )
+    repair_interval: float = pydantic.Field(
+        default=60.0,
+        ge=0,
+        description="The sync worker compares the index with PostgreSQL this often and repairs drift itself "
+        "(a message lost on the way, e.g. in a broker restart); searches say degraded while drift stays unrepaired. 0 = never.",
+    )
+    repair_days: int = pydantic.Field(
+        default=7, gt=0, le=3650, description="Days of jobs (by created_at) each periodic check covers; `search check` covers all."
+    )
     replay_margin: Seconds = pydantic.Field(
         default=300.0,
         description="Reindex replays rows updated since its backfill began minus this much, covering transactions that were in flight then.",

@@ -442,6 +442,18 @@ class SearchIndexState(Base):
     docs: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0")
 
 
+class SearchDrift(Base):
+    """What the sync worker's last check-and-repair of an alias left unrepaired (controlplane/search/healing.py)."""
+
+    __tablename__ = "search_drift"
+
+    alias: orm.Mapped[str] = orm.mapped_column(sa.String(255), primary_key=True)
+    checked_at: orm.Mapped[datetime.datetime] = orm.mapped_column(server_default=sa.func.now(), default=_now)
+    unrepaired: orm.Mapped[int] = orm.mapped_column(default=0, server_default="0", doc="days still differing after the repair")
+    repaired: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0", doc="jobs rewritten by the last check")
+    detail: orm.Mapped[str] = orm.mapped_column(sa.Text, default="", server_default="")
+
+
 class EventProgress(Base):
     """How far the events consumer has applied each partition of ``<prefix>.events`` (controlplane/domain/hearing.py)."""
 

@@ -36,7 +36,7 @@ PAGE = 2000
 _TABLE_STATS = sa.text(
     """
     SELECT date_trunc('day', created_at, 'UTC') AS day, count(*) AS n, sum(version) AS s, max(version) AS m
-    FROM jobs WHERE deleted_at IS NULL GROUP BY 1
+    FROM jobs WHERE deleted_at IS NULL AND created_at >= COALESCE(CAST(:since AS timestamptz), '-infinity') GROUP BY 1
     """
 )
 _TABLE_ENTRIES = sa.text(
@@ -75,15 +75,18 @@ class Report:
         return not self.drifted
 
 
-async def table_stats(engine: sa_asyncio.AsyncEngine) -> dict[datetime.datetime, drift.Stats]:
+async def table_stats(engine: sa_asyncio.AsyncEngine, since: datetime.datetime | None = None) -> dict[datetime.datetime, drift.Stats]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(_TABLE_STATS)).all()
+        rows = (await conn.execute(_TABLE_STATS, {"since": since})).all()
     return {results.parse_time(day): drift.Stats(int(n), int(s), int(m)) for day, n, s, m in rows}
 
 
-async def index_stats(es: elasticsearch.AsyncElasticsearch, target: str) -> dict[datetime.datetime, drift.Stats]:
+async def index_stats(
+    es: elasticsearch.AsyncElasticsearch, target: str, since: datetime.datetime | None = None
+) -> dict[datetime.datetime, drift.Stats]:
     stats: dict[datetime.datetime, drift.Stats] = {}
     after: dict[str, typing.Any] | None = None
+    recent = [{"range": {"created_at": {"gte": results.show_time(since)}}}] if since is not None else []
     while True:
         composite: dict[str, typing.Any] = {
             "size": 1000,
@@ -95,7 +98,7 @@ async def index_stats(es: elasticsearch.AsyncElasticsearch, target: str) -> dict
             response = await es.search(
                 index=target,
                 size=0,
-                query={"bool": {"must_not": [{"term": {"deleted": True}}]}},
+                query={"bool": {"must_not": [{"term": {"deleted": True}}], "filter": recent}},
                 aggs={"days": {"composite": composite, "aggs": {"s": {"sum": {"field": "version"}}, "m": {"max": {"field": "version"}}}}},
             )
         days = response["aggregations"]["days"]
@@ -107,10 +110,12 @@ async def index_stats(es: elasticsearch.AsyncElasticsearch, target: str) -> dict
             return stats
 
 
-async def compare(engine: sa_asyncio.AsyncEngine, es: elasticsearch.AsyncElasticsearch, target: str) -> tuple[int, list[drift.Drift]]:
-    """Days whose statistics differ (in flight or not)."""
+async def compare(
+    engine: sa_asyncio.AsyncEngine, es: elasticsearch.AsyncElasticsearch, target: str, since: datetime.datetime | None = None
+) -> tuple[int, list[drift.Drift]]:
+    """Days whose statistics differ (in flight or not); only days from ``since`` on when given."""
     await index.refresh(es, target)
-    table, indexed = await asyncio.gather(table_stats(engine), index_stats(es, target))
+    table, indexed = await asyncio.gather(table_stats(engine, since), index_stats(es, target, since))
     return len(set(table) | set(indexed)), drift.compare(table, indexed)
 
 
@@ -124,22 +129,24 @@ async def check(
     settle: float = 2.0,
     rounds: int = 3,
     in_flight_since: datetime.datetime | None = None,
+    since: datetime.datetime | None = None,
 ) -> Report:
-    """Compare (and with ``repair`` fix) the table and ``target`` (default: the alias)."""
+    """Compare (and with ``repair`` fix) the table and ``target`` (default: the alias); ``since`` bounds it to
+    the days from then on (the sync worker's periodic check, controlplane/search/healing.py)."""
     target = target or settings.search.index_alias
     es = es.options(request_timeout=settings.search.bulk_timeout)  # whole-index aggregations, not a dashboard query
     report = Report()
     for round_ in range(rounds):
         if round_:
             await asyncio.sleep(settle)
-        plans = await _survey(settings, engine, es, target, in_flight_since, report)
+        plans = await _survey(settings, engine, es, target, in_flight_since, report, since)
         if not report.drifted:
             break
         if repair:
             report.unrepaired = []
             for fix in plans:
                 await _apply(settings, engine, es, target, fix, report)
-            await _survey(settings, engine, es, target, in_flight_since, report)
+            await _survey(settings, engine, es, target, in_flight_since, report, since)
             if not report.drifted:
                 break
     report.ahead = sorted(set(report.ahead))
@@ -155,9 +162,10 @@ async def _survey(
     target: str,
     in_flight_since: datetime.datetime | None,
     report: Report,
+    since: datetime.datetime | None = None,
 ) -> list[drift.Plan]:
     """Compare, then keep the days with differences that are not in flight; returns their repair plans."""
-    report.buckets, suspects = await compare(engine, es, target)
+    report.buckets, suspects = await compare(engine, es, target, since)
     report.drifted, plans = [], []
     for suspect in suspects:
         fix = await _plan_bucket(settings, engine, es, target, suspect.bucket, in_flight_since)

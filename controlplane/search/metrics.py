@@ -39,3 +39,9 @@ SEARCH_SECONDS = prometheus_client.Histogram(
 TIMED_OUT = prometheus_client.Counter(
     "a4c_search_timeouts_total", "Searches on PostgreSQL cancelled by search.statement_timeout (answered 503)"
 )
+REPAIRED = prometheus_client.Counter(
+    "a4c_search_repaired_total", "Jobs the sync worker's periodic check-and-repair rewrote in the index (drift it healed)"
+)
+UNREPAIRED = prometheus_client.Gauge(
+    "a4c_search_drift_unrepaired_days", "Days of jobs still differing between PostgreSQL and the index after the last check-and-repair"
+)

@@ -5,8 +5,9 @@ request through; otherwise, or when it fails or exceeds
 ``search.request_timeout``, the same query runs on PostgreSQL: a read replica
 when ``database.replica_urls`` is set (in random order, skipping one that does
 not answer; the primary as the last resort when none does), else the primary. The result says which
-backend answered and whether that is a degradation (Elasticsearch configured
-but not used). Errors::
+backend answered and whether that is a degradation: Elasticsearch configured
+but not used, or answering while the sync worker's last check left drift
+unrepaired (controlplane/search/healing.py). Errors::
 
     controlplane.errors.Invalid      bad query, cursor, limit or interval (names it);
                                      q over search.max_terms or search.max_query_length
@@ -33,7 +34,7 @@ from controlplane import errors
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.domain import query as query_mod
-from controlplane.search import client, elastic, metrics, postgres
+from controlplane.search import client, elastic, healing, metrics, postgres
 from controlplane.search.domain import breaker as breaker_mod
 from controlplane.search.domain import results
 from controlplane.services import access
@@ -53,6 +54,7 @@ class Backends:
     breaker: breaker_mod.Breaker
     owned: list[sa_asyncio.AsyncEngine] = dataclasses.field(default_factory=list)
     last_resort: sa_asyncio.AsyncEngine | None = None  # the primary, when ``engines`` are replicas
+    drift: healing.DriftWatch | None = None  # known, unrepaired drift makes Elasticsearch's answers degraded
 
     @classmethod
     def create(
@@ -70,7 +72,8 @@ class Backends:
         engines = replicas or [main]
         owned = [e for e in [*replicas, main] if e is not primary]
         breaker = breaker_mod.Breaker(search.breaker_failures, search.breaker_reset, clock)
-        return cls(search, es, engines, breaker, owned, last_resort=main if replicas else None)
+        drift = healing.DriftWatch(main, search.index_alias) if es is not None else None
+        return cls(search, es, engines, breaker, owned, last_resort=main if replicas else None, drift=drift)
 
     async def close(self) -> None:
         if self.es is not None:
@@ -122,6 +125,8 @@ async def search(
                 raise
             else:
                 backends.breaker.succeeded()
+                if backends.drift is not None and await backends.drift.unrepaired():
+                    result = dataclasses.replace(result, degraded=True)
                 return _answered(result, backends, started)
         degraded = True
     bounded = dataclasses.replace(page, total_limit=min(search_settings.total_limit, search_settings.fallback_limit))

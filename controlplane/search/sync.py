@@ -17,6 +17,11 @@ One batch at a time, at-least-once:
    to the dead-letter topic with its reason, and the partition moves on;
 4. only then are the offsets committed.
 
+Beside the consumer, the same worker runs the periodic check-and-repair of
+controlplane/search/healing.py (``search.repair_interval``), which heals
+what never reached it: messages lost in the broker after the relay had
+published them.
+
 A crash anywhere before step 4 means the batch is consumed again, which
 changes nothing (versions). A consumer group reset to the earliest offset
 replays history the same way: every old version loses to the newer one, and a
@@ -37,7 +42,8 @@ import elasticsearch
 from aiokafka import errors as aiokafka_errors
 
 from controlplane import settings as cp_settings
-from controlplane.search import bulk, client, index, metrics
+from controlplane.db import engine as db_engine
+from controlplane.search import bulk, client, healing, index, metrics
 from controlplane.search.domain import backoff, documents
 from shared import kafka, topics
 
@@ -91,9 +97,13 @@ async def run(
     stats = stats if stats is not None else Stats()
     consumer: aiokafka.AIOKafkaConsumer | None = None
     producer: aiokafka.AIOKafkaProducer | None = None
+    healer: asyncio.Task | None = None
+    engine = db_engine.create(settings.database, pool_size=1) if search.repair_interval > 0 else None
     try:
         if not await _ensure_index(es, search, stopping):
             return
+        if engine is not None:
+            healer = asyncio.create_task(healing.run(settings, engine, es, stopping), name="a4c-search-heal")
         consumer = kafka.consumer(
             settings.kafka, names.job_sync, group_id=names.sync_group, client_id=client_id, max_poll_records=search.bulk_size
         )
@@ -115,6 +125,11 @@ async def run(
             _count(stats, batch)
             await _record_lag(consumer)
     finally:
+        if healer is not None:
+            healer.cancel()
+            await asyncio.gather(healer, return_exceptions=True)
+        if engine is not None:
+            await engine.dispose()
         for part in (consumer, producer):
             if part is not None:
                 await part.stop()

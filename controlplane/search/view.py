@@ -92,7 +92,10 @@ class SearchPage(common.Out):
     facets: Facets | None = pydantic.Field(description="Counts over all matching jobs, highest first; null with facets=false.")
     next_cursor: str | None = pydantic.Field(description="Pass as ?cursor= for the next page; null on the last page.")
     backend: typing.Literal["elasticsearch", "postgresql"] = pydantic.Field(description="Which store answered.")
-    degraded: bool = pydantic.Field(description="Elasticsearch is configured but did not answer (circuit open, error or timeout).")
+    degraded: bool = pydantic.Field(
+        description="Elasticsearch is configured but did not answer (circuit open, error or timeout), "
+        "or it answered while drift from PostgreSQL is known and not yet repaired."
+    )
     query: str = pydantic.Field(description="The query in canonical search-box syntax.")
 
 
