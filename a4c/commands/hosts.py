@@ -19,6 +19,12 @@ def disk_use(h: Obj) -> str:
     return f"{output.percent(used, total)} ({output.size(used)}/{output.size(total)})"
 
 
+def disk_limits(d: Obj) -> str:
+    """Whether the host caps workspaces at their disk_gb (``d``: a host's disk, or its disk report)."""
+    enforced = d.get("enforced")
+    return "unknown" if enforced is None else "enforced" if enforced else "not enforced"
+
+
 def _status(h: Obj) -> str:
     return h["status"] + (",draining" if h.get("draining") else ",cordoned" if h.get("cordoned") else "")
 
@@ -28,6 +34,7 @@ COLUMNS: list[output.Column] = [
     ("name", lambda h: h["name"]),
     ("status", _status),
     ("disk used", disk_use),
+    ("disk limits", lambda h: disk_limits(h["disk"])),
     ("workspaces", lambda h: h["allocated"]["workspaces"]),
     ("cpus", lambda h: f"{h['allocated']['cpus']:g}/{h['capacity']['cpus']:g}"),
     ("memory", lambda h: f"{output.size(h['allocated']['memory_mb'] * 1024**2)}/{output.size(h['capacity']['memory_mb'] * 1024**2)}"),
@@ -83,6 +90,7 @@ def disk(session: Session, ref: str) -> None:
     click.echo(f"{report['host_name']}: {output.percent(report['used_bytes'], report['total_bytes'])} used "
                f"({output.size(report['used_bytes'])}/{output.size(report['total_bytes'])}), reported {output.when(report['reported_at'])} UTC")
     click.echo(f"workspace quotas: {output.size(report['allocated_bytes'])} allocated, {output.size(report['promised_bytes'])} promised to pending ones")
+    click.echo(f"workspace disk limits: {disk_limits(report)}" + (f" ({report['enforcement']})" if report.get("enforcement") else ""))
     if report["paths"]:
         output.print_table(report["paths"], PATH_COLUMNS)
     if report["docker"]:

@@ -24,6 +24,19 @@ import click
 from a4c import complete, follow, lookup, output, progress, streams
 from a4c.session import Group, Session, pass_session
 
+def disk(w: typing.Mapping[str, typing.Any]) -> str:
+    """"1.2G of 20G" where its host caps it, "20G reserved, not enforced" where not; ", over" past the reservation."""
+    d = w.get("disk") or {}
+    reserved, used = f"{w['disk_gb']}G", d.get("used_bytes")
+    if d.get("enforced") is False:
+        text = f"{reserved} reserved, not enforced" + (f" ({output.size(used)} used)" if used is not None else "")
+    elif used is not None:
+        text = f"{output.size(used)} of {reserved}"
+    else:
+        text = reserved
+    return text + (", over" if d.get("over") else "")
+
+
 COLUMNS: list[output.Column] = [
     ("id", lambda w: output.short(w["id"])),
     ("name", lambda w: w["name"]),
@@ -32,7 +45,7 @@ COLUMNS: list[output.Column] = [
     ("image", lambda w: w["image_ref"]),
     ("cpus", lambda w: f"{w['cpus']:g}"),
     ("memory", lambda w: f"{w['memory_mb']}M"),
-    ("disk", lambda w: f"{w['disk_gb']}G"),
+    ("disk", disk),
     ("ports", progress.published),
     ("reason", lambda w: w.get("state_reason")),
 ]
@@ -62,7 +75,7 @@ def _env(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--image-ref", help="Or any Docker image reference the hosts have, e.g. debian:12.")
 @click.option("--cpus", type=float, default=1.0, show_default=True)
 @click.option("--memory", "memory_mb", type=int, default=1024, show_default=True, help="MiB.")
-@click.option("--disk", "disk_gb", type=int, default=10, show_default=True, help="GiB (quota; counts against the host's disk).")
+@click.option("--disk", "disk_gb", type=int, default=10, show_default=True, help="GiB reserved on the host; a hard cap only where the host enforces disk limits (docs/workspaces.md).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable; repeatable.")
 @click.option("--port", "ports", type=int, multiple=True, help="Container port to publish (TCP); repeatable.")
 @click.option("--command", "command", metavar="'PROGRAM ARGS…'",
