@@ -3,7 +3,7 @@
 // before it is sent; the API's own field errors appear beside the fields.
 
 import * as api from "../api.js";
-import { announce, badge, clear, confirmDialog, empty, errorBox, h, loading, redrawKeepingFocus, shortId, timeEl } from "../dom.js";
+import { announce, badge, bytes, clear, confirmDialog, empty, errorBox, h, loading, redrawKeepingFocus, shortId, timeEl } from "../dom.js";
 import * as schema from "../schema.js";
 
 const PAGE = 50;
@@ -128,7 +128,27 @@ export function mount(main, { me }, route) {
   }
 
   function resources(w) {
-    return [h("div", { class: "nowrap" }, `${w.cpus} CPUs`), h("div", { class: "nowrap" }, `${w.memory_mb} MiB`), h("div", { class: "nowrap" }, `${w.disk_gb} GiB disk`)];
+    const note = diskNote(w);
+    return [
+      h("div", { class: "nowrap" }, `${w.cpus} CPUs`),
+      h("div", { class: "nowrap" }, `${w.memory_mb} MiB`),
+      h("div", { class: "nowrap" }, diskAmount(w)),
+      note ? h("div", { class: "muted" }, note) : null,
+    ];
+  }
+
+  // "1.2 GiB of 20 GiB disk" where its host caps it; "20 GiB disk" + "reserved, not enforced" where not (docs/operations/disk.md).
+  function diskAmount(w) {
+    const used = w.disk?.used_bytes;
+    return w.disk?.enforced !== false && used !== null && used !== undefined ? `${bytes(used)} of ${w.disk_gb} GiB disk` : `${w.disk_gb} GiB disk`;
+  }
+
+  function diskNote(w) {
+    const d = w.disk || {};
+    const parts = [];
+    if (d.enforced === false) parts.push("reserved, not enforced" + (d.used_bytes !== null && d.used_bytes !== undefined ? `; ${bytes(d.used_bytes)} used` : ""));
+    if (d.over) parts.push("over its reservation");
+    return parts.join("; ");
   }
 
   function actions(w) {
@@ -188,6 +208,7 @@ export function mount(main, { me }, route) {
               ["Why", w.state_reason || "–"],
               ["Image", h("code", {}, w.image_ref)],
               ["Resources", `${w.cpus} CPUs, ${w.memory_mb} MiB memory, ${w.disk_gb} GiB disk`],
+              ["Disk", [diskAmount(w), diskNote(w)].filter(Boolean).join(", ")],
               ["Container", w.container_id ? h("code", {}, w.container_id.slice(0, 12)) : "–"],
               ["Environment", env.length ? env.map(([k, v]) => h("div", {}, h("code", {}, `${k}=${v}`))) : "–"],
               ["Placement", w.placement?.reason ?? "–"],
