@@ -206,7 +206,7 @@ class Up:
         # Remembered only once it served: a port that failed is not tried again next time.
         self.ports["http"] = port
         self.ports_file.write_text(json.dumps(self.ports))
-        with self.progress.step("admin token"):
+        with self.progress.step("admin token accepted"):
             self._check_admin_token(url, token_file)
         return url
 

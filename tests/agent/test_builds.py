@@ -53,7 +53,7 @@ async def test_an_inline_dockerfile_builds_a_labelled_image_and_streams_its_log(
     # One taken after the result: an inventory during the build may catch the
     # image between Docker committing it and tagging it (no tags yet).
     inventory = await kit.events.wait_for("inventory", host_id=agent.host_id, where=lambda e: e.seq > done.seq)
-    assert inventory.payload["images"] == [{"image_id": image.id, "tags": [tag], "a4c_image": "img-b-inline", "size_bytes": image.attrs["Size"]}]
+    assert inventory.payload["images"] == [{"image_id": image.id, "tags": [tag], "a4c_image": "img-b-inline", "job_id": "b-inline", "size_bytes": image.attrs["Size"]}]
 
 
 async def test_a_git_context_is_cloned_at_its_ref_and_built_from_its_path(kit: conftest.Kit, tmp_path: pathlib.Path) -> None:

@@ -153,7 +153,7 @@ def test_a4c_up_with_a_config_file_uses_the_external_postgresql_kafka_and_elasti
     try:
         text = up.start()
         assert STEP.findall(text) == [
-            "Docker daemon", "database migrations", "first admin token", f"control plane on http://127.0.0.1:{up.port}",
+            "Docker daemon", "database migrations", "first admin token", f"control plane on http://127.0.0.1:{up.port}", "admin token accepted",
             "enrolment token for the local agent", "local agent",
         ], f"no embedded PostgreSQL or broker among the stages:\n{text}"
         assert not (up.state / "postgres").exists() and not (up.state / "logs" / "kafka.log").exists()

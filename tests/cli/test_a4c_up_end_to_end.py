@@ -28,7 +28,7 @@ def up(docker_host):
 def first_start_steps(port: int) -> list[str]:
     return [
         "Docker daemon", "PostgreSQL (embedded)", "Kafka-protocol broker (embedded tansu)", "database migrations",
-        "first admin token", f"control plane on http://127.0.0.1:{port}", "enrolment token for the local agent", "local agent",
+        "first admin token", f"control plane on http://127.0.0.1:{port}", "admin token accepted", "enrolment token for the local agent", "local agent",
     ]
 
 

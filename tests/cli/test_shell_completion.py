@@ -34,7 +34,7 @@ def _complete(cli, words: str, **env: str | None) -> list[str]:
 
 def test_commands_and_subcommands_complete(cli):
     assert _complete(cli, "a4c work") == ["workspaces"]
-    assert _complete(cli, "a4c workspaces ") == ["create", "delete", "get", "list", "recreate", "start", "stop"]
+    assert _complete(cli, "a4c workspaces ") == ["create", "delete", "exec", "get", "list", "logs", "recreate", "ssh", "start", "stop"]
     assert "--follow" in _complete(cli, "a4c images build x --f")
 
 

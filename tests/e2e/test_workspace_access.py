@@ -82,11 +82,18 @@ async def test_exec_and_logs_reach_the_container_through_the_api_and_nobody_else
     )
     assert denied.returncode != 0 and b"hello" not in denied.stdout, denied
 
-    # Bad input is a 4xx naming the field.
+    # Text that is not a JSON array is one program run without arguments.
+    bare_out, _, bare_end = await _stream(base, token, f"/v1/workspaces/{ws_id}/exec?command=hostname")
+    assert bare_end.get("exit_code") == 0 and bare_out.strip(), (bare_out, bare_end)
+
+    # Bad input is a 4xx naming the field; a plain GET (no WebSocket) is a 400 saying how to connect.
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with http.get(base + f"/v1/workspaces/{ws_id}/exec?command=notjson") as resp:
+        async with http.get(base + f"/v1/workspaces/{ws_id}/exec?command=") as resp:
             body = await resp.text()
-            assert resp.status in (400, 422) and "command" in body, body
+            assert resp.status == 422 and "command" in body, body
+        async with http.get(base + f"/v1/workspaces/{ws_id}/exec?command=id") as resp:
+            body = await resp.text()
+            assert resp.status == 400 and "Upgrade: websocket" in body, body
 
     deleted = await api.delete(f"/v1/workspaces/{ws_id}", expect=202)
     assert deleted["job"]["id"]

@@ -28,23 +28,25 @@ routes = endpoint.Routes("workspaces")
 MAX_FRAME = 1 << 20
 
 
-def _json_array(value: typing.Any) -> typing.Any:
-    """The query carries the argv as JSON text; anything else is named as this field's error, not the body's."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise ValueError('must be a JSON array of strings, e.g. ["sh","-c","id"]') from None
-    return value
-
-
 class ExecQuery(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    command: typing.Annotated[list[str], pydantic.BeforeValidator(_json_array), pydantic.Field(min_length=1, max_length=256)] = pydantic.Field(
-        description='The program and its arguments as a JSON array, e.g. ["sh","-c","id"].'
+    command: str = pydantic.Field(
+        min_length=1, max_length=65_536,
+        description='The program and its arguments as a JSON array of strings, e.g. ["sh","-c","id"] (what a4c workspaces exec sends). '
+        "Any other text is one program name run without arguments, e.g. id.",
     )
     tty: bool = pydantic.Field(default=False, description="Give the process a terminal (send resizes as {\"resize\": [rows, cols]}).")
+
+    def argv(self) -> list[str]:
+        # Total on purpose: every string the schema allows means something, so none is refused for its form.
+        try:
+            parsed = json.loads(self.command)
+        except ValueError:
+            return [self.command]
+        if isinstance(parsed, list) and parsed and len(parsed) <= 256 and all(isinstance(a, str) for a in parsed):
+            return parsed
+        return [self.command]
 
 
 class LogsQuery(pydantic.BaseModel):
@@ -54,22 +56,31 @@ class LogsQuery(pydantic.BaseModel):
     tail: int | None = pydantic.Field(default=None, ge=0, le=1_000_000, description="Only the last N lines; unset: all.")
 
 
-@routes.get("/v1/workspaces/{workspace_id}/exec", query=ExecQuery, response=None, raw=True, errors=(404, 409, 503))
+@routes.get("/v1/workspaces/{workspace_id}/exec", query=ExecQuery, response=None, raw=True, errors=(400, 404, 409, 503))
 async def exec_workspace(call: endpoint.Call) -> web.StreamResponse:
     """Run a command in a running workspace over a WebSocket (binary frames: channel byte + data; last text frame: {"exit_code"})."""
     q: ExecQuery = call.query
-    found = await streams.target(call.session, call.user, call.params["workspace_id"], action="exec", argv=list(q.command), tty=q.tty)
+    found = await streams.target(call.session, call.user, call.params["workspace_id"], action="exec", argv=q.argv(), tty=q.tty)
+    _websocket_only(call.request)
     await call.close()  # no database connection held for a session's length
     return await _relay(call.request, found)
 
 
-@routes.get("/v1/workspaces/{workspace_id}/logs", query=LogsQuery, response=None, raw=True, errors=(404, 409, 503))
+@routes.get("/v1/workspaces/{workspace_id}/logs", query=LogsQuery, response=None, raw=True, errors=(400, 404, 409, 503))
 async def workspace_logs(call: endpoint.Call) -> web.StreamResponse:
     """A workspace container's output over a WebSocket (binary frames: channel byte + data; last text frame: {"exit_code"} or {"error"})."""
     q: LogsQuery = call.query
     found = await streams.target(call.session, call.user, call.params["workspace_id"], action="logs", follow=q.follow, tail=q.tail)
+    _websocket_only(call.request)
     await call.close()
     return await _relay(call.request, found)
+
+
+def _websocket_only(request: web.Request) -> None:
+    # After the ownership check (someone else's workspace stays a 404), before the agent is
+    # connected: a plain GET is a client mistake (400), not a half-open stream.
+    if not web.WebSocketResponse().can_prepare(request).ok:
+        raise errors.Malformed("this endpoint streams over a WebSocket: connect with 'Upgrade: websocket' (a4c workspaces exec/logs do)")
 
 
 async def _relay(request: web.Request, found: streams.Target) -> web.StreamResponse:

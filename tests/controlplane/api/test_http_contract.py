@@ -64,6 +64,10 @@ VALID_BODIES = {
     ("PATCH", "/v1/images/{image_id}/schedules/{schedule_id}"): {"enabled": False},
 }
 
+VALID_QUERIES = {
+    ("GET", "/v1/workspaces/{workspace_id}/exec"): {"command": '["id"]'},
+}
+
 
 async def objects_owned_by(me: Client) -> dict[str, str]:
     """One object of every kind a path names, owned by the caller: path parameter -> id."""
@@ -80,13 +84,14 @@ async def test_every_route_naming_another_users_object_answers_404_while_its_own
     path = ep.path.format(**ids)  # a KeyError: a new kind of object this test must learn to make
     assert ep.body is None or (ep.method, ep.path) in VALID_BODIES, "give this route a valid body in VALID_BODIES"
     body = VALID_BODIES.get((ep.method, ep.path))
+    params = VALID_QUERIES.get((ep.method, ep.path))
 
-    refused = await client(intruder.token).request(ep.method, path, json=body)
+    refused = await client(intruder.token).request(ep.method, path, json=body, params=params)
     assert refused.status == 404 and refused.body["error"]["code"] == "not_found", refused.body
     assert owner.name not in str(refused.body) and str(owner.id) not in str(refused.body)
     # The owner's identical call is not a 404 (200, 202, 204, or a 409 about the
     # object's state): the ids are real, and the intruder's call changed nothing that hides it.
-    served = await client(owner.token).request(ep.method, path, json=body)
+    served = await client(owner.token).request(ep.method, path, json=body, params=params)
     assert served.status != 404 and served.status < 500, served.body
 
 

@@ -127,7 +127,7 @@ async def test_a_build_log_and_an_error_with_nul_bytes_are_stored_cleaned_and_he
 async def test_an_event_the_database_refuses_is_dead_lettered_alone_and_the_reports_around_it_are_applied(running, db, settings):
     a, b = await _host(db), await _host(db)
     # A disk larger than a bigint can count: PostgreSQL refuses it (out of range), whatever the retries.
-    huge = messages.PathUsage(path="/", total_bytes=10**30, used_bytes=1, free_bytes=1, percent=0.0)
+    huge = messages.PathUsage(path="/", total_bytes=10**30, used_bytes=10**30, free_bytes=1, percent=100.0)
     poison = _event(a, messages.EventKind.DISK, 2, messages.DiskReport(paths=[huge]))
     await running(a, _event(a, HEARTBEAT, 1, _heartbeat()))
     await running(a, poison)
