@@ -72,7 +72,7 @@ def _arch() -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: pathlib.Path) -> typing.Iterator[None]:
+def locked(path: pathlib.Path) -> typing.Iterator[None]:
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -85,7 +85,7 @@ def rootfs_tarball(spec: dict[str, typing.Any], cache: pathlib.Path, *, flavour:
     """The cached debootstrap tarball for ``spec`` under ``cache``, made first if missing (about a minute)."""
     cache.mkdir(parents=True, exist_ok=True)
     tarball = cache / f"debian-{spec['suite']}-{flavour}-{recipe_key(spec)}.tar"
-    with _locked(cache / ".debootstrap.lock"):  # one at a time: it also clears leftovers
+    with locked(cache / ".debootstrap.lock"):  # one at a time: it also clears leftovers
         if tarball.exists():
             return tarball
         if shutil.which("debootstrap") is None:

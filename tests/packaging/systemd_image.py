@@ -18,8 +18,6 @@ writable (root), else ``~/.cache/a4c``.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import io
 import os
 import pathlib
@@ -67,14 +65,7 @@ def recipe() -> dict[str, typing.Any]:
     return debian_image.recipe(INCLUDE)
 
 
-@contextlib.contextmanager
-def locked(path: pathlib.Path) -> typing.Iterator[None]:
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+locked = debian_image.locked  # one file lock for the cache (wheels.py uses it too)
 
 
 def rootfs_tarball(spec: dict[str, typing.Any] | None = None, *, log: typing.Callable[[str], None] = print) -> pathlib.Path:

@@ -8,20 +8,11 @@ import uuid
 
 import asyncpg
 import pytest
-from sqlalchemy.ext import asyncio as sa_asyncio
 
-from controlplane.db import engine as db_engine
 from controlplane.events import consumer
 from shared import messages, signing
 
 HEARTBEAT, DISK, INVENTORY = messages.EventKind.HEARTBEAT, messages.EventKind.DISK, messages.EventKind.INVENTORY
-
-
-@pytest.fixture
-async def engine(database_url):
-    eng = sa_asyncio.create_async_engine(db_engine.async_url(database_url))
-    yield eng
-    await eng.dispose()
 
 
 @pytest.fixture

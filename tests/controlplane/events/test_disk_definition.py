@@ -10,23 +10,13 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-import pytest
-from sqlalchemy.ext import asyncio as sa_asyncio
 
 from agent.domain import cleanup as agent_cleanup
-from controlplane.db import engine as db_engine
 from controlplane.events import consumer
 from shared import messages, signing
 from shared.domain import disk
 
 GB = 10**9
-
-
-@pytest.fixture
-async def engine(database_url):
-    eng = sa_asyncio.create_async_engine(db_engine.async_url(database_url))
-    yield eng
-    await eng.dispose()
 
 
 async def test_a_disk_report_is_stored_with_dfs_usable_capacity_and_agrees_with_the_agents_percent(engine, database_url):

@@ -7,22 +7,13 @@ import uuid
 
 import asyncpg
 import pytest
-from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import metrics
-from controlplane.db import engine as db_engine
 from controlplane.events import consumer
 from shared import messages, signing
 
 GiB = 1024**3
 DISK = messages.EventKind.DISK
-
-
-@pytest.fixture
-async def engine(database_url):
-    eng = sa_asyncio.create_async_engine(db_engine.async_url(database_url))
-    yield eng
-    await eng.dispose()
 
 
 @pytest.fixture
