@@ -196,7 +196,7 @@ class Agent:
         old = self.ctx.settings
         changed = [key for key in _RESTART_KEYS if _get(old, key) != _get(new, key)]
         self.ctx.settings = new
-        logs.setup(new.logging)
+        logs.setup(new)
         reporter, cleaner, builder = self._parts
         cleaner.reschedule()
         builder.reconfigure()
@@ -279,5 +279,5 @@ def _get(settings: agent_settings.Settings, dotted: str) -> typing.Any:
 def run(config_path: str | None) -> int:
     """Load settings and run until stopped. Config/identity problems raise for the CLI to print."""
     settings = agent_settings.load(config_path)
-    logs.setup(settings.logging)
+    logs.setup(settings)
     return asyncio.run(Agent(settings, config_path).run())

@@ -7,15 +7,13 @@ one line naming the key and exits 2 (no traceback).
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
 import sys
 
 import click
 
 from controlplane import settings as cp_settings
-from shared import config, logrepeats
+from shared import config, logrepeats, logs
 
 EXIT_CONFIG = 2
 
@@ -54,21 +52,8 @@ def migrate(config_path: str | None, revision: str) -> None:
 
 
 def _configure_logging(settings: cp_settings.Settings) -> None:
-    handler = logging.StreamHandler()
-    if settings.logging.format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(logrepeats.RepeatFilter())  # a broker outage: one aiokafka line per kind per 30 s
-    logging.basicConfig(level=settings.logging.level, handlers=[handler], force=True)
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": record.created, "level": record.levelname, "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+    # One schema for both daemons (shared/logs.py); a broker outage: one aiokafka line per kind per 30 s.
+    logs.setup(settings.logging, service="a4c-controlplane", filters=[logrepeats.RepeatFilter()])
 
 
 @main.command("run")

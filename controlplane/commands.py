@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import typing
 import uuid
 
@@ -20,7 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane.services import jobs
-from shared import messages
+from shared import logs, messages
+
+logger = logging.getLogger(__name__)
 
 Conn = sa_asyncio.AsyncConnection | sa_asyncio.AsyncSession
 
@@ -54,8 +57,21 @@ async def issue(
 
 
 async def send(conn: Conn, *, host_id: uuid.UUID, kind: messages.CommandKind, payload: pydantic.BaseModel, key: str) -> str:
-    """Write one command's outbox row (the relay signs and publishes it). Returns the message id."""
+    """Write one command's outbox row (the relay signs and publishes it). Returns the message id.
+
+    The row carries the request id of the API call being answered, if any, so
+    the agent's and the event consumer's lines about the job carry it too
+    (docs/operations/logging.md); the job and workspace ids are noted on the
+    request's log scope, so its access line names them.
+    """
     message_id = uuid.uuid4().hex
+    dumped = payload.model_dump(mode="json")
+    job_id, workspace_id = ids_of(dumped)
+    logs.note(job_id=job_id, workspace_id=workspace_id)
+    row: dict[str, typing.Any] = {"id": message_id, "payload": dumped}
+    request_id = logs.request_id()
+    if request_id is not None:
+        row["request_id"] = request_id
     await conn.execute(
         sa.text(
             "INSERT INTO outbox (topic, key, kind, payload) VALUES (:topic, :key, :kind, CAST(:payload AS jsonb))"
@@ -64,10 +80,20 @@ async def send(conn: Conn, *, host_id: uuid.UUID, kind: messages.CommandKind, pa
             "topic": f"commands.{host_id}",
             "key": key,
             "kind": kind.value,
-            "payload": json.dumps({"id": message_id, "payload": payload.model_dump(mode="json")}),
+            "payload": json.dumps(row),
         },
     )
+    logger.info(
+        "command queued", extra={"job_id": job_id, "workspace_id": workspace_id, "kind": kind.value, "host_id": str(host_id), "command_id": message_id}
+    )
     return message_id
+
+
+def ids_of(data: typing.Mapping[str, typing.Any]) -> tuple[str | None, str | None]:
+    """(job id, workspace id) of a command payload's JSON; None where it has none."""
+    spec = data.get("spec")
+    workspace_id = data.get("workspace_id") or (spec.get("workspace_id") if isinstance(spec, dict) else None)
+    return data.get("job_id"), workspace_id
 
 
 def first_dispatch(

@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
-from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit, shedding
+from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit, requestlog, shedding
 from controlplane.api.schemas import images as image_schemas
 from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, streams, users, workspaces
 from controlplane.db import engine as db_engine
@@ -104,6 +104,7 @@ DEFAULT_CONTEXTS: tuple[Context, ...] = (database_ctx, housekeeping_ctx, search_
 def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Context] = DEFAULT_CONTEXTS) -> web.Application:
     app = web.Application(middlewares=middleware.MIDDLEWARES, client_max_size=settings.http.max_body_bytes)
     app[keys.SETTINGS] = settings
+    app.on_response_prepare.append(requestlog.echo_request_id)
     limits = settings.rate_limit
     app[keys.LIMITER] = ratelimit.Limits(
         ratelimit.Limiter(limits.per_token_rps, limits.per_token_burst),

@@ -1,4 +1,7 @@
-"""The middleware chain, outermost first: metrics → errors → guard (size, auth, rate limit).
+"""The middleware chain, outermost first: request id → metrics → errors → guard (size, auth, rate limit).
+
+* ``request`` (controlplane/api/requestlog.py) gives the request its id, binds
+  it to every log line of the request, echoes it, and writes the access line.
 
 * ``metrics`` times every request and counts it by route template and status.
 * ``errors`` is the one place exceptions become HTTP answers: domain errors
@@ -31,7 +34,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from controlplane import errors, metrics
-from controlplane.api import auth, keys, shedding
+from controlplane.api import auth, keys, requestlog, shedding
 
 logger = logging.getLogger(__name__)
 
@@ -130,4 +133,4 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
 
 
-MIDDLEWARES = (metrics_middleware, error_middleware, guard_middleware)
+MIDDLEWARES = (requestlog.request_middleware, metrics_middleware, error_middleware, guard_middleware)

@@ -165,12 +165,14 @@ class AgentProcess:
             try:
                 out.append(json.loads(line))
             except ValueError:
-                out.append({"msg": line, "unparsed": True})
+                out.append({"message": line, "unparsed": True})
         return out
 
     def logged(self, msg: str, *, since_start: bool = False, **fields: typing.Any) -> list[dict[str, typing.Any]]:
+        """ECS lines (shared/logs.py) with this message whose ``a4c`` fields include ``fields``."""
         return [
-            r for r in self.log_lines(since_start=since_start) if r.get("msg") == msg and all(r.get(k) == v for k, v in fields.items())
+            r for r in self.log_lines(since_start=since_start)
+            if r.get("message") == msg and all(r.get("a4c", {}).get(k) == v for k, v in fields.items())
         ]
 
     def log_tail(self, n: int = 40) -> str:

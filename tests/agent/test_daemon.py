@@ -77,7 +77,7 @@ async def test_sighup_reloads_the_config_and_a_broken_one_is_refused(kit: confte
     agent.signal(signal.SIGHUP)
     await wait.eventually(lambda: agent.logged("config reload failed; keeping the running config"), message="the refusal logged")
     refused = agent.logged("config reload failed; keeping the running config")[0]
-    assert "low_watermark must be below high_watermark" in refused["error"]
+    assert "low_watermark must be below high_watermark" in refused["a4c"]["error"]
     assert agent.running()
     later = time.time()
     await kit.events.wait_for("heartbeat", host_id=agent.host_id, where=lambda e: e.issued_at > later and e.payload["labels"] == {"rack": "r2"})

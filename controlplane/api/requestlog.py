@@ -1,0 +1,82 @@
+"""Request ids and the access log: the outermost middleware (docs/operations/logging.md).
+
+Every request runs inside a :func:`shared.logs.scope` holding its request id:
+the caller's ``X-Request-Id`` when well-formed (a CI system can pass its own
+run id), else a fresh one. Every line logged while answering carries it, the
+command outbox rows written for it carry it to the agent
+(controlplane/commands.py), and the response echoes it in ``X-Request-Id``
+(set as the response is prepared, so error answers and streams have it too).
+
+When the request is done one access line is logged with the ECS ``http``,
+``url`` and ``event.duration`` fields, plus whatever the handler noted (a
+job or workspace id, :func:`shared.logs.note`): at INFO for writes, at
+WARNING for 5xx, at DEBUG for reads (the dashboard polls; the lines worth
+keeping are the ones that change something).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import typing
+
+from aiohttp import web
+
+from shared import logs
+
+logger = logging.getLogger("controlplane.api.access")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+
+Handler = typing.Callable[[web.Request], typing.Awaitable[web.StreamResponse]]
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = logs.request_id_from(request.headers.get(logs.REQUEST_ID_HEADER))
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter_ns()
+    status = 500
+    with logs.scope(request_id=request_id):
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except asyncio.CancelledError:
+            status = 499  # the client went away
+            raise
+        except web.HTTPException as exc:  # a redirect or a status aiohttp raised outside the error middleware
+            status = exc.status
+            raise
+        finally:
+            _access(request, status, time.perf_counter_ns() - started)
+
+
+def _access(request: web.Request, status: int, duration_ns: int) -> None:
+    level = logging.WARNING if status >= 500 else logging.DEBUG if request.method in _READS else logging.INFO
+    if not logger.isEnabledFor(level):
+        return
+    logger.log(
+        level,
+        "%s %s %d",
+        request.method,
+        request.path,
+        status,
+        extra={
+            logs.ECS_EXTRA: {
+                "http": {"request": {"method": request.method}, "response": {"status_code": status}},
+                "url": {"path": request.path},
+                "event": {"duration": duration_ns},
+            }
+        },
+    )
+
+
+async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the request id goes back to the caller on every answer."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers[logs.REQUEST_ID_HEADER] = request_id
