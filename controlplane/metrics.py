@@ -11,6 +11,9 @@ consumers' metrics, and ``/metrics`` renders it all.
 
 from __future__ import annotations
 
+import hmac
+import pathlib
+
 import prometheus_client
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
@@ -78,6 +81,25 @@ async def refresh_domain(session: sa_asyncio.AsyncSession) -> None:
     workspaces = dict((await session.execute(_WORKSPACES)).all())
     for state in models.ObservedState:
         WORKSPACES.labels(state.value).set(workspaces.get(state.value, 0))
+
+
+def check_token(authorization: str, token_file: str | None) -> tuple[int, str] | None:
+    """None if a scrape with this Authorization header may read /metrics, else (status, reason).
+
+    Without ``http.metrics_token_file`` anyone may; with it, only a bearer of
+    the file's token (compared in constant time). One rule for the API's
+    /metrics and the sync worker's (controlplane/search/sync_listener.py).
+    """
+    if not token_file:
+        return None
+    try:
+        expected = pathlib.Path(token_file).read_text().strip()
+    except OSError as exc:
+        return 503, f"http.metrics_token_file cannot be read: {exc.strerror}"
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not expected or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        return 401, "/metrics needs the metrics token (http.metrics_token_file) as a bearer token"
+    return None
 
 
 def render() -> tuple[bytes, str]:

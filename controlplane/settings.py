@@ -310,6 +310,11 @@ class SearchSettings(config.StrictModel):
     breaker_failures: int = pydantic.Field(default=3, gt=0, description="Errors in a row that open the circuit.")
     breaker_reset: Seconds = pydantic.Field(default=10.0, description="Open circuit tries one probe after this.")
     sync_in_process: bool = pydantic.Field(default=True, description="Run the sync consumer inside the API process.")
+    sync_metrics_host: str = pydantic.Field(
+        default="127.0.0.1",
+        description="Address of the standalone sync worker's /metrics and /healthz (`a4c-controlplane sync`); 0.0.0.0 to be scraped from another machine.",
+    )
+    sync_metrics_port: common.Port = pydantic.Field(default=9470, description="Port of that listener; 0 picks a free one (logged at start).")
     retry_initial: Seconds = pydantic.Field(
         default=0.1, description="First delay before bulk items that failed transiently (429/5xx) are sent again; doubles, with full jitter."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 import typing
@@ -17,7 +18,8 @@ import sqlalchemy as sa
 
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
-from controlplane.search import check, client, reindex, sync
+from controlplane.search import check, client, reindex, sync, sync_listener
+from shared import sdnotify
 
 OK, DRIFT, FAILED, CONFIG = 0, 1, 1, 2
 
@@ -34,6 +36,7 @@ def _needs_elasticsearch(settings: cp_settings.Settings) -> bool:
 
 
 async def run_sync(settings: cp_settings.Settings) -> int:
+    """The standalone sync worker: the consumer, its /metrics and /healthz listener, sd_notify and the watchdog."""
     if not _needs_elasticsearch(settings):
         return CONFIG
     stopping = asyncio.Event()
@@ -42,7 +45,28 @@ async def run_sync(settings: cp_settings.Settings) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stopping.set)
     stats = sync.Stats()
-    await sync.run(settings, stopping, stats=stats)
+    consumer = asyncio.create_task(sync.run(settings, stopping, stats=stats), name="a4c-search-sync")
+    try:
+        runner = await sync_listener.start(settings, alive=lambda: not consumer.done())
+    except sync_listener.ListenError as exc:
+        stopping.set()
+        await consumer
+        _say(f"config error: {exc}", err=True)
+        return CONFIG
+    watchdog = None
+    try:
+        sdnotify.notify("READY=1", "STATUS=syncing the jobs index")
+        period = sdnotify.watchdog_period()
+        if period is not None:
+            ping = functools.partial(sdnotify.notify, "WATCHDOG=1", wait=0)
+            watchdog = asyncio.create_task(sync_listener.watchdog(period, lambda: not consumer.done(), stopping, ping))
+        await consumer
+    finally:
+        sdnotify.notify("STOPPING=1")
+        stopping.set()
+        if watchdog is not None:
+            watchdog.cancel()
+        await runner.cleanup()
     _say(f"sync stopped: {stats.messages} messages, {stats.indexed} indexed, {stats.stale} stale, {stats.dead} dead-lettered")
     return OK
 

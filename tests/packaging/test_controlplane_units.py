@@ -46,7 +46,7 @@ def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
 def server(
     tmp_path_factory, docker_client, docker_host, test_labels, test_run_id, systemd_host_image,
     a4c_wheel: pathlib.Path, controlplane_wheelhouse: pathlib.Path, database_url: str, kafka_bootstrap: str, elasticsearch_url: str,
-) -> typing.Iterator[tuple[servers_mod.Server, int, str]]:
+) -> typing.Iterator[tuple[servers_mod.Server, int, str, dict]]:
     workdir = tmp_path_factory.mktemp("cp-units")
     fleet = servers_mod.Fleet(
         docker_client, systemd_host_image, workdir, test_labels, servers_mod.socket_path(docker_host),
@@ -54,13 +54,16 @@ def server(
     )
     try:
         (server,) = fleet.start([f"cp-{test_run_id[-4:]}"])
-        port = ports.free_port()
+        port, sync_port = ports.free_port(), ports.free_port()
         prefix = f"u{test_run_id[-6:]}"
         config = {
             "http": {"host": "127.0.0.1", "port": port},
             "database": {"url": database_url},
             "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix},
-            "search": {"elasticsearch_url": elasticsearch_url, "sync_in_process": False, "index_alias": f"jobs-{prefix}", "shards": 1, "replicas": 0},
+            "search": {
+                "elasticsearch_url": elasticsearch_url, "sync_in_process": False, "index_alias": f"jobs-{prefix}", "shards": 1, "replicas": 0,
+                "sync_metrics_port": sync_port,
+            },
         }
         version = a4c_wheel.name.split("-")[1]
         server.sh(
@@ -75,7 +78,7 @@ def server(
         unit_files = {p.name: (p.read_bytes(), 0o644) for p in units.unit_files() if p.name != "a4c-agent.service"}
         server.container.put_archive("/etc/systemd/system", _tar(unit_files))
         server.sh("systemctl daemon-reload")
-        yield server, port, config["search"]["index_alias"]
+        yield server, port, config["search"]["index_alias"], config
     finally:
         problems = fleet.close()
         assert not problems, f"test server could not be removed: {problems}"
@@ -103,7 +106,7 @@ def _readyz(port: int) -> str:
 
 
 def test_the_control_plane_unit_starts_serves_and_stops_cleanly_under_its_sandbox(server) -> None:
-    host, port, _ = server
+    host, port, _, _ = server
     # Type=notify: start returns once the daemon sent READY=1.
     host.sh("systemctl start a4c-controlplane")
     assert host.sh("systemctl is-active a4c-controlplane").strip() == "active"
@@ -123,7 +126,7 @@ def test_the_control_plane_unit_starts_serves_and_stops_cleanly_under_its_sandbo
 
 
 def test_the_search_sync_unit_creates_the_index_and_stops_cleanly_under_its_sandbox(server, elasticsearch_url: str) -> None:
-    host, _, alias = server
+    host, _, alias, config = server
     host.sh("systemctl start a4c-search-sync")
 
     def aliased() -> bool:
@@ -137,6 +140,17 @@ def test_the_search_sync_unit_creates_the_index_and_stops_cleanly_under_its_sand
 
     wait.wait_until(aliased, timeout=60, interval=0.2, message=f"the sync worker created the index behind {alias}")
     assert _process(host, "a4c-search-sync")["capabilities"] == "0000000000000000"
+    # Type=notify and its watchdog: the worker said READY=1 and pings.
+    watchdog = units.parse((units.UNITS_DIR / "a4c-search-sync.service").read_text())["Service"]["WatchdogSec"][-1]
+    assert host.unit_property("a4c-search-sync", "WatchdogUSec") == watchdog, "the watchdog is armed"
+    assert host.unit_property("a4c-search-sync", "NRestarts") == "0", "no watchdog restart"
+    # Its own listener: health, and the sync metrics that are not on any API's /metrics when it runs apart.
+    sync_port = config["search"]["sync_metrics_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{sync_port}/healthz", timeout=5) as response:
+        assert (response.status, json.loads(response.read())) == (200, {"status": "ok"})
+    with urllib.request.urlopen(f"http://127.0.0.1:{sync_port}/metrics", timeout=5) as response:
+        exposition = response.read().decode()
+    assert re.search(r"^# TYPE a4c_search_sync_\w+", exposition, re.M), exposition[:2000]
 
     host.sh("systemctl stop a4c-search-sync")
     assert host.unit_property("a4c-search-sync", "Result") == "success"

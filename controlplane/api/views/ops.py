@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
-import pathlib
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -64,17 +62,11 @@ async def prometheus(call: endpoint.Call) -> web.Response:
 
 
 def _check_metrics_token(call: endpoint.Call) -> None:
-    path = call.settings.http.metrics_token_file
-    if not path:
+    refusal = metrics.check_token(call.request.headers.get("Authorization", ""), call.settings.http.metrics_token_file)
+    if refusal is None:
         return
-    try:
-        expected = pathlib.Path(path).read_text().strip()
-    except OSError as exc:
-        raise errors.Unavailable(f"http.metrics_token_file cannot be read: {exc.strerror}") from None
-    given = call.request.headers.get("Authorization", "")
-    scheme, _, token = given.partition(" ")
-    if scheme.lower() != "bearer" or not expected or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise errors.Unauthorized("/metrics needs the metrics token (http.metrics_token_file) as a bearer token")
+    status, detail = refusal
+    raise (errors.Unavailable if status == 503 else errors.Unauthorized)(detail)
 
 
 @routes.get("/v1/openapi.json", response=None, auth="public", raw=True)
