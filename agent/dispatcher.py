@@ -39,7 +39,7 @@ from agent import metrics
 from agent import store
 from agent import workspaces as workspaces_mod
 from agent.domain import verification
-from shared import clock, failpoints, messages
+from shared import clock, failpoints, logs, messages
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,14 @@ class Dispatcher:
         if verdict.kind is K.JOB_CANCEL:
             self._cancel(verdict)
             return None
-        jobs.progress(self.ctx.publisher, verdict.job_id, "accepted", verdict.kind.value)
-        key = _serial_key(verdict)
-        before = self._tails.get(key) if key else None
-        task = asyncio.create_task(self._run(verdict, before), name=f"a4c:command:{verdict.envelope.id}")
+        # Every line the command's task logs, and every event it emits, carries
+        # its job, workspace and request ids (shared/logs.py: the task copies the scope).
+        with logs.scope(job_id=verdict.job_id, workspace_id=_workspace_of(verdict), request_id=verdict.envelope.request_id):
+            log.info("command accepted", extra={"kind": verdict.kind.value, "command_id": verdict.envelope.id})
+            jobs.progress(self.ctx.publisher, verdict.job_id, "accepted", verdict.kind.value)
+            key = _serial_key(verdict)
+            before = self._tails.get(key) if key else None
+            task = asyncio.create_task(self._run(verdict, before), name=f"a4c:command:{verdict.envelope.id}")
         self._running[verdict.envelope.id] = task
         self._job_of[verdict.envelope.id] = verdict.job_id
         metrics.IN_FLIGHT.set(len(self._running))
@@ -238,6 +242,13 @@ class Dispatcher:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=3.0)
+
+
+def _workspace_of(cmd: verification.Accepted) -> str | None:
+    payload = cmd.payload
+    if isinstance(payload, messages.WorkspaceCommand):
+        return payload.spec.workspace_id
+    return getattr(payload, "workspace_id", None)
 
 
 def _serial_key(cmd: verification.Accepted) -> str | None:

@@ -34,6 +34,7 @@ from agent import metrics
 from agent.domain import backoff as backoff_mod
 from shared import aio
 from shared import kafka
+from shared import logs
 from shared import messages
 from shared import settings as common
 from shared import topics
@@ -79,8 +80,12 @@ class Publisher:
         self._seq = versions or messages.SeqClock()  # agent/store.py EventVersions: never back across restarts
 
     def emit(self, kind: messages.EventKind, payload: messages._Model) -> asyncio.Future:
-        """Sign and queue one event; the returned future resolves when Kafka acknowledged it."""
-        body = messages.encode(kind, self.identity.host_id, self._seq.next(), payload, self.identity.key)
+        """Sign and queue one event; the returned future resolves when Kafka acknowledged it.
+
+        An event emitted while carrying out a command that named its API
+        request (agent/dispatcher.py binds it) carries that request id back.
+        """
+        body = messages.encode(kind, self.identity.host_id, self._seq.next(), payload, self.identity.key, request_id=logs.request_id())
         future = asyncio.get_running_loop().create_future()
         if len(self._queue) >= self.max_queue:
             old = self._queue.popleft()

@@ -80,6 +80,7 @@ class Reporter:
                 conditions=health.conditions() + recovered,
                 jobs=self.held_jobs() if self.held_jobs is not None else None,
                 access_url=self.ctx.access_url,
+                features=list(messages.FEATURES),
             ),
         )
 

@@ -20,7 +20,12 @@ Runs in every control-plane instance at once. Correctness rests on three rules:
 Wire format. The row's ``topic`` is logical; the Kafka topic is
 ``<prefix>.<topic>``. Commands (``commands.<host id>``) are signed here with the
 host's current key, as a :class:`shared.messages.Envelope` whose ``seq`` is the
-outbox id and whose ``id`` is ``payload["id"]``. Every other row is published as
+outbox id and whose ``id`` is ``payload["id"]``; the row's ``request_id`` (the API
+request that wrote it, controlplane/commands.py) goes into the envelope only for
+a host whose agent announced it accepts one (``features`` in its last
+heartbeat, shared/messages.py), since older agents refuse fields they do not
+know. Each command published is logged with its job, workspace and request
+ids (docs/operations/logging.md). Every other row is published as
 JSON ``{"kind": <row kind>, "outbox_id": <id>, **payload}`` keyed by the row key.
 
 It wakes on ``LISTEN a4c_outbox`` (a trigger NOTIFYs at commit) and also polls
@@ -43,8 +48,9 @@ import sqlalchemy as sa
 from aiokafka import errors as aiokafka_errors
 from sqlalchemy.ext import asyncio as sa_asyncio
 
+from controlplane import commands
 from controlplane import settings as cp_settings
-from shared import aio, failpoints, kafka, messages, signing
+from shared import aio, failpoints, kafka, logs, messages, signing
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +85,10 @@ _CLAIM = sa.text(
 )
 _MARK = sa.text("UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY(:ids)")
 _NOTE_FAILURE = sa.text("UPDATE outbox SET attempts = attempts + 1, last_error = :error WHERE id = ANY(:ids)")
-_KEYS = sa.text("SELECT id::text, signing_key FROM hosts WHERE id = ANY(:ids)")
+_KEYS = sa.text(
+    "SELECT id::text, signing_key, coalesce(heartbeat -> 'features', '[]') @> CAST(:feature AS jsonb) AS takes_request_id"
+    " FROM hosts WHERE id = ANY(:ids)"
+)
 _PURGE = sa.text(
     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < :before ORDER BY published_at LIMIT 5000)"
 )
@@ -98,9 +107,12 @@ class Producer(typing.Protocol):
     async def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> asyncio.Future: ...
 
 
-def encode(row: Row, prefix: str, host_keys: typing.Mapping[str, str]) -> tuple[str, bytes, bytes] | None:
+def encode(
+    row: Row, prefix: str, host_keys: typing.Mapping[str, str], request_ids: typing.Container[str] = frozenset()
+) -> tuple[str, bytes, bytes] | None:
     """(kafka topic, key, value) for one row; None if a command's host is gone.
 
+    ``request_ids``: the hosts whose agents accept an envelope ``request_id``.
     Pure, so the wire format is unit-tested without a broker.
     """
     kafka_topic = f"{prefix}.{row.topic}"
@@ -109,8 +121,11 @@ def encode(row: Row, prefix: str, host_keys: typing.Mapping[str, str]) -> tuple[
         key = host_keys.get(host_id)
         if key is None:
             return None
-        body = messages.Envelope(id=row.payload["id"], kind=row.kind, host_id=host_id, seq=row.id, payload=row.payload["payload"])
-        return kafka_topic, row.key.encode(), signing.sign(body.model_dump(mode="json"), key)
+        request_id = row.payload.get("request_id") if host_id in request_ids else None
+        body = messages.Envelope(
+            id=row.payload["id"], kind=row.kind, host_id=host_id, seq=row.id, payload=row.payload["payload"], request_id=request_id
+        )
+        return kafka_topic, row.key.encode(), signing.sign(body.wire(), key)
     value = {"kind": row.kind, "outbox_id": row.id, **row.payload}
     return kafka_topic, row.key.encode(), json.dumps(value, separators=(",", ":"), default=str).encode()
 
@@ -124,12 +139,16 @@ async def relay_once(engine: sa_asyncio.AsyncEngine, producer: Producer, setting
             return 0
         host_ids = sorted({r.topic.removeprefix("commands.") for r in rows if r.topic.startswith("commands.")})
         host_keys: dict[str, str] = {}
+        request_ids: set[str] = set()
         if host_ids:
-            found = await conn.execute(_KEYS, {"ids": [uuid.UUID(h) for h in host_ids]})
-            host_keys = dict(found.all())
+            found = await conn.execute(_KEYS, {"ids": [uuid.UUID(h) for h in host_ids], "feature": json.dumps([messages.REQUEST_ID_FEATURE])})
+            for host_id, key, takes_request_id in found.all():
+                host_keys[host_id] = key
+                if takes_request_id:
+                    request_ids.add(host_id)
         futures = []
         for row in rows:
-            encoded = encode(row, settings.kafka.topic_prefix, host_keys)
+            encoded = encode(row, settings.kafka.topic_prefix, host_keys, request_ids)
             if encoded is None:
                 logger.warning("dropping command %s for unknown host (topic %s)", row.id, row.topic)
                 continue
@@ -150,7 +169,20 @@ async def relay_once(engine: sa_asyncio.AsyncEngine, producer: Producer, setting
         # marked, to prove another relay publishes the batch again.
         failpoints.hit("relay.after_publish")
         await conn.execute(_MARK, {"ids": [r.id for r in rows]})
+    for row in rows:
+        if row.topic.startswith("commands.") and row.topic.removeprefix("commands.") in host_keys:
+            _published(row)
     return len(rows)
+
+
+def _published(row: Row) -> None:
+    job_id, workspace_id = commands.ids_of(row.payload["payload"])
+    with logs.scope(request_id=row.payload.get("request_id")):
+        logger.info(
+            "command published",
+            extra={"job_id": job_id, "workspace_id": workspace_id, "kind": row.kind, "host_id": row.topic.removeprefix("commands."),
+                   "command_id": row.payload["id"], "outbox_id": row.id},
+        )
 
 
 class RelayError(Exception):

@@ -49,7 +49,8 @@ ECS_EXTRA = "ecs"
 REQUEST_ID_HEADER = "X-Request-Id"
 # What a request id from outside may look like: printable, no spaces, bounded
 # (it is logged and carried in signed messages, so nothing that could forge a line).
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{8,128}")
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:@+=/-]{8,128}$"
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 # Keys whose values are secrets (tokens, passwords, signing keys): written as "[redacted]".
 _SECRET = re.compile(r"(token|password|passwd|secret|signing_key|api_key|authorization|credential)s?$|^key$", re.IGNORECASE)

@@ -20,7 +20,7 @@ import uuid
 
 import pydantic
 
-from shared import clock, signing
+from shared import clock, logs, signing
 
 
 class MessageError(Exception):
@@ -189,6 +189,10 @@ class Heartbeat(_Model):
     access_url: str | None = pydantic.Field(
         default=None, description="Where the control plane opens exec and logs streams on this agent (agent/access.py); None: it serves none."
     )
+    # None from agents older than this field: they are sent no optional envelope field.
+    features: list[str] | None = pydantic.Field(
+        default=None, description="Optional command fields this agent accepts (FEATURES), so the relay sends them only to agents that do."
+    )
 
 
 class ContainerInfo(_Model):
@@ -279,6 +283,14 @@ EVENT_PAYLOADS: dict[EventKind, type[_Model]] = {
 
 # --- the envelope -----------------------------------------------------------
 
+# Optional envelope fields this code understands in commands; agents announce
+# theirs in heartbeats (Heartbeat.features). A receiver refuses fields it does
+# not know, so the control plane sends ``request_id`` only to agents that
+# announced it, while agents send it back only on events about a command that
+# carried it (docs/operations/logging.md).
+REQUEST_ID_FEATURE = "request_id"
+FEATURES = (REQUEST_ID_FEATURE,)
+
 
 class Envelope(_Model):
     id: str = pydantic.Field(default_factory=lambda: uuid.uuid4().hex)
@@ -287,6 +299,13 @@ class Envelope(_Model):
     seq: int = pydantic.Field(ge=0)
     issued_at: float = pydantic.Field(default_factory=clock.time)
     payload: dict[str, typing.Any]
+    request_id: str | None = pydantic.Field(
+        default=None, pattern=logs.REQUEST_ID_PATTERN, description="The API request this message is part of (shared/logs.py); absent when none."
+    )
+
+    def wire(self) -> dict[str, typing.Any]:
+        """The JSON body to sign: without ``request_id`` when there is none, as older code wrote it."""
+        return self.model_dump(mode="json", exclude=None if self.request_id is not None else {"request_id"})
 
 
 class SeqClock:
@@ -300,11 +319,13 @@ class SeqClock:
         return self._last
 
 
-def encode(kind: CommandKind | EventKind, host_id: str, seq: int, payload: _Model, key: str, *, id: str | None = None) -> bytes:
-    env = Envelope(kind=kind.value, host_id=host_id, seq=seq, payload=payload.model_dump(mode="json"))
+def encode(
+    kind: CommandKind | EventKind, host_id: str, seq: int, payload: _Model, key: str, *, id: str | None = None, request_id: str | None = None
+) -> bytes:
+    env = Envelope(kind=kind.value, host_id=host_id, seq=seq, payload=payload.model_dump(mode="json"), request_id=request_id)
     if id is not None:
         env.id = id
-    return signing.sign(env.model_dump(mode="json"), key)
+    return signing.sign(env.wire(), key)
 
 
 def decode_envelope(body: dict[str, typing.Any]) -> Envelope:

@@ -35,7 +35,7 @@ from controlplane import settings as cp_settings
 from controlplane.events import apply
 from controlplane.events import keys as key_cache
 from controlplane.events import progress as progress_mod
-from shared import consuming, messages, signing, topics
+from shared import consuming, logs, messages, signing, topics
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,20 @@ APPLIERS: dict[messages.EventKind, typing.Callable[..., typing.Awaitable[typing.
     messages.EventKind.JOB_RESULT: apply.job_result,
     messages.EventKind.WORKSPACE_STATE: apply.workspace_state,
 }
+
+
+# The events that tell a job's or workspace's story, logged once applied
+# (docs/operations/logging.md): with the job, the workspace and the request
+# id the agent carried back, so one query finds them with the API's lines.
+_STORY = frozenset({messages.EventKind.JOB_RESULT, messages.EventKind.WORKSPACE_STATE})
+
+
+def _applied(env: messages.Envelope, kind: messages.EventKind, payload: typing.Any) -> None:
+    with logs.scope(request_id=env.request_id, job_id=getattr(payload, "job_id", None), workspace_id=getattr(payload, "workspace_id", None)):
+        if isinstance(payload, messages.JobResult):
+            logger.info("job result applied", extra={"host_id": env.host_id, "ok": payload.ok, "error": payload.error, "interrupted": payload.interrupted})
+        elif isinstance(payload, messages.WorkspaceState):
+            logger.info("workspace state applied", extra={"host_id": env.host_id, "state": payload.state, "reason": payload.reason})
 
 
 class Rejected(Exception):
@@ -167,6 +181,9 @@ async def _apply(engine: sa_asyncio.AsyncEngine, items: list[Verified]) -> None:
             for env, kind, payload in items:
                 await APPLIERS[kind](conn, uuid.UUID(env.host_id), env, payload)
     apply.announce(overruns)  # after the commit: a batch applied again (one event at a time) announces nothing twice
+    for env, kind, payload in items:
+        if kind in _STORY:
+            _applied(env, kind, payload)
     now = time.time()
     for _, kind, _ in items:
         APPLIED.labels(kind.value).inc()

@@ -37,6 +37,20 @@ def test_a_command_row_is_signed_with_its_hosts_key_and_carries_the_outbox_id_as
         signing.verify(value, signing.new_key())
 
 
+def test_a_commands_request_id_is_signed_into_the_envelope_only_for_agents_that_accept_one():
+    old, new = str(uuid.uuid4()), str(uuid.uuid4())
+    key = signing.new_key()
+    payload = {"id": "m1", "payload": {"workspace_id": "ws-1"}, "request_id": "req-12345678"}
+    for host, accepting, expected in ((new, {new}, "req-12345678"), (old, {new}, None)):
+        row = relay.Row(3, f"commands.{host}", "ws-1", "workspace.stop", payload)
+        _, _, value = relay.encode(row, "a4c", {host: key}, accepting)
+        body = signing.verify(value, key)
+        assert body.get("request_id") == expected
+        # An agent older than the field refuses unknown envelope keys: it must get none at all.
+        assert ("request_id" in body) == (expected is not None)
+        assert messages.decode_envelope(body).request_id == expected
+
+
 def test_a_command_for_a_host_that_no_longer_exists_is_not_published():
     row = relay.Row(1, f"commands.{uuid.uuid4()}", "k", "host.cleanup", {"id": "m", "payload": {}})
     assert relay.encode(row, "a4c", {}) is None
