@@ -107,5 +107,5 @@ class LoggingSettings(config.StrictModel):
 
     level: typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"] = pydantic.Field(default="INFO")
     format: typing.Literal["json", "text"] = pydantic.Field(
-        default="json", description="json for journald/log shippers, text for a terminal."
+        default="json", description="json: one ECS line per record for journald and log shippers (docs/operations/logging.md); text for a terminal."
     )
