@@ -23,6 +23,7 @@ test: deps venv
 	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 lint: venv
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
 bench: deps venv

@@ -17,7 +17,7 @@ import yaml
 from a4c import errors
 
 SERVER_ENV = "A4C_SERVER"
-TOKEN_ENV = "A4C_TOKEN"
+TOKEN_ENV = "A4C_TOKEN"  # noqa: S105 - the variable's name, not a token
 KEYS = ("server", "token")
 
 

@@ -129,7 +129,7 @@ def _unmount_under(path: pathlib.Path) -> None:
         subprocess.run(["umount", "-l", mount], capture_output=True)
 
 
-def import_image(client: "docker.DockerClient", tarball: pathlib.Path, tag: str, command: typing.Sequence[str] = ("bash",)) -> str:
+def import_image(client: docker.DockerClient, tarball: pathlib.Path, tag: str, command: typing.Sequence[str] = ("bash",)) -> str:
     """``docker import`` of ``tarball`` as ``tag`` with ``command`` as its CMD; returns the image id."""
     import docker  # the base install (the CLI alone) has no docker SDK; a4c up's install has
 

@@ -86,7 +86,7 @@ class Child:
         self.pidfile = state / "run" / f"{name}.pid"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Child":
+    def start(self) -> Child:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
         stop_leftover(self.pidfile)
@@ -154,7 +154,7 @@ def _group_alive(pgid: int) -> bool:
 # --- PostgreSQL ---------------------------------------------------------------
 
 
-def _pg_bin() -> pathlib.Path:
+def pg_bin() -> pathlib.Path:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -180,7 +180,7 @@ def _pg_user(bin_dir: pathlib.Path) -> str | None:
 
 def postgres(state: pathlib.Path, ports: dict[str, int]) -> tuple[Child, str]:
     """Start (initialising on first use) PostgreSQL; returns the child and an admin URL."""
-    bin_dir = _pg_bin()
+    bin_dir = pg_bin()
     home = state / "postgres"
     data = home / "data"
     user = _pg_user(bin_dir)

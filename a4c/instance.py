@@ -34,7 +34,7 @@ class Lock:
         self.path = state / "up.lock"
         self.fd: int | None = None
 
-    def acquire(self) -> "Lock":
+    def acquire(self) -> Lock:
         """Take the lock, or raise :class:`AlreadyRunning` at once (never waits for the holder)."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # No O_TRUNC: the holder's pid and URL must survive a look by a second instance.

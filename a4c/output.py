@@ -26,7 +26,7 @@ def print_json(data: typing.Any) -> None:
 def table_lines(rows: typing.Sequence[Row], columns: typing.Sequence[Column]) -> list[str]:
     grid = [[name.upper() for name, _ in columns]] + [[cell(get(r)) for _, get in columns] for r in rows]
     widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
-    return ["  ".join(text.ljust(w) for text, w in zip(line, widths)).rstrip() for line in grid]
+    return ["  ".join(text.ljust(w) for text, w in zip(line, widths, strict=True)).rstrip() for line in grid]
 
 
 def print_table(rows: typing.Sequence[Row] | Row, columns: typing.Sequence[Column], *, empty: str = "nothing to show") -> None:
@@ -89,7 +89,7 @@ def local(value: str, timezone: str) -> str:
         there = moment.astimezone(zoneinfo.ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return when(value) + " UTC"
-    return f"{there} {timezone} ({moment.astimezone(datetime.timezone.utc):%H:%M} UTC)"
+    return f"{there} {timezone} ({moment.astimezone(datetime.UTC):%H:%M} UTC)"
 
 
 def size(value: int | None) -> str:

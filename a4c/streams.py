@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import shutil
+import signal
 import sys
 import termios
 import threading

@@ -71,7 +71,7 @@ class Progress:
         self.quiet = quiet
         self.began = time.monotonic()
 
-    def step(self, text: str) -> "_Step":
+    def step(self, text: str) -> _Step:
         return _Step(self, text)
 
     def say(self, text: str) -> None:
@@ -83,7 +83,7 @@ class _Step:
     def __init__(self, progress: Progress, text: str) -> None:
         self.progress, self.text = progress, text
 
-    def __enter__(self) -> "_Step":
+    def __enter__(self) -> _Step:
         self.started = time.monotonic()
         if not self.progress.quiet:
             click.echo(f"  {self.text} … ", nl=False)
@@ -131,7 +131,7 @@ class Up:
         with self.progress.step("PostgreSQL (embedded)"):
             child, admin_url = embedded.postgres(self.state, self.ports)
             self.children.append(child.start())
-            bin_dir = embedded._pg_bin()
+            bin_dir = embedded.pg_bin()
             port = str(self.ports["postgres"])
 
             def ready() -> bool:

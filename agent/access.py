@@ -50,7 +50,7 @@ class Server:
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.listen_host, settings.listen_port)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = self._runner.addresses[0][1]
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.listen_host, settings.listen_host)
         self.url = settings.advertise_url or f"http://{host}:{port}"
         log.info("access listener up", extra={"url": self.url, "listen": f"{settings.listen_host}:{port}"})
@@ -214,5 +214,5 @@ async def _final(ws: web.WebSocketResponse, body: dict[str, typing.Any]) -> None
 def _close(thing: typing.Any) -> None:
     try:
         thing.close()
-    except Exception:  # noqa: BLE001 - closing a stream that is already gone
+    except Exception:  # noqa: BLE001, S110 - closing a stream that is already gone
         pass

@@ -28,9 +28,7 @@ import time
 import typing
 
 from agent import context as context_mod
-from agent import docker_client
-from agent import jobs
-from agent import metrics
+from agent import docker_client, jobs, metrics
 from agent.domain import builds as domain
 from shared import messages
 
@@ -205,7 +203,7 @@ class Builder:
                 try:
                     timeout = max(0.01, settings.log_batch_interval - (loop.time() - last_flush))
                     item = await asyncio.wait_for(queue.get(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     item = None
                 if isinstance(item, BaseException):
                     raise item

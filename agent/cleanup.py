@@ -26,8 +26,7 @@ import typing
 import psutil
 
 from agent import context as context_mod
-from agent import docker_client
-from agent import metrics
+from agent import docker_client, metrics
 from agent.domain import cleanup as plan_mod
 from agent.domain import containers as spec_mod
 from agent.domain import inventory as inv

@@ -12,10 +12,7 @@ import sys
 
 import click
 
-from agent import __version__
-from agent import daemon
-from agent import example_config
-from agent import identity
+from agent import __version__, daemon, example_config, identity
 from shared import config
 
 

@@ -30,8 +30,7 @@ from agent import dispatcher as dispatcher_mod
 from agent import metrics
 from agent.domain import backoff as backoff_mod
 from agent.domain import offsets
-from shared import aio
-from shared import kafka
+from shared import aio, kafka
 from shared import topics as topics_mod
 from shared.domain import failures
 
@@ -90,7 +89,7 @@ class CommandConsumer:
             if consumer is not None:
                 try:
                     await asyncio.wait_for(self._commit(consumer), 5)
-                except (aiokafka.errors.KafkaError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiokafka.errors.KafkaError) as exc:
                     log.warning("last offset commit failed; finished commands will be redelivered and skipped", extra={"error": str(exc)})
                 await _stop_quietly(consumer)
 
@@ -203,6 +202,21 @@ class CommandConsumer:
                 self._to_commit[tp] = max(off, self._to_commit.get(tp, 0))
             raise
 
+    def partitions_assigned(self, assigned: typing.Any) -> None:
+        # Offsets may have been reset (a broker that lost its state): work
+        # started before no longer moves the new offsets.
+        self.tracker.reset()
+        self._to_commit.clear()
+        self._assignments += 1
+        if self._assignments > 1:
+            # A single-member group rebalances only when the broker lost it (a
+            # restart): the topic may be gone or re-made with other partitions
+            # our metadata does not know, so start over from ensure_topics.
+            self._rebuild.set()
+        if assigned:
+            self.assigned.set()
+        log.info("command partitions assigned", extra={"topic": self.topic, "partitions": sorted(tp.partition for tp in assigned)})
+
 
 class _Rebuild(Exception):
     """The consumer must be rebuilt (its group was re-formed)."""
@@ -216,23 +230,11 @@ class _Rebalance(aiokafka.ConsumerRebalanceListener):
         self.owner.assigned.clear()
 
     async def on_partitions_assigned(self, assigned: typing.Any) -> None:
-        # Offsets may have been reset (a broker that lost its state): work
-        # started before no longer moves the new offsets.
-        self.owner.tracker.reset()
-        self.owner._to_commit.clear()
-        self.owner._assignments += 1
-        if self.owner._assignments > 1:
-            # A single-member group rebalances only when the broker lost it (a
-            # restart): the topic may be gone or re-made with other partitions
-            # our metadata does not know, so start over from ensure_topics.
-            self.owner._rebuild.set()
-        if assigned:
-            self.owner.assigned.set()
-        log.info("command partitions assigned", extra={"topic": self.owner.topic, "partitions": sorted(tp.partition for tp in assigned)})
+        self.owner.partitions_assigned(assigned)
 
 
 async def _stop_quietly(consumer: typing.Any) -> None:
     try:
         await asyncio.wait_for(consumer.stop(), 5)
-    except Exception:  # noqa: BLE001 - being discarded anyway
+    except Exception:  # being discarded anyway
         log.debug("consumer did not stop cleanly", exc_info=True)

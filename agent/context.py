@@ -11,12 +11,11 @@ import dataclasses
 import time
 import typing
 
-from agent import docker_client
+from agent import docker_client, store
 from agent import health as health_mod
 from agent import identity as identity_mod
 from agent import publisher as publisher_mod
 from agent import settings as agent_settings
-from agent import store
 from agent.domain import disk_limits as disk_limits_rule
 
 
@@ -28,13 +27,13 @@ class Context:
     publisher: publisher_mod.Publisher
     health: health_mod.Health
     marks: store.WorkspaceMarks
-    expectations: "Expectations" = dataclasses.field(default_factory=lambda: Expectations())
+    expectations: Expectations = dataclasses.field(default_factory=lambda: Expectations())
     # Where the control plane reaches this agent's exec/logs listener (agent/access.py); None while it is not up.
     access_url: str | None = None
     # Whether workspaces' disk_gb is enforced here (agent/disk_limits.py); None until Docker answered once.
-    disk_limits: "disk_limits_rule.Decision | None" = None
+    disk_limits: disk_limits_rule.Decision | None = None
     # What the storage driver could do, whatever the setting says.
-    disk_limits_able: "disk_limits_rule.Decision | None" = None
+    disk_limits_able: disk_limits_rule.Decision | None = None
 
     @property
     def host_id(self) -> str:

@@ -33,27 +33,20 @@ import socket
 import time
 import typing
 
-from agent import __version__
+from agent import __version__, docker_client, docker_events, logs, metrics, reports, store
 from agent import access as access_mod
 from agent import builds as builds_mod
 from agent import cleanup as cleanup_mod
 from agent import consumer as consumer_mod
 from agent import context as context_mod
 from agent import dispatcher as dispatcher_mod
-from agent import docker_client
-from agent import docker_events
 from agent import health as health_mod
 from agent import identity as identity_mod
-from agent import logs
-from agent import metrics
 from agent import publisher as publisher_mod
-from agent import reports
 from agent import settings as agent_settings
-from agent import store
 from agent import workspaces as workspaces_mod
 from agent.domain import disk_limits as disk_limits_rule
-from shared import config
-from shared import sdnotify
+from shared import config, sdnotify
 from shared import supervisor as supervisor_mod
 from shared import topics as topics_mod
 

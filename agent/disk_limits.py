@@ -35,7 +35,7 @@ async def evaluate(ctx: context_mod.Context) -> rule.Decision:
     if decision != ctx.disk_limits:
         log.log(
             logging.INFO if decision.enforced else logging.WARNING,
-            "workspace disk limits " + ("enforced" if decision.enforced else "not enforced: disk_gb is a reservation only"),
+            "workspace disk limits enforced" if decision.enforced else "workspace disk limits not enforced: disk_gb is a reservation only",
             extra={"reason": decision.reason, "setting": ctx.settings.docker.enforce_disk_limit},
         )
     ctx.disk_limits = decision

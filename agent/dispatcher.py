@@ -33,10 +33,7 @@ import typing
 from agent import builds as builds_mod
 from agent import cleanup as cleanup_mod
 from agent import context as context_mod
-from agent import docker_client
-from agent import jobs
-from agent import metrics
-from agent import store
+from agent import docker_client, jobs, metrics, store
 from agent import workspaces as workspaces_mod
 from agent.domain import verification
 from shared import clock, failpoints, logs, messages
@@ -226,7 +223,7 @@ class Dispatcher:
             await asyncio.wait_for(self.ctx.publisher.emit(messages.EventKind.JOB_RESULT, result), 2.0)
             # Reported: the control plane re-issues it, so this id is done here.
             self.seen.add(cmd.envelope.id, cmd.envelope.issued_at)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down; redelivery covers it
+        except (TimeoutError, Exception):  # noqa: BLE001 - shutting down; redelivery covers it
             log.warning("could not report an interrupted command; it will be redelivered", extra={"job_id": job_id})
 
     # -- shutdown -------------------------------------------------------------------

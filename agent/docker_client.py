@@ -109,7 +109,7 @@ class Docker:
                 # version="auto" asks the daemon, so this fails while it is down;
                 # the caller retries later instead of the agent failing to start.
                 made = docker.APIClient(version="auto", timeout=int(timeout or self.timeout), **kwargs)
-            except Exception as exc:  # noqa: BLE001 - translated
+            except Exception as exc:
                 raise translate(exc) from exc
             if timeout is None:
                 self._client = made
@@ -159,7 +159,7 @@ class Docker:
 
     async def stop(self, ref: str, timeout: float) -> None:
         # The SDK extends the HTTP deadline by the stop grace period itself.
-        await self.call(lambda c: c.stop(ref, timeout=int(round(timeout))))
+        await self.call(lambda c: c.stop(ref, timeout=round(timeout)))
 
     async def logs(self, ref: str, *, tail: int) -> str:
         """The last ``tail`` lines a container wrote (stdout and stderr)."""
@@ -220,7 +220,7 @@ class Docker:
     async def remove_container(self, ref: str, *, force: bool) -> None:
         await self.call(lambda c: c.remove_container(ref, force=force, v=True))
 
-    async def containers(self, *, labels: list[str], all: bool = True) -> list[dict[str, typing.Any]]:
+    async def containers(self, *, labels: list[str], all: bool = True) -> list[dict[str, typing.Any]]:  # noqa: A002 - the SDK's keyword
         return await self.call(lambda c: c.containers(all=all, filters={"label": labels}))
 
     async def all_containers(self) -> list[dict[str, typing.Any]]:
@@ -277,7 +277,7 @@ class _RecordingClient(docker.APIClient):
 
     response: typing.Any = None
 
-    def _stream_helper(self, response, decode=False):  # noqa: ANN001 - SDK signature
+    def _stream_helper(self, response, decode=False):  # SDK signature
         self.response = response
         return super()._stream_helper(response, decode=decode)
 

@@ -22,8 +22,7 @@ import time
 import typing
 
 from agent import context as context_mod
-from agent import crashes
-from agent import docker_client
+from agent import crashes, docker_client
 from agent.domain import backoff as backoff_mod
 from agent.domain import containers as spec_mod
 from shared import messages
@@ -96,7 +95,7 @@ class Watcher:
             if stream is not None:
                 try:
                     stream.close()
-                except Exception:  # noqa: BLE001 - closing a broken stream
+                except Exception:  # noqa: BLE001, S110 - closing a broken stream
                     pass
 
     async def _handle(self, event: dict[str, typing.Any]) -> None:

@@ -51,11 +51,12 @@ class Health:
         was_down = name in self._down_since
         if not up and not was_down:
             self._down_since[name] = time.monotonic()
-            log.warning(f"{name} unreachable", extra={"dependency": name, "error": error})
+            # One message per dependency: shared/logrepeats.py rate-limits by the template.
+            log.warning(f"{name} unreachable", extra={"dependency": name, "error": error})  # noqa: G004
         elif up and was_down:
             lasted = time.monotonic() - self._down_since.pop(name)
             self._recovered.append(f"{name}-recovered")
-            log.info(f"{name} reachable again", extra={"dependency": name, "outage_s": round(lasted, 1)})
+            log.info(f"{name} reachable again", extra={"dependency": name, "outage_s": round(lasted, 1)})  # noqa: G004
 
     @property
     def disk_pressure(self) -> bool:

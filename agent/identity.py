@@ -156,7 +156,7 @@ async def load_or_enrol(
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
                     raise EnrolmentError("enrolment interrupted by shutdown")
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
             await asyncio.sleep(delay)
     try:
@@ -164,7 +164,7 @@ async def load_or_enrol(
             host_id=answer["host_id"],
             key=answer["key"],
             host_name=host_name,
-            enrolled_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            enrolled_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         )
     except (KeyError, TypeError, pydantic.ValidationError) as exc:
         raise EnrolmentError(f"enrolment: the control plane's answer lacks a valid host_id/key ({exc.__class__.__name__})") from exc

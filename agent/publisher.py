@@ -32,12 +32,8 @@ from agent import health as health_mod
 from agent import identity as identity_mod
 from agent import metrics
 from agent.domain import backoff as backoff_mod
-from shared import aio
-from shared import kafka
-from shared import logs
-from shared import messages
+from shared import aio, kafka, logs, messages, topics
 from shared import settings as common
-from shared import topics
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +100,7 @@ class Publisher:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     def pending(self) -> int:
@@ -159,7 +155,7 @@ class Publisher:
                     f"{len(pending)} events not acknowledged within {self.kafka.request_timeout:g} s (kafka.request_timeout)"
                 )
             results = [f.exception() or f.result() for f in sends]
-            for item, result in zip(batch, results):
+            for item, result in zip(batch, results, strict=True):
                 if isinstance(result, BaseException):
                     # Keep it (and what follows) queued: the reconnect resends in order.
                     if isinstance(result, aiokafka.errors.KafkaError):
@@ -186,5 +182,5 @@ def _done_event(task: asyncio.Task) -> asyncio.Event:
 async def _stop_quietly(producer: typing.Any) -> None:
     try:
         await asyncio.wait_for(producer.stop(), 5)
-    except Exception:  # noqa: BLE001 - the producer is being discarded anyway
+    except Exception:  # the producer is being discarded anyway
         log.debug("producer did not stop cleanly", exc_info=True)

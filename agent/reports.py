@@ -17,12 +17,9 @@ import typing
 
 import psutil
 
-from agent import __version__
+from agent import __version__, disk_limits, docker_client, metrics
 from agent import cleanup as cleanup_mod
 from agent import context as context_mod
-from agent import disk_limits
-from agent import docker_client
-from agent import metrics
 from agent.domain import backoff as backoff_mod
 from agent.domain import containers as spec_mod
 from agent.domain import inventory as inv
@@ -46,6 +43,8 @@ class Reporter:
         self._inventory_now = asyncio.Event()
         self._heartbeat_now = asyncio.Event()
         self._cpus, self._memory_mb = machine_capacity()
+        # The event loop keeps only weak references to tasks: hold the running cleanup.
+        self._cleanups: set[asyncio.Task[None]] = set()
         # The dispatcher's held jobs (agent/dispatcher.py), set once both exist.
         self.held_jobs: typing.Callable[[], list[str]] | None = None
 
@@ -146,7 +145,9 @@ class Reporter:
         self.ctx.health.disk_pressure = pressure
         if pressure and cleanup is None and self.cleaner is not None:
             # Not awaited here: a long cleanup must not delay the next report.
-            asyncio.create_task(self._pressure_cleanup(), name="a4c:pressure-cleanup")
+            task = asyncio.create_task(self._pressure_cleanup(), name="a4c:pressure-cleanup")
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
         return report
 
     async def _pressure_cleanup(self) -> None:
@@ -174,7 +175,7 @@ class Reporter:
         try:
             # A ping is tiny: a daemon that takes longer than this is not answering.
             await asyncio.wait_for(self.ctx.docker.ping(), min(5.0, self.ctx.settings.docker.api_timeout))
-        except (docker_client.DockerError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, docker_client.DockerError) as exc:
             self.ctx.health.docker(False, str(exc) or exc.__class__.__name__)
             return False
         came_back = self.ctx.health.is_down("docker")
@@ -195,6 +196,6 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
     """Sleep for ``timeout`` or until ``event`` is set (and clear it)."""
     try:
         await asyncio.wait_for(event.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     event.clear()

@@ -10,8 +10,7 @@ import typing
 
 import pydantic
 
-from agent.domain import disk_limits
-from agent.domain import ports
+from agent.domain import disk_limits, ports
 from shared import config
 from shared import settings as common
 
@@ -132,7 +131,7 @@ class CleanupSettings(config.StrictModel):
     )
 
     @pydantic.model_validator(mode="after")
-    def _ordered(self) -> "CleanupSettings":
+    def _ordered(self) -> CleanupSettings:
         if self.low_watermark >= self.high_watermark:
             raise ValueError("low_watermark must be below high_watermark")
         return self

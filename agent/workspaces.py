@@ -25,9 +25,7 @@ import time
 import typing
 
 from agent import context as context_mod
-from agent import crashes
-from agent import docker_client
-from agent import jobs
+from agent import crashes, docker_client, jobs
 from agent.domain import containers as spec_mod
 from agent.domain import disk_limits as disk_limits_rule
 from agent.domain import main_process

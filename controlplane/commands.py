@@ -49,7 +49,7 @@ async def issue(
     :func:`send` instead: one INSERT rather than an INSERT and this UPDATE.
     """
     message_id = await send(conn, host_id=host_id, kind=kind, payload=payload, key=key)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     await jobs.dispatched(
         conn, job_id, host_id, lease=now + datetime.timedelta(seconds=ack_timeout), reason=reason, deadline_at=_deadline_at(now, deadline, payload)
     )

@@ -118,7 +118,7 @@ class Expression:
     def canonical(self) -> str:
         """The expression as explicit values, the form croniter is given."""
         out = []
-        for field, values in zip(_FIELDS, self.values):
+        for field, values in zip(_FIELDS, self.values, strict=True):
             full = set(range(field.low, 7 if field.name == "day-of-week" else field.high + 1))
             out.append("*" if values == full else ",".join(map(str, sorted(values))))
         if self.day_or and "*" in (out[2], out[4]):
@@ -138,7 +138,7 @@ def parse(expression: str) -> Expression:
     parts = re.split(f"{_BLANK}+", text) if text else []
     if len(parts) != len(_FIELDS):
         raise CronError("cron", f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}")
-    values = tuple(_parse_field(field, part) for field, part in zip(_FIELDS, parts))
+    values = tuple(_parse_field(field, part) for field, part in zip(_FIELDS, parts, strict=True))
     return Expression(
         text=expression,
         values=values,
@@ -214,7 +214,7 @@ def next_runs(expression: str, timezone: str, after: datetime.datetime, count: i
             break  # no match within croniter's search window (50 years), e.g. 30 February
         if not parsed.wildcard_time and _second_pass(fire):
             continue
-        runs.append(fire.astimezone(datetime.timezone.utc))
+        runs.append(fire.astimezone(datetime.UTC))
     return runs
 
 

@@ -49,7 +49,7 @@ class Invalid(DomainError):
     code = "invalid"
 
     @classmethod
-    def field(cls, path: str, reason: str) -> "Invalid":
+    def field(cls, path: str, reason: str) -> Invalid:
         """One bad field: the message repeats it so a human reading only the message knows."""
         return cls(f"{path}: {reason}", fields=[FieldError(path, reason)])
 

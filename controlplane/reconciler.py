@@ -40,8 +40,8 @@ from controlplane.db import models
 from controlplane.domain import hearing, reconcile
 from controlplane.domain import jobs as job_rules
 from controlplane.services import host_holdings, image_waits
-from controlplane.services import jobs as job_service
 from controlplane.services import images as image_service
+from controlplane.services import jobs as job_service
 from controlplane.services import workspaces as ws_service
 from shared import aio, messages, topics
 
@@ -88,7 +88,7 @@ class Report:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 async def reconcile_once(sessions: sa_asyncio.async_sessionmaker[Session], settings: cp_settings.Settings, state: State) -> Report:
@@ -356,12 +356,12 @@ async def _container_job(
     else:
         payload = ws_service.ref_command(job_id, workspace_id)
     key = f"reconcile:{action.idempotency_key}" if action.idempotency_key else None
-    values = dict(
-        id=job_id, kind=kind, status=models.JobStatus.QUEUED, source=models.JobSource.RECONCILER,
-        host_id=host.id, host_name=host.name, workspace_id=ws.id if ws else None, workspace_name=ws.name if ws else None,
-        user_id=ws.owner_id if ws else None, user_name=owner, reason=action.reason, payload=payload.model_dump(mode="json"),
-        idempotency_key=key, max_attempts=settings.reconciler.job_max_attempts,
-    )
+    values = {
+        "id": job_id, "kind": kind, "status": models.JobStatus.QUEUED, "source": models.JobSource.RECONCILER,
+        "host_id": host.id, "host_name": host.name, "workspace_id": ws.id if ws else None, "workspace_name": ws.name if ws else None,
+        "user_id": ws.owner_id if ws else None, "user_name": owner, "reason": action.reason, "payload": payload.model_dump(mode="json"),
+        "idempotency_key": key, "max_attempts": settings.reconciler.job_max_attempts,
+    }
     if not await job_service.insert_once(session, **values):
         return  # another instance planned the same action from the same inventory
     if ws is not None and kind is models.JobKind.WORKSPACE_CREATE:

@@ -190,7 +190,7 @@ class RelayError(Exception):
 
 
 async def purge(engine: sa_asyncio.AsyncEngine, retention: float) -> int:
-    before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=retention)
+    before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=retention)
     async with engine.begin() as conn:
         return (await conn.execute(_PURGE, {"before": before})).rowcount or 0
 

@@ -46,7 +46,7 @@ Session = sa_asyncio.AsyncSession
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 async def fire_due(sessions: sa_asyncio.async_sessionmaker[Session], settings: cp_settings.Settings, *, now: datetime.datetime | None = None) -> list[str]:

@@ -374,7 +374,7 @@ class SearchSettings(config.StrictModel):
     )
 
     @pydantic.model_validator(mode="after")
-    def _one_way_to_log_in(self) -> "SearchSettings":
+    def _one_way_to_log_in(self) -> SearchSettings:
         if self.api_key_file and self.password_file:
             raise ValueError("search.api_key_file and search.password_file: give one of them")
         if self.password_file and not (self.elasticsearch_url and urllib.parse.urlsplit(str(self.elasticsearch_url)).username):
@@ -408,7 +408,7 @@ class Settings(config.StrictModel):
     logging: common.LoggingSettings = common.LoggingSettings()
 
     @pydantic.model_validator(mode="after")
-    def _client_outwaits_search(self) -> "Settings":
+    def _client_outwaits_search(self) -> Settings:
         # A slow search must be cancelled by the server (reported as a slow search), not given up on as a hung database.
         if self.database.command_timeout <= self.search.statement_timeout:
             raise ValueError(

@@ -10,7 +10,7 @@ async def sleep_or(stopping: asyncio.Event, seconds: float) -> bool:
     try:
         await asyncio.wait_for(stopping.wait(), seconds)
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
 
 

@@ -108,7 +108,7 @@ class DeadLetters:
             producer, self._producer = self._producer, None
             try:
                 await producer.stop()
-            except Exception:  # noqa: BLE001 - best effort on the way out
+            except Exception:
                 logger.debug("dead-letter producer stop failed", exc_info=True)
 
 
@@ -179,7 +179,7 @@ async def consume(
             finally:
                 try:
                     await client.stop()
-                except Exception:  # noqa: BLE001 - best effort on the way out
+                except Exception:  # best effort on the way out
                     logger.debug("consumer stop failed", exc_info=True)
     finally:
         await dead.close()
@@ -227,7 +227,7 @@ async def _attempt(
         try:
             await call()
             return None
-        except Exception as exc:  # noqa: BLE001 - classified: retried or given up on, never lost
+        except Exception as exc:  # classified: retried or given up on, never lost
             verdict = failures.classify(exc)
             reason = failures.describe(exc)
             if verdict.attempts is not None and tries >= verdict.attempts:

@@ -121,7 +121,7 @@ class Failpoints:
         self.armed: typing.Mapping[str, str] = dict(armed or {})
 
     @classmethod
-    def from_environ(cls, environ: typing.Mapping[str, str]) -> "Failpoints":
+    def from_environ(cls, environ: typing.Mapping[str, str]) -> Failpoints:
         return cls(parse(environ.get(ENV_VAR, "")))
 
     def hit(self, name: str) -> None:

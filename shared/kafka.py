@@ -162,7 +162,7 @@ class TopicCreatingProducer:
         old, self._producer = self._producer, self._factory()
         try:
             await asyncio.wait_for(old.stop(), 5)
-        except Exception:  # noqa: BLE001 - the old session is being discarded anyway
+        except Exception:  # the old session is being discarded anyway
             logger.debug("old producer did not stop cleanly", exc_info=True)
         await self._producer.start()
 

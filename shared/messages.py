@@ -85,7 +85,7 @@ class BuildContext(_Model):
     dockerfile_path: str = "Dockerfile"
 
     @pydantic.model_validator(mode="after")
-    def _one_source(self) -> "BuildContext":
+    def _one_source(self) -> BuildContext:
         if (self.dockerfile is None) == (self.git_url is None):
             raise ValueError("give exactly one of dockerfile or git_url")
         return self
@@ -320,7 +320,7 @@ class SeqClock:
 
 
 def encode(
-    kind: CommandKind | EventKind, host_id: str, seq: int, payload: _Model, key: str, *, id: str | None = None, request_id: str | None = None
+    kind: CommandKind | EventKind, host_id: str, seq: int, payload: _Model, key: str, *, id: str | None = None, request_id: str | None = None  # noqa: A002 - the envelope's field
 ) -> bytes:
     env = Envelope(kind=kind.value, host_id=host_id, seq=seq, payload=payload.model_dump(mode="json"), request_id=request_id)
     if id is not None:

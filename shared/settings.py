@@ -20,7 +20,7 @@ Port = typing.Annotated[int, pydantic.Field(ge=0, le=65535)]
 
 def _check_url(value: str, schemes: tuple[str, ...]) -> str:
     parsed = urllib.parse.urlsplit(value)
-    if parsed.scheme not in schemes or not parsed.netloc and not parsed.path:
+    if parsed.scheme not in schemes or (not parsed.netloc and not parsed.path):
         raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
     if parsed.scheme in ("http", "https") and not parsed.hostname:
         raise ValueError("expected a URL with a host name, like http://host:port")
@@ -92,7 +92,7 @@ class KafkaSettings(config.StrictModel):
     ssl_keyfile: str | None = pydantic.Field(default=None, description="Key of ssl_certfile.")
 
     @pydantic.model_validator(mode="after")
-    def _security_is_complete(self) -> "KafkaSettings":
+    def _security_is_complete(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL_") and not self.sasl_username:
             raise ValueError("kafka.sasl_username is required when kafka.security_protocol is " + self.security_protocol)
         if self.security_protocol.startswith("SASL_") and not (self.sasl_password or self.sasl_password_file):

@@ -75,11 +75,11 @@ class Supervisor:
             try:
                 # Past the deadline, the rest still get a moment to notice their stop event.
                 await asyncio.wait_for(asyncio.shield(root.task), max(0.1, end - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 cancelled.append(root.name)
                 root.task.cancel()
                 await asyncio.gather(root.task, return_exceptions=True)
-            except Exception:  # noqa: BLE001 - already logged by the guard
+            except Exception:  # noqa: BLE001, S110 - already logged by the guard
                 pass
         if cancelled:
             logger.warning("cancelled after the shutdown deadline: %s", ", ".join(cancelled))
@@ -99,7 +99,7 @@ class Supervisor:
             except asyncio.CancelledError:
                 root.running = False
                 raise
-            except Exception as exc:  # noqa: BLE001 - the guard exists to catch everything
+            except Exception as exc:  # the guard exists to catch everything
                 root.running = False
                 root.crashes += 1
                 root.last_error = f"{type(exc).__name__}: {exc}"

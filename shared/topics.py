@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 
-
 # Partitions of the shared topics, used by whichever side creates them first so
 # that a topic re-created after a broker loss always comes back the same shape
 # (a consumer group that believes in fewer partitions never reads the rest).

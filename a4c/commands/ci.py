@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 import click
 
@@ -30,7 +31,7 @@ def ci() -> None:
 @click.argument("request", default="-", metavar="JSON")
 def sign(system: str, key_file: str | None, request: str) -> None:
     """Print JSON (a build request: image, git_ref, idempotency_key, requested_by; - reads stdin) signed as SYSTEM."""
-    key = open(key_file, encoding="utf-8").read().strip() if key_file else os.environ.get(KEY_ENV, "").strip()
+    key = pathlib.Path(key_file).read_text(encoding="utf-8").strip() if key_file else os.environ.get(KEY_ENV, "").strip()
     if not key:
         raise errors.UsageProblem(f"--key-file: give the CI system's key in a file or in {KEY_ENV}")
     text = click.get_text_stream("stdin").read() if request == "-" else request

@@ -24,6 +24,7 @@ import click
 from a4c import complete, follow, lookup, output, progress, streams
 from a4c.session import Group, Session, pass_session
 
+
 def disk(w: typing.Mapping[str, typing.Any]) -> str:
     """"1.2G of 20G" where its host caps it, "20G reserved, not enforced" where not; ", over" past the reservation."""
     d = w.get("disk") or {}

@@ -104,7 +104,7 @@ def create_request(
     memory = spec.memory_mb * 1024 * 1024
     port_keys = [f"{p.container_port}/{p.protocol}" for p in spec.ports]
     host_config: dict[str, typing.Any] = {
-        "nano_cpus": int(round(spec.cpus * 1e9)),
+        "nano_cpus": round(spec.cpus * 1e9),
         "mem_limit": memory,
         # Same as the memory limit: a workspace gets no swap on top of its memory.
         "memswap_limit": memory,

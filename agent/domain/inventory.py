@@ -99,4 +99,4 @@ def parse_time(value: str | None) -> float | None:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).isoformat()
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC).isoformat()

@@ -92,7 +92,7 @@ class Run:
     oom: bool
 
     @classmethod
-    def of(cls, inspect: typing.Mapping[str, typing.Any]) -> "Run":
+    def of(cls, inspect: typing.Mapping[str, typing.Any]) -> Run:
         state = inspect.get("State") or {}
         return cls(
             running=bool(state.get("Running")) and not state.get("Restarting"),

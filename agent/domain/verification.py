@@ -13,8 +13,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from shared import messages
-from shared import signing
+from shared import messages, signing
 
 UNSIGNED = "unsigned"
 BAD_SIGNATURE = "bad-signature"

@@ -34,13 +34,11 @@ import typing
 import psutil
 
 from agent import context as context_mod
-from agent import docker_client
+from agent import docker_client, reports, store
 from agent import health as health_mod
 from agent import identity as identity_mod
 from agent import publisher as publisher_mod
-from agent import reports
 from agent import settings as agent_settings
-from agent import store
 from agent.domain import containers as spec_mod
 from bench import machine
 from bench.agent import env as env_mod
@@ -68,7 +66,7 @@ _BARE_CONSUMER = textwrap.dedent(
 def sample(pids: dict[str, int], seconds: float) -> dict[str, dict[str, float]]:
     procs = {name: psutil.Process(pid) for name, pid in pids.items()}
     start = {name: p.cpu_times() for name, p in procs.items()}
-    peak = {name: 0 for name in procs}
+    peak = dict.fromkeys(procs, 0)
     began = time.monotonic()
     while time.monotonic() - began < seconds:
         for name, p in procs.items():

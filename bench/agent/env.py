@@ -20,10 +20,7 @@ import docker
 
 from shared import signing
 from tests.agent import driver
-from tests.harness import base_image
-from tests.harness import dockerd
-from tests.harness import kafka_broker
-from tests.harness import ports
+from tests.harness import base_image, dockerd, kafka_broker, ports
 from tests.harness import run as run_mod
 
 
@@ -39,7 +36,7 @@ class BenchEnv:
         self.image = ""
         self.prefix = f"bench{secrets.token_hex(3)}"
 
-    def __enter__(self) -> "BenchEnv":
+    def __enter__(self) -> BenchEnv:
         external = os.environ.get("DOCKER_HOST")
         if external and dockerd.answers(external):
             self.docker_host = external

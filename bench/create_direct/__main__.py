@@ -45,7 +45,7 @@ async def measure(env: env_mod.BenchEnv, rounds: int, fetch_max_wait: float) -> 
     await commands.start()
     await events.start()
     labels = {"a4c.test-run": env.run.id}
-    spec = dict(image=env.image, cpus=0.5, memory_mb=64, pids_limit=256, command=["sleep", "3600"])
+    spec = {"image": env.image, "cpus": 0.5, "memory_mb": 64, "pids_limit": 256, "command": ["sleep", "3600"]}
     agent_ms, direct_ms, event_ms = [], [], []
     try:
         # Warm-up: the group join, first fetch, image layers in the page cache.
@@ -104,7 +104,7 @@ async def measure(env: env_mod.BenchEnv, rounds: int, fetch_max_wait: float) -> 
         "direct_p90_ms": round(sorted(direct_ms)[int(0.9 * (len(direct_ms) - 1))], 1),
         "overhead_median_ms": round(a - d, 1),
         # Docker's own start time varies by ±100 ms here; the paired difference is the steadier figure.
-        "overhead_paired_median_ms": round(statistics.median(x - y for x, y in zip(agent_ms, direct_ms)), 1),
+        "overhead_paired_median_ms": round(statistics.median(x - y for x, y in zip(agent_ms, direct_ms, strict=True)), 1),
         "ratio": round(a / d, 2),
         "running_event_median_ms": round(statistics.median(event_ms), 1),
     }

@@ -292,18 +292,18 @@ async def measure(s: stack_mod.Stack, host_id: str, image: str, rounds: int, war
 def pct(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100)."""
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(round(p / 100 * len(ordered) + 0.5))))
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
 
 
 def summarise(api_ms: list[float], direct_ms: list[float], stages: dict[str, list[float]], gets: list[int], poll: float) -> dict[str, typing.Any]:
-    overhead = [a - d for a, d in zip(api_ms, direct_ms)]
+    overhead = [a - d for a, d in zip(api_ms, direct_ms, strict=True)]
     # Each stage's own duration: from the previous mark to this one, per round, then the median.
     steps: dict[str, float] = {}
     previous = [0.0] * len(api_ms)
     for name in STAGES:
         now = stages[name]
-        steps[name] = round(statistics.median(b - a for a, b in zip(previous, now)), 1)
+        steps[name] = round(statistics.median(b - a for a, b in zip(previous, now, strict=True)), 1)
         previous = now
     return {
         "rounds": len(api_ms),

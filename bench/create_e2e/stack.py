@@ -66,7 +66,7 @@ class Stack:
     def workdir(self) -> pathlib.Path:
         return self.run.subdir("bench")
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         try:
             self._start()
         except BaseException:

@@ -156,9 +156,11 @@ async def measure(base: str, token: str, rounds: int, queries: typing.Sequence[s
 
 
 async def check_count(base: str, token: str) -> int:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(base + "/v1/jobs/search", params={"limit": "1", "facets": "false"}, headers={"Authorization": f"Bearer {token}"}) as resp:
-            return (await resp.json())["total"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(base + "/v1/jobs/search", params={"limit": "1", "facets": "false"}, headers={"Authorization": f"Bearer {token}"}) as resp,
+    ):
+        return (await resp.json())["total"]
 
 
 def report(timings: dict[str, list[float]], api_ms: dict[str, list[float]]) -> float:

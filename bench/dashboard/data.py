@@ -15,8 +15,7 @@ from bench import postgres
 from bench.search import jobgen
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
-from controlplane.db import migrate
-from controlplane.db import models
+from controlplane.db import migrate, models
 from controlplane.services import users
 
 DEFAULT_ADMIN_URL = None  # bench/postgres.py: --admin-url, else 127.0.0.1:5432, else an embedded server

@@ -50,7 +50,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import time
 import typing
@@ -103,7 +102,7 @@ async def ascrape(url: str) -> dict[str, float]:
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(round(p / 100 * len(ordered) + 0.5))))
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
 
 
@@ -235,7 +234,7 @@ async def watch_metrics(url: str, samples: list[float], stop: asyncio.Event, eve
         samples.append((await ascrape(url))["lag"])
         try:
             await asyncio.wait_for(stop.wait(), every)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

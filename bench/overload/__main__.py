@@ -99,7 +99,7 @@ def run_wrk(base: str, tokens: list[str], seconds: int, connections: int) -> dic
         os.unlink(script.name)
     statuses = {int(code): int(n) for code, n in re.findall(r"^a4c-status (\d+) (\d+)$", out, re.M)}
     missing = sum(int(n) for n in re.findall(r"^a4c-missing-retry-after (\d+)$", out, re.M))
-    errors = dict(zip(("connect", "read", "write", "timeout"), map(int, re.search(r"^a4c-socket-errors (\d+) (\d+) (\d+) (\d+)$", out, re.M).groups())))
+    errors = dict(zip(("connect", "read", "write", "timeout"), map(int, re.search(r"^a4c-socket-errors (\d+) (\d+) (\d+) (\d+)$", out, re.M).groups()), strict=True))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return {"statuses": statuses, "missing_retry_after": missing, "socket_errors": errors, "rps": rps}
 

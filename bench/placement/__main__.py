@@ -26,7 +26,7 @@ GIB = 1024**3
 
 
 async def seed_hosts(url: str, count: int, rng: random.Random) -> None:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     rows = []
     for i in range(count):
         total = rng.choice([500, 1000, 2000]) * GIB

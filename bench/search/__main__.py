@@ -33,14 +33,13 @@ import typing
 import uuid
 
 import asyncpg
-from sqlalchemy.ext import asyncio as sa_asyncio
 
 from bench import machine
 from bench.search import jobgen, servers
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
-from controlplane.domain import query as query_mod
 from controlplane.db import models
+from controlplane.domain import query as query_mod
 from controlplane.search import client, reindex, service
 from controlplane.services import access
 

@@ -13,7 +13,7 @@ import random
 import typing
 import uuid
 
-BASE = datetime.datetime(2025, 3, 1, tzinfo=datetime.timezone.utc)
+BASE = datetime.datetime(2025, 3, 1, tzinfo=datetime.UTC)
 
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 USER_WEIGHTS = (30, 20, 15, 10, 10, 8, 5, 2)

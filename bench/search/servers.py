@@ -71,9 +71,7 @@ def elasticsearch(url: str | None = None, heap: str = ES_HEAP) -> typing.Iterato
         # A bench loads up to a million documents: a larger heap than the tests' node, and G1 (Elasticsearch's
         # own default) instead of the tests' serial collector, whose full collections of a multi-GB heap
         # would stop every query for hundreds of milliseconds.
-        options = tuple(
-            o for o in elasticsearch_node.JVM_OPTIONS if not o.startswith(("-Xms", "-Xmx")) and o != "-XX:+UseSerialGC"
-        ) + (f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC")
+        options = (*tuple(o for o in elasticsearch_node.JVM_OPTIONS if not o.startswith(("-Xms", "-Xmx")) and o != "-XX:+UseSerialGC"), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC")
         node = elasticsearch_node.ElasticsearchNode(pathlib.Path(directory), jvm_options=options)
         node.start()
         try:
@@ -104,5 +102,5 @@ def kafka(bootstrap: str | None = None) -> typing.Iterator[str]:
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100) of a non-empty list."""
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(round(p / 100 * len(ordered) + 0.5))))
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]

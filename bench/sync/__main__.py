@@ -30,7 +30,6 @@ import typing
 
 import asyncpg
 from elasticsearch import helpers
-from sqlalchemy.ext import asyncio as sa_asyncio
 
 from bench import machine
 from bench.search import jobgen, servers
@@ -48,7 +47,7 @@ LATENCY_SLACK = 0.25  # seconds on top of the refresh interval
 def _as_json(row: tuple) -> dict[str, typing.Any]:
     """A generated row as the trigger's to_jsonb would render it."""
     out = {}
-    for name, value in zip(jobgen.COLUMNS, row):
+    for name, value in zip(jobgen.COLUMNS, row, strict=True):
         if hasattr(value, "isoformat"):
             value = value.isoformat()
         elif value is not None and name in ("id", "user_id"):

@@ -79,7 +79,7 @@ class Authenticator:
         ttl: float,
         *,
         size: int = MAX_CACHED,
-        lookups: "ratelimit.Limiter | None" = None,
+        lookups: ratelimit.Limiter | None = None,
         clock: typing.Callable[[], float] = time.monotonic,
         lookup_timeout: float | None = None,
     ) -> None:

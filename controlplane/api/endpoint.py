@@ -244,22 +244,21 @@ async def _in_transaction(
     if key is not None:
         idempotency.validate(key)
     owner = principal.key if principal is not None else "anon:" + auth.client_address(request, settings.rate_limit)
-    async with request.app[keys.SESSIONS]() as session:
-        async with session.begin():
-            if key is not None:
-                replay = await idempotency.claim(
-                    session, principal=owner, key=key, method=request.method, path=request.path_qs,
-                    digest=idempotency.request_hash(request.method, request.path_qs, raw),
-                )
-                if replay is not None:
-                    return _json(replay.status, replay.body, {idempotency.REPLAYED_HEADER: "true"})
-            result = await endpoint.handler(Call(request, settings, principal, session, params, query, body))
-            response = render(endpoint, result)
-            if key is not None:
-                await idempotency.record(
-                    session, principal=owner, key=key, status=response.status,
-                    body=result.model_dump(mode="json") if result is not None else None, secret=endpoint.secret,
-                )
+    async with request.app[keys.SESSIONS]() as session, session.begin():
+        if key is not None:
+            replay = await idempotency.claim(
+                session, principal=owner, key=key, method=request.method, path=request.path_qs,
+                digest=idempotency.request_hash(request.method, request.path_qs, raw),
+            )
+            if replay is not None:
+                return _json(replay.status, replay.body, {idempotency.REPLAYED_HEADER: "true"})
+        result = await endpoint.handler(Call(request, settings, principal, session, params, query, body))
+        response = render(endpoint, result)
+        if key is not None:
+            await idempotency.record(
+                session, principal=owner, key=key, status=response.status,
+                body=result.model_dump(mode="json") if result is not None else None, secret=endpoint.secret,
+            )
     return response
 
 

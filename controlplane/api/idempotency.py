@@ -114,7 +114,7 @@ async def record(
 
 async def purge(session: sa_asyncio.AsyncSession, retention: float) -> int:
     """Forget keys older than ``retention`` seconds; returns how many."""
-    before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=retention)
+    before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=retention)
     return (await session.execute(_PURGE, {"before": before})).rowcount or 0
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
 
+# For annotations only: some of these modules import this one.
 if typing.TYPE_CHECKING:
     from controlplane.api import auth, ratelimit, shedding
     from controlplane.services import access
@@ -20,12 +21,12 @@ READ_ENGINE = web.AppKey("read_engine", sa_asyncio.AsyncEngine)
 # pool, so a GET costs its queries and no BEGIN/COMMIT round trips.
 SESSIONS = web.AppKey("sessions", sa_asyncio.async_sessionmaker)
 READ_SESSIONS = web.AppKey("read_sessions", sa_asyncio.async_sessionmaker)
-AUTH = web.AppKey("auth", "auth.Authenticator")
-LIMITER = web.AppKey("limiter", "ratelimit.Limits")
-CAPS = web.AppKey("caps", "shedding.Caps")
+AUTH: web.AppKey[auth.Authenticator] = web.AppKey("auth")
+LIMITER: web.AppKey[ratelimit.Limits] = web.AppKey("limiter")
+CAPS: web.AppKey[shedding.Caps] = web.AppKey("caps")
 OPENAPI = web.AppKey("openapi", dict)
 # Kafka consumers' progress by name (shared.consuming.Progress), set by controlplane/workers.py; /readyz reads it.
 CONSUMERS = web.AppKey("consumers", dict)
 
-PRINCIPAL = web.RequestKey("principal", "access.Principal | None")
+PRINCIPAL: web.RequestKey[access.Principal | None] = web.RequestKey("principal")
 

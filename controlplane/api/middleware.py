@@ -98,7 +98,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status == 413:
             message = f"the request body is larger than {request.app[keys.SETTINGS].http.max_body_bytes} bytes"
         return error_response(exc.status, _AIOHTTP_CODES.get(exc.status, "http_error"), message, headers=headers)
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, asyncpg.exceptions.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError, asyncpg.exceptions.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
         logger.warning("database unavailable answering %s %s: %s", request.method, request.path, exc)
         return error_response(503, "unavailable", "the database is unavailable; retry later", headers={"Retry-After": "1"})
     except asyncio.CancelledError:

@@ -74,7 +74,7 @@ async def _watchdog(period: float, stopping: asyncio.Event) -> None:
         sdnotify.notify("WATCHDOG=1", wait=0)
         try:
             await asyncio.wait_for(stopping.wait(), period)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

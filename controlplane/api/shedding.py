@@ -30,7 +30,7 @@ IN_FLIGHT = prometheus_client.Gauge("a4c_http_in_flight", "Requests being answer
 SHED = prometheus_client.Counter("a4c_http_shed_total", "Requests refused with 503 because their route class was full", ["route_class"])
 
 
-def route_class(ep: "endpoint_mod.Endpoint | None") -> str | None:
+def route_class(ep: endpoint_mod.Endpoint | None) -> str | None:
     """The class whose cap applies to ``ep``; None for the uncapped probes. Unknown routes (404s, the dashboard) are ``other``."""
     if ep is None:
         return "other"

@@ -75,7 +75,7 @@ class JobSource(str, enum.Enum):
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class Base(orm.DeclarativeBase):

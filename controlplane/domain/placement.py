@@ -389,7 +389,7 @@ def summary(total: int, counts: typing.Mapping[Code, int]) -> str:
 
 def _milli(cpus: typing.Any) -> int:
     # Decimal (from NUMERIC columns) and float both convert exactly enough at 1/1000.
-    return int(round(float(cpus) * 1000))
+    return round(float(cpus) * 1000)
 
 
 def _cpus(milli: int) -> str:

@@ -73,7 +73,7 @@ TIME_KEYS = ("created", "finished")
 SORT_FIELDS = ("created_at", "finished_at", "updated_at")
 KEYS = (*FILTER_KEYS, *TIME_KEYS, "since", "sort")
 TIME_PARAMS = ("created_after", "created_before", "finished_after", "finished_before")
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 _NAMES = {
     "user": re.compile(r"[a-z][a-z0-9_.-]{0,63}"),
@@ -521,7 +521,7 @@ def _show_time(when: datetime.datetime) -> str:
 
 # --- cursors -------------------------------------------------------------------
 
-CursorValue = typing.Union[str, int, float, bool, None, datetime.datetime]
+CursorValue = str | int | float | bool | None | datetime.datetime
 
 
 def encode_cursor(values: typing.Sequence[CursorValue], *, sort: Sort | None = None) -> str:

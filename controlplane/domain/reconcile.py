@@ -581,7 +581,7 @@ def _parse_time(text: str | None) -> datetime.datetime | None:
         parsed = datetime.datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
 
 
 def _duration(delta: datetime.timedelta) -> str:

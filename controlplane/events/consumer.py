@@ -28,7 +28,6 @@ import typing
 import uuid
 
 import prometheus_client
-import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings

@@ -30,7 +30,7 @@ LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it (top
 
 
 def _at(ms: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
 
 
 class Recorder:

@@ -86,7 +86,7 @@ async def write(
                 report.attempts += sub.attempts
             return report
         retry: list[documents.Change] = []
-        for change, item in zip(pending, items):
+        for change, item in zip(pending, items, strict=True):
             result = next(iter(item.values()))
             error = result.get("error")
             verdict = documents.outcome(int(result.get("status", 500)), error)
@@ -112,6 +112,6 @@ async def _pause(seconds: float, stopping: asyncio.Event | None) -> None:
         return
     try:
         await asyncio.wait_for(stopping.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return
     raise Interrupted("stopping with bulk items still to retry")

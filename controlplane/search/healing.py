@@ -47,7 +47,7 @@ def lock_key(alias: str) -> int:
 
 def window_start(now: datetime.datetime, days: int) -> datetime.datetime:
     """The first UTC midnight the periodic check covers: whole days, as the check compares per day."""
-    day = now.astimezone(datetime.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = now.astimezone(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return day - datetime.timedelta(days=days - 1)
 
 
@@ -60,13 +60,13 @@ async def run(settings: cp_settings.Settings, engine: sa_asyncio.AsyncEngine, es
         try:
             await asyncio.wait_for(stopping.wait(), interval)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         try:
             await heal_once(settings, engine, es)
-        except (client.SearchError, sa.exc.DBAPIError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, client.SearchError, sa.exc.DBAPIError, OSError) as exc:
             logger.warning("search check-and-repair could not run (tried again in %g s): %s", interval, exc)
-        except Exception:  # noqa: BLE001 - the healer must outlive any one failed pass
+        except Exception:  # the healer must outlive any one failed pass
             logger.exception("search check-and-repair failed (tried again in %g s)", interval)
 
 
@@ -77,7 +77,7 @@ async def heal_once(settings: cp_settings.Settings, engine: sa_asyncio.AsyncEngi
         if not (await lock.execute(sa.select(sa.func.pg_try_advisory_lock(lock_key(alias))))).scalar():
             return None
         try:
-            since = window_start(datetime.datetime.now(datetime.timezone.utc), settings.search.repair_days)
+            since = window_start(datetime.datetime.now(datetime.UTC), settings.search.repair_days)
             report = await check.check(settings, engine, es, repair=True, rounds=1, since=since)
             await record(engine, alias, report)
         finally:

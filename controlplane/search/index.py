@@ -41,7 +41,7 @@ async def behind(es: elasticsearch.AsyncElasticsearch, alias: str) -> list[str]:
 
 
 def new_name(alias: str) -> str:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dt%H%M%S")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dt%H%M%S")
     return mapping.index_name(alias, f"{stamp}-{secrets.token_hex(2)}")
 
 

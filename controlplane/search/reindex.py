@@ -196,7 +196,7 @@ async def _resumable(
 
 async def _replay(
     engine: sa_asyncio.AsyncEngine,
-    writer: "_Writer",
+    writer: _Writer,
     since: datetime.datetime,
     cursor: dict | None,
     name: str,

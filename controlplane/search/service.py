@@ -94,7 +94,7 @@ async def search(
     now: datetime.datetime | None = None,
 ) -> results.SearchResult:
     """One page of jobs matching ``q`` that ``principal`` may see, with total and facets."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     try:
         query_mod.check_limits(q, limits(backends.settings))
         page = results.Page(
@@ -117,7 +117,7 @@ async def search(
                     elastic.search(backends.es, search_settings.index_alias, q, owner, page, facet_size=search_settings.facet_size),
                     search_settings.request_timeout,
                 )
-            except (client.SearchError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, client.SearchError) as exc:
                 backends.breaker.failed()
                 logger.warning("search on Elasticsearch failed (%s); answering from PostgreSQL", exc or "timeout")
             except asyncio.CancelledError:
@@ -143,7 +143,7 @@ async def search(
             raise errors.Unavailable(
                 f"search timed out: {exc} (search.statement_timeout); narrow it with filters, a time range or fewer terms"
             ) from exc
-        except (sa.exc.DBAPIError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, sa.exc.DBAPIError, OSError) as exc:
             if attempt == len(candidates):
                 raise errors.Unavailable("search is unavailable: neither Elasticsearch nor PostgreSQL answered") from exc
             logger.warning("search on PostgreSQL at %s failed (%s); trying the next", engine.url.host, type(exc).__name__)

@@ -154,7 +154,7 @@ async def _ensure_index(es: elasticsearch.AsyncElasticsearch, search: cp_setting
             logger.warning("sync consumer waiting for Elasticsearch: %s", exc)
             try:
                 await asyncio.wait_for(stopping.wait(), next(delays))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     return False
 
@@ -229,7 +229,7 @@ async def _process(
         search=search,
         stopping=stopping,
     )
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     for change in batch.report.indexed:
         if change.updated_at is not None:
             metrics.SYNC_LATENCY.observe(max(0.0, (now - change.updated_at).total_seconds()))

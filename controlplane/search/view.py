@@ -139,7 +139,7 @@ def _from_text(params: typing.Any, now: datetime.datetime, limits: query_mod.Lim
 async def search_jobs(call: endpoint.Call) -> SearchPage:
     """Search jobs: filters, full text over error and log, facets, cursor pages (Elasticsearch, else PostgreSQL)."""
     params = call.request.query
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     api = call.settings.api
     limits = service.limits(call.settings.search)  # checked while parsing, before any work
     try:

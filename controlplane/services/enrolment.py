@@ -69,7 +69,7 @@ async def issue_token(
 ) -> IssuedEnrolmentToken:
     """A new token: ``max_uses`` and ``expires_in`` (seconds) default to the settings (one use, one hour)."""
     secret = secrets.new(secrets.ENROLMENT_PREFIX)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     row = models.EnrolmentToken(
         id=uuid.uuid4(), token_hash=secret.hash, prefix=secret.prefix, description=description, created_by=principal.user_id,
         created_at=now, expires_at=now + datetime.timedelta(seconds=expires_in or settings.token_ttl),
@@ -89,7 +89,7 @@ async def revoke_token(session: Session, token_id: uuid.UUID) -> models.Enrolmen
     if row is None:
         raise errors.NotFound("no such enrolment token")
     if row.revoked_at is None:
-        row.revoked_at = datetime.datetime.now(datetime.timezone.utc)
+        row.revoked_at = datetime.datetime.now(datetime.UTC)
         await session.flush()
     return row
 
@@ -110,7 +110,7 @@ async def enrol(
     """Create or re-key the host ``host_name``; ``force`` is for admins only (the view checks who asks)."""
     stmt = sa.select(models.EnrolmentToken).where(models.EnrolmentToken.token_hash == secrets.digest(token)).with_for_update()
     grant = (await session.scalars(stmt)).first()
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     if grant is None:
         raise errors.Unauthorized("unknown enrolment token", code="enrolment_token_unknown")
     if grant.revoked_at is not None:

@@ -28,8 +28,8 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane.db import models
 from controlplane.domain import held_jobs, host_images
-from controlplane.services import jobs as job_service
 from controlplane.events import apply
+from controlplane.services import jobs as job_service
 from shared import messages
 
 Session = sa_asyncio.AsyncSession
@@ -38,7 +38,7 @@ ACKNOWLEDGED = (models.JobStatus.DISPATCHED, models.JobStatus.RUNNING)
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 async def settle_jobs(

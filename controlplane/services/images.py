@@ -309,7 +309,7 @@ async def ensure_built_on(session: Session, image: models.Image, host: models.Ho
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 async def _jobs_with_key(session: Session, key: str) -> list[models.Job]:

@@ -47,7 +47,7 @@ async def new_job(
     ``dispatch`` (from ``controlplane.commands.first_dispatch``) inserts it
     already dispatched, its command written by the caller in the same transaction.
     """
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     job = models.Job(
         id=job_id or uuid.uuid4(),
         kind=kind,
@@ -146,7 +146,7 @@ def move(job: models.Job, new: models.JobStatus, *, now: datetime.datetime | Non
     for name, value in fields.items():
         setattr(job, name, value)
     if new.final:
-        job.finished_at = now or datetime.datetime.now(datetime.timezone.utc)
+        job.finished_at = now or datetime.datetime.now(datetime.UTC)
 
 
 def _from_states(new: models.JobStatus, only_from: typing.Iterable[models.JobStatus]) -> list[models.JobStatus]:
@@ -167,7 +167,7 @@ async def move_where(
 ) -> bool:
     """Move one job to ``new`` if it is still in one of ``only_from`` (and ``also`` holds); False when it was not."""
     if new.final:
-        values.setdefault("finished_at", datetime.datetime.now(datetime.timezone.utc))
+        values.setdefault("finished_at", datetime.datetime.now(datetime.UTC))
     stmt = (
         sa.update(models.Job)
         .where(models.Job.id == job_id, models.Job.status.in_(_from_states(new, only_from)), *also)

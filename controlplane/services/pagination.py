@@ -23,7 +23,7 @@ RowT = typing.TypeVar("RowT")
 # 17 digits of microseconds reach the year 5138, well inside datetime's range.
 CURSOR_PATTERN = r"^[0-9]{1,17}-[0-9a-f]{32}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 def encode(created_at: datetime.datetime, row_id: uuid.UUID) -> str:

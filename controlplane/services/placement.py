@@ -200,7 +200,7 @@ async def choose(session: Session, request: Request, settings: cp_settings.Setti
                 "gib": GB,
                 # "Stale" is age > fresh, i.e. heartbeat before now - fresh; CPUs compare in exact milli-cores.
                 "stale_before": now - datetime.timedelta(seconds=settings.placement.heartbeat_fresh),
-                "need_cpus": decimal.Decimal(int(round(float(request.cpus) * 1000))) / 1000,
+                "need_cpus": decimal.Decimal(round(float(request.cpus) * 1000)) / 1000,
                 "memory_mb": request.memory_mb,
                 "need_bytes": request.disk_gb * GB,
                 "shown": RECORD_HOSTS,
@@ -260,8 +260,8 @@ async def room_to_start(session: Session, host_id: uuid.UUID, workspace_id: uuid
     row = (await session.execute(_ROOM, {"host": host_id, "ws": workspace_id})).first()
     if row is None:
         return "its host is no longer enrolled"
-    free_m = int(round(float(row.capacity_cpus) * 1000)) - int(round(float(row.cpus) * 1000))
-    need_m = int(round(float(request.cpus) * 1000))
+    free_m = round(float(row.capacity_cpus) * 1000) - round(float(row.cpus) * 1000)
+    need_m = round(float(request.cpus) * 1000)
     if free_m < need_m:
         return f"host {row.name} lacks cpu: needs {need_m / 1000:g} cpus, {free_m / 1000:g} free of {float(row.capacity_cpus):g}"
     free_mb = row.capacity_memory_mb - int(row.memory_mb)
@@ -271,4 +271,4 @@ async def room_to_start(session: Session, host_id: uuid.UUID, workspace_id: uuid
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)

@@ -31,7 +31,7 @@ class ScheduleView:
 
 
 def upcoming(row: models.Schedule, now: datetime.datetime | None = None) -> ScheduleView:
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     try:
         runs = cron.next_runs(row.cron, row.timezone, now, SHOWN_RUNS) if row.enabled else []
     except cron.CronError:
@@ -43,7 +43,7 @@ async def create_schedule(
     session: Session, principal: access.Principal, image_id: uuid.UUID, *, expression: str, timezone: str, enabled: bool = True
 ) -> ScheduleView:
     image = await images.get_owned_image(session, principal, image_id)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     try:
         runs = cron.next_runs(expression, timezone, now, SHOWN_RUNS)
     except cron.CronError as exc:
@@ -62,7 +62,7 @@ async def create_schedule(
 async def list_schedules(session: Session, principal: access.Principal, image_id: uuid.UUID) -> list[ScheduleView]:
     image = await images.get_image(session, principal, image_id)
     stmt = sa.select(models.Schedule).where(models.Schedule.image_id == image.id).order_by(models.Schedule.created_at, models.Schedule.id)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return [upcoming(row, now) for row in (await session.scalars(stmt)).all()]
 
 
@@ -84,7 +84,7 @@ async def update_schedule(
         raise errors.NotFound("no such schedule")
     expression, timezone = change.get("cron", row.cron), change.get("timezone", row.timezone)
     enabled = change.get("enabled", row.enabled)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     runs: list[datetime.datetime] = []
     if enabled:
         try:

@@ -85,7 +85,7 @@ async def issue_token(
     secret = secrets.new(secrets.API_PREFIX)
     expires = None
     if ttl_days is not None:
-        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=ttl_days)
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=ttl_days)
     row = models.ApiToken(
         id=uuid.uuid4(), user_id=user.id, name=name, token_hash=secret.hash, prefix=secret.prefix, expires_at=expires
     )
@@ -116,7 +116,7 @@ async def revoke_token(session: Session, token_id: uuid.UUID) -> models.ApiToken
             code="last_admin_token",
         )
     if row.revoked_at is None:
-        row.revoked_at = datetime.datetime.now(datetime.timezone.utc)
+        row.revoked_at = datetime.datetime.now(datetime.UTC)
         await session.flush()
     return row
 
@@ -136,7 +136,7 @@ async def _live_admin_tokens(session: Session) -> list[uuid.UUID]:
     return list((await session.scalars(stmt)).all())
 
 
-async def bootstrap_admin(session: Session, name: str, *, token_name: str = "bootstrap") -> IssuedToken:
+async def bootstrap_admin(session: Session, name: str, *, token_name: str = "bootstrap") -> IssuedToken:  # noqa: S107 - a label, not a secret
     """``create-admin``: make the admin (or reuse an existing admin of that name) and issue a token."""
     user = (await session.scalars(sa.select(models.User).where(models.User.name == name))).first()
     if user is None:

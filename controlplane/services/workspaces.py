@@ -263,7 +263,7 @@ async def delete_workspace(session: Session, principal: access.Principal, worksp
     ws.desired_state = models.DesiredState.DELETED
     if ws.host_id is None:
         # Never placed: nothing runs anywhere, so it is gone now; its waiting create job is cancelled.
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         ws.observed_state = models.ObservedState.DELETED
         ws.deleted_at = now
         ws.state_reason = "deleted before it was placed"
@@ -411,7 +411,7 @@ async def _needs_build(session: Session, ws: models.Workspace, host_id: uuid.UUI
 def _first_dispatch(command: typing.Any, settings: cp_settings.Settings) -> dict[str, typing.Any]:
     return commands.first_dispatch(
         payload=command, ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline,
-        now=datetime.datetime.now(datetime.timezone.utc),
+        now=datetime.datetime.now(datetime.UTC),
     )
 
 

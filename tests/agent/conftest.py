@@ -17,8 +17,7 @@ import docker
 import pytest
 
 from agent.domain import containers as containers_mod
-from shared import messages
-from shared import signing
+from shared import messages, signing
 from tests.agent import driver
 from tests.harness import ports
 from tests.harness import run as run_mod

@@ -29,11 +29,9 @@ import aiokafka.errors
 import yaml
 from aiokafka import admin as aiokafka_admin
 
-from shared import messages
-from shared import signing
+from shared import messages, signing
 from shared import topics as topics_mod
-from tests.harness import ports
-from tests.harness import wait
+from tests.harness import ports, wait
 
 AGENT_BIN = pathlib.Path(sys.executable).with_name("a4c-agent")
 
@@ -102,7 +100,7 @@ class AgentProcess:
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
 
-    def start(self) -> "AgentProcess":
+    def start(self) -> AgentProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("A4C_") and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
         env.update(self.env)
         self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0

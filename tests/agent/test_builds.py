@@ -137,6 +137,6 @@ async def test_builds_beyond_the_concurrency_limit_wait_for_a_slot_and_say_their
     first_done = kit.events.of("job.result", job_id="b-one")[0]
     second_building = kit.events.of("job.progress", job_id="b-two", phase="building")[0]
     assert second_building.seq > first_done.seq, "the second build started only after the first finished"
-    moved_up = [e for e in kit.events.of("job.progress", job_id="b-three", phase="queued") if e.payload["message"].endswith("1st in line")][0]
+    moved_up = next(e for e in kit.events.of("job.progress", job_id="b-three", phase="queued") if e.payload["message"].endswith("1st in line"))
     first_output_end = max(e.seq for e in kit.events.of("job.log", job_id="b-one"))
     assert first_output_end < moved_up.seq < second_building.seq, "the third moved up as the first gave its slot to the second"

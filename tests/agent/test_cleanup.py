@@ -9,6 +9,7 @@ workspace stopped on command, or a container without its a4c labels.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import pathlib
 import secrets
@@ -21,8 +22,7 @@ import pytest
 
 from agent.domain import inventory as inv
 from shared import messages
-from tests.agent import conftest
-from tests.agent import driver
+from tests.agent import conftest, driver
 from tests.harness import base_image as base_image_mod
 from tests.harness import run as run_mod
 
@@ -205,8 +205,8 @@ async def test_the_scheduled_cleanup_removes_an_exited_orphan_once_its_grace_has
         # predecessor reported after the orphan exited saw the orphan; those
         # before the removal kept it because its grace had not yet passed.
         runs = sorted((e for e in kit.events.of("disk", agent.host_id) if scheduled(e)), key=lambda e: e.seq)
-        removed_at = runs.index(removal)
-        kept_within_grace = [run for before, run in zip(runs[:removed_at], runs[1:removed_at]) if before.issued_at > finished]
+        runs.index(removal)
+        kept_within_grace = [run for before, run in itertools.pairwise(runs) if before.issued_at > finished]
         assert kept_within_grace, "scheduled runs during the grace period keep the orphan"
     finally:
         client.containers.get(unlabelled).remove(force=True)

@@ -8,8 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from agent import __version__
-from agent import example_config
+from agent import __version__, example_config
 from agent import settings as agent_settings
 from tests.agent import driver
 

@@ -12,10 +12,8 @@ import time
 
 import pytest
 
-from shared import messages
-from shared import signing
-from tests.agent import conftest
-from tests.agent import driver
+from shared import messages, signing
+from tests.agent import conftest, driver
 
 K = messages.CommandKind
 

@@ -13,8 +13,7 @@ import urllib.request
 import pytest
 import yaml
 
-from shared import messages
-from shared import signing
+from shared import messages, signing
 from tests.agent import conftest
 from tests.harness import wait
 
@@ -95,7 +94,7 @@ async def test_under_systemd_it_notifies_ready_pings_the_watchdog_and_says_stopp
         try:
             while True:
                 received.extend(sock.recv(4096).decode().splitlines())
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             pass
         return state in received
 
@@ -131,5 +130,5 @@ async def test_metrics_and_healthz_answer_on_loopback(kit: conftest.Kit) -> None
     assert health["status"] == "ok" and health["docker"] is True and health["kafka"] is True
     assert health["tasks"]["command-consumer"]["running"] is True
     with pytest.raises(urllib.error.HTTPError) as missing:
-        urllib.request.urlopen(agent.metrics_url + "/nope", timeout=2)
+        urllib.request.urlopen(agent.metrics_url + "/nope", timeout=2)  # noqa: ASYNC210 - the agent is another process
     assert missing.value.code == 404

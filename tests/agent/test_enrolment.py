@@ -32,7 +32,7 @@ class FakeControlPlane:
         self.port = ports.free_port()
         self._runner: web.AppRunner | None = None
 
-    async def __aenter__(self) -> "FakeControlPlane":
+    async def __aenter__(self) -> FakeControlPlane:
         app = web.Application()
         app.router.add_post("/v1/agents/enrol", self._enrol)
         self._runner = web.AppRunner(app)
@@ -105,7 +105,7 @@ async def test_a_control_plane_that_is_down_or_failing_is_retried_until_it_answe
 
 
 async def test_without_a_token_or_identity_the_first_start_names_the_missing_key(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(identity.EnrolmentError, match="agent.enrolment_token: required on first start"):
+    with pytest.raises(identity.EnrolmentError, match=r"agent.enrolment_token: required on first start"):
         await identity.load_or_enrol(_settings(tmp_path, "http://127.0.0.1:9", token=None), capacity=CAPACITY, agent_version="1", host_name="x")
 
 
@@ -118,7 +118,7 @@ def test_an_identity_file_readable_by_others_is_tightened(tmp_path: pathlib.Path
 
 def test_a_corrupt_identity_file_is_an_error_naming_the_file(tmp_path: pathlib.Path) -> None:
     (tmp_path / "identity.json").write_text('{"host_id": ""}')
-    with pytest.raises(identity.IdentityError, match="identity.json: not a valid identity file"):
+    with pytest.raises(identity.IdentityError, match=r"identity.json: not a valid identity file"):
         identity.load(str(tmp_path))
 
 

@@ -11,9 +11,7 @@ import urllib.request
 import pytest
 
 from shared import messages
-from tests.agent import conftest
-from tests.agent import docker_proxy
-from tests.agent import driver
+from tests.agent import conftest, docker_proxy, driver
 from tests.harness import kafka_broker as kafka_broker_mod
 from tests.harness import run as run_mod
 from tests.harness import wait

@@ -46,7 +46,7 @@ class Cli:
     home: pathlib.Path
 
     def env(self, overrides: typing.Mapping[str, str | None]) -> dict[str, str | None]:
-        base: dict[str, str | None] = {k: None for k in os.environ if k.startswith("A4C_") or k.startswith("_A4C")}
+        base: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("A4C_", "_A4C"))}
         base.update({"A4C_SERVER": self.server, "A4C_TOKEN": self.token, "XDG_CONFIG_HOME": str(self.home / "config")})
         base.update(overrides)
         return base

@@ -145,7 +145,7 @@ def test_two_a4c_up_with_different_state_dirs_each_reach_only_their_own_workspac
             up.start()
 
         seen = []
-        for name, up in zip(("one", "two"), ups):
+        for name, up in zip(("one", "two"), ups, strict=True):
             sock = f"unix://{up.state / 'docker' / 'docker.sock'}"
             client = docker.DockerClient(base_url=sock, version="auto", timeout=120)
             try:
@@ -175,7 +175,7 @@ def test_two_a4c_up_with_different_state_dirs_each_reach_only_their_own_workspac
             assert page == f"instance-{entry['name']}", f"port {entry['port']} of instance {entry['name']} served {page!r}"
         assert not _link_exists("docker0") or had_docker0, "neither dockerd made docker0"
 
-        for up, entry in zip(ups, seen):
+        for up, entry in zip(ups, seen, strict=True):
             stopped = up.ctrl_c(deadline=60)
             assert stopped.code == 0 and stopped.left == [], stopped.output
             assert not _link_exists(entry["bridge"]["bridge"]), "its bridge is gone with its dockerd"

@@ -62,7 +62,7 @@ class Poller:
             except Exception as exc:  # noqa: BLE001 - any failure is what this records
                 self.failures.append(f"{time.strftime('%H:%M:%S')} {type(exc).__name__}: {exc}")
 
-    def __enter__(self) -> "Poller":
+    def __enter__(self) -> Poller:
         self.thread.start()
         return self
 
@@ -79,7 +79,7 @@ def test_kill_9_of_the_agent_restarts_it_with_its_identity_while_the_api_answers
     first = _agent_pid(up)
 
     with Poller(f"{server}/v1/me", token) as poller:
-        killed_at = datetime.datetime.now(datetime.timezone.utc)
+        killed_at = datetime.datetime.now(datetime.UTC)
         os.kill(first, signal.SIGKILL)
 
         def restarted_and_heartbeating() -> bool:
@@ -136,7 +136,7 @@ def test_kill_9_of_postgresql_the_broker_and_the_control_plane_in_turn_restarts_
     token = (up.state / "admin.token").read_text().strip()
     for name in ("postgres", "kafka", "controlplane"):
         before = int((up.state / "run" / f"{name}.pid").read_text())
-        killed_at = datetime.datetime.now(datetime.timezone.utc)
+        killed_at = datetime.datetime.now(datetime.UTC)
         os.kill(before, signal.SIGKILL)
 
         def healed() -> bool:

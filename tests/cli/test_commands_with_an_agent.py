@@ -98,7 +98,7 @@ def test_a_followed_build_streams_its_log_and_exits_0(cli, fleet, tmp_path):
     done = cli.process("images", "build", "streamed", "--follow", "--timeout", "120")
     assert done.code == 0, str(done)
     assert "step-one-done" in done.stderr, "the build log streams"
-    header, row = done.stdout.splitlines()
+    _header, row = done.stdout.splitlines()
     assert row.split()[1:4] == ["image_build", "succeeded", fleet.host], row
 
 

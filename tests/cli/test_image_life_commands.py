@@ -53,7 +53,7 @@ def test_schedules_are_switched_off_and_on_and_deleted(cli, tmp_path):
     _register(cli, tmp_path, "scheduled")
     made = json.loads(cli.ok("-o", "json", "images", "schedule", "scheduled", "--cron", "0 3 * * *").stdout)
     off = cli.ok("images", "disable-schedule", "scheduled")  # its only schedule: no id needed
-    header, row = off.stdout.splitlines()
+    _header, row = off.stdout.splitlines()
     assert row.split()[:4] == [made["id"][:8], "0", "3", "*"] and " no " in f" {row} "
     assert cli.api("GET", f"/v1/images/{made['image_id']}/schedules/{made['id']}")["next_run_at"] is None
     on = json.loads(cli.ok("-o", "json", "images", "enable-schedule", "scheduled", made["id"][:6]).stdout)

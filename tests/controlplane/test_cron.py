@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from controlplane import cron
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 # Thursday 1 January 2026, midnight UTC.
 START = datetime.datetime(2026, 1, 1, tzinfo=UTC)

@@ -60,5 +60,5 @@ async def test_a_hung_server_fails_a_command_after_command_timeout(private_postg
 
 
 def test_the_command_timeout_must_outlast_the_search_statement_timeout():
-    with pytest.raises(config.ConfigError, match="database.command_timeout"):
+    with pytest.raises(config.ConfigError, match=r"database.command_timeout"):
         cp_settings.load(environ={}, **{"database.command_timeout": 4, "search.statement_timeout": 5})

@@ -43,7 +43,7 @@ def writes(source: str) -> list[str]:
                 found.append(f"{node.lineno}: assigns .status a JobStatus")
         elif isinstance(node, ast.Call):
             name = ast.unparse(node.func)
-            if any(k.arg == "status" and _mentions_job_status(k.value) for k in node.keywords) and (name.endswith(".values") or name.endswith("Job")):
+            if any(k.arg == "status" and _mentions_job_status(k.value) for k in node.keywords) and (name.endswith((".values", "Job"))):
                 found.append(f"{node.lineno}: {name}(status=JobStatus…)")
             if re.search(r"(^|\.)(update|insert)$", name) and node.args and ast.unparse(node.args[0]).endswith("models.Job"):
                 found.append(f"{node.lineno}: {name}(models.Job)")

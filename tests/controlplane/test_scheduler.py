@@ -15,7 +15,7 @@ from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from tests.harness import wait
 
-T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.timezone.utc)
+T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.UTC)
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import uuid
 
 import asyncpg
 import pytest
-from sqlalchemy.ext import asyncio as sa_asyncio
 from alembic import autogenerate, migration
+from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane.db import engine as db_engine
 from controlplane.db import migrate, models

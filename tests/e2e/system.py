@@ -53,7 +53,7 @@ class ControlPlane:
     def log(self) -> pathlib.Path:
         return self.workdir / f"{self.name}.log"
 
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         self.port = self.port or ports.free_port()
         config = _merge(self.config, {"http": {"host": "127.0.0.1", "port": self.port}})
         path = _write(self.workdir / f"{self.name}.yaml", config)
@@ -105,7 +105,7 @@ class Agent:
         except (OSError, ValueError, KeyError):
             return None
 
-    def start(self) -> "Agent":
+    def start(self) -> Agent:
         path = _write(self.workdir / f"{self.name}.yaml", self.config)
         self.process = processes.spawn([str(BIN / "a4c-agent"), "run", "--config", str(path)], self.log)
         return self
@@ -136,12 +136,11 @@ class Api:
 
     async def call(self, method: str, path: str, *, expect: int | tuple[int, ...] = (200, 201, 202), **kwargs) -> typing.Any:
         expected = (expect,) if isinstance(expect, int) else expect
-        async with aiohttp.ClientSession(headers=self.headers) as session:
-            async with session.request(method, self.base + path, **kwargs) as resp:
-                text = await resp.text()
-                if resp.status not in expected:
-                    raise AssertionError(f"{method} {path} -> {resp.status}: {text}")
-                return json.loads(text) if text else None
+        async with aiohttp.ClientSession(headers=self.headers) as session, session.request(method, self.base + path, **kwargs) as resp:
+            text = await resp.text()
+            if resp.status not in expected:
+                raise AssertionError(f"{method} {path} -> {resp.status}: {text}")
+            return json.loads(text) if text else None
 
     async def get(self, path: str, **kw) -> typing.Any:
         return await self.call("GET", path, **kw)

@@ -68,7 +68,7 @@ async def test_a_workspace_on_a_host_without_its_image_waits_for_the_build_then_
     ws = await wait.eventually(running, timeout=BUILD, interval=0.5, message="the workspace runs once its image is built")
     container = sys_.docker_client.containers.get(ws["container_id"])
     assert container.exec_run("cat /www/built.txt").output.strip() == b"built"
-    builds = (await sys_.api.get(f"/v1/jobs?limit=200"))["items"]
+    builds = (await sys_.api.get("/v1/jobs?limit=200"))["items"]
     mine = [j for j in builds if j["kind"] == "image_build" and j["image_id"] == image["id"]]
     assert len(mine) == 1 and mine[0]["host_id"] == ws["host_id"] and mine[0]["status"] == "succeeded"
 
@@ -134,11 +134,11 @@ async def test_a_cron_schedule_every_minute_for_three_minutes_yields_exactly_thr
         return len(await _builds_of(database_url, image["id"], "schedule")) >= 3
 
     # Two control-plane instances tick every second; the third slot is at most 3 minutes away.
-    remaining = (third - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    remaining = (third - datetime.datetime.now(datetime.UTC)).total_seconds()
     await wait.eventually(three, timeout=remaining + 20, interval=1.0, message="three scheduled builds")
     # Past the third slot, well before the fourth: still exactly three.
     await wait.eventually(
-        lambda: datetime.datetime.now(datetime.timezone.utc) > third + datetime.timedelta(seconds=5), timeout=30, message="settled"
+        lambda: datetime.datetime.now(datetime.UTC) > third + datetime.timedelta(seconds=5), timeout=30, message="settled"
     )
     builds = await _builds_of(database_url, image["id"], "schedule")
     assert len(builds) == 3, [dict(b) for b in builds]

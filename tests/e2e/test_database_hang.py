@@ -41,7 +41,7 @@ async def _timed(method: str, url: str, token: str | None, body: dict | None = N
             async with session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=DEADLINE)) as resp:
                 body = await resp.json(content_type=None)
                 return resp.status, body, time.monotonic() - started
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"{method} {url} did not answer within {DEADLINE:g} s with PostgreSQL hung") from None
 
 
@@ -81,7 +81,7 @@ def test_hung_database_answers_503_within_seconds_and_declares_no_host_down(a4c_
                 _timed("GET", f"{plane.url}/readyz", None),
                 _timed("POST", f"{sys_.planes[1].url}/v1/workspaces", admin, {**body, "name": "during-hang"}),  # a write
             )
-            for (status, answer, seconds), what in zip(answers, ("workspaces", "hosts", "jobs", "readyz", "create")):
+            for (status, answer, seconds), what in zip(answers, ("workspaces", "hosts", "jobs", "readyz", "create"), strict=True):
                 assert status == 503, f"{what}: {status} {answer} after {seconds:.1f} s"
                 assert answer["error"]["code"] == "unavailable", answer
                 assert "database" in answer["error"]["message"], answer

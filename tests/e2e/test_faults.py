@@ -7,9 +7,6 @@ instances and two agents, then waits (with a deadline) for agreement.
 
 from __future__ import annotations
 
-import pytest
-
-import asyncio
 import contextlib
 import datetime
 import json
@@ -23,6 +20,7 @@ import aiohttp
 import aiokafka
 import asyncpg
 import psutil
+import pytest
 from aiokafka import admin as aiokafka_admin
 
 from shared import failpoints, signing, topics
@@ -552,7 +550,7 @@ def _log_ends(sys_) -> list[int]:
 def _hosts_marked_down(sys_, since: list[int]) -> list[str]:
     """The "host … is down" lines the instances logged after ``since`` (from :func:`_log_ends`)."""
     lines = []
-    for plane, start in zip(sys_.planes, since):
+    for plane, start in zip(sys_.planes, since, strict=True):
         with plane.log.open("rb") as fh:
             fh.seek(start)
             lines += [line for line in fh.read().decode(errors="replace").splitlines() if " is down: " in line]
@@ -590,7 +588,7 @@ async def test_a_clock_240_s_behind_keeps_its_host_active_and_a_vanished_contain
     logs = _log_ends(sys_)
     agent.stop()
     since = await _end_offsets(sys_, events)
-    restarted = datetime.datetime.now(datetime.timezone.utc)
+    restarted = datetime.datetime.now(datetime.UTC)
     with monkeypatch.context() as env:
         env.setenv("A4C_CLOCK_OFFSET", "-240")  # only this agent's process gets it (Popen copies the environment)
         agent.start()
@@ -647,7 +645,7 @@ async def test_a_broker_down_longer_than_the_host_down_time_marks_no_host_down_a
         assert (await sys_.api.get(f"/v1/workspaces/{ws_id}"))["observed_state"] == "running"
     finally:
         kafka_broker.start()
-    back = datetime.datetime.now(datetime.timezone.utc)
+    back = datetime.datetime.now(datetime.UTC)
 
     async def heartbeats_flow() -> bool:
         rows = await _query(sys_, "SELECT last_heartbeat_at FROM hosts WHERE id = ANY($1::uuid[])", [a.host_id for a in sys_.agents])

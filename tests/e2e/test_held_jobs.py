@@ -76,7 +76,7 @@ async def test_an_agent_killed_mid_build_with_a_broker_restart_gets_the_build_ag
     agent.kill()
     # The broker forgets everything, the command with it: the restarted agent never sees it again.
     kafka_broker.restart(lose_data=True)
-    restarted = datetime.datetime.now(datetime.timezone.utc)
+    restarted = datetime.datetime.now(datetime.UTC)
     agent.start()
     heard = await _heard_since(sys_, agent.host_id, restarted)
 
@@ -113,7 +113,7 @@ async def test_a_lost_result_event_closes_its_job_from_the_inventory_within_a_pe
         accepted = await faults._create(sys_, "result-lost")
         assert accepted["workspace"]["host_id"] == agent.host_id
         ws = await faults._running(sys_, accepted["workspace"]["id"])  # the state events arrive; the result never does
-        running_seen = datetime.datetime.now(datetime.timezone.utc)
+        running_seen = datetime.datetime.now(datetime.UTC)
 
         async def closed() -> dict | None:
             got = await _job(sys_, accepted["job"]["id"])

@@ -7,8 +7,7 @@ import typing
 
 import pytest
 
-from tests.harness import tls
-from tests.harness import wait
+from tests.harness import tls, wait
 
 USER, PASSWORD = "a4c", "e2e secret over TLS"
 

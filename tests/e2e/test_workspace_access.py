@@ -12,7 +12,6 @@ import urllib.parse
 import aiohttp
 
 from shared import access
-from tests.e2e import system
 from tests.harness import wait
 
 A4C = os.path.join(os.path.dirname(sys.executable), "a4c")
@@ -21,16 +20,18 @@ A4C = os.path.join(os.path.dirname(sys.executable), "a4c")
 async def _stream(base: str, token: str, path: str) -> tuple[bytes, bytes, dict]:
     """Everything a stream sends: (stdout, stderr, the last JSON frame)."""
     out, err = b"", b""
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with http.ws_connect(base.replace("http://", "ws://") + path) as ws:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.BINARY:
-                    if msg.data[0] == access.STDERR:
-                        err += msg.data[1:]
-                    else:
-                        out += msg.data[1:]
-                elif msg.type == aiohttp.WSMsgType.TEXT:
-                    return out, err, json.loads(msg.data)
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.ws_connect(base.replace("http://", "ws://") + path) as ws,
+    ):
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                if msg.data[0] == access.STDERR:
+                    err += msg.data[1:]
+                else:
+                    out += msg.data[1:]
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                return out, err, json.loads(msg.data)
     raise AssertionError(f"the stream ended without a final frame; stdout {out!r}")
 
 

@@ -38,7 +38,7 @@ def _containers(client: docker.DockerClient, scope: Scope) -> list:
     return list(unique.values())
 
 
-def _created(obj) -> float:  # noqa: ANN001 - docker's Container or Image
+def _created(obj) -> float:  # docker's Container or Image
     stamp = obj.attrs.get("Created", "")
     try:
         # Docker stamps nanoseconds; Python parses up to microseconds.

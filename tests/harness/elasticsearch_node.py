@@ -45,9 +45,7 @@ import typing
 import urllib.error
 import urllib.request
 
-from tests.harness import jvm
-from tests.harness import ports
-from tests.harness import processes
+from tests.harness import jvm, ports, processes
 
 SOURCE = pathlib.Path(__file__).with_name("jvm") / "elasticsearch"
 # The pom says which release; everything else follows it.

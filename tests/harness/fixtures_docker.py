@@ -17,10 +17,7 @@ import docker
 import pytest
 
 from tests.harness import base_image as base_image_mod
-from tests.harness import docker_leftovers
-from tests.harness import dockerd
-from tests.harness import fixtures_run
-from tests.harness import run
+from tests.harness import docker_leftovers, dockerd, fixtures_run, run
 
 TEST_LABEL = run.TEST_LABEL
 

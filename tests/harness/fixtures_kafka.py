@@ -6,10 +6,8 @@ import itertools
 
 import pytest
 
-from tests.harness import fixtures_run
+from tests.harness import fixtures_run, run, shared_servers
 from tests.harness import kafka_broker as kafka_broker_mod
-from tests.harness import run
-from tests.harness import shared_servers
 
 _prefix_numbers = itertools.count(1)
 

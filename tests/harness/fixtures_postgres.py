@@ -15,9 +15,7 @@ import typing
 
 import pytest
 
-from tests.harness import fixtures_run
-from tests.harness import postgres_server
-from tests.harness import run
+from tests.harness import fixtures_run, postgres_server, run
 
 _numbers = itertools.count(1)
 

@@ -6,9 +6,7 @@ import typing
 
 import pytest
 
-from tests.harness import fixtures_run
-from tests.harness import run
-from tests.harness import shared_servers
+from tests.harness import fixtures_run, run, shared_servers
 
 if typing.TYPE_CHECKING:
     from tests.harness import elasticsearch_node

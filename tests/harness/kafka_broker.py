@@ -27,9 +27,7 @@ import subprocess
 import time
 import uuid
 
-from tests.harness import jvm
-from tests.harness import ports
-from tests.harness import processes
+from tests.harness import jvm, ports, processes
 from tests.harness import run as run_mod
 
 _STARTED = re.compile(r"Kafka Server started|KafkaRaftServer.*started", re.IGNORECASE)

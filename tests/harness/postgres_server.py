@@ -31,8 +31,7 @@ import warnings
 import asyncpg
 import psutil
 
-from tests.harness import ports
-from tests.harness import processes
+from tests.harness import ports, processes
 from tests.harness import run as run_mod
 
 ENV_URL = "A4C_TEST_DATABASE_URL"
@@ -67,7 +66,7 @@ def with_database(url: str, name: str) -> str:
 async def _answers(url: str) -> bool:
     try:
         conn = await asyncpg.connect(url, timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await conn.close()
     return True

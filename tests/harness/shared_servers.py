@@ -71,8 +71,7 @@ class Controller:
 
     def start(self) -> list[str]:
         """Start Kafka and Elasticsearch side by side; returns a line per server for the session header."""
-        from tests.harness import elasticsearch_node
-        from tests.harness import kafka_broker
+        from tests.harness import elasticsearch_node, kafka_broker
 
         broker = kafka_broker.KafkaBroker(self.run)
         node = elasticsearch_node.ElasticsearchNode(self.run.subdir("elasticsearch"), track=self.run.track)
@@ -101,7 +100,7 @@ class Controller:
         for server in self._servers:
             try:
                 server.stop()
-            except Exception:  # noqa: BLE001 - stop the others anyway
+            except Exception:  # noqa: BLE001, S110 - stop the others anyway
                 pass
         os.environ.pop(ENV, None)
         self.run.close()

@@ -10,8 +10,7 @@ import urllib.request
 import docker
 import pytest
 
-from tests.harness import ports
-from tests.harness import wait
+from tests.harness import ports, wait
 
 pytestmark = pytest.mark.docker
 

@@ -4,13 +4,12 @@ a crash keeps the data, a wiped restart loses it, and a stopped broker refuses."
 from __future__ import annotations
 
 import aiokafka
+import pytest
 from aiokafka import admin as kafka_admin
 from aiokafka import errors as kafka_errors
-import pytest
 
 from tests.harness import kafka_broker as kafka_broker_mod
-from tests.harness import shared_servers
-from tests.harness import wait
+from tests.harness import shared_servers, wait
 
 pytestmark = pytest.mark.kafka
 

@@ -8,8 +8,7 @@ import sys
 
 import psutil
 
-from tests.harness import processes
-from tests.harness import run
+from tests.harness import processes, run
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -83,7 +83,7 @@ async def eventually(
             attempts.last_value, attempts.last_error = value, None
             if value:
                 return value
-        except (Exception, asyncio.TimeoutError) as error:  # noqa: BLE001 - any failure means "not yet"
+        except (TimeoutError, Exception) as error:  # noqa: BLE001 - any failure means "not yet"
             attempts.last_error = error
         if attempts.remaining() <= 0:
             raise attempts.failure()

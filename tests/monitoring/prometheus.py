@@ -99,7 +99,7 @@ class Prometheus:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> "Prometheus":
+    def start(self, timeout: float = 30) -> Prometheus:
         self.process = processes.spawn(
             [
                 binary("prometheus"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import pathlib
 import shutil
 import time
 import typing

@@ -8,8 +8,7 @@ import time
 import pytest
 
 from tests.harness import fixtures_run
-from tests.packaging import systemd_image
-from tests.packaging import wheels
+from tests.packaging import systemd_image, wheels
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ class Result:
     timeline: list[tuple[float, str]] = dataclasses.field(default_factory=list)
 
     def slowest(self, count: int = 5) -> list[tuple[float, str]]:
-        marks = self.timeline + [(self.seconds, "end")]
+        marks = [*self.timeline, (self.seconds, "end")]
         spans = [(round(marks[i + 1][0] - at, 1), line) for i, (at, line) in enumerate(marks[:-1])]
         return sorted(spans, reverse=True)[:count]
 

@@ -32,9 +32,8 @@ import yaml
 
 from tests.e2e import system
 from tests.harness import fixtures_run, wait
-from tests.packaging import playbook
+from tests.packaging import playbook, wheels
 from tests.packaging import servers as servers_mod
-from tests.packaging import wheels
 
 # The first run on a machine also debootstraps the server image (4-5 minutes).
 pytestmark = [pytest.mark.docker, pytest.mark.kafka, pytest.mark.timeout(900)]
@@ -278,7 +277,7 @@ async def test_restarting_the_agent_keeps_the_host_active_without_a_duplicate_co
     try:
         # Blocks until the new process has sent READY=1 (Type=notify).
         await asyncio.to_thread(server.sh, "systemctl restart a4c-agent")
-        ready_at = datetime.datetime.now(datetime.timezone.utc)
+        ready_at = datetime.datetime.now(datetime.UTC)
 
         def fresh(stamp: str | None) -> bool:
             return bool(stamp) and datetime.datetime.fromisoformat(stamp) > ready_at + datetime.timedelta(seconds=3)
@@ -383,7 +382,7 @@ def upgrade(rollout: Rollout, workspace: dict, request: pytest.FixtureRequest) -
     (version_before,) = {b["version"] for b in before.values()}
     # In batches, as a rollout of a new release goes.
     run = rollout.playbook("--vault-password-file", str(rollout.home.parent / "vault-password"), *_package_args(wheel))
-    finished_at = datetime.datetime.now(datetime.timezone.utc)
+    finished_at = datetime.datetime.now(datetime.UTC)
     fixtures_run.report(
         request.config,
         f"rollout: upgrade {version_before} -> {wheels.wheel_version(wheel)} in {run.seconds:.1f} s"

@@ -24,7 +24,6 @@ import tempfile
 import tomllib
 
 from packaging import version as pep440
-
 from tests.packaging import systemd_image
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

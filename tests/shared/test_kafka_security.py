@@ -9,8 +9,7 @@ import pytest
 
 from shared import kafka
 from shared import settings as common
-from tests.harness import tls
-from tests.harness import wait
+from tests.harness import tls, wait
 
 pytestmark = pytest.mark.kafka
 
@@ -90,5 +89,5 @@ async def test_a_broker_certificate_from_an_unknown_ca_is_refused(sasl_ssl_broke
 
 
 def test_sasl_without_credentials_is_a_config_error_naming_the_key():
-    with pytest.raises(ValueError, match="kafka.sasl_username"):
+    with pytest.raises(ValueError, match=r"kafka.sasl_username"):
         common.KafkaSettings(bootstrap_servers=["127.0.0.1:9093"], security_protocol="SASL_SSL")

@@ -131,7 +131,7 @@ async def http() -> typing.AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def chromium(tmp_path: pathlib.Path) -> typing.AsyncIterator[pw.BrowserContext]:
-    if not pathlib.Path(CHROMIUM).exists():
+    if not pathlib.Path(CHROMIUM).exists():  # noqa: ASYNC240 - one stat before the browser starts
         pytest.fail(f"{CHROMIUM} is missing: the browser tests drive Debian's chromium (make deps, or apt-get install chromium)")
     async with pw.async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
@@ -182,7 +182,7 @@ async def add_host(db: asyncpg.Connection, database_url: str) -> typing.AsyncIte
         status: models.HostStatus = models.HostStatus.ACTIVE,
         cordoned: bool = False,
     ) -> models.Host:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         report = None
         if disk_used is not None:
             report = {

@@ -9,7 +9,7 @@ import uuid
 from tests.harness import wait
 from tests.web import dashboard
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 ERROR = "Step 4/9 : RUN pip install -r requirements.txt returned a non-zero code: 1\nERROR: No matching distribution found for torch==9.9"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-
 from controlplane.db import engine as db_engine
 from controlplane.search import client, reindex
 from tests.web import conftest, dashboard
@@ -74,7 +73,7 @@ async def _drop_indices(settings) -> None:
         for name in (await es.indices.get(index=f"{alias}-*")).body:
             await es.indices.delete(index=name)
         await es.indices.delete_index_template(name=alias)
-    except Exception:  # noqa: BLE001 - best effort: the server's memory is this run's only
+    except Exception:  # noqa: BLE001, S110 - best effort: the server's memory is this run's only
         pass
     finally:
         await es.close()

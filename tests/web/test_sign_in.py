@@ -20,7 +20,7 @@ async def test_a_valid_token_signs_in_and_stays_out_of_the_url(db, people, start
     await page.reload()
     await page.locator("#top").wait_for(state="visible")
     assert await page.locator("#who").inner_text() == "alice (user)", "a reload keeps the tab signed in"
-    assert requested and all(people.alice.token not in url for url in requested + [page.url])
+    assert requested and all(people.alice.token not in url for url in [*requested, page.url])
     await page.get_by_role("button", name="Sign out").click()
     await page.get_by_label("API token").wait_for()
     assert await page.evaluate("sessionStorage.getItem('a4c.token')") is None

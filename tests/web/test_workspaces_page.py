@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 from sqlalchemy.ext import asyncio as sa_asyncio
@@ -209,7 +208,7 @@ async def test_a_running_workspace_is_stopped_and_started_again_from_its_row_aft
         await in_state(state).wait_for()
         await row.get_by_role("button", name=f"{offered} web-dev").wait_for()
         assert await row.get_by_role("button", name=f"{withdrawn} web-dev").count() == 0
-        status, shown = await dashboard.api(http, base, people.alice.token, "GET", f"/v1/workspaces/{ws_id}")
+        _status, shown = await dashboard.api(http, base, people.alice.token, "GET", f"/v1/workspaces/{ws_id}")
         assert (shown["desired_state"], shown["observed_state"]) == (state, state)
 
     # Stop: asked first; the command goes to its host; the row turns "stopped" once the agent reports it.

@@ -11,8 +11,6 @@ import pydantic
 from controlplane.api.schemas import common
 from controlplane.db import models
 
-
-
 # One definition of disk used (shared/domain/disk.py), so used/total is df's Use%.
 USABLE = "Usable bytes of the Docker data root's filesystem: used + free, not counting blocks reserved for root (df's definition)."
 

@@ -46,7 +46,7 @@ class ImageCreate(common.Body):
     shared: bool = pydantic.Field(default=False, description="Other users may run workspaces from it.")
 
     @pydantic.model_validator(mode="after")
-    def _one_source(self) -> "ImageCreate":
+    def _one_source(self) -> ImageCreate:
         common.exactly_one(self, "dockerfile", "git_url")
         return self
 
@@ -74,7 +74,7 @@ class ImageUpdate(common.Body):
     shared: bool = pydantic.Field(default=None, description="Other users may run workspaces from it; a shared name must be unique among shared images.")
 
     @pydantic.model_validator(mode="after")
-    def _something(self) -> "ImageUpdate":
+    def _something(self) -> ImageUpdate:
         if not self.model_fields_set:
             raise pydantic_core.PydanticCustomError(
                 "at_least_one", "give at least one of {choices}", {"field": "dockerfile", "choices": ", ".join(_CHANGEABLE)}
@@ -184,7 +184,7 @@ class ScheduleUpdate(common.Body):
     enabled: bool = pydantic.Field(default=None, description="false: it stops firing (kept, with its history); true: it fires again from now.")
 
     @pydantic.model_validator(mode="after")
-    def _something(self) -> "ScheduleUpdate":
+    def _something(self) -> ScheduleUpdate:
         if not self.model_fields_set:
             raise pydantic_core.PydanticCustomError("at_least_one", "give at least one of cron, timezone or enabled", {"field": "enabled"})
         return self

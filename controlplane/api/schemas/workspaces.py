@@ -55,7 +55,7 @@ class WorkspaceCreate(common.Body):
     )
 
     @pydantic.model_validator(mode="after")
-    def _one_image(self) -> "WorkspaceCreate":
+    def _one_image(self) -> WorkspaceCreate:
         common.exactly_one(self, "image", "image_ref")
         return self
 

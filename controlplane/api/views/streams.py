@@ -92,7 +92,7 @@ async def _relay(request: web.Request, found: streams.Target) -> web.StreamRespo
             if exc.status in (404, 409):
                 raise errors.Conflict(f"host {found.host_name}: the workspace's container is not there or not running (the agent said {exc.status})") from None
             raise errors.Unavailable(f"the agent of host {found.host_name} refused the stream (HTTP {exc.status})") from None
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise errors.Unavailable(f"cannot reach the agent of host {found.host_name}: {exc.__class__.__name__} {exc}") from None
         async with upstream:
             down = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_FRAME)

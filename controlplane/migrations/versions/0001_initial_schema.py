@@ -1,7 +1,7 @@
 """initial schema: every table of the data model, with triggers for versions and the job-sync outbox
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 06:25:46.491476
 """
 

@@ -118,7 +118,7 @@ def _when(value: typing.Any) -> datetime.datetime | None:
         parsed = datetime.datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 class Outcome(enum.Enum):

@@ -16,7 +16,7 @@ import uuid
 
 from controlplane.domain import query as query_mod
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 
 # What a search hit shows of a job: everything but the log tail (up to 64 KiB

@@ -72,7 +72,7 @@ def test_context_paths_inside_the_checkout_are_normalised(path: str, norm: str) 
 
 @pytest.mark.parametrize("path", ["/etc", "..", "../x", "a/../../x"])
 def test_context_paths_escaping_the_checkout_are_refused_naming_the_field(path: str) -> None:
-    with pytest.raises(b.ContextError, match="context.git_path"):
+    with pytest.raises(b.ContextError, match=r"context.git_path"):
         b.safe_subpath("context.git_path", path)
 
 
@@ -83,5 +83,5 @@ def test_ordinary_git_refs_pass(ref: str) -> None:
 
 @pytest.mark.parametrize("ref", ["", "--upload-pack=touch /tmp/x", "-b", "a b", "x\0y"])
 def test_refs_that_could_pass_for_options_are_refused(ref: str) -> None:
-    with pytest.raises(b.ContextError, match="context.git_ref"):
+    with pytest.raises(b.ContextError, match=r"context.git_ref"):
         b.safe_ref(ref)

@@ -7,8 +7,7 @@ import json
 import pytest
 
 from agent.domain import verification as v
-from shared import messages
-from shared import signing
+from shared import messages, signing
 
 KEY = signing.new_key()
 HOST = "host-a"

@@ -65,7 +65,7 @@ class Client:
         self.base_url = base_url
         self.token = token
 
-    def as_(self, token: str | None) -> "Client":
+    def as_(self, token: str | None) -> Client:
         return Client(self.http, self.base_url, token)
 
     async def request(
@@ -166,7 +166,7 @@ class Seed:
         cordoned: bool = False,
         status: models.HostStatus = models.HostStatus.ACTIVE,
     ) -> models.Host:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         host = models.Host(
             id=uuid.uuid4(), name=name or f"h{uuid.uuid4().hex[:10]}", status=status, cordoned=cordoned, labels={},
             signing_key=signing.new_key(), agent_version="test", capacity_cpus=decimal.Decimal(str(cpus)),

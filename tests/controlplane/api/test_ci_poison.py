@@ -55,7 +55,7 @@ def test_the_topic_and_the_webhook_refuse_the_same_values_naming_the_field():
     ]:
         with pytest.raises(ValueError, match=f"^{field}: "):
             ci.parse(json.dumps(body).encode())
-    with pytest.raises(ValueError, match="^not JSON$"):
+    with pytest.raises(ValueError, match=r"^not JSON$"):
         ci.parse(b"[" * 100_000)
     assert ci.parse(b'{"image": "base", "git_ref": "release/1.2", "idempotency_key": "gh-run 7"}').git_ref == "release/1.2"
 

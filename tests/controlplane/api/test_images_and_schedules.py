@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import uuid
 
 import sqlalchemy as sa
@@ -109,7 +110,7 @@ async def test_a_schedule_is_validated_by_a_real_cron_parser_and_shows_its_next_
     made = await me.post(f"/v1/images/{image['id']}/schedules", {"cron": "30 2 * * 1-5", "timezone": "Europe/Berlin"})
     assert made.status == 201, made.body
     runs = [datetime.datetime.fromisoformat(r.replace("Z", "+00:00")) for r in made.body["next_runs"]]
-    assert len(runs) == 5 and runs == sorted(runs) and runs[0] > datetime.datetime.now(datetime.timezone.utc)
+    assert len(runs) == 5 and runs == sorted(runs) and runs[0] > datetime.datetime.now(datetime.UTC)
     berlin = [r.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin")) for r in runs]
     assert all((b.hour, b.minute) == (2, 30) and b.isoweekday() <= 5 for b in berlin)
     assert made.body["next_run_at"] == made.body["next_runs"][0]
@@ -146,7 +147,7 @@ async def test_a_schedule_restricting_both_day_fields_fires_on_either_and_macros
     assert made.status == 201, made.body
     days = [datetime.datetime.fromisoformat(r.replace("Z", "+00:00")) for r in made.body["next_runs"]]
     assert all((d.hour, d.minute) == (3, 0) and (d.day == 1 or d.isoweekday() == 1) for d in days), days
-    assert all(b - a <= datetime.timedelta(days=7) for a, b in zip(days, days[1:])), "every Monday fires, not only Mondays on the 1st"
+    assert all(b - a <= datetime.timedelta(days=7) for a, b in itertools.pairwise(days)), "every Monday fires, not only Mondays on the 1st"
     daily = await me.post(f"/v1/images/{image['id']}/schedules", {"cron": "@daily", "timezone": "Europe/Berlin"})
     assert daily.status == 201 and daily.body["cron"] == "@daily"
     assert len(daily.body["next_runs"]) == 5

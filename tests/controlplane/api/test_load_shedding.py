@@ -215,7 +215,7 @@ async def test_a_client_that_disconnects_cancels_its_create_and_leaves_no_worksp
     cancelled = sample("a4c_http_requests_total", method="POST", route="/v1/workspaces", status="499")
     busy = sample("a4c_http_in_flight", route_class="create")
     async with holding(database_url, "SELECT pg_advisory_xact_lock(:key)", key=placement.PLACEMENT_LOCK):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(base))
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port_of(base))
         writer.write(
             f"POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {user.token}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body

@@ -16,7 +16,7 @@ from controlplane.services import placement
 from tests.controlplane.api.conftest import settings_for
 
 GIB = 1024**3
-NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 FRESH = 60.0
 # Names whose order differs between byte order and a locale's collation.
 NAMES = ["a-host", "a_host", "B-host", "b.host", "Zeta", "zeta", "h10", "h9", "ünï", "AA", "aa"]
@@ -47,14 +47,14 @@ def random_fleet(rng: random.Random, size: int, healthy: bool) -> list[dict]:
         )
     # Exact twins: equal disk fraction and free memory, so the host id decides.
     twin = dict(hosts[0], id=uuid.UUID(int=rng.getrandbits(128)), name=hosts[0]["name"] + "-twin")
-    return hosts + [twin]
+    return [*hosts, twin]
 
 
 async def insert(session, fleet: list[dict], rng: random.Random, owner: uuid.UUID) -> None:
     for h in fleet:
         session.add(models.Host(signing_key="k", agent_version="t", labels={}, **h))
     await session.flush()
-    for n in range(len(fleet) * 2):
+    for _ in range(len(fleet) * 2):
         host = rng.choice(fleet)
         session.add(
             models.Workspace(
@@ -72,25 +72,27 @@ async def test_choosing_in_sql_gives_what_the_pure_function_gives_on_the_whole_f
     rng = random.Random(seed_value)
     settings = settings_for(database_url, **{"placement.heartbeat_fresh": FRESH})
     owner = await seed.user()
-    async with seed.sessions() as session:
-        async with session.begin():
-            for table in ("jobs", "workspaces", "hosts"):
-                await session.execute(sa.text(f"DELETE FROM {table}"))
-            healthy = seed_value % 3 == 0
-            await insert(session, random_fleet(rng, 120 if healthy else rng.choice([5, 30, 60]), healthy), rng, owner.id)
-            eligible_seen = 0
-            for _ in range(8):
-                request = placement.Request(
-                    cpus=rng.choice([0.25, 0.5, 1.0, 2.0, 3.0]), memory_mb=rng.choice([128, 512, 2048, 6000]), disk_gb=rng.choice([1, 10, 100])
-                )
-                fast = await placement.choose(session, request, settings, now=NOW)
-                everything = await placement.snapshot(session)
-                full = domain.place(domain.Request(request.cpus, request.memory_mb, request.disk_gb), everything, NOW, settings.placement)
-                expected = full.to_record(limit=placement.RECORD_HOSTS)
-                assert fast.record["rejected_counts"] == expected["rejected_counts"], (sorted(fast.record["rejected_counts"].items()), sorted(expected["rejected_counts"].items()))
-                assert fast.record == expected, (request, fast.reason, full.reason)
-                assert (fast.host_id, fast.reason) == (full.host_id, full.reason)
-                eligible_seen = max(eligible_seen, len(full.eligible))
-            if healthy:
-                assert eligible_seen > placement.RECORD_HOSTS, "a healthy fleet must exercise the top-N cut"
-            await session.rollback()
+    async with (
+        seed.sessions() as session,
+        session.begin(),
+    ):
+        for table in ("jobs", "workspaces", "hosts"):
+            await session.execute(sa.text(f"DELETE FROM {table}"))
+        healthy = seed_value % 3 == 0
+        await insert(session, random_fleet(rng, 120 if healthy else rng.choice([5, 30, 60]), healthy), rng, owner.id)
+        eligible_seen = 0
+        for _ in range(8):
+            request = placement.Request(
+                cpus=rng.choice([0.25, 0.5, 1.0, 2.0, 3.0]), memory_mb=rng.choice([128, 512, 2048, 6000]), disk_gb=rng.choice([1, 10, 100])
+            )
+            fast = await placement.choose(session, request, settings, now=NOW)
+            everything = await placement.snapshot(session)
+            full = domain.place(domain.Request(request.cpus, request.memory_mb, request.disk_gb), everything, NOW, settings.placement)
+            expected = full.to_record(limit=placement.RECORD_HOSTS)
+            assert fast.record["rejected_counts"] == expected["rejected_counts"], (sorted(fast.record["rejected_counts"].items()), sorted(expected["rejected_counts"].items()))
+            assert fast.record == expected, (request, fast.reason, full.reason)
+            assert (fast.host_id, fast.reason) == (full.host_id, full.reason)
+            eligible_seen = max(eligible_seen, len(full.eligible))
+        if healthy:
+            assert eligible_seen > placement.RECORD_HOSTS, "a healthy fleet must exercise the top-N cut"
+        await session.rollback()

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from controlplane.db import models
 from shared import messages
 
-
 # More than any seeded host has: such a workspace can never be placed.
 TOO_MANY_CPUS = 200
 

@@ -6,7 +6,7 @@ import datetime
 
 from controlplane.domain import build_placement as bp
 
-NOW = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
 FRESH = datetime.timedelta(seconds=60)
 
 

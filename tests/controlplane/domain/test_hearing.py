@@ -8,7 +8,7 @@ import pytest
 
 from controlplane.domain import hearing, reconcile
 
-NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 GAP = datetime.timedelta(seconds=5)
 GRACE = datetime.timedelta(seconds=8)
 

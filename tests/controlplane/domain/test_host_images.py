@@ -8,7 +8,7 @@ import pytest
 
 from controlplane.domain import host_images
 
-NOW = datetime.datetime(2026, 12, 5, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 12, 5, 12, 0, tzinfo=datetime.UTC)
 SETTLE = datetime.timedelta(seconds=10)
 
 

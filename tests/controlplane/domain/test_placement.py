@@ -10,7 +10,7 @@ import pytest
 from controlplane import settings as cp_settings
 from controlplane.domain import placement
 
-NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 GiB = placement.GiB
 REQUEST = placement.Request(cpus=2, memory_mb=4096, disk_gb=10)
 
@@ -259,7 +259,7 @@ def test_a_bad_request_names_the_field(kwargs, field):
 
 
 def test_naive_times_are_refused_naming_the_field():
-    with pytest.raises(placement.PlacementInputError, match="^last_heartbeat: must be timezone-aware$"):
+    with pytest.raises(placement.PlacementInputError, match=r"^last_heartbeat: must be timezone-aware$"):
         host("a", last_heartbeat=datetime.datetime(2026, 1, 1))
-    with pytest.raises(placement.PlacementInputError, match="^now: "):
+    with pytest.raises(placement.PlacementInputError, match=r"^now: "):
         placement.place(REQUEST, [], datetime.datetime(2026, 1, 1))

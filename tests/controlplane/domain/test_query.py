@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from controlplane.domain import query
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
@@ -175,13 +175,13 @@ def test_bad_input_names_the_token_and_its_position(text, token, position, says)
     ],
 )
 def test_an_empty_range_is_an_error_naming_the_condition_that_emptied_it(text, token, position):
-    with pytest.raises(query.QueryError, match="created: the range .* is empty") as info:
+    with pytest.raises(query.QueryError, match=r"created: the range .* is empty") as info:
         parse(text)
     assert (info.value.token, info.value.position) == (token, position)
 
 
 def test_an_overlong_query_is_refused_naming_the_limit():
-    with pytest.raises(query.QueryError, match="^the query is 2000 characters long; at most 1000 are allowed$") as info:
+    with pytest.raises(query.QueryError, match=r"^the query is 2000 characters long; at most 1000 are allowed$") as info:
         parse("x " * 1000)
     assert info.value.position == 1000
 
@@ -216,9 +216,9 @@ def test_q_over_its_budget_is_an_error_naming_q_and_the_limit(params, limits, sa
 
 def test_a_query_built_in_code_is_checked_against_the_same_limits():
     query.check_limits(query.Query(text=("a", "b")), query.Limits(max_terms=2, max_length=3))
-    with pytest.raises(query.QueryError, match="^q: 3 terms .*at most 2 are allowed$"):
+    with pytest.raises(query.QueryError, match=r"^q: 3 terms .*at most 2 are allowed$"):
         query.check_limits(query.Query(text=("a", "b", "c")), query.Limits(max_terms=2))
-    with pytest.raises(query.QueryError, match="^q: 4 characters; at most 3 are allowed$"):
+    with pytest.raises(query.QueryError, match=r"^q: 4 characters; at most 3 are allowed$"):
         query.check_limits(query.Query(text=("ab", "c")), query.Limits(max_length=3))
 
 
@@ -266,7 +266,7 @@ def test_a_query_built_in_code_is_normalised_and_validated():
         query.Query(not_kind=("nope",))
     assert info.value.param == "not_kind"
     assert str(info.value).startswith("not_kind: unknown kind 'nope'")
-    with pytest.raises(query.QueryError, match="^created_before: needs a time zone$"):
+    with pytest.raises(query.QueryError, match=r"^created_before: needs a time zone$"):
         query.Query(created_before=datetime.datetime(2026, 1, 1))
 
 
@@ -329,7 +329,7 @@ def test_bad_parameters_are_named(params, param, says):
 
 
 def test_ignored_parameters_can_be_chosen():
-    with pytest.raises(query.QueryError, match="^limit: unknown parameter"):
+    with pytest.raises(query.QueryError, match=r"^limit: unknown parameter"):
         query.Query.from_params({"limit": "5"}, now=NOW, ignore=())
 
 
@@ -346,7 +346,7 @@ def test_a_cursor_round_trips_times_and_the_job_id():
 
 def test_a_cursor_for_another_sort_is_refused():
     cursor = query.encode_cursor([NOW, "j"], sort=query.Sort("created_at", True))
-    with pytest.raises(query.CursorError, match="^cursor: made for sort -created_at, not finished_at; start again"):
+    with pytest.raises(query.CursorError, match=r"^cursor: made for sort -created_at, not finished_at; start again"):
         query.decode_cursor(cursor, sort=query.Sort("finished_at", False))
 
 

@@ -9,7 +9,7 @@ from controlplane import settings as cp_settings
 from controlplane.domain import reconcile
 from shared import messages
 
-NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 TAKEN = NOW - datetime.timedelta(seconds=5)
 SETTINGS = cp_settings.ReconcilerSettings(orphan_grace=120, job_ack_timeout=60, job_max_attempts=5, report_only=False)
 REPORT_ONLY = cp_settings.ReconcilerSettings(orphan_grace=120, job_ack_timeout=60, job_max_attempts=5, report_only=True)
@@ -333,7 +333,7 @@ def test_an_inventory_message_becomes_plan_input():
         images=[],
     )
     built = reconcile.inventory_from_message("h1", TAKEN, message, {"c1": ago(60)}, host_name="h12")
-    assert built.containers[0] == ctr(created_at=datetime.datetime(2026, 11, 25, 11, 0, 0, 123456, tzinfo=datetime.timezone.utc), first_seen=ago(60))
+    assert built.containers[0] == ctr(created_at=datetime.datetime(2026, 11, 25, 11, 0, 0, 123456, tzinfo=datetime.UTC), first_seen=ago(60))
     assert (built.containers[1].created_at, built.containers[1].first_seen) == (None, None)
     assert (built.host_id, built.host_name, built.taken_at) == ("h1", "h12", TAKEN)
 

@@ -6,7 +6,7 @@ import pytest
 
 from controlplane.domain import schedules
 
-T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.timezone.utc)
+T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.UTC)
 GRACE = datetime.timedelta(seconds=30)
 
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import typing
 
-import aiokafka
 import asyncpg
 import pytest
 from sqlalchemy.ext import asyncio as sa_asyncio
@@ -107,13 +106,13 @@ class Background:
         await asyncio.wait_for(task, timeout)
 
     async def close(self) -> None:
-        for stopping, task in reversed(self.running):
+        for stopping, _task in reversed(self.running):
             stopping.set()
-        for stopping, task in reversed(self.running):
+        for _stopping, task in reversed(self.running):
             if not task.done():
                 try:
                     await asyncio.wait_for(task, 15)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     task.cancel()
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()

@@ -7,7 +7,6 @@ runs on both backends, page by page to the end, as an admin and as a user.
 
 from __future__ import annotations
 
-import datetime
 import uuid
 
 import asyncpg
@@ -17,11 +16,9 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from bench.search import jobgen
 from controlplane.db import engine as db_engine
-from controlplane.db import models
 from controlplane.domain import query as query_mod
 from controlplane.search import client, elastic, postgres, reindex
 from controlplane.search.domain import results
-from controlplane.services import access
 from tests.controlplane.search import conftest
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -171,7 +168,7 @@ async def test_both_backends_return_the_same_jobs_in_the_same_order_with_the_sam
 
 
 async def test_the_contract_queries_are_not_trivially_empty(loaded):
-    settings, engine, es, people = loaded
+    _settings, engine, _es, _people = loaded
     totals = {}
     for text in QUERIES:
         q = query_mod.parse(text, now=NOW)
@@ -186,7 +183,7 @@ async def test_the_contract_queries_are_not_trivially_empty(loaded):
 
 @pytest.mark.parametrize("text", ["", "status:failed", "step"])
 async def test_past_the_total_limit_both_backends_report_the_limit_as_a_lower_bound(loaded, text):
-    settings, engine, es, people = loaded
+    settings, engine, es, _people = loaded
     q = query_mod.parse(text, now=NOW)
     page = results.Page(limit=5, facets=True, interval="week", total_limit=20)
     on_es = await elastic.search(es, settings.search.index_alias, q, None, page, facet_size=FACETS)

@@ -15,7 +15,11 @@ class Clock:
 
 def test_errors_in_a_row_open_it_and_a_success_in_between_resets_the_count():
     b = breaker.Breaker(3, 10.0, Clock())
-    b.failed(); b.failed(); b.succeeded(); b.failed(); b.failed()
+    b.failed()
+    b.failed()
+    b.succeeded()
+    b.failed()
+    b.failed()
     assert b.state is breaker.State.CLOSED and b.allow()
     b.failed()
     assert b.state is breaker.State.OPEN and not b.allow()

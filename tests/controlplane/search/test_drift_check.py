@@ -13,7 +13,7 @@ CREATED = jobgen.COLUMNS.index("created_at")
 
 
 def _day(when: datetime.datetime) -> datetime.datetime:
-    return when.astimezone(datetime.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return when.astimezone(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 async def test_missing_stale_purged_and_deleted_jobs_are_found_per_day_and_repaired(settings, db, es, engine):
@@ -68,7 +68,7 @@ def test_a_merge_of_both_sides_decides_each_repair():
 
 
 def test_buckets_compare_on_count_version_sum_and_maximum():
-    day = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
+    day = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
     other = day + datetime.timedelta(days=1)
     same = {day: drift.Stats(3, 9, 4)}
     assert drift.compare(same, dict(same)) == []

@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 
-from bench.search import jobgen
 from controlplane.db import models
 from controlplane.domain import query as query_mod
 from controlplane.search import check, index, reindex, service

@@ -79,7 +79,7 @@ async def test_the_executed_statements_are_the_same_for_3_and_300_terms_and_stay
         if n == 3:
             first = statements
         assert statements == first, f"{n} terms"
-    assert len(engine.sync_engine._compiled_cache) < 10  # noqa: SLF001 - the cache this is about
+    assert len(engine.sync_engine._compiled_cache) < 10  # the cache this is about
 
 
 async def test_a_maximal_search_costs_the_event_loop_milliseconds_not_seconds(db, engine):
@@ -112,7 +112,7 @@ async def test_phrases_of_common_words_keep_every_word_on_postgresql(db, engine)
     texts = [t for found in PHRASES.values() for t in found] + DECOYS
     columns = list(jobgen.COLUMNS)
     rows = []
-    for row, text in zip(jobgen.jobs(len(texts), seed=5), texts):
+    for row, text in zip(jobgen.jobs(len(texts), seed=5), texts, strict=True):
         row = list(row)
         row[columns.index("error")], row[columns.index("log_tail")] = text, f"Step 1/2 : RUN make\nbuilding on a4c.host\n{text}"
         rows.append(tuple(row))
@@ -156,9 +156,11 @@ async def api(database_url, db) -> typing.AsyncIterator[typing.Callable[..., typ
 
 
 async def _search(base: str, token: str, params: list[tuple[str, str]]) -> tuple[int, typing.Any]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{base}/v1/jobs/search", params=params, headers={"Authorization": f"Bearer {token}"}) as resp:
-            return resp.status, await resp.json()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/v1/jobs/search", params=params, headers={"Authorization": f"Bearer {token}"}) as resp,
+    ):
+        return resp.status, await resp.json()
 
 
 HOSTILE = " ".join(f"{i:x}" for i in range(1550))

@@ -64,7 +64,7 @@ async def test_search_reindex_run_as_a_command_swaps_the_alias_to_a_new_index_ho
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), 180)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         process.kill()
         await process.wait()
         raise

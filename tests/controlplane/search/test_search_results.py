@@ -11,7 +11,7 @@ from controlplane.db import models
 from controlplane.domain import query as query_mod
 from controlplane.search.domain import requests, results
 
-NOW = datetime.datetime(2025, 3, 1, 12, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2025, 3, 1, 12, tzinfo=datetime.UTC)
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_facet_buckets_are_ordered_by_count_then_by_value_in_byte_order():
 
 
 def test_a_cursor_carries_the_sort_value_and_the_job_id_and_refuses_anything_else():
-    when = datetime.datetime(2025, 1, 1, 0, 0, 0, 123456, tzinfo=datetime.timezone.utc)
+    when = datetime.datetime(2025, 1, 1, 0, 0, 0, 123456, tzinfo=datetime.UTC)
     job_id = str(uuid.uuid4())
     sort = query_mod.Sort()
     cursor = results.next_cursor([{"created_at": when, "id": job_id}, {"created_at": when, "id": "next"}], 1, sort)
@@ -49,7 +49,7 @@ def test_a_cursor_carries_the_sort_value_and_the_job_id_and_refuses_anything_els
 def test_a_job_renders_the_same_from_an_es_source_and_a_postgres_row():
     job_id = uuid.uuid4()
     row = {"id": job_id, "status": models.JobStatus.FAILED, "kind": models.JobKind.IMAGE_BUILD, "version": 3,
-           "created_at": datetime.datetime(2025, 1, 1, 1, 2, 3, 4, tzinfo=datetime.timezone.utc), "finished_at": None}
+           "created_at": datetime.datetime(2025, 1, 1, 1, 2, 3, 4, tzinfo=datetime.UTC), "finished_at": None}
     source = {"id": str(job_id), "status": "failed", "kind": "image_build", "version": 3,
               "created_at": "2025-01-01T01:02:03.000004+00:00", "finished_at": None, "log_tail": "not shown"}
     assert results.job(row) == results.job(source)

@@ -13,10 +13,10 @@ import aiokafka
 import prometheus_client
 import pytest
 
-from controlplane.search import check, index, service, sync
-from controlplane.domain import query as query_mod
-from controlplane.services import access
 from controlplane.db import models
+from controlplane.domain import query as query_mod
+from controlplane.search import check, index, service, sync
+from controlplane.services import access
 from tests.controlplane.search import conftest
 from tests.harness import wait
 
@@ -102,7 +102,6 @@ async def test_a_stale_update_replayed_after_a_delete_never_brings_the_job_back(
     await wait.eventually(lambda: pipeline.stale >= stale_before + 1, timeout=20, message="the replayed update was consumed")
     doc = await _doc(es, alias, job_id)
     assert doc["deleted"] is True
-    q = query_mod.parse("", now=rows[0][jobgen_created()])
     assert str(job_id) not in await _search_ids(settings, es, engine)
     await _no_drift(settings, engine, es)
 
@@ -134,7 +133,7 @@ async def test_a_poison_document_is_dead_lettered_with_the_reason_and_the_partit
 
     await wait.eventually(moved_on, timeout=20, message="jobs written after the poison are indexed")
     letters = await _dead_letters(settings, 2)
-    by_message = {json.loads(l["message"]).get("id") if l["message"].startswith("{") else "junk": l for l in letters}
+    by_message = {json.loads(letter["message"]).get("id") if letter["message"].startswith("{") else "junk": letter for letter in letters}
     # Elasticsearch 8's own name for a field it cannot parse (7.x said mapper_parsing_exception).
     assert "document_parsing_exception" in by_message[poison_id]["reason"]
     assert "attempts" in by_message[poison_id]["reason"]
@@ -209,7 +208,6 @@ async def test_a_consumer_group_reset_to_earliest_replays_history_without_regres
     await _no_drift(settings, engine, es)
     total = pipeline.messages
     # Stop the pipeline's consumer, rewind its group, start a fresh one.
-    stopping, task = background.running[1]
     await background.stop(background.running[1])
     await _rewind(settings)
     again = sync.Stats()
@@ -233,7 +231,7 @@ async def _rewind(settings) -> None:
             return consumer.assignment()
 
         partitions = await wait.eventually(assigned, timeout=20, message="the rewinding member gets the partitions")
-        await consumer.commit({tp: 0 for tp in partitions})
+        await consumer.commit(dict.fromkeys(partitions, 0))
     finally:
         await consumer.stop()
 

@@ -10,7 +10,7 @@ import pytest
 
 from controlplane import settings as cp_settings
 from controlplane.search import sync_listener
-from tests.harness import ports
+from tests.harness import ports, wait
 
 
 def _settings(port: int, token_file: pathlib.Path | None = None) -> cp_settings.Settings:
@@ -64,9 +64,7 @@ async def test_the_watchdog_pings_while_the_loop_runs_and_stops_when_it_ends() -
     running = True
     stopping = asyncio.Event()
     task = asyncio.create_task(sync_listener.watchdog(0.01, lambda: running, stopping, lambda: pings.append(1)))
-    async with asyncio.timeout(10):
-        while len(pings) < 3:
-            await asyncio.sleep(0.01)
+    await wait.eventually(lambda: len(pings) >= 3, timeout=10, message="three pings while the loop runs")
     running = False
     async with asyncio.timeout(10):
         await task  # ends by itself: no more pings once the loop is dead
