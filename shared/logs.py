@@ -40,6 +40,8 @@ import traceback
 import typing
 import uuid
 
+from shared import settings as common
+
 ECS_VERSION = "8.11.0"
 # The fields that follow one operation across the daemons (docs/operations/logging.md).
 JOB_ID, WORKSPACE_ID, REQUEST_ID = "job_id", "workspace_id", "request_id"
@@ -121,12 +123,12 @@ def _redact(key: str, value: typing.Any) -> typing.Any:
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, typing.Any]:
-    """The record's a4c fields: the scope's, then its ``extra`` ones, secrets redacted."""
+    """The record's a4c fields: the scope's, then its ``extra`` ones (None means absent, as in ECS), secrets redacted."""
     out = dict(_context.get() or {})
     for key, value in vars(record).items():
         if key not in _STANDARD and not key.startswith("_") and key != ECS_EXTRA:
             out[key] = value
-    return {k: _redact(k, v) for k, v in out.items()}
+    return {k: _redact(k, v) for k, v in out.items() if v is not None}
 
 
 class EcsFormatter(logging.Formatter):
@@ -179,13 +181,8 @@ class TextFormatter(logging.Formatter):
         return base + ("" if not fields else " " + " ".join(f"{k}={v}" for k, v in fields.items()))
 
 
-class _Settings(typing.Protocol):
-    level: str
-    format: str
-
-
 def setup(
-    settings: _Settings, *, service: str, host_name: str | None = None, filters: typing.Sequence[logging.Filter] = ()
+    settings: common.LoggingSettings, *, service: str, host_name: str | None = None, filters: typing.Sequence[logging.Filter] = ()
 ) -> logging.Handler:
     """Route every logger to one stderr handler in the configured format; returns the handler."""
     handler = logging.StreamHandler(sys.stderr)

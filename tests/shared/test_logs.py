@@ -63,6 +63,12 @@ def test_note_adds_to_the_innermost_scope_and_does_nothing_outside_one() -> None
         assert logs.current() == {"request_id": "req-12345678"}
 
 
+def test_a_field_given_as_none_is_left_out_rather_than_written_null() -> None:
+    with logs.scope(request_id="req-12345678"):
+        data = _line(_record("command queued", job_id=None, error=None, kind="host.cleanup"))
+    assert data["a4c"] == {"request_id": "req-12345678", "kind": "host.cleanup"}
+
+
 def test_exceptions_become_the_ecs_error_object() -> None:
     try:
         raise ValueError("boom")
