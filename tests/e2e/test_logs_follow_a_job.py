@@ -46,25 +46,40 @@ def daemons(
     workdir = tmp_path_factory.mktemp("e2e-logs")
     prefix = f"e{test_run_id[-6:]}logs"
     json_logs = {"logging": {"format": "json", "level": "INFO"}}
-    config = system._merge(conftest.FAST, {
-        "database": {"url": database_url},
-        "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
-        **json_logs,
-    })
+    config = system._merge(
+        conftest.FAST,
+        {
+            "database": {"url": database_url},
+            "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
+            **json_logs,
+        },
+    )
     plane = system.ControlPlane(workdir, "cp0", config)
     agent: system.Agent | None = None
     try:
         plane.start()
         admin = system.Api(plane.url, system.create_admin(workdir / "cp0.yaml", workdir))
         enrol = system.run_sync(admin.post("/v1/enrolment-tokens", {"description": "e2e-logs", "max_uses": 1}))
-        agent = system.Agent(workdir, "agent0", system._merge({
-            "agent": {"control_plane_url": plane.url, "enrolment_token": enrol["token"], "state_dir": str(workdir / "agent0"), "host_name": f"{prefix}-agent0"},
-            "kafka": dict(config["kafka"]),
-            "docker": {"publish_address": "127.0.0.1", "pull_missing_images": False},
-            "reporting": {"heartbeat_interval": 1.0, "inventory_interval": 1.5, "disk_interval": 2.0, "disk_paths": [str(workdir)]},
-            "cleanup": {"enabled": False},
-            "daemon": {"metrics_port": 0, "shutdown_deadline": 5.0},
-        }, json_logs)).start()
+        agent = system.Agent(
+            workdir,
+            "agent0",
+            system._merge(
+                {
+                    "agent": {
+                        "control_plane_url": plane.url,
+                        "enrolment_token": enrol["token"],
+                        "state_dir": str(workdir / "agent0"),
+                        "host_name": f"{prefix}-agent0",
+                    },
+                    "kafka": dict(config["kafka"]),
+                    "docker": {"publish_address": "127.0.0.1", "pull_missing_images": False},
+                    "reporting": {"heartbeat_interval": 1.0, "inventory_interval": 1.5, "disk_interval": 2.0, "disk_paths": [str(workdir)]},
+                    "cleanup": {"enabled": False},
+                    "daemon": {"metrics_port": 0, "shutdown_deadline": 5.0},
+                },
+                json_logs,
+            ),
+        ).start()
         agent.wait_enrolled()
 
         async def active() -> bool:

@@ -59,7 +59,8 @@ async def test_a_create_writes_its_request_id_with_the_command_and_logs_its_job_
     user = await seed.user()
     request_id = f"req-{uuid.uuid4().hex}"
     answer = await client(user.token).post(
-        "/v1/workspaces", {"name": f"ws-{uuid.uuid4().hex[:8]}", "image_ref": "debian:12", "cpus": 1, "memory_mb": 256, "disk_gb": 1},
+        "/v1/workspaces",
+        {"name": f"ws-{uuid.uuid4().hex[:8]}", "image_ref": "debian:12", "cpus": 1, "memory_mb": 256, "disk_gb": 1},
         headers={"X-Request-Id": request_id},
     )
     assert answer.status == 202, answer.body
