@@ -100,7 +100,10 @@ class Client:
                 f"{self.server} answered HTTP {exc.code} {exc.reason or ''} without an A4C error body; "
                 "is --server the A4C API, and is it up behind its proxy?"
             )
-        return errors.ApiError(exc.code, str(detail.get("code", exc.code)), str(detail["message"]), detail.get("fields") or [])
+        return errors.ApiError(
+            exc.code, str(detail.get("code", exc.code)), str(detail["message"]), detail.get("fields") or [],
+            request_id=exc.headers.get("X-Request-Id") if exc.headers is not None else None,
+        )
 
 
 def _param(value: typing.Any) -> str:

@@ -62,8 +62,12 @@ def exit_for_status(status: int) -> Exit:
 class ApiError(CliError):
     """The API's ``{"error": {"code", "message", "fields": [{"path", "reason"}]}}``, as one readable message."""
 
-    def __init__(self, status: int, code: str, message: str, fields: typing.Sequence[typing.Mapping[str, str]] = ()) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, fields: typing.Sequence[typing.Mapping[str, str]] = (), *, request_id: str | None = None
+    ) -> None:
         self.status, self.code, self.message = status, code, message
+        # The API's X-Request-Id: every control-plane log line of the request carries it (docs/operations/logging.md).
+        self.request_id = request_id
         self.fields = [(str(f.get("path", "")), str(f.get("reason", ""))) for f in fields]
         self.exit_code = exit_for_status(status)
         super().__init__(self.describe())
@@ -74,7 +78,8 @@ class ApiError(CliError):
         if self.status == 403:
             return f"not allowed: {self.message}"
         if self.status >= 500:
-            return f"the A4C API failed ({self.status} {self.code}): {self.message}; try again, or see the control plane's log"
+            where = f" (request id {self.request_id})" if self.request_id else ""
+            return f"the A4C API failed ({self.status} {self.code}): {self.message}; try again, or see the control plane's log{where}"
         if not self.fields:
             return self.message
         problems = [f"{path or '(request)'}: {reason}" for path, reason in self.fields]

@@ -45,6 +45,34 @@ def test_a_server_that_is_not_the_a4c_api_exits_5_saying_so_rather_than_not_foun
     assert f"{not_the_api} answered HTTP 404" in _one_error(done) and "without an A4C error body" in done.stderr
 
 
+class _Failing(http.server.BaseHTTPRequestHandler):
+    """Answers every request as the API answers an internal error, with its request id."""
+
+    def do_GET(self) -> None:
+        body = b'{"error": {"code": "internal", "message": "internal error; it has been logged", "fields": []}}'
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Request-Id", "7f3c0e5b9d2a4c1e8b6f0a9d3e2c1b4a")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_error_names_the_request_id_to_find_in_the_control_planes_log(cli):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = cli.process("workspaces", "list", A4C_SERVER=f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "the A4C API failed (500 internal)" in _one_error(done)
+    assert "see the control plane's log (request id 7f3c0e5b9d2a4c1e8b6f0a9d3e2c1b4a)" in done.stderr
+
+
 def test_a_rejected_token_exits_4_and_says_to_run_a4c_login(cli):
     done = cli.process("workspaces", "list", A4C_TOKEN="a4c_not_a_real_token")
     assert done.code == 4, str(done)
