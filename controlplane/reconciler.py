@@ -282,14 +282,20 @@ async def _reconcile_host(session: Session, host_id: uuid.UUID, settings: cp_set
         ACTIONS.labels(type(action).__name__, mode).inc()
         report.actions.append(action)
         if action.report_only:
-            logger.info("reconciler (report-only) on %s would: %s — %s", host.name, type(action).__name__, action.reason)
+            logger.info(
+                "reconciler (report-only) on %s would: %s — %s", host.name, type(action).__name__, action.reason,
+                extra={"workspace_id": _str_or_none(getattr(action, "workspace_id", None)), "job_id": _str_or_none(getattr(action, "job_id", None))},
+            )
             continue
         await _carry_out(session, host, action, by_id, jobs_by_id, settings)
     # What the host says it holds: acknowledged jobs it dropped are re-queued (the queue step below sends
     # them again this pass) or adopted, and builds it no longer has are unrecorded (issue 14 items 2 and 5).
     report_only = settings.reconciler.report_only
     for verdict in await host_holdings.settle_jobs(session, host, job_rows, report_only=report_only):
-        logger.warning("job %s on %s%s: %s", verdict.job_id, host.name, " (report-only)" if report_only else "", verdict.reason)
+        logger.warning(
+            "job %s on %s%s: %s", verdict.job_id, host.name, " (report-only)" if report_only else "", verdict.reason,
+            extra={"job_id": str(verdict.job_id), "host_id": str(host.id)},
+        )
     for image_id in await host_holdings.forget_removed_images(
         session, host, settle=datetime.timedelta(seconds=settings.reconciler.job_ack_timeout)
     ):
@@ -472,3 +478,7 @@ async def _dispatch_queued(session: Session, settings: cp_settings.Settings) -> 
             continue
         await _reissue(session, job, settings, reason=job.reason)
     return len(rows)
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
