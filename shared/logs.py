@@ -192,4 +192,6 @@ def setup(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
+    # Python's warnings would otherwise print bare text between the JSON lines.
+    logging.captureWarnings(True)
     return handler

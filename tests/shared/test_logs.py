@@ -97,6 +97,31 @@ def test_a_well_formed_request_id_is_kept_and_anything_else_replaced() -> None:
         assert fresh != bad and logs.valid_request_id(fresh)
 
 
+def test_after_setup_every_line_on_stderr_is_ecs_json_warnings_included(capsys) -> None:
+    import warnings
+
+    from shared import settings as common
+
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    try:
+        logs.setup(common.LoggingSettings(format="json", level="INFO"), service="a4c-controlplane", host_name="cp-1")
+        logging.getLogger("controlplane.test").info("hello", extra={"job_id": "j4"})
+        warnings.warn("an old API", DeprecationWarning, stacklevel=1)
+    finally:
+        root.handlers[:], _ = before
+        root.setLevel(before[1])
+        logging.captureWarnings(False)
+    lines = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
+    for line in lines:
+        jsonschema.validate(line, SCHEMA)
+    assert [(x["log"]["logger"], x["service"]["name"]) for x in lines] == [
+        ("controlplane.test", "a4c-controlplane"),
+        ("py.warnings", "a4c-controlplane"),
+    ]
+    assert lines[0]["a4c"] == {"job_id": "j4"} and "an old API" in lines[1]["message"]
+
+
 def test_the_text_format_shows_the_fields_as_key_value() -> None:
     with logs.scope(job_id="j3"):
         line = logs.TextFormatter().format(_record("command done", ok=True))
