@@ -30,7 +30,7 @@ from agent.domain import containers as spec_mod
 from agent.domain import disk_limits as disk_limits_rule
 from agent.domain import main_process
 from agent.domain import ports as ports_mod
-from shared import messages
+from shared import logs, messages
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,11 @@ class Workspaces:
             raise jobs.JobFailed(str(exc)) from exc
 
     def _state(self, state: messages.WorkspaceState) -> None:
+        # Inside a command that carried a request id (agent/dispatcher.py binds both), the
+        # control plane knows WorkspaceState.job_id: name the job so its line about this change does too.
+        bound = logs.current()
+        if bound.get(logs.REQUEST_ID) and bound.get(logs.JOB_ID) and state.job_id is None:
+            state = state.model_copy(update={"job_id": str(bound[logs.JOB_ID])})
         self.ctx.publisher.emit(messages.EventKind.WORKSPACE_STATE, state)
 
     @staticmethod

@@ -170,6 +170,19 @@ class WorkspaceState(_Model):
     exit_code: int | None = None
     restart_count: int | None = pydantic.Field(default=None, description="Set with failed: restarts Docker made before the agent stopped it.")
     reason: str = ""
+    job_id: str | None = pydantic.Field(
+        default=None,
+        description="The job whose command made this change, so the control plane's line about it names the job. "
+        "Sent only when that command carried a request id (the control plane is new enough to know this field); absent otherwise.",
+    )
+
+    @pydantic.model_serializer(mode="wrap")
+    def _absent_job(self, handler: pydantic.SerializerFunctionWrapHandler) -> dict[str, typing.Any]:
+        # Left out, not null, when unset: an older control plane refuses keys it does not know.
+        data: dict[str, typing.Any] = handler(self)
+        if data.get("job_id") is None:
+            data.pop("job_id", None)
+        return data
 
 
 class Heartbeat(_Model):

@@ -130,6 +130,14 @@ async def test_every_line_of_one_create_is_found_by_its_job_id_and_by_its_reques
     every = [x for lines in found.values() for x in lines]
     missing = [f"{x['_file']}: {x['message']}" for x in every if x["a4c"].get("request_id") != request_id]
     assert not missing, f"lines of the job without request id {request_id}: {missing}"
+    # Every line of the create is found by the job id alone: whatever carries the request id or the
+    # workspace id (the consumer's workspace states included) carries the job id too.
+    lines = _lines(plane.log, agent.log)
+    about = [x for x in lines if x.get("a4c", {}).get("request_id") == request_id or x.get("a4c", {}).get("workspace_id") == ws_id]
+    states = [x for x in about if x["message"] == "workspace state applied"]
+    assert {x["a4c"]["state"] for x in states} >= {"creating", "running"}, states
+    unnamed = [f"{x['_file']}: {x['message']}" for x in about if x["a4c"].get("job_id") != job_id]
+    assert not unnamed, f"lines of the create not found by job id {job_id}: {unnamed}"
 
     everything = _lines(plane.log, agent.log)
     for line in everything:

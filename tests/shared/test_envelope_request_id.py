@@ -38,3 +38,12 @@ def test_agents_announce_the_request_id_feature_in_heartbeats() -> None:
     assert messages.REQUEST_ID_FEATURE in messages.FEATURES
     hb = messages.Heartbeat(agent_version="x", uptime_s=1, cpus=1, memory_mb=1, features=list(messages.FEATURES))
     assert hb.model_dump(mode="json")["features"] == ["request_id"]
+
+
+def test_a_workspace_state_names_its_job_only_when_it_has_one() -> None:
+    plain = messages.WorkspaceState(workspace_id="w1", state="running")
+    assert "job_id" not in plain.model_dump(mode="json"), "an older control plane refuses the key, even as null"
+    named = messages.WorkspaceState(workspace_id="w1", state="running", job_id="j1")
+    raw = messages.encode(messages.EventKind.WORKSPACE_STATE, "h1", 1, named, KEY, request_id="req-12345678")
+    _, payload = messages.parse_event(messages.decode_envelope(signing.verify(raw, KEY)))
+    assert isinstance(payload, messages.WorkspaceState) and payload.job_id == "j1"
