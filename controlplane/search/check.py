@@ -266,4 +266,4 @@ async def _apply(
     report.unrepaired += [c.id for c in written.stale]
     for change, why in written.rejected:
         report.unrepaired.append(change.id)
-        logger.error("search repair: job %s rejected by Elasticsearch: %s", change.id, why)
+        logger.error("search repair: job %s rejected by Elasticsearch: %s", change.id, why, extra={"job_id": str(change.id)})

@@ -235,7 +235,7 @@ class _Writer:
         for change, why in report.rejected:
             # A row Elasticsearch refuses cannot be fixed by retrying; the
             # check at the end reports the bucket it belongs to.
-            logger.error("reindex: job %s rejected: %s", change.id, why)
+            logger.error("reindex: job %s rejected: %s", change.id, why, extra={"job_id": str(change.id)})
 
 
 async def _progress(engine: sa_asyncio.AsyncEngine, name: str, phase: str, cursor: dict | None, docs: int) -> None:

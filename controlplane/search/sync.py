@@ -251,7 +251,8 @@ async def _dead_letter(
         "key": record.key.decode("utf-8", "replace") if record.key else None,
         "message": raw.decode("utf-8", "replace"),
     }
-    logger.error("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+    # Job-sync messages are keyed by job id (controlplane/relay.py): the line joins that job's story.
+    logger.error("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason, extra={"job_id": value["key"]})
     await producer.send_and_wait(names.dead_letter, json.dumps(value).encode(), key=record.key)
     metrics.DEAD_LETTERS.labels(cause).inc()
 
