@@ -24,6 +24,7 @@ test: deps venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 bench: deps venv

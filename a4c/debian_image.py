@@ -136,9 +136,12 @@ def import_image(client: docker.DockerClient, tarball: pathlib.Path, tag: str, c
     repository, _, version = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
     try:
         client.api.import_image_from_file(str(tarball), repository=repository, tag=version, changes=[f"CMD {json.dumps(list(command))}"])
-        return client.images.get(tag).id
+        image_id = client.images.get(tag).id
     except docker.errors.DockerException as exc:
         raise DebianImageError(f"importing {tarball} as {tag} failed: {exc}") from exc
+    if image_id is None:
+        raise DebianImageError(f"importing {tarball} as {tag}: the daemon reports no image id")
+    return image_id
 
 
 def docker_host_of(state_dir: pathlib.Path) -> str | None:

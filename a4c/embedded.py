@@ -331,11 +331,11 @@ class Bridge:
     def _choose(self) -> ipaddress.IPv4Network:
         used = [a.network for name, a in _interfaces() if name != self.name] + _routes()
         try:
-            remembered = [ipaddress.ip_network(json.loads(self.file.read_text())["subnet"])]
+            remembered = [ipaddress.IPv4Network(json.loads(self.file.read_text())["subnet"])]
         except (OSError, ValueError, KeyError):
             remembered = []
         # Docker's own default pools are 172.17-31.0.0/16: stay clear of 172.17 (docker0).
-        candidates = [ipaddress.ip_network(f"172.{a}.{b}.0/24") for a in range(18, 32) for b in range(256)]
+        candidates = [ipaddress.IPv4Network(f"172.{a}.{b}.0/24") for a in range(18, 32) for b in range(256)]
         random.shuffle(candidates)
         for net in remembered + candidates:
             if not any(net.overlaps(u) for u in used):
@@ -360,7 +360,7 @@ def _interfaces() -> list[tuple[str, ipaddress.IPv4Interface]]:
     for line in out.splitlines():
         fields = line.split()
         if "inet" in fields and len(fields) > 1:
-            found.append((fields[1].rstrip(":"), ipaddress.ip_interface(fields[fields.index("inet") + 1])))
+            found.append((fields[1].rstrip(":"), ipaddress.IPv4Interface(fields[fields.index("inet") + 1])))
     return found
 
 
@@ -369,7 +369,7 @@ def _routes() -> list[ipaddress.IPv4Network]:
     nets = []
     for line in out.splitlines():
         try:
-            net = ipaddress.ip_network(line.split()[0], strict=False)
+            net = ipaddress.IPv4Network(line.split()[0], strict=False)
         except (ValueError, IndexError):
             continue  # "default", "local", "broadcast" … lines
         if net.prefixlen > 0:

@@ -233,7 +233,7 @@ class Up:
         token = (self.state / "admin.token").read_text().strip()
         agent_state = self.state / "agent"
         agent_state.mkdir(exist_ok=True, mode=0o700)
-        config = {
+        config: dict[str, typing.Any] = {
             "agent": {"control_plane_url": url, "state_dir": str(agent_state), "host_name": socket.gethostname()},
             "kafka": {"bootstrap_servers": kafka, "topic_prefix": _get(self.config, "kafka.topic_prefix") or "a4c", **self._broker_quirks()},
             "docker": {"base_url": docker_host, "publish_address": self.publish_address},

@@ -153,6 +153,7 @@ class Builder:
         }
         if ctx.dockerfile is not None:
             return dict(common, fileobj=_inline_context(ctx.dockerfile), custom_context=True), None, None
+        assert ctx.git_url is not None  # a BuildContext has exactly one source
         try:
             sub = domain.safe_subpath("context.git_path", ctx.git_path)
             dockerfile = domain.safe_subpath("context.dockerfile_path", ctx.dockerfile_path)

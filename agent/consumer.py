@@ -158,12 +158,12 @@ class CommandConsumer:
         if task is None:
             self._finished(ticket)
         else:
-            task.add_done_callback(lambda _t, t=ticket: self._finished(t))
+            task.add_done_callback(lambda _task: self._finished(ticket))
 
     def _finished(self, ticket: offsets.Ticket) -> None:
         offset = self.tracker.finished(ticket)
         if offset is not None:
-            self._to_commit[ticket.partition] = offset  # type: ignore[index]
+            self._to_commit[ticket.partition] = offset
             self._commit_wake.set()
         self._slot_free.set()
 

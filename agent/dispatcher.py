@@ -26,6 +26,7 @@ lost job.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import typing
@@ -104,7 +105,7 @@ class Dispatcher:
         metrics.IN_FLIGHT.set(len(self._running))
         if key:
             self._tails[key] = task
-        task.add_done_callback(lambda t, cid=verdict.envelope.id, k=key: self._forget(cid, k, t))
+        task.add_done_callback(functools.partial(self._forget, verdict.envelope.id, key))
         return task
 
     def _cancel(self, verdict: verification.Accepted) -> None:

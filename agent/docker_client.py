@@ -27,6 +27,7 @@ import typing
 import docker
 import docker.errors
 import docker.utils
+import docker.utils.socket
 import requests.exceptions
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class Docker:
             except Exception as exc:
                 client.close()
                 raise translate(exc) from exc
-            raw = getattr(sock, "_sock", sock)
+            raw: typing.Any = getattr(sock, "_sock", sock)
             raw.settimeout(None)  # an idle interactive session is not an error; the caller bounds the session's time
             return exec_id, raw, client
 
@@ -292,7 +293,7 @@ class BuildRun:
 
     def __init__(self, docker_: Docker, timeout: float, **build_kwargs: typing.Any) -> None:
         base = docker_.client()
-        kwargs: dict[str, typing.Any] = {"base_url": docker_.base_url} if docker_.base_url else docker.utils.kwargs_from_env()
+        kwargs: dict[str, typing.Any] = {"base_url": docker_.base_url} if docker_.base_url else dict(docker.utils.kwargs_from_env())
         self._client = _RecordingClient(version=base.api_version, timeout=int(timeout) + 1, **kwargs)
         self._kwargs = dict(build_kwargs, timeout=int(timeout) + 1, decode=True)
         self.aborted = False

@@ -58,7 +58,8 @@ class Watcher:
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
         filters = {"type": ["container"], "label": spec_mod.owned_filters(self.ctx.host_id), "event": list(_ACTIONS)}
-        since = self._since
+        # The SDK takes whole seconds; Docker's events carry them too.
+        since = int(self._since) if self._since is not None else None
         holder: dict[str, typing.Any] = {}
 
         def read() -> None:
@@ -104,7 +105,7 @@ class Watcher:
         action = event.get("Action") or event.get("status")
         if not workspace_id or action not in _ACTIONS or self.ctx.expectations.expected(workspace_id):
             return
-        container_id = (event.get("Actor") or {}).get("ID") or event.get("id")
+        container_id: str = (event.get("Actor") or {}).get("ID") or event.get("id") or ""
         if action == "oom":
             log.warning("workspace container ran out of memory", extra={"workspace_id": workspace_id})
             return

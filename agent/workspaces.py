@@ -66,7 +66,7 @@ class Workspaces:
             self._state(messages.WorkspaceState(workspace_id=spec.workspace_id, state="creating"))
             info = await self._find(name)
             adopted = info is not None
-            if adopted:
+            if info is not None:
                 log.info("workspace container exists; adopting it", extra={"container": name, "job_id": job_id})
             else:
                 main = main_process.decide(spec.command, await self._image_config(spec.image, job_id))

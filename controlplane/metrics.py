@@ -69,16 +69,16 @@ def observe(method: str, route: str, status: int, seconds: float) -> None:
 
 async def refresh_domain(session: sa_asyncio.AsyncSession) -> None:
     """Set the domain gauges from the database (every label present, zero when empty)."""
-    hosts = dict((await session.execute(_HOSTS)).all())
+    hosts: dict[str, int] = dict((await session.execute(_HOSTS)).all())
     for status in [s.value for s in models.HostStatus] + ["cordoned"]:
         HOSTS.labels(status).set(hosts.get(status, 0))
-    jobs = dict((await session.execute(_JOBS)).all())
+    jobs: dict[str, int] = dict((await session.execute(_JOBS)).all())
     for status in LIVE_JOB_STATUSES:
         JOBS.labels(status).set(jobs.get(status, 0))
     late, late_seconds = (await session.execute(_JOBS_LATE)).one()
     JOBS_LATE.set(late)
     JOBS_LATE_SECONDS.set(float(late_seconds))
-    workspaces = dict((await session.execute(_WORKSPACES)).all())
+    workspaces: dict[str, int] = dict((await session.execute(_WORKSPACES)).all())
     for state in models.ObservedState:
         WORKSPACES.labels(state.value).set(workspaces.get(state.value, 0))
 

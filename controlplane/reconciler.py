@@ -145,6 +145,7 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
     ).all()
     by_host: dict[uuid.UUID, list[reconcile.Workspace]] = {}
     for host_id, ws_id, desired, observed in live:
+        assert host_id is not None  # selected by host_id IN (...)
         by_host.setdefault(host_id, []).append(reconcile.Workspace(id=str(ws_id), desired=desired.value, observed=observed.value))
     liveness = [
         reconcile.HostLiveness(
@@ -413,6 +414,7 @@ async def _dispatch_unplaced_builds(session: Session, settings: cp_settings.Sett
             job.reason = choice.reason
             continue
         host = await session.get(models.Host, choice.host.id)
+        assert host is not None  # chosen from the hosts table in this transaction
         await image_service.dispatch_build(session, job, host, settings, reason=choice.reason)
         sent += 1
     return sent

@@ -21,6 +21,13 @@ from shared import settings as common
 Seconds = common.Seconds
 
 
+GitUrlScheme = typing.Literal["https", "ssh", "http", "git", "file"]
+
+
+def _default_git_url_schemes() -> list[GitUrlScheme]:
+    return ["https", "ssh"]
+
+
 class HttpSettings(config.StrictModel):
     """The HTTP listener (API, dashboard, metrics)."""
 
@@ -170,8 +177,8 @@ class ApiSettings(config.StrictModel):
         default=86_400.0, description="How long a POST's Idempotency-Key and its recorded response are kept for replay."
     )
     build_deadline: Seconds = pydantic.Field(default=1800.0, description="Deadline an agent gets for one image build.")
-    git_url_schemes: list[typing.Literal["https", "ssh", "http", "git", "file"]] = pydantic.Field(
-        default_factory=lambda: ["https", "ssh"],
+    git_url_schemes: list[GitUrlScheme] = pydantic.Field(
+        default_factory=_default_git_url_schemes,
         description="URL schemes an image's git_url may use (user@host:path counts as ssh); others answer 422 naming git_url. file:// lets agents clone from their own disk.",
     )
 

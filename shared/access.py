@@ -31,7 +31,7 @@ import pydantic
 from shared import signing
 
 HEADER = "X-A4C-Grant"
-PURPOSE = "a4c-access"
+PURPOSE: typing.Final = "a4c-access"
 STDIN, STDOUT, STDERR = 0, 1, 2
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import sys
 
 import click
 
@@ -34,7 +35,7 @@ def sign(system: str, key_file: str | None, request: str) -> None:
     key = pathlib.Path(key_file).read_text(encoding="utf-8").strip() if key_file else os.environ.get(KEY_ENV, "").strip()
     if not key:
         raise errors.UsageProblem(f"--key-file: give the CI system's key in a file or in {KEY_ENV}")
-    text = click.get_text_stream("stdin").read() if request == "-" else request
+    text = sys.stdin.read() if request == "-" else request
     try:
         body = json.loads(text)
     except ValueError as exc:

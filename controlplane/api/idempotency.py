@@ -115,7 +115,9 @@ async def record(
 async def purge(session: sa_asyncio.AsyncSession, retention: float) -> int:
     """Forget keys older than ``retention`` seconds; returns how many."""
     before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=retention)
-    return (await session.execute(_PURGE, {"before": before})).rowcount or 0
+    result = await session.execute(_PURGE, {"before": before})
+    assert isinstance(result, sa.CursorResult)  # a DELETE's result counts its rows
+    return result.rowcount or 0
 
 
 def _created_id(body: typing.Any) -> str | None:

@@ -456,10 +456,12 @@ class _Builder:
             if after is not None and before is not None and after >= before:
                 # Blame the condition that closed the range: the last one on this key.
                 raise self.bound_by[key](f"{key}: the range {_show_time(after)} to {_show_time(before)} is empty")
+        filters: dict[str, typing.Any] = {field: tuple(values) for field, values in self.values.items()}
+        bounds: dict[str, typing.Any] = dict(self.bounds)
         return Query(
-            **{field: tuple(values) for field, values in self.values.items()},
+            **filters,
             text=tuple(self.text),
-            **self.bounds,
+            **bounds,
             sort=self.sort or Sort(),
         )
 

@@ -214,15 +214,16 @@ async def job_result(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, r: 
         reason = text_mod.clean(f"interrupted on the agent ({r.error or 'shutdown'}); will be retried", REASON_MAX)
         await job_service.handed_back(conn, _uuid(r.job_id), host_id, seq=env.seq, reason=reason)
         return None
+    job_id = _uuid(r.job_id)
     row = await job_service.finished(
-        conn, _uuid(r.job_id), host_id, seq=env.seq, ok=r.ok, result_json=_json(r.result),
+        conn, job_id, host_id, seq=env.seq, ok=r.ok, result_json=_json(r.result),
         error=None if r.ok else text_mod.clean(r.error or "the agent reported a failure without a message", ERROR_MAX),
     )
     if row is None:
         return None
     job = row
-    if job["kind"] == "image_build" and r.ok and job["image_id"] is not None:
-        await image_built(conn, host_id, job["image_id"], _uuid(r.job_id), r.result)
+    if job["kind"] == "image_build" and r.ok and job["image_id"] is not None and job_id is not None:
+        await image_built(conn, host_id, job["image_id"], job_id, r.result)
     elif job["workspace_id"] is not None:
         await _workspace_job_done(conn, job["kind"], job["workspace_id"], r)
     return job

@@ -102,6 +102,7 @@ async def verify(raw: bytes, keys: HostKeys) -> tuple[messages.Envelope, message
     key = await keys.get(host_id)
     if key is None:
         raise Rejected("unknown_host", host_id)
+    verified: dict[str, typing.Any] | None
     try:
         verified = signing.verify(raw, key)
     except signing.SignatureError:

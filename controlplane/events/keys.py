@@ -64,7 +64,7 @@ class HostKeys:
 
     async def reload_all(self) -> None:
         async with self._engine.connect() as conn:
-            rows = dict((await conn.execute(_ALL)).all())
+            rows: dict[str, str] = dict((await conn.execute(_ALL)).all())
         for host_id in set(self._keys) - set(rows):
             self._forget(host_id)
         for host_id, key in rows.items():

@@ -71,7 +71,7 @@ class Recorder:
                 logger.warning("recording the events consumer's progress failed (retried with the next fetch): %s", exc)
 
     async def write(self, positions: dict[int, datetime.datetime]) -> None:
-        table = models.EventProgress.__table__
+        table = typing.cast(sa.Table, models.EventProgress.__table__)  # declarative tables are Tables
         async with self._engine.begin() as conn:
             rows = await conn.execute(
                 sa.select(table.c.partition, table.c.applied_through, table.c.resumed_at)

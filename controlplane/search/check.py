@@ -191,11 +191,10 @@ async def _index_entries(es: elasticsearch.AsyncElasticsearch, target: str, star
     search_after: list[str] | None = None
     bucket = {"range": {"created_at": {"gte": results.show_time(start), "lt": results.show_time(start + DAY)}}}
     while True:
-        extra = {"search_after": search_after} if search_after else {}
         async with client.translated("drift entries"):
             response = await es.search(
                 index=target, size=PAGE, query={"bool": {"filter": [bucket]}}, sort=[{"id": "asc"}],
-                source=["id", "version", "deleted"], **extra,
+                source={"includes": ["id", "version", "deleted"]}, search_after=search_after or None,
             )
         hits = response["hits"]["hits"]
         for hit in hits:
@@ -226,6 +225,7 @@ async def _plan_bucket(
     if not named:
         return fix
     async with engine.connect() as conn:
+        params: dict[str, typing.Any]
         if in_flight_since is None:
             params = {"ids": named, "since": None, "grace": settings.search.check_grace}
         else:

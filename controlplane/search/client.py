@@ -48,6 +48,8 @@ def create(search: cp_settings.SearchSettings) -> elasticsearch.AsyncElasticsear
     auth: dict[str, typing.Any] = {}
     if search.api_key_file:
         auth["api_key"] = _secret(search.api_key_file, "search.api_key_file")
+    if search.ca_file:
+        auth["ca_certs"] = search.ca_file
     parts = urllib.parse.urlsplit(url)
     if search.password_file and parts.username:
         # The user stays in the config, the password only in its file; the URL
@@ -59,7 +61,6 @@ def create(search: cp_settings.SearchSettings) -> elasticsearch.AsyncElasticsear
         request_timeout=search.request_timeout,
         max_retries=0,
         retry_on_timeout=False,
-        ca_certs=search.ca_file,
         **auth,
     )
 

@@ -92,7 +92,7 @@ async def heal_once(settings: cp_settings.Settings, engine: sa_asyncio.AsyncEngi
 
 
 async def record(engine: sa_asyncio.AsyncEngine, alias: str, report: check.Report) -> None:
-    table = models.SearchDrift.__table__
+    table = typing.cast(sa.Table, models.SearchDrift.__table__)  # declarative tables are Tables
     values = {
         "alias": alias,
         "checked_at": sa.func.now(),
@@ -124,7 +124,7 @@ class DriftWatch:
         if self._read_at is not None and now - self._read_at < self._ttl:
             return self._known
         self._read_at = now
-        table = models.SearchDrift.__table__
+        table = typing.cast(sa.Table, models.SearchDrift.__table__)  # declarative tables are Tables
         try:
             async with asyncio.timeout(READ_TIMEOUT):
                 async with self._engine.connect() as conn:

@@ -36,6 +36,7 @@ import typing
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext import asyncio as sa_asyncio
 
@@ -65,7 +66,7 @@ class TimedOut(Exception):
     """A search statement ran longer than ``search.statement_timeout``."""
 
 
-def _any(column: sa.ColumnElement[typing.Any], values: typing.Sequence[typing.Any]) -> sa.ColumnElement[bool]:
+def _any(column: orm.InstrumentedAttribute[typing.Any], values: typing.Sequence[typing.Any]) -> sa.ColumnElement[bool]:
     """``column = ANY(:values)``: one array parameter, whatever the number of values."""
     return column == sa.any_(sa.literal(list(values), pg.ARRAY(column.type)))
 
@@ -190,7 +191,7 @@ async def search(
 
     async def rows() -> list[typing.Mapping[str, typing.Any]]:
         async with connection() as conn:
-            return list((await conn.execute(page_statement(q, owner, page))).mappings())
+            return [dict(row) for row in (await conn.execute(page_statement(q, owner, page))).mappings()]
 
     cap = page.total_limit
 

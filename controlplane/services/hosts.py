@@ -65,6 +65,7 @@ async def _allocations(session: Session, host_ids: list[uuid.UUID]) -> dict[uuid
     return {
         row[0]: Allocation(float(row[1]), int(row[2]), int(row[3]) * GB, int(row[4]) * GB, int(row[5]))
         for row in (await session.execute(stmt)).all()
+        if row[0] is not None  # always: selected by host_id IN (...)
     }
 
 

@@ -57,7 +57,7 @@ async def release_waiting(session: Session, settings: cp_settings.Settings) -> i
     ).all()
     released = 0
     for job, ws in waiting:
-        if ws.image_id is None or ws.desired_state is models.DesiredState.DELETED:
+        if ws.image_id is None or job.host_id is None or ws.desired_state is models.DesiredState.DELETED:
             continue
         if await images.built_on(session, ws.image_id, job.host_id):
             command = messages.WorkspaceCommand.model_validate(job.payload)

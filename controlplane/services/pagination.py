@@ -18,7 +18,13 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import errors
 
-RowT = typing.TypeVar("RowT")
+
+class _Paged(typing.Protocol):
+    created_at: datetime.datetime
+    id: uuid.UUID
+
+
+RowT = typing.TypeVar("RowT", bound=_Paged)
 
 # 17 digits of microseconds reach the year 5138, well inside datetime's range.
 CURSOR_PATTERN = r"^[0-9]{1,17}-[0-9a-f]{32}$"
@@ -40,7 +46,7 @@ def decode(cursor: str) -> tuple[datetime.datetime, uuid.UUID]:
 
 async def page(
     session: sa_asyncio.AsyncSession,
-    stmt: sa.Select[tuple[RowT]],
+    stmt: sa.Select[RowT],
     model: typing.Any,
     *,
     limit: int,

@@ -42,15 +42,15 @@ class WorkspaceCreate(common.Body):
 
     name: str = pydantic.Field(pattern=WORKSPACE_NAME, description="Unique among your live workspaces.")
     # Absent rather than null: `str = None` keeps null out of the contract.
-    image: str = pydantic.Field(default=None, max_length=128, pattern=IMAGE_NAME, description="Name of a registered image: your own of that name, else the shared one (names are per owner).")
-    image_ref: str = pydantic.Field(default=None, max_length=255, pattern=DOCKER_REF, description="A Docker image reference, e.g. debian:12.")
+    image: str = pydantic.Field(default=None, max_length=128, pattern=IMAGE_NAME, description="Name of a registered image: your own of that name, else the shared one (names are per owner).")  # type: ignore[assignment]
+    image_ref: str = pydantic.Field(default=None, max_length=255, pattern=DOCKER_REF, description="A Docker image reference, e.g. debian:12.")  # type: ignore[assignment]
     cpus: float = pydantic.Field(gt=0, le=256, multiple_of=0.01)
     memory_mb: int = pydantic.Field(ge=16, le=4_194_304)
     disk_gb: int = pydantic.Field(ge=1, le=65_536, description="Disk reservation in GiB: counts against the host's disk at placement; a hard cap only on hosts that enforce disk limits (docs/operations/disk.md).")
     env: dict[EnvName, EnvValue] = pydantic.Field(default_factory=dict, max_length=200, json_schema_extra=common.keys_matching(ENV_NAME))
     ports: list[Port] = pydantic.Field(default_factory=list, max_length=32, description="Repeats are ignored.")
     command: list[CommandArg] = pydantic.Field(
-        default=None, min_length=1, max_length=64,
+        default=None, min_length=1, max_length=64,  # type: ignore[arg-type]
         description=COMMAND_RULE,
     )
 

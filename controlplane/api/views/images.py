@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 from controlplane import errors
 from controlplane.api import endpoint
 from controlplane.api.schemas import images as schemas
@@ -127,7 +129,7 @@ async def get_schedule(call: endpoint.Call) -> schemas.Schedule:
 async def update_schedule(call: endpoint.Call) -> schemas.Schedule:
     """Switch a schedule off (``enabled: false``) or on again, or change its cron expression or time zone."""
     body: schemas.ScheduleUpdate = call.body
-    change = {name: getattr(body, name) for name in ("cron", "timezone", "enabled") if name in body.model_fields_set}
+    change: dict[str, typing.Any] = {name: getattr(body, name) for name in ("cron", "timezone", "enabled") if name in body.model_fields_set}
     view = await schedules.update_schedule(call.session, call.user, call.params["image_id"], call.params["schedule_id"], change)
     return render_schedule(view)
 

@@ -53,7 +53,7 @@ async def get_job(call: endpoint.Call) -> schemas.Job:
 async def cancel_job(call: endpoint.Call) -> schemas.Job:
     """Cancel a build or cleanup that has not ended; one already on its host is stopped there (409 for a workspace's jobs: stop or delete the workspace instead)."""
     row, on_host = await jobs.cancel_for(call.session, call.user, call.params["job_id"])
-    if on_host:
+    if on_host and row.host_id is not None:
         # Its agent has it: told in the same transaction (outbox), it stops the build there.
         await commands.send(
             call.session, host_id=row.host_id, kind=messages.CommandKind.JOB_CANCEL,

@@ -78,14 +78,14 @@ def plan(table: typing.Iterable[Entry], index: typing.Iterable[Entry]) -> Plan:
     rows, docs = iter(table), iter(index)
     row, doc = next(rows, None), next(docs, None)
     while row is not None or doc is not None:
-        if doc is None or (row is not None and row.id < doc.id):
+        if row is not None and (doc is None or row.id < doc.id):
             out.reindex.append(row.id)
             row = next(rows, None)
-        elif row is None or doc.id < row.id:
+        elif doc is not None and (row is None or doc.id < row.id):
             if not doc.deleted:
                 out.tombstone.append(doc)
             doc = next(docs, None)
-        else:
+        elif doc is not None and row is not None:
             if doc.version < row.version:
                 out.reindex.append(row.id)
             elif doc.version > row.version:

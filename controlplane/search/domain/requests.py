@@ -118,7 +118,7 @@ def result(response: typing.Mapping[str, typing.Any], q: query_mod.Query, page: 
     facets = None
     if page.facets:
         aggs = response["aggregations"]
-        terms = {
+        terms: dict[str, typing.Any] = {
             name: results.top(((b["key"], int(b["doc_count"])) for b in aggs[name]["buckets"]), facet_size)
             for name in results.TERM_FACETS
         }

@@ -70,7 +70,7 @@ class SearchResult:
     degraded: bool
 
     def as_json(self) -> dict[str, typing.Any]:
-        facets = None
+        facets: dict[str, typing.Any] | None = None
         if self.facets is not None:
             facets = {
                 name: [{"value": b.value, "count": b.count} for b in getattr(self.facets, name)] for name in TERM_FACETS
@@ -107,6 +107,10 @@ class Page:
     total_limit: int = 10_000
 
 
+@typing.overload
+def parse_time(value: None) -> None: ...
+@typing.overload
+def parse_time(value: datetime.datetime | str) -> datetime.datetime: ...
 def parse_time(value: typing.Any) -> datetime.datetime | None:
     """A timestamp from either backend (datetime from PostgreSQL, ISO text from ES) as an aware UTC datetime."""
     if value is None:

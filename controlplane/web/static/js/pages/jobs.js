@@ -22,7 +22,7 @@ function pollMs() {
   return Number(sessionStorage.getItem("a4c.pollMs")) || 5000;
 }
 
-export function mount(main, { me }, route) {
+export function mount(main, _ctx, route) {
   const state = {
     text: route.params.get("query") ?? "",
     canonical: "",
