@@ -19,6 +19,7 @@ from controlplane import errors
 from controlplane.db import models
 from controlplane.domain import jobs as domain_jobs
 from controlplane.services import access, pagination
+from shared import logs
 
 Session = sa_asyncio.AsyncSession
 Conn = sa_asyncio.AsyncConnection | sa_asyncio.AsyncSession
@@ -73,6 +74,8 @@ async def new_job(
     )
     session.add(job)
     await session.flush()
+    # An API request's access line names the job it made, even one that waits queued (shared/logs.py).
+    logs.note(job_id=str(job.id), workspace_id=str(workspace.id) if workspace is not None else None)
     return job
 
 

@@ -80,3 +80,17 @@ async def test_a_create_writes_its_request_id_with_the_command_and_logs_its_job_
     assert access[0]["a4c"]["job_id"] == job_id and access[0]["a4c"]["workspace_id"] == ws_id
     assert access[0]["http"] == {"request": {"method": "POST"}, "response": {"status_code": 202}}
     assert access[0]["url"] == {"path": "/v1/workspaces"} and access[0]["event"]["duration"] > 0
+
+
+async def test_the_access_line_of_a_create_that_waits_queued_names_its_job(client, seed, lines) -> None:
+    user = await seed.user()
+    request_id = f"req-{uuid.uuid4().hex}"
+    answer = await client(user.token).post(
+        "/v1/workspaces",
+        {"name": f"ws-{uuid.uuid4().hex[:8]}", "image_ref": "debian:12", "cpus": 200, "memory_mb": 256, "disk_gb": 1},
+        headers={"X-Request-Id": request_id},
+    )
+    assert answer.status == 202 and answer.body["workspace"]["host_id"] is None, answer.body
+    access = [x for x in lines.lines if x["log"]["logger"] == "controlplane.api.access" and x.get("a4c", {}).get("request_id") == request_id]
+    assert len(access) == 1 and access[0]["a4c"]["job_id"] == answer.body["job"]["id"], access
+    assert access[0]["a4c"]["workspace_id"] == answer.body["workspace"]["id"]
