@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import pathlib
+import typing
 
 import prometheus_client
 import sqlalchemy as sa
@@ -61,10 +62,19 @@ _JOBS_LATE = sa.text(
 _WORKSPACES = sa.text("SELECT observed_state::text, count(*) FROM workspaces WHERE deleted_at IS NULL GROUP BY 1")
 
 
+# (method, route, status) -> the counter's and the histogram's children. Routes are templates and statuses
+# few, so this stays small; looking a child up here is a dict hit, where labels() takes a lock and builds keys.
+_CHILDREN: dict[tuple[str, str, int], tuple[typing.Any, typing.Any]] = {}
+
+
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    code = str(status)
-    REQUESTS.labels(method, route, code).inc()
-    LATENCY.labels(method, route, code).observe(seconds)
+    key = (method, route, status)
+    children = _CHILDREN.get(key)
+    if children is None:
+        code = str(status)
+        children = _CHILDREN[key] = (REQUESTS.labels(method, route, code), LATENCY.labels(method, route, code))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 async def refresh_domain(session: sa_asyncio.AsyncSession) -> None:

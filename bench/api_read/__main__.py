@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import pathlib
 import re
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import typing
 import urllib.parse
@@ -21,6 +24,7 @@ import aiohttp
 import psutil
 
 from bench.api_read import database
+from bench.api_read import profile as profiling
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.services import access, users, workspaces
@@ -122,6 +126,20 @@ def load(url: str, headers: dict[str, str], seconds: float, connections: int, se
     return result
 
 
+def _profile(pid: int, url: str, headers: dict[str, str], seconds: float, connections: int, n: int) -> str:
+    if profiling.executable() is None:
+        return "py-spy is not installed (pip install py-spy)"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "api.raw"
+        loader = threading.Thread(target=load, args=(url, headers, seconds + 1, connections))
+        loader.start()
+        try:
+            profiling.record(pid, seconds, out)
+        finally:
+            loader.join()
+        return profiling.report(profiling.top(out.read_text().splitlines(), n))
+
+
 def main(argv: typing.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--admin-url", default=database.DEFAULT_ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
@@ -132,6 +150,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         "--pg-socket-dir", default=None,
         help="reach PostgreSQL through its Unix socket in this directory (e.g. /var/run/postgresql) instead of TCP",
     )
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="after the rounds, sample the API with py-spy for one more round and print its N busiest functions")
     args = parser.parse_args(argv)
     tool = "wrk" if shutil.which("wrk") else "aiohttp client loop (install wrk for a lighter load generator)"
     with database.temporary(args.admin_url) as url:
@@ -166,6 +185,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
             for _ in range(args.rounds):
                 hello_runs.append(load(hello_url, {}, args.seconds, args.connections, hello_proc))
                 api_runs.append(load(api_url, auth, args.seconds, args.connections, api_proc))
+            if args.profile:
+                profiled = _profile(api_proc.pid, api_url, auth, args.seconds, args.connections, args.profile)
         finally:
             for proc in servers:
                 proc.terminate()
@@ -180,6 +201,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     for label, r in (("hello world (bare aiohttp)", hello), ("GET /v1/workspaces/{id}", api)):
         print(f"{label:<36} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.cpu_us:>11.0f} {r.errors:>8}")
     print(f"throughput ratio api/hello = {ratio:.2f} (target >= {TARGET_RATIO}); server CPU per request ratio hello/api = {hello.cpu_us / api.cpu_us:.2f}")
+    if args.profile:
+        print(f"profile of the API under the same load (py-spy, one {args.seconds:.0f} s round):\n{profiled}")
     print(f"load average during the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     return 0 if api.errors == 0 else 1
 

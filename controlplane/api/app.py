@@ -23,6 +23,7 @@ from controlplane.api import auth, endpoint, idempotency, keys, middleware, open
 from controlplane.api.schemas import images as image_schemas
 from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, streams, users, workspaces
 from controlplane.db import engine as db_engine
+from controlplane.db import hot as db_hot
 from controlplane.search import context as search_context
 from controlplane.search import view as search_view
 from controlplane.web import routes as web_routes
@@ -49,20 +50,27 @@ async def database_ctx(app: web.Application) -> typing.AsyncIterator[None]:
     endpoint.handler_for). Together that is about half the database cost of a
     read.
 
-    The read pool keeps all its 2 x database.pool_size connections open and
+    The read pool keeps all its database.pool_size connections open and
     opens no overflow ones: SQLAlchemy closes an overflow connection as soon as
     it is returned, so under a burst of reads every request would pay for a
     new connection (a few milliseconds of CPU each). Reads beyond the pool
     wait for a connection instead.
+
+    The hottest reads (one workspace, one job) skip SQLAlchemy: they run as
+    prepared statements on an asyncpg pool of database.pool_size connections
+    of their own (controlplane/db/hot.py), opened on first use and kept.
     """
     settings = app[keys.SETTINGS]
     engine = db_engine.create(settings.database)
     reads = db_engine.create(
         settings.database, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, pool_pre_ping=False,
-        pool_size=2 * settings.database.pool_size, max_overflow=0,
+        pool_size=settings.database.pool_size, max_overflow=0,
     )
+    hot_reads = db_hot.HotReads(settings.database, size=settings.database.pool_size)
+    await hot_reads.start()
     app[keys.ENGINE] = engine
     app[keys.READ_ENGINE] = reads
+    app[keys.HOT_READS] = hot_reads
     app[keys.SESSIONS] = db_engine.sessionmaker(engine)
     app[keys.READ_SESSIONS] = sa_asyncio.async_sessionmaker(reads, expire_on_commit=False)
     limits = settings.rate_limit
@@ -73,6 +81,7 @@ async def database_ctx(app: web.Application) -> typing.AsyncIterator[None]:
     try:
         yield
     finally:
+        await hot_reads.close()
         await reads.dispose()
         await engine.dispose()
 

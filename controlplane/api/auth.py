@@ -91,6 +91,9 @@ class Authenticator:
         self._unknown = _Lru(size)
         self._limit = lookups
         self._lookups: dict[str, asyncio.Future[access.Principal | None]] = {}
+        # Bumped by every forget: a lookup that began before one may have read the row as it was, so it is
+        # answered but not remembered (else a revoked token could be cached again by a lookup in flight).
+        self._generation = 0
 
     async def principal(self, token: str, *, address: str | None = None) -> access.Principal | None:
         """Who ``token`` is (None: unknown); RateLimited if it needs a lookup and ``address`` has none left."""
@@ -127,6 +130,7 @@ class Authenticator:
             ) from None
 
     async def _look_up(self, token: str, digest: str, now: float) -> access.Principal | None:
+        generation = self._generation
         for attempt in range(2):
             try:
                 async with self._sessions() as session:
@@ -138,16 +142,18 @@ class Authenticator:
                 if attempt or not exc.connection_invalidated:
                     raise
         LOOKUPS.labels("known" if found is not None else "unknown").inc()
-        if self._ttl > 0:
+        if self._ttl > 0 and (found is None or generation == self._generation):
             if found is None:
                 self._known.pop(digest)
             (self._known if found is not None else self._unknown).put(digest, now + self._ttl, found)
         return found
 
     def forget_token(self, token_id: typing.Any) -> None:
+        self._generation += 1
         self._known.drop(lambda p: p.token_id == token_id)
 
     def forget_user(self, user_id: typing.Any) -> None:
+        self._generation += 1
         self._known.drop(lambda p: p.user_id == user_id)
 
 

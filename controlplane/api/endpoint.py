@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import typing
 import uuid
 
+import orjson
 import pydantic
 import sqlalchemy as sa
 from aiohttp import web
@@ -34,7 +36,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import errors
 from controlplane import settings as cp_settings
-from controlplane.api import auth, idempotency, keys
+from controlplane.api import auth, idempotency, keys, shedding
 from controlplane.api.schemas import common
 from controlplane.services import access
 
@@ -69,6 +71,15 @@ class Call:
         self.body = body
         self._session = session if isinstance(session, sa_asyncio.AsyncSession) else None
         self._sessions = None if isinstance(session, sa_asyncio.AsyncSession) else session
+        self.committed: list[typing.Callable[[], None]] = []
+
+    def after_commit(self, action: typing.Callable[[], None]) -> None:
+        """Run ``action`` once the write's transaction has committed (not at all if it rolls back).
+
+        For in-process caches: forgetting a revoked token before the commit would let a lookup in between
+        read the old row and remember it again (controlplane/api/auth.py).
+        """
+        self.committed.append(action)
 
     @property
     def session(self) -> sa_asyncio.AsyncSession:
@@ -113,6 +124,11 @@ class Endpoint:
     errors: tuple[int, ...]
     raw: bool
     rate_limited: bool
+
+    @functools.cached_property
+    def route_class(self) -> str | None:
+        """Its concurrency class (controlplane/api/shedding.py), worked out once rather than per request."""
+        return shedding.route_class(self)
 
     @property
     def aiohttp_path(self) -> str:
@@ -244,21 +260,26 @@ async def _in_transaction(
     if key is not None:
         idempotency.validate(key)
     owner = principal.key if principal is not None else "anon:" + auth.client_address(request, settings.rate_limit)
-    async with request.app[keys.SESSIONS]() as session, session.begin():
-        if key is not None:
-            replay = await idempotency.claim(
-                session, principal=owner, key=key, method=request.method, path=request.path_qs,
-                digest=idempotency.request_hash(request.method, request.path_qs, raw),
-            )
-            if replay is not None:
-                return _json(replay.status, replay.body, {idempotency.REPLAYED_HEADER: "true"})
-        result = await endpoint.handler(Call(request, settings, principal, session, params, query, body))
-        response = render(endpoint, result)
-        if key is not None:
-            await idempotency.record(
-                session, principal=owner, key=key, status=response.status,
-                body=result.model_dump(mode="json") if result is not None else None, secret=endpoint.secret,
-            )
+    async with request.app[keys.SESSIONS]() as session:
+        async with session.begin():
+            if key is not None:
+                replay = await idempotency.claim(
+                    session, principal=owner, key=key, method=request.method, path=request.path_qs,
+                    digest=idempotency.request_hash(request.method, request.path_qs, raw),
+                )
+                if replay is not None:
+                    return _json(replay.status, replay.body, {idempotency.REPLAYED_HEADER: "true"})
+            call = Call(request, settings, principal, session, params, query, body)
+            result = await endpoint.handler(call)
+            response = render(endpoint, result)
+            if key is not None:
+                await idempotency.record(
+                    session, principal=owner, key=key, status=response.status,
+                    body=result.model_dump(mode="json") if result is not None else None, secret=endpoint.secret,
+                )
+        # Committed: what waited on it (forgetting a revoked token) runs now, before the answer goes out.
+        for action in call.committed:
+            action()
     return response
 
 
@@ -353,9 +374,20 @@ def invalid(exc: pydantic.ValidationError, *, unknown: str) -> errors.DomainErro
     return errors.Invalid(message, fields=problems)
 
 
+class Document(dict):  # type: ignore[type-arg]
+    """A view's answer already shaped as its declared response model renders it (a hot read, see
+    controlplane/services/workspace_read.py): encoded with orjson as it is, no model built or validated."""
+
+
+# As pydantic renders: UTC datetimes end in "Z", UUIDs are strings; non-string keys are errors.
+_ORJSON = orjson.OPT_UTC_Z
+
+
 def render(endpoint: Endpoint, result: typing.Any) -> web.Response:
     if endpoint.response is None:
         return web.Response(status=endpoint.status)
+    if type(result) is Document:
+        return web.Response(body=orjson.dumps(result, option=_ORJSON), status=endpoint.status, content_type="application/json")
     if not isinstance(result, endpoint.response):
         raise TypeError(f"{endpoint.name} returned {type(result).__name__}, declared {endpoint.response.__name__}")
     return web.Response(body=result.model_dump_json().encode(), status=endpoint.status, content_type="application/json")

@@ -122,14 +122,15 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     principal = await app[keys.AUTH].principal(token, address=address) if token is not None else None
     request[keys.PRINCIPAL] = principal
     if endpoint is None or endpoint.rate_limited:
-        wait = app[keys.LIMITER].check(token_key=str(principal.token_id) if principal is not None else None, address=address)
+        token_key = (principal.token_id or principal.user_id) if principal is not None else None
+        wait = app[keys.LIMITER].check(token_key=token_key, address=address)
         if wait:
             raise errors.RateLimited(f"too many requests; retry in {wait}s", retry_after=wait)
     if not public and principal is None:
         if token is None:
             raise errors.Unauthorized("this needs an API token: send 'Authorization: Bearer <token>'")
         raise errors.Unauthorized("unknown, revoked or expired token")
-    with app[keys.CAPS].slot(shedding.route_class(endpoint)):
+    with app[keys.CAPS].slot(endpoint.route_class if endpoint is not None else shedding.route_class(None)):
         return await handler(request)
 
 

@@ -18,7 +18,9 @@ import typing
 MAX_BUCKETS = 100_000
 
 
-@dataclasses.dataclass
+# A request allocates nothing here once its bucket exists: the bucket is updated in place (slots, no dict),
+# and keys are the caller's own objects (a token's id as it is cached, an address string), never built per request.
+@dataclasses.dataclass(slots=True)
 class Bucket:
     tokens: float
     stamp: float
@@ -29,9 +31,9 @@ class Limiter:
         self.rate = rate
         self.burst = burst
         self._clock = clock
-        self._buckets: dict[str, Bucket] = {}
+        self._buckets: dict[typing.Hashable, Bucket] = {}
 
-    def take(self, key: str) -> float:
+    def take(self, key: typing.Hashable) -> float:
         """Take one token for ``key``: 0 if allowed, else seconds until one is available."""
         now = self._clock()
         bucket = self._buckets.get(key)
@@ -64,7 +66,7 @@ class Limits:
         self.anonymous = anonymous
         self.enabled = enabled
 
-    def check(self, *, token_key: str | None, address: str) -> int:
+    def check(self, *, token_key: typing.Hashable | None, address: str) -> int:
         """0 if allowed, else whole seconds to wait (at least 1)."""
         if not self.enabled:
             return 0

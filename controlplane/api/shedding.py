@@ -53,6 +53,7 @@ class Caps:
     def __init__(self, settings: cp_settings.ConcurrencySettings) -> None:
         self._limits = {"search": settings.search, "create": settings.create, "streams": settings.streams, "other": settings.other}
         self._busy = dict.fromkeys(CLASSES, 0)
+        self._gauges = {cls: IN_FLIGHT.labels(cls) for cls in CLASSES}  # looked up once, not per request
         self.retry_after = settings.retry_after
 
     def busy(self, cls: str) -> int:
@@ -71,9 +72,10 @@ class Caps:
                 retry_after=self.retry_after,
             )
         self._busy[cls] += 1
-        IN_FLIGHT.labels(cls).inc()
+        gauge = self._gauges[cls]
+        gauge.inc()
         try:
             yield
         finally:
             self._busy[cls] -= 1
-            IN_FLIGHT.labels(cls).dec()
+            gauge.dec()

@@ -57,5 +57,7 @@ async def list_tokens(call: endpoint.Call) -> schemas.TokenList:
 async def revoke_token(call: endpoint.Call) -> schemas.Token:
     """Revoke an API token; it stops working at once on this instance, within auth.cache_ttl on others."""
     row = await users.revoke_token(call.session, call.params["token_id"])
-    call.request.app[keys.AUTH].forget_token(row.id)
+    forget = call.request.app[keys.AUTH].forget_token
+    token_id = row.id
+    call.after_commit(lambda: forget(token_id))
     return schemas.Token.model_validate(row)

@@ -1,0 +1,161 @@
+"""Hot reads: a few fixed SELECTs run on asyncpg directly, as prepared statements.
+
+The API's most frequent GETs (one workspace, one job) each need one row. Through
+SQLAlchemy's session such a read cost about three times the round trip
+itself in compiling, parameter processing and result building
+(docs/benchmarks.md, ``api_read``). Here the SQL is a constant string, so
+asyncpg prepares it once per connection (its statement cache) and every later
+call is one Bind/Execute round trip whose rows come back as asyncpg records.
+
+The pool (:class:`HotReads`) has the same limits as the engines'
+(controlplane/db/engine.py): connect and command timeouts, the server's
+statement timeout and keepalives, and a bounded wait for a free connection,
+so a hung database still answers 503 within seconds. Connections open on
+first use and stay open (an idle one is not closed), like the read engine's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import types
+import typing
+
+import asyncpg
+
+from controlplane import settings as cp_settings
+from controlplane.db import engine as db_engine
+
+# A connection the server dropped (restart, failover) fails the first read on it; reads are safe to repeat.
+_DROPPED = (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError, ConnectionResetError, BrokenPipeError)
+
+
+def dsn(url: str) -> str:
+    """asyncpg takes postgresql:// only: drop SQLAlchemy's +asyncpg dialect suffix."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1).replace("postgres://", "postgresql://", 1)
+
+
+class HotReads:
+    """A small pool of its own: acquiring an idle connection is a list pop, releasing one a push (asyncpg's
+    Pool adds a proxy per checkout, a task per timed acquire and a reset round trip per release, which for a
+    one-statement read cost as much as the read). A read that fails or is cancelled closes its connection."""
+
+    def __init__(self, db: cp_settings.DatabaseSettings, *, size: int) -> None:
+        self._db = db
+        self._size = size
+        self._idle: list[asyncpg.Connection] = []
+        self._open = 0
+        # Waiters get a connection, or None: a slot freed up, open a connection of your own.
+        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = collections.deque()
+        self._closed = False
+
+    async def start(self) -> None:
+        """Nothing to do up front: connections open on first use, so the API starts while the database is away."""
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._open -= 1
+            await conn.close(timeout=self._db.connect_timeout)
+        for waiter in self._waiters:
+            waiter.cancel()
+
+    async def fetchrow(self, sql: str, *args: typing.Any) -> asyncpg.Record | None:
+        for attempt in range(2):
+            conn = await self._acquire()
+            try:
+                row = await conn.fetchrow(sql, *args)
+            except BaseException as exc:
+                self._discard(conn)
+                if attempt or not isinstance(exc, _DROPPED):
+                    raise
+                continue
+            self._release(conn)
+            return row
+        raise AssertionError("unreachable")
+
+    async def fetch(self, sql: str, *args: typing.Any) -> list[asyncpg.Record]:
+        for attempt in range(2):
+            conn = await self._acquire()
+            try:
+                rows = await conn.fetch(sql, *args)
+            except BaseException as exc:
+                self._discard(conn)
+                if attempt or not isinstance(exc, _DROPPED):
+                    raise
+                continue
+            self._release(conn)
+            return rows
+        raise AssertionError("unreachable")
+
+    async def _acquire(self) -> asyncpg.Connection:
+        if self._closed:
+            raise asyncpg.exceptions.InterfaceError("the hot-read pool is closed")
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._open -= 1
+        if self._open >= self._size:
+            waiter: asyncio.Future[asyncpg.Connection | None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(self._db.pool_timeout):
+                    conn = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    # Handed a connection (or a slot) just as the wait ended: pass it on.
+                    handed = waiter.result()
+                    self._release(handed) if handed is not None else self._wake()
+                else:
+                    waiter.cancel()  # stays queued; release and wake skip it
+                raise
+            if conn is not None:
+                return conn
+        self._open += 1
+        try:
+            return await self._connect()
+        except BaseException:
+            self._open -= 1
+            self._wake()
+            raise
+
+    def _release(self, conn: asyncpg.Connection) -> None:
+        if self._closed or conn.is_closed():
+            self._discard(conn)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append(conn)
+
+    def _discard(self, conn: asyncpg.Connection) -> None:
+        # Mid-query on error or cancellation: its protocol state is unknown, so it is not reused.
+        if not conn.is_closed():
+            conn.terminate()
+        self._open -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _connect(self) -> asyncpg.Connection:
+        db = self._db
+        conn = await asyncpg.connect(
+            dsn(db.url), timeout=db.connect_timeout, command_timeout=db.command_timeout,
+            statement_cache_size=db_engine.PREPARED_PER_CONNECTION, max_cacheable_statement_size=db_engine.MAX_CACHEABLE_STATEMENT,
+            server_settings={
+                "statement_timeout": str(int(db.statement_timeout * 1000)),
+                "application_name": "a4c-controlplane",
+                **db_engine.server_keepalives(db.keepalive_idle),
+            },
+        )
+        db_engine.client_keepalives(types.SimpleNamespace(_connection=conn), db.keepalive_idle)
+        return conn

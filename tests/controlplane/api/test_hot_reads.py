@@ -1,0 +1,94 @@
+"""The hot read of one workspace (one prepared statement on asyncpg, controlplane/services/workspace_read.py)
+shows exactly what the general path shows: GET /v1/workspaces/{id} against the same workspace in the list,
+which still renders through SQLAlchemy and the pydantic model."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import asyncpg
+import sqlalchemy as sa
+
+from controlplane.db import hot
+
+GiB = 1024**3
+
+
+def body(**fields):
+    return {"name": f"ws-{uuid.uuid4().hex[:8]}", "image_ref": "debian:12", "cpus": 1, "memory_mb": 256, "disk_gb": 1, **fields}
+
+
+async def _set(seed, sql: str, **params) -> None:
+    async with seed.sessions() as session, session.begin():
+        await session.execute(sa.text(sql), params)
+
+
+async def test_one_workspace_reads_as_the_list_shows_it_in_every_state(client, seed):
+    user, admin = await seed.user(), await seed.admin()
+    host = await seed.host(cpus=16, memory_mb=65_536, disk_total=1000 * GiB, disk_used=0)
+    me = client(user.token)
+    placed = (await me.post("/v1/workspaces", body(
+        cpus=1.25, env={"B": "2", "A": "x\"y"}, ports=[{"container_port": 22}, {"container_port": 53, "protocol": "udp"}],
+        command=["sleep", "infinity"],
+    ))).body["workspace"]
+    unreported = (await me.post("/v1/workspaces", body(disk_gb=2))).body["workspace"]
+    waiting = [(await me.post("/v1/workspaces", body(cpus=200))).body["workspace"] for _ in range(2)]
+    assert placed["host_id"] == unreported["host_id"] == str(host.id)
+    assert all(w["host_id"] is None for w in waiting)
+    # What agents report: the container's published ports (with a field the API does not show), its disk use.
+    await _set(
+        seed, "UPDATE workspaces SET published_ports = CAST(:ports AS jsonb), container_id = 'c0ffee', observed_state = 'running' WHERE id = :id",
+        ports=json.dumps([{"container_port": 22, "protocol": "tcp", "host_ip": "127.0.0.1", "host_port": 40022, "extra": 1}]),
+        id=uuid.UUID(placed["id"]),
+    )
+    await _set(
+        seed, "UPDATE hosts SET disk_report = disk_report || jsonb_build_object('workspaces', CAST(:ws AS jsonb), 'disk_limits', '{\"enforced\": true}'::jsonb) WHERE id = :id",
+        ws=json.dumps({placed["id"]: 2 * GiB}), id=host.id,
+    )
+
+    listed = {w["id"]: w for w in (await me.get("/v1/workspaces", params={"limit": "100"})).body["items"]}
+    ids = [placed["id"], unreported["id"], *(w["id"] for w in waiting)]
+    for ws_id in ids:
+        got = await me.get(f"/v1/workspaces/{ws_id}")
+        assert got.status == 200 and got.headers["Content-Type"].startswith("application/json")
+        assert got.body == listed[ws_id]
+        assert (await client(admin.token).get(f"/v1/workspaces/{ws_id}")).body == listed[ws_id]
+
+    shown = listed[placed["id"]]
+    assert shown["disk"] == {"reserved_bytes": GiB, "used_bytes": 2 * GiB, "enforced": True, "over": True}
+    assert shown["published_ports"] == [{"container_port": 22, "protocol": "tcp", "host_ip": "127.0.0.1", "host_port": 40022}]
+    assert shown["cpus"] == 1.25 and shown["env"] == {"B": "2", "A": "x\"y"} and shown["command"] == ["sleep", "infinity"]
+    assert listed[unreported["id"]]["disk"] == {"reserved_bytes": 2 * GiB, "used_bytes": None, "enforced": True, "over": None}
+    first, second = (listed[w["id"]] for w in waiting)
+    assert second["queue_position"] == first["queue_position"] + 1
+    assert " in the queue of " in second["state_reason"] and " in the queue of " in first["state_reason"]
+
+
+async def test_another_users_workspace_is_not_found_and_a_deleted_one_is_gone(client, seed):
+    owner, other = await seed.user(), await seed.user()
+    ws = (await client(owner.token).post("/v1/workspaces", body(cpus=200))).body["workspace"]
+    hidden = await client(other.token).get(f"/v1/workspaces/{ws['id']}")
+    assert hidden.status == 404 and hidden.body == {"error": {"code": "not_found", "message": "no such workspace", "fields": []}}
+    missing = await client(owner.token).get(f"/v1/workspaces/{uuid.uuid4()}")
+    assert missing.status == 404 and missing.body["error"]["code"] == "not_found"
+    assert (await client(owner.token).delete(f"/v1/workspaces/{ws['id']}")).status == 202
+    assert (await client(owner.token).get(f"/v1/workspaces/{ws['id']}")).status == 404
+
+
+async def test_a_hot_read_on_a_connection_the_server_dropped_is_answered_on_a_new_one(client, seed, database_url):
+    user = await seed.user()
+    me = client(user.token)
+    ws = (await me.post("/v1/workspaces", body(cpus=200))).body["workspace"]
+    assert (await me.get(f"/v1/workspaces/{ws['id']}")).status == 200  # the pool now holds an open connection
+    admin = await asyncpg.connect(hot.dsn(database_url))
+    try:
+        dropped = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'a4c-controlplane' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert dropped >= 1
+    again = await me.get(f"/v1/workspaces/{ws['id']}")
+    assert again.status == 200 and again.body["id"] == ws["id"]

@@ -1,0 +1,41 @@
+"""Revoking a token reaches every instance within the documented bound (auth.cache_ttl, controlplane/api/auth.py):
+the instance that revoked refuses it at once, another one, which remembers the token as valid, within the TTL.
+
+Two control-plane instances on one real PostgreSQL; the bound is made small here so the test is quick.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.harness import wait
+
+TTL = 1.0
+
+
+async def test_a_revoked_token_is_refused_at_once_where_it_was_revoked_and_within_the_cache_ttl_elsewhere(start_api, http, seed):
+    from tests.controlplane.api.conftest import Client
+
+    a = Client(http, await start_api(**{"auth.cache_ttl": TTL}))
+    b = Client(http, await start_api(**{"auth.cache_ttl": TTL}))
+    user, admin = await seed.user(), await seed.admin()
+    me_a, me_b = a.as_(user.token), b.as_(user.token)
+    token_id = (await me_a.get("/v1/me")).body["token_id"]
+    # Both instances now remember the token as valid.
+    assert (await me_b.get("/v1/me")).status == 200
+    assert (await me_a.get("/v1/me")).status == 200
+
+    revoked = await a.as_(admin.token).delete(f"/v1/tokens/{token_id}")
+    assert revoked.status == 200
+    began = time.monotonic()
+    refused = await me_a.get("/v1/me")
+    assert refused.status == 401 and refused.body["error"]["code"] == "unauthorized"
+
+    async def b_refuses() -> bool:
+        return (await me_b.get("/v1/me")).status == 401
+
+    await wait.eventually(b_refuses, timeout=TTL + 5, interval=0.05, message="instance B still accepts the revoked token")
+    took = time.monotonic() - began
+    # The bound plus scheduling slack on a loaded machine; never the cache's natural lifetime of many TTLs.
+    assert took <= TTL + 1.0, f"B refused the token {took:.2f} s after the revocation; the bound is {TTL} s"
+    assert (await me_a.get("/v1/me")).status == 401
