@@ -77,7 +77,7 @@ class DatabaseSettings(config.StrictModel):
         default_factory=list, description="Read replicas used by the search fallback; empty = use the primary."
     )
     pool_size: int = pydantic.Field(
-        default=10, gt=0, le=1000, description="Connections per pool (up to twice this with overflow); the API keeps one pool for writes and one for reads."
+        default=10, gt=0, le=1000, description="Connections per pool (up to twice this with overflow for writes); the API keeps one pool for writes, one for reads and one for its hottest reads (controlplane/db/hot.py)."
     )
     statement_timeout: Seconds = pydantic.Field(default=30.0, description="Server-side deadline of one statement.")
     connect_timeout: Seconds = pydantic.Field(

@@ -36,9 +36,23 @@ def executable() -> str | None:
 
 def record(pid: int, seconds: float, out: pathlib.Path, rate: int = 250) -> pathlib.Path:
     subprocess.run(
-        [executable() or "py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
-         "--format", "raw", "--nolineno", "--output", str(out)],
-        check=True, capture_output=True,
+        [
+            executable() or "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--nolineno",
+            "--output",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
     )
     return out
 

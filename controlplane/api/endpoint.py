@@ -374,7 +374,7 @@ def invalid(exc: pydantic.ValidationError, *, unknown: str) -> errors.DomainErro
     return errors.Invalid(message, fields=problems)
 
 
-class Document(dict):  # type: ignore[type-arg]
+class Document(dict[str, typing.Any]):
     """A view's answer already shaped as its declared response model renders it (a hot read, see
     controlplane/services/workspace_read.py): encoded with orjson as it is, no model built or validated."""
 

@@ -149,8 +149,11 @@ class HotReads:
     async def _connect(self) -> asyncpg.Connection:
         db = self._db
         conn = await asyncpg.connect(
-            dsn(db.url), timeout=db.connect_timeout, command_timeout=db.command_timeout,
-            statement_cache_size=db_engine.PREPARED_PER_CONNECTION, max_cacheable_statement_size=db_engine.MAX_CACHEABLE_STATEMENT,
+            dsn(db.url),
+            timeout=db.connect_timeout,
+            command_timeout=db.command_timeout,
+            statement_cache_size=db_engine.PREPARED_PER_CONNECTION,
+            max_cacheable_statement_size=db_engine.MAX_CACHEABLE_STATEMENT,
             server_settings={
                 "statement_timeout": str(int(db.statement_timeout * 1000)),
                 "application_name": "a4c-controlplane",

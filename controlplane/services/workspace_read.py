@@ -25,6 +25,7 @@ from shared.domain import disk as disk_rule
 _WAITING = "{w}.host_id IS NULL AND {w}.observed_state = 'pending' AND {w}.desired_state = 'running' AND {w}.deleted_at IS NULL"
 
 # $1: the workspace id; $2: the caller's user id, or NULL for an admin (who sees every workspace).
+# Built from this module's constants only; the values are parameters.
 SQL = f"""
 SELECT w.id::text AS id, w.name, w.owner_id::text AS owner_id, w.image_id::text AS image_id, w.image_ref,
        w.host_id::text AS host_id, w.desired_state::text AS desired_state, w.observed_state::text AS observed_state,
@@ -41,7 +42,7 @@ SELECT w.id::text AS id, w.name, w.owner_id::text AS owner_id, w.image_id::text 
        CASE WHEN {_WAITING.format(w="w")} THEN (SELECT count(*) FROM workspaces o WHERE {_WAITING.format(w="o")}) END AS queue_length
 FROM workspaces w LEFT JOIN hosts h ON h.id = w.host_id
 WHERE w.id = $1 AND w.deleted_at IS NULL AND ($2::uuid IS NULL OR w.owner_id = $2::uuid)
-"""
+"""  # noqa: S608
 
 
 def _fragment(text: str | None) -> typing.Any:

@@ -28,23 +28,33 @@ async def test_one_workspace_reads_as_the_list_shows_it_in_every_state(client, s
     user, admin = await seed.user(), await seed.admin()
     host = await seed.host(cpus=16, memory_mb=65_536, disk_total=1000 * GiB, disk_used=0)
     me = client(user.token)
-    placed = (await me.post("/v1/workspaces", body(
-        cpus=1.25, env={"B": "2", "A": "x\"y"}, ports=[{"container_port": 22}, {"container_port": 53, "protocol": "udp"}],
-        command=["sleep", "infinity"],
-    ))).body["workspace"]
+    placed = (
+        await me.post(
+            "/v1/workspaces",
+            body(
+                cpus=1.25,
+                env={"B": "2", "A": 'x"y'},
+                ports=[{"container_port": 22}, {"container_port": 53, "protocol": "udp"}],
+                command=["sleep", "infinity"],
+            ),
+        )
+    ).body["workspace"]
     unreported = (await me.post("/v1/workspaces", body(disk_gb=2))).body["workspace"]
     waiting = [(await me.post("/v1/workspaces", body(cpus=200))).body["workspace"] for _ in range(2)]
     assert placed["host_id"] == unreported["host_id"] == str(host.id)
     assert all(w["host_id"] is None for w in waiting)
     # What agents report: the container's published ports (with a field the API does not show), its disk use.
     await _set(
-        seed, "UPDATE workspaces SET published_ports = CAST(:ports AS jsonb), container_id = 'c0ffee', observed_state = 'running' WHERE id = :id",
+        seed,
+        "UPDATE workspaces SET published_ports = CAST(:ports AS jsonb), container_id = 'c0ffee', observed_state = 'running' WHERE id = :id",
         ports=json.dumps([{"container_port": 22, "protocol": "tcp", "host_ip": "127.0.0.1", "host_port": 40022, "extra": 1}]),
         id=uuid.UUID(placed["id"]),
     )
     await _set(
-        seed, "UPDATE hosts SET disk_report = disk_report || jsonb_build_object('workspaces', CAST(:ws AS jsonb), 'disk_limits', '{\"enforced\": true}'::jsonb) WHERE id = :id",
-        ws=json.dumps({placed["id"]: 2 * GiB}), id=host.id,
+        seed,
+        "UPDATE hosts SET disk_report = disk_report || jsonb_build_object('workspaces', CAST(:ws AS jsonb), 'disk_limits', '{\"enforced\": true}'::jsonb) WHERE id = :id",
+        ws=json.dumps({placed["id"]: 2 * GiB}),
+        id=host.id,
     )
 
     listed = {w["id"]: w for w in (await me.get("/v1/workspaces", params={"limit": "100"})).body["items"]}
@@ -58,7 +68,7 @@ async def test_one_workspace_reads_as_the_list_shows_it_in_every_state(client, s
     shown = listed[placed["id"]]
     assert shown["disk"] == {"reserved_bytes": GiB, "used_bytes": 2 * GiB, "enforced": True, "over": True}
     assert shown["published_ports"] == [{"container_port": 22, "protocol": "tcp", "host_ip": "127.0.0.1", "host_port": 40022}]
-    assert shown["cpus"] == 1.25 and shown["env"] == {"B": "2", "A": "x\"y"} and shown["command"] == ["sleep", "infinity"]
+    assert shown["cpus"] == 1.25 and shown["env"] == {"B": "2", "A": 'x"y'} and shown["command"] == ["sleep", "infinity"]
     assert listed[unreported["id"]]["disk"] == {"reserved_bytes": 2 * GiB, "used_bytes": None, "enforced": True, "over": None}
     first, second = (listed[w["id"]] for w in waiting)
     assert second["queue_position"] == first["queue_position"] + 1
