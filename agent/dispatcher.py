@@ -90,7 +90,8 @@ class Dispatcher:
             self._rejected(verdict)
             return None
         if verdict.kind is K.JOB_CANCEL:
-            self._cancel(verdict)
+            with logs.scope(request_id=verdict.envelope.request_id):  # the cancelling request's id
+                self._cancel(verdict)
             return None
         # Every line the command's task logs, and every event it emits, carries
         # its job, workspace and request ids (shared/logs.py: the task copies the scope).
