@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TEST_WORKERS ?= 3
 APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk openssh-client openjdk-17-jre-headless maven prometheus
 
-.PHONY: up test lint bench deps venv clean
+.PHONY: up test lint eslint bench deps venv clean
 
 up: venv
 	$(VENV)/bin/a4c up $(ARGS)
@@ -22,10 +22,26 @@ up: venv
 test: deps venv
 	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
-lint: venv
+# Every linter the project keeps clean; tests/test_lint.py runs this target in
+# the suite. LINT_DEPS lets that test use the venv it runs in.
+LINT_DEPS ?= venv eslint
+ESLINT_DIR := tools/eslint
+ESLINT := $(ESLINT_DIR)/node_modules/.bin/eslint
+
+lint: $(LINT_DEPS)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/lint-imports
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/yamllint --strict .
+	$(ESLINT) --config $(ESLINT_DIR)/eslint.config.js --max-warnings 0 controlplane/web/static/js
+
+# ESLint and its plugins, exactly as the lock file pins them.
+eslint: $(ESLINT)
+
+$(ESLINT): $(ESLINT_DIR)/package-lock.json
+	cd $(ESLINT_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 bench: deps venv
 	$(PY) -m bench $(BENCH)
@@ -53,4 +69,4 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*; touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts
+	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts .mypy_cache .ruff_cache $(ESLINT_DIR)/node_modules

@@ -333,7 +333,14 @@ class SeqClock:
 
 
 def encode(
-    kind: CommandKind | EventKind, host_id: str, seq: int, payload: _Model, key: str, *, id: str | None = None, request_id: str | None = None  # noqa: A002 - the envelope's field
+    kind: CommandKind | EventKind,
+    host_id: str,
+    seq: int,
+    payload: _Model,
+    key: str,
+    *,
+    id: str | None = None,  # noqa: A002 - the envelope's field
+    request_id: str | None = None,
 ) -> bytes:
     env = Envelope(kind=kind.value, host_id=host_id, seq=seq, payload=payload.model_dump(mode="json"), request_id=request_id)
     if id is not None:

@@ -103,10 +103,24 @@ async def to_page(request: web.Request) -> web.Response:
 def _public(handler: typing.Callable[[web.Request], typing.Awaitable[web.Response]], path: str) -> typing.Any:
     """``handler`` marked as a public, not rate-limited, undocumented route for the API's middleware."""
     handler.endpoint = endpoint.Endpoint(  # type: ignore[attr-defined]
+        method="GET",
+        path=path,
         # Metadata for the middleware only: the route calls the handler with the request, never a Call.
-        method="GET", path=path, handler=handler, name=f"dashboard_{handler.__name__}", summary="The web dashboard",  # type: ignore[arg-type]
-        description="", tag="dashboard", status=200, response=None, body=None, query=None, auth="public", write=False,
-        secret=False, errors=(404,), raw=True, rate_limited=False,
+        handler=handler,  # type: ignore[arg-type]
+        name=f"dashboard_{handler.__name__}",
+        summary="The web dashboard",
+        description="",
+        tag="dashboard",
+        status=200,
+        response=None,
+        body=None,
+        query=None,
+        auth="public",
+        write=False,
+        secret=False,
+        errors=(404,),
+        raw=True,
+        rate_limited=False,
     )
     return handler
 

@@ -50,7 +50,9 @@ class WorkspaceCreate(common.Body):
     env: dict[EnvName, EnvValue] = pydantic.Field(default_factory=dict, max_length=200, json_schema_extra=common.keys_matching(ENV_NAME))
     ports: list[Port] = pydantic.Field(default_factory=list, max_length=32, description="Repeats are ignored.")
     command: list[CommandArg] = pydantic.Field(
-        default=None, min_length=1, max_length=64,  # type: ignore[arg-type]
+        default=None,  # type: ignore[arg-type]
+        min_length=1,
+        max_length=64,
         description=COMMAND_RULE,
     )
 
