@@ -26,8 +26,16 @@ import asyncpg
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 
-# A connection the server dropped (restart, failover) fails the first read on it; reads are safe to repeat.
-_DROPPED = (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError, ConnectionResetError, BrokenPipeError)
+# A connection the server dropped (restart, failover, pg_terminate_backend) fails the first read on it, as
+# one of these depending on when the drop arrived (while idle it leaves the protocol in an error state: an
+# InternalClientError); reads are safe to repeat, on a fresh connection.
+_DROPPED = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    ConnectionResetError,
+    BrokenPipeError,
+)
 
 
 def dsn(url: str) -> str:

@@ -22,7 +22,7 @@ import orjson
 from controlplane.domain import queue as domain_queue
 from shared.domain import disk as disk_rule
 
-_WAITING = "{w}.host_id IS NULL AND {w}.observed_state = 'pending' AND {w}.desired_state = 'running' AND {w}.deleted_at IS NULL"
+WAITING = "{w}.host_id IS NULL AND {w}.observed_state = 'pending' AND {w}.desired_state = 'running' AND {w}.deleted_at IS NULL"
 
 # $1: the workspace id; $2: the caller's user id, or NULL for an admin (who sees every workspace).
 # Built from this module's constants only; the values are parameters.
@@ -36,10 +36,10 @@ SELECT w.id::text AS id, w.name, w.owner_id::text AS owner_id, w.image_id::text 
        (h.disk_report -> 'workspaces' ->> w.id::text)::numeric AS disk_used,
        CASE WHEN jsonb_typeof(h.disk_report -> 'disk_limits' -> 'enforced') = 'boolean'
             THEN (h.disk_report -> 'disk_limits' ->> 'enforced')::boolean END AS disk_enforced,
-       CASE WHEN {_WAITING.format(w="w")} THEN
-            (SELECT count(*) FROM workspaces o WHERE {_WAITING.format(w="o")} AND (o.created_at, o.id) <= (w.created_at, w.id))
+       CASE WHEN {WAITING.format(w="w")} THEN
+            (SELECT count(*) FROM workspaces o WHERE {WAITING.format(w="o")} AND (o.created_at, o.id) <= (w.created_at, w.id))
        END AS queue_position,
-       CASE WHEN {_WAITING.format(w="w")} THEN (SELECT count(*) FROM workspaces o WHERE {_WAITING.format(w="o")}) END AS queue_length
+       CASE WHEN {WAITING.format(w="w")} THEN (SELECT count(*) FROM workspaces o WHERE {WAITING.format(w="o")}) END AS queue_length
 FROM workspaces w LEFT JOIN hosts h ON h.id = w.host_id
 WHERE w.id = $1 AND w.deleted_at IS NULL AND ($2::uuid IS NULL OR w.owner_id = $2::uuid)
 """  # noqa: S608

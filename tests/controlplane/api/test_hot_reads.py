@@ -102,3 +102,30 @@ async def test_a_hot_read_on_a_connection_the_server_dropped_is_answered_on_a_ne
     assert dropped >= 1
     again = await me.get(f"/v1/workspaces/{ws['id']}")
     assert again.status == 200 and again.body["id"] == ws["id"]
+
+
+async def test_one_job_reads_as_the_list_shows_it_waiting_placed_and_failed(client, seed):
+    user, admin, other = await seed.user(), await seed.admin(), await seed.user()
+    await seed.host(cpus=16, memory_mb=65_536, disk_total=1000 * GiB, disk_used=0)
+    me = client(user.token)
+    placed = (await me.post("/v1/workspaces", body())).body["job"]
+    waiting = [(await me.post("/v1/workspaces", body(cpus=200))).body["job"] for _ in range(2)]
+    await _set(
+        seed,
+        "UPDATE jobs SET status = 'failed', error = 'no space left', log_tail = 'step 3', result = CAST(:result AS jsonb),"
+        " finished_at = now(), attempts = 2 WHERE id = :id",
+        result=json.dumps({"exit_code": 1, "detail": {"a": [1, 2]}}),
+        id=uuid.UUID(placed["id"]),
+    )
+    listed = {j["id"]: j for j in (await me.get("/v1/jobs", params={"limit": "100"})).body["items"]}
+    for job_id in [placed["id"], *(j["id"] for j in waiting)]:
+        got = await me.get(f"/v1/jobs/{job_id}")
+        assert got.status == 200 and got.body == listed[job_id]
+        assert (await client(admin.token).get(f"/v1/jobs/{job_id}")).body == listed[job_id]
+        hidden = await client(other.token).get(f"/v1/jobs/{job_id}")
+        assert hidden.status == 404 and hidden.body == {"error": {"code": "not_found", "message": "no such job", "fields": []}}
+    failed = listed[placed["id"]]
+    assert failed["status"] == "failed" and failed["result"] == {"exit_code": 1, "detail": {"a": [1, 2]}} and failed["finished_at"]
+    first, second = (listed[j["id"]] for j in waiting)
+    assert first["queue_position"] is not None and second["queue_position"] == first["queue_position"] + 1
+    assert failed["queue_position"] is None
