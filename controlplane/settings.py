@@ -425,6 +425,6 @@ class Settings(config.StrictModel):
         return self
 
 
-def load(path: str | os.PathLike[str] | None = None, *, environ: typing.Mapping[str, str] | None = None, **overrides: typing.Any) -> Settings:
+def load(path: str | os.PathLike[str] | None = None, /, *, environ: typing.Mapping[str, str] | None = None, **overrides: typing.Any) -> Settings:
     env = os.environ if environ is None else environ
     return config.load(Settings, path or env.get("A4C_CONFIG") or None, environ=env, overrides=overrides)

@@ -43,7 +43,7 @@ def probe(tmp_path: pathlib.Path) -> pathlib.Path:
     return tmp_path
 
 
-def test_ruff_names_a_blind_except_and_a_suppression_of_a_rule_that_does_not_run(probe: pathlib.Path) -> None:
+def test_ruff_names_a_blind_except_a_suppression_of_a_rule_that_does_not_run_and_a_bare_noqa(probe: pathlib.Path) -> None:
     (probe / "bad.py").write_text(
         "def f() -> None:\n"
         "    try:\n"
@@ -53,11 +53,13 @@ def test_ruff_names_a_blind_except_and_a_suppression_of_a_rule_that_does_not_run
         "\n"
         "\n"
         "x = 1  # noqa: ANN001\n"
+        "y = 2  # noqa\n"
     )
     done = _run([str(BIN / "ruff"), "check", "--no-cache", "--output-format", "concise", "bad.py"], cwd=probe)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "BLE001" in done.stdout, done.stdout
     assert "RUF100" in done.stdout and "ANN001" in done.stdout, done.stdout
+    assert "bad.py:9:8: PGH004" in done.stdout, done.stdout
 
 
 def test_ruff_format_check_fails_on_unformatted_code(probe: pathlib.Path) -> None:

@@ -87,7 +87,7 @@ class BenchEnv:
             overrides=overrides,
         )
         proc = driver.AgentProcess(workdir, config)
-        proc.host_id, proc.key = host_id, key  # type: ignore[attr-defined]
+        proc.host_id, proc.key = host_id, key
         proc.start()
         assert proc.process is not None
         self.run.track(f"a4c-agent {host_id}", proc.process)

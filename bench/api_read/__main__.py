@@ -78,15 +78,22 @@ async def seed(url: str) -> tuple[str, str]:
         await engine.dispose()
 
 
+def _find(pattern: str, text: str) -> re.Match[str]:
+    found = re.search(pattern, text, re.M)
+    if found is None:
+        raise SystemExit(f"wrk's report has no line matching {pattern!r}:\n{text}")
+    return found
+
+
 def load_wrk(url: str, headers: dict[str, str], seconds: float, connections: int) -> Result:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency"]
     for key, value in headers.items():
         argv += ["-H", f"{key}: {value}"]
     out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rps = float(_find(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def percentile(p: str) -> float:
-        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        value, unit = _find(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out).groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

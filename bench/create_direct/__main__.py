@@ -39,13 +39,13 @@ async def measure(env: env_mod.BenchEnv, rounds: int, fetch_max_wait: float) -> 
     assert env.client is not None
     client = env.client
     agent = env.agent("create", {"commands": {"fetch_max_wait": fetch_max_wait}, "docker": {"stop_timeout": 1}})
-    host_id, key = agent.host_id, agent.key  # type: ignore[attr-defined]
+    host_id, key = agent.host_id, agent.key
     commands = driver.Commands(env.bootstrap, env.prefix)
     events = driver.Events(env.bootstrap, env.prefix, keys={host_id: key})
     await commands.start()
     await events.start()
     labels = {"a4c.test-run": env.run.id}
-    spec = {"image": env.image, "cpus": 0.5, "memory_mb": 64, "pids_limit": 256, "command": ["sleep", "3600"]}
+    spec: dict[str, typing.Any] = {"image": env.image, "cpus": 0.5, "memory_mb": 64, "pids_limit": 256, "command": ["sleep", "3600"]}
     agent_ms, direct_ms, event_ms = [], [], []
     try:
         # Warm-up: the group join, first fetch, image layers in the page cache.
@@ -64,7 +64,8 @@ async def measure(env: env_mod.BenchEnv, rounds: int, fetch_max_wait: float) -> 
 
             def direct_run() -> tuple[float, str]:
                 t0 = time.time()
-                container = client.containers.run(
+                # types-docker's stubs lack the unless-stopped restart policy.
+                container = client.containers.run(  # type: ignore[call-overload]
                     env.image,
                     spec["command"],
                     detach=True,

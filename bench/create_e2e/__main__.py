@@ -131,7 +131,7 @@ class RunningEvents:
             body = signing.peek(record.value)
             payload = body.get("payload") or {}
             if body.get("kind") == "workspace.state" and payload.get("state") == "running":
-                self.issued.setdefault(payload.get("workspace_id"), body.get("issued_at"))
+                self.issued.setdefault(str(payload.get("workspace_id")), float(body.get("issued_at") or 0))
 
     async def wait(self, workspace_id: str, timeout: float = 5.0) -> float | None:
         deadline = time.monotonic() + timeout
@@ -212,7 +212,8 @@ async def measure(s: stack_mod.Stack, host_id: str, image: str, rounds: int, war
 
             def direct(name: str) -> tuple[float, str]:
                 t0 = time.time()
-                container = client.containers.run(
+                # types-docker's stubs lack unless-stopped and a port bound to a host IP alone.
+                container = client.containers.run(  # type: ignore[call-overload]
                     image, name=f"bench-direct-{name}", hostname=name, detach=True,
                     labels={"a4c.test-run": s.run.id},
                     nano_cpus=int(CPUS * 1e9), mem_limit=MEMORY_MB * 1024 * 1024, memswap_limit=MEMORY_MB * 1024 * 1024,

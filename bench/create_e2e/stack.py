@@ -42,6 +42,9 @@ PLANE_BASE: Config = {
 class Stack:
     """``with Stack(docker=True) as s:`` — ``s.plane``, ``s.admin``, ``s.database_url``, ``s.add_agent(...)``."""
 
+    # Declared here: in __init__ the parameter ``docker`` hides the module.
+    client: docker.DockerClient | None
+
     def __init__(self, *, docker: bool, plane: Config | None = None, admin_url: str | None = None) -> None:
         self.run = run_mod.Run()
         self.prefix = f"bench{secrets.token_hex(3)}"
@@ -53,7 +56,7 @@ class Stack:
         self.daemon: dockerd.DockerDaemon | None = None
         self.broker: kafka_broker.KafkaBroker | None = None
         self.docker_host = ""
-        self.client: docker.DockerClient | None = None
+        self.client = None
         self.image = ""
         self.database_url = ""
         self.plane: system.ControlPlane | None = None

@@ -88,6 +88,13 @@ def sample_rss(process: psutil.Process, stop: threading.Event, samples: list[flo
         stop.wait(0.25)
 
 
+def _find(pattern: str, text: str) -> re.Match[str]:
+    found = re.search(pattern, text, re.M)
+    if found is None:
+        raise SystemExit(f"wrk's report has no line matching {pattern!r}:\n{text}")
+    return found
+
+
 def run_wrk(base: str, tokens: list[str], seconds: int, connections: int) -> dict[str, typing.Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("tokens = {" + ",".join(f'"{t}"' for t in tokens) + "}\n")
@@ -99,8 +106,8 @@ def run_wrk(base: str, tokens: list[str], seconds: int, connections: int) -> dic
         os.unlink(script.name)
     statuses = {int(code): int(n) for code, n in re.findall(r"^a4c-status (\d+) (\d+)$", out, re.M)}
     missing = sum(int(n) for n in re.findall(r"^a4c-missing-retry-after (\d+)$", out, re.M))
-    errors = dict(zip(("connect", "read", "write", "timeout"), map(int, re.search(r"^a4c-socket-errors (\d+) (\d+) (\d+) (\d+)$", out, re.M).groups()), strict=True))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = dict(zip(("connect", "read", "write", "timeout"), map(int, _find(r"^a4c-socket-errors (\d+) (\d+) (\d+) (\d+)$", out).groups()), strict=True))
+    rps = float(_find(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return {"statuses": statuses, "missing_retry_after": missing, "socket_errors": errors, "rps": rps}
 
 

@@ -72,6 +72,7 @@ async def raw_bulk(es, settings: cp_settings.Settings, rows: list[tuple], name: 
         began = time.perf_counter()
         ok, errors = await helpers.async_bulk(bulk_es, actions, chunk_size=settings.search.bulk_size, raise_on_error=False)
         rates.append(ok / (time.perf_counter() - began))
+        assert isinstance(errors, list)  # a list unless stats_only
         if errors:
             raise SystemExit(f"raw bulk had {len(errors)} errors: {errors[:1]}")
     return rates[0], rates[1]

@@ -63,7 +63,7 @@ class Kit:
             overrides=overrides,
         )
         proc = driver.AgentProcess(workdir, config, env=env)
-        proc.host_id, proc.key = host_id, key  # type: ignore[attr-defined]
+        proc.host_id, proc.key = host_id, key
         self.events.keys[host_id] = key
         self.agents.append(proc)
         if start:
@@ -75,12 +75,12 @@ class Kit:
         proc.start()
         assert proc.process is not None
         # Written in the run's ledger: a crashed test session's agents get reaped.
-        self.harness_run.track(f"a4c-agent {proc.host_id}", proc.process)  # type: ignore[attr-defined]
+        self.harness_run.track(f"a4c-agent {proc.host_id}", proc.process)
         proc.wait_started()
         return proc
 
     async def send(self, agent: driver.AgentProcess, kind: messages.CommandKind, payload: messages._Model | dict, **kw: typing.Any) -> str:
-        return await self.commands.send(kind, payload, host_id=agent.host_id, key=agent.key, **kw)  # type: ignore[attr-defined]
+        return await self.commands.send(kind, payload, host_id=agent.host_id, key=agent.key, **kw)
 
     def spec(self, workspace_id: str, **kw: typing.Any) -> messages.WorkspaceSpec:
         values: dict[str, typing.Any] = {
@@ -97,13 +97,13 @@ class Kit:
 
     def name(self, agent: driver.AgentProcess, workspace_id: str) -> str:
         """The container name the agent gives a workspace (it carries the host, see agent/domain/containers.py)."""
-        return containers_mod.container_name(workspace_id, agent.host_id)  # type: ignore[attr-defined]
+        return containers_mod.container_name(workspace_id, agent.host_id)
 
     def container(self, agent: driver.AgentProcess, workspace_id: str) -> typing.Any:
         return self.docker_client.containers.get(self.name(agent, workspace_id))
 
     def containers_of(self, agent: driver.AgentProcess) -> list:
-        return self.docker_client.containers.list(all=True, filters={"label": f"a4c.host={agent.host_id}"})  # type: ignore[attr-defined]
+        return self.docker_client.containers.list(all=True, filters={"label": f"a4c.host={agent.host_id}"})
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ async def kit(
         for agent in the_kit.agents:
             agent.stop()
             # Shown by pytest only when the test failed.
-            print(f"--- agent {agent.host_id} log (tail) ---\n{agent.log_tail(60)}")  # type: ignore[attr-defined]
+            print(f"--- agent {agent.host_id} log (tail) ---\n{agent.log_tail(60)}")
         await events.close()
         await commands.close()
         for agent in the_kit.agents:

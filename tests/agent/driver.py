@@ -83,6 +83,10 @@ class AgentExited(AssertionError):
 class AgentProcess:
     """One ``a4c-agent run`` subprocess with its own state dir, config and log."""
 
+    # The identity it runs under, set by whoever enrolled it (tests/agent/conftest.py, bench/agent/env.py).
+    host_id: str
+    key: str
+
     def __init__(self, workdir: pathlib.Path, config: dict[str, typing.Any], *, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.config = config

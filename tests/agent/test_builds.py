@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import secrets
 import subprocess
+import typing
 
 import pytest
 
@@ -26,7 +27,7 @@ def _tag() -> str:
     return f"a4c-test/built-{secrets.token_hex(3)}:1"
 
 
-def _build(job_id: str, tag: str, **context: object) -> messages.BuildCommand:
+def _build(job_id: str, tag: str, **context: typing.Any) -> messages.BuildCommand:
     return messages.BuildCommand(job_id=job_id, image_id=f"img-{job_id}", tag=tag, context=messages.BuildContext(**context))
 
 

@@ -62,12 +62,15 @@ def _a4c_image(client: docker.DockerClient, tag: str, host_id: str, size: int) -
         tag=version,
         changes=["LABEL a4c.managed=true", f"LABEL a4c.host={host_id}", f"LABEL a4c.image={repo}"],
     )
-    return client.images.get(tag).id
+    image_id = client.images.get(tag).id
+    assert image_id is not None
+    return image_id
 
 
 def _exited(client: docker.DockerClient, image: str, labels: dict[str, str]) -> str:
     container = client.containers.run(image, ["true"], detach=True, labels=labels)
     container.wait(timeout=30)
+    assert container.id is not None
     return container.id
 
 
@@ -150,6 +153,7 @@ async def test_a_cleanup_command_removes_the_exited_orphans_it_reports_and_leave
     owned = {"a4c.managed": "true", "a4c.host": agent.host_id}
     orphans = {_exited(client, kit.base_image, {**owned, "a4c.workspace": f"ws-gone-{i}"}) for i in range(2)}
     running = client.containers.run(kit.base_image, ["sleep", "3600"], detach=True, labels={**owned, "a4c.workspace": "ws-busy"}).id
+    assert running is not None
     unlabelled = _exited(client, kit.base_image, {run_mod.TEST_LABEL: "cleanup-test"})
     other_host = _exited(
         client, kit.base_image, {"a4c.managed": "true", "a4c.host": f"{agent.host_id}-other", "a4c.workspace": "ws-theirs", run_mod.TEST_LABEL: "cleanup-test"}

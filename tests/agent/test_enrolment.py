@@ -150,6 +150,7 @@ def test_plain_http_enrolment_is_refused_unless_the_control_plane_is_on_loopback
     problem = identity.insecure_enrolment(url, allowed=allowed)
     assert bool(problem) is refused, problem
     if refused:
+        assert problem is not None
         assert "agent.control_plane_url" in problem and "https://" in problem
 
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from shared import messages
-from tests.agent import conftest
+from tests.agent import conftest, driver
 
 K = messages.CommandKind
 
@@ -21,8 +21,8 @@ def _port(result: dict) -> int:
     return published["host_port"]
 
 
-async def _run(kit: conftest.Kit, agent: object, kind: K, payload: messages._Model, job: str) -> dict:
-    await kit.send(agent, kind, payload)  # type: ignore[arg-type]
+async def _run(kit: conftest.Kit, agent: driver.AgentProcess, kind: K, payload: messages._Model, job: str) -> dict:
+    await kit.send(agent, kind, payload)
     result = await kit.events.result(job)
     assert result["ok"], result
     return result
@@ -38,8 +38,8 @@ async def test_the_host_port_survives_stop_start_an_agent_restart_and_a_lost_con
     await _run(kit, agent, K.WORKSPACE_STOP, messages.WorkspaceRef(job_id="s1", workspace_id="ws-port"), "s1")
     assert _port(await _run(kit, agent, K.WORKSPACE_START, messages.WorkspaceRef(job_id="r1", workspace_id="ws-port"), "r1")) == port
 
-    agent.stop()  # type: ignore[attr-defined]
-    kit.start(agent)  # type: ignore[arg-type]
+    agent.stop()
+    kit.start(agent)
     await _run(kit, agent, K.WORKSPACE_STOP, messages.WorkspaceRef(job_id="s2", workspace_id="ws-port"), "s2")
     assert _port(await _run(kit, agent, K.WORKSPACE_START, messages.WorkspaceRef(job_id="r2", workspace_id="ws-port"), "r2")) == port
 

@@ -173,7 +173,7 @@ def test_a4c_up_with_a_config_file_uses_the_external_postgresql_kafka_and_elasti
         [(job_id, status)] = _rows(database, "SELECT id::text, status::text FROM jobs WHERE kind = 'image_build'")
         assert status == "failed"
 
-        def answered_by_elasticsearch() -> dict:
+        def answered_by_elasticsearch() -> dict | None:
             found = json.loads(up.a4c("-o", "json", "jobs", "search", f"status:failed {marker}").stdout)
             return found if found["backend"] == "elasticsearch" and [j["id"] for j in found["jobs"]] == [job_id] else None
 

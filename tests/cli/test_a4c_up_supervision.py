@@ -39,6 +39,7 @@ def _get(url: str, token: str) -> dict:
 
 def _agent_pid(up: Up) -> int:
     pid = int((up.state / "run" / "agent.pid").read_text())
+    assert up.process is not None
     assert pid in [p.pid for p in psutil.Process(up.process.pid).children()], "the pid file names a child of a4c up"
     assert "a4c-agent run" in " ".join(psutil.Process(pid).cmdline())
     return pid

@@ -134,6 +134,7 @@ async def _paused(sys_, plane: system.ControlPlane) -> typing.AsyncIterator[None
     the other instance needs, and the test would hang instead of testing; so a
     pause that catches it mid-transaction is undone and tried again.
     """
+    assert plane.process is not None
     pid = plane.process.pid
     db_port = urllib.parse.urlsplit(_database_url(sys_)).port or 5432
 

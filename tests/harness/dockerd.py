@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import random
 import shutil
@@ -28,6 +29,7 @@ import subprocess
 import time
 
 import docker
+from docker import constants as docker_constants
 
 from tests.harness import processes
 from tests.harness import run as run_mod
@@ -40,7 +42,7 @@ class DockerDaemonError(RuntimeError):
 def answers(host: str, timeout: float = 3.0) -> bool:
     """Whether a Docker daemon answers a ping at ``host`` (unix:// or tcp://)."""
     try:
-        client = docker.APIClient(base_url=host, version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=timeout)
+        client = docker.APIClient(base_url=host, version=docker_constants.MINIMUM_DOCKER_API_VERSION, timeout=math.ceil(timeout))
     except docker.errors.DockerException:
         return False
     try:
@@ -145,12 +147,12 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     for line in out.splitlines():
         fields = line.split()
         if "inet" in fields:
-            nets.append(ipaddress.ip_interface(fields[fields.index("inet") + 1]).network)
+            nets.append(ipaddress.IPv4Interface(fields[fields.index("inet") + 1]).network)
     out = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
     for line in out.splitlines():
         dest = line.split()[0] if line.split() else ""
         try:
-            nets.append(ipaddress.ip_network(dest, strict=False))
+            nets.append(ipaddress.IPv4Network(dest, strict=False))
         except ValueError:
             continue  # "default", "local", "broadcast" ... lines
     return [n for n in nets if n.prefixlen > 0]

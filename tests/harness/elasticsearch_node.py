@@ -49,7 +49,9 @@ from tests.harness import jvm, ports, processes
 
 SOURCE = pathlib.Path(__file__).with_name("jvm") / "elasticsearch"
 # The pom says which release; everything else follows it.
-VERSION = re.search(r"<elasticsearch.version>([^<]+)</elasticsearch.version>", (SOURCE / "pom.xml").read_text()).group(1)
+_VERSION = re.search(r"<elasticsearch.version>([^<]+)</elasticsearch.version>", (SOURCE / "pom.xml").read_text())
+assert _VERSION is not None, f"{SOURCE / 'pom.xml'} names no elasticsearch.version"
+VERSION = _VERSION.group(1)
 DEFAULT_CACHE = jvm.CACHE / f"elasticsearch-{VERSION}"
 MAIN_CLASS = "org.elasticsearch.node.Launcher"
 _JAVA_SOURCES = ("Launcher.java", "ClasspathPluginsService.java", "A4cAnalysisPlugin.java", "A4cRootPlugin.java")
@@ -193,7 +195,7 @@ class ElasticsearchNode:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self.running else None
+        return self._process.pid if self._process is not None and self.running else None
 
     @property
     def version(self) -> str | None:

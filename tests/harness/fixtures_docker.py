@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import typing
 
 import docker
 import pytest
@@ -23,7 +24,7 @@ TEST_LABEL = run.TEST_LABEL
 
 
 @pytest.fixture(scope="session")
-def docker_host(request: pytest.FixtureRequest, harness_run: run.Run) -> str:
+def docker_host(request: pytest.FixtureRequest, harness_run: run.Run) -> typing.Iterator[str]:
     started_at = time.time()
     external = os.environ.get("DOCKER_HOST")
     daemon = None
@@ -64,7 +65,7 @@ def _clean(config: pytest.Config, host: str, scope: docker_leftovers.Scope) -> l
 
 
 @pytest.fixture(scope="session")
-def docker_client(docker_host: str) -> docker.DockerClient:
+def docker_client(docker_host: str) -> typing.Iterator[docker.DockerClient]:
     client = docker.DockerClient(base_url=docker_host, version="auto", timeout=120)
     yield client
     client.close()

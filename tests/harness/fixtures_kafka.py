@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import typing
 
 import pytest
 
@@ -30,7 +31,7 @@ def kafka_broker(request: pytest.FixtureRequest, harness_run: run.Run):
 
 
 @pytest.fixture
-def private_kafka_broker(harness_run: run.Run) -> kafka_broker_mod.KafkaBroker:
+def private_kafka_broker(harness_run: run.Run) -> typing.Iterator[kafka_broker_mod.KafkaBroker]:
     """A broker of this test's own: ``.stop()``, ``.start()``, ``.kill()``, ``.restart(lose_data=...)``, ``.freeze()``."""
     broker = kafka_broker_mod.KafkaBroker(harness_run)
     try:
@@ -52,7 +53,7 @@ def topic_prefix(test_run_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def module_kafka_broker(harness_run: run.Run) -> kafka_broker_mod.KafkaBroker:
+def module_kafka_broker(harness_run: run.Run) -> typing.Iterator[kafka_broker_mod.KafkaBroker]:
     """A broker for one module whose tests stop or restart it. Such a module overrides
     ``kafka_broker`` and ``kafka_bootstrap`` with it, so everything it builds talks to it."""
     broker = kafka_broker_mod.KafkaBroker(harness_run)

@@ -33,7 +33,7 @@ def _drop(admin_url: str, url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(request: pytest.FixtureRequest, harness_run: run.Run) -> str:
+def postgres_admin_url(request: pytest.FixtureRequest, harness_run: run.Run) -> typing.Iterator[str]:
     """``postgresql://user@host:port/postgres`` of the server tests use; CREATE DATABASE works through it."""
     embedded = None
     configured = os.environ.get(postgres_server.ENV_URL)
@@ -62,7 +62,7 @@ def postgres_admin_url(request: pytest.FixtureRequest, harness_run: run.Run) -> 
 
 
 @pytest.fixture(scope="module")
-def database_url(postgres_admin_url: str, test_run_id: str) -> str:
+def database_url(postgres_admin_url: str, test_run_id: str) -> typing.Iterator[str]:
     """A fresh database for this test module, migrated to head: ``postgresql://…/a4c_test_<run>_<n>``."""
     from controlplane.db import migrate  # imported late: tests that never touch the database need not load Alembic
 
@@ -76,7 +76,7 @@ def database_url(postgres_admin_url: str, test_run_id: str) -> str:
 
 
 @pytest.fixture
-def make_database(postgres_admin_url: str, test_run_id: str) -> typing.Callable[[], str]:
+def make_database(postgres_admin_url: str, test_run_id: str) -> typing.Iterator[typing.Callable[[], str]]:
     """Factory: each call returns the URL of a new, empty (unmigrated) database, dropped after the test."""
     made: list[str] = []
 
@@ -91,7 +91,7 @@ def make_database(postgres_admin_url: str, test_run_id: str) -> typing.Callable[
 
 
 @pytest.fixture(scope="module")
-def postgres_replica(postgres_admin_url: str, harness_run: run.Run) -> postgres_server.HotStandby:
+def postgres_replica(postgres_admin_url: str, harness_run: run.Run) -> typing.Iterator[postgres_server.HotStandby]:
     """A streaming hot standby of the test server (``pg_basebackup -R``): ``.url`` (its ``postgres``
     database; ``postgres_server.with_database(url, name)`` for another), ``.pause_replay()``,
     ``.resume_replay()``, ``.stop()``. Databases created on the primary appear on it."""
@@ -104,7 +104,7 @@ def postgres_replica(postgres_admin_url: str, harness_run: run.Run) -> postgres_
 
 
 @pytest.fixture(scope="module")
-def private_postgres(request: pytest.FixtureRequest, harness_run: run.Run) -> postgres_server.EmbeddedPostgres:
+def private_postgres(request: pytest.FixtureRequest, harness_run: run.Run) -> typing.Iterator[postgres_server.EmbeddedPostgres]:
     """A PostgreSQL server of this module's own (the embedded wheel's), for tests that hang it:
     ``.url`` (its ``postgres`` database), ``.freeze()`` (SIGSTOP: connections open, nothing answers),
     ``.thaw()``. A module using it overrides ``database_url`` with a database on it."""

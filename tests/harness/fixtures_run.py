@@ -8,6 +8,8 @@ container or database the harness started is still there.
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
 from tests.harness import run
@@ -27,7 +29,7 @@ def report(config: pytest.Config, line: str) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def harness_run() -> run.Run:
+def harness_run() -> typing.Iterator[run.Run]:
     the_run = run.Run()
     yield the_run
     the_run.close()

@@ -32,7 +32,7 @@ def elasticsearch(request: pytest.FixtureRequest, harness_run: run.Run):
 
 
 @pytest.fixture
-def private_elasticsearch(harness_run: run.Run) -> elasticsearch_node.ElasticsearchNode:
+def private_elasticsearch(harness_run: run.Run) -> typing.Iterator[elasticsearch_node.ElasticsearchNode]:
     """A node of this test's own: ``.stop()`` (connection refused, data kept), ``.start()`` (same URL),
     ``.stop(lose_data=True)``, ``.kill()``."""
     from tests.harness import elasticsearch_node
@@ -51,7 +51,7 @@ def elasticsearch_url(elasticsearch) -> str:
 
 
 @pytest.fixture(scope="module")
-def module_elasticsearch(harness_run: run.Run) -> elasticsearch_node.ElasticsearchNode:
+def module_elasticsearch(harness_run: run.Run) -> typing.Iterator[elasticsearch_node.ElasticsearchNode]:
     """A node for one module whose tests stop it. Such a module overrides ``elasticsearch``
     and ``elasticsearch_url`` with it, so everything it builds talks to it."""
     from tests.harness import elasticsearch_node

@@ -111,7 +111,7 @@ class KafkaBroker:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self.running else None
+        return self._process.pid if self._process is not None and self.running else None
 
     def properties(self) -> dict[str, str]:
         names = {"PLAINTEXT": (self.port, "PLAINTEXT"), **self._listeners}
@@ -229,11 +229,11 @@ class KafkaBroker:
 
     def freeze(self) -> None:
         """Hang the broker (SIGSTOP): connections stay open and nothing answers."""
-        if self.running:
+        if self._process is not None and self.running:
             os.killpg(self._process.pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
-        if self.running:
+        if self._process is not None and self.running:
             os.killpg(self._process.pid, signal.SIGCONT)
 
 

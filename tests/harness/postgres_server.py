@@ -52,7 +52,7 @@ def in_thread(function: typing.Callable[..., T], *args: typing.Any) -> T:
         return pool.submit(function, *args).result()
 
 
-def run_async(coroutine_function: typing.Callable[..., typing.Awaitable[T]], *args: typing.Any) -> T:
+def run_async(coroutine_function: typing.Callable[..., typing.Coroutine[typing.Any, typing.Any, T]], *args: typing.Any) -> T:
     """Run an asyncpg coroutine to completion on its own loop in a worker thread."""
     return in_thread(lambda: asyncio.run(coroutine_function(*args)))
 

@@ -22,8 +22,12 @@ import dataclasses
 import json
 import os
 import pathlib
+import typing
 
 from tests.harness import run as run_mod
+
+if typing.TYPE_CHECKING:
+    from tests.harness import elasticsearch_node, kafka_broker
 
 ENV = "A4C_TEST_SHARED"
 
@@ -63,7 +67,7 @@ class Controller:
 
     def __init__(self) -> None:
         self.run = run_mod.Run()
-        self._servers: list[object] = []
+        self._servers: list[kafka_broker.KafkaBroker | elasticsearch_node.ElasticsearchNode] = []
 
     @property
     def directory(self) -> pathlib.Path:
@@ -89,7 +93,7 @@ class Controller:
             self.stop()
             raise SharedServerError("the shared servers could not start:\n" + "\n".join(errors))
         _write(self.directory / "kafka.json", KafkaInfo(broker.bootstrap, broker.port, broker.version or "?"))
-        _write(self.directory / "elasticsearch.json", ElasticsearchInfo(node.url, node.version, node.flavor))
+        _write(self.directory / "elasticsearch.json", ElasticsearchInfo(node.url, node.version or "?", node.flavor or "?"))
         os.environ[ENV] = str(self.directory)
         return [
             f"Apache Kafka {broker.version} on {broker.bootstrap} (KRaft, shared by every worker; started in {kafka_started.result():.1f} s)",
@@ -106,7 +110,7 @@ class Controller:
         self.run.close()
 
 
-def _write(path: pathlib.Path, info: object) -> None:
+def _write(path: pathlib.Path, info: KafkaInfo | ElasticsearchInfo) -> None:
     path.write_text(json.dumps(dataclasses.asdict(info)))
 
 

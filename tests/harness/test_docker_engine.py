@@ -63,7 +63,9 @@ def test_a_port_published_on_loopback_is_reachable_from_the_tests(docker_client,
 def _build(client: docker.DockerClient, base_image: str, tag: str) -> str:
     # A random label: never a cache hit, so the image is created now.
     dockerfile = f"FROM {base_image}\nLABEL a4c.test-nonce={secrets.token_hex(8)}\n"
-    return client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)[0].id
+    image_id = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)[0].id
+    assert image_id is not None
+    return image_id
 
 
 def test_what_a_session_leaves_behind_on_a_shared_daemon_is_removed_at_its_end_and_nothing_older(

@@ -54,7 +54,7 @@ async def _index_jobs(es: elasticsearch.AsyncElasticsearch, count: int, *, versi
     for i in range(count):
         operations.append({"index": {"_index": ALIAS, "_id": f"job-{i}", "version": version, "version_type": "external"}})
         operations.append(_job(i, version=version))
-    return await es.bulk(operations=operations, refresh=True)
+    return (await es.bulk(operations=operations, refresh=True)).body
 
 
 async def _create_jobs_index(es: elasticsearch.AsyncElasticsearch) -> None:

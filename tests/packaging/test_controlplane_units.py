@@ -56,7 +56,7 @@ def server(
         (server,) = fleet.start([f"cp-{test_run_id[-4:]}"])
         port, sync_port = ports.free_port(), ports.free_port()
         prefix = f"u{test_run_id[-6:]}"
-        config = {
+        config: dict[str, typing.Any] = {
             "http": {"host": "127.0.0.1", "port": port},
             "database": {"url": database_url},
             "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix},
@@ -87,11 +87,9 @@ def server(
 def _process(server: servers_mod.Server, unit: str) -> dict[str, str]:
     pid = server.unit_property(unit, "MainPID")
     status = server.sh(f"cat /proc/{pid}/status")
-    return {
-        "uid": re.search(r"^Uid:\s+(\d+)", status, re.M).group(1),
-        "capabilities": re.search(r"^CapEff:\s+(\w+)", status, re.M).group(1),
-        "no_new_privs": re.search(r"^NoNewPrivs:\s+(\d)", status, re.M).group(1),
-    }
+    fields = {key: re.search(rf"^{field}:\s+(\w+)", status, re.M) for key, field in (("uid", "Uid"), ("capabilities", "CapEff"), ("no_new_privs", "NoNewPrivs"))}
+    assert all(fields.values()), status
+    return {key: found.group(1) for key, found in fields.items() if found}
 
 
 def _readyz(port: int) -> str:

@@ -196,8 +196,10 @@ def test_the_rollout_leaves_the_agent_active_and_enrolled_on_every_server(rollou
         # Under the unit's own user, with the Docker group and no capabilities.
         pid = server.unit_property("a4c-agent", "MainPID")
         status = server.sh(f"cat /proc/{pid}/status")
-        assert re.search(r"^Uid:\s+(\d+)", status, re.M).group(1) == server.sh("id -u a4c-agent").strip()
-        assert server.sh("getent group docker | cut -d: -f3").strip() in re.search(r"^Groups:(.*)$", status, re.M).group(1).split()
+        uid, groups = re.search(r"^Uid:\s+(\d+)", status, re.M), re.search(r"^Groups:(.*)$", status, re.M)
+        assert uid is not None and groups is not None, status
+        assert uid.group(1) == server.sh("id -u a4c-agent").strip()
+        assert server.sh("getent group docker | cut -d: -f3").strip() in groups.group(1).split()
         assert re.search(r"^CapEff:\s+0+$", status, re.M), status
         assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
 
@@ -280,7 +282,7 @@ async def test_restarting_the_agent_keeps_the_host_active_without_a_duplicate_co
         ready_at = datetime.datetime.now(datetime.UTC)
 
         def fresh(stamp: str | None) -> bool:
-            return bool(stamp) and datetime.datetime.fromisoformat(stamp) > ready_at + datetime.timedelta(seconds=3)
+            return stamp is not None and stamp != "" and datetime.datetime.fromisoformat(stamp) > ready_at + datetime.timedelta(seconds=3)
 
         async def reported_since_restart() -> dict | None:
             host = await rollout.api.get(f"/v1/hosts/{host_id}")
@@ -316,7 +318,9 @@ def test_installed_units_verify_and_their_exposure_is_the_documented_one(rollout
     measured = {}
     for unit in sorted(p.name for p in UNITS.glob("*.service")):
         report = server.sh(f"systemd-analyze security --no-pager {unit}")
-        measured[unit] = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", report).group(1))
+        exposure = re.search(r"Overall exposure level for \S+: ([\d.]+)", report)
+        assert exposure is not None, report
+        measured[unit] = float(exposure.group(1))
     assert measured == _documented_exposure(), f"docs/operations/systemd.md records another exposure than measured: {measured}"
     installed = server.sh("cat /etc/systemd/system/a4c-agent.service")
     assert installed == (UNITS / "a4c-agent.service").read_text(), "the role installs the packaging unit unchanged"
@@ -445,7 +449,7 @@ async def test_the_workspace_keeps_its_one_container_through_the_upgrade(rollout
     host_id = workspace["host_id"]
 
     def fresh(stamp: str | None) -> bool:
-        return bool(stamp) and datetime.datetime.fromisoformat(stamp) > upgrade.finished_at + datetime.timedelta(seconds=3)
+        return stamp is not None and stamp != "" and datetime.datetime.fromisoformat(stamp) > upgrade.finished_at + datetime.timedelta(seconds=3)
 
     async def reported_since_upgrade() -> dict | None:
         host = await rollout.api.get(f"/v1/hosts/{host_id}")

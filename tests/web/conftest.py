@@ -40,7 +40,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORT: pw.ViewportSize = {"width": 1280, "height": 900}
 
 
 def settings_for(database_url: str, **overrides: typing.Any) -> cp_settings.Settings:
@@ -183,7 +183,7 @@ async def add_host(db: asyncpg.Connection, database_url: str) -> typing.AsyncIte
         cordoned: bool = False,
     ) -> models.Host:
         now = datetime.datetime.now(datetime.UTC)
-        report = None
+        report: dict[str, typing.Any] | None = None
         if disk_used is not None:
             report = {
                 "paths": [{"path": "/var/lib/docker", "total_bytes": disk_total, "used_bytes": disk_used, "free_bytes": disk_total - disk_used, "percent": round(100 * disk_used / disk_total, 1)}],

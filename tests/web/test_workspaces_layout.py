@@ -8,6 +8,7 @@ never covers the table; the table shows CPU, memory, disk and the state reason.
 from __future__ import annotations
 
 import json
+import typing
 
 from tests.harness import wait
 from tests.web import dashboard, layout
@@ -19,7 +20,7 @@ async def _workspaces(db, http, base, people) -> None:
     """Every row shape an admin sees: running (Stop, Delete), stopped (Start, Delete), waiting with a long reason, a long image tag."""
     status, image = await dashboard.api(http, base, people.alice.token, "POST", "/v1/images", json={"name": "a-rather-long-image-name-for-tests", "dockerfile": "FROM busybox"})
     assert status == 201, image
-    bodies = [
+    bodies: list[tuple[typing.Any, dict[str, typing.Any]]] = [
         (people.alice, {"name": "alice-running-workspace", "image_ref": "registry.example.com:5000/team/toolbox-with-a-long-name:2026.12.04", "ports": [{"container_port": 22}, {"container_port": 8080}]}),
         (people.alice, {"name": "alice-stopped", "image_ref": "debian:12"}),
         (people.bob, {"name": "bob-waiting-for-a-host-with-a-long-name", "image_ref": "debian:12"}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 
 import pytest
 from sqlalchemy.ext import asyncio as sa_asyncio
@@ -156,7 +157,8 @@ class _Agent:
         body = json.loads(row["payload"])["payload"]
         return messages.WorkspaceRef(job_id=body["job_id"], workspace_id=body.get("workspace_id") or body["spec"]["workspace_id"])
 
-    async def done(self, ref: messages.WorkspaceRef, state: str) -> None:
+    async def done(self, ref: messages.WorkspaceRef, state: typing.Literal["running", "stopped", "exited"]) -> None:
+        assert ref.job_id is not None
         container = "c0ffee" + ref.workspace_id.replace("-", "")[:6]
         reports = [
             (messages.EventKind.WORKSPACE_STATE, messages.WorkspaceState(workspace_id=ref.workspace_id, state=state, container_id=container)),

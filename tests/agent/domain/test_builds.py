@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
 from agent.domain import builds as b
 
-FAILED_RUN = [
+FAILED_RUN: list[dict[str, typing.Any]] = [
     {"stream": "Step 1/2 : FROM base"},
     {"stream": "\n"},
     {"stream": " ---> 384d8b9bf79f\n"},
@@ -25,7 +27,8 @@ FAILED_RUN = [
 def test_a_successful_stream_yields_clean_lines_and_the_image_id() -> None:
     stream = b.BuildStream()
     lines = []
-    for chunk in [{"stream": "Step 1/1 : FROM base"}, {"stream": "\n"}, {"stream": "hel"}, {"stream": "lo\n"}, {"aux": {"ID": "sha256:abc"}}]:
+    chunks: list[dict[str, typing.Any]] = [{"stream": "Step 1/1 : FROM base"}, {"stream": "\n"}, {"stream": "hel"}, {"stream": "lo\n"}, {"aux": {"ID": "sha256:abc"}}]
+    for chunk in chunks:
         lines += stream.feed(chunk)
     lines += stream.flush()
     assert lines == ["Step 1/1 : FROM base", "hello"]

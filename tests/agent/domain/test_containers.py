@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
 from agent.domain import containers as c
@@ -11,7 +13,7 @@ POLICY = c.RuntimePolicy(publish_address="127.0.0.1", cap_drop=("ALL",), cap_add
 
 
 def _spec(**kw: object) -> messages.WorkspaceSpec:
-    values = {"workspace_id": "w1", "name": "n", "owner": "o", "image": "img:1", "cpus": 1.5, "memory_mb": 512}
+    values: dict[str, typing.Any] = {"workspace_id": "w1", "name": "n", "owner": "o", "image": "img:1", "cpus": 1.5, "memory_mb": 512}
     values.update(kw)
     return messages.WorkspaceSpec(**values)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
 from agent.domain import disk_limits as d
@@ -114,7 +116,7 @@ def test_before_docker_answered_only_true_asks_for_the_size() -> None:
 def test_the_setting_still_accepts_the_old_booleans(given: object, read: str) -> None:
     from agent import settings
 
-    fields = {} if given is None else {"enforce_disk_limit": given}
+    fields: dict[str, typing.Any] = {} if given is None else {"enforce_disk_limit": given}
     assert settings.DockerSettings(**fields).enforce_disk_limit == read
 
 
@@ -124,4 +126,4 @@ def test_the_setting_refuses_anything_else() -> None:
     from agent import settings
 
     with pytest.raises(pydantic.ValidationError):
-        settings.DockerSettings(enforce_disk_limit="sometimes")
+        settings.DockerSettings(enforce_disk_limit="sometimes")  # type: ignore[arg-type]  # the invalid value is the test

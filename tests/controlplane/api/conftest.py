@@ -129,7 +129,10 @@ async def api(start_api: typing.Callable[..., typing.Awaitable[str]]) -> str:
 
 @pytest.fixture
 def client(api: str, http: aiohttp.ClientSession) -> typing.Callable[[str | None], Client]:
-    return lambda token=None: Client(http, api, token)
+    def make(token: str | None = None) -> Client:
+        return Client(http, api, token)
+
+    return make
 
 
 @dataclasses.dataclass

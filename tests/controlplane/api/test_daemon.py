@@ -63,7 +63,7 @@ def served(database_url, tmp_path):
     log = tmp_path / "controlplane.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([*CLI, "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    proc.log = log  # type: ignore[attr-defined]
+    proc.log = log
     received: list[str] = []
 
     def notes() -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import random
+import typing
 import uuid
 
 import pytest
@@ -24,7 +25,7 @@ NAMES = ["a-host", "a_host", "B-host", "b.host", "Zeta", "zeta", "h10", "h9", "Ã
 
 def random_fleet(rng: random.Random, size: int, healthy: bool) -> list[dict]:
     """A fleet with every kind of ineligible host; ``healthy``: nearly all eligible, so the top-N cut matters."""
-    hosts = []
+    hosts: list[dict[str, typing.Any]] = []
     for i in range(size):
         total = rng.choice([None, 0, 100 * GIB, 500 * GIB, 1000 * GIB])
         hosts.append(

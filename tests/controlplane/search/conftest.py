@@ -94,7 +94,7 @@ class Background:
     def __init__(self) -> None:
         self.running: list[tuple[asyncio.Event, asyncio.Task]] = []
 
-    def start(self, loop: typing.Callable[[asyncio.Event], typing.Awaitable[None]]) -> tuple[asyncio.Event, asyncio.Task]:
+    def start(self, loop: typing.Callable[[asyncio.Event], typing.Coroutine[typing.Any, typing.Any, None]]) -> tuple[asyncio.Event, asyncio.Task]:
         stopping = asyncio.Event()
         task = asyncio.create_task(loop(stopping))
         self.running.append((stopping, task))
