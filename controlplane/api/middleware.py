@@ -1,5 +1,8 @@
 """The middleware chain, outermost first: request id → metrics → errors → guard (size, auth, rate limit).
 
+The last three are one middleware (:func:`api_middleware`): as three, each cost a coroutine and aiohttp's
+wrapper per request, a measurable share of a hot read's CPU (docs/benchmarks.md, ``api_read``).
+
 * ``request`` (controlplane/api/requestlog.py) gives the request its id, binds
   it to every log line of the request, echoes it, and writes the access line.
 
@@ -59,11 +62,15 @@ def route_label(request: web.Request) -> str:
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """metrics → errors → guard, in that order, as one middleware."""
     started = time.perf_counter()
     status = 500
     try:
-        response = await handler(request)
+        try:
+            response = await _guard(request, handler)
+        except Exception as exc:  # noqa: BLE001 - every error becomes an answer; CancelledError is not an Exception: it passes, counted as 499 below
+            response = _error_answer(request, exc)
         status = response.status
         return response
     except asyncio.CancelledError:
@@ -78,38 +85,34 @@ def error_response(status: int, code: str, message: str, fields: typing.Sequence
     return web.json_response(body, status=status, headers=headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except errors.DomainError as exc:
-        status = errors.status_of(exc)
+def _error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The one place an exception becomes an HTTP answer; called in the ``except`` block that caught it."""
+    if isinstance(exc, errors.DomainError):
         headers: dict[str, str] = {}
         if isinstance(exc, (errors.RateLimited, errors.Overloaded)):
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, errors.Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="a4c"'
-        return error_response(status, exc.code, exc.message, exc.fields, headers)
-    except web.HTTPException as exc:
+        return error_response(errors.status_of(exc), exc.code, exc.message, exc.fields, headers)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         message = exc.reason
         if exc.status == 413:
             message = f"the request body is larger than {request.app[keys.SETTINGS].http.max_body_bytes} bytes"
         return error_response(exc.status, _AIOHTTP_CODES.get(exc.status, "http_error"), message, headers=headers)
-    except (TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError, asyncpg.exceptions.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+    if isinstance(exc, _UNAVAILABLE):
         logger.warning("database unavailable answering %s %s: %s", request.method, request.path, exc)
         return error_response(503, "unavailable", "the database is unavailable; retry later", headers={"Retry-After": "1"})
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logger.exception("unhandled error answering %s %s", request.method, request.path)
-        return error_response(500, "internal", "internal error; it has been logged")
+    logger.error("unhandled error answering %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal", "internal error; it has been logged")
 
 
-@web.middleware
-async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+_UNAVAILABLE = (TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError, asyncpg.exceptions.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+
+
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     settings = app[keys.SETTINGS]
     limit = settings.http.max_body_bytes
@@ -130,8 +133,12 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         if token is None:
             raise errors.Unauthorized("this needs an API token: send 'Authorization: Bearer <token>'")
         raise errors.Unauthorized("unknown, revoked or expired token")
-    with app[keys.CAPS].slot(endpoint.route_class if endpoint is not None else shedding.route_class(None)):
+    caps = app[keys.CAPS]
+    cls = caps.enter(endpoint.route_class if endpoint is not None else shedding.route_class(None))
+    try:
         return await handler(request)
+    finally:
+        caps.leave(cls)
 
 
-MIDDLEWARES = (requestlog.request_middleware, metrics_middleware, error_middleware, guard_middleware)
+MIDDLEWARES = (requestlog.request_middleware, api_middleware)

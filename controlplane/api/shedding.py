@@ -62,9 +62,16 @@ class Caps:
     @contextlib.contextmanager
     def slot(self, cls: str | None) -> typing.Iterator[None]:
         """Hold one slot of ``cls`` for the block; Overloaded (503) if none is free."""
-        if cls is None:
+        self.enter(cls)
+        try:
             yield
-            return
+        finally:
+            self.leave(cls)
+
+    def enter(self, cls: str | None) -> str | None:
+        """Take one slot of ``cls`` (None: uncapped); Overloaded (503) if none is free. Give it back with :meth:`leave`."""
+        if cls is None:
+            return None
         if self._busy[cls] >= self._limits[cls]:
             SHED.labels(cls).inc()
             raise errors.Overloaded(
@@ -72,10 +79,10 @@ class Caps:
                 retry_after=self.retry_after,
             )
         self._busy[cls] += 1
-        gauge = self._gauges[cls]
-        gauge.inc()
-        try:
-            yield
-        finally:
+        self._gauges[cls].inc()
+        return cls
+
+    def leave(self, cls: str | None) -> None:
+        if cls is not None:
             self._busy[cls] -= 1
-            gauge.dec()
+            self._gauges[cls].dec()
