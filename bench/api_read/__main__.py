@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
 import pathlib
 import re
@@ -29,7 +30,11 @@ from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.services import access, users, workspaces
 
-TARGET_RATIO = 0.5
+# Issue 18: at least this share of hello world's throughput at 32 connections, p99 at most 20 ms,
+# and at most three times hello world's server CPU per request.
+TARGET_RATIO = 0.35
+TARGET_P99_MS = 20.0
+TARGET_CPU_RATIO = 3.0
 
 
 @dataclasses.dataclass
@@ -208,9 +213,25 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     for label, r in (("hello world (bare aiohttp)", hello), ("GET /v1/workspaces/{id}", api)):
         print(f"{label:<36} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.cpu_us:>11.0f} {r.errors:>8}")
     print(f"throughput ratio api/hello = {ratio:.2f} (target >= {TARGET_RATIO}); server CPU per request ratio hello/api = {hello.cpu_us / api.cpu_us:.2f}")
+    cpu_ratio = api.cpu_us / hello.cpu_us if hello.cpu_us else float("inf")
+    verdicts = {
+        "throughput": ratio >= TARGET_RATIO,
+        "p99": api.p99_ms <= TARGET_P99_MS,
+        "cpu": cpu_ratio <= TARGET_CPU_RATIO,
+    }
+    print(
+        f"targets: throughput x{ratio:.2f} (>= x{TARGET_RATIO}) {'met' if verdicts['throughput'] else 'MISSED'};"
+        f" p99 {api.p99_ms:.1f} ms (<= {TARGET_P99_MS:g}) {'met' if verdicts['p99'] else 'MISSED'};"
+        f" CPU per GET x{cpu_ratio:.1f} of hello world's (<= x{TARGET_CPU_RATIO:g}) {'met' if verdicts['cpu'] else 'MISSED'}"
+    )
     if args.profile:
         print(f"profile of the API under the same load (py-spy, one {args.seconds:.0f} s round):\n{profiled}")
     print(f"load average during the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    print(json.dumps({
+        "bench": "api_read", "hello_rps": round(hello.rps), "api_rps": round(api.rps), "ratio": round(ratio, 3),
+        "api_p99_ms": api.p99_ms, "hello_cpu_us": round(hello.cpu_us), "api_cpu_us": round(api.cpu_us),
+        "cpu_ratio": round(cpu_ratio, 2), "met": verdicts, "loadavg": os.getloadavg()[0],
+    }))  # fmt: skip
     return 0 if api.errors == 0 else 1
 
 
