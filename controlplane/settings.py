@@ -129,7 +129,7 @@ class AuthSettings(config.StrictModel):
     cache_ttl: float = pydantic.Field(
         default=5.0,
         ge=0,
-        description="Seconds a validated token is remembered in-process; a revocation on another instance takes effect within this. 0 = look up on every request.",
+        description="Seconds a validated token is remembered in-process. A revocation (or a user disabled) takes effect at once on the instance that made it, on the others when its NOTIFY arrives (LISTEN a4c_tokens), and within this at the latest should that be missed. 0 = look up on every request.",
     )
     cache_size: int = pydantic.Field(
         default=10_000, gt=0, description="Valid tokens remembered (least recently used forgotten first); unknown tokens have their own cache of this size."

@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
-from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit, requestlog, shedding
+from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit, requestlog, revocations, shedding
 from controlplane.api.schemas import images as image_schemas
 from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, streams, users, workspaces
 from controlplane.db import engine as db_engine
@@ -78,9 +78,15 @@ async def database_ctx(app: web.Application) -> typing.AsyncIterator[None]:
         app[keys.READ_SESSIONS], settings.auth.cache_ttl, size=settings.auth.cache_size, lookup_timeout=settings.auth.lookup_timeout,
         lookups=ratelimit.Limiter(limits.lookups_per_address_rps, limits.lookups_per_address_burst) if limits.enabled else None,
     )
+    stopping = asyncio.Event()
+    watching = asyncio.create_task(revocations.watch(app[keys.AUTH], settings.database, stopping), name="a4c-token-revocations")
     try:
         yield
     finally:
+        stopping.set()
+        watching.cancel()  # it may be waiting on a connect to a database that does not answer
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
         await hot_reads.close()
         await reads.dispose()
         await engine.dispose()

@@ -2,8 +2,9 @@
 
 A validated token is remembered for ``auth.cache_ttl`` seconds, so a GET
 costs no authentication query most of the time. Revoking a token on this
-instance forgets it at once; other instances stop accepting it within the TTL
-(documented in the settings; 0 turns the cache off). Unknown tokens are
+instance forgets it at once (after the commit); other instances forget it
+when the NOTIFY arrives (controlplane/api/revocations.py), and within the TTL
+at the latest (documented in the settings; 0 turns the cache off). Unknown tokens are
 remembered apart, for the same TTL: both caches are bounded LRUs, so a flood
 of made-up tokens evicts only older unknown ones, never a valid token. A
 token in neither cache costs a database lookup, and those are limited per
@@ -151,6 +152,11 @@ class Authenticator:
     def forget_token(self, token_id: typing.Any) -> None:
         self._generation += 1
         self._known.drop(lambda p: p.token_id == token_id)
+
+    def forget_all(self) -> None:
+        """Every cached valid token is looked up again (revocations may have been missed, controlplane/api/revocations.py)."""
+        self._generation += 1
+        self._known.drop(lambda _p: True)
 
     def forget_user(self, user_id: typing.Any) -> None:
         self._generation += 1
