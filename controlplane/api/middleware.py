@@ -109,7 +109,9 @@ def _error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
     return error_response(500, "internal", "internal error; it has been logged")
 
 
-_UNAVAILABLE = (TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError, asyncpg.exceptions.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# sa.exc.TimeoutError: no pooled connection came free within database.pool_timeout (bench overload found
+# these answered 500); the database is as good as unavailable to this request.
+_UNAVAILABLE = (TimeoutError, sa.exc.TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError, asyncpg.exceptions.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 
 
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
