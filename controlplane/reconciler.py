@@ -7,7 +7,7 @@ Every ``reconciler.interval`` each control-plane instance runs one pass:
    judged up to how far the events consumer has applied (table
    ``event_progress``, controlplane/domain/hearing.py), never past it; too many
    at once is a disruption that pauses marking down instead.
-2. **Per host** — under ``FOR UPDATE SKIP LOCKED`` on the host row (so two
+2. **Per host** — under ``FOR NO KEY UPDATE SKIP LOCKED`` on the host row (so two
    instances never act on one host at once), the host's latest inventory,
    its workspaces and its outstanding jobs go into the pure
    :func:`~controlplane.domain.reconcile.plan`; the resulting actions are
@@ -15,7 +15,10 @@ Every ``reconciler.interval`` each control-plane instance runs one pass:
 3. **Queue** — jobs handed back (``queued`` with ``next_attempt_at`` due, e.g.
    interrupted by an agent shutdown) are dispatched again, and workspaces
    waiting for an image build on their host are released once it exists.
-4. **Placement** — pending workspaces are placed if a host has room now.
+4. **Allocations** — each host's maintained allocation row is checked against
+   its live workspaces; drift is repaired and counted
+   (controlplane/services/allocations.py).
+5. **Placement** — pending workspaces are placed if a host has room now.
 
 Messages are hints; this pass is what makes a lost message, a crashed agent or
 a restarted broker heal by itself within one period.
@@ -39,7 +42,7 @@ from controlplane import settings as cp_settings
 from controlplane.db import models
 from controlplane.domain import hearing, reconcile
 from controlplane.domain import jobs as job_rules
-from controlplane.services import host_holdings, image_waits
+from controlplane.services import allocations, host_holdings, image_waits
 from controlplane.services import images as image_service
 from controlplane.services import jobs as job_service
 from controlplane.services import workspaces as ws_service
@@ -84,6 +87,7 @@ class Report:
     requeued: int = 0
     placed: int = 0
     overdue: int = 0
+    allocations_repaired: int = 0
     disruption: str | None = None
 
 
@@ -107,6 +111,7 @@ async def reconcile_once(sessions: sa_asyncio.async_sessionmaker[Session], setti
         report.requeued += await _dispatch_unplaced_builds(session, settings)
     async with sessions.begin() as session:
         report.requeued += await image_waits.release_waiting(session, settings)
+    report.allocations_repaired = len(await allocations.check_and_repair(sessions))
     async with sessions.begin() as session:
         report.placed = len(await ws_service.place_pending(session, settings))
     return report
@@ -220,7 +225,7 @@ async def _active_hosts(sessions: sa_asyncio.async_sessionmaker[Session]) -> lis
 
 async def _reconcile_host(session: Session, host_id: uuid.UUID, settings: cp_settings.Settings, state: State, report: Report) -> None:
     host = (
-        await session.scalars(sa.select(models.Host).where(models.Host.id == host_id).with_for_update(skip_locked=True))
+        await session.scalars(sa.select(models.Host).where(models.Host.id == host_id).with_for_update(skip_locked=True, key_share=True))
     ).first()
     if host is None or host.inventory is None or host.inventory_at is None:
         return  # another instance holds it this pass, or it never reported

@@ -442,6 +442,24 @@ class SearchIndexState(Base):
     docs: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0")
 
 
+class HostAllocation(Base):
+    """What a host's live workspaces hold, kept by a trigger on every workspace change (migration 0011).
+
+    Placement reads and locks this row instead of aggregating workspaces
+    (docs/decisions/0011-maintained-allocations.md); the reconciler checks it
+    against the live aggregate (controlplane/services/allocations.py).
+    """
+
+    __tablename__ = "host_allocations"
+
+    host_id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    cpus: orm.Mapped[decimal.Decimal] = orm.mapped_column(sa.Numeric(12, 2), default=0, server_default="0", doc="of workspaces not asked to stop")
+    memory_mb: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0", doc="of workspaces not asked to stop")
+    disk_gb: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0")
+    promised_gb: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0", doc="of workspaces pending or creating")
+    workspaces: orm.Mapped[int] = orm.mapped_column(default=0, server_default="0")
+
+
 class SearchDrift(Base):
     """What the sync worker's last check-and-repair of an alias left unrepaired (controlplane/search/healing.py)."""
 

@@ -1,22 +1,21 @@
-"""Race-free placement (findBestHost): lock, snapshot the fleet, decide purely, record why.
+"""Race-free placement (findBestHost): rank in SQL, decide purely, hold the chosen host's allocation row, record why.
 
-Locking: one transaction-scoped advisory lock (``pg_advisory_xact_lock``)
-serialises every placement across all control-plane instances. Any two
-placements may compete for any host, so row locks would have to cover every
-candidate anyway (2,000 ``SELECT … FOR UPDATE`` row writes per decision) to
-serialise the same way; the advisory lock costs one call, cannot deadlock, and
-a decision takes a few milliseconds, so serialising them is far from a
-bottleneck (see bench/placement). Writers that only *free* capacity (deletes)
-or make a host ineligible (cordon) need not take it: the worst race is a
-placement onto a host cordoned in the same instant, as if it came just before.
+Allocations are maintained, not derived per decision (migration 0011): a
+trigger keeps ``host_allocations`` equal to the sums over each host's live
+(not deleted, not failed) workspaces in the same transaction as every
+workspace change, and the reconciler checks that invariant
+(controlplane/services/allocations.py). A workspace asked to stop releases its
+CPUs and memory (its disk stays counted in the host's disk report); starting
+it again checks that its host still has them (:func:`room_to_start`). Disk
+"promised" is the quota of workspaces placed but not yet running, which the
+host's last disk report cannot show yet.
 
-Allocation is derived, never stored: the sum of resources of the live
-(not deleted, not failed) workspaces placed on each host, read under the lock.
-A workspace asked to stop releases its CPUs and memory (its disk stays
-counted in the host's disk report); starting it again checks that its host
-still has them (:func:`room_to_start`).
-Disk "promised" is the quota of workspaces placed but not yet running, which
-the host's last disk report cannot show yet.
+Locking (docs/decisions/0011-maintained-allocations.md): no global lock. The
+ranking runs unlocked; then :func:`place_one` locks the first ranked host's
+allocation row that nobody else holds and that still has room by its current
+values (``FOR UPDATE SKIP LOCKED``), so placements on different hosts run in
+parallel and two on one host queue on its row, the second re-checking the
+room the first left. The workspace INSERT's trigger then updates the held row.
 
 Scale: :func:`choose` does not load the whole fleet into Python. One SQL
 statement classifies every host with the same checks, in the same order, as
@@ -26,8 +25,8 @@ eligible hosts, the first ``RECORD_HOSTS`` rejected ones (by name) and the
 count per code. The pure decision then runs on that handful; it makes the
 choice and writes the reasons. A test checks on random fleets that this gives
 exactly what the pure function gives on the whole fleet
-(tests/controlplane/api/test_placement_sql.py). :func:`snapshot` +
-:func:`decide` (the whole fleet in Python) remain for small callers.
+(tests/controlplane/api/test_placement_sql.py), whose ground truth is
+:func:`snapshot`, the whole fleet with the live aggregate.
 """
 
 from __future__ import annotations
@@ -46,7 +45,8 @@ from controlplane.domain import placement as domain
 
 Session = sa_asyncio.AsyncSession
 
-# Arbitrary, fixed: the key of the one advisory lock placement takes ("a4c" + 1).
+# Arbitrary, fixed: the key of the advisory lock that serialises placing the
+# pending queue (place_pending, uncordon, enrolment) among themselves ("a4c" + 1).
 PLACEMENT_LOCK = 0x0A4C_0001
 GB = domain.GiB
 RECORD_HOSTS = 20
@@ -92,11 +92,12 @@ class Outcome:
 
 
 async def lock(session: Session) -> None:
+    """Serialise queue placers (two reconcilers would otherwise both pick the same pending workspaces); creates do not take it."""
     await session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PLACEMENT_LOCK})
 
 
 async def snapshot(session: Session) -> list[domain.Host]:
-    """Every host with its live allocation, as the pure decision wants them (call under :func:`lock`)."""
+    """Every host with its live allocation aggregated from workspaces, as the pure decision wants them (tests' ground truth)."""
     rows = (await session.execute(_SNAPSHOT)).all()
     return [
         domain.Host(
@@ -110,43 +111,11 @@ async def snapshot(session: Session) -> list[domain.Host]:
     ]
 
 
-def decide(request: Request, hosts: list[domain.Host], now: datetime.datetime, settings: cp_settings.PlacementSettings) -> Outcome:
-    """The pure decision, shaped for storing; on success ``hosts`` is updated in place to include it.
-
-    Updating the snapshot lets one locked transaction place several
-    workspaces in a row (``place_pending``) without re-reading the fleet.
-    """
-    result = domain.place(domain.Request(cpus=request.cpus, memory_mb=request.memory_mb, disk_gb=request.disk_gb), hosts, now, settings)
-    record = _record(result)
-    if result.host is None:
-        return Outcome(None, None, result.reason, record)
-    chosen = result.host
-    index = next(i for i, h in enumerate(hosts) if h is chosen)
-    hosts[index] = dataclasses.replace(
-        chosen,
-        allocated_cpus=chosen.allocated_cpus + request.cpus,
-        allocated_memory_mb=chosen.allocated_memory_mb + request.memory_mb,
-        promised_disk_bytes=chosen.promised_disk_bytes + request.disk_gb * GB,
-    )
-    return Outcome(uuid.UUID(str(chosen.id)), chosen.name, result.reason, record)
-
-
-def _record(result: domain.Placement) -> dict[str, typing.Any]:
-    return result.to_record(limit=RECORD_HOSTS)
-
-
 # Mirrors domain.placement._judge check by check (see the module docstring);
 # labels are not part of service requests, so that check never rejects here.
 _CANDIDATES = sa.text(
     """
-    WITH alloc AS (
-        SELECT host_id, sum(cpus) FILTER (WHERE desired_state <> 'stopped') AS cpus,
-               sum(memory_mb) FILTER (WHERE desired_state <> 'stopped') AS memory_mb,
-               coalesce(sum(disk_gb) FILTER (WHERE observed_state IN ('pending', 'creating')), 0) AS promised_gb
-        FROM workspaces
-        WHERE host_id IS NOT NULL AND observed_state NOT IN ('deleted', 'failed')
-        GROUP BY host_id
-    ), judged AS MATERIALIZED (
+    WITH judged AS MATERIALIZED (
         -- Narrow on purpose: every host passes through here; only the few shown are read in full.
         SELECT h.id, h.name,
                CASE
@@ -164,7 +133,7 @@ _CANDIDATES = sa.text(
                (h.disk_used_bytes + coalesce(a.promised_gb, 0) * :gib + :need_bytes)::float8 / NULLIF(t.total, 0) AS fraction,
                h.capacity_memory_mb - coalesce(a.memory_mb, 0) AS free_memory
         FROM hosts h
-        LEFT JOIN alloc a ON a.host_id = h.id
+        LEFT JOIN host_allocations a ON a.host_id = h.id
         CROSS JOIN LATERAL (
             SELECT CASE WHEN h.disk_total_bytes <> 0 THEN h.disk_total_bytes ELSE h.capacity_disk_bytes END AS total
         ) t
@@ -185,40 +154,154 @@ _CANDIDATES = sa.text(
     FROM shown
     JOIN counts ON counts.code IS NOT DISTINCT FROM shown.code
     JOIN hosts h ON h.id = shown.id
-    LEFT JOIN alloc a ON a.host_id = h.id
+    LEFT JOIN host_allocations a ON a.host_id = h.id
     """
 )
 
+# The first of the ranked hosts whose allocation row nobody else holds and that
+# still has room by its current row (a placement committed since the ranking may
+# have filled it). Locked until commit: the workspace INSERT's trigger updates it.
+_CLAIM = sa.text(
+    """
+    SELECT a.host_id FROM host_allocations a JOIN hosts h ON h.id = a.host_id
+    WHERE a.host_id = ANY(CAST(:hosts AS uuid[]))
+      AND h.capacity_cpus - a.cpus >= :need_cpus AND h.capacity_memory_mb - a.memory_mb >= :memory_mb
+      AND CASE WHEN h.disk_total_bytes <> 0 THEN h.disk_total_bytes ELSE h.capacity_disk_bytes END
+          - h.disk_used_bytes - a.promised_gb * :gib >= :need_bytes
+    ORDER BY array_position(CAST(:hosts AS uuid[]), a.host_id)
+    LIMIT 1
+    FOR UPDATE OF a SKIP LOCKED
+    """
+)
+# Wait for one host's row (every ranked one is held), then say whether it still has room.
+_WAIT = sa.text(
+    """
+    SELECT h.capacity_cpus - a.cpus >= :need_cpus AND h.capacity_memory_mb - a.memory_mb >= :memory_mb
+           AND CASE WHEN h.disk_total_bytes <> 0 THEN h.disk_total_bytes ELSE h.capacity_disk_bytes END
+               - h.disk_used_bytes - a.promised_gb * :gib >= :need_bytes AS fits
+    FROM host_allocations a JOIN hosts h ON h.id = a.host_id
+    WHERE a.host_id = :host
+    FOR UPDATE OF a
+    """
+)
 
-async def choose(session: Session, request: Request, settings: cp_settings.Settings, *, now: datetime.datetime | None = None) -> Outcome:
-    """The decision for ``request`` over the whole fleet, at the cost of a few dozen hosts (call under :func:`lock`)."""
-    now = now or _now()
-    rows = (
-        await session.execute(
-            _CANDIDATES,
-            {
-                "gib": GB,
-                # "Stale" is age > fresh, i.e. heartbeat before now - fresh; CPUs compare in exact milli-cores.
-                "stale_before": now - datetime.timedelta(seconds=settings.placement.heartbeat_fresh),
-                "need_cpus": decimal.Decimal(round(float(request.cpus) * 1000)) / 1000,
-                "memory_mb": request.memory_mb,
-                "need_bytes": request.disk_gb * GB,
-                "shown": RECORD_HOSTS,
-            },
-        )
-    ).all()
+# Rounds of rank-then-claim before a create gives up and waits pending: each
+# failed round means concurrent placements filled the host it waited for, so
+# the fleet moved on; the next ranking sees that.
+CLAIM_ROUNDS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class _Judged:
+    request: Request
+    now: datetime.datetime
+    hosts: list[domain.Host]
+    eligible: int
+    rejected: dict[domain.Code, int]
+
+
+async def _judge(session: Session, request: Request, settings: cp_settings.Settings, now: datetime.datetime) -> _Judged:
+    rows = (await session.execute(_CANDIDATES, {**_params(request), "stale_before": _stale_before(now, settings), "shown": RECORD_HOSTS})).all()
     counts: dict[str | None, int] = {r.code: r.code_count for r in rows}
-    hosts = [_host(r) for r in rows]
-    result = domain.place(domain.Request(cpus=request.cpus, memory_mb=request.memory_mb, disk_gb=request.disk_gb), hosts, now, settings.placement)
     eligible = counts.pop(None, 0)
     rejected = {domain.Code(code): n for code, n in counts.items() if code is not None}
+    return _Judged(request, now, [_host(r) for r in rows], eligible, rejected)
+
+
+def _outcome(judged: _Judged, settings: cp_settings.Settings, *, skip: typing.Collection[uuid.UUID] = ()) -> Outcome:
+    """The pure decision on the judged handful; ``skip``: ranked hosts another placement holds (noted in the reason)."""
+    request = judged.request
+    hosts = [h for h in judged.hosts if uuid.UUID(str(h.id)) not in skip]
+    result = domain.place(domain.Request(cpus=request.cpus, memory_mb=request.memory_mb, disk_gb=request.disk_gb), hosts, judged.now, settings.placement)
     record = result.to_record(limit=RECORD_HOSTS)
-    record["eligible_count"], record["rejected_counts"] = eligible, {code.value: n for code, n in rejected.items()}
+    record["eligible_count"], record["rejected_counts"] = judged.eligible, {code.value: n for code, n in judged.rejected.items()}
     if result.host is None:
-        record["reason"] = domain.summary(eligible + sum(rejected.values()), rejected)
+        record["reason"] = domain.summary(judged.eligible + sum(judged.rejected.values()), judged.rejected)
         return Outcome(None, None, record["reason"], record)
-    record["reason"] = domain.why(result.eligible, eligible)
+    record["reason"] = domain.why(result.eligible, judged.eligible - len(skip))
+    if skip:
+        names = sorted(h.name for h in judged.hosts if uuid.UUID(str(h.id)) in skip)
+        record["reason"] += f"; {', '.join(names)} ranked higher but another placement was deciding there"
     return Outcome(uuid.UUID(str(result.host.id)), result.host.name, record["reason"], record)
+
+
+async def choose(session: Session, request: Request, settings: cp_settings.Settings, *, now: datetime.datetime | None = None) -> Outcome:
+    """The decision for ``request`` over the whole fleet, at the cost of a few dozen hosts; takes no lock."""
+    return _outcome(await _judge(session, request, settings, now or _now()), settings)
+
+
+async def place_one(session: Session, request: Request, settings: cp_settings.Settings, *, wait: bool = True) -> Outcome:
+    """Decide for one new workspace and hold the chosen host's allocation row until commit.
+
+    The caller inserts the workspace in the same transaction; its trigger adds
+    the reservation to the held row. ``wait``: when every ranked host with room
+    is held by another placement, wait for the best one (for callers holding
+    no other allocation row: docs/decisions/0011-maintained-allocations.md);
+    otherwise the workspace stays pending until the next pass.
+    """
+    judged = await _judge(session, request, settings, _now())
+    for _ in range(CLAIM_ROUNDS):
+        outcome = _outcome(judged, settings)
+        if outcome.host_id is None:
+            return outcome
+        ranked = [uuid.UUID(s["host_id"]) for s in outcome.record["eligible"]]
+        params = _params(request)
+        claimed = await _claim(session, ranked, params, release=wait)
+        if claimed is None and wait and await _wait_for(session, ranked[0], params):
+            claimed = ranked[0]
+        if claimed == outcome.host_id:
+            return outcome
+        if claimed is not None:
+            return _outcome(judged, settings, skip=ranked[: ranked.index(claimed)])
+        judged = await _judge(session, request, settings, _now())
+    outcome = _outcome(judged, settings, skip=[uuid.UUID(s["host_id"]) for s in _outcome(judged, settings).record["eligible"]])
+    reason = f"every host with room was being placed on by other requests ({CLAIM_ROUNDS} tries); waiting for the next pass"
+    return Outcome(None, None, reason, dict(outcome.record, host_id=None, host_name=None, reason=reason))
+
+
+async def _claim(session: Session, ranked: list[uuid.UUID], params: dict[str, typing.Any], *, release: bool) -> uuid.UUID | None:
+    """The first ranked host that is free and has room, its row now held; None if none is.
+
+    ``release``: in a savepoint, rolled back when nothing is claimed. A row
+    another placement filled after this statement began stays locked after the
+    re-check rejects it; a caller that goes on to wait must not hold such rows.
+    """
+    if not release:
+        return typing.cast("uuid.UUID | None", (await session.execute(_CLAIM, {**params, "hosts": ranked})).scalar())
+    savepoint = await session.begin_nested()
+    claimed = (await session.execute(_CLAIM, {**params, "hosts": ranked})).scalar()
+    await (savepoint.commit() if claimed is not None else savepoint.rollback())
+    return typing.cast("uuid.UUID | None", claimed)
+
+
+async def _wait_for(session: Session, host: uuid.UUID, params: dict[str, typing.Any]) -> bool:
+    """Wait for ``host``'s allocation row; keep it (True) if it still has room, else let it go.
+
+    In a savepoint, so a full host's row is released at once: a waiter holding
+    rows it does not use could close a cycle with another waiter.
+    """
+    savepoint = await session.begin_nested()
+    fits = (await session.execute(_WAIT, {**params, "host": host})).scalar()
+    if fits:
+        await savepoint.commit()
+        return True
+    await savepoint.rollback()
+    return False
+
+
+def _params(request: Request) -> dict[str, typing.Any]:
+    return {
+        "gib": GB,
+        # CPUs compare in exact milli-cores, as the pure decision does.
+        "need_cpus": decimal.Decimal(round(float(request.cpus) * 1000)) / 1000,
+        "memory_mb": request.memory_mb,
+        "need_bytes": request.disk_gb * GB,
+    }
+
+
+def _stale_before(now: datetime.datetime, settings: cp_settings.Settings) -> datetime.datetime:
+    # "Stale" is age > fresh, i.e. a heartbeat before now - fresh.
+    return now - datetime.timedelta(seconds=settings.placement.heartbeat_fresh)
 
 
 def _host(r: typing.Any) -> domain.Host:
@@ -231,21 +314,12 @@ def _host(r: typing.Any) -> domain.Host:
     )
 
 
-async def place_one(session: Session, request: Request, settings: cp_settings.Settings) -> Outcome:
-    """Lock and decide for one new workspace (the caller inserts it in the same transaction, which holds the lock)."""
-    await lock(session)
-    return await choose(session, request, settings)
-
-
 _ROOM = sa.text(
     """
-    SELECT h.name, h.capacity_cpus, h.capacity_memory_mb,
-           coalesce(sum(w.cpus), 0) AS cpus, coalesce(sum(w.memory_mb), 0) AS memory_mb
-    FROM hosts h
-    LEFT JOIN workspaces w ON w.host_id = h.id AND w.id <> :ws AND w.desired_state <> 'stopped'
-                          AND w.observed_state NOT IN ('deleted', 'failed')
-    WHERE h.id = :host
-    GROUP BY h.id
+    SELECT h.name, h.capacity_cpus, h.capacity_memory_mb, a.cpus, a.memory_mb
+    FROM host_allocations a JOIN hosts h ON h.id = a.host_id
+    WHERE a.host_id = :host
+    FOR UPDATE OF a
     """
 )
 
@@ -253,11 +327,12 @@ _ROOM = sa.text(
 async def room_to_start(session: Session, host_id: uuid.UUID, workspace_id: uuid.UUID, request: Request) -> str | None:
     """None if ``host_id`` has the CPUs and memory to start this (stopped or failed) workspace again; else why not.
 
-    Takes the placement lock, so a placement deciding at the same time sees
-    this workspace's reservation once the caller commits.
+    Holds the host's allocation row until commit, so a placement deciding at
+    the same time sees this workspace's reservation (the update's trigger adds
+    it to that row). A stopped or failed workspace holds no CPUs or memory, so
+    the row's sums do not include it.
     """
-    await lock(session)
-    row = (await session.execute(_ROOM, {"host": host_id, "ws": workspace_id})).first()
+    row = (await session.execute(_ROOM, {"host": host_id})).first()
     if row is None:
         return "its host is no longer enrolled"
     free_m = round(float(row.capacity_cpus) * 1000) - round(float(row.cpus) * 1000)

@@ -1,4 +1,4 @@
-"""Workspaces: create (validate → lock → place → insert workspace + job + command), read, start, stop, delete.
+"""Workspaces: create (validate → place, holding the host's allocation row → insert workspace + job + command), read, start, stop, delete.
 
 Each operation is one transaction owned by the caller. A created workspace
 either lands on a host (``creating``, job dispatched with its command in the
@@ -27,7 +27,7 @@ from shared import messages
 Session = sa_asyncio.AsyncSession
 GB = placement.GB
 
-# Pending workspaces placed per place_pending call (it holds the placement lock
+# Pending workspaces placed per place_pending call (it holds the queue lock
 # throughout; the rest wait for the next reconcile period).
 PENDING_BATCH = 200
 
@@ -97,8 +97,8 @@ async def create_workspace(
         ports=[p.model_dump(mode="json") for p in new.ports],
         command=list(new.command) if new.command else None,
     )
-    # Decide under the placement lock, then insert in the same transaction: the
-    # lock is held until commit, so the next decision sees this allocation.
+    # Decide and hold the chosen host's allocation row, then insert in the same
+    # transaction: the INSERT's trigger adds this reservation to the held row.
     outcome = await placement.place_one(
         session, placement.Request(cpus=new.cpus, memory_mb=new.memory_mb, disk_gb=new.disk_gb), settings
     )
@@ -166,9 +166,10 @@ async def place_pending(session: Session, settings: cp_settings.Settings) -> lis
     placed: list[uuid.UUID] = []
     for ws, owner in pending:
         # Each decision reads the fleet afresh, including what this loop has
-        # placed (flushed) so far in the same locked transaction.
+        # placed (flushed) so far. It never waits for a host's row: this
+        # transaction already holds others (docs/decisions/0011-maintained-allocations.md).
         request = placement.Request(cpus=float(ws.cpus), memory_mb=ws.memory_mb, disk_gb=ws.disk_gb)
-        outcome = await placement.choose(session, request, settings)
+        outcome = await placement.place_one(session, request, settings, wait=False)
         job = await _create_job_of(session, ws.id)
         _apply(ws, outcome)
         if job is not None:

@@ -24,7 +24,6 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane.db import engine as db_engine
 from controlplane.db import models
-from controlplane.services import placement
 from tests.controlplane.api.conftest import Client
 from tests.harness import wait
 
@@ -194,9 +193,9 @@ async def test_a_full_create_class_answers_503_and_slow_handlers_outlive_the_hea
     base = await start_api(**{"concurrency.create": 2, "http.header_timeout": 1})
     me = Client(http, base, (await seed.user()).token)
     busy = sample("a4c_http_in_flight", route_class="create")
-    async with holding(database_url, "SELECT pg_advisory_xact_lock(:key)", key=placement.PLACEMENT_LOCK):
+    async with holding(database_url, "LOCK TABLE host_allocations IN ACCESS EXCLUSIVE MODE"):
         held = [asyncio.create_task(me.post("/v1/workspaces", workspace())) for _ in range(2)]
-        await wait.eventually(lambda: sample("a4c_http_in_flight", route_class="create") - busy == 2, message="two creates waiting on the placement lock")
+        await wait.eventually(lambda: sample("a4c_http_in_flight", route_class="create") - busy == 2, message="two creates waiting on the allocations table")
         refused = await me.post("/v1/workspaces", workspace())
         assert refused.status == 503 and refused.headers["Retry-After"] == "1", refused.body
         # An idle connection opened now is closed by the header deadline while the creates still wait.
@@ -214,26 +213,26 @@ async def test_a_client_that_disconnects_cancels_its_create_and_leaves_no_worksp
     body = json.dumps(workspace(name)).encode()
     cancelled = sample("a4c_http_requests_total", method="POST", route="/v1/workspaces", status="499")
     busy = sample("a4c_http_in_flight", route_class="create")
-    async with holding(database_url, "SELECT pg_advisory_xact_lock(:key)", key=placement.PLACEMENT_LOCK):
+    async with holding(database_url, "LOCK TABLE host_allocations IN ACCESS EXCLUSIVE MODE"):
         _reader, writer = await asyncio.open_connection("127.0.0.1", port_of(base))
         writer.write(
             f"POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {user.token}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
         )
         await writer.drain()
-        await wait.eventually(lambda: sample("a4c_http_in_flight", route_class="create") - busy == 1, message="the create waits on the placement lock")
+        await wait.eventually(lambda: sample("a4c_http_in_flight", route_class="create") - busy == 1, message="the create waits on the allocations table")
         writer.close()
         await wait.eventually(
             lambda: sample("a4c_http_requests_total", method="POST", route="/v1/workspaces", status="499") - cancelled == 1,
             message="the create was cancelled (counted as 499)",
         )
     # The lock is free: a create that had survived would now commit. Wait until nothing waits on it any more.
-    await wait.eventually(lambda: _lock_waiters(seed) , message="no backend waiting on the placement lock")
+    await wait.eventually(lambda: _lock_waiters(seed) , message="no backend waiting on the allocations table")
     assert await seed.scalar(sa.select(sa.func.count()).select_from(models.Workspace).where(models.Workspace.name == name)) == 0
 
 
 async def _lock_waiters(seed: typing.Any) -> bool:
     waiting = await seed.scalar(sa.text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%advisory%'"
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%host_allocations%'"
     ))
     return waiting == 0
