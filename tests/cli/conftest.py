@@ -77,12 +77,13 @@ class Cli:
         return done
 
 
+# One database per module: the control plane process (seconds to start) serves every test of the module.
 @pytest.fixture(scope="module")
-def control_plane(tmp_path_factory, database_url, kafka_bootstrap, test_run_id) -> typing.Iterator[tuple[str, str]]:
+def control_plane(tmp_path_factory, module_database_url, kafka_bootstrap, test_run_id) -> typing.Iterator[tuple[str, str]]:
     """``a4c-controlplane run`` on a free loopback port, no agents; yields (URL, admin token)."""
     workdir = tmp_path_factory.mktemp("cli-cp")
     plane = system.ControlPlane(workdir, "cp", {
-        "database": {"url": database_url},
+        "database": {"url": module_database_url},
         "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": f"cli{test_run_id[-6:]}"},
         "rate_limit": {"enabled": False},
         "logging": {"format": "text"},

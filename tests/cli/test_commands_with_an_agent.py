@@ -37,12 +37,13 @@ class Fleet(typing.NamedTuple):
     workspace_image: str
 
 
+# One database for the module: one control plane and agent (seconds to start) serve every test.
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, database_url, kafka_bootstrap, docker_host, base_image, workspace_image, test_run_id) -> typing.Iterator[Fleet]:
+def fleet(tmp_path_factory, module_database_url, kafka_bootstrap, docker_host, base_image, workspace_image, test_run_id) -> typing.Iterator[Fleet]:
     workdir = tmp_path_factory.mktemp("cli-fleet")
     prefix = f"clif{test_run_id[-6:]}"
     kafka = {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0}
-    plane = system.ControlPlane(workdir, "cp", system._merge(FAST, {"database": {"url": database_url}, "kafka": kafka}))
+    plane = system.ControlPlane(workdir, "cp", system._merge(FAST, {"database": {"url": module_database_url}, "kafka": kafka}))
     agent = None
     try:
         plane.start()

@@ -24,7 +24,7 @@ FROZEN_FOR = 20.0  # seconds: well past reconciler.host_down_after (8 s in tests
 
 # This module hangs its PostgreSQL: the system runs on a server of its own.
 @pytest.fixture(scope="module")
-def database_url(private_postgres):
+def module_database_url(private_postgres):
     from controlplane.db import migrate
 
     url = postgres_server.create_database(private_postgres.url, "a4c_hang")

@@ -1,4 +1,13 @@
-"""PostgreSQL fixtures: the server, a migrated database per test module, fresh empty ones on demand.
+"""PostgreSQL fixtures: the server, a migrated database per test, fresh empty ones on demand.
+
+Each test gets a database of its own, so no test sees rows another left: the
+schema is migrated once per session (each xdist worker is a session of its
+own) into a template database, and every test's database is a copy of it
+(``CREATE DATABASE … TEMPLATE``: tens of milliseconds, where migrating costs
+about a second). PostgreSQL copies only a database nobody is connected to, so
+the template refuses connections once migrated (``ALLOW_CONNECTIONS false``).
+A module whose fixtures must share one database across its tests (a server
+process started once per module) takes ``module_database_url`` and says why.
 
 Every database the harness creates is named ``a4c_test_<run id>_<n>``, so
 parallel runs on one server never meet, and is dropped when its fixture ends;
@@ -61,15 +70,42 @@ def postgres_admin_url(request: pytest.FixtureRequest, harness_run: run.Run) -> 
             embedded.stop()
 
 
-@pytest.fixture(scope="module")
-def database_url(postgres_admin_url: str, test_run_id: str) -> typing.Iterator[str]:
-    """A fresh database for this test module, migrated to head: ``postgresql://…/a4c_test_<run>_<n>``."""
+@pytest.fixture(scope="session")
+def migrated_template(postgres_admin_url: str, test_run_id: str) -> typing.Iterator[str]:
+    """The name of this session's template database: migrated to head once, then closed to connections."""
     from controlplane.db import migrate  # imported late: tests that never touch the database need not load Alembic
 
-    url = _new_database(postgres_admin_url, test_run_id)
+    name = f"{_prefix(test_run_id)}template"
+    url = postgres_server.create_database(postgres_admin_url, name)
     try:
         # Alembic's env runs its own event loop: keep it off any loop the caller may be running.
         postgres_server.in_thread(migrate.upgrade, url)
+        postgres_server.close_to_connections(postgres_admin_url, name)
+        yield name
+    finally:
+        _drop(postgres_admin_url, url)
+
+
+def _clone(admin_url: str, run_id: str, template: str) -> str:
+    return postgres_server.create_database(admin_url, f"{_prefix(run_id)}{next(_numbers)}", template=template)
+
+
+@pytest.fixture
+def database_url(postgres_admin_url: str, test_run_id: str, migrated_template: str) -> typing.Iterator[str]:
+    """A database of this test's own, migrated to head: ``postgresql://…/a4c_test_<run>_<n>``, dropped after it."""
+    url = _clone(postgres_admin_url, test_run_id, migrated_template)
+    try:
+        yield url
+    finally:
+        _drop(postgres_admin_url, url)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(postgres_admin_url: str, test_run_id: str, migrated_template: str) -> typing.Iterator[str]:
+    """One migrated database for the whole module, for module-scoped fixtures (a control plane started
+    once per module); a module using it says why its tests must share state."""
+    url = _clone(postgres_admin_url, test_run_id, migrated_template)
+    try:
         yield url
     finally:
         _drop(postgres_admin_url, url)
@@ -89,7 +125,6 @@ def make_database(postgres_admin_url: str, test_run_id: str) -> typing.Iterator[
         _drop(postgres_admin_url, url)
 
 
-
 @pytest.fixture(scope="module")
 def postgres_replica(postgres_admin_url: str, harness_run: run.Run) -> typing.Iterator[postgres_server.HotStandby]:
     """A streaming hot standby of the test server (``pg_basebackup -R``): ``.url`` (its ``postgres``
@@ -107,7 +142,7 @@ def postgres_replica(postgres_admin_url: str, harness_run: run.Run) -> typing.It
 def private_postgres(request: pytest.FixtureRequest, harness_run: run.Run) -> typing.Iterator[postgres_server.EmbeddedPostgres]:
     """A PostgreSQL server of this module's own (the embedded wheel's), for tests that hang it:
     ``.url`` (its ``postgres`` database), ``.freeze()`` (SIGSTOP: connections open, nothing answers),
-    ``.thaw()``. A module using it overrides ``database_url`` with a database on it."""
+    ``.thaw()``. A module using it overrides ``module_database_url`` (or ``database_url``) with a database on it."""
     server = postgres_server.EmbeddedPostgres(harness_run)
     try:
         seconds = server.start()

@@ -93,9 +93,16 @@ async def _names(url: str, prefix: str) -> list[str]:
         await conn.close()
 
 
-def create_database(admin_url: str, name: str) -> str:
-    run_async(_execute, admin_url, f'CREATE DATABASE "{name}"')
+def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    """A new database; with ``template``, a copy of that one (which nobody may be connected to)."""
+    copy = f' TEMPLATE "{template}"' if template else ""
+    run_async(_execute, admin_url, f'CREATE DATABASE "{name}"{copy}')
     return with_database(admin_url, name)
+
+
+def close_to_connections(admin_url: str, name: str) -> None:
+    """Refuse new connections to ``name`` (as template0 does), so it can always serve as a template."""
+    run_async(_execute, admin_url, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
 
 
 def drop_database(admin_url: str, name: str) -> None:

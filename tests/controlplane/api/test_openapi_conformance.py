@@ -86,10 +86,11 @@ def _token(database_url: str, role: models.Role) -> str:
     return asyncio.run(make())
 
 
+# One database for the module: one API server (a thread of its own) answers every request the schema lists.
 @pytest.fixture(scope="module")
-def served(database_url: str) -> typing.Iterator[tuple[str, dict[str, str]]]:
-    tokens = {role.value: _token(database_url, role) for role in (models.Role.ADMIN, models.Role.USER)}
-    api = ThreadedApi(database_url)
+def served(module_database_url: str) -> typing.Iterator[tuple[str, dict[str, str]]]:
+    tokens = {role.value: _token(module_database_url, role) for role in (models.Role.ADMIN, models.Role.USER)}
+    api = ThreadedApi(module_database_url)
     api.start()
     try:
         yield api.base_url, tokens

@@ -101,11 +101,12 @@ COMMON_WORDS = [
 ]
 
 
+# One database for the module: the jobs and their index are loaded once and every test only reads them.
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def loaded(database_url, elasticsearch_url, kafka_bootstrap, test_run_id):
+async def loaded(module_database_url, elasticsearch_url, kafka_bootstrap, test_run_id):
     prefix = f"contract{uuid.uuid4().hex[:8]}"
-    settings = conftest.make_settings(database_url, kafka_bootstrap, prefix, elasticsearch_url, facet_size=FACETS)
-    conn = await asyncpg.connect(database_url)
+    settings = conftest.make_settings(module_database_url, kafka_bootstrap, prefix, elasticsearch_url, facet_size=FACETS)
+    conn = await asyncpg.connect(module_database_url)
     await conn.execute("TRUNCATE jobs, outbox, search_index_state")
     people = jobgen.users()
     await conn.executemany("INSERT INTO users (id, name, role) VALUES ($1, $2, 'user') ON CONFLICT (id) DO NOTHING", [(u.id, u.name) for u in people])
@@ -119,7 +120,7 @@ async def loaded(database_url, elasticsearch_url, kafka_bootstrap, test_run_id):
     # Some jobs soft-deleted: neither backend may show them.
     await conn.execute("UPDATE jobs SET deleted_at = now() WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT 15)")
     await conn.close()
-    engine = sa_asyncio.create_async_engine(db_engine.async_url(database_url))
+    engine = sa_asyncio.create_async_engine(db_engine.async_url(module_database_url))
     es = client.create(settings.search)
     done = await reindex.reindex(settings, engine, es)
     assert done.index_live == done.table_live == ROWS - 15

@@ -49,9 +49,10 @@ FACET_QUERIES = PAGE_QUERIES
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
+# One database for the module: the big table takes seconds to load and every test only reads plans from it.
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def big_table(database_url):
-    conn = await asyncpg.connect(database_url)
+async def big_table(module_database_url):
+    conn = await asyncpg.connect(module_database_url)
     await conn.execute("TRUNCATE jobs, outbox")
     await conn.executemany(
         "INSERT INTO users (id, name, role) VALUES ($1, $2, 'user') ON CONFLICT (id) DO NOTHING", [(u.id, u.name) for u in jobgen.users()]
