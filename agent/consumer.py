@@ -12,7 +12,7 @@ storage loses it on restart). Any broker failure tears the consumer down and
 rebuilds it with backoff; it never crashes the agent. While Docker is
 unreachable no new command is taken (they wait in Kafka), and at most
 ``commands.max_in_flight`` run at once. A command that cannot be read or
-verified is rejected, counted and committed past (issue 13): it never stops
+verified is rejected, counted and committed past: it never stops
 the commands behind it.
 """
 

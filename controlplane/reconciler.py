@@ -1,6 +1,7 @@
 """The reconciler loop: level-triggered healing: Kafka messages are hints, the inventory diffed against PostgreSQL is the truth.
 
-Every ``reconciler.interval`` each control-plane instance runs one pass:
+Every ``reconciler.interval`` each control-plane instance runs one pass of
+eight steps, each in transactions of its own (:func:`reconcile_once`):
 
 1. **Liveness** — :func:`controlplane.domain.reconcile.hosts_down` decides which
    hosts went silent (down; their workspaces ``lost``) and which came back,
@@ -12,13 +13,19 @@ Every ``reconciler.interval`` each control-plane instance runs one pass:
    its workspaces and its outstanding jobs go into the pure
    :func:`~controlplane.domain.reconcile.plan`; the resulting actions are
    carried out in the same transaction (jobs + outbox commands).
-3. **Queue** — jobs handed back (``queued`` with ``next_attempt_at`` due, e.g.
-   interrupted by an agent shutdown) are dispatched again, and workspaces
-   waiting for an image build on their host are released once it exists.
-4. **Allocations** — each host's maintained allocation row is checked against
+3. **Overdue jobs** — jobs past their deadline are queued again after an
+   exponential delay, or failed with a reason once out of attempts.
+4. **Queued jobs** — jobs handed back (``queued`` with ``next_attempt_at``
+   due, e.g. interrupted by an agent shutdown) are dispatched again.
+5. **Unplaced builds** — build jobs that found no eligible host are offered
+   the fleet again.
+6. **Image waits** — workspaces waiting for an image build on their host are
+   released once it exists, or fail with the build
+   (controlplane/services/image_waits.py).
+7. **Allocations** — each host's maintained allocation row is checked against
    its live workspaces; drift is repaired and counted
    (controlplane/services/allocations.py).
-5. **Placement** — pending workspaces are placed if a host has room now.
+8. **Placement** — pending workspaces are placed if a host has room now.
 
 Messages are hints; this pass is what makes a lost message, a crashed agent or
 a restarted broker heal by itself within one period.
@@ -295,7 +302,7 @@ async def _reconcile_host(session: Session, host_id: uuid.UUID, settings: cp_set
             continue
         await _carry_out(session, host, action, by_id, jobs_by_id, settings)
     # What the host says it holds: acknowledged jobs it dropped are re-queued (the queue step below sends
-    # them again this pass) or adopted, and builds it no longer has are unrecorded (issue 14 items 2 and 5).
+    # them again this pass) or adopted, and builds it no longer has are unrecorded.
     report_only = settings.reconciler.report_only
     for verdict in await host_holdings.settle_jobs(session, host, job_rows, report_only=report_only):
         logger.warning(

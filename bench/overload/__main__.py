@@ -1,6 +1,6 @@
 """``python -m bench.overload``: wrk far past capacity; only 2xx/401/429/503 (Retry-After on every 429/503), bounded RSS, quick recovery.
 
-Issue 13 item 6: with no load shedding, searches ran at p99 6.2 s, creates
+With no load shedding, searches ran at p99 6.2 s, creates
 at p99 6.6 s, and abandoned requests still completed. Now per-address
 lookup limits, per-token buckets and per-route-class concurrency caps answer
 429/503 with ``Retry-After`` instead. This runs, against one API process

@@ -1,6 +1,6 @@
 """``python -m bench.search_budget``: maximal searches on the PostgreSQL fallback vs another user's /v1/me, and RSS.
 
-Issue 13 item 2: one search of ~1,550 terms cost seconds of event-loop time,
+Before search budgets, one search of ~1,550 terms cost seconds of event-loop time,
 8 in parallel pushed another user's ``/v1/me`` from 3 ms to 3.8 s median, and
 every new statement shape kept ~29 MB. Now a query has at most
 ``search.max_terms`` terms and ``search.max_query_length`` characters, and

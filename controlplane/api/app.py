@@ -1,10 +1,13 @@
 """The aiohttp application factory (after aiohttp-demos' polls): ``init_app(settings) -> web.Application``.
 
 Resources start in ``cleanup_ctx`` order and stop in reverse: one context per
-resource, each a small async generator. Others add theirs (the Kafka producer,
-the Elasticsearch client, the relay, consumers, scheduler…) by passing
-``contexts=api_app.DEFAULT_CONTEXTS + (their_ctx,)``; a context reads what it
-needs from ``app[keys.…]`` and stores what it makes under its own typed key.
+resource, each a small async generator. :data:`DEFAULT_CONTEXTS` are the
+database pools, housekeeping of idempotency records, and the search backends
+(``controlplane/search/context.py``); ``a4c-controlplane run`` adds the
+background loops (``controlplane/workers.py``: relay, consumers, reconciler,
+scheduler, search sync) by passing ``contexts=(*DEFAULT_CONTEXTS, workers_ctx)``.
+A context reads what it needs from ``app[keys.…]`` and stores what it makes
+under its own typed key.
 """
 
 from __future__ import annotations

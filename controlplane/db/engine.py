@@ -1,7 +1,7 @@
 """Creating the async engine, and translating driver errors where they enter.
 
 A hung server (accepting TCP, answering nothing) must cost a request seconds,
-not the whole outage (issue 14 item 7): every connection gets a client-side
+not the whole outage: every connection gets a client-side
 command timeout (asyncpg's ``command_timeout``, applied to every query,
 prepare, commit and ping), TCP keepalives on both ends, and the pool bounds
 the wait for a free connection (``pool_timeout``).
@@ -38,7 +38,7 @@ def create(db: cp_settings.DatabaseSettings, *, url: str | None = None, **option
         "pool_size": db.pool_size,
         "max_overflow": db.pool_size,
         "pool_pre_ping": True,
-        # Bounded statement caches (issue 13: giant search statements were kept
+        # Bounded statement caches (giant search statements were kept
         # for good). SQLAlchemy's compiled cache is per engine; the prepared
         # statements are per connection, on both sides of it.
         "query_cache_size": QUERY_CACHE_SIZE,

@@ -392,7 +392,7 @@ class Job(Base):
 
 
 class Outbox(Base):
-    """Messages committed with the state change that causes them (decision 1)."""
+    """Messages committed with the state change that causes them (docs/decisions/0002-outbox-relay.md)."""
 
     __tablename__ = "outbox"
 

@@ -1,4 +1,4 @@
-""""I cannot hear them" is not "they are dead" (issue 14 item 3): how far the control plane hears its agents.
+""""I cannot hear them" is not "they are dead": how far the control plane hears its agents.
 
 Errors: none; pure functions over snapshots (no clock read, no I/O).
 

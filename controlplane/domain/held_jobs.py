@@ -1,4 +1,4 @@
-"""What to do about acknowledged jobs a host no longer holds (issue 14 item 2).
+"""What to do about acknowledged jobs a host no longer holds.
 
 Errors: none; inputs are trusted snapshots the reconciler built.
 

@@ -1,4 +1,4 @@
-"""Which recorded image builds a host no longer holds (issue 14 item 5).
+"""Which recorded image builds a host no longer holds.
 
 Errors: none; inputs are trusted snapshots the reconciler built.
 

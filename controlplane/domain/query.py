@@ -19,7 +19,7 @@ Usage::
 Every query has a budget (:class:`Limits`, from ``search.max_terms`` and
 ``search.max_query_length``): at most so many distinct free-text terms and so
 many characters of text, checked before any work is done, so a request line
-full of words cannot cost a search backend seconds (issue 13).
+full of words cannot cost a search backend seconds.
 
 The search-box syntax, separated by whitespace:
 

@@ -7,11 +7,11 @@ workspaces, and per kind for host reports). Times are the control plane's
 (``now()``, when the event was applied), never the agent's: a heartbeat always
 refreshes ``last_heartbeat_at`` (only its payload is version-guarded), so an
 agent whose clock is skewed, or whose versions went back, is never dropped as
-"older" nor made to look dead (issue 14 item 3).
+"older" nor made to look dead.
 
 Every string an agent sends is cleaned (:func:`shared.domain.text.clean`: no
 NUL, no lone surrogate, capped to its column) before it reaches SQL, so what a
-build printed is stored rather than refused (issue 13).
+build printed is stored rather than refused.
 """
 
 from __future__ import annotations

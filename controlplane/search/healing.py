@@ -1,4 +1,4 @@
-"""The search projection heals itself (issue 14 item 6): a periodic, bounded check-and-repair.
+"""The search projection heals itself: a periodic, bounded check-and-repair.
 
 The sync consumer confirms every write it makes (a bulk item's result,
 before its offset is committed: controlplane/search/sync.py), but it can only

@@ -19,7 +19,7 @@ pooled connections:
 Facet keys are compared as text in the "C" collation, the byte order
 Elasticsearch sorts keywords in, so ties between equal counts break alike.
 
-A search has a budget (issue 13). Its SQL text depends on which conditions it
+A search has a budget. Its SQL text depends on which conditions it
 has, never on how many values or terms: lists are one array parameter each
 (``= ANY(:values)``) and the text query is built in the database from one
 array of terms (``a4c_text_query``, migration 0004), so SQLAlchemy's compiled

@@ -1,4 +1,4 @@
-"""What a host holds, as it reports it: the jobs it executes and the images it has (issue 14 items 2 and 5).
+"""What a host holds, as it reports it: the jobs it executes and the images it has.
 
 Called by the reconciler for one host, inside the transaction that holds the
 host's row (``FOR UPDATE SKIP LOCKED``), after its per-host plan. The

@@ -1,4 +1,4 @@
-"""Update and delete registered images (issue 16 item 3); the decisions are in controlplane/domain/image_life.py.
+"""Update and delete registered images; the decisions are in controlplane/domain/image_life.py.
 
 Only the owner or an admin may change an image: another user's private image
 is 404, a shared one 403 (controlplane/services/images.py, require_owner).

@@ -1,8 +1,10 @@
-"""Jobs: creating the row that tracks an asynchronous operation, and reading them back.
+"""Jobs: the one writer of a job's row — creating it, moving it between states, cancelling it — and reading them back.
 
-A job's states and the moves between them are controlplane/domain/jobs.py's;
-this module writes them. Triggers bump a job's version and write its job-sync
-outbox row.
+A job's states (``cancelled`` among the final ones) and the moves between them,
+re-queues included, are controlplane/domain/jobs.py's; every write here is
+checked against its ``MOVES`` (:func:`move`, :func:`move_where`), so a late or
+replayed event cannot reopen a finished job. Triggers bump a job's version and
+write its job-sync outbox row.
 """
 
 from __future__ import annotations

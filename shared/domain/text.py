@@ -2,7 +2,7 @@
 
 PostgreSQL ``text`` cannot hold NUL, ``jsonb`` refuses ``\\u0000``, and a lone
 surrogate cannot be encoded as UTF-8: any of them made a whole statement fail
-(issue 13: a build that printed a NUL stalled the event consumer). Cleaning
+(a build that printed a NUL stalled the event consumer). Cleaning
 replaces them with U+FFFD, so what the user's build printed is still shown,
 and caps the length so a value fits its column.
 """

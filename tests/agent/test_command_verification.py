@@ -99,7 +99,7 @@ async def test_a_signed_command_with_an_invalid_payload_fails_its_job_naming_the
 
 
 async def test_a_command_nobody_can_read_is_rejected_and_the_next_one_runs(kit: conftest.Kit) -> None:
-    # JSON nested past the parser's depth raised out of verification and stopped the consumer in a loop (issue 13).
+    # JSON nested past the parser's depth raised out of verification and stopped the consumer in a loop.
     agent = kit.agent()
     await kit.commands.send_raw(agent.host_id, b"[" * 100_000 + b"]" * 100_000)
     await _marker(kit, agent)

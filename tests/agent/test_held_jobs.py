@@ -1,4 +1,4 @@
-"""What the agent reports it holds (issue 14 items 2 and 5): its jobs in every heartbeat, its builds' job in the inventory,
+"""What the agent reports it holds: its jobs in every heartbeat, its builds' job in the inventory,
 and a4c images it never tries to pull."""
 
 from __future__ import annotations

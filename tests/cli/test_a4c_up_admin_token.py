@@ -1,4 +1,4 @@
-"""`a4c up` checks its kept admin token before using it (issue 13 item 7).
+"""`a4c up` checks its kept admin token before using it.
 
 A token revoked (or expired) behind its back used to surface as a bare 401 from
 the enrolment step. Now `a4c up` stops at the check, exits 1, names the token

@@ -1,4 +1,4 @@
-"""One `a4c up` per state directory, several side by side (issue 16 item 6).
+"""One `a4c up` per state directory, several side by side.
 
 * A second `a4c up` on the same state directory refuses at once, exit 1,
   naming the running one's pid and URL, and touches nothing: the first keeps

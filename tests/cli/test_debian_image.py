@@ -1,4 +1,4 @@
-"""`a4c debian-image` makes the README's `FROM debian:12` work without Docker Hub (issue 16 item 10).
+"""`a4c debian-image` makes the README's `FROM debian:12` work without Docker Hub.
 
 debootstrap from the mirror apt uses, kept as a tarball (the second run only
 imports), and `docker import` with bash as the command, as Docker Hub's

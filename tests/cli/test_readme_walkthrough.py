@@ -1,4 +1,4 @@
-"""The README's "first walk through", run as written against `a4c up`, offline (issue 16 item 10 and acceptance).
+"""The README's "first walk through", run as written against `a4c up`, offline.
 
 Every line of the README's walkthrough block runs in bash, in order, with only
 the server URL and the state directory swapped for this test's (the README

@@ -1,4 +1,4 @@
-"""Every database connection is bounded (issue 14 item 7): command timeout, keepalives, pool wait.
+"""Every database connection is bounded: command timeout, keepalives, pool wait.
 
 The whole-system behaviour (requests answer 503 within seconds while
 PostgreSQL is hung) is tests/e2e/test_database_hang.py; these check the

@@ -1,4 +1,4 @@
-"""No module but the job service writes a job's status (issue 14 item 1).
+"""No module but the job service writes a job's status.
 
 controlplane/services/jobs.py is the one writer: it checks each move against
 controlplane/domain/jobs.py. This reads every other control-plane module's

@@ -37,7 +37,7 @@ async def test_a_failing_build_reports_its_real_error_line(a4c_system):
 
 
 async def test_a_build_that_prints_a_nul_byte_keeps_its_log_and_its_host_keeps_reporting(a4c_system):
-    # Issue 13: the NUL in this output made PostgreSQL refuse the log update, the event consumer retried it
+    # The NUL in this output made PostgreSQL refuse the log update, the event consumer retried it
     # forever, heartbeats stopped being applied and the host was marked down.
     sys_ = a4c_system
     image = await _register(sys_, "nul-output", f"FROM {sys_.base_image}\nRUN printf 'before\\000after\\n'\n")

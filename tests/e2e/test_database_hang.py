@@ -1,4 +1,4 @@
-"""PostgreSQL hung (SIGSTOP: it accepts TCP and answers nothing) under a running system (issue 14 item 7).
+"""PostgreSQL hung (SIGSTOP: it accepts TCP and answers nothing) under a running system.
 
 Requests answer 503 with a clear error within seconds instead of hanging for
 the whole outage, and after the thaw no host is declared down and no

@@ -530,7 +530,7 @@ async def test_an_operator_recreates_a_lost_workspace_elsewhere_and_the_old_copy
     await _agree(sys_, "the old copy is removed as an orphan when its host returns; one container remains")
 
 
-# --- "I cannot hear them" is not "they are dead" (issue 14 item 3) ----------------
+# --- "I cannot hear them" is not "they are dead" ----------------
 
 
 async def _metric(sys_, name: str, reduce: typing.Callable[[list[float]], float] = sum) -> float:

@@ -1,4 +1,4 @@
-"""Fault tests for what agents report they hold (issue 14 items 2 and 5).
+"""Fault tests for what agents report they hold.
 
 * Jobs: every heartbeat lists the jobs its agent holds, so an acknowledged
   job the agent dropped (kill -9 plus a broker that forgot the command) is

@@ -1,4 +1,4 @@
-"""Issue 16 items 1 and 2, end to end: workspaces stay up with any image, crash loops fail, builds are never starved."""
+"""End to end: workspaces stay up with any image, crash loops fail, builds are never starved."""
 
 from __future__ import annotations
 

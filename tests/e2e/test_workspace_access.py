@@ -1,4 +1,4 @@
-"""Issue 16 item 5, end to end: exec and logs through the API, relayed from the workspace's agent; others get 404."""
+"""End to end: exec and logs through the API, relayed from the workspace's agent; others get 404."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pure logic of issue 13: which failures a consumer retries and which it dead-letters, the one string cleaner, and stall bookkeeping."""
+"""Pure logic of failure handling: which failures a consumer retries and which it dead-letters, the one string cleaner, and stall bookkeeping."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""The Images page (issue 16 item 3): images with their builds and schedules; build, delete and switch schedules from it.
+"""The Images page: images with their builds and schedules; build, delete and switch schedules from it.
 
 A user sees their own images and the shared ones, never another user's
-private image of the same name (issue 13 item 7); the API's refusal to delete
+private image of the same name; the API's refusal to delete
 an image in use appears as it words it; and at 1000 to 1920 px every button
-is on top at its centre and clickable (issue 16 item 9).
+is on top at its centre and clickable.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The workspaces page lays out without overlap from 1000 to 1920 px (issue 16 item 9).
+"""The workspaces page lays out without overlap from 1000 to 1920 px.
 
 At each width every action button is the element at its own centre
 (``document.elementFromPoint``) and Playwright can click it; the create panel

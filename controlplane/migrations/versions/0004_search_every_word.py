@@ -2,12 +2,12 @@
 
 1. ``a4c_text``, a copy of the ``english`` text search configuration whose
    Snowball stemmer has no stop-word list: a phrase keeps every word, so
-   ``"no such host"`` no longer shrinks to ``host`` (issue 16). Elasticsearch's
+   ``"no such host"`` no longer shrinks to ``host``. Elasticsearch's
    ``job_text`` analyzer drops its stop filter to match
    (controlplane/search/domain/mapping.py).
 2. ``a4c_text_query(text[])``: the AND of one phrase query per term, built in
    the database from a single array parameter, so a search has the same SQL
-   text whatever its number of terms (issue 13; controlplane/search/postgres.py).
+   text whatever its number of terms (controlplane/search/postgres.py).
    It is IMMUTABLE so that, with the search's custom plans, the planner folds
    it to a constant tsquery and uses the GIN index and its statistics; it
    names ``a4c_text``, which this migration owns and nothing renames.

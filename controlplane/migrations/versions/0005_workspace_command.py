@@ -1,4 +1,4 @@
-"""workspace command and schedule outcome (issue 16 items 1 and 2)
+"""workspace command and schedule outcome
 
 1. ``workspaces.command``: the main process a workspace runs instead of its
    image's command (null: the image's, or a keep-alive when that would exit

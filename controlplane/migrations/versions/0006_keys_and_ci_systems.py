@@ -1,4 +1,4 @@
-"""host keys that rotate, and CI systems with their own identity (issue 13 items 3 and 4)
+"""host keys that rotate, and CI systems with their own identity
 
 1. ``a4c_host_key_changed``: a change of a host's ``signing_key`` (or the
    host's removal) NOTIFYs ``a4c_host_keys`` with the host id at commit, so

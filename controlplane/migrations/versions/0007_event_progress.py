@@ -1,4 +1,4 @@
-"""hearing the agents: the events consumer's applied-through position, and report versions (issue 14 item 3)
+"""hearing the agents: the events consumer's applied-through position, and report versions
 
 1. ``event_progress``: per partition of ``<prefix>.events``, the time up to
    which the events consumer has applied everything, and when hearing last

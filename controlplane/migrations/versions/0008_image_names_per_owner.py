@@ -1,4 +1,4 @@
-"""image names unique per owner, shared names unique among shared images, and a stored tag (issue 13 item 7)
+"""image names unique per owner, shared names unique among shared images, and a stored tag
 
 A name was unique across all users, so registering one answered 409 when
 somebody else had a private image of that name, revealing it. Now:

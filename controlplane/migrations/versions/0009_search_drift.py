@@ -1,4 +1,4 @@
-"""search drift: what the sync worker's last check-and-repair left unrepaired (issue 14 item 6)
+"""search drift: what the sync worker's last check-and-repair left unrepaired
 
 ``search_drift``: one row per index alias, written by the periodic
 check-and-repair of the sync worker (controlplane/search/healing.py). The

@@ -19,7 +19,7 @@ stemmers all differ):
 * **Lower-cased**, and **no stop words** removed: every word counts, so a
   phrase like ``"no such host"`` or ``"is not a directory"`` means all of its
   words (PostgreSQL's ``english`` configuration would keep only ``host``, which
-  matches every build log mentioning ``a4c.host``: issue 16). PostgreSQL uses
+  matches every build log mentioning ``a4c.host``). PostgreSQL uses
   ``a4c_text``, ``english`` with a stemmer that has no stop-word list
   (migration 0004); Elasticsearch has no stop filter.
 * **Stemmed** with Snowball English (Porter2): PostgreSQL's ``english_stem``,

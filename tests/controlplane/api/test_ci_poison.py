@@ -1,4 +1,4 @@
-"""CI requests that cannot become a build (issue 13): the webhook answers 422 naming the field, the
+"""CI requests that cannot become a build: the webhook answers 422 naming the field, the
 ``<prefix>.ci-builds`` consumer dead-letters the (signed) message with its reason and builds the next one.
 One model validates both. Real Kafka and PostgreSQL; the consumer is the one every instance runs."""
 

@@ -1,4 +1,4 @@
-"""An authenticated CI path (issue 13 item 4): CI systems are identities an admin creates; a message on
+"""An authenticated CI path: CI systems are identities an admin creates; a message on
 ``<prefix>.ci-builds`` builds only if signed by a known system and within its allowance, and the job says
 which system asked. Everything else builds nothing and is dead-lettered with its reason. Real Kafka and
 PostgreSQL; the consumer is the one every instance runs."""

@@ -1,5 +1,5 @@
 """/readyz fails, naming the consumer and its lag, while a Kafka consumer sits on waiting records without
-committing (issue 13), and recovers once it moves. A whole instance (API plus background loops) on real
+committing, and recovers once it moves. A whole instance (API plus background loops) on real
 Kafka and PostgreSQL; the stall is a real one: a lock holds the hosts table the events consumer writes."""
 
 from __future__ import annotations

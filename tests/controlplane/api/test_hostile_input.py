@@ -1,4 +1,4 @@
-"""Hostile and careless input (issue 13 item 7): every one answers 4xx naming what is wrong, never 500.
+"""Hostile and careless input: every one answers 4xx naming what is wrong, never 500.
 
 The 11 inputs that answered 500 before: JSON nested 2,000 levels, search
 dates at year 1 or 9999 with an offset (separate parameters and the

@@ -1,4 +1,4 @@
-"""Images and schedules have a full life (issue 16 item 3) and names are per owner (issue 13 item 7).
+"""Images and schedules have a full life and names are per owner.
 
 Update (Dockerfile, git context, build args, sharing), delete (refused while
 workspaces or builds use the image), schedules switched off and on, with the

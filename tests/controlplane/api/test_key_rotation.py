@@ -1,4 +1,4 @@
-"""Keys that rotate (issue 13 item 3): a re-key on one instance makes every instance reject the superseded key
+"""Keys that rotate: a re-key on one instance makes every instance reject the superseded key
 within a second, counted by reason; without LISTEN the periodic reload catches up. Real PostgreSQL (NOTIFY)
 and, for the events path, real Kafka and the consumer every instance runs."""
 

@@ -1,4 +1,4 @@
-"""The server sheds load (issue 13 item 6), against the real database and real sockets.
+"""The server sheds load, against the real database and real sockets.
 
 * a flood of unknown tokens is refused (429) before it costs lookups, and
   another client's request still succeeds; unknown tokens never evict known ones;

@@ -1,4 +1,4 @@
-"""Reservations (issue 16): builds never wait for workspace CPUs; a stopped workspace releases its CPUs and memory; ``command``.
+"""Reservations: builds never wait for workspace CPUs; a stopped workspace releases its CPUs and memory; ``command``.
 
 One host of 2 CPUs in this module's own database, so every placement here is about it.
 """

@@ -1,4 +1,4 @@
-"""How far the fleet is heard: applied-through positions, hearing that resumes after a gap, fleet disruption (issue 14 item 3)."""
+"""How far the fleet is heard: applied-through positions, hearing that resumes after a gap, fleet disruption."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Acknowledged jobs a host no longer holds are re-queued or adopted from the inventory (issue 14 item 2)."""
+"""Acknowledged jobs a host no longer holds are re-queued or adopted from the inventory."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Recorded image builds a host's inventory no longer shows are forgotten (issue 14 item 5)."""
+"""Recorded image builds a host's inventory no longer shows are forgotten."""
 
 from __future__ import annotations
 

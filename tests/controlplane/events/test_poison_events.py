@@ -1,4 +1,4 @@
-"""No event stalls the event consumer (issue 13): strings PostgreSQL refuses are cleaned and applied,
+"""No event stalls the event consumer: strings PostgreSQL refuses are cleaned and applied,
 an event the database still refuses or one over the size limit is dead-lettered, and the events behind
 them (heartbeats above all) keep being applied. Real Kafka, real PostgreSQL, the real consumer loop."""
 

@@ -68,7 +68,7 @@ QUERIES = [
     '"non-zero code"',
     "the",
     '"in a row" heartbeats',
-    # phrases of common words keep every word (issue 16): no stop words on either backend
+    # phrases of common words keep every word: no stop words on either backend
     '"no such host"',
     '"is not a directory"',
     '"not found"',

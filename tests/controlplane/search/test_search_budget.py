@@ -1,4 +1,4 @@
-"""A search has a budget (issue 13): caps answer 422 naming q, one SQL text per shape, a statement timeout answering 503.
+"""A search has a budget: caps answer 422 naming q, one SQL text per shape, a statement timeout answering 503.
 
 PostgreSQL only (no Elasticsearch, no Kafka): the fallback is the path that
 ran the database and the event loop out of time. The benchmark-sized

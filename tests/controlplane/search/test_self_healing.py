@@ -1,4 +1,4 @@
-"""The search projection heals without an operator (issue 14 item 6).
+"""The search projection heals without an operator.
 
 Job-sync messages the relay published and the broker then lost never reach
 the sync consumer; the sync worker's periodic check-and-repair
