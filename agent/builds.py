@@ -56,6 +56,11 @@ class Slots:
         self._holders = 0
         self._line: collections.deque[_Waiter] = collections.deque()
 
+    @property
+    def holders(self) -> int:
+        """How many hold a slot now, counting one admitted whose task has not run yet."""
+        return self._holders
+
     def resize(self, size: int) -> None:
         """A larger size admits waiters at once; a smaller one lets holders finish and admits nobody until under it."""
         self.size = size

@@ -57,6 +57,9 @@ logger = logging.getLogger(__name__)
 PUBLISHED = prometheus_client.Counter("a4c_outbox_published_total", "Outbox rows published to Kafka", ["topic"])
 OLDEST_AGE = prometheus_client.Gauge("a4c_outbox_oldest_unpublished_seconds", "Age of the oldest unpublished outbox row")
 FAILURES = prometheus_client.Counter("a4c_outbox_publish_failures_total", "Batches that failed to publish")
+# Whether NOTIFY works shows here: a relay woken only by "poll" is not hearing its listen connection.
+WAKEUPS = prometheus_client.Counter("a4c_outbox_relay_wakeups_total", "Times an idle relay loop woke to drain the outbox, by cause", ["cause"])
+IDLE = prometheus_client.Gauge("a4c_outbox_relays_idle", "Relay loops idle now, waiting for a NOTIFY or their poll")
 
 CHANNEL = "a4c_outbox"
 
@@ -229,10 +232,22 @@ async def run(
                 await _housekeeping(engine, settings)
             if listener is None or listener.is_closed():
                 listener = await _listen(listen_url, wake)
-            await aio.wait_any(settings.relay.poll_interval, stopping, wake)
+            IDLE.inc()
+            try:
+                await aio.wait_any(settings.relay.poll_interval, stopping, wake)
+            finally:
+                IDLE.dec()
+            WAKEUPS.labels(wake_cause(notified=wake.is_set(), stopping=stopping.is_set())).inc()
     finally:
         if listener is not None and not listener.is_closed():
             await listener.close()
+
+
+def wake_cause(*, notified: bool, stopping: bool) -> str:
+    """Why an idle relay woke: ``stop``, ``notify`` (a commit's NOTIFY) or ``poll`` (its fallback interval ran out)."""
+    if stopping:
+        return "stop"
+    return "notify" if notified else "poll"
 
 
 async def _renew(producer: Producer) -> None:

@@ -6,6 +6,7 @@ import asyncio
 
 from agent import builds
 from agent.domain import builds as domain
+from tests.harness import wait
 
 
 class Line:
@@ -19,6 +20,7 @@ class Line:
         self.tasks: dict[str, asyncio.Task] = {}
 
     def join(self, name: str) -> None:
+        """Start a build and return once it holds a slot or has been told its place in line."""
         self.told[name], self.done[name] = [], asyncio.Event()
 
         async def build() -> None:
@@ -31,27 +33,40 @@ class Line:
 
         self.tasks[name] = asyncio.create_task(build())
 
-    async def settle(self) -> None:
-        for _ in range(5):  # let woken tasks run up to their next wait
-            await asyncio.sleep(0)
+    async def joined(self, names: str) -> None:
+        await wait.eventually(lambda: all(n in self.holding or self.told[n] for n in names), message=f"{names} joined")
+
+    async def held_by(self, names: set[str]) -> None:
+        """Wait until exactly ``names`` run holding a slot, and the slots count no one else admitted.
+
+        Admission is counted synchronously when a slot frees (``Slots.holders``), so once the
+        running set matches that count nothing further can slip in unseen.
+        """
+        await wait.eventually(
+            lambda: self.holding == names and self.slots.holders == len(names),
+            message=f"exactly {sorted(names)} hold a slot (holding {sorted(self.holding)}, slots count {self.slots.holders})",
+        )
 
     async def finish(self, name: str) -> None:
         self.done[name].set()
         await self.tasks[name]
-        await self.settle()
 
 
 async def test_waiting_builds_hear_their_place_in_line_and_each_move_up():
     line = Line(builds.Slots(1))
     for name in "abcd":
         line.join(name)
-    await line.settle()
-    assert line.holding == {"a"} and line.told == {"a": [], "b": [1], "c": [2], "d": [3]}
+        await line.joined(name)
+    await line.held_by({"a"})
+    assert line.told == {"a": [], "b": [1], "c": [2], "d": [3]}
     await line.finish("a")
-    assert line.holding == {"b"} and line.told == {"a": [], "b": [1], "c": [2, 1], "d": [3, 2]}
+    await line.held_by({"b"})
+    assert line.told == {"a": [], "b": [1], "c": [2, 1], "d": [3, 2]}
     await line.finish("b")
+    await line.held_by({"c"})
     await line.finish("c")
-    assert line.holding == {"d"} and line.told["d"] == [3, 2, 1]
+    await line.held_by({"d"})
+    assert line.told["d"] == [3, 2, 1]
     await line.finish("d")
 
 
@@ -59,12 +74,13 @@ async def test_a_build_that_gives_up_waiting_moves_those_behind_it_up():
     line = Line(builds.Slots(1))
     for name in "abc":
         line.join(name)
-    await line.settle()
+        await line.joined(name)
     line.tasks["b"].cancel()
-    await line.settle()
-    assert line.told["c"] == [2, 1] and line.told["b"] == [1] and line.holding == {"a"}
+    await wait.eventually(lambda: line.tasks["b"].done(), message="b gave up")
+    assert line.told["c"] == [2, 1] and line.told["b"] == [1]
+    await line.held_by({"a"})
     await line.finish("a")
-    assert line.holding == {"c"}, "the slot went to the next one still waiting"
+    await line.held_by({"c"})  # the slot went to the next one still waiting
     await line.finish("c")
 
 
@@ -73,16 +89,16 @@ async def test_a_larger_size_admits_waiters_at_once_and_a_smaller_one_only_as_ho
     line = Line(slots)
     for name in "abcd":
         line.join(name)
-    await line.settle()
+        await line.joined(name)
     slots.resize(3)
-    await line.settle()
-    assert line.holding == {"a", "b", "c"} and line.told["d"] == [3, 1]
+    await line.held_by({"a", "b", "c"})
+    assert line.told["d"] == [3, 1]
     slots.resize(1)
     await line.finish("a")
     await line.finish("b")
-    assert line.holding == {"c"}, "still at the new limit: d waits"
+    await line.held_by({"c"})  # still at the new limit: d waits
     await line.finish("c")
-    assert line.holding == {"d"}
+    await line.held_by({"d"})
     await line.finish("d")
 
 

@@ -9,6 +9,7 @@ import uuid
 
 import aiokafka
 import asyncpg
+import prometheus_client
 import pytest
 from sqlalchemy.ext import asyncio as sa_asyncio
 
@@ -158,23 +159,42 @@ async def test_two_relays_in_parallel_publish_each_key_in_commit_order(database_
         assert ns == sorted(ns), f"{key} out of order: {ns}"
 
 
+def _wakeups(cause: str) -> float:
+    return prometheus_client.REGISTRY.get_sample_value("a4c_outbox_relay_wakeups_total", {"cause": cause}) or 0.0
+
+
+def _idle_relays() -> float:
+    return prometheus_client.REGISTRY.get_sample_value("a4c_outbox_relays_idle") or 0.0
+
+
+def test_an_idle_relay_names_why_it_woke():
+    assert relay.wake_cause(notified=True, stopping=False) == "notify"
+    assert relay.wake_cause(notified=False, stopping=False) == "poll"
+    assert relay.wake_cause(notified=True, stopping=True) == "stop"
+
+
 async def test_the_relay_loop_wakes_on_notify_rather_than_waiting_for_its_poll(database_url, engine, producer, kafka_bootstrap, topic_prefix):
+    # An hour-long poll: a row published within seconds of an idle relay can only have been woken for.
     settings = _settings(kafka_bootstrap, topic_prefix, poll_interval=3600)
     stopping = asyncio.Event()
+    idle_before, notified_before, polled_before = _idle_relays(), _wakeups("notify"), _wakeups("poll")
     loop = asyncio.create_task(relay.run(engine, producer, settings, listen_url=database_url, stopping=stopping))
     try:
-        async def drained() -> bool:
-            return await _pending(database_url) == 0
-
-        await wait.eventually(drained, timeout=10, message="the relay drains what is already there")
-        await asyncio.sleep(0.2)  # let the loop settle into its (hour-long) wait
+        await wait.eventually(lambda: _idle_relays() == idle_before + 1, timeout=10, message="the relay drained and went idle")
+        assert _wakeups("notify") == notified_before, "nothing was committed while it started"
         conn = await asyncpg.connect(database_url)
         try:
             await _insert(conn, "w", 99)
+
+            async def published() -> bool:
+                return await conn.fetchval("SELECT published_at IS NOT NULL FROM outbox WHERE key = 'w'")
+
+            await wait.eventually(published, timeout=10, message="published long before the hour-long poll")
         finally:
             await conn.close()
-        seen = await _consume_all(kafka_bootstrap, f"{topic_prefix}.test-events", 1, timeout=10)
-        assert ("w", 99) in seen
+        assert _wakeups("notify") == notified_before + 1, "the commit's NOTIFY woke the idle relay"
+        assert _wakeups("poll") == polled_before, "its poll never ran out"
+        assert ("w", 99) in await _consume_all(kafka_bootstrap, f"{topic_prefix}.test-events", 1, timeout=10)
     finally:
         stopping.set()
         await asyncio.wait_for(loop, 10)
@@ -223,7 +243,7 @@ async def test_published_rows_are_purged_after_the_retention_period(database_url
             pass
         await conn.execute("UPDATE outbox SET published_at = now() - interval '2 days' WHERE key = 'p'")
         await _insert(conn, "q", 2)  # unpublished: must survive
-        assert await relay.purge(engine, retention=86_400) >= 1
+        assert await relay.purge(engine, retention=86_400) == 1
         keys = {r["key"] for r in await conn.fetch("SELECT key FROM outbox")}
         assert "p" not in keys and "q" in keys
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
@@ -56,12 +55,11 @@ async def test_a_workspace_that_fits_nowhere_stays_pending_with_the_reason(clien
     assert answer.status == 202
     ws, job = answer.body["workspace"], answer.body["job"]
     assert ws["observed_state"] == "pending" and ws["host_id"] is None
-    # "1 lacks cpu" or "3 lack cpu": how many hosts the module has made so far.
-    assert ws["state_reason"].startswith("no eligible host:") and re.search(r"\d+ lacks? cpu", ws["state_reason"]), ws["state_reason"]
-    # Both end with their place in the placement queue.
-    assert job["status"] == "pending" and job["reason"] == ws["state_reason"] and re.search(r"; \d+\w\w in the queue of \d+$", job["reason"])
-    assert job["queue_position"] == ws["queue_position"] >= 1
-    assert job["placement"]["rejected_counts"]["insufficient_cpu"] >= 1
+    # The one host there is (the test's own database) lacks cpu; both end with their place in the placement queue.
+    assert ws["state_reason"] == "no eligible host: 1 lacks cpu; 1st in the queue of 1", ws["state_reason"]
+    assert job["status"] == "pending" and job["reason"] == ws["state_reason"]
+    assert job["queue_position"] == ws["queue_position"] == 1
+    assert job["placement"]["rejected_counts"] == {"insufficient_cpu": 1}
     assert await commands_for(seed, ws["id"]) == []
 
 
