@@ -38,9 +38,10 @@ def _lines(*paths: pathlib.Path) -> list[dict[str, typing.Any]]:
     return out
 
 
+# One database for the module: one running system (control plane and agent) serves the test.
 @pytest.fixture(scope="module")
 def daemons(
-    tmp_path_factory, database_url, kafka_bootstrap, docker_host, workspace_image, test_run_id
+    tmp_path_factory, module_database_url, kafka_bootstrap, docker_host, workspace_image, test_run_id
 ) -> typing.Iterator[tuple[system.ControlPlane, system.Agent, system.Api, str]]:
     """One control plane and one agent, both logging JSON."""
     workdir = tmp_path_factory.mktemp("e2e-logs")
@@ -49,7 +50,7 @@ def daemons(
     config = system._merge(
         conftest.FAST,
         {
-            "database": {"url": database_url},
+            "database": {"url": module_database_url},
             "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
             **json_logs,
         },
