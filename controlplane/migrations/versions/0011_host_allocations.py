@@ -1,4 +1,4 @@
-"""host allocations: per-host reserved CPU, memory and disk, kept by a trigger on workspaces (issue 18 item 2)
+"""host allocations: per-host reserved CPU, memory and disk, kept by a trigger on workspaces
 
 ``host_allocations``: one row per host with the sums over its live workspaces
 (placed, not deleted, not failed) that placement used to aggregate on every
