@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane.db import models
+from controlplane.domain import states
 
 REQUESTS = prometheus_client.Counter(
     "a4c_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -51,7 +52,7 @@ _HOSTS = sa.text(
 )
 # Only unfinished jobs: they are few and the jobs_live partial index covers
 # them; counting the ever-growing finished ones on every scrape would not scale.
-LIVE_JOB_STATUSES = ("queued", "pending", "dispatched", "running")
+LIVE_JOB_STATUSES = tuple(s.value for s in states.JobStatus if s in states.LIVE_JOBS)
 _JOBS = sa.text(
     "SELECT status::text, count(*) FROM jobs WHERE status IN ('queued', 'pending', 'dispatched', 'running') GROUP BY 1"
 )

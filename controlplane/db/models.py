@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql as pg
 
-from controlplane.domain import jobs as domain_jobs
+from controlplane.domain import states
 
 JSON = pg.JSONB
 Timestamp = sa.DateTime(timezone=True)
@@ -33,45 +33,15 @@ def _enum(cls: type[enum.Enum], name: str) -> sa.Enum:
     return sa.Enum(cls, name=name, values_callable=lambda e: [m.value for m in e], validate_strings=True)
 
 
-class Role(str, enum.Enum):
-    ADMIN = "admin"
-    USER = "user"
-
-
-class HostStatus(str, enum.Enum):
-    ACTIVE = "active"
-    DOWN = "down"
-
-
-class DesiredState(str, enum.Enum):
-    RUNNING = "running"
-    STOPPED = "stopped"
-    DELETED = "deleted"
-
-
-class ObservedState(str, enum.Enum):
-    PENDING = "pending"      # not placed yet, or waiting (reason says why)
-    CREATING = "creating"    # command issued, no container reported yet
-    RUNNING = "running"
-    STOPPED = "stopped"
-    EXITED = "exited"        # died on its own
-    LOST = "lost"            # its host is down; never recreated silently
-    DELETING = "deleting"
-    DELETED = "deleted"
-    FAILED = "failed"
-
-
-# The job state machine lives in the pure domain (controlplane/domain/jobs.py).
-JobKind = domain_jobs.JobKind
-JobStatus = domain_jobs.JobStatus
-
-
-class JobSource(str, enum.Enum):
-    API = "api"
-    SCHEDULE = "schedule"
-    CI = "ci"
-    WEBHOOK = "webhook"
-    RECONCILER = "reconciler"
+# The states are enums in the pure domain (controlplane/domain/states.py), so
+# decisions and the search grammar use them without importing SQLAlchemy.
+Role = states.Role
+HostStatus = states.HostStatus
+DesiredState = states.DesiredState
+ObservedState = states.ObservedState
+JobKind = states.JobKind
+JobStatus = states.JobStatus
+JobSource = states.JobSource
 
 
 def _now() -> datetime.datetime:

@@ -23,6 +23,7 @@ import typing
 import uuid
 
 from controlplane.domain import placement
+from controlplane.domain.states import HostStatus
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,11 +53,11 @@ class Choice:
 
 
 def _rejection(host: BuildHost, now: datetime.datetime, fresh: datetime.timedelta) -> placement.Code | None:
-    if host.status == "down":
+    if host.status == HostStatus.DOWN:
         return placement.Code.DOWN
     if host.status == "draining" or host.draining:
         return placement.Code.DRAINING
-    if host.status != "active":
+    if host.status != HostStatus.ACTIVE:
         return placement.Code.NOT_ACTIVE
     if host.cordoned:
         return placement.Code.CORDONED

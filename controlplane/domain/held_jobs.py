@@ -37,6 +37,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from controlplane.domain.states import JobKind, ObservedState
+
 UP_STATES = frozenset({"running", "restarting", "paused"})
 ADOPTED = "adopted from the inventory"
 
@@ -125,7 +127,7 @@ def judge(jobs: typing.Iterable[Job], report: Report | None, inventory: Inventor
 
 def _effect(job: Job, inventory: Inventory) -> tuple[str, dict[str, typing.Any]] | None:
     """What in ``inventory`` shows ``job`` done, and the result to record; None if it does not."""
-    if job.kind == "image_build":
+    if job.kind == JobKind.IMAGE_BUILD:
         built = [i for i in inventory.images if i.job_id == job.id]
         if not built:
             return None
@@ -136,10 +138,10 @@ def _effect(job: Job, inventory: Inventory) -> tuple[str, dict[str, typing.Any]]
         return None  # a cleanup leaves nothing to recognise it by
     mine = [c for c in inventory.containers if c.workspace_id == job.workspace_id]
     up = [c for c in mine if c.state in UP_STATES]
-    if job.kind in ("workspace_create", "workspace_start") and len(mine) == 1 and up:
-        return f"container {up[0].container_id} running", {"state": "running", "container_id": up[0].container_id, "adopted": True}
-    if job.kind == "workspace_stop" and len(mine) == 1 and not up:
-        return f"container {mine[0].container_id} {mine[0].state}", {"state": "stopped", "container_id": mine[0].container_id, "adopted": True}
-    if job.kind == "workspace_delete" and not mine:
-        return "no container of the workspace left", {"state": "deleted", "container_id": None, "adopted": True}
+    if job.kind in (JobKind.WORKSPACE_CREATE, JobKind.WORKSPACE_START) and len(mine) == 1 and up:
+        return f"container {up[0].container_id} running", {"state": ObservedState.RUNNING.value, "container_id": up[0].container_id, "adopted": True}
+    if job.kind == JobKind.WORKSPACE_STOP and len(mine) == 1 and not up:
+        return f"container {mine[0].container_id} {mine[0].state}", {"state": ObservedState.STOPPED.value, "container_id": mine[0].container_id, "adopted": True}
+    if job.kind == JobKind.WORKSPACE_DELETE and not mine:
+        return "no container of the workspace left", {"state": ObservedState.DELETED.value, "container_id": None, "adopted": True}
     return None

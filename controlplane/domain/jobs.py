@@ -23,35 +23,17 @@ writes it.
 from __future__ import annotations
 
 import dataclasses
-import enum
 
+from controlplane.domain import states
 
-class JobStatus(str, enum.Enum):
-    QUEUED = "queued"            # written, not yet handed to an agent
-    PENDING = "pending"          # cannot proceed yet; ``reason`` says why
-    DISPATCHED = "dispatched"    # command published, not yet acknowledged
-    RUNNING = "running"          # acknowledged by the agent
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def final(self) -> bool:
-        return self in FINAL
-
-
-class JobKind(str, enum.Enum):
-    WORKSPACE_CREATE = "workspace_create"
-    WORKSPACE_START = "workspace_start"
-    WORKSPACE_STOP = "workspace_stop"
-    WORKSPACE_DELETE = "workspace_delete"
-    IMAGE_BUILD = "image_build"
-    HOST_CLEANUP = "host_cleanup"
-
-
-FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-WAITING = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
-IN_FLIGHT = frozenset({JobStatus.DISPATCHED, JobStatus.RUNNING})
+# The enums live with the control plane's other states; the state machine over
+# them is here.
+JobStatus = states.JobStatus
+JobKind = states.JobKind
+FINAL = states.FINAL
+WAITING = states.WAITING
+IN_FLIGHT = states.IN_FLIGHT
+WORKSPACE_KINDS = states.WORKSPACE_KINDS
 
 _ENDS = {JobStatus.FAILED, JobStatus.CANCELLED}
 MOVES: dict[JobStatus, frozenset[JobStatus]] = {
@@ -75,8 +57,6 @@ def check_move(old: JobStatus | str, new: JobStatus | str) -> None:
     if new not in MOVES[old]:
         raise IllegalMove(f"a job cannot go from {old.value} to {new.value}")
 
-
-WORKSPACE_KINDS = frozenset({JobKind.WORKSPACE_CREATE, JobKind.WORKSPACE_START, JobKind.WORKSPACE_STOP, JobKind.WORKSPACE_DELETE})
 
 
 def cancel_refusal(kind: JobKind | str, status: JobStatus | str, *, workspace: str | None = None) -> str | None:

@@ -53,6 +53,8 @@ import enum
 import typing
 import uuid
 
+from controlplane.domain.states import HostStatus
+
 if typing.TYPE_CHECKING:
     from controlplane import settings as cp_settings
 
@@ -284,11 +286,11 @@ def _judge(need: _Need, host: Host, now: datetime.datetime, fresh: datetime.time
 
     request = need.request
 
-    if host.status == "down":
+    if host.status == HostStatus.DOWN:
         return reject(Code.DOWN, "host is down")
     if host.status == "draining" or host.draining:
         return reject(Code.DRAINING, "host is draining")
-    if host.status != "active":
+    if host.status != HostStatus.ACTIVE:
         return reject(Code.NOT_ACTIVE, f"host status is {host.status!r}, not active", status=host.status)
     if host.cordoned:
         return reject(Code.CORDONED, "host is cordoned")

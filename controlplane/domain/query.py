@@ -66,8 +66,10 @@ import re
 import typing
 import unicodedata
 
-STATUSES = ("queued", "pending", "dispatched", "running", "succeeded", "failed", "cancelled")
-KINDS = ("workspace_create", "workspace_start", "workspace_stop", "workspace_delete", "image_build", "host_cleanup")
+from controlplane.domain import states
+
+STATUSES = tuple(s.value for s in states.JobStatus)
+KINDS = tuple(k.value for k in states.JobKind)
 FILTER_KEYS = ("status", "kind", "user", "host", "image", "workspace")
 TIME_KEYS = ("created", "finished")
 SORT_FIELDS = ("created_at", "finished_at", "updated_at")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
+from controlplane.domain.states import JobKind, JobStatus
 from shared.domain import words
 
 
@@ -34,7 +35,7 @@ def waits_for_placement(kind: str, status: str, host_id: uuid.UUID | None, works
     A create job that has a host but is pending waits for an image build
     there, which is a different queue (the host's build slots).
     """
-    return kind == "workspace_create" and status == "pending" and host_id is None and workspace_id is not None
+    return kind == JobKind.WORKSPACE_CREATE and status == JobStatus.PENDING and host_id is None and workspace_id is not None
 
 
 def describe(reason: str, place: Place) -> str:

@@ -92,6 +92,7 @@ import datetime
 import typing
 
 from controlplane.domain import jobs as job_rules
+from controlplane.domain.states import DesiredState, HostStatus, ObservedState
 
 if typing.TYPE_CHECKING:
     from controlplane import settings as cp_settings
@@ -99,10 +100,10 @@ if typing.TYPE_CHECKING:
 
 UP_STATES = frozenset({"running", "restarting", "paused"})
 STARTABLE_STATES = frozenset({"exited", "created"})
-NEVER_RECREATE = frozenset({"lost", "failed"})
+NEVER_RECREATE = frozenset({ObservedState.LOST, ObservedState.FAILED})
 # Observed states in which the DB's container really existed on the host: its
 # disappearance is data loss, not a create still to happen.
-VANISHABLE = frozenset({"running", "exited"})
+VANISHABLE = frozenset({ObservedState.RUNNING, ObservedState.EXITED})
 
 # --- inputs ----------------------------------------------------------------
 
@@ -119,7 +120,7 @@ class Workspace:
 
     id: str
     desired: str
-    observed: str = "pending"
+    observed: str = ObservedState.PENDING.value
     container_id: str | None = None
     spec_version: int = 1
     observed_at: datetime.datetime | None = None
@@ -364,12 +365,12 @@ class _Planner:
 
     def workspace(self, ws: Workspace, containers: list[Container]) -> None:
         keep, extras = _pick(ws, containers)
-        if ws.desired == "deleted":
+        if ws.desired == DesiredState.DELETED:
             for container in sorted(containers, key=lambda c: c.container_id):
                 if container.state != "removing":
                     self._remove(container, f"workspace {ws.label} is deleted")
-            if not containers and ws.observed != "deleted":
-                self._mark(ws, "deleted", None, "no container left on the host for the deleted workspace")
+            if not containers and ws.observed != ObservedState.DELETED:
+                self._mark(ws, ObservedState.DELETED.value, None, "no container left on the host for the deleted workspace")
             return
         for extra in extras:
             assert keep is not None
@@ -382,15 +383,15 @@ class _Planner:
     def _missing(self, ws: Workspace) -> None:
         if ws.observed in NEVER_RECREATE:
             return  # a person decides whether to recreate a lost or failed workspace
-        if ws.desired == "running" and ws.container_id is not None and ws.observed in VANISHABLE:
+        if ws.desired == DesiredState.RUNNING and ws.container_id is not None and ws.observed in VANISHABLE:
             # It existed and is gone: its files went with it. Creating an empty
             # one in its place would hide that; the owner decides (recreate).
             self._mark(
-                ws, "lost", None,
+                ws, ObservedState.LOST.value, None,
                 f"container {ws.container_id} disappeared from host {self.host}; its files are gone "
                 f"(a4c workspaces recreate {ws.name or ws.id} starts it afresh)",
             )
-        elif ws.desired == "running":
+        elif ws.desired == DesiredState.RUNNING:
             was = f" (the DB knew container {ws.container_id})" if ws.container_id else ""
             self._do(
                 CreateContainer,
@@ -399,28 +400,28 @@ class _Planner:
                 idempotency_key=self._key("create", ws.id),
                 reason=f"workspace {ws.label} should be running but host {self.host} has no container for it{was}",
             )
-        elif ws.desired == "stopped" and ws.container_id is not None:
-            self._mark(ws, "stopped", None, f"container {ws.container_id} is no longer on host {self.host}")
+        elif ws.desired == DesiredState.STOPPED and ws.container_id is not None:
+            self._mark(ws, ObservedState.STOPPED.value, None, f"container {ws.container_id} is no longer on host {self.host}")
 
     def _present(self, ws: Workspace, container: Container) -> None:
         state = container.state
         if state == "removing":
             return  # on its way out; the next inventory shows the outcome
         up = state in UP_STATES
-        if ws.observed == "failed" and not up:
+        if ws.observed == ObservedState.FAILED and not up:
             return  # its agent stopped it (it did not stay up): a person starts it again
-        if ws.desired == "running":
-            target = "running" if up else "exited"
+        if ws.desired == DesiredState.RUNNING:
+            target = ObservedState.RUNNING if up else ObservedState.EXITED
         else:
-            target = "running" if up else "stopped"
-        self._mark_if_different(ws, container, target)
-        if ws.desired == "running" and state == "dead":
+            target = ObservedState.RUNNING if up else ObservedState.STOPPED
+        self._mark_if_different(ws, container, target.value)
+        if ws.desired == DesiredState.RUNNING and state == "dead":
             self._remove(
                 container,
                 f"container of workspace {ws.label} is dead and cannot be started; once it is removed the workspace is lost "
                 "(its files go with it) for its owner to recreate",
             )
-        elif ws.desired == "running" and state in STARTABLE_STATES:
+        elif ws.desired == DesiredState.RUNNING and state in STARTABLE_STATES:
             self._do(
                 StartContainer,
                 workspace_id=ws.id,
@@ -428,7 +429,7 @@ class _Planner:
                 idempotency_key=self._key("start", ws.id),
                 reason=f"workspace {ws.label} should be running but its container is {state}",
             )
-        elif ws.desired == "stopped" and up:
+        elif ws.desired == DesiredState.STOPPED and up:
             self._do(
                 StopContainer,
                 workspace_id=ws.id,
@@ -489,7 +490,7 @@ def _pick(ws: Workspace, containers: list[Container]) -> tuple[Container | None,
 
 def _up_or_down(state: str) -> str:
     # Docker cannot tell "stopped on purpose" from "exited"; both are "not running".
-    return "down" if state in ("stopped", "exited") else state
+    return "down" if state in (ObservedState.STOPPED, ObservedState.EXITED) else state
 
 
 # --- the fleet: hosts going down and coming back ---------------------------
@@ -544,7 +545,7 @@ def hosts_down(
     """
     transitions: list[HostDown | HostBack] = []
     for host in sorted(hosts, key=lambda h: (h.name, h.id)):
-        if host.status == "active":
+        if host.status == HostStatus.ACTIVE:
             since = host.last_heartbeat or host.enrolled_at
             if resumed_at is not None and resumed_at > since:
                 since = resumed_at
@@ -552,14 +553,14 @@ def hosts_down(
             if silent <= grace:
                 continue
             lost = tuple(
-                sorted(w.id for w in host.workspaces if w.desired != "deleted" and w.observed not in ("deleted", "lost", "failed"))
+                sorted(w.id for w in host.workspaces if w.desired != DesiredState.DELETED and w.observed not in (ObservedState.DELETED, ObservedState.LOST, ObservedState.FAILED))
             )
             what = "no heartbeat" if host.last_heartbeat is not None else "no heartbeat since enrolment"
             transitions.append(
                 HostDown(host.id, host.name, lost, f"{what} for {_duration(silent)} (limit {_duration(grace)}); "
                     f"{len(lost)} workspace{'' if len(lost) == 1 else 's'} lost")
             )
-        elif host.status == "down" and host.last_heartbeat is not None:
+        elif host.status == HostStatus.DOWN and host.last_heartbeat is not None:
             fresh = now - host.last_heartbeat <= grace
             after_down = host.down_since is None or host.last_heartbeat > host.down_since
             if fresh and after_down:

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import metrics
+from controlplane.domain.states import JobKind, ObservedState
 from controlplane.services import jobs as job_service
 from shared import messages
 from shared.domain import disk as disk_rule
@@ -222,15 +223,30 @@ async def job_result(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, r: 
     if row is None:
         return None
     job = row
-    if job["kind"] == "image_build" and r.ok and job["image_id"] is not None and job_id is not None:
+    if job["kind"] == JobKind.IMAGE_BUILD and r.ok and job["image_id"] is not None and job_id is not None:
         await image_built(conn, host_id, job["image_id"], job_id, r.result)
     elif job["workspace_id"] is not None:
         await _workspace_job_done(conn, job["kind"], job["workspace_id"], r)
     return job
 
 
+# A state an agent reports, as the workspace's observed state; "missing" is none
+# of them: the reconciler decides what that means.
+_REPORTED = {
+    s.value: s
+    for s in (ObservedState.CREATING, ObservedState.RUNNING, ObservedState.STOPPED, ObservedState.EXITED, ObservedState.FAILED, ObservedState.DELETED)
+}
+# Where a workspace's job leaves it when it succeeds.
+_DONE = {
+    JobKind.WORKSPACE_CREATE: ObservedState.RUNNING,
+    JobKind.WORKSPACE_START: ObservedState.RUNNING,
+    JobKind.WORKSPACE_STOP: ObservedState.STOPPED,
+    JobKind.WORKSPACE_DELETE: ObservedState.DELETED,
+}
+
+
 async def workspace_state(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, s: messages.WorkspaceState) -> None:
-    observed = {"creating": "creating", "running": "running", "stopped": "stopped", "exited": "exited", "failed": "failed", "deleted": "deleted"}.get(s.state)
+    observed = _REPORTED.get(s.state)
     if observed is None:  # "missing": the reconciler decides what that means
         return
     await conn.execute(
@@ -249,9 +265,9 @@ async def workspace_state(conn: Conn, host_id: uuid.UUID, env: messages.Envelope
             """
         ),
         {
-            "observed": observed,
+            "observed": observed.value,
             "container_id": text_mod.clean_optional(s.container_id, 80),
-            "has_ports": bool(s.ports) or s.state == "running",
+            "has_ports": bool(s.ports) or s.state == ObservedState.RUNNING,
             "ports": _json([p.model_dump(mode="json") for p in s.ports]),
             "reason": text_mod.clean(s.reason, REASON_MAX),
             "seq": env.seq,
@@ -284,7 +300,7 @@ async def image_built(conn: Conn, host_id: uuid.UUID, image_id: uuid.UUID, job_i
 
 async def _workspace_job_done(conn: Conn, kind: str, workspace_id: uuid.UUID, r: messages.JobResult) -> None:
     if r.ok:
-        target = {"workspace_create": "running", "workspace_start": "running", "workspace_stop": "stopped", "workspace_delete": "deleted"}.get(kind)
+        target = _DONE.get(JobKind(kind))
         if target is None:
             return
         ports = r.result.get("ports")
@@ -302,14 +318,14 @@ async def _workspace_job_done(conn: Conn, kind: str, workspace_id: uuid.UUID, r:
                 """
             ),
             {
-                "target": target,
+                "target": target.value,
                 "container_id": text_mod.clean(str(r.result["container_id"]), 80) if r.result.get("container_id") else None,
                 "has_ports": isinstance(ports, list),
                 "ports": _json(ports if isinstance(ports, list) else []),
                 "ws": workspace_id,
             },
         )
-    elif kind == "workspace_create":
+    elif kind == JobKind.WORKSPACE_CREATE:
         await conn.execute(
             sa.text("UPDATE workspaces SET observed_state = 'failed', state_reason = :reason WHERE id = :ws AND observed_state IN ('pending', 'creating')"),
             {"reason": text_mod.clean(r.error or "create failed", REASON_MAX), "ws": workspace_id},

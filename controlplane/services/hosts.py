@@ -21,7 +21,7 @@ from controlplane.services import pagination, placement, workspaces
 Session = sa_asyncio.AsyncSession
 GB = 1024**3
 
-_LIVE = sa.and_(models.Workspace.host_id.is_not(None), models.Workspace.observed_state.not_in(["deleted", "failed"]))
+_LIVE = sa.and_(models.Workspace.host_id.is_not(None), models.Workspace.observed_state.not_in([models.ObservedState.DELETED, models.ObservedState.FAILED]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,7 @@ async def _allocations(session: Session, host_ids: list[uuid.UUID]) -> dict[uuid
             sa.func.coalesce(sa.func.sum(W.cpus).filter(W.desired_state != models.DesiredState.STOPPED), 0),
             sa.func.coalesce(sa.func.sum(W.memory_mb).filter(W.desired_state != models.DesiredState.STOPPED), 0),
             sa.func.coalesce(sa.func.sum(W.disk_gb), 0),
-            sa.func.coalesce(sa.func.sum(W.disk_gb).filter(W.observed_state.in_(["pending", "creating"])), 0),
+            sa.func.coalesce(sa.func.sum(W.disk_gb).filter(W.observed_state.in_([models.ObservedState.PENDING, models.ObservedState.CREATING])), 0),
             sa.func.count(),
         )
         .where(_LIVE, W.host_id.in_(host_ids))
@@ -120,7 +120,7 @@ async def drain(session: Session, host_id: uuid.UUID) -> Drained:
     await session.refresh(view.host)
     stmt = (
         sa.select(models.Workspace)
-        .where(models.Workspace.host_id == host_id, models.Workspace.deleted_at.is_(None), models.Workspace.observed_state.not_in(["deleted", "failed"]))
+        .where(models.Workspace.host_id == host_id, models.Workspace.deleted_at.is_(None), models.Workspace.observed_state.not_in([models.ObservedState.DELETED, models.ObservedState.FAILED]))
         .order_by(models.Workspace.created_at, models.Workspace.id)
     )
     remaining = list((await session.scalars(stmt)).all())

@@ -266,7 +266,7 @@ async def finished(
     row = (
         await conn.execute(
             _FINISHED,
-            {"status": "succeeded" if ok else "failed", "ok": ok, "error": error, "result": result_json, "seq": seq, "job": job_id, "host": host_id},
+            {"status": (models.JobStatus.SUCCEEDED if ok else models.JobStatus.FAILED).value, "ok": ok, "error": error, "result": result_json, "seq": seq, "job": job_id, "host": host_id},
         )
     ).mappings().first()
     return dict(row) if row is not None else None

@@ -31,9 +31,6 @@ GB = placement.GB
 # throughout; the rest wait for the next reconcile period).
 PENDING_BATCH = 200
 
-LIVE_STATES = ("creating", "running", "stopped", "exited", "lost", "deleting", "pending")
-
-
 @dataclasses.dataclass(frozen=True)
 class NewWorkspace:
     name: str
