@@ -34,8 +34,7 @@ import typing
 
 from aiohttp import web
 
-from controlplane import ci, reconciler, relay, scheduler
-from controlplane.api import keys
+from controlplane import appkeys, ci, reconciler, relay, scheduler
 from controlplane.events import consumer as events_consumer
 from shared import consuming, kafka, supervisor
 
@@ -45,9 +44,9 @@ SUPERVISOR = web.AppKey("supervisor", supervisor.Supervisor)
 
 
 def build(app: web.Application) -> supervisor.Supervisor:
-    settings = app[keys.SETTINGS]
-    engine = app[keys.ENGINE]
-    sessions = app[keys.SESSIONS]
+    settings = app[appkeys.SETTINGS]
+    engine = app[appkeys.ENGINE]
+    sessions = app[appkeys.SESSIONS]
     sup = supervisor.Supervisor(max_backoff=settings.kafka.retry_backoff_max)
 
     if settings.relay.enabled:
@@ -67,7 +66,7 @@ def build(app: web.Application) -> supervisor.Supervisor:
 
     # Their progress is what /readyz checks for a stalled consumer.
     progress = {name: consuming.Progress(name) for name in ("events", "ci")}
-    app[keys.CONSUMERS] = progress
+    app[appkeys.CONSUMERS] = progress
     sup.add("events", lambda stopping: events_consumer.run(engine, settings, stopping=stopping, progress=progress["events"]))
     sup.add("ci", lambda stopping: ci.run(settings, ci.DatabaseGateway(sessions, settings), stopping=stopping, progress=progress["ci"]))
     if settings.reconciler.enabled:
@@ -88,6 +87,6 @@ async def workers_ctx(app: web.Application) -> typing.AsyncIterator[None]:
     try:
         yield
     finally:
-        cancelled = await sup.shutdown(app[keys.SETTINGS].http.shutdown_timeout)
+        cancelled = await sup.shutdown(app[appkeys.SETTINGS].http.shutdown_timeout)
         if cancelled:
             logger.warning("background loops cut short at shutdown: %s", ", ".join(cancelled))

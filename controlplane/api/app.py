@@ -135,9 +135,34 @@ def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Contex
         app.router.add_route(ep.method, ep.aiohttp_path, endpoint.handler_for(ep), name=ep.name)
     app[keys.OPENAPI] = openapi.build(found, title="A4C control plane", version=_version())
     image_schemas.document_git_url(app[keys.OPENAPI], settings.api.git_url_schemes)
-    web_routes.setup(app)  # the dashboard: GET / and /ui/<version>/<file>
+    web_routes.setup(app, mark=_dashboard_route)  # the dashboard: GET / and /ui/<version>/<file>
     app.cleanup_ctx.extend(contexts)
     return app
+
+
+def _dashboard_route(handler: web_routes.Handler, path: str) -> web_routes.Handler:
+    """``handler`` marked as a public, not rate-limited, undocumented route for the middleware."""
+    handler.endpoint = endpoint.Endpoint(  # type: ignore[attr-defined]
+        method="GET",
+        path=path,
+        # Metadata for the middleware only: the route calls the handler with the request, never a Call.
+        handler=handler,  # type: ignore[arg-type]
+        name=f"dashboard_{handler.__name__}",
+        summary="The web dashboard",
+        description="",
+        tag="dashboard",
+        status=200,
+        response=None,
+        body=None,
+        query=None,
+        auth="public",
+        write=False,
+        secret=False,
+        errors=(404,),
+        raw=True,
+        rate_limited=False,
+    )
+    return handler
 
 
 def _version() -> str:

@@ -13,14 +13,14 @@ import typing
 
 from aiohttp import web
 
-from controlplane.api import keys
+from controlplane import appkeys
 from controlplane.search import service
 
 SEARCH = web.AppKey("search", service.Backends)
 
 
 async def search_ctx(app: web.Application) -> typing.AsyncIterator[None]:
-    backends = service.Backends.create(app[keys.SETTINGS], primary=app.get(keys.ENGINE))
+    backends = service.Backends.create(app[appkeys.SETTINGS], primary=app.get(appkeys.ENGINE))
     app[SEARCH] = backends
     try:
         yield

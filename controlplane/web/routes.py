@@ -7,9 +7,9 @@ The assets are read once at start-up and named by a hash of their contents
 cached. Nothing is built at install time: the wheel ships the files as they
 are in ``controlplane/web/static``.
 
-The routes carry an endpoint record marked public and not rate-limited: a
-page load fetches a dozen small files before the user has a token, and the
-anonymous per-address budget is meant for API calls (an office behind one NAT
+The application marks the routes public and not rate-limited (``setup``'s
+``mark``, controlplane/api/app.py): a page load fetches a dozen small files
+before the user has a token, and the anonymous per-address budget is meant for API calls (an office behind one NAT
 must not get 429s for loading the dashboard). The page talks to the API like
 any client, with the user's bearer token.
 """
@@ -23,8 +23,6 @@ import pathlib
 import typing
 
 from aiohttp import web
-
-from controlplane.api import endpoint
 
 STATIC = pathlib.Path(__file__).parent / "static"
 INDEX = "index.html"
@@ -100,34 +98,21 @@ async def to_page(request: web.Request) -> web.Response:
     raise web.HTTPFound("/")
 
 
-def _public(handler: typing.Callable[[web.Request], typing.Awaitable[web.Response]], path: str) -> typing.Any:
-    """``handler`` marked as a public, not rate-limited, undocumented route for the API's middleware."""
-    handler.endpoint = endpoint.Endpoint(  # type: ignore[attr-defined]
-        method="GET",
-        path=path,
-        # Metadata for the middleware only: the route calls the handler with the request, never a Call.
-        handler=handler,  # type: ignore[arg-type]
-        name=f"dashboard_{handler.__name__}",
-        summary="The web dashboard",
-        description="",
-        tag="dashboard",
-        status=200,
-        response=None,
-        body=None,
-        query=None,
-        auth="public",
-        write=False,
-        secret=False,
-        errors=(404,),
-        raw=True,
-        rate_limited=False,
-    )
+Handler = typing.Callable[[web.Request], typing.Awaitable[web.Response]]
+
+
+def _as_is(handler: Handler, path: str) -> Handler:
     return handler
 
 
-def setup(app: web.Application, *, root: pathlib.Path = STATIC) -> None:
-    """Serve the dashboard from ``app``: ``/`` and ``/ui/<version>/<file>``."""
+def setup(app: web.Application, *, mark: typing.Callable[[Handler, str], Handler] = _as_is, root: pathlib.Path = STATIC) -> None:
+    """Serve the dashboard from ``app``: ``/`` and ``/ui/<version>/<file>``.
+
+    ``mark(handler, path)`` lets the application annotate each route for its
+    middleware (controlplane/api/app.py marks them public and not rate-limited)
+    without this module importing the API.
+    """
     app[ASSETS] = Assets.load(root)
-    app.router.add_get("/", _public(page, "/"), name="dashboard")
-    app.router.add_get("/ui", _public(to_page, "/ui"), name="dashboard_redirect")
-    app.router.add_get("/ui/{version:[0-9a-f]{1,64}}/{path:[A-Za-z0-9_./-]+}", _public(asset, "/ui/{version}/{path}"), name="dashboard_asset")
+    app.router.add_get("/", mark(page, "/"), name="dashboard")
+    app.router.add_get("/ui", mark(to_page, "/ui"), name="dashboard_redirect")
+    app.router.add_get("/ui/{version:[0-9a-f]{1,64}}/{path:[A-Za-z0-9_./-]+}", mark(asset, "/ui/{version}/{path}"), name="dashboard_asset")
