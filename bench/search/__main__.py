@@ -39,8 +39,8 @@ from bench.search import jobgen, servers
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.db import models
-from controlplane.domain import query as query_mod
 from controlplane.search import client, reindex, service
+from controlplane.search.domain import grammar
 from controlplane.services import access
 
 TARGET_P95_MS = {"elasticsearch": 50.0, "postgresql": 150.0}
@@ -166,7 +166,7 @@ async def measure(settings: cp_settings.Settings, iterations: int, backends: tup
         with_es.es.search = search_noting_took  # type: ignore[method-assign]
     try:
         for kind, text, facets, as_user in QUERIES:
-            q = query_mod.parse(text, now=now)
+            q = grammar.parse(text, now=now)
             who = alice if as_user else admin
             label = f"q:{text or '(all)'}{' +facets' if facets else ''}{' (as alice)' if as_user else ''}"
 

@@ -40,7 +40,7 @@ from bench.api_read import __main__ as api_read
 from bench.search import jobgen, servers
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
-from controlplane.domain import query as query_mod
+from controlplane.search.domain import query as query_mod
 from controlplane.services import users
 
 TARGET_ME_P99_MS = 50.0

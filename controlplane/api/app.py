@@ -24,18 +24,17 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import settings as cp_settings
 from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit, requestlog, revocations, shedding
 from controlplane.api.schemas import images as image_schemas
-from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, streams, users, workspaces
+from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, search, streams, users, workspaces
 from controlplane.db import engine as db_engine
 from controlplane.db import hot as db_hot
 from controlplane.search import context as search_context
-from controlplane.search import view as search_view
 from controlplane.web import routes as web_routes
 
 logger = logging.getLogger(__name__)
 
 Context = typing.Callable[[web.Application], typing.AsyncIterator[None]]
 
-VIEWS = (ops, workspaces, streams, images, jobs, search_view, hosts, users, enrolment, ci)
+VIEWS = (ops, workspaces, streams, images, jobs, search, hosts, users, enrolment, ci)
 HOUSEKEEPING_PERIOD = 600.0  # seconds between purges of expired idempotency records
 
 

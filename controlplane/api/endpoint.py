@@ -284,12 +284,13 @@ async def _in_transaction(
 
 
 def parse_query(model: type[pydantic.BaseModel], request: web.Request) -> pydantic.BaseModel:
-    values: dict[str, str] = {}
+    values: dict[str, str | list[str]] = {}
+    lists = common.repeatable(model)
     for name in request.query:
         found = request.query.getall(name)
-        if len(found) > 1:
+        if len(found) > 1 and name not in lists:
             raise errors.Invalid.field(name, "give this parameter once")
-        values[name] = found[0]
+        values[name] = found if name in lists else found[0]
     try:
         return model.model_validate(values)
     except pydantic.ValidationError as exc:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import elasticsearch
 
-from controlplane.domain import query as query_mod
 from controlplane.search import client
+from controlplane.search.domain import query as query_mod
 from controlplane.search.domain import requests, results
 
 

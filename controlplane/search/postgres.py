@@ -41,8 +41,8 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane.db import models
-from controlplane.domain import query as query_mod
 from controlplane.search.domain import analysis, results
+from controlplane.search.domain import query as query_mod
 
 Job = models.Job
 _COLUMNS = [getattr(Job, name) for name in results.JOB_FIELDS]

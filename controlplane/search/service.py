@@ -33,9 +33,9 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import errors
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
-from controlplane.domain import query as query_mod
 from controlplane.search import client, elastic, healing, metrics, postgres
 from controlplane.search.domain import breaker as breaker_mod
+from controlplane.search.domain import query as query_mod
 from controlplane.search.domain import results
 from controlplane.services import access
 

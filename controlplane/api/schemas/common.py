@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 import uuid
@@ -44,6 +45,8 @@ def _query_uuid(value: typing.Any) -> typing.Any:
 
 
 QueryBool = typing.Annotated[bool, pydantic.BeforeValidator(_query_bool)]
+# The bound before the validator, so the schema states it as "minimum".
+QueryPositiveInt = typing.Annotated[int, pydantic.Field(ge=1), pydantic.BeforeValidator(_query_int)]
 QueryUUID = typing.Annotated[uuid.UUID, pydantic.BeforeValidator(_query_uuid)]
 
 
@@ -83,6 +86,12 @@ class Query(pydantic.BaseModel):
     """Query parameters: unknown ones are errors; values arrive as strings, so they are parsed."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
+
+
+@functools.cache
+def repeatable(model: type[pydantic.BaseModel]) -> frozenset[str]:
+    """``model``'s query parameters that may be given more than once: those declared as lists (``?status=a&status=b``)."""
+    return frozenset(name for name, field in model.model_fields.items() if list in (typing.get_origin(field.annotation), *map(typing.get_origin, typing.get_args(field.annotation))))
 
 
 class Out(pydantic.BaseModel):

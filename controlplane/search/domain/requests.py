@@ -22,8 +22,8 @@ from __future__ import annotations
 import datetime
 import typing
 
-from controlplane.domain import query as query_mod
 from controlplane.search.domain import analysis, results
+from controlplane.search.domain import query as query_mod
 
 LONG_MAX = 2**63 - 1
 _FILTER_FIELDS = {"status": "status", "kind": "kind", "user": "user_name", "image": "image_name"}

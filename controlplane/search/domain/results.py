@@ -14,7 +14,8 @@ import enum
 import typing
 import uuid
 
-from controlplane.domain import query as query_mod
+from controlplane.search.domain import cursors
+from controlplane.search.domain import query as query_mod
 
 UTC = datetime.UTC
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
@@ -152,14 +153,14 @@ def next_cursor(rows: list[typing.Mapping[str, typing.Any]], limit: int, sort: q
     if len(rows) <= limit:
         return None
     last = rows[limit - 1]
-    return query_mod.encode_cursor([sort_value(last, sort), str(last["id"])], sort=sort)
+    return cursors.encode([sort_value(last, sort), str(last["id"])], sort=sort)
 
 
 def decode_after(cursor: str | None, sort: query_mod.Sort) -> tuple[datetime.datetime | None, str] | None:
     """The (sort value, job id) a cursor continues after; QueryError if it is not one of ours."""
     if not cursor:
         return None
-    values = query_mod.decode_cursor(cursor, sort=sort)
+    values = cursors.decode(cursor, sort=sort)
     if len(values) != 2 or not isinstance(values[1], str) or not (values[0] is None or isinstance(values[0], datetime.datetime)):
         raise query_mod.CursorError("not a cursor of a job search; start again without a cursor")
     try:

@@ -16,9 +16,9 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from bench.search import jobgen
 from controlplane.db import engine as db_engine
-from controlplane.domain import query as query_mod
 from controlplane.search import client, elastic, postgres, reindex
-from controlplane.search.domain import results
+from controlplane.search.domain import grammar, results
+from controlplane.search.domain import query as query_mod
 from tests.controlplane.search import conftest
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -150,7 +150,7 @@ async def _all_pages(backend, q: query_mod.Query, owner: str | None, interval: s
 @pytest.mark.parametrize("who", ["admin", "alice"])
 async def test_both_backends_return_the_same_jobs_in_the_same_order_with_the_same_facets(loaded, text, who):
     settings, engine, es, people = loaded
-    q = query_mod.parse(text, now=NOW)
+    q = grammar.parse(text, now=NOW)
     owner = None if who == "admin" else str(next(p.id for p in people if p.name == who))
     interval = results.interval_for(q, NOW)
 
@@ -172,7 +172,7 @@ async def test_the_contract_queries_are_not_trivially_empty(loaded):
     _settings, engine, _es, _people = loaded
     totals = {}
     for text in QUERIES:
-        q = query_mod.parse(text, now=NOW)
+        q = grammar.parse(text, now=NOW)
         found = await postgres.search(engine, q, None, results.Page(limit=1, facets=False), facet_size=FACETS)
         totals[text] = found.total
     empty = [t for t, n in totals.items() if n == 0]
@@ -185,7 +185,7 @@ async def test_the_contract_queries_are_not_trivially_empty(loaded):
 @pytest.mark.parametrize("text", ["", "status:failed", "step"])
 async def test_past_the_total_limit_both_backends_report_the_limit_as_a_lower_bound(loaded, text):
     settings, engine, es, _people = loaded
-    q = query_mod.parse(text, now=NOW)
+    q = grammar.parse(text, now=NOW)
     page = results.Page(limit=5, facets=True, interval="week", total_limit=20)
     on_es = await elastic.search(es, settings.search.index_alias, q, None, page, facet_size=FACETS)
     on_pg = await postgres.search(engine, q, None, page, facet_size=FACETS)

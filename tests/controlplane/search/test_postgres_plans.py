@@ -16,9 +16,8 @@ import pytest_asyncio
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 from bench.search import jobgen
-from controlplane.domain import query as query_mod
 from controlplane.search import check, postgres, reindex
-from controlplane.search.domain import results
+from controlplane.search.domain import grammar, results
 
 ROWS = 30_000
 # The default total_limit is 1 % of a million jobs; the same share of this table.
@@ -100,7 +99,7 @@ def _seq_scans_of_jobs(plan: str, *, allow_under_limit: bool = False) -> list[di
 async def test_every_page_of_a_search_is_read_through_an_index(big_table, owner):
     owner_id = str(next(u.id for u in jobgen.users() if u.name == owner)) if owner else None
     for text in PAGE_QUERIES:
-        q = query_mod.parse(text, now=NOW)
+        q = grammar.parse(text, now=NOW)
         for after in (None, (NOW, str(uuid.UUID(int=0)))):
             plan = await _plan(big_table, postgres.page_statement(q, owner_id, results.Page(limit=50, after=after)))
             assert not _seq_scans_of_jobs(plan), f"{text!r} (owner {owner}, cursor {after is not None}): {plan}"
@@ -108,7 +107,7 @@ async def test_every_page_of_a_search_is_read_through_an_index(big_table, owner)
 
 async def test_totals_and_facets_read_a_bounded_number_of_matches_through_indexes(big_table):
     for text in FACET_QUERIES:
-        q = query_mod.parse(text, now=NOW)
+        q = grammar.parse(text, now=NOW)
         plan = await _plan(big_table, postgres.facets_statement(q, None, "day", CAP))
         assert not _seq_scans_of_jobs(plan), f"{text!r}: {plan}"
         assert "jobs_" in plan, "an index of jobs is named in the plan"
@@ -119,7 +118,7 @@ async def test_totals_and_facets_read_a_bounded_number_of_matches_through_indexe
 
 
 async def test_the_text_query_is_folded_to_a_constant_and_read_through_the_gin_index(big_table):
-    q = query_mod.parse('"no space left" "is not a directory"', now=NOW)
+    q = grammar.parse('"no space left" "is not a directory"', now=NOW)
     plan = await _plan(big_table, postgres.page_statement(q, None, results.Page(limit=50)))
     # a4c_text_query(:terms) is IMMUTABLE: with the bound terms the planner sees the tsquery itself (migration 0004).
     assert "'no' <-> 'space' <-> 'left' & 'is' <-> 'not' <-> 'a' <-> 'directori'" in plan.replace("''", "'"), plan

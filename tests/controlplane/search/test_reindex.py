@@ -9,9 +9,9 @@ import uuid
 import pytest
 
 from controlplane.db import models
-from controlplane.domain import query as query_mod
 from controlplane.search import check, index, reindex, service
 from controlplane.search.domain import breaker as breaker_mod
+from controlplane.search.domain import query as query_mod
 from controlplane.services import access
 from tests.controlplane.search import conftest
 from tests.harness import wait

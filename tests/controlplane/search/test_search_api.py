@@ -15,6 +15,7 @@ from controlplane.api import app as api_app
 from controlplane.db import engine as db_engine
 from controlplane.db import models
 from controlplane.search import reindex
+from controlplane.search.domain import query as query_mod
 from controlplane.services import users
 from tests.controlplane.search import conftest
 from tests.harness import ports, postgres_server, wait
@@ -147,6 +148,22 @@ async def test_bad_parameters_answer_422_naming_the_parameter(db, tokens, start_
     status, body = await _get(http, base, tokens["alice"], params)
     assert status == 422, body
     assert [f["path"] for f in body["error"]["fields"]] == [field]
+
+
+async def test_the_openapi_document_declares_the_search_parameters_and_repeated_filters_are_accepted(db, tokens, start_api, http):
+    base = await start_api(elasticsearch_url=None)
+    async with http.get(f"{base}/v1/openapi.json") as resp:
+        document = await resp.json()
+    declared = {p["name"]: p for p in document["paths"]["/v1/jobs/search"]["get"]["parameters"] if p["in"] == "query"}
+    filters = [*query_mod.FILTER_KEYS, *(f"not_{k}" for k in query_mod.FILTER_KEYS)]
+    assert set(declared) == {"query", *filters, "q", *query_mod.TIME_PARAMS, "since", "sort", "limit", "cursor", "facets", "interval"}
+    for name in (*filters, "q", *query_mod.TIME_PARAMS, "since"):
+        assert declared[name]["schema"] == {"type": "array", "items": {"type": "string"}}, name
+    assert declared["limit"]["schema"] == {"type": "integer", "minimum": 1}
+    assert declared["interval"]["schema"]["enum"] == ["minute", "hour", "day", "week", "month"]
+    status, body = await _get(http, base, tokens["alice"], [("status", "failed"), ("status", "RUNNING"), ("since", "2h"), ("since", "1h")])
+    assert status == 200, body
+    assert body["query"].startswith("status:failed,running created>=")
 
 
 async def test_a_cursor_from_another_sort_is_refused(db, tokens, start_api, http):

@@ -24,9 +24,9 @@ from controlplane import settings as cp_settings
 from controlplane.api import app as api_app
 from controlplane.db import engine as db_engine
 from controlplane.db import models
-from controlplane.domain import query as query_mod
 from controlplane.search import postgres
-from controlplane.search.domain import results
+from controlplane.search.domain import grammar, results
+from controlplane.search.domain import query as query_mod
 from controlplane.services import users
 from tests.controlplane.search import conftest
 
@@ -119,11 +119,11 @@ async def test_phrases_of_common_words_keep_every_word_on_postgresql(db, engine)
     await db.copy_records_to_table("jobs", records=rows, columns=columns)
     ids = {row[columns.index("error")]: row[0] for row in rows}
     for phrase, expected in PHRASES.items():
-        q = query_mod.parse(f'"{phrase}"', now=NOW)
+        q = grammar.parse(f'"{phrase}"', now=NOW)
         found = await postgres.search(engine, q, None, results.Page(limit=50), facet_size=5)
         assert sorted(j["id"] for j in found.jobs) == sorted(str(ids[t]) for t in expected), phrase
     # A term of common words alone is a term like any other.
-    found = await postgres.search(engine, query_mod.parse('"is not"', now=NOW), None, results.Page(limit=50), facet_size=5)
+    found = await postgres.search(engine, grammar.parse('"is not"', now=NOW), None, results.Page(limit=50), facet_size=5)
     assert sorted(j["error"] for j in found.jobs) == ["mkdir /work/app/config.yaml: is not a directory", "nothing found: the package is not in the index"]
 
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from controlplane.db import models
-from controlplane.domain import query as query_mod
-from controlplane.search.domain import requests, results
+from controlplane.search.domain import cursors, grammar, requests, results
+from controlplane.search.domain import query as query_mod
 
 NOW = datetime.datetime(2025, 3, 1, 12, tzinfo=datetime.UTC)
 
@@ -20,7 +20,7 @@ NOW = datetime.datetime(2025, 3, 1, 12, tzinfo=datetime.UTC)
      ("created>=2025-02-01 created<2025-02-02", "hour")],
 )
 def test_the_histogram_interval_follows_the_created_range(text, interval):
-    assert results.interval_for(query_mod.parse(text, now=NOW), NOW) == interval
+    assert results.interval_for(grammar.parse(text, now=NOW), NOW) == interval
 
 
 def test_an_unknown_interval_is_an_error_naming_it():
@@ -41,7 +41,7 @@ def test_a_cursor_carries_the_sort_value_and_the_job_id_and_refuses_anything_els
     cursor = results.next_cursor([{"created_at": when, "id": job_id}, {"created_at": when, "id": "next"}], 1, sort)
     assert results.decode_after(cursor, sort) == (when, job_id)
     with pytest.raises(query_mod.CursorError):
-        results.decode_after(query_mod.encode_cursor(["x", "not-a-uuid"], sort=sort), sort)
+        results.decode_after(cursors.encode(["x", "not-a-uuid"], sort=sort), sort)
     with pytest.raises(query_mod.CursorError):
         results.decode_after(cursor, query_mod.Sort("updated_at"))
 
@@ -58,7 +58,7 @@ def test_a_job_renders_the_same_from_an_es_source_and_a_postgres_row():
 
 def test_an_excluding_filter_keeps_jobs_without_the_field_and_uuids_match_ids():
     host_id = str(uuid.uuid4())
-    where = requests.where(query_mod.parse(f"-host:h1,{host_id} workspace:w1", now=NOW), owner=None)["bool"]
+    where = requests.where(grammar.parse(f"-host:h1,{host_id} workspace:w1", now=NOW), owner=None)["bool"]
     assert {"bool": {"should": [{"terms": {"host_name": ["h1"]}}, {"terms": {"host_id": [host_id]}}], "minimum_should_match": 1}} in where["must_not"]
     assert {"terms": {"workspace_name": ["w1"]}} in where["filter"]
     assert {"term": {"deleted": True}} in where["must_not"]
@@ -66,10 +66,10 @@ def test_an_excluding_filter_keeps_jobs_without_the_field_and_uuids_match_ids():
 
 def test_a_missing_sort_value_continues_after_the_value_the_sort_gives_it():
     # Descending: the epoch (Elasticsearch refuses its own Long.MIN_VALUE sentinel in a date_nanos search_after).
-    q = query_mod.parse("sort:-finished_at", now=NOW)
+    q = grammar.parse("sort:-finished_at", now=NOW)
     body = requests.body(q, None, results.Page(limit=5, after=(None, "abc")), facet_size=3)
     assert body["search_after"] == [0, "abc"]
     assert body["sort"] == [{"finished_at": {"order": "desc", "missing": 0}}, {"id": {"order": "desc"}}]
-    ascending = requests.body(query_mod.parse("sort:finished_at", now=NOW), None, results.Page(limit=5, after=(None, "abc")), facet_size=3)
+    ascending = requests.body(grammar.parse("sort:finished_at", now=NOW), None, results.Page(limit=5, after=(None, "abc")), facet_size=3)
     assert ascending["search_after"] == [requests.LONG_MAX, "abc"]
     assert ascending["sort"][0] == {"finished_at": {"order": "asc", "missing": requests.LONG_MAX}}

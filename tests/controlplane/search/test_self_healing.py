@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from controlplane.db import models
-from controlplane.domain import query as query_mod
 from controlplane.search import healing, index, service, sync
+from controlplane.search.domain import query as query_mod
 from controlplane.services import access
 from tests.controlplane.search import conftest
 from tests.harness import wait

@@ -14,8 +14,9 @@ import prometheus_client
 import pytest
 
 from controlplane.db import models
-from controlplane.domain import query as query_mod
 from controlplane.search import check, index, service, sync
+from controlplane.search.domain import grammar
+from controlplane.search.domain import query as query_mod
 from controlplane.services import access
 from tests.controlplane.search import conftest
 from tests.harness import wait
@@ -247,7 +248,7 @@ async def test_with_elasticsearch_stopped_searches_fall_back_and_the_backlog_dra
     try:
         written = await conftest.load_jobs(db, 15, seed=5)
         await db.execute("UPDATE jobs SET status = 'failed', error = 'no space left', finished_at = now() WHERE id = $1", written[0][0])
-        found = await service.search(backends, query_mod.parse('"no space left"', now=written[0][12]), admin, limit=100)
+        found = await service.search(backends, grammar.parse('"no space left"', now=written[0][12]), admin, limit=100)
         assert (found.backend, found.degraded) == ("postgresql", True)
         assert str(written[0][0]) in {j["id"] for j in found.jobs}, "the fallback reads the source of truth"
         everything = await service.search(backends, query_mod.Query(), admin, limit=1)

@@ -1,5 +1,5 @@
 // Editing the search-box text as the filter chips need it. The API parses
-// and validates the text (controlplane/domain/query.py, via ?query=); this
+// and validates the text (controlplane/search/domain/grammar.py, via ?query=); this
 // module only splits it into tokens the same way, so a chip can add or
 // remove `key:value` without touching the rest of what the user typed.
 

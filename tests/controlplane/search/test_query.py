@@ -9,14 +9,14 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from controlplane.domain import query
+from controlplane.search.domain import cursors, grammar, query
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def parse(text):
-    return query.parse(text, now=NOW)
+    return grammar.parse(text, now=NOW)
 
 
 def day(y, m, d):
@@ -189,13 +189,13 @@ def test_an_overlong_query_is_refused_naming_the_limit():
 def test_too_many_terms_are_refused_at_the_first_one_over_the_limit():
     text = "status:failed " + " ".join(f"w{n}" for n in range(70))
     with pytest.raises(query.QueryError) as info:
-        query.parse(text, now=NOW, limits=query.Limits(max_terms=64))
+        grammar.parse(text, now=NOW, limits=query.Limits(max_terms=64))
     assert str(info.value) == "'w64' at position 260: 70 terms (words and quoted phrases); at most 64 are allowed"
     assert (info.value.token, info.value.position) == ("w64", 260)
 
 
 def test_terms_are_counted_once_however_often_they_are_repeated():
-    q = query.parse('a "a" b  "b   " ' * 100, now=NOW, limits=query.Limits(max_terms=2, max_length=10_000))
+    q = grammar.parse('a "a" b  "b   " ' * 100, now=NOW, limits=query.Limits(max_terms=2, max_length=10_000))
     assert q.text == ("a", "b")
 
 
@@ -210,7 +210,7 @@ def test_terms_are_counted_once_however_often_they_are_repeated():
 )
 def test_q_over_its_budget_is_an_error_naming_q_and_the_limit(params, limits, says):
     with pytest.raises(query.QueryError) as info:
-        query.Query.from_params(params, now=NOW, limits=limits)
+        grammar.from_params(params, now=NOW, limits=limits)
     assert (info.value.param, str(info.value)) == ("q", says)
 
 
@@ -236,7 +236,7 @@ def test_a_control_character_in_the_text_is_refused():
 
 def test_parse_needs_an_aware_now():
     with pytest.raises(ValueError, match="timezone-aware"):
-        query.parse("since:2h", now=datetime.datetime(2026, 1, 1))
+        grammar.parse("since:2h", now=datetime.datetime(2026, 1, 1))
 
 
 # --- formatting ------------------------------------------------------------------
@@ -284,26 +284,26 @@ def test_parameters_carry_repeated_values_free_text_and_times():
         ("q", '"no space left" disk'),
         ("sort", "-finished_at"),
     ]
-    assert query.Query.from_params(q.to_params(), now=NOW) == q
+    assert grammar.from_params(q.to_params(), now=NOW) == q
 
 
 def test_parameters_come_from_a_query_string_a_dict_of_lists_or_pairs():
     expected = query.Query(status=("failed", "running"), host=("h1",), text=("status:x", "-v", "two words"))
     string = 'status=failed&status=running&host=h1&q=status:x+-v+"two+words"&cursor=abc&limit=50'
     pairs = urllib.parse.parse_qsl(string)
-    assert query.Query.from_params(pairs, now=NOW) == expected
-    assert query.Query.from_params({"status": ["failed", "running"], "host": "h1", "q": 'status:x -v "two words"'}, now=NOW) == expected
-    assert query.Query.from_params({"status": "failed,running", "host": "h1", "q": ["status:x -v", '"two words"']}, now=NOW) == expected
+    assert grammar.from_params(pairs, now=NOW) == expected
+    assert grammar.from_params({"status": ["failed", "running"], "host": "h1", "q": 'status:x -v "two words"'}, now=NOW) == expected
+    assert grammar.from_params({"status": "failed,running", "host": "h1", "q": ["status:x -v", '"two words"']}, now=NOW) == expected
 
 
 def test_repeated_time_parameters_combine_to_the_tightest_range():
     params = {"created_after": ["2026-01-01", "2026-01-05"], "created_before": ["2026-03-01", "2026-02-01"], "since": "365d"}
-    q = query.Query.from_params(params, now=NOW)
+    q = grammar.from_params(params, now=NOW)
     assert (q.created_after, q.created_before) == (day(2026, 1, 5), day(2026, 2, 1))
 
 
 def test_parameters_accept_since_relative_to_now():
-    assert query.Query.from_params({"since": "30m"}, now=NOW).created_after == NOW - datetime.timedelta(minutes=30)
+    assert grammar.from_params({"since": "30m"}, now=NOW).created_after == NOW - datetime.timedelta(minutes=30)
 
 
 @pytest.mark.parametrize(
@@ -323,14 +323,14 @@ def test_parameters_accept_since_relative_to_now():
 )
 def test_bad_parameters_are_named(params, param, says):
     with pytest.raises(query.QueryError) as info:
-        query.Query.from_params(params, now=NOW)
+        grammar.from_params(params, now=NOW)
     assert info.value.param == param
     assert str(info.value).startswith(says)
 
 
 def test_ignored_parameters_can_be_chosen():
     with pytest.raises(query.QueryError, match=r"^limit: unknown parameter"):
-        query.Query.from_params({"limit": "5"}, now=NOW, ignore=())
+        grammar.from_params({"limit": "5"}, now=NOW, ignore=())
 
 
 # --- cursors ---------------------------------------------------------------------
@@ -338,16 +338,16 @@ def test_ignored_parameters_can_be_chosen():
 
 def test_a_cursor_round_trips_times_and_the_job_id():
     values = (datetime.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), "0b7f6c2e-job")
-    cursor = query.encode_cursor(values, sort=query.Sort())
+    cursor = cursors.encode(values, sort=query.Sort())
     assert "=" not in cursor and "+" not in cursor and "/" not in cursor
-    assert query.decode_cursor(cursor, sort=query.Sort()) == values
-    assert query.decode_cursor(query.encode_cursor([None, 17, 1.5, True, "x"])) == (None, 17, 1.5, True, "x")
+    assert cursors.decode(cursor, sort=query.Sort()) == values
+    assert cursors.decode(cursors.encode([None, 17, 1.5, True, "x"])) == (None, 17, 1.5, True, "x")
 
 
 def test_a_cursor_for_another_sort_is_refused():
-    cursor = query.encode_cursor([NOW, "j"], sort=query.Sort("created_at", True))
+    cursor = cursors.encode([NOW, "j"], sort=query.Sort("created_at", True))
     with pytest.raises(query.CursorError, match=r"^cursor: made for sort -created_at, not finished_at; start again"):
-        query.decode_cursor(cursor, sort=query.Sort("finished_at", False))
+        cursors.decode(cursor, sort=query.Sort("finished_at", False))
 
 
 def _tampered(cursor):
@@ -369,18 +369,18 @@ def _tampered(cursor):
     ],
 )
 def test_a_tampered_or_foreign_cursor_is_a_clear_error(make):
-    cursor = query.encode_cursor([NOW, "job-1"], sort=query.Sort())
+    cursor = cursors.encode([NOW, "job-1"], sort=query.Sort())
     with pytest.raises(query.CursorError) as info:
-        query.decode_cursor(make(cursor), sort=query.Sort())
+        cursors.decode(make(cursor), sort=query.Sort())
     assert info.value.param == "cursor"
     assert "not a cursor this API returned" in str(info.value)
 
 
 def test_a_cursor_refuses_values_it_cannot_carry():
     with pytest.raises(TypeError):
-        query.encode_cursor([object()])
+        cursors.encode([object()])
     with pytest.raises(TypeError, match="timezone-aware"):
-        query.encode_cursor([datetime.datetime(2026, 1, 1)])
+        cursors.encode([datetime.datetime(2026, 1, 1)])
 
 
 # --- properties --------------------------------------------------------------------
@@ -417,27 +417,27 @@ def queries(draw):
 @hypothesis.settings(max_examples=300, deadline=None)
 @hypothesis.given(queries())
 def test_parse_reads_back_what_format_writes(q):
-    assert query.parse(query.format(q), now=NOW) == q
+    assert grammar.parse(query.format(q), now=NOW) == q
 
 
 @hypothesis.settings(max_examples=300, deadline=None)
 @hypothesis.given(queries())
 def test_from_params_reads_back_what_to_params_writes(q):
-    assert query.Query.from_params(q.to_params(), now=NOW) == q
+    assert grammar.from_params(q.to_params(), now=NOW) == q
     encoded = urllib.parse.urlencode(q.to_params())
-    assert query.Query.from_params(urllib.parse.parse_qsl(encoded, keep_blank_values=True), now=NOW) == q
+    assert grammar.from_params(urllib.parse.parse_qsl(encoded, keep_blank_values=True), now=NOW) == q
 
 
 @hypothesis.settings(max_examples=500, deadline=None)
 @hypothesis.given(st.text(max_size=60) | st.lists(st.sampled_from(['status:', "-", '"', "\\", ",", "created>=", "2026-01-01", "since:", "sort:", " ", "x", "failed"]), max_size=12).map("".join))
 def test_any_text_either_parses_or_raises_a_query_error(text):
     try:
-        q = query.parse(text, now=NOW)
+        q = grammar.parse(text, now=NOW)
     except query.QueryError as exc:
         assert exc.position is not None and 0 <= exc.position <= len(text)
         assert exc.token is None or exc.token in text
     else:
-        assert query.parse(query.format(q), now=NOW) == q
+        assert grammar.parse(query.format(q), now=NOW) == q
 
 
 cursor_values = st.lists(st.none() | st.text(max_size=20) | st.integers() | st.booleans() | times, max_size=3)
@@ -447,17 +447,17 @@ cursor_values = st.lists(st.none() | st.text(max_size=20) | st.integers() | st.b
 @hypothesis.given(cursor_values, st.sampled_from(query.SORT_FIELDS), st.booleans())
 def test_a_cursor_decodes_to_what_was_encoded(values, field, descending):
     sort = query.Sort(field, descending)
-    assert query.decode_cursor(query.encode_cursor(values, sort=sort), sort=sort) == tuple(values)
+    assert cursors.decode(cursors.encode(values, sort=sort), sort=sort) == tuple(values)
 
 
 @hypothesis.settings(max_examples=200, deadline=None)
 @hypothesis.given(cursor_values, st.data())
 def test_an_edited_cursor_is_refused_or_unchanged(values, data):
-    cursor = query.encode_cursor(values)
+    cursor = cursors.encode(values)
     i = data.draw(st.integers(0, len(cursor) - 1))
     replacement = data.draw(st.sampled_from("ABCxyz019-_"))
     edited = cursor[:i] + replacement + cursor[i + 1 :]
     try:
-        assert query.decode_cursor(edited) == tuple(values)  # only unused trailing bits changed
+        assert cursors.decode(edited) == tuple(values)  # only unused trailing bits changed
     except query.CursorError:
         pass
