@@ -9,7 +9,7 @@ import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LINT = pathlib.Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("shared", "controlplane", "agent", "a4c")
+PACKAGES = ("shared", "controlplane", "agent", "a4c", "tests", "bench")
 
 
 def _lint(cwd: pathlib.Path) -> subprocess.CompletedProcess:
@@ -27,13 +27,27 @@ def test_import_contracts_are_kept():
     assert re.search(rf"Contracts: {_contracts()} kept, 0 broken\.", proc.stdout), proc.stdout
 
 
-def test_a_back_edge_breaks_its_contract_and_fails_the_check(tmp_path):
+def _copy(tmp_path: pathlib.Path) -> pathlib.Path:
     for package in PACKAGES:
-        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "static"))
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "static", "node_modules"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / "shared" / "back_edge.py").write_text("import controlplane.settings  # a deliberate back edge\n")
-    proc = _lint(tmp_path)
+    return tmp_path
+
+
+def _broken(proc: subprocess.CompletedProcess, contract: str, edge: str) -> None:
     assert proc.returncode != 0
-    assert "shared imports neither side BROKEN" in proc.stdout, proc.stdout
-    assert "shared.back_edge -> controlplane.settings" in proc.stdout, proc.stdout
+    assert f"{contract} BROKEN" in proc.stdout, proc.stdout
+    assert edge in proc.stdout, proc.stdout
     assert re.search(rf"Contracts: {_contracts() - 1} kept, 1 broken\.", proc.stdout), proc.stdout
+
+
+def test_a_back_edge_breaks_its_contract_and_fails_the_check(tmp_path):
+    tree = _copy(tmp_path)
+    (tree / "shared" / "back_edge.py").write_text("import controlplane.settings  # a deliberate back edge\n")
+    _broken(_lint(tree), "shared imports neither side", "shared.back_edge -> controlplane.settings")
+
+
+def test_a_test_importing_a_benchmark_fails_the_check(tmp_path):
+    tree = _copy(tmp_path)
+    (tree / "tests" / "back_edge.py").write_text("import bench.machine  # a deliberate back edge\n")
+    _broken(_lint(tree), "tests never import benchmarks", "tests.back_edge -> bench.machine")

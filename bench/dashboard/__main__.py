@@ -2,7 +2,7 @@
 
 What it does:
 
-1. a throwaway database with ``--jobs`` generated jobs (``bench/search/jobgen.py``,
+1. a throwaway database with ``--jobs`` generated jobs (``tests/harness/jobgen.py``,
    loaded with COPY, then VACUUM ANALYZE as after any bulk load), or
    ``--database-url`` of one already holding them (kept afterwards);
 2. a control plane on a free loopback port (a subprocess, search on

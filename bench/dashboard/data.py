@@ -12,11 +12,11 @@ import urllib.parse
 import asyncpg
 
 from bench import postgres
-from bench.search import jobgen
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.db import migrate, models
 from controlplane.services import users
+from tests.harness import jobgen
 
 DEFAULT_ADMIN_URL = None  # bench/postgres.py: --admin-url, else 127.0.0.1:5432, else an embedded server
 CHUNK = 50_000

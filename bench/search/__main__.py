@@ -1,7 +1,7 @@
 """``python -m bench.search``: search latency on a million jobs, Elasticsearch vs the PostgreSQL fallback.
 
 1. generate ``--rows`` jobs (skewed statuses, kinds, hosts and users; realistic
-   error texts and log tails; ``bench/search/jobgen.py``) and load them with
+   error texts and log tails; ``tests/harness/jobgen.py``) and load them with
    COPY, streamed in chunks (the job-sync trigger is off while loading: the
    index is filled by ``search reindex`` instead, which is measured too);
 2. run a mix of filtered, faceted and full-text queries (each as the
@@ -35,13 +35,14 @@ import uuid
 import asyncpg
 
 from bench import machine
-from bench.search import jobgen, servers
+from bench.search import servers
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.db import models
 from controlplane.search import client, reindex, service
 from controlplane.search.domain import grammar
 from controlplane.services import access
+from tests.harness import jobgen
 
 TARGET_P95_MS = {"elasticsearch": 50.0, "postgresql": 150.0}
 CHUNK = 50_000

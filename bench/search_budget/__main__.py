@@ -37,11 +37,12 @@ import asyncpg
 import psutil
 
 from bench.api_read import __main__ as api_read
-from bench.search import jobgen, servers
+from bench.search import servers
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.search.domain import query as query_mod
 from controlplane.services import users
+from tests.harness import jobgen
 
 TARGET_ME_P99_MS = 50.0
 TARGET_RSS_GROWTH = 0.05

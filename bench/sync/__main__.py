@@ -32,13 +32,14 @@ import asyncpg
 from elasticsearch import helpers
 
 from bench import machine
-from bench.search import jobgen, servers
+from bench.search import servers
 from controlplane import relay
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.search import client, index, sync
 from controlplane.search.domain import documents
 from shared import kafka
+from tests.harness import jobgen
 
 TARGET_RATIO = 0.8
 LATENCY_SLACK = 0.25  # seconds on top of the refresh interval

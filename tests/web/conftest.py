@@ -26,14 +26,13 @@ import pytest
 from aiohttp import web
 from playwright import async_api as pw
 
-from bench.search import jobgen
 from controlplane import settings as cp_settings
 from controlplane.api import app as api_app
 from controlplane.db import engine as db_engine
 from controlplane.db import models
 from controlplane.services import users
 from shared import signing
-from tests.harness import ports
+from tests.harness import jobgen, ports
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -117,7 +116,7 @@ async def people(db: asyncpg.Connection, database_url: str) -> typing.AsyncItera
 
 
 async def load_jobs(conn: asyncpg.Connection, count: int, *, seed: int = 1) -> list[tuple]:
-    """``count`` generated jobs (bench/search/jobgen.py), loaded with COPY."""
+    """``count`` generated jobs (tests/harness/jobgen.py), loaded with COPY."""
     rows = list(jobgen.jobs(count, seed=seed))
     await conn.copy_records_to_table("jobs", records=rows, columns=list(jobgen.COLUMNS))
     return rows

@@ -15,12 +15,12 @@ import asyncpg
 import pytest
 from sqlalchemy.ext import asyncio as sa_asyncio
 
-from bench.search import jobgen
 from controlplane import relay
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.search import client, sync
 from shared import kafka
+from tests.harness import jobgen
 
 
 def make_settings(database_url: str, kafka_bootstrap: str, prefix: str, elasticsearch_url: str | None, **search: typing.Any) -> cp_settings.Settings:

@@ -14,12 +14,12 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext import asyncio as sa_asyncio
 
-from bench.search import jobgen
 from controlplane.db import engine as db_engine
 from controlplane.search import client, elastic, postgres, reindex
 from controlplane.search.domain import grammar, results
 from controlplane.search.domain import query as query_mod
 from tests.controlplane.search import conftest
+from tests.harness import jobgen
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

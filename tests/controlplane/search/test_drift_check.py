@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime
 
-from bench.search import jobgen
 from controlplane.search import check, commands, index, reindex
 from controlplane.search.domain import drift
 from tests.controlplane.search import conftest
+from tests.harness import jobgen
 
 CREATED = jobgen.COLUMNS.index("created_at")
 

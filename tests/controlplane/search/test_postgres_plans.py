@@ -15,9 +15,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
-from bench.search import jobgen
 from controlplane.search import check, postgres, reindex
 from controlplane.search.domain import grammar, results
+from tests.harness import jobgen
 
 ROWS = 30_000
 # The default total_limit is 1 % of a million jobs; the same share of this table.

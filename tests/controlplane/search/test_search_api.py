@@ -10,7 +10,6 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from bench.search import jobgen
 from controlplane.api import app as api_app
 from controlplane.db import engine as db_engine
 from controlplane.db import models
@@ -18,7 +17,7 @@ from controlplane.search import reindex
 from controlplane.search.domain import query as query_mod
 from controlplane.services import users
 from tests.controlplane.search import conftest
-from tests.harness import ports, postgres_server, wait
+from tests.harness import jobgen, ports, postgres_server, wait
 
 
 # This module stops its Elasticsearch node: it gets one of its own, not the run's shared one.

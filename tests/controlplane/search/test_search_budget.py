@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
-from bench.search import jobgen
 from controlplane import settings as cp_settings
 from controlplane.api import app as api_app
 from controlplane.db import engine as db_engine
@@ -29,6 +28,7 @@ from controlplane.search.domain import grammar, results
 from controlplane.search.domain import query as query_mod
 from controlplane.services import users
 from tests.controlplane.search import conftest
+from tests.harness import jobgen
 
 NOW = jobgen.BASE
 MAXIMAL = query_mod.Limits().max_terms

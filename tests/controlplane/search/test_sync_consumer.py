@@ -108,7 +108,7 @@ async def test_a_stale_update_replayed_after_a_delete_never_brings_the_job_back(
 
 
 def jobgen_created() -> int:
-    from bench.search import jobgen
+    from tests.harness import jobgen
 
     return jobgen.COLUMNS.index("created_at")
 

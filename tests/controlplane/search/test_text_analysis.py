@@ -6,9 +6,9 @@ import random
 
 import asyncpg
 
-from bench.search import jobgen
 from controlplane.search import index
 from controlplane.search.domain import analysis
+from tests.harness import jobgen
 
 EDGE_CASES = [
     "No space left on device: write /var/lib/docker/overlay2/ab12/diff: errno 28",
