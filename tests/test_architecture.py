@@ -10,6 +10,7 @@ import tomllib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LINT = pathlib.Path(sys.executable).with_name("lint-imports")
 PACKAGES = ("shared", "controlplane", "agent", "a4c", "tests", "bench")
+LAYERS = "control plane layers: entry points down to the pure domain"
 
 
 def _lint(cwd: pathlib.Path) -> subprocess.CompletedProcess:
@@ -51,3 +52,18 @@ def test_a_test_importing_a_benchmark_fails_the_check(tmp_path):
     tree = _copy(tmp_path)
     (tree / "tests" / "back_edge.py").write_text("import bench.machine  # a deliberate back edge\n")
     _broken(_lint(tree), "tests never import benchmarks", "tests.back_edge -> bench.machine")
+
+
+def test_a_lower_control_plane_layer_importing_a_higher_one_fails_the_check(tmp_path):
+    tree = _copy(tmp_path)
+    (tree / "controlplane" / "db" / "back_edge.py").write_text("import controlplane.services.jobs  # a deliberate back edge\n")
+    _broken(_lint(tree), LAYERS, "controlplane.db.back_edge -> controlplane.services.jobs")
+
+
+def test_a_control_plane_module_in_no_layer_fails_the_check(tmp_path):
+    tree = _copy(tmp_path)
+    (tree / "controlplane" / "unplaced.py").write_text('"""A module nobody gave a layer."""\n')
+    proc = _lint(tree)
+    assert proc.returncode != 0
+    assert f"{LAYERS} BROKEN" in proc.stdout, proc.stdout
+    assert "controlplane.unplaced" in proc.stdout, proc.stdout
