@@ -32,6 +32,7 @@ import typing
 import click
 
 from a4c import embedded
+from shared.domain import backoff
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +59,9 @@ def decide(exits: typing.Sequence[float], now: float, policy: Policy = Policy())
     recent = [t for t in exits if now - t <= policy.within]
     if len(recent) >= policy.give_up_after:
         return GiveUp(len(recent), policy.within)
-    doublings = max(len(recent) - 1, 0)
-    return Restart(min(policy.first_delay * 2 ** min(doublings, 32), policy.max_delay))
+    # No jitter: one local child retries alone, and the terminal shows the delay.
+    exact = backoff.Policy(policy.first_delay, policy.max_delay, jitter=0.0)
+    return Restart(exact.delay(len(recent) - 1, 0.0))
 
 
 def describe_exit(returncode: int | None) -> str:

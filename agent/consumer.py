@@ -28,11 +28,10 @@ import aiokafka.errors
 from agent import context as context_mod
 from agent import dispatcher as dispatcher_mod
 from agent import metrics
-from agent.domain import backoff as backoff_mod
 from agent.domain import offsets
 from shared import aio, kafka
 from shared import topics as topics_mod
-from shared.domain import failures
+from shared.domain import backoff, failures
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ class CommandConsumer:
     async def run(self, stopping: asyncio.Event) -> None:
         """Consume until ``stopping``; then let in-flight commands finish (or interrupt them), commit, leave."""
         kafka_settings = self.ctx.settings.kafka
-        delays = backoff_mod.Backoff(initial=0.5, maximum=kafka_settings.retry_backoff_max)
+        delays = backoff.exponential(0.5, kafka_settings.retry_backoff_max)
         consumer: typing.Any = None
         try:
             while not stopping.is_set():

@@ -30,6 +30,8 @@ import docker.utils
 import docker.utils.socket
 import requests.exceptions
 
+from shared.domain import backoff
+
 log = logging.getLogger(__name__)
 
 T = typing.TypeVar("T")
@@ -257,14 +259,16 @@ class Docker:
             self._df_inflight.add_done_callback(lambda _: setattr(self, "_df_inflight", None))
         return await asyncio.shield(self._df_inflight)
 
-    async def _df_retrying(self, attempts: int = 10, pause: float = 0.2) -> dict[str, typing.Any]:
+    async def _df_retrying(self, attempts: int = 10) -> dict[str, typing.Any]:
+        # Another client's df may take seconds on a full disk: wait longer each time, about 6 s in all.
+        pauses = backoff.exponential(0.1, 1.0)
         for _ in range(attempts - 1):
             try:
                 return await self.call(lambda c: c.df())
             except DockerError as exc:
                 if "disk usage operation is already running" not in str(exc):
                     raise
-            await asyncio.sleep(pause)
+            await asyncio.sleep(pauses.next())
         return await self.call(lambda c: c.df())
 
     async def pull(self, image: str) -> None:

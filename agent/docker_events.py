@@ -23,9 +23,9 @@ import typing
 
 from agent import context as context_mod
 from agent import crashes, docker_client
-from agent.domain import backoff as backoff_mod
 from agent.domain import containers as spec_mod
 from shared import messages
+from shared.domain import backoff
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,12 @@ class Watcher:
 
     async def run(self) -> None:
         """Root task."""
-        delays = backoff_mod.Backoff(initial=0.5, maximum=self.ctx.settings.daemon.docker_check_interval)
+        # A stream that followed for a minute broke afresh: start again from the shortest delay.
+        delays = backoff.exponential(0.5, self.ctx.settings.daemon.docker_check_interval, healthy_after=60.0)
+        loop = asyncio.get_running_loop()
         while True:
             await self.ctx.health.docker_up.wait()
+            began = loop.time()
             try:
                 await self._follow()
             except docker_client.DockerUnavailable as exc:
@@ -51,7 +54,7 @@ class Watcher:
             except docker_client.DockerError as exc:
                 log.warning("docker event stream failed", extra={"error": str(exc)})
             self.on_gap()
-            await asyncio.sleep(delays.next())
+            await asyncio.sleep(delays.next(healthy_for=loop.time() - began))
 
     async def _follow(self) -> None:
         loop = asyncio.get_running_loop()

@@ -42,7 +42,7 @@ import urllib.request
 import pydantic
 
 from agent import settings as agent_settings
-from agent.domain import backoff as backoff_mod
+from shared.domain import backoff
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ async def load_or_enrol(
         "agent_version": agent_version,
     }
     url = settings.agent.control_plane_url.rstrip("/") + "/v1/agents/enrol"
-    delays = backoff_mod.Backoff(initial=1.0, maximum=settings.kafka.retry_backoff_max)
+    delays = backoff.exponential(1.0, settings.kafka.retry_backoff_max)
     while True:
         try:
             answer = await asyncio.to_thread(_post, url, body, settings.kafka.request_timeout)

@@ -31,9 +31,9 @@ import aiokafka.errors
 from agent import health as health_mod
 from agent import identity as identity_mod
 from agent import metrics
-from agent.domain import backoff as backoff_mod
 from shared import aio, kafka, logs, messages, topics
 from shared import settings as common
+from shared.domain import backoff
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Publisher:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Root task: connect, drain, reconnect with backoff; on stop, a last bounded flush."""
-        delays = backoff_mod.Backoff(initial=0.5, maximum=self.kafka.retry_backoff_max)
+        delays = backoff.exponential(0.5, self.kafka.retry_backoff_max)
         while not stopping.is_set():
             producer = kafka.producer(self.kafka, client_id=self.client_id)
             drain: asyncio.Task | None = None
@@ -135,7 +135,7 @@ class Publisher:
                     await asyncio.gather(drain, return_exceptions=True)
                 await _stop_quietly(producer)
 
-    async def _drain(self, producer: typing.Any, delays: backoff_mod.Backoff) -> None:
+    async def _drain(self, producer: typing.Any, delays: backoff.Backoff) -> None:
         key = self.identity.host_id.encode()
         while True:
             self._pop_done()

@@ -20,10 +20,10 @@ import psutil
 from agent import __version__, disk_limits, docker_client, metrics
 from agent import cleanup as cleanup_mod
 from agent import context as context_mod
-from agent.domain import backoff as backoff_mod
 from agent.domain import containers as spec_mod
 from agent.domain import inventory as inv
 from shared import messages
+from shared.domain import backoff
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class Reporter:
 
     async def docker_monitor(self) -> None:
         """Ping Docker; while it is down, ping with backoff (commands wait meanwhile)."""
-        delays = backoff_mod.Backoff(initial=0.5, maximum=self.ctx.settings.daemon.docker_check_interval)
+        delays = backoff.exponential(0.5, self.ctx.settings.daemon.docker_check_interval)
         while True:
             if await self.check_docker():
                 delays.reset()

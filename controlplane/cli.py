@@ -160,5 +160,5 @@ def example_config() -> None:
     click.echo(rendering.render(), nl=False)
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":
     main()

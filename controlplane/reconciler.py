@@ -362,7 +362,7 @@ async def _container_job(
         kind = models.JobKind.WORKSPACE_STOP
     elif isinstance(action, reconcile.RemoveContainer):
         kind = models.JobKind.WORKSPACE_DELETE
-    else:  # pragma: no cover - plan() returns only the kinds above
+    else:  # plan() returns only the kinds above
         raise TypeError(f"unknown action {action!r}")
     workspace_id = getattr(action, "workspace_id", None)
     if workspace_id is None:

@@ -51,6 +51,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import commands
 from controlplane import settings as cp_settings
 from shared import aio, failpoints, kafka, logs, messages, signing
+from shared.domain import backoff
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ async def run(
     stopping = stopping or asyncio.Event()
     wake = asyncio.Event()
     listener = await _listen(listen_url, wake)
-    backoff = 0.1
+    retries = backoff.exponential(0.1, settings.kafka.retry_backoff_max)
     last_purge = 0.0
     loop = asyncio.get_running_loop()
     try:
@@ -219,13 +220,13 @@ async def run(
             try:
                 while await relay_once(engine, producer, settings) == settings.relay.batch_size:
                     pass
-                backoff = 0.1
+                retries.reset()
             except (RelayError, aiokafka_errors.KafkaError, kafka.KafkaUnavailable, OSError, sa.exc.DBAPIError, asyncpg.PostgresError) as exc:
-                logger.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
+                delay = retries.next()
+                logger.warning("outbox relay: %s; retrying in %.1fs", exc, delay)
                 if isinstance(exc, (RelayError, aiokafka_errors.KafkaError, kafka.KafkaUnavailable)):
                     await _renew(producer)
-                await aio.sleep_or(stopping, backoff)
-                backoff = min(backoff * 2, settings.kafka.retry_backoff_max)
+                await aio.sleep_or(stopping, delay)
                 continue
             if loop.time() - last_purge > 60:
                 last_purge = loop.time()

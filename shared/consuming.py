@@ -27,7 +27,7 @@ from aiokafka import errors as aiokafka_errors
 
 from shared import aio, kafka, topics
 from shared import settings as common
-from shared.domain import failures
+from shared.domain import backoff, failures
 
 logger = logging.getLogger(__name__)
 
@@ -148,14 +148,14 @@ async def consume(
     name = name or client_id
     progress = progress or Progress(name)
     dead = DeadLetters(settings, name, client_id=f"{client_id}-dead-letter")
-    backoff = 0.5
+    reconnects = backoff.exponential(0.5, settings.retry_backoff_max)
     try:
         while not stopping.is_set():
             client = kafka.consumer(settings, topic, group_id=group_id, client_id=client_id, **dict(consumer_options or {}))
             try:
                 await kafka.ensure_topics(settings, [topic], partitions=partitions)
                 await client.start()
-                backoff = 0.5
+                reconnects.reset()
                 while not stopping.is_set():
                     batch = await client.getmany(timeout_ms=500, max_records=max_records)
                     if not batch:
@@ -173,9 +173,9 @@ async def consume(
             except _Stopping:
                 return
             except (aiokafka_errors.KafkaError, kafka.KafkaUnavailable, OSError) as exc:
-                logger.warning("%s consumer of %s: %s; reconnecting in %.1fs", client_id, topic, exc, backoff)
-                await aio.sleep_or(stopping, backoff)
-                backoff = min(backoff * 2, settings.retry_backoff_max)
+                delay = reconnects.next()
+                logger.warning("%s consumer of %s: %s; reconnecting in %.1fs", client_id, topic, exc, delay)
+                await aio.sleep_or(stopping, delay)
             finally:
                 try:
                     await client.stop()
@@ -220,7 +220,7 @@ async def _attempt(
     call: typing.Callable[[], typing.Awaitable[typing.Any]], what: str, stopping: asyncio.Event
 ) -> tuple[failures.Verdict, str] | None:
     """Await ``call()`` until it succeeds (None) or fails for good (the verdict and reason); raises _Stopping."""
-    delay = 0.2
+    delays = backoff.exponential(0.2, 10.0)
     tries = 0
     while True:
         tries += 1
@@ -236,11 +236,11 @@ async def _attempt(
                 return verdict, reason
             if stopping.is_set():
                 raise _Stopping() from exc
+            delay = delays.next()
             logger.warning("handling %s failed (%s, %s); retrying in %.1fs", what, verdict.cause, reason, delay)
             await aio.sleep_or(stopping, delay)
             if stopping.is_set():
                 raise _Stopping() from exc
-            delay = min(delay * 2, 10.0)
 
 
 def _waiting(client: aiokafka.AIOKafkaConsumer, batch: typing.Mapping[typing.Any, list[typing.Any]], *, after: bool) -> int:

@@ -20,6 +20,7 @@ import time
 import typing
 
 from shared import aio
+from shared.domain import backoff
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class Supervisor:
         return cancelled
 
     async def _guard(self, root: _Root) -> None:
-        backoff = 0.5
+        # A task that ran fine for a minute failed afresh: its restarts start short again.
+        restarts = backoff.exponential(0.5, self._max_backoff, healthy_after=60.0)
         while not root.stop.is_set():
             root.running = True
             started = time.monotonic()
@@ -106,9 +108,5 @@ class Supervisor:
                 logger.exception("root task %s crashed (%d so far)", root.name, root.crashes)
                 if not root.restart:
                     return
-            if time.monotonic() - started > 60:
-                backoff = 0.5  # it ran fine for a while: this is a fresh failure
-            if await aio.sleep_or(root.stop, backoff):
+            if await aio.sleep_or(root.stop, restarts.next(healthy_for=time.monotonic() - started)):
                 return
-            backoff = min(backoff * 2, self._max_backoff)
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -97,3 +98,64 @@ def test_eslint_names_an_undefined_name_in_dashboard_code() -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "'undefinedThing' is not defined  no-undef" in done.stdout, done.stdout
+
+
+# A suppression comment and what follows it. Only ruff, mypy, ESLint and
+# yamllint run (make lint), and each must be told which rule it lets pass:
+# coverage's pragmas, bandit's nosec, pylint's and pyright's comments suppress
+# tools that never run, so they only mislead the reader.
+_SUPPRESSION = re.compile(
+    r"(?:#|//|/\*)\s*(?P<tool>noqa|type:\s*ignore|pragma|nosec|pylint:|pyright:|eslint-disable(?:-next-line|-line)?|yamllint disable(?:-line|-file)?)(?P<rest>.*)"
+)
+_NAMED = {
+    "noqa": re.compile(r":\s*[A-Z]+[0-9]+"),
+    "type": re.compile(r"\[[a-z-]+"),
+    "eslint-disable": re.compile(r"\s+@?[a-z][\w/-]*"),
+    "yamllint": re.compile(r"\s+rule:[a-z-]+"),
+}
+
+
+def unnamed_suppression(line: str) -> str | None:
+    """The suppression on ``line`` that names no rule of a linter make lint runs, or None."""
+    found = _SUPPRESSION.search(line)
+    if found is None:
+        return None
+    tool = found["tool"].split()[0].split(":")[0]
+    tool = "eslint-disable" if tool.startswith("eslint-disable") else tool
+    named = _NAMED.get(tool)
+    return None if named is not None and named.match(found["rest"]) else found.group(0).strip()
+
+
+@pytest.mark.parametrize(
+    ("line", "flagged"),
+    [
+        ("x = 1  # noqa: E731 - a lambda on purpose", False),
+        ("x = 1  # type: ignore[arg-type]", False),
+        ("// eslint-disable-next-line no-console -- why", False),
+        ("a: 1  # yamllint disable-line rule:line-length", False),
+        ("x = 1  # noqa", True),
+        ("x = 1  # type: ignore", True),
+        ("if __name__ == '__main__':  # pragma: no cover", True),
+        ("run(cmd, shell=True)  # nosec", True),
+        ("x = 1  # pylint: disable=invalid-name", True),
+        ("/* eslint-disable */", True),
+        ("# yamllint disable", True),
+        ("plain = 'no suppression here'", False),
+    ],
+)
+def test_a_suppression_counts_as_named_only_with_a_rule_of_a_linter_that_runs(line: str, flagged: bool) -> None:
+    assert (unnamed_suppression(line) is not None) == flagged
+
+
+def test_every_suppression_in_the_tree_names_a_rule_of_a_linter_that_runs() -> None:
+    files = _run(["git", "ls-files", "*.py", "*.js", "*.yml", "*.yaml", "*.toml", "*.cfg", "*.sh"]).stdout.split()
+    # This file writes bad suppressions into probes on purpose.
+    files = [name for name in files if name != "tests/test_lint.py"]
+    found = [
+        f"{name}:{number}: {bad}"
+        for name in files
+        if (ROOT / name).is_file()
+        for number, line in enumerate((ROOT / name).read_text(errors="replace").splitlines(), 1)
+        if (bad := unnamed_suppression(line)) is not None
+    ]
+    assert not found, "suppressions that name no rule of a linter make lint runs:\n" + "\n".join(found)

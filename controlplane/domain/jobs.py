@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 
 from controlplane.domain import states
+from shared.domain import backoff as backoff_policy
 
 # The enums live with the control plane's other states; the state machine over
 # them is here.
@@ -100,4 +101,6 @@ def next_attempt(attempts: int, max_attempts: int, *, backoff: float, backoff_ma
     """After ``attempts`` tries of at most ``max_attempts``: the next one, after ``backoff`` doubling per try up to ``backoff_max``."""
     if attempts >= max_attempts:
         return GiveUp(attempts)
-    return Retry(attempt=attempts + 1, delay=min(backoff * 2 ** max(attempts - 1, 0), backoff_max))
+    # No jitter: the reason a person reads names the delay, and the reconciler's tick spreads the retries anyway.
+    exact = backoff_policy.Policy(backoff, backoff_max, jitter=0.0)
+    return Retry(attempt=attempts + 1, delay=exact.delay(attempts - 1, 0.0))

@@ -21,7 +21,8 @@ import elasticsearch
 
 from controlplane import settings as cp_settings
 from controlplane.search import client, metrics
-from controlplane.search.domain import backoff, documents
+from controlplane.search.domain import documents
+from shared.domain import backoff
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ async def write(
     """
     report = Report()
     pending = list(changes)
-    delays = backoff.delays(search.retry_initial, search.retry_max)
+    delays = backoff.exponential(search.retry_initial, search.retry_max, full_jitter=True)
     es = es.options(request_timeout=search.bulk_timeout)
     while pending:
         report.attempts += 1
@@ -69,7 +70,7 @@ async def write(
         except client.Unavailable as exc:
             metrics.BULK_FAILURES.inc()
             logger.warning("bulk of %d documents failed (%s); retrying", len(pending), exc)
-            await _pause(next(delays), stopping)
+            await _pause(delays.next(), stopping)
             continue
         except client.Rejected as exc:
             # The request as a whole was refused (413: too large). Halve it until
@@ -101,7 +102,7 @@ async def write(
                 report.rejected.append((change, documents.reason(error)))
         if retry:
             logger.warning("%d of %d bulk items failed transiently; retrying them", len(retry), len(pending))
-            await _pause(next(delays), stopping)
+            await _pause(delays.next(), stopping)
         pending = retry
     return report
 

@@ -44,8 +44,9 @@ from aiokafka import errors as aiokafka_errors
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.search import bulk, client, healing, index, metrics
-from controlplane.search.domain import backoff, documents
+from controlplane.search.domain import documents
 from shared import kafka, topics
+from shared.domain import backoff
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def _dead_letter_producer(settings: cp_settings.Settings, client_id: str) -> aio
 
 async def _ensure_index(es: elasticsearch.AsyncElasticsearch, search: cp_settings.SearchSettings, stopping: asyncio.Event) -> bool:
     """Wait for Elasticsearch and make sure the alias exists (never let a bulk auto-create an index)."""
-    delays = backoff.delays(search.retry_initial, search.retry_max)
+    delays = backoff.exponential(search.retry_initial, search.retry_max, full_jitter=True)
     while not stopping.is_set():
         try:
             await index.ensure(es, search)
@@ -153,7 +154,7 @@ async def _ensure_index(es: elasticsearch.AsyncElasticsearch, search: cp_setting
         except client.Unavailable as exc:
             logger.warning("sync consumer waiting for Elasticsearch: %s", exc)
             try:
-                await asyncio.wait_for(stopping.wait(), next(delays))
+                await asyncio.wait_for(stopping.wait(), delays.next())
             except TimeoutError:
                 pass
     return False
@@ -166,7 +167,7 @@ async def _start(
     topic_names: list[str],
     stopping: asyncio.Event,
 ) -> None:
-    delays = backoff.delays(0.2, settings.kafka.retry_backoff_max)
+    delays = backoff.exponential(0.2, settings.kafka.retry_backoff_max, full_jitter=True)
     while True:
         try:
             await kafka.ensure_topics(settings.kafka, topic_names)
@@ -177,7 +178,7 @@ async def _start(
             if stopping.is_set():
                 raise
             logger.warning("sync consumer waiting for Kafka: %s", exc)
-            await asyncio.sleep(next(delays))
+            await asyncio.sleep(delays.next())
 
 
 async def _collect(

@@ -7,6 +7,5 @@
 ``requests``  a parsed query -> an Elasticsearch request body, and its answer back
 ``results``   the backend-independent result shape
 ``breaker``   the circuit breaker in front of Elasticsearch
-``backoff``   exponential backoff with full jitter
 ``drift``     comparing per-bucket statistics of the two stores
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane.search.domain import backoff, breaker
+from controlplane.search.domain import breaker
 
 
 class Clock:
@@ -58,10 +58,3 @@ def test_an_abandoned_probe_lets_the_next_request_probe():
     assert b.allow()
     b.abandoned()
     assert b.allow()
-
-
-def test_backoff_grows_exponentially_to_the_maximum_with_full_jitter():
-    top = backoff.delays(0.1, 1.0, rand=lambda: 1.0)
-    assert [round(next(top), 3) for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
-    bottom = backoff.delays(0.1, 1.0, rand=lambda: 0.0)
-    assert next(bottom) == 0.0

@@ -1,4 +1,4 @@
-"""Backoff delays, and reading Docker's list and disk-usage answers."""
+"""Reading Docker's list and disk-usage answers."""
 
 from __future__ import annotations
 
@@ -6,23 +6,7 @@ import typing
 
 import pytest
 
-from agent.domain import backoff
 from agent.domain import inventory as inv
-
-
-def test_backoff_doubles_up_to_its_maximum_and_resets() -> None:
-    b = backoff.Backoff(initial=0.5, maximum=4, jitter=0, rand=lambda: 0.5)
-    assert [b.next() for _ in range(6)] == [0.5, 1, 2, 4, 4, 4]
-    b.reset()
-    assert b.next() == 0.5
-
-
-def test_backoff_jitter_stays_within_its_spread_and_the_maximum() -> None:
-    low = backoff.Backoff(initial=1, maximum=10, jitter=0.2, rand=lambda: 0.0)
-    high = backoff.Backoff(initial=8, maximum=10, jitter=0.5, rand=lambda: 1.0)
-    assert low.next() == pytest.approx(0.8)
-    assert high.next() == 10
-
 
 OWN = {"a4c.managed": "true", "a4c.host": "h1", "a4c.workspace": "w1", "a4c.job": "j1"}
 
