@@ -38,7 +38,13 @@ class Main(Group):
 @click.option("--server", metavar="URL", help=f"API URL, e.g. http://127.0.0.1:8080 [env {config.SERVER_ENV}; else a4c login's file]")
 @click.option("--token", help=f"API token [env {config.TOKEN_ENV}; else a4c login's file]. Flags show in ps: prefer those two.")
 @click.option("-o", "--output", "fmt", type=OUTPUT_CHOICE, default="table", show_default=True, help="json: the API's objects as returned.")
-@click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=client.DEFAULT_TIMEOUT, show_default=True, help="Seconds per API request.")
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=client.DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds per API request.",
+)
 @click.version_option(importlib.metadata.version("a4c"), "--version", prog_name="a4c")
 @click.pass_context
 def main(ctx: click.Context, server: str | None, token: str | None, fmt: str, request_timeout: float) -> None:
@@ -65,7 +71,11 @@ main.add_command(debian_image.command)
 def login(session: Session, login_server: str | None, login_token: str | None) -> None:
     """Check a token against the API, then save server and token (mode 0600)."""
     # Only flags and environment: re-sending the saved token to a different server would leak it.
-    server = config.check_server(config.resolve(login_server or session.server_flag, "--server", session.environ, config.SERVER_ENV, {}, "server", config.path(session.environ)))
+    server = config.check_server(
+        config.resolve(
+            login_server or session.server_flag, "--server", session.environ, config.SERVER_ENV, {}, "server", config.path(session.environ)
+        )
+    )
     token = login_token or session.token_flag or session.environ.get(config.TOKEN_ENV) or click.prompt("token", hide_input=True)
     try:
         me = client.Client(server, token, timeout=session.timeout).get("/v1/me")

@@ -49,9 +49,7 @@ class Client:
         except urllib.error.HTTPError as exc:
             raise self._api_error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise errors.Unreachable(
-                f"cannot reach the A4C API at {self.server}: {_why(exc, self.timeout)}; is it running? (a4c up)"
-            ) from None
+            raise errors.Unreachable(f"cannot reach the A4C API at {self.server}: {_why(exc, self.timeout)}; is it running? (a4c up)") from None
         except http.client.HTTPException as exc:
             raise errors.Unreachable(f"{self.server} did not answer in HTTP ({type(exc).__name__}); is --server right?") from None
 
@@ -101,7 +99,10 @@ class Client:
                 "is --server the A4C API, and is it up behind its proxy?"
             )
         return errors.ApiError(
-            exc.code, str(detail.get("code", exc.code)), str(detail["message"]), detail.get("fields") or [],
+            exc.code,
+            str(detail.get("code", exc.code)),
+            str(detail["message"]),
+            detail.get("fields") or [],
             request_id=exc.headers.get("X-Request-Id") if exc.headers is not None else None,
         )
 

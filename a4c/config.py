@@ -58,7 +58,9 @@ class Setting:
     source: str  # where it came from, for error messages: "--server", "A4C_SERVER", the file's path
 
 
-def resolve(flag: str | None, flag_name: str, environ: typing.Mapping[str, str], env_name: str, saved: typing.Mapping[str, str], key: str, file: pathlib.Path) -> Setting:
+def resolve(
+    flag: str | None, flag_name: str, environ: typing.Mapping[str, str], env_name: str, saved: typing.Mapping[str, str], key: str, file: pathlib.Path
+) -> Setting:
     """Flags beat the environment, which beats the saved file. Empty values count as unset."""
     if flag:
         return Setting(flag, flag_name)

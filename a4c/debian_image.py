@@ -81,7 +81,9 @@ def locked(path: pathlib.Path) -> typing.Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def rootfs_tarball(spec: dict[str, typing.Any], cache: pathlib.Path, *, flavour: str = "minbase", log: typing.Callable[[str], None] = print) -> pathlib.Path:
+def rootfs_tarball(
+    spec: dict[str, typing.Any], cache: pathlib.Path, *, flavour: str = "minbase", log: typing.Callable[[str], None] = print
+) -> pathlib.Path:
     """The cached debootstrap tarball for ``spec`` under ``cache``, made first if missing (about a minute)."""
     cache.mkdir(parents=True, exist_ok=True)
     tarball = cache / f"debian-{spec['suite']}-{flavour}-{recipe_key(spec)}.tar"
@@ -158,11 +160,22 @@ def default_cache() -> pathlib.Path:
 
 
 @click.command("debian-image")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=pathlib.Path), envvar="A4C_STATE_DIR", show_envvar=True,
-              default=pathlib.Path.home() / ".local" / "state" / "a4c", show_default=True,
-              help="The a4c up whose Docker daemon gets the image (DOCKER_HOST wins when set).")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    envvar="A4C_STATE_DIR",
+    show_envvar=True,
+    default=pathlib.Path.home() / ".local" / "state" / "a4c",
+    show_default=True,
+    help="The a4c up whose Docker daemon gets the image (DOCKER_HOST wins when set).",
+)
 @click.option("--tag", default=DEFAULT_TAG, show_default=True, help="Name the image gets, so FROM lines find it.")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None, help="Where the root filesystem tarball is kept [default: ~/.cache/a4c].")
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Where the root filesystem tarball is kept [default: ~/.cache/a4c].",
+)
 def command(state_dir: pathlib.Path, tag: str, cache: pathlib.Path | None) -> None:
     """Make a Debian 12 base image here (debootstrap from apt's mirror), for builds without Docker Hub."""
     try:

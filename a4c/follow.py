@@ -25,7 +25,9 @@ def _get_or_none(api: client.Client, path: str) -> dict[str, typing.Any] | None:
         raise
 
 
-def wait_for_workspace(api: client.Client, workspace: typing.Mapping[str, typing.Any], job_id: str, goal: str, timeout: float, note: Write) -> tuple[dict[str, typing.Any], dict[str, typing.Any] | None]:
+def wait_for_workspace(
+    api: client.Client, workspace: typing.Mapping[str, typing.Any], job_id: str, goal: str, timeout: float, note: Write
+) -> tuple[dict[str, typing.Any], dict[str, typing.Any] | None]:
     """Poll until the workspace is ``goal`` and its job succeeded; :class:`errors.Failed` if it fails or time runs out."""
     began = time.monotonic()
     deadline = began + timeout
@@ -65,7 +67,9 @@ class _Lines:
             self.partial = ""
 
 
-def follow_jobs(api: client.Client, jobs: typing.Sequence[typing.Mapping[str, typing.Any]], timeout: float, write: Write, note: Write) -> list[dict[str, typing.Any]]:
+def follow_jobs(
+    api: client.Client, jobs: typing.Sequence[typing.Mapping[str, typing.Any]], timeout: float, write: Write, note: Write
+) -> list[dict[str, typing.Any]]:
     """Print each job's log (``write``) as it grows until every job has ended; returns the final jobs.
 
     Changes of status or reason (a build waiting for a host, say) go to

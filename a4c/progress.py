@@ -103,7 +103,7 @@ def log_delta(shown: str, tail: str) -> str:
     between two polls than the window holds: say so, print the whole tail.
     """
     if tail.startswith(shown):
-        return tail[len(shown):]
+        return tail[len(shown) :]
     anchor = shown[-256:]
     end = len(shown)
     while (at := tail.rfind(anchor, 0, end)) >= 0:

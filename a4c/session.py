@@ -42,7 +42,9 @@ class Session:
             self._api = client.Client(config.check_server(server), config.check_token(token), timeout=self.timeout)
         return self._api
 
-    def emit(self, data: typing.Any, columns: typing.Sequence[output.Column] | None = None, *, table: typing.Any = None, empty: str = "nothing to show") -> None:
+    def emit(
+        self, data: typing.Any, columns: typing.Sequence[output.Column] | None = None, *, table: typing.Any = None, empty: str = "nothing to show"
+    ) -> None:
         """``-o json``: ``data`` exactly (the API's objects). Otherwise a table of ``table`` (default: ``data``)."""
         if self.json:
             output.print_json(data)
@@ -74,7 +76,13 @@ class Command(click.Command):
     def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.append(
-            click.Option(["-o", "--output"], type=OUTPUT_CHOICE, expose_value=False, callback=_set_output, help="table (default) or json: the API's objects as returned.")
+            click.Option(
+                ["-o", "--output"],
+                type=OUTPUT_CHOICE,
+                expose_value=False,
+                callback=_set_output,
+                help="table (default) or json: the API's objects as returned.",
+            )
         )
 
 

@@ -64,7 +64,9 @@ async def _refused(http: aiohttp.ClientSession, url: str, headers: dict[str, str
     try:
         async with http.get(plain, headers=headers) as resp:
             detail = (await resp.json(content_type=None)).get("error") or {}
-            return errors.ApiError(resp.status, str(detail.get("code", resp.status)), str(detail.get("message", exc.message)), detail.get("fields") or [])
+            return errors.ApiError(
+                resp.status, str(detail.get("code", resp.status)), str(detail.get("message", exc.message)), detail.get("fields") or []
+            )
     except (aiohttp.ClientError, ValueError, AttributeError):
         return errors.ApiError(exc.status, str(exc.status), exc.message or "the stream was refused")
 

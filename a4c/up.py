@@ -135,12 +135,16 @@ class Up:
             port = str(self.ports["postgres"])
 
             def ready() -> bool:
-                return subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", port, "-U", "postgres"], capture_output=True).returncode == 0
+                return (
+                    subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", port, "-U", "postgres"], capture_output=True).returncode
+                    == 0
+                )
 
             embedded.wait_for(ready, child, "PostgreSQL", 60)
             exists = subprocess.run(
                 [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'a4c'"],
-                capture_output=True, text=True,
+                capture_output=True,
+                text=True,
             )
             if exists.stdout.strip() != "1":
                 _run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", port, "-U", "postgres", "a4c"], "creating the a4c database")
@@ -197,7 +201,10 @@ class Up:
         token_file = self.state / "admin.token"
         if not token_file.exists():
             with self.progress.step("first admin token"):
-                _run([str(BIN / "a4c-controlplane"), "create-admin", "--config", str(path), "--name", "admin", "--token-file", str(token_file)], "create-admin")
+                _run(
+                    [str(BIN / "a4c-controlplane"), "create-admin", "--config", str(path), "--name", "admin", "--token-file", str(token_file)],
+                    "create-admin",
+                )
         url = instance.api_url(self.host, port)
         with self.progress.step(f"control plane on {url}"):
             child = embedded.Child("controlplane", [str(BIN / "a4c-controlplane"), "run", "--config", str(path)], self.state)
@@ -322,7 +329,9 @@ def _get_json(url: str, token: str) -> typing.Any:
 
 def _post(url: str, body: dict[str, typing.Any], token: str) -> typing.Any:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     try:
@@ -333,10 +342,21 @@ def _post(url: str, body: dict[str, typing.Any], token: str) -> typing.Any:
 
 
 @click.command("up", epilog=ENVIRONMENT)
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=pathlib.Path), envvar="A4C_STATE_DIR", show_envvar=True,
-              default=DEFAULT_STATE, show_default=True,
-              help="Where all data lives; a restart on the same directory finds everything again. One a4c up per directory.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=pathlib.Path), help="Control-plane settings (YAML) to use external PostgreSQL/Kafka/Elasticsearch.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    envvar="A4C_STATE_DIR",
+    show_envvar=True,
+    default=DEFAULT_STATE,
+    show_default=True,
+    help="Where all data lives; a restart on the same directory finds everything again. One a4c up per directory.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=pathlib.Path),
+    help="Control-plane settings (YAML) to use external PostgreSQL/Kafka/Elasticsearch.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the API and dashboard listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="API port [default: 8080 if free, then remembered]")
 @click.option("--publish-address", default="127.0.0.1", show_default=True, help="Where workspace ports are published.")
@@ -392,7 +412,7 @@ def command(state_dir: pathlib.Path, config_path: pathlib.Path | None, host: str
             f"  dashboard    {url}/\n"
             f"  admin token  {token_file}\n"
             f"  logs         {state_dir / 'logs'}\n"
-            f"  next         a4c login --server {url} --token \"$(cat {token_file})\"\n"
+            f'  next         a4c login --server {url} --token "$(cat {token_file})"\n'
             "Press Ctrl-C to stop."
         )
         code = up.watch(lambda: stop["asked"])
@@ -415,5 +435,3 @@ def command(state_dir: pathlib.Path, config_path: pathlib.Path | None, host: str
             up.stop()
             progress.say("stopped")
     sys.exit(code)
-
-

@@ -68,8 +68,12 @@ class Server:
         self._nonces = {n: t for n, t in self._nonces.items() if now - t <= settings.grant_max_age}
         try:
             grant = access.decode(
-                request.headers.get(access.HEADER, ""), self.ctx.identity.key, host_id=self.ctx.host_id, now=now,
-                max_age=settings.grant_max_age, seen=self._nonces,
+                request.headers.get(access.HEADER, ""),
+                self.ctx.identity.key,
+                host_id=self.ctx.host_id,
+                now=now,
+                max_age=settings.grant_max_age,
+                seen=self._nonces,
             )
         except access.GrantError as exc:
             log.warning("access refused", extra={"reason": str(exc), "remote": request.remote})

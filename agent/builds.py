@@ -144,9 +144,7 @@ class Builder:
 
     # -- context --------------------------------------------------------------
 
-    async def _context(
-        self, command: messages.BuildCommand, job_id: str
-    ) -> tuple[dict[str, typing.Any], pathlib.Path | None, str | None]:
+    async def _context(self, command: messages.BuildCommand, job_id: str) -> tuple[dict[str, typing.Any], pathlib.Path | None, str | None]:
         ctx = command.context
         common = {
             "tag": command.tag,

@@ -199,9 +199,7 @@ class Cleaner:
             exited_grace=settings.exited_grace,
             retained_workspaces=frozenset(self.ctx.marks.stopped),
         )
-        return plan_mod.plan(
-            containers, images, await _measure(self._paths()), policy, now=now, build_cache_bytes=inv.unused_build_cache(df)
-        )
+        return plan_mod.plan(containers, images, await _measure(self._paths()), policy, now=now, build_cache_bytes=inv.unused_build_cache(df))
 
     async def _execute(self, plan: plan_mod.Plan, report: messages.CleanupReport) -> None:
         docker = self.ctx.docker

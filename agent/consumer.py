@@ -150,9 +150,7 @@ class CommandConsumer:
         except Exception as exc:  # noqa: BLE001 - a command nobody can read must not stop the ones behind it
             # Verification raised instead of rejecting (JSON nested past the parser's depth, say): count it and move on.
             metrics.REJECTED.labels(UNREADABLE).inc()
-            log.warning(
-                "command rejected", extra={"reason": UNREADABLE, "detail": failures.describe(exc, 200), "offset": record.offset}
-            )
+            log.warning("command rejected", extra={"reason": UNREADABLE, "detail": failures.describe(exc, 200), "offset": record.offset})
             task = None
         if task is None:
             self._finished(ticket)

@@ -90,7 +90,11 @@ class Agent:
         docker = docker_client.Docker(settings.docker.base_url, timeout=settings.docker.api_timeout)
         client_id = f"a4c-agent-{identity.host_id}"
         publisher = publisher_mod.Publisher(
-            settings.kafka, topics_mod.Topics(settings.kafka.topic_prefix).events, identity, health, client_id=client_id,
+            settings.kafka,
+            topics_mod.Topics(settings.kafka.topic_prefix).events,
+            identity,
+            health,
+            client_id=client_id,
             versions=store.EventVersions(settings.agent.state_dir),
         )
         ctx = self.ctx = context_mod.Context(
@@ -105,12 +109,8 @@ class Agent:
         cleaner = cleanup_mod.Cleaner(ctx, on_report=lambda report: _report_cleanup(reporter, report))
         reporter.cleaner = cleaner
         builder = builds_mod.Builder(ctx)
-        seen = store.SeenCommands(
-            settings.agent.state_dir, replay_window=settings.agent.replay_window, max_entries=settings.agent.seen_commands_max
-        )
-        dispatcher = dispatcher_mod.Dispatcher(
-            ctx, seen=seen, workspaces=workspaces_mod.Workspaces(ctx), builder=builder, cleaner=cleaner
-        )
+        seen = store.SeenCommands(settings.agent.state_dir, replay_window=settings.agent.replay_window, max_entries=settings.agent.seen_commands_max)
+        dispatcher = dispatcher_mod.Dispatcher(ctx, seen=seen, workspaces=workspaces_mod.Workspaces(ctx), builder=builder, cleaner=cleaner)
         reporter.held_jobs = dispatcher.held_jobs
         consumer = consumer_mod.CommandConsumer(ctx, dispatcher, client_id=client_id)
         watcher = docker_events.Watcher(ctx, on_gap=reporter.inventory_soon)

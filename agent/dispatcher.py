@@ -123,7 +123,9 @@ class Dispatcher:
         metrics.REJECTED.labels(verdict.reason).inc()
         level = logging.INFO if verdict.reason == verification.REPLAYED and verdict.command_id in self._running else logging.WARNING
         log.log(
-            level, "command rejected", extra={"reason": verdict.reason, "detail": verdict.detail, "command_id": verdict.command_id, "job_id": verdict.job_id}
+            level,
+            "command rejected",
+            extra={"reason": verdict.reason, "detail": verdict.detail, "command_id": verdict.command_id, "job_id": verdict.job_id},
         )
         if verdict.job_id is not None:
             self.ctx.publisher.emit(

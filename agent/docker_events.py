@@ -135,9 +135,7 @@ class Watcher:
             if action == "die":
                 # The inspect may already show the restart policy's next start;
                 # the die itself is what this event reports.
-                state = state.model_copy(
-                    update={"state": "stopped" if stopped else "exited", "exit_code": _int(attrs.get("exitCode")), "ports": []}
-                )
+                state = state.model_copy(update={"state": "stopped" if stopped else "exited", "exit_code": _int(attrs.get("exitCode")), "ports": []})
         log.info("workspace changed outside the agent", extra={"workspace_id": workspace_id, "state": state.state, "reason": state.reason})
         self.ctx.publisher.emit(messages.EventKind.WORKSPACE_STATE, state)
 
@@ -150,7 +148,10 @@ class Watcher:
         with self.ctx.expectations.expect(workspace_id):
             try:
                 await crashes.fail(
-                    self.ctx, workspace_id, container_id, info,
+                    self.ctx,
+                    workspace_id,
+                    container_id,
+                    info,
                     f"crash loop: the container exited {exits} times within {docker.crash_loop_window:g} s",
                     restarts=int(info.get("RestartCount") or 0),
                 )

@@ -133,9 +133,7 @@ async def load_or_enrol(
         raise EnrolmentError(problem)
     token = enrolment_token(settings)
     if not token:
-        raise EnrolmentError(
-            f"agent.enrolment_token: required on first start (no {path_in(settings.agent.state_dir)} yet)"
-        )
+        raise EnrolmentError(f"agent.enrolment_token: required on first start (no {path_in(settings.agent.state_dir)} yet)")
     body = {
         "token": token,
         "host_name": host_name,

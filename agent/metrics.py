@@ -22,26 +22,23 @@ log = logging.getLogger(__name__)
 
 REGISTRY = prometheus_client.CollectorRegistry(auto_describe=True)
 
-COMMANDS = prometheus_client.Counter(
-    "a4c_agent_commands_total", "Commands handled, by kind and outcome.", ["kind", "outcome"], registry=REGISTRY
-)
+COMMANDS = prometheus_client.Counter("a4c_agent_commands_total", "Commands handled, by kind and outcome.", ["kind", "outcome"], registry=REGISTRY)
 REJECTED = prometheus_client.Counter(
     "a4c_agent_commands_rejected_total", "Commands refused before running, by reason.", ["reason"], registry=REGISTRY
 )
 COMMAND_SECONDS = prometheus_client.Histogram(
-    "a4c_agent_command_seconds", "Time from taking a command to its result.", ["kind"], registry=REGISTRY,
+    "a4c_agent_command_seconds",
+    "Time from taking a command to its result.",
+    ["kind"],
+    registry=REGISTRY,
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
 IN_FLIGHT = prometheus_client.Gauge("a4c_agent_commands_in_flight", "Commands being handled.", registry=REGISTRY)
 EVENTS = prometheus_client.Counter("a4c_agent_events_published_total", "Events acknowledged by Kafka.", ["kind"], registry=REGISTRY)
-EVENTS_DROPPED = prometheus_client.Counter(
-    "a4c_agent_events_dropped_total", "Events dropped because the outgoing queue was full.", registry=REGISTRY
-)
+EVENTS_DROPPED = prometheus_client.Counter("a4c_agent_events_dropped_total", "Events dropped because the outgoing queue was full.", registry=REGISTRY)
 EVENT_QUEUE = prometheus_client.Gauge("a4c_agent_event_queue", "Events waiting to be published.", registry=REGISTRY)
 DEPENDENCY_UP = prometheus_client.Gauge("a4c_agent_dependency_up", "1 when reachable.", ["dependency"], registry=REGISTRY)
-CLEANUP_REMOVED = prometheus_client.Counter(
-    "a4c_agent_cleanup_removed_total", "Objects removed by cleanup.", ["what"], registry=REGISTRY
-)
+CLEANUP_REMOVED = prometheus_client.Counter("a4c_agent_cleanup_removed_total", "Objects removed by cleanup.", ["what"], registry=REGISTRY)
 CLEANUP_RECLAIMED = prometheus_client.Counter(
     "a4c_agent_cleanup_reclaimed_bytes_total", "Bytes Docker reported reclaimed by cleanup.", registry=REGISTRY
 )

@@ -116,9 +116,7 @@ class Reporter:
         settings = self.ctx.settings
         measured = await asyncio.to_thread(cleanup_mod.measure_paths, settings.reporting.disk_paths or [settings.docker.data_root])
         paths = [
-            messages.PathUsage(
-                path=d.path, total_bytes=d.total, used_bytes=d.used, free_bytes=d.free or 0, percent=round(d.percent, 2)
-            )
+            messages.PathUsage(path=d.path, total_bytes=d.total, used_bytes=d.used, free_bytes=d.free or 0, percent=round(d.percent, 2))
             for d in measured
         ]
         for p in paths:
@@ -134,7 +132,11 @@ class Reporter:
             except docker_client.DockerError as exc:
                 log.warning("docker disk usage unavailable", extra={"error": str(exc)})
         report = messages.DiskReport(
-            paths=paths, docker=docker_figures, workspaces=sizes, cleanup=cleanup, high_watermark=settings.cleanup.high_watermark,
+            paths=paths,
+            docker=docker_figures,
+            workspaces=sizes,
+            cleanup=cleanup,
+            high_watermark=settings.cleanup.high_watermark,
             disk_limits=disk_limits_message(self.ctx.disk_limits),
         )
         self.ctx.publisher.emit(messages.EventKind.DISK, report)

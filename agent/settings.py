@@ -126,9 +126,7 @@ class CleanupSettings(config.StrictModel):
     low_watermark: float = pydantic.Field(default=70.0, gt=0, le=100, description="Cleanup stops below this percent.")
     exited_grace: Seconds = pydantic.Field(default=3600.0, description="Exited a4c containers younger than this are kept.")
     dry_run: bool = pydantic.Field(default=False, description="Only report what would be removed.")
-    pressure_cooldown: Seconds = pydantic.Field(
-        default=300.0, description="After a disk-pressure cleanup, the next one waits at least this long."
-    )
+    pressure_cooldown: Seconds = pydantic.Field(default=300.0, description="After a disk-pressure cleanup, the next one waits at least this long.")
 
     @pydantic.model_validator(mode="after")
     def _ordered(self) -> CleanupSettings:
@@ -187,7 +185,9 @@ class AccessSettings(config.StrictModel):
     advertise_url: str | None = pydantic.Field(
         default=None, description="URL the control plane connects to, e.g. http://10.0.0.5:9470; unset = http://<listen_host>:<port>."
     )
-    grant_max_age: Seconds = pydantic.Field(default=30.0, description="A grant from the control plane is accepted this long after it was issued, once.")
+    grant_max_age: Seconds = pydantic.Field(
+        default=30.0, description="A grant from the control plane is accepted this long after it was issued, once."
+    )
     max_seconds: Seconds = pydantic.Field(default=3600.0, description="Longest an exec session or a followed log stream lasts.")
     max_output_bytes: int = pydantic.Field(default=64 * 1024 * 1024, gt=0, description="Most output one exec or logs stream sends.")
 

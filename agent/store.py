@@ -58,9 +58,7 @@ class SeenCommands(typing.Container[str]):
             self.compact()
 
     def compact(self) -> None:
-        self._ids = verification.prune_seen(
-            self._ids, now=time.time(), replay_window=self.replay_window, max_entries=self.max_entries
-        )
+        self._ids = verification.prune_seen(self._ids, now=time.time(), replay_window=self.replay_window, max_entries=self.max_entries)
         text = "".join(f"{cid} {issued!r}\n" for cid, issued in self._ids.items())
         _atomic_write(self.path, text)
         self._lines = len(self._ids)

@@ -72,7 +72,11 @@ class Workspaces:
                 main = main_process.decide(spec.command, await self._image_config(spec.image, job_id))
                 try:
                     container, host_config = spec_mod.create_request(
-                        spec, host_id=self.ctx.host_id, job_id=job_id, policy=policy_of(self.ctx.settings, self.ctx.disk_limits), main=main,
+                        spec,
+                        host_id=self.ctx.host_id,
+                        job_id=job_id,
+                        policy=policy_of(self.ctx.settings, self.ctx.disk_limits),
+                        main=main,
                         host_ports=self._host_ports(spec),
                     )
                 except spec_mod.SpecError as exc:

@@ -179,8 +179,13 @@ class DatabaseGateway:
             owner = await session.get(models.User, image.owner_id)
             principal = access.Principal(user_id=owner.id, name=owner.name, role=owner.role) if owner else None
             made = await image_service.request_builds(
-                session, image, self._settings, user=principal, source=models.JobSource.CI,
-                git_ref=request.git_ref, idempotency_key=idempotency_key,
+                session,
+                image,
+                self._settings,
+                user=principal,
+                source=models.JobSource.CI,
+                git_ref=request.git_ref,
+                idempotency_key=idempotency_key,
             )
             attributed = f"{identity.requested_by} ({request.requested_by})" if request.requested_by else identity.requested_by
             for job in made:
@@ -197,6 +202,14 @@ async def run(settings: cp_settings.Settings, gateway: Gateway, *, stopping: asy
 
     # A database outage must not drop builds: the loop retries infrastructure errors, dead-letters the rest.
     await consuming.consume(
-        settings.kafka, names.ci_builds, group_id=f"{names.controlplane_group}.ci", client_id="a4c-ci", name="ci", handle=one,
-        stopping=stopping, max_records=100, max_record_bytes=min(MAX_MESSAGE_BYTES, settings.consumers.max_message_bytes), progress=progress,
+        settings.kafka,
+        names.ci_builds,
+        group_id=f"{names.controlplane_group}.ci",
+        client_id="a4c-ci",
+        name="ci",
+        handle=one,
+        stopping=stopping,
+        max_records=100,
+        max_record_bytes=min(MAX_MESSAGE_BYTES, settings.consumers.max_message_bytes),
+        progress=progress,
     )

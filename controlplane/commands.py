@@ -73,9 +73,7 @@ async def send(conn: Conn, *, host_id: uuid.UUID, kind: messages.CommandKind, pa
     if request_id is not None:
         row["request_id"] = request_id
     await conn.execute(
-        sa.text(
-            "INSERT INTO outbox (topic, key, kind, payload) VALUES (:topic, :key, :kind, CAST(:payload AS jsonb))"
-        ),
+        sa.text("INSERT INTO outbox (topic, key, kind, payload) VALUES (:topic, :key, :kind, CAST(:payload AS jsonb))"),
         {
             "topic": f"commands.{host_id}",
             "key": key,
@@ -84,7 +82,8 @@ async def send(conn: Conn, *, host_id: uuid.UUID, kind: messages.CommandKind, pa
         },
     )
     logger.info(
-        "command queued", extra={"job_id": job_id, "workspace_id": workspace_id, "kind": kind.value, "host_id": str(host_id), "command_id": message_id}
+        "command queued",
+        extra={"job_id": job_id, "workspace_id": workspace_id, "kind": kind.value, "host_id": str(host_id), "command_id": message_id},
     )
     return message_id
 
@@ -96,9 +95,7 @@ def ids_of(data: typing.Mapping[str, typing.Any]) -> tuple[str | None, str | Non
     return data.get("job_id"), workspace_id
 
 
-def first_dispatch(
-    *, payload: pydantic.BaseModel, ack_timeout: float, deadline: float | None, now: datetime.datetime
-) -> dict[str, typing.Any]:
+def first_dispatch(*, payload: pydantic.BaseModel, ack_timeout: float, deadline: float | None, now: datetime.datetime) -> dict[str, typing.Any]:
     """The bookkeeping columns of a job inserted already dispatched (attempt 1): what :func:`issue`'s UPDATE sets.
 
     Pure: the caller inserts the job with these values, status ``dispatched``,

@@ -86,11 +86,7 @@ def _field_pattern(field: _Field) -> str:
     return rf"{part}(?:,{part})*"
 
 
-PATTERN = (
-    rf"^{_BLANK}*(?:@(?:{'|'.join(m[1:] for m in MACROS)})|"
-    + f"{_BLANK}+".join(f"(?:{_field_pattern(f)})" for f in _FIELDS)
-    + rf"){_BLANK}*$"
-)
+PATTERN = rf"^{_BLANK}*(?:@(?:{'|'.join(m[1:] for m in MACROS)})|" + f"{_BLANK}+".join(f"(?:{_field_pattern(f)})" for f in _FIELDS) + rf"){_BLANK}*$"
 ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*$"
 _PATTERN = re.compile(PATTERN)
 _ZONE_PATTERN = re.compile(ZONE_PATTERN)

@@ -22,9 +22,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane.db import models
 from controlplane.domain import states
 
-REQUESTS = prometheus_client.Counter(
-    "a4c_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
-)
+REQUESTS = prometheus_client.Counter("a4c_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 LATENCY = prometheus_client.Histogram(
     "a4c_http_request_duration_seconds",
     "Time to answer an HTTP request",
@@ -47,15 +45,11 @@ DISK_OVERRUNS = prometheus_client.Counter(
     "a4c_workspace_disk_overruns_total", "Workspaces newly found using more disk than they reserved (once per crossing)"
 )
 
-_HOSTS = sa.text(
-    "SELECT CASE WHEN status = 'active' AND cordoned THEN 'cordoned' ELSE status::text END, count(*) FROM hosts GROUP BY 1"
-)
+_HOSTS = sa.text("SELECT CASE WHEN status = 'active' AND cordoned THEN 'cordoned' ELSE status::text END, count(*) FROM hosts GROUP BY 1")
 # Only unfinished jobs: they are few and the jobs_live partial index covers
 # them; counting the ever-growing finished ones on every scrape would not scale.
 LIVE_JOB_STATUSES = tuple(s.value for s in states.JobStatus if s in states.LIVE_JOBS)
-_JOBS = sa.text(
-    "SELECT status::text, count(*) FROM jobs WHERE status IN ('queued', 'pending', 'dispatched', 'running') GROUP BY 1"
-)
+_JOBS = sa.text("SELECT status::text, count(*) FROM jobs WHERE status IN ('queued', 'pending', 'dispatched', 'running') GROUP BY 1")
 _JOBS_LATE = sa.text(
     "SELECT count(*), coalesce(max(extract(epoch FROM now() - deadline_at)), 0) FROM jobs"
     " WHERE status IN ('queued', 'pending', 'dispatched', 'running') AND deadline_at < now()"

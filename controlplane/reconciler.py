@@ -133,8 +133,11 @@ async def run(sessions: sa_asyncio.async_sessionmaker[Session], settings: cp_set
             if report.actions or report.hosts_down or report.hosts_back:
                 logger.info(
                     "reconciled: actions %s, hosts down %s, back %s, requeued %d, placed %d",
-                    [f"{type(a).__name__}: {a.reason}" for a in report.actions], report.hosts_down, report.hosts_back,
-                    report.requeued, report.placed,
+                    [f"{type(a).__name__}: {a.reason}" for a in report.actions],
+                    report.hosts_down,
+                    report.hosts_back,
+                    report.requeued,
+                    report.placed,
                 )
         except (OSError, sa.exc.DBAPIError) as exc:
             PASSES.labels("error").inc()
@@ -151,8 +154,9 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
         return
     live = (
         await session.execute(
-            sa.select(models.Workspace.host_id, models.Workspace.id, models.Workspace.desired_state, models.Workspace.observed_state)
-            .where(models.Workspace.host_id.in_([h.id for h in hosts]), models.Workspace.deleted_at.is_(None))
+            sa.select(models.Workspace.host_id, models.Workspace.id, models.Workspace.desired_state, models.Workspace.observed_state).where(
+                models.Workspace.host_id.in_([h.id for h in hosts]), models.Workspace.deleted_at.is_(None)
+            )
         )
     ).all()
     by_host: dict[uuid.UUID, list[reconcile.Workspace]] = {}
@@ -161,8 +165,13 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
         by_host.setdefault(host_id, []).append(reconcile.Workspace(id=str(ws_id), desired=desired.value, observed=observed.value))
     liveness = [
         reconcile.HostLiveness(
-            id=str(h.id), name=h.name, status=h.status.value, last_heartbeat=h.last_heartbeat_at, enrolled_at=h.created_at,
-            down_since=h.down_since, workspaces=tuple(by_host.get(h.id, ())),
+            id=str(h.id),
+            name=h.name,
+            status=h.status.value,
+            last_heartbeat=h.last_heartbeat_at,
+            enrolled_at=h.created_at,
+            down_since=h.down_since,
+            workspaces=tuple(by_host.get(h.id, ())),
         )
         for h in hosts
     ]
@@ -170,12 +179,12 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
     heard = await _hearing(session, settings, now)
     # Once hearing resumes, agents may still be waiting out their reconnect backoff (up to kafka.retry_backoff_max).
     resumed = heard.resumed_at + datetime.timedelta(seconds=settings.kafka.retry_backoff_max) if heard.resumed_at else None
-    changes = reconcile.hosts_down(
-        liveness, heard.heard_until, datetime.timedelta(seconds=settings.reconciler.host_down_after), resumed_at=resumed
-    )
+    changes = reconcile.hosts_down(liveness, heard.heard_until, datetime.timedelta(seconds=settings.reconciler.host_down_after), resumed_at=resumed)
     changes, report.disruption = hearing.hold_disruption(
-        changes, active=sum(1 for h in hosts if h.status is models.HostStatus.ACTIVE),
-        threshold=settings.reconciler.disruption_threshold, min_hosts=settings.reconciler.disruption_min_hosts,
+        changes,
+        active=sum(1 for h in hosts if h.status is models.HostStatus.ACTIVE),
+        threshold=settings.reconciler.disruption_threshold,
+        min_hosts=settings.reconciler.disruption_min_hosts,
     )
     was = DISRUPTION.labels("silent_hosts")._value.get()  # noqa: SLF001 - log a disruption once when it starts and once when it ends
     DISRUPTION.labels("silent_hosts").set(1 if report.disruption else 0)
@@ -189,7 +198,8 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
             logger.warning("host %s is down: %s", change.host_name, change.reason)
             report.hosts_down.append(change.host_name)
             await session.execute(
-                sa.update(models.Host).where(models.Host.id == host_id, models.Host.status == models.HostStatus.ACTIVE)
+                sa.update(models.Host)
+                .where(models.Host.id == host_id, models.Host.status == models.HostStatus.ACTIVE)
                 .values(status=models.HostStatus.DOWN, down_since=now)
             )
             # Jobs waiting on that host say so, rather than just "dispatched".
@@ -203,9 +213,7 @@ async def _liveness(session: Session, settings: cp_settings.Settings, report: Re
         else:
             logger.info("host %s is back: %s", change.host_name, change.reason)
             report.hosts_back.append(change.host_name)
-            await session.execute(
-                sa.update(models.Host).where(models.Host.id == host_id).values(status=models.HostStatus.ACTIVE, down_since=None)
-            )
+            await session.execute(sa.update(models.Host).where(models.Host.id == host_id).values(status=models.HostStatus.ACTIVE, down_since=None))
             await job_service.host_back(session, host_id, change.host_name)
 
 
@@ -231,9 +239,7 @@ async def _active_hosts(sessions: sa_asyncio.async_sessionmaker[Session]) -> lis
 
 
 async def _reconcile_host(session: Session, host_id: uuid.UUID, settings: cp_settings.Settings, state: State, report: Report) -> None:
-    host = (
-        await session.scalars(sa.select(models.Host).where(models.Host.id == host_id).with_for_update(skip_locked=True, key_share=True))
-    ).first()
+    host = (await session.scalars(sa.select(models.Host).where(models.Host.id == host_id).with_for_update(skip_locked=True, key_share=True))).first()
     if host is None or host.inventory is None or host.inventory_at is None:
         return  # another instance holds it this pass, or it never reported
     now = _now()
@@ -257,28 +263,38 @@ async def _reconcile_host(session: Session, host_id: uuid.UUID, settings: cp_set
         (
             await session.scalars(
                 sa.select(models.Job.workspace_id).where(
-                    models.Job.host_id == host_id, models.Job.kind == models.JobKind.WORKSPACE_CREATE,
-                    models.Job.status == models.JobStatus.PENDING, models.Job.reason.startswith(image_waits.WAITING_FOR_IMAGE),
+                    models.Job.host_id == host_id,
+                    models.Job.kind == models.JobKind.WORKSPACE_CREATE,
+                    models.Job.status == models.JobStatus.PENDING,
+                    models.Job.reason.startswith(image_waits.WAITING_FOR_IMAGE),
                 )
             )
         ).all()
     )
     desired = [
         reconcile.Workspace(
-            id=str(w.id), desired=w.desired_state.value, observed=w.observed_state.value, container_id=w.container_id,
-            spec_version=w.version, observed_at=w.observed_at, name=w.name,
+            id=str(w.id),
+            desired=w.desired_state.value,
+            observed=w.observed_state.value,
+            container_id=w.container_id,
+            spec_version=w.version,
+            observed_at=w.observed_at,
+            name=w.name,
         )
         for w in ws_rows
         if w.id not in waiting
     ]
-    job_rows = (
-        await session.scalars(sa.select(models.Job).where(models.Job.host_id == host_id, models.Job.status.in_(LIVE_JOB_STATES)))
-    ).all()
+    job_rows = (await session.scalars(sa.select(models.Job).where(models.Job.host_id == host_id, models.Job.status.in_(LIVE_JOB_STATES)))).all()
     jobs = [
         reconcile.Job(
-            id=str(j.id), kind=j.kind.value, workspace_id=str(j.workspace_id) if j.workspace_id else None,
-            dispatched_at=j.dispatched_at or j.created_at, acknowledged_at=j.acknowledged_at, lease_expires_at=j.lease_expires_at,
-            attempts=j.attempts, max_attempts=j.max_attempts,
+            id=str(j.id),
+            kind=j.kind.value,
+            workspace_id=str(j.workspace_id) if j.workspace_id else None,
+            dispatched_at=j.dispatched_at or j.created_at,
+            acknowledged_at=j.acknowledged_at,
+            lease_expires_at=j.lease_expires_at,
+            attempts=j.attempts,
+            max_attempts=j.max_attempts,
         )
         for j in job_rows
     ]
@@ -296,7 +312,10 @@ async def _reconcile_host(session: Session, host_id: uuid.UUID, settings: cp_set
         report.actions.append(action)
         if action.report_only:
             logger.info(
-                "reconciler (report-only) on %s would: %s — %s", host.name, type(action).__name__, action.reason,
+                "reconciler (report-only) on %s would: %s — %s",
+                host.name,
+                type(action).__name__,
+                action.reason,
                 extra={"workspace_id": _str_or_none(getattr(action, "workspace_id", None)), "job_id": _str_or_none(getattr(action, "job_id", None))},
             )
             continue
@@ -306,12 +325,14 @@ async def _reconcile_host(session: Session, host_id: uuid.UUID, settings: cp_set
     report_only = settings.reconciler.report_only
     for verdict in await host_holdings.settle_jobs(session, host, job_rows, report_only=report_only):
         logger.warning(
-            "job %s on %s%s: %s", verdict.job_id, host.name, " (report-only)" if report_only else "", verdict.reason,
+            "job %s on %s%s: %s",
+            verdict.job_id,
+            host.name,
+            " (report-only)" if report_only else "",
+            verdict.reason,
             extra={"job_id": str(verdict.job_id), "host_id": str(host.id)},
         )
-    for image_id in await host_holdings.forget_removed_images(
-        session, host, settle=datetime.timedelta(seconds=settings.reconciler.job_ack_timeout)
-    ):
+    for image_id in await host_holdings.forget_removed_images(session, host, settle=datetime.timedelta(seconds=settings.reconciler.job_ack_timeout)):
         logger.info("image %s is no longer on host %s; a create there rebuilds it first", image_id, host.name)
 
 
@@ -336,7 +357,9 @@ async def _carry_out(
     if isinstance(action, reconcile.FailJob):
         job = jobs.get(action.job_id)
         if job is not None:
-            await job_service.move_where(session, job.id, models.JobStatus.FAILED, only_from=LIVE_JOB_STATES, error=action.error, reason=action.reason)
+            await job_service.move_where(
+                session, job.id, models.JobStatus.FAILED, only_from=LIVE_JOB_STATES, error=action.error, reason=action.reason
+            )
             ws = workspaces.get(action.workspace_id or "")
             if ws is not None and job.kind is models.JobKind.WORKSPACE_CREATE:
                 ws.observed_state = models.ObservedState.FAILED
@@ -376,10 +399,20 @@ async def _container_job(
         payload = ws_service.ref_command(job_id, workspace_id)
     key = f"reconcile:{action.idempotency_key}" if action.idempotency_key else None
     values = {
-        "id": job_id, "kind": kind, "status": models.JobStatus.QUEUED, "source": models.JobSource.RECONCILER,
-        "host_id": host.id, "host_name": host.name, "workspace_id": ws.id if ws else None, "workspace_name": ws.name if ws else None,
-        "user_id": ws.owner_id if ws else None, "user_name": owner, "reason": action.reason, "payload": payload.model_dump(mode="json"),
-        "idempotency_key": key, "max_attempts": settings.reconciler.job_max_attempts,
+        "id": job_id,
+        "kind": kind,
+        "status": models.JobStatus.QUEUED,
+        "source": models.JobSource.RECONCILER,
+        "host_id": host.id,
+        "host_name": host.name,
+        "workspace_id": ws.id if ws else None,
+        "workspace_name": ws.name if ws else None,
+        "user_id": ws.owner_id if ws else None,
+        "user_name": owner,
+        "reason": action.reason,
+        "payload": payload.model_dump(mode="json"),
+        "idempotency_key": key,
+        "max_attempts": settings.reconciler.job_max_attempts,
     }
     if not await job_service.insert_once(session, **values):
         return  # another instance planned the same action from the same inventory
@@ -387,8 +420,15 @@ async def _container_job(
         ws.observed_state = models.ObservedState.CREATING
         ws.state_reason = action.reason
     await commands.issue(
-        session, job_id=job_id, host_id=host.id, kind=COMMAND_OF_JOB[kind], payload=payload, key=workspace_id,
-        ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline, reason=action.reason,
+        session,
+        job_id=job_id,
+        host_id=host.id,
+        kind=COMMAND_OF_JOB[kind],
+        payload=payload,
+        key=workspace_id,
+        ack_timeout=settings.reconciler.job_ack_timeout,
+        deadline=settings.reconciler.job_deadline,
+        reason=action.reason,
     )
 
 
@@ -399,8 +439,15 @@ async def _reissue(session: Session, job: models.Job, settings: cp_settings.Sett
     kind = COMMAND_OF_JOB[job.kind]
     payload = messages.COMMAND_PAYLOADS[kind].model_validate(job.payload)
     await commands.issue(
-        session, job_id=job.id, host_id=job.host_id, kind=kind, payload=payload,
-        key=str(job.workspace_id or job.image_id or job.id), ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline, reason=reason,
+        session,
+        job_id=job.id,
+        host_id=job.host_id,
+        kind=kind,
+        payload=payload,
+        key=str(job.workspace_id or job.image_id or job.id),
+        ack_timeout=settings.reconciler.job_ack_timeout,
+        deadline=settings.reconciler.job_deadline,
+        reason=reason,
     )
 
 
@@ -449,7 +496,9 @@ async def _overdue(session: Session, settings: cp_settings.Settings) -> int:
         decision = _next_attempt(job, settings)
         if isinstance(decision, job_rules.GiveUp):
             job_service.move(
-                job, models.JobStatus.FAILED, now=now,
+                job,
+                models.JobStatus.FAILED,
+                now=now,
                 error=(
                     f"did not finish by its deadline after {job.attempts} attempts (last seen: {last}); "
                     f"check the agent on {job.host_name or 'its host'} (journalctl -u a4c-agent) and its Docker daemon"
@@ -457,7 +506,9 @@ async def _overdue(session: Session, settings: cp_settings.Settings) -> int:
             )
             continue
         job_service.move(
-            job, models.JobStatus.QUEUED, next_attempt_at=now + datetime.timedelta(seconds=decision.delay),
+            job,
+            models.JobStatus.QUEUED,
+            next_attempt_at=now + datetime.timedelta(seconds=decision.delay),
             reason=f"overdue by {late}s (last seen: {last}); retry {decision.attempt} of {job.max_attempts} in {int(decision.delay)}s",
         )
     return len(rows)
@@ -488,7 +539,9 @@ async def _dispatch_queued(session: Session, settings: cp_settings.Settings) -> 
     ).all()
     for job in rows:
         if isinstance(_next_attempt(job, settings), job_rules.GiveUp):
-            job_service.move(job, models.JobStatus.FAILED, now=now, error=f"gave up after {job.attempts} attempts; last: {job.reason or 'no reason recorded'}")
+            job_service.move(
+                job, models.JobStatus.FAILED, now=now, error=f"gave up after {job.attempts} attempts; last: {job.reason or 'no reason recorded'}"
+            )
             continue
         await _reissue(session, job, settings, reason=job.reason)
     return len(rows)

@@ -93,9 +93,7 @@ _KEYS = sa.text(
     "SELECT id::text, signing_key, coalesce(heartbeat -> 'features', '[]') @> CAST(:feature AS jsonb) AS takes_request_id"
     " FROM hosts WHERE id = ANY(:ids)"
 )
-_PURGE = sa.text(
-    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < :before ORDER BY published_at LIMIT 5000)"
-)
+_PURGE = sa.text("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < :before ORDER BY published_at LIMIT 5000)")
 _OLDEST = sa.text("SELECT extract(epoch FROM now() - min(created_at)) FROM outbox WHERE published_at IS NULL")
 
 
@@ -184,8 +182,14 @@ def _published(row: Row) -> None:
     with logs.scope(request_id=row.payload.get("request_id")):
         logger.info(
             "command published",
-            extra={"job_id": job_id, "workspace_id": workspace_id, "kind": row.kind, "host_id": row.topic.removeprefix("commands."),
-                   "command_id": row.payload["id"], "outbox_id": row.id},
+            extra={
+                "job_id": job_id,
+                "workspace_id": workspace_id,
+                "kind": row.kind,
+                "host_id": row.topic.removeprefix("commands."),
+                "command_id": row.payload["id"],
+                "outbox_id": row.id,
+            },
         )
 
 

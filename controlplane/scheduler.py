@@ -49,7 +49,9 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-async def fire_due(sessions: sa_asyncio.async_sessionmaker[Session], settings: cp_settings.Settings, *, now: datetime.datetime | None = None) -> list[str]:
+async def fire_due(
+    sessions: sa_asyncio.async_sessionmaker[Session], settings: cp_settings.Settings, *, now: datetime.datetime | None = None
+) -> list[str]:
     """Handle every due schedule once; returns the idempotency keys of the builds requested."""
     now = now or _now()
     grace = datetime.timedelta(seconds=max(2 * settings.scheduler.tick, 30))
@@ -114,9 +116,7 @@ async def _build(session: Session, schedule: models.Schedule, key: str, settings
     principal = access.Principal(user_id=owner.id, name=owner.name, role=owner.role)
     try:
         async with session.begin_nested():
-            jobs = await image_service.request_builds(
-                session, image, settings, user=principal, source=models.JobSource.SCHEDULE, idempotency_key=key
-            )
+            jobs = await image_service.request_builds(session, image, settings, user=principal, source=models.JobSource.SCHEDULE, idempotency_key=key)
     except Exception as exc:  # noqa: BLE001 - one broken schedule must not stop the others
         logger.warning("schedule %s: could not request a build of %s: %s", schedule.id, image.name, exc)
         FIRED.labels("error").inc()

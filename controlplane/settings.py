@@ -44,12 +44,16 @@ class HttpSettings(config.StrictModel):
     )
     body_timeout: Seconds = pydantic.Field(default=30.0, description="Longest time to receive a request body; slower answers 408 naming body.")
     max_connections: int = pydantic.Field(
-        default=900, gt=0, description="Open connections the listener keeps; more are answered 503 and closed (keep it under the process's open-file limit)."
+        default=900,
+        gt=0,
+        description="Open connections the listener keeps; more are answered 503 and closed (keep it under the process's open-file limit).",
     )
     max_connections_per_address: int = pydantic.Field(
         default=256, ge=0, description="Open connections from one client address (the TCP peer: behind a proxy, the proxy); 0 = no per-address cap."
     )
-    max_json_depth: int = pydantic.Field(default=64, gt=0, le=500, description="Deepest nesting of arrays and objects a JSON body may have; deeper answers 400 naming body.")
+    max_json_depth: int = pydantic.Field(
+        default=64, gt=0, le=500, description="Deepest nesting of arrays and objects a JSON body may have; deeper answers 400 naming body."
+    )
     metrics_token_file: str | None = pydantic.Field(
         default=None,
         description="File holding a token that /metrics requires as 'Authorization: Bearer <token>' (Prometheus: "
@@ -70,14 +74,15 @@ def _with_password(url: str, password: str) -> str:
 class DatabaseSettings(config.StrictModel):
     """PostgreSQL, the only source of truth."""
 
-    url: common.PostgresUrl = pydantic.Field(
-        default="postgresql://postgres@127.0.0.1:5432/a4c", description="Primary, read-write."
-    )
+    url: common.PostgresUrl = pydantic.Field(default="postgresql://postgres@127.0.0.1:5432/a4c", description="Primary, read-write.")
     replica_urls: list[common.PostgresUrl] = pydantic.Field(
         default_factory=list, description="Read replicas used by the search fallback; empty = use the primary."
     )
     pool_size: int = pydantic.Field(
-        default=10, gt=0, le=1000, description="Connections per pool (up to twice this with overflow for writes); the API keeps one pool for writes, one for reads and one for its hottest reads (controlplane/db/hot.py)."
+        default=10,
+        gt=0,
+        le=1000,
+        description="Connections per pool (up to twice this with overflow for writes); the API keeps one pool for writes, one for reads and one for its hottest reads (controlplane/db/hot.py).",
     )
     statement_timeout: Seconds = pydantic.Field(default=30.0, description="Server-side deadline of one statement.")
     connect_timeout: Seconds = pydantic.Field(
@@ -88,9 +93,7 @@ class DatabaseSettings(config.StrictModel):
         description="Client-side bound on one command (query, commit, ping): a server that accepts connections but answers "
         "nothing is given up on after this, and the request answers 503. Keep it above search.statement_timeout.",
     )
-    pool_timeout: Seconds = pydantic.Field(
-        default=5.0, description="Longest wait for a free pooled connection; past it the request answers 503."
-    )
+    pool_timeout: Seconds = pydantic.Field(default=5.0, description="Longest wait for a free pooled connection; past it the request answers 503.")
     keepalive_idle: Seconds = pydantic.Field(
         default=15.0,
         description="TCP keepalives on every connection, both ends: first probe after this much silence, then every "
@@ -132,7 +135,9 @@ class AuthSettings(config.StrictModel):
         description="Seconds a validated token is remembered in-process. A revocation (or a user disabled) takes effect at once on the instance that made it, on the others when its NOTIFY arrives (LISTEN a4c_tokens), and within this at the latest should that be missed. 0 = look up on every request.",
     )
     cache_size: int = pydantic.Field(
-        default=10_000, gt=0, description="Valid tokens remembered (least recently used forgotten first); unknown tokens have their own cache of this size."
+        default=10_000,
+        gt=0,
+        description="Valid tokens remembered (least recently used forgotten first); unknown tokens have their own cache of this size.",
     )
     lookup_timeout: Seconds = pydantic.Field(
         default=3.0, description="Longest wait for a token lookup in the database; past it the request answers 503 (a hung database)."
@@ -148,7 +153,9 @@ class RateLimitSettings(config.StrictModel):
     anonymous_rps: float = pydantic.Field(default=5.0, gt=0, description="Per client address, unauthenticated calls.")
     anonymous_burst: int = pydantic.Field(default=20, gt=0, description="Burst per client address, unauthenticated calls.")
     lookups_per_address_rps: float = pydantic.Field(
-        default=20.0, gt=0, description="Token lookups in the database per client address and second (tokens not in the auth cache); beyond, 429 before any lookup."
+        default=20.0,
+        gt=0,
+        description="Token lookups in the database per client address and second (tokens not in the auth cache); beyond, 429 before any lookup.",
     )
     lookups_per_address_burst: int = pydantic.Field(default=100, gt=0, description="Burst of token lookups per client address.")
     trust_forwarded_for: bool = pydantic.Field(
@@ -161,9 +168,7 @@ class ConcurrencySettings(config.StrictModel):
 
     search: int = pydantic.Field(default=16, gt=0, description="GET /v1/jobs/search.")
     create: int = pydantic.Field(default=32, gt=0, description="POSTs that create something (workspaces, images, builds, users, tokens…).")
-    streams: int = pydantic.Field(
-        default=64, gt=0, description="Open exec and logs streams (WebSockets to a workspace, held for a whole session)."
-    )
+    streams: int = pydantic.Field(default=64, gt=0, description="Open exec and logs streams (WebSockets to a workspace, held for a whole session).")
     other: int = pydantic.Field(default=256, gt=0, description="Every other API call (/healthz, /readyz and /metrics are never capped).")
     retry_after: int = pydantic.Field(default=1, gt=0, description="Seconds a refused caller is told to wait (Retry-After).")
 
@@ -187,7 +192,9 @@ class EnrolmentSettings(config.StrictModel):
     """Enrolment tokens, and re-enrolling a host that already has a key (controlplane/services/enrolment.py)."""
 
     token_max_uses: int = pydantic.Field(default=1, gt=0, description="Uses of a new enrolment token unless the admin asks for more (max_uses).")
-    token_ttl: Seconds = pydantic.Field(default=3600.0, description="Lifetime of a new enrolment token unless the admin asks for another (expires_in_seconds).")
+    token_ttl: Seconds = pydantic.Field(
+        default=3600.0, description="Lifetime of a new enrolment token unless the admin asks for another (expires_in_seconds)."
+    )
     recent_heartbeat: Seconds | None = pydantic.Field(
         default=None,
         description="A host that sent a heartbeat this recently is re-keyed only with an admin's force or proof of its current key; none = twice reconciler.host_down_after.",
@@ -228,7 +235,9 @@ class EventsSettings(config.StrictModel):
         ),
     )
     batch_size: int = pydantic.Field(
-        default=200, gt=0, le=10_000,
+        default=200,
+        gt=0,
+        le=10_000,
         description="Host reports (heartbeats, disk reports, inventories) in a row applied in one transaction; job and workspace events get one each.",
     )
     key_refresh: Seconds = pydantic.Field(
@@ -236,7 +245,8 @@ class EventsSettings(config.StrictModel):
         description="Every host key is reloaded this often, the fallback for a missed re-key notification (LISTEN a4c_host_keys drops a superseded key at once).",
     )
     progress_interval: Seconds = pydantic.Field(
-        default=1.0, description="How often the consumer records how far it has applied each partition (table event_progress), which host-down decisions wait for."
+        default=1.0,
+        description="How often the consumer records how far it has applied each partition (table event_progress), which host-down decisions wait for.",
     )
     progress_gap: Seconds = pydantic.Field(
         default=5.0,
@@ -269,7 +279,9 @@ class ReconcilerSettings(config.StrictModel):
         description="No heartbeat for this long, counted on what the events consumer has applied (not the wall clock): host down, workspaces lost.",
     )
     disruption_threshold: float = pydantic.Field(
-        default=0.55, gt=0, le=1,
+        default=0.55,
+        gt=0,
+        le=1,
         description="More than this share of the active hosts falling silent at once is a disruption: no host is marked down, "
         "a4c_fleet_disruption is 1 and the reconciler logs why (as Kubernetes' node lifecycle controller).",
     )
@@ -306,8 +318,12 @@ class SearchSettings(config.StrictModel):
     password_file: str | None = pydantic.Field(
         default=None, description="File holding the password of the user named in elasticsearch_url (e.g. a systemd LoadCredential= path)."
     )
-    ca_file: str | None = pydantic.Field(default=None, description="CA bundle that signed Elasticsearch's certificate (https); the system's CAs when unset.")
-    index_alias: str = pydantic.Field(default="jobs", pattern=r"^[a-z0-9._-]+$", description="Alias the dashboard queries; reindexing swaps the index behind it.")
+    ca_file: str | None = pydantic.Field(
+        default=None, description="CA bundle that signed Elasticsearch's certificate (https); the system's CAs when unset."
+    )
+    index_alias: str = pydantic.Field(
+        default="jobs", pattern=r"^[a-z0-9._-]+$", description="Alias the dashboard queries; reindexing swaps the index behind it."
+    )
     shards: int = pydantic.Field(default=3, gt=0, description="Primary shards of a new jobs index.")
     replicas: int = pydantic.Field(default=1, ge=0, description="Replica shards of a new jobs index.")
     refresh_interval: Seconds = pydantic.Field(default=1.0)

@@ -53,11 +53,11 @@ def load(
         data = _read_yaml(pathlib.Path(path))
     env = os.environ if environ is None else environ
     for key, raw in sorted(env.items()):
-        if not key.startswith(env_prefix) or "__" not in key[len(env_prefix):]:
+        if not key.startswith(env_prefix) or "__" not in key[len(env_prefix) :]:
             # Single-level A4C_ variables (A4C_TEST_DATABASE_URL, A4C_CONFIG…) are
             # not settings overrides; only SECTION__KEY forms are.
             continue
-        dotted = key[len(env_prefix):].lower().replace("__", ".")
+        dotted = key[len(env_prefix) :].lower().replace("__", ".")
         _set_dotted(data, dotted, _parse_scalar(raw, key))
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
@@ -78,7 +78,7 @@ def describe(exc: pydantic.ValidationError) -> str:
         return f"config error: {where}: required key is missing"
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     got = err.get("input")
     shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     more = len(exc.errors()) - 1

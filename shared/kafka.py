@@ -33,9 +33,7 @@ def security(kafka: common.KafkaSettings) -> dict[str, typing.Any]:
     """The connection options every client (producer, consumer, admin) takes: TLS and SASL from the settings."""
     options: dict[str, typing.Any] = {"security_protocol": kafka.security_protocol}
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = aiokafka_helpers.create_ssl_context(
-            cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile, keyfile=kafka.ssl_keyfile
-        )
+        options["ssl_context"] = aiokafka_helpers.create_ssl_context(cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile, keyfile=kafka.ssl_keyfile)
     if kafka.security_protocol.startswith("SASL_"):
         password = kafka.sasl_password
         if kafka.sasl_password_file:

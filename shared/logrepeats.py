@@ -45,8 +45,14 @@ class Repeats:
 
 
 class RepeatFilter(logging.Filter):
-    def __init__(self, prefixes: typing.Sequence[str] = ("aiokafka",), *, interval: float = 30.0,
-                 level: int = logging.WARNING, clock: typing.Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        prefixes: typing.Sequence[str] = ("aiokafka",),
+        *,
+        interval: float = 30.0,
+        level: int = logging.WARNING,
+        clock: typing.Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.prefixes = tuple(prefixes)
         self.level = level

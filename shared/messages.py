@@ -266,9 +266,7 @@ class DiskLimits(_Model):
 
 class DiskReport(_Model):
     paths: list[PathUsage]
-    docker: dict[str, int] = pydantic.Field(
-        default_factory=dict, description="Docker's own figures: images, containers, volumes, build_cache bytes"
-    )
+    docker: dict[str, int] = pydantic.Field(default_factory=dict, description="Docker's own figures: images, containers, volumes, build_cache bytes")
     workspaces: dict[str, int] = pydantic.Field(default_factory=dict, description="writable-layer bytes per workspace id")
     cleanup: CleanupReport | None = pydantic.Field(
         default=None, description="Set on the report sent right after a cleanup run: what that run removed."

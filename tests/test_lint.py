@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -46,15 +47,19 @@ def probe(tmp_path: pathlib.Path) -> pathlib.Path:
 
 def test_ruff_names_a_blind_except_a_suppression_of_a_rule_that_does_not_run_and_a_bare_noqa(probe: pathlib.Path) -> None:
     (probe / "bad.py").write_text(
-        "def f() -> None:\n"
-        "    try:\n"
-        "        pass\n"
-        "    except Exception:\n"
-        "        return None\n"
-        "\n"
-        "\n"
-        "x = 1  # noqa: ANN001\n"
-        "y = 2  # noqa\n"
+        textwrap.dedent(
+            """\
+            def f() -> None:
+                try:
+                    pass
+                except Exception:
+                    return None
+
+
+            x = 1  # noqa: ANN001
+            y = 2  # noqa
+            """
+        )
     )
     done = _run([str(BIN / "ruff"), "check", "--no-cache", "--output-format", "concise", "bad.py"], cwd=probe)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -72,9 +77,13 @@ def test_ruff_format_check_fails_on_unformatted_code(probe: pathlib.Path) -> Non
 
 def test_mypy_names_a_type_error_an_unused_ignore_and_a_bare_ignore(probe: pathlib.Path) -> None:
     (probe / "bad.py").write_text(
-        'count: int = "three"\n'
-        "fine: int = 3  # type: ignore[assignment]\n"
-        'other: int = "four"  # type: ignore\n'
+        textwrap.dedent(
+            """\
+            count: int = "three"
+            fine: int = 3  # type: ignore[assignment]
+            other: int = "four"  # type: ignore
+            """
+        )
     )
     done = _run([str(BIN / "mypy"), "--config-file", "pyproject.toml", "--no-incremental", "bad.py"], cwd=probe)
     assert done.returncode == 1, done.stdout + done.stderr

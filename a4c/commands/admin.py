@@ -120,7 +120,12 @@ def enrolment_tokens() -> None:
 @enrolment_tokens.command("create")
 @click.option("--description", default="", help="What it is for.")
 @click.option("--max-uses", type=click.IntRange(1, 1_000_000), help="Hosts it may enrol. Default: the server's enrolment.token_max_uses (1).")
-@click.option("--expires-in", "expires_in", type=click.FloatRange(min=0, min_open=True), help="Seconds until it expires. Default: the server's enrolment.token_ttl (3600).")
+@click.option(
+    "--expires-in",
+    "expires_in",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds until it expires. Default: the server's enrolment.token_ttl (3600).",
+)
 @pass_session
 def enrolment_create(session: Session, description: str, max_uses: int | None, expires_in: float | None) -> None:
     """Issue an enrolment token."""

@@ -41,5 +41,5 @@ def sign(system: str, key_file: str | None, request: str) -> None:
     except ValueError as exc:
         raise errors.UsageProblem(f"JSON: not valid JSON ({exc})") from None
     if not isinstance(body, dict):
-        raise errors.UsageProblem("JSON: must be an object such as {\"image\": \"base\"}")
+        raise errors.UsageProblem('JSON: must be an object such as {"image": "base"}')
     click.echo(signing.sign_ci_build(body, system, key).decode())

@@ -87,9 +87,13 @@ def disk(session: Session, ref: str) -> None:
     if session.json:
         session.emit(report)
         return
-    click.echo(f"{report['host_name']}: {output.percent(report['used_bytes'], report['total_bytes'])} used "
-               f"({output.size(report['used_bytes'])}/{output.size(report['total_bytes'])}), reported {output.when(report['reported_at'])} UTC")
-    click.echo(f"workspace quotas: {output.size(report['allocated_bytes'])} allocated, {output.size(report['promised_bytes'])} promised to pending ones")
+    click.echo(
+        f"{report['host_name']}: {output.percent(report['used_bytes'], report['total_bytes'])} used "
+        f"({output.size(report['used_bytes'])}/{output.size(report['total_bytes'])}), reported {output.when(report['reported_at'])} UTC"
+    )
+    click.echo(
+        f"workspace quotas: {output.size(report['allocated_bytes'])} allocated, {output.size(report['promised_bytes'])} promised to pending ones"
+    )
     click.echo(f"workspace disk limits: {disk_limits(report)}" + (f" ({report['enforcement']})" if report.get("enforcement") else ""))
     if report["paths"]:
         output.print_table(report["paths"], PATH_COLUMNS)

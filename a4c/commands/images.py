@@ -45,15 +45,25 @@ def images() -> None:
 
 @images.command("register")
 @click.argument("name")
-@click.option("--dockerfile", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), help="A Dockerfile, sent inline (no build context).")
+@click.option(
+    "--dockerfile", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), help="A Dockerfile, sent inline (no build context)."
+)
 @click.option("--git", "git_url", metavar="URL", help="Or a git repository as the build context.")
 @click.option("--ref", "git_ref", help="Branch, tag or commit (default HEAD).")
 @click.option("--path", "git_path", help="Context directory inside the repository (default: its root).")
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="Docker build argument; repeatable.")
 @click.option("--shared", is_flag=True, help="Let every user run workspaces from it.")
 @pass_session
-def register(session: Session, name: str, dockerfile: pathlib.Path | None, git_url: str | None, git_ref: str | None, git_path: str | None,
-             build_args: tuple[str, ...], shared: bool) -> None:
+def register(
+    session: Session,
+    name: str,
+    dockerfile: pathlib.Path | None,
+    git_url: str | None,
+    git_ref: str | None,
+    git_path: str | None,
+    build_args: tuple[str, ...],
+    shared: bool,
+) -> None:
     """Register image NAME from --dockerfile PATH or --git URL [--ref REF] [--path DIR]."""
     if (dockerfile is None) == (git_url is None):
         raise click.UsageError("give exactly one of --dockerfile PATH or --git URL")
@@ -153,7 +163,9 @@ def schedules(session: Session, ref: str) -> None:
 
 @images.command("update")
 @REF
-@click.option("--dockerfile", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), help="Build from this Dockerfile now (drops a git context).")
+@click.option(
+    "--dockerfile", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), help="Build from this Dockerfile now (drops a git context)."
+)
 @click.option("--git", "git_url", metavar="URL", help="Build from this git repository now (drops an inline Dockerfile).")
 @click.option("--ref", "git_ref", help="Branch, tag or commit of the git context.")
 @click.option("--path", "git_path", help="Context directory inside the repository.")
@@ -161,8 +173,17 @@ def schedules(session: Session, ref: str) -> None:
 @click.option("--no-build-args", is_flag=True, help="Remove every build argument.")
 @click.option("--shared/--private", default=None, help="Let every user run workspaces from it, or only you.")
 @pass_session
-def update(session: Session, ref: str, dockerfile: pathlib.Path | None, git_url: str | None, git_ref: str | None, git_path: str | None,
-           build_args: tuple[str, ...], no_build_args: bool, shared: bool | None) -> None:
+def update(
+    session: Session,
+    ref: str,
+    dockerfile: pathlib.Path | None,
+    git_url: str | None,
+    git_ref: str | None,
+    git_path: str | None,
+    build_args: tuple[str, ...],
+    no_build_args: bool,
+    shared: bool | None,
+) -> None:
     """Change an image's Dockerfile, git context, build arguments or sharing; the next build uses it."""
     if dockerfile is not None and git_url is not None:
         raise click.UsageError("give at most one of --dockerfile PATH or --git URL")

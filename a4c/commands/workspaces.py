@@ -26,7 +26,7 @@ from a4c.session import Group, Session, pass_session
 
 
 def disk(w: typing.Mapping[str, typing.Any]) -> str:
-    """"1.2G of 20G" where its host caps it, "20G reserved, not enforced" where not; ", over" past the reservation."""
+    """ "1.2G of 20G" where its host caps it, "20G reserved, not enforced" where not; ", over" past the reservation."""
     d = w.get("disk") or {}
     reserved, used = f"{w['disk_gb']}G", d.get("used_bytes")
     if d.get("enforced") is False:
@@ -76,22 +76,49 @@ def _env(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--image-ref", help="Or any Docker image reference the hosts have, e.g. debian:12.")
 @click.option("--cpus", type=float, default=1.0, show_default=True)
 @click.option("--memory", "memory_mb", type=int, default=1024, show_default=True, help="MiB.")
-@click.option("--disk", "disk_gb", type=int, default=10, show_default=True, help="GiB reserved on the host; a hard cap only where the host enforces disk limits (docs/workspaces.md).")
+@click.option(
+    "--disk",
+    "disk_gb",
+    type=int,
+    default=10,
+    show_default=True,
+    help="GiB reserved on the host; a hard cap only where the host enforces disk limits (docs/workspaces.md).",
+)
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment variable; repeatable.")
 @click.option("--port", "ports", type=int, multiple=True, help="Container port to publish (TCP); repeatable.")
-@click.option("--command", "command", metavar="'PROGRAM ARGS…'",
-              help="Main process instead of the image's command, split like a shell line, e.g. 'httpd -f -p 8080'. "
-                   "Without it: the image's command, or a keep-alive if that is a bare shell (docs/workspaces.md).")
+@click.option(
+    "--command",
+    "command",
+    metavar="'PROGRAM ARGS…'",
+    help="Main process instead of the image's command, split like a shell line, e.g. 'httpd -f -p 8080'. "
+    "Without it: the image's command, or a keep-alive if that is a bare shell (docs/workspaces.md).",
+)
 @click.option("--wait", is_flag=True, help=WAIT_HELP.format(goal="running"))
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True, help="Seconds --wait waits.")
 @pass_session
-def create(session: Session, name: str, image: str | None, image_ref: str | None, cpus: float, memory_mb: int, disk_gb: int,
-           env: tuple[str, ...], ports: tuple[int, ...], command: str | None, wait: bool, timeout: float) -> None:
+def create(
+    session: Session,
+    name: str,
+    image: str | None,
+    image_ref: str | None,
+    cpus: float,
+    memory_mb: int,
+    disk_gb: int,
+    env: tuple[str, ...],
+    ports: tuple[int, ...],
+    command: str | None,
+    wait: bool,
+    timeout: float,
+) -> None:
     """Create workspace NAME from --image or --image-ref."""
     if (image is None) == (image_ref is None):
         raise click.UsageError("give exactly one of --image NAME (registered) or --image-ref REF (a Docker reference)")
     body: dict[str, typing.Any] = {
-        "name": name, "cpus": cpus, "memory_mb": memory_mb, "disk_gb": disk_gb, "env": _env(env),
+        "name": name,
+        "cpus": cpus,
+        "memory_mb": memory_mb,
+        "disk_gb": disk_gb,
+        "env": _env(env),
         "ports": [{"container_port": p} for p in ports],
     }
     if command is not None:
@@ -113,7 +140,11 @@ def _finish(session: Session, accepted: dict[str, typing.Any], goal: str, wait: 
     if not wait:
         session.emit(accepted, COLUMNS, table=ws)
         if not session.json:
-            session.note(f"job {output.short(job['id'])} {job['status']}: {job['reason']}" if job.get("reason") else f"job {output.short(job['id'])} {job['status']}")
+            session.note(
+                f"job {output.short(job['id'])} {job['status']}: {job['reason']}"
+                if job.get("reason")
+                else f"job {output.short(job['id'])} {job['status']}"
+            )
         return
     session.note(f"waiting up to {timeout:g} s for workspace {ws['name']} to be {goal} (job {output.short(job['id'])})")
     final_job, final_ws = follow.wait_for_workspace(session.api(), ws, job["id"], goal, timeout, session.note)

@@ -141,11 +141,7 @@ def plan(
     pressure = disk is not None and disk.percent >= policy.high_watermark
     if disk is not None and pressure:
         freed = sum(a.bytes for a in actions)
-        candidates = [
-            i
-            for i in images
-            if not i.dangling and i.id not in in_use and spec.is_owned(i.labels, policy.host_id)
-        ]
+        candidates = [i for i in images if not i.dangling and i.id not in in_use and spec.is_owned(i.labels, policy.host_id)]
         for image in sorted(candidates, key=lambda i: (i.last_used, i.id)):
             if _percent(disk, freed) < policy.low_watermark:
                 break

@@ -117,9 +117,7 @@ def create_request(
         "cap_add": list(policy.cap_add) or None,
         "restart_policy": {"Name": policy.restart_policy} if policy.restart_policy != "no" else None,
         # A named host port stays in the container's HostConfig across restarts; without one Docker picks anew each start.
-        "port_bindings": {
-            key: (policy.publish_address, chosen[key]) if key in chosen else (policy.publish_address,) for key in port_keys
-        } or None,
+        "port_bindings": {key: (policy.publish_address, chosen[key]) if key in chosen else (policy.publish_address,) for key in port_keys} or None,
     }
     if policy.network:
         host_config["network_mode"] = policy.network

@@ -84,8 +84,7 @@ def capability(info: typing.Mapping[str, typing.Any], mount: Mount | None) -> De
     if mount.options & PROJECT_QUOTA:
         return Decision(True, f"overlay2 on xfs with prjquota ({mount.mountpoint}): each workspace's writable layer is capped at its disk_gb")
     return Decision(
-        False, f"overlay2 on xfs mounted without prjquota ({mount.mountpoint}): Docker cannot cap a container's disk there; "
-        "mount it with prjquota"
+        False, f"overlay2 on xfs mounted without prjquota ({mount.mountpoint}): Docker cannot cap a container's disk there; mount it with prjquota"
     )
 
 

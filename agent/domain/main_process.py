@@ -22,15 +22,35 @@ import dataclasses
 import posixpath
 import typing
 
-INTERACTIVE = frozenset({
-    "sh", "bash", "ash", "dash", "zsh", "ksh", "mksh", "fish", "tcsh", "csh", "busybox",
-    "python", "python3", "node", "irb", "ipython", "lua", "perl", "php",
-})
+INTERACTIVE = frozenset(
+    {
+        "sh",
+        "bash",
+        "ash",
+        "dash",
+        "zsh",
+        "ksh",
+        "mksh",
+        "fish",
+        "tcsh",
+        "csh",
+        "busybox",
+        "python",
+        "python3",
+        "node",
+        "irb",
+        "ipython",
+        "lua",
+        "perl",
+        "php",
+    }
+)
 # Portable (busybox, dash, bash): sleeps in the background so the trap runs at once.
 # It says why in the workspace's log first: `a4c workspaces logs` is where a
 # user looks when their image's own command is not running.
 KEEP_ALIVE = [
-    "/bin/sh", "-c",
+    "/bin/sh",
+    "-c",
     'echo "a4c: the image\'s command would exit at once, so this keeps the workspace up; open a shell with: a4c workspaces exec NAME -- bash"; '
     'trap "exit 0" TERM INT HUP; while :; do sleep 3600 & wait $!; done',
 ]

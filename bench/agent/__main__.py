@@ -77,7 +77,11 @@ def sample(pids: dict[str, int], seconds: float) -> dict[str, dict[str, float]]:
     for name, p in procs.items():
         end = p.cpu_times()
         cpu = (end.user - start[name].user) + (end.system - start[name].system)
-        out[name] = {"cpu_percent": round(100 * cpu / wall, 3), "rss_mb": round(p.memory_info().rss / 1e6, 1), "peak_rss_mb": round(peak[name] / 1e6, 1)}
+        out[name] = {
+            "cpu_percent": round(100 * cpu / wall, 3),
+            "rss_mb": round(p.memory_info().rss / 1e6, 1),
+            "peak_rss_mb": round(peak[name] / 1e6, 1),
+        }
     return out
 
 
@@ -176,10 +180,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         print(f"  {name:28} {r['cpu_percent']:8.3f} {r['rss_mb']:8.1f} {r['peak_rss_mb']:8.1f}")
     for profile in ("default", "low-latency"):
         a, b = idle_results[f"agent ({profile})"], idle_results[f"bare consumer ({profile})"]
-        print(
-            f"  agent/bare consumer ({profile}): CPU ×{a['cpu_percent'] / max(b['cpu_percent'], 1e-6):.2f},"
-            f" RSS ×{a['rss_mb'] / b['rss_mb']:.2f}"
-        )
+        print(f"  agent/bare consumer ({profile}): CPU ×{a['cpu_percent'] / max(b['cpu_percent'], 1e-6):.2f}, RSS ×{a['rss_mb'] / b['rss_mb']:.2f}")
     print(f"\ninventory of {inv['containers']} a4c containers, list + sign + publish until acknowledged (target < {INVENTORY_TARGET_S} s)")
     print(
         f"  agent median {inv['agent_median_s'] * 1000:.0f} ms (max {inv['agent_max_s'] * 1000:.0f} ms);"

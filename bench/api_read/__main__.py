@@ -154,15 +154,26 @@ def _profile(pid: int, url: str, headers: dict[str, str], seconds: float, connec
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--admin-url", default=database.DEFAULT_ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
+    parser.add_argument(
+        "--admin-url",
+        default=database.DEFAULT_ADMIN_URL,
+        help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="alternate the two servers this many times; best round counts")
     parser.add_argument(
-        "--pg-socket-dir", default=None,
+        "--pg-socket-dir",
+        default=None,
         help="reach PostgreSQL through its Unix socket in this directory (e.g. /var/run/postgresql) instead of TCP",
     )
-    parser.add_argument("--profile", type=int, default=0, metavar="N", help="after the rounds, sample the API with py-spy for one more round and print its N busiest functions")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the rounds, sample the API with py-spy for one more round and print its N busiest functions",
+    )
     args = parser.parse_args(argv)
     tool = "wrk" if shutil.which("wrk") else "aiohttp client loop (install wrk for a lighter load generator)"
     with database.temporary(args.admin_url) as url:
@@ -208,11 +219,15 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     api = max(api_runs, key=lambda r: r.rps)
     ratio = api.rps / hello.rps
     transport = f"Unix socket {args.pg_socket_dir}" if args.pg_socket_dir else "TCP 127.0.0.1"
-    print(f"load generator: {tool}; {args.connections} connections, {args.rounds} x {args.seconds:.0f} s per server (best round shown); API to PostgreSQL over {transport}")
+    print(
+        f"load generator: {tool}; {args.connections} connections, {args.rounds} x {args.seconds:.0f} s per server (best round shown); API to PostgreSQL over {transport}"
+    )
     print(f"{'server':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'non-2xx':>8}")
     for label, r in (("hello world (bare aiohttp)", hello), ("GET /v1/workspaces/{id}", api)):
         print(f"{label:<36} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.cpu_us:>11.0f} {r.errors:>8}")
-    print(f"throughput ratio api/hello = {ratio:.2f} (target >= {TARGET_RATIO}); server CPU per request ratio hello/api = {hello.cpu_us / api.cpu_us:.2f}")
+    print(
+        f"throughput ratio api/hello = {ratio:.2f} (target >= {TARGET_RATIO}); server CPU per request ratio hello/api = {hello.cpu_us / api.cpu_us:.2f}"
+    )
     cpu_ratio = api.cpu_us / hello.cpu_us if hello.cpu_us else float("inf")
     verdicts = {
         "throughput": ratio >= TARGET_RATIO,

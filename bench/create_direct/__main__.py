@@ -51,9 +51,7 @@ async def measure(env: env_mod.BenchEnv, rounds: int, fetch_max_wait: float) -> 
         # Warm-up: the group join, first fetch, image layers in the page cache.
         for i in range(-2, rounds):
             ws = f"bench-{env.run.id}-{i + 2}"
-            command = messages.WorkspaceCommand(
-                job_id=f"job-{ws}", spec=messages.WorkspaceSpec(workspace_id=ws, name=ws, owner="bench", **spec)
-            )
+            command = messages.WorkspaceCommand(job_id=f"job-{ws}", spec=messages.WorkspaceSpec(workspace_id=ws, name=ws, owner="bench", **spec))
 
             async def via_agent() -> tuple[float, float]:
                 raw = commands.envelope(messages.CommandKind.WORKSPACE_CREATE, command, host_id=host_id, key=key)

@@ -116,8 +116,11 @@ class RunningEvents:
 
     def __init__(self, bootstrap: str, prefix: str) -> None:
         self._consumer = aiokafka.AIOKafkaConsumer(
-            topics.Topics(prefix).events, bootstrap_servers=bootstrap, group_id=None,
-            auto_offset_reset="earliest", fetch_max_wait_ms=100,
+            topics.Topics(prefix).events,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
         )
         self.issued: dict[str, float] = {}
         self._task: asyncio.Task | None = None
@@ -145,7 +148,9 @@ class RunningEvents:
         await self._consumer.stop()
 
 
-async def _poll_until(session: aiohttp.ClientSession, url: str, done: typing.Callable[[dict], bool], interval: float, timeout: float) -> tuple[dict, float, int]:
+async def _poll_until(
+    session: aiohttp.ClientSession, url: str, done: typing.Callable[[dict], bool], interval: float, timeout: float
+) -> tuple[dict, float, int]:
     """GET ``url`` until ``done(body)``; returns the body, the time it answered, and how many GETs it took."""
     deadline = time.monotonic() + timeout
     gets = 0
@@ -214,19 +219,30 @@ async def measure(s: stack_mod.Stack, host_id: str, image: str, rounds: int, war
                 t0 = time.time()
                 # types-docker's stubs lack unless-stopped and a port bound to a host IP alone.
                 container = client.containers.run(  # type: ignore[call-overload]
-                    image, name=f"bench-direct-{name}", hostname=name, detach=True,
+                    image,
+                    name=f"bench-direct-{name}",
+                    hostname=name,
+                    detach=True,
                     labels={"a4c.test-run": s.run.id},
-                    nano_cpus=int(CPUS * 1e9), mem_limit=MEMORY_MB * 1024 * 1024, memswap_limit=MEMORY_MB * 1024 * 1024,
-                    pids_limit=PIDS, privileged=False, security_opt=["no-new-privileges:true"],
-                    cap_drop=["ALL"], cap_add=CAP_ADD, restart_policy={"Name": "unless-stopped"},
+                    nano_cpus=int(CPUS * 1e9),
+                    mem_limit=MEMORY_MB * 1024 * 1024,
+                    memswap_limit=MEMORY_MB * 1024 * 1024,
+                    pids_limit=PIDS,
+                    privileged=False,
+                    security_opt=["no-new-privileges:true"],
+                    cap_drop=["ALL"],
+                    cap_add=CAP_ADD,
+                    restart_policy={"Name": "unless-stopped"},
                     ports={"8080/tcp": ("127.0.0.1",)},
                 )
                 returned = time.time()
                 inspect = client.api.inspect_container(container.id)
-                direct_marks.append({
-                    "created": (inv.parse_time(inspect["Created"]) - t0) * 1000,  # type: ignore[operator]
-                    "started": (inv.parse_time(inspect["State"]["StartedAt"]) - t0) * 1000,  # type: ignore[operator]
-                })
+                direct_marks.append(
+                    {
+                        "created": (inv.parse_time(inspect["Created"]) - t0) * 1000,  # type: ignore[operator]
+                        "started": (inv.parse_time(inspect["State"]["StartedAt"]) - t0) * 1000,  # type: ignore[operator]
+                    }
+                )
                 return returned - t0, container.id
 
             async def direct_polled(name: str) -> tuple[float, str]:
@@ -279,8 +295,11 @@ async def measure(s: stack_mod.Stack, host_id: str, image: str, rounds: int, war
                 direct_ms.append(direct_s * 1000)
                 for k, v in marks.items():
                     stages[k].append(v)
-                print(f"  round {i + 1:2d}: api {api_s * 1000:7.1f} ms  direct {direct_s * 1000:6.1f} ms  "
-                      + "  ".join(f"{k} {v:6.1f}" for k, v in marks.items()), flush=True)
+                print(
+                    f"  round {i + 1:2d}: api {api_s * 1000:7.1f} ms  direct {direct_s * 1000:6.1f} ms  "
+                    + "  ".join(f"{k} {v:6.1f}" for k, v in marks.items()),
+                    flush=True,
+                )
     finally:
         await events.close()
         await db.close()
@@ -329,11 +348,15 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--poll", type=float, default=0.005, help="seconds between GETs of the workspace")
     parser.add_argument(
-        "--fetch-max-wait", type=float, default=None,
+        "--fetch-max-wait",
+        type=float,
+        default=None,
         help="the agent's commands.fetch_max_wait and the control plane's events.fetch_max_wait (default: the product's, 0.5 s)",
     )
     parser.add_argument(
-        "--settle-period", type=float, default=0.001,
+        "--settle-period",
+        type=float,
+        default=0.001,
         help="the agent's docker.settle_period (default 0.001 s: the path without the product's deliberate 2 s wait)",
     )
     args = parser.parse_args(argv)
@@ -357,15 +380,19 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
 
 
 def report(r: dict[str, typing.Any]) -> None:
-    print(f"\nPOST /v1/workspaces → API reports running, {r['rounds']} rounds, poll {r['poll_s'] * 1000:.0f} ms, fetch_max_wait {r['fetch_max_wait_s']}{' s' if isinstance(r['fetch_max_wait_s'], float) else ''} (agent commands, control-plane events), agent docker.settle_period {r['settle_period_s']} s")
+    print(
+        f"\nPOST /v1/workspaces → API reports running, {r['rounds']} rounds, poll {r['poll_s'] * 1000:.0f} ms, fetch_max_wait {r['fetch_max_wait_s']}{' s' if isinstance(r['fetch_max_wait_s'], float) else ''} (agent commands, control-plane events), agent docker.settle_period {r['settle_period_s']} s"
+    )
     print(f"  API path:                 median {r['api_median_ms']:7.1f} ms   p99 {r['api_p99_ms']:7.1f} ms")
     print(f"  direct containers.run:    median {r['direct_median_ms']:7.1f} ms   p99 {r['direct_p99_ms']:7.1f} ms   (ratio ×{r['ratio']})")
     print("  where the time goes (median ms spent in each step, ending at):")
     print("    " + "  ".join(f"{k} {v:.1f}" for k, v in r["step_median_ms"].items()))
     print(f"  the poll: a GET every {r['poll_cycle_median_ms']:.1f} ms (median), {r['gets_per_round_median']} GETs per create")
     d, a = r["direct_stage_median_ms"], r["stage_median_ms"]
-    print(f"  Docker itself (median ms after the call): direct created {d['created']:.1f} started {d['started']:.1f}; "
-          f"API path created {a['created']:.1f} started {a['started']:.1f} → created−started {a['started'] - a['created']:.1f} vs {d['started'] - d['created']:.1f}")
+    print(
+        f"  Docker itself (median ms after the call): direct created {d['created']:.1f} started {d['started']:.1f}; "
+        f"API path created {a['created']:.1f} started {a['started']:.1f} → created−started {a['started'] - a['created']:.1f} vs {d['started'] - d['created']:.1f}"
+    )
     for label, value, target in (("median", r["overhead_median_ms"], TARGET_MEDIAN_MS), ("p99", r["overhead_p99_ms"], TARGET_P99_MS)):
         verdict = "MEETS" if value <= target else "MISSES"
         print(f"  VERDICT overhead {label}: {value:.1f} ms — {verdict} the ≤ {target:.0f} ms target")

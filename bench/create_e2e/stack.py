@@ -94,10 +94,13 @@ class Stack:
             self.image = base_image.build(self.client)
         self.database_url = postgres_server.create_database(self._admin_url, f"a4c_bench_{self.run.id}")
         postgres_server.in_thread(migrate.upgrade, self.database_url)
-        config = system._merge(PLANE_BASE, {
-            "database": {"url": self.database_url},
-            "kafka": {"bootstrap_servers": [self.broker.bootstrap], "topic_prefix": self.prefix, "session_timeout": 2.0},
-        })
+        config = system._merge(
+            PLANE_BASE,
+            {
+                "database": {"url": self.database_url},
+                "kafka": {"bootstrap_servers": [self.broker.bootstrap], "topic_prefix": self.prefix, "session_timeout": 2.0},
+            },
+        )
         self.plane = system.ControlPlane(self.workdir, "cp", system._merge(config, self._plane_overrides))
         self.plane.start()
         assert self.plane.process is not None
@@ -110,20 +113,23 @@ class Stack:
         assert self.plane is not None and self.admin is not None and self.broker is not None
         if not self._enrolment_token:
             self._enrolment_token = system.run_sync(self.admin.post("/v1/enrolment-tokens", {"description": "bench"}))["token"]
-        config = system._merge({
-            "agent": {
-                "control_plane_url": self.plane.url,
-                "enrolment_token": self._enrolment_token,
-                "state_dir": str(self.workdir / name),
-                "host_name": f"{self.prefix}-{name}",
+        config = system._merge(
+            {
+                "agent": {
+                    "control_plane_url": self.plane.url,
+                    "enrolment_token": self._enrolment_token,
+                    "state_dir": str(self.workdir / name),
+                    "host_name": f"{self.prefix}-{name}",
+                },
+                "kafka": {"bootstrap_servers": [self.broker.bootstrap], "topic_prefix": self.prefix, "session_timeout": 2.0},
+                "docker": {"base_url": self.docker_host, "publish_address": "127.0.0.1", "pull_missing_images": False, "stop_timeout": 1.0},
+                "reporting": {"disk_paths": [str(self.workdir)]},
+                "cleanup": {"enabled": False},
+                "daemon": {"metrics_port": 0, "shutdown_deadline": 5.0},
+                "logging": {"format": "text", "level": "WARNING"},
             },
-            "kafka": {"bootstrap_servers": [self.broker.bootstrap], "topic_prefix": self.prefix, "session_timeout": 2.0},
-            "docker": {"base_url": self.docker_host, "publish_address": "127.0.0.1", "pull_missing_images": False, "stop_timeout": 1.0},
-            "reporting": {"disk_paths": [str(self.workdir)]},
-            "cleanup": {"enabled": False},
-            "daemon": {"metrics_port": 0, "shutdown_deadline": 5.0},
-            "logging": {"format": "text", "level": "WARNING"},
-        }, overrides or {})
+            overrides or {},
+        )
         agent = system.Agent(self.workdir, name, config).start()
         assert agent.process is not None
         self.run.track(f"a4c-agent {name}", agent.process)

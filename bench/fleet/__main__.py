@@ -125,7 +125,7 @@ async def raw_apply_rates(database_url: str, fleet: list[hosts_mod.Host], batch:
     async def batched(raws: list[bytes]) -> list[typing.Any]:
         out: list[typing.Any] = []
         for i in range(0, len(raws), batch):
-            out += await consumer.handle_batch(raws[i:i + batch], engine, keys, batch_size=settings.events.batch_size)
+            out += await consumer.handle_batch(raws[i : i + batch], engine, keys, batch_size=settings.events.batch_size)
         return out
 
     try:
@@ -303,23 +303,25 @@ async def measure(
             spy.wait(timeout=120)
             result["profile"] = [f"{share:4.0f} %  {name}" for share, name in profile.summary(s.workdir / "cp.pyspy")]
         after = await ascrape(url)
-        result.update({
-            "sent": load.sent,
-            "applied": int(applied - before["applied"]),
-            "rejected": int(after["rejected"] - before["rejected"]),
-            "drain_after_last_send_s": round(done_at - sent_at, 2),
-            "generator_late_max_s": round(load.late_s, 3),
-            "heartbeats_sent": len(load.heartbeats),
-            "heartbeats_observed": len(lags),
-            "lag_p50_s": round(pct(lags, 50), 3),
-            "lag_p99_s": round(pct(lags, 99), 3),
-            "lag_max_s": round(max(lags), 3),
-            "gauge_p50_s": round(pct(gauge, 50), 3),
-            "gauge_p99_s": round(pct(gauge, 99), 3),
-            "gauge_max_s": round(max(gauge), 3),
-            "controlplane_cpu_percent": round(100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / (wall1 - wall0), 1),
-            "machine_cpu_percent": machine_cpu,
-        })
+        result.update(
+            {
+                "sent": load.sent,
+                "applied": int(applied - before["applied"]),
+                "rejected": int(after["rejected"] - before["rejected"]),
+                "drain_after_last_send_s": round(done_at - sent_at, 2),
+                "generator_late_max_s": round(load.late_s, 3),
+                "heartbeats_sent": len(load.heartbeats),
+                "heartbeats_observed": len(lags),
+                "lag_p50_s": round(pct(lags, 50), 3),
+                "lag_p99_s": round(pct(lags, 99), 3),
+                "lag_max_s": round(max(lags), 3),
+                "gauge_p50_s": round(pct(gauge, 50), 3),
+                "gauge_p99_s": round(pct(gauge, 99), 3),
+                "gauge_max_s": round(max(gauge), 3),
+                "controlplane_cpu_percent": round(100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / (wall1 - wall0), 1),
+                "machine_cpu_percent": machine_cpu,
+            }
+        )
 
         backlog = target - at_end
         if applied < target or backlog > len(fleet):
@@ -338,12 +340,14 @@ async def measure(
         published = time.time()
         done_at, applied = await wait_applied(url, base + len(burst), timeout=90)
         drained = applied - base
-        result.update({
-            "burst_events": len(burst),
-            "burst_publish_s": round(published - t0, 2),
-            "burst_applied": int(drained),
-            "pipeline_drain_per_s": round(drained / (done_at - t0), 1),
-        })
+        result.update(
+            {
+                "burst_events": len(burst),
+                "burst_publish_s": round(published - t0, 2),
+                "burst_applied": int(drained),
+                "pipeline_drain_per_s": round(drained / (done_at - t0), 1),
+            }
+        )
     finally:
         await producer.stop()
     return finish(result, offered, raw_rate)
@@ -356,7 +360,9 @@ def finish(result: dict[str, typing.Any], offered: float, raw_rate: float) -> di
 
 
 def report(r: dict[str, typing.Any]) -> None:
-    print(f"\n{r['hosts']} hosts × (heartbeat, disk, inventory) every {r['interval_s']:g} s = {r['offered_per_s']:.0f} events/s for {r['duration_s']:g} s")
+    print(
+        f"\n{r['hosts']} hosts × (heartbeat, disk, inventory) every {r['interval_s']:g} s = {r['offered_per_s']:.0f} events/s for {r['duration_s']:g} s"
+    )
     print(f"  baseline consumer.handle_batch in-process: {r['raw_apply_per_s']:7.0f} events/s  (offered load = ×{r['utilisation']} of it)")
     print(f"    (consumer.handle, a transaction per event: {r['raw_apply_single_per_s']:.0f} events/s)")
     source = f"of a {r['burst_events']}-event burst" if "burst_events" in r else f"of the {r['backlog_at_end']}-event backlog"
@@ -364,8 +370,12 @@ def report(r: dict[str, typing.Any]) -> None:
     if r["load_s"] < r["duration_s"] - 1:
         print(f"  LOAD STOPPED EARLY after {r['load_s']:.0f} s: the consumer fell more than {GIVE_UP_LAG_S:.0f} s behind")
     print(f"  machine load average {r['loadavg_1m']:.1f} (other work on this {psutil.cpu_count()}-core machine slows every figure)")
-    print(f"  sent {r['sent']}, applied {r['applied']}, rejected {r['rejected']}; last event applied {r['drain_after_last_send_s']:.2f} s after the last send")
-    print(f"  heartbeat lag ({r['heartbeats_observed']}/{r['heartbeats_sent']} seen): p50 {r['lag_p50_s']:.3f} s  p99 {r['lag_p99_s']:.3f} s  max {r['lag_max_s']:.3f} s")
+    print(
+        f"  sent {r['sent']}, applied {r['applied']}, rejected {r['rejected']}; last event applied {r['drain_after_last_send_s']:.2f} s after the last send"
+    )
+    print(
+        f"  heartbeat lag ({r['heartbeats_observed']}/{r['heartbeats_sent']} seen): p50 {r['lag_p50_s']:.3f} s  p99 {r['lag_p99_s']:.3f} s  max {r['lag_max_s']:.3f} s"
+    )
     print(f"  a4c_events_consumer_lag_seconds samples: p50 {r['gauge_p50_s']:.3f} s  p99 {r['gauge_p99_s']:.3f} s  max {r['gauge_max_s']:.3f} s")
     print(f"  the generator sent up to {r['generator_late_max_s'] * 1000:.0f} ms behind schedule (counted in the lag)")
     print(f"  control plane CPU {r['controlplane_cpu_percent']:.0f} % of one core; machine {r['machine_cpu_percent']:.0f} % of all cores")

@@ -38,7 +38,10 @@ class Host:
     def payload(self, kind: messages.EventKind) -> messages._Model:
         if kind is messages.EventKind.HEARTBEAT:
             return messages.Heartbeat(
-                agent_version="bench", uptime_s=time.time() - self.started, cpus=64, memory_mb=262_144,
+                agent_version="bench",
+                uptime_s=time.time() - self.started,
+                cpus=64,
+                memory_mb=262_144,
                 labels={"rack": f"r{int(self.name.rsplit('-', 1)[1]) % 40}"},
             )
         return self.disk if kind is messages.EventKind.DISK else self.inventory
@@ -59,21 +62,36 @@ def make(count: int, prefix: str) -> list[Host]:
         host_id = str(uuid.uuid4())
         containers = [
             messages.ContainerInfo(
-                container_id=uuid.uuid4().hex * 2, workspace_id=str(uuid.uuid4()), job_id=str(uuid.uuid4()),
-                name=f"a4c-{host_id[:8]}-ws{c}", image=f"registry.example/team/ws-{c}:2026.11", state="running",
+                container_id=uuid.uuid4().hex * 2,
+                workspace_id=str(uuid.uuid4()),
+                job_id=str(uuid.uuid4()),
+                name=f"a4c-{host_id[:8]}-ws{c}",
+                image=f"registry.example/team/ws-{c}:2026.11",
+                state="running",
                 created_at="2026-11-25T08:00:00Z",
                 ports=[messages.PublishedPort(container_port=8080, host_ip="0.0.0.0", host_port=32768 + c)],
             )
             for c in range(CONTAINERS_PER_HOST)
         ]
         images = [
-            messages.ImageInfo(image_id="sha256:" + uuid.uuid4().hex * 2, tags=[f"registry.example/team/ws-{i}:2026.11"],
-                               a4c_image=f"ws-{i}", size_bytes=1_500_000_000 + i)
+            messages.ImageInfo(
+                image_id="sha256:" + uuid.uuid4().hex * 2,
+                tags=[f"registry.example/team/ws-{i}:2026.11"],
+                a4c_image=f"ws-{i}",
+                size_bytes=1_500_000_000 + i,
+            )
             for i in range(IMAGES_PER_HOST)
         ]
         disk = messages.DiskReport(
-            paths=[messages.PathUsage(path="/var/lib/docker", total_bytes=2_000_000_000_000, used_bytes=600_000_000_000 + n,
-                                      free_bytes=1_400_000_000_000 - n, percent=30.0)],
+            paths=[
+                messages.PathUsage(
+                    path="/var/lib/docker",
+                    total_bytes=2_000_000_000_000,
+                    used_bytes=600_000_000_000 + n,
+                    free_bytes=1_400_000_000_000 - n,
+                    percent=30.0,
+                )
+            ],
             docker={"images": 6_000_000_000, "containers": 800_000_000, "volumes": 0, "build_cache": 2_000_000_000},
             workspaces={c.workspace_id: 100_000_000 for c in containers if c.workspace_id},
         )

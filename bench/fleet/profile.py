@@ -32,7 +32,8 @@ def start(pid: int, seconds: float, out: pathlib.Path) -> subprocess.Popen | Non
         return None
     return subprocess.Popen(
         [binary, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "--nonblocking", "-f", "raw", "-o", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -50,7 +51,7 @@ def summary(raw: pathlib.Path, top: int = 15) -> list[tuple[float, str]]:
             where = [m["path"].rfind("/" + p) for p in _PACKAGES] if m else []
             if not m or max(where) < 0:
                 continue
-            name = f"{m['path'][max(where) + 1:]}:{m['func']}"
+            name = f"{m['path'][max(where) + 1 :]}:{m['func']}"
             if name not in seen:
                 seen.add(name)
                 inclusive[name] += n

@@ -106,7 +106,9 @@ def run_wrk(base: str, tokens: list[str], seconds: int, connections: int) -> dic
         os.unlink(script.name)
     statuses = {int(code): int(n) for code, n in re.findall(r"^a4c-status (\d+) (\d+)$", out, re.M)}
     missing = sum(int(n) for n in re.findall(r"^a4c-missing-retry-after (\d+)$", out, re.M))
-    errors = dict(zip(("connect", "read", "write", "timeout"), map(int, _find(r"^a4c-socket-errors (\d+) (\d+) (\d+) (\d+)$", out).groups()), strict=True))
+    errors = dict(
+        zip(("connect", "read", "write", "timeout"), map(int, _find(r"^a4c-socket-errors (\d+) (\d+) (\d+) (\d+)$", out).groups()), strict=True)
+    )
     rps = float(_find(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return {"statuses": statuses, "missing_retry_after": missing, "socket_errors": errors, "rps": rps}
 
@@ -114,7 +116,10 @@ def run_wrk(base: str, tokens: list[str], seconds: int, connections: int) -> dic
 def shed_counts(metrics: str) -> dict[str, int]:
     """Who refused what, from the API's own counters."""
     found = {f"503 {cls}": int(float(n)) for cls, n in re.findall(r'^a4c_http_shed_total\{route_class="(\w+)"\} (\S+)$', metrics, re.M)}
-    for name, label in (("a4c_auth_lookups_refused_total", "429 before a token lookup"), ("a4c_http_connections_refused_total", "connections refused")):
+    for name, label in (
+        ("a4c_auth_lookups_refused_total", "429 before a token lookup"),
+        ("a4c_http_connections_refused_total", "connections refused"),
+    ):
         total = sum(float(n) for n in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", metrics, re.M))
         found[label] = int(total)
     return found
@@ -135,7 +140,11 @@ def recover(url: str, token: str, fast: float) -> float:
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.overload", description=__doc__.splitlines()[0])
-    parser.add_argument("--admin-url", default=servers.ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
+    parser.add_argument(
+        "--admin-url",
+        default=servers.ADMIN_URL,
+        help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)",
+    )
     parser.add_argument("--seconds", type=int, default=20, help=f"length of the wrk run (at most {MAX_SECONDS})")
     parser.add_argument("--connections", type=int, default=200, help="wrk connections (the per-address cap is http.max_connections_per_address)")
     parser.add_argument("--users", type=int, default=50, help="users (tokens) the load comes from")
@@ -189,13 +198,25 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     print(f"load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     verdict = not bad and result["missing_retry_after"] == 0 and peak <= args.rss_limit and recovery <= RECOVERY_TARGET_S
     print("verdict: " + ("met" if verdict else "MISSED") + (f" (5xx: {bad})" if bad else ""))
-    print(json.dumps({
-        "bench": "overload", "seconds": seconds, "connections": args.connections, "statuses": statuses, "rps": result["rps"],
-        "socket_errors": result["socket_errors"], "refused": shed, "missing_retry_after": result["missing_retry_after"],
-        "me_p50_ms": round(p50 * 1000, 2), "me_p99_ms": round(p99 * 1000, 2),
-        "rss_mb": {"before": round(rss_before, 1), "peak": round(peak, 1), "after": round(rss_after, 1)},
-        "recovery_s": round(recovery, 2), "verdict": "met" if verdict else "missed",
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "overload",
+                "seconds": seconds,
+                "connections": args.connections,
+                "statuses": statuses,
+                "rps": result["rps"],
+                "socket_errors": result["socket_errors"],
+                "refused": shed,
+                "missing_retry_after": result["missing_retry_after"],
+                "me_p50_ms": round(p50 * 1000, 2),
+                "me_p99_ms": round(p99 * 1000, 2),
+                "rss_mb": {"before": round(rss_before, 1), "peak": round(peak, 1), "after": round(rss_after, 1)},
+                "recovery_s": round(recovery, 2),
+                "verdict": "met" if verdict else "missed",
+            }
+        )
+    )
     return 0 if verdict else 1
 
 

@@ -33,10 +33,25 @@ async def seed_hosts(url: str, count: int, rng: random.Random) -> None:
         # A realistic fleet: a few down, cordoned or stale, most active with varied disk use.
         status = "down" if i % 97 == 0 else "active"
         heartbeat = now - datetime.timedelta(seconds=rng.choice([5, 10, 20]) if i % 89 else 7200)
-        rows.append((
-            uuid.uuid4(), f"host-{i:05d}", status, i % 53 == 0, False, "{}", signing.new_key(), "bench", rng.choice([32, 64, 128]),
-            rng.choice([131_072, 262_144, 524_288]), total, total, int(total * rng.uniform(0.05, 0.9)), now, heartbeat,
-        ))
+        rows.append(
+            (
+                uuid.uuid4(),
+                f"host-{i:05d}",
+                status,
+                i % 53 == 0,
+                False,
+                "{}",
+                signing.new_key(),
+                "bench",
+                rng.choice([32, 64, 128]),
+                rng.choice([131_072, 262_144, 524_288]),
+                total,
+                total,
+                int(total * rng.uniform(0.05, 0.9)),
+                now,
+                heartbeat,
+            )
+        )
     conn = await asyncpg.connect(url)
     try:
         await conn.executemany(
@@ -70,7 +85,10 @@ async def run(url: str, hosts: int, placements: int, concurrency: int) -> dict[s
         async def place_once(durable: bool = True) -> float:
             n = next(counter)
             new = workspaces.NewWorkspace(
-                name=f"ws-{n}", cpus=rng.choice([1, 2, 4]), memory_mb=rng.choice([2048, 4096, 8192]), disk_gb=rng.choice([10, 20, 50]),
+                name=f"ws-{n}",
+                cpus=rng.choice([1, 2, 4]),
+                memory_mb=rng.choice([2048, 4096, 8192]),
+                disk_gb=rng.choice([10, 20, 50]),
                 image_ref="debian:12",
             )
             started = time.perf_counter()
@@ -129,7 +147,11 @@ async def run(url: str, hosts: int, placements: int, concurrency: int) -> dict[s
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--admin-url", default=database.DEFAULT_ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
+    parser.add_argument(
+        "--admin-url",
+        default=database.DEFAULT_ADMIN_URL,
+        help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)",
+    )
     parser.add_argument("--hosts", type=int, default=2000)
     parser.add_argument("--placements", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -138,7 +160,9 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         r = asyncio.run(run(url, args.hosts, args.placements, args.concurrency))
     print(f"{args.hosts} hosts; {args.placements} sequential placements, then {args.placements} by {args.concurrency} concurrent placers")
     print(f"per placement (whole create_workspace transaction): median {r['median_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
-    print(f"  of which: choosing (SQL ranking + pure decision on the top) {r['choose_ms']:.2f} ms; choosing and holding the host's row {r['lock_ms']:.2f} ms (medians)")
+    print(
+        f"  of which: choosing (SQL ranking + pure decision on the top) {r['choose_ms']:.2f} ms; choosing and holding the host's row {r['lock_ms']:.2f} ms (medians)"
+    )
     print(f"  baseline: a bare one-row UPDATE + COMMIT takes {r['commit_ms']:.2f} ms median here (the WAL flush)")
     print(f"  same placements with synchronous_commit=off: median {r['no_flush_ms']:.2f} ms, p99 {r['no_flush_p99_ms']:.2f} ms")
     print(f"placements/s: {r['sequential_per_s']:.0f} sequential, {r['concurrent_per_s']:.0f} with {args.concurrency} concurrent placers")

@@ -68,7 +68,7 @@ QUERIES: list[tuple[str, str, bool, bool]] = [
     ("faceted", "", True, True),
     ("full-text", '"no space left"', True, False),
     ("full-text", "oomkilled", True, False),
-    ('full-text', '"connection refused" host:h01', True, False),
+    ("full-text", '"connection refused" host:h01', True, False),
     ("full-text", "manifest unknown", True, False),
     ("full-text", '"could not resolve host"', True, False),
     ("full-text", "numpy status:failed", True, False),
@@ -143,7 +143,9 @@ async def measure(settings: cp_settings.Settings, iterations: int, backends: tup
     """Each query through ``service.search``, on a Backends with Elasticsearch and on one without (the fallback path)."""
     engine = db_engine.create(settings.database)
     with_es = service.Backends.create(settings, primary=engine)
-    without = service.Backends.create(settings.model_copy(update={"search": settings.search.model_copy(update={"elasticsearch_url": None})}), primary=engine)
+    without = service.Backends.create(
+        settings.model_copy(update={"search": settings.search.model_copy(update={"elasticsearch_url": None})}), primary=engine
+    )
     paths = {"elasticsearch": with_es, "postgresql": without}
     people = {u.name: u.id for u in jobgen.users()}
     admin = access.Principal(uuid.uuid4(), "bench", models.Role.ADMIN)
@@ -220,10 +222,12 @@ async def _profile(search: typing.Callable[..., typing.Awaitable[typing.Any]], t
                 breakdown = {k: round(v / 1e6, 1) for k, v in node["breakdown"].items() if not k.endswith("_count") and v > 1e6}
                 print(f"  query {node['type']} {ms(node):.1f} ms {breakdown} — {node['description'][:120]}")
             for collector in search_part["collector"]:
+
                 def walk(c: dict[str, typing.Any], depth: int) -> None:
                     print(f"  {'  ' * depth}collector {c['name']} ({c['reason']}) {ms(c):.1f} ms")
                     for child in c.get("children", []):
                         walk(child, depth + 1)
+
                 walk(collector, 0)
         for agg in shard.get("aggregations", []):
             print(f"  aggregation {agg['description']} ({agg['type']}) {ms(agg):.1f} ms")
@@ -243,11 +247,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.search", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="jobs in PostgreSQL for the final PostgreSQL run")
     parser.add_argument(
-        "--es-rows", type=int, default=None,
+        "--es-rows",
+        type=int,
+        default=None,
         help="jobs for the side-by-side run on both backends (default: --rows); the PostgreSQL fallback alone then runs on --rows",
     )
     parser.add_argument("--iterations", type=int, default=20, help="timed runs of each query on each backend")
-    parser.add_argument("--admin-url", default=servers.ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
+    parser.add_argument(
+        "--admin-url",
+        default=servers.ADMIN_URL,
+        help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)",
+    )
     parser.add_argument("--elasticsearch-url", default=None, help="an Elasticsearch 8 cluster instead of the node started here")
     parser.add_argument("--es-heap", default=servers.ES_HEAP, help="heap of the Elasticsearch node started here")
     parser.add_argument("--profile", type=int, default=0, help="after measuring, show Elasticsearch's profile of the N slowest queries")
@@ -261,8 +271,12 @@ def main() -> None:
         settings = cp_settings.load(
             environ={},
             **{
-                "database.url": url, "search.elasticsearch_url": es_url, "search.index_alias": "bench-jobs",
-                "search.reindex_batch": 2000, "search.request_timeout": 300.0, "search.bulk_timeout": 300.0,
+                "database.url": url,
+                "search.elasticsearch_url": es_url,
+                "search.index_alias": "bench-jobs",
+                "search.reindex_batch": 2000,
+                "search.request_timeout": 300.0,
+                "search.bulk_timeout": 300.0,
             },
         )
         seconds = asyncio.run(load(url, es_rows))

@@ -71,7 +71,12 @@ def elasticsearch(url: str | None = None, heap: str = ES_HEAP) -> typing.Iterato
         # A bench loads up to a million documents: a larger heap than the tests' node, and G1 (Elasticsearch's
         # own default) instead of the tests' serial collector, whose full collections of a multi-GB heap
         # would stop every query for hundreds of milliseconds.
-        options = (*tuple(o for o in elasticsearch_node.JVM_OPTIONS if not o.startswith(("-Xms", "-Xmx")) and o != "-XX:+UseSerialGC"), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC")
+        options = (
+            *tuple(o for o in elasticsearch_node.JVM_OPTIONS if not o.startswith(("-Xms", "-Xmx")) and o != "-XX:+UseSerialGC"),
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+        )
         node = elasticsearch_node.ElasticsearchNode(pathlib.Path(directory), jvm_options=options)
         node.start()
         try:

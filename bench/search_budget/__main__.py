@@ -146,13 +146,21 @@ async def run(base: str, tokens: dict[str, str], api: psutil.Process, args: argp
         for _ in range(args.queries // args.parallel):
             await asyncio.gather(*(search(http, base, tokens["alice"], maximal(rng, limits)) for _ in range(args.parallel)))
         rss_after = api.memory_info().rss
-        report["rss_mb"] = {"warm": round(rss_before / 2**20, 1), "after": round(rss_after / 2**20, 1), "queries": args.queries // args.parallel * args.parallel}
+        report["rss_mb"] = {
+            "warm": round(rss_before / 2**20, 1),
+            "after": round(rss_after / 2**20, 1),
+            "queries": args.queries // args.parallel * args.parallel,
+        }
     return report
 
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.search_budget", description=__doc__.splitlines()[0])
-    parser.add_argument("--admin-url", default=servers.ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
+    parser.add_argument(
+        "--admin-url",
+        default=servers.ADMIN_URL,
+        help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)",
+    )
     parser.add_argument("--rows", type=int, default=50_000, help="generated jobs in the database")
     parser.add_argument("--parallel", type=int, default=8, help="clients searching at once")
     parser.add_argument("--rate", type=float, default=1.0, help="searches per second per client (the report's 1/s); 0 = back to back")
@@ -166,7 +174,11 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         tokens = asyncio.run(seed(url, args.rows))
         port = api_read.free_port()
         env = {
-            **os.environ, "A4C_DATABASE__URL": url, "A4C_HTTP__PORT": str(port), "A4C_RATE_LIMIT__ENABLED": "false", "A4C_LOGGING__LEVEL": "WARNING",
+            **os.environ,
+            "A4C_DATABASE__URL": url,
+            "A4C_HTTP__PORT": str(port),
+            "A4C_RATE_LIMIT__ENABLED": "false",
+            "A4C_LOGGING__LEVEL": "WARNING",
         }
         if args.max_terms:
             env["A4C_SEARCH__MAX_TERMS"] = str(args.max_terms)
@@ -184,15 +196,21 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     rss = report["rss_mb"]
     growth = (rss["after"] - rss["warm"]) / rss["warm"]
     print(f"{args.rows:,} jobs; maximal q = {report['max_terms']} terms, <= {report['max_length']} characters; PostgreSQL fallback")
-    print(f"/v1/me (bob), no search:          p50 {report['me_baseline']['p50_ms']:7.1f} ms  p99 {base_p99:7.1f} ms  (n={report['me_baseline']['n']})")
+    print(
+        f"/v1/me (bob), no search:          p50 {report['me_baseline']['p50_ms']:7.1f} ms  p99 {base_p99:7.1f} ms  (n={report['me_baseline']['n']})"
+    )
     pace = f"{args.rate:g}/s each" if args.rate else "back to back"
     print(f"searchers: {args.parallel} clients, {pace}")
-    print(f"/v1/me (bob), {args.parallel} maximal searches: p50 {report['me_under_search']['p50_ms']:7.1f} ms  p99 {loaded_p99:7.1f} ms  "
-          f"(x{loaded_p99 / base_p99:.1f} the baseline; target p99 < {TARGET_ME_P99_MS:.0f} ms: {'met' if loaded_p99 < TARGET_ME_P99_MS else 'MISSED'})")
+    print(
+        f"/v1/me (bob), {args.parallel} maximal searches: p50 {report['me_under_search']['p50_ms']:7.1f} ms  p99 {loaded_p99:7.1f} ms  "
+        f"(x{loaded_p99 / base_p99:.1f} the baseline; target p99 < {TARGET_ME_P99_MS:.0f} ms: {'met' if loaded_p99 < TARGET_ME_P99_MS else 'MISSED'})"
+    )
     s = report["searches"]
     print(f"the searches themselves:          p50 {s['p50_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  (n={s['n']})")
-    print(f"API RSS: {rss['warm']:.1f} MB warmed up -> {rss['after']:.1f} MB after {rss['queries']} more distinct maximal searches "
-          f"(x{rss['after'] / rss['warm']:.3f}; target growth < {TARGET_RSS_GROWTH:.0%}: {'met' if growth < TARGET_RSS_GROWTH else 'MISSED'})")
+    print(
+        f"API RSS: {rss['warm']:.1f} MB warmed up -> {rss['after']:.1f} MB after {rss['queries']} more distinct maximal searches "
+        f"(x{rss['after'] / rss['warm']:.3f}; target growth < {TARGET_RSS_GROWTH:.0%}: {'met' if growth < TARGET_RSS_GROWTH else 'MISSED'})"
+    )
     print(f"load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     if args.json:
         print(json.dumps(report))

@@ -67,9 +67,7 @@ async def raw_bulk(es, settings: cp_settings.Settings, rows: list[tuple], name: 
     bulk_es = es.options(request_timeout=settings.search.bulk_timeout)
     rates = []
     for changes in (inserts, updates):
-        actions = (
-            {"_index": name, "_id": c.id, "version": c.version, "version_type": "external", "_source": c.doc} for c in changes
-        )
+        actions = ({"_index": name, "_id": c.id, "version": c.version, "version_type": "external", "_source": c.doc} for c in changes)
         began = time.perf_counter()
         ok, errors = await helpers.async_bulk(bulk_es, actions, chunk_size=settings.search.bulk_size, raise_on_error=False)
         rates.append(ok / (time.perf_counter() - began))
@@ -161,7 +159,10 @@ async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes
         await _until(lambda: _count(es, alias, n, attempts=6), f"{n} updates visible", 3600)
         updated = n / (time.perf_counter() - began)
         splits["updates"].update(relayed_s=await relayed, visible_s=time.perf_counter() - began)
-        print(f"pipeline stages (s from the first write): {json.dumps({k: {s: round(v, 1) for s, v in d.items()} for k, d in splits.items()})}", flush=True)
+        print(
+            f"pipeline stages (s from the first write): {json.dumps({k: {s: round(v, 1) for s, v in d.items()} for k, d in splits.items()})}",
+            flush=True,
+        )
 
         print(f"pipeline: inserts {inserted:,.0f} docs/s, updates {updated:,.0f} docs/s; now probing latency", flush=True)
         probed, raw_latencies = await _probe(settings.database.url, es.options(request_timeout=60), alias, ids, probes, rate, raw_index, rows)
@@ -172,12 +173,18 @@ async def pipeline(settings: cp_settings.Settings, es, rows: list[tuple], probes
             if after:
                 produced, bulked = after[0]
                 breakdown[i] = {
-                    "relay_ms": round((produced - committed) * 1000), "broker_consumer_bulk_ms": round((bulked - produced) * 1000),
+                    "relay_ms": round((produced - committed) * 1000),
+                    "broker_consumer_bulk_ms": round((bulked - produced) * 1000),
                     "visible_ms": round((committed + latency - bulked) * 1000),
                 }
         return {
-            "insert_docs_per_s": inserted, "update_docs_per_s": updated, "latencies_s": latencies, "consumer": stats.__dict__,
-            "stages": breakdown, "raw_latencies_s": raw_latencies, "throughput_stages_s": splits,
+            "insert_docs_per_s": inserted,
+            "update_docs_per_s": updated,
+            "latencies_s": latencies,
+            "consumer": stats.__dict__,
+            "stages": breakdown,
+            "raw_latencies_s": raw_latencies,
+            "throughput_stages_s": splits,
         }
     finally:
         stopping.set()
@@ -244,7 +251,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs inserted and then updated through the pipeline")
     parser.add_argument("--probes", type=int, default=100, help="single-row updates timed commit -> searchable")
     parser.add_argument("--rate", type=float, default=5.0, help="at most this many probes per second (one at a time)")
-    parser.add_argument("--admin-url", default=servers.ADMIN_URL, help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)")
+    parser.add_argument(
+        "--admin-url",
+        default=servers.ADMIN_URL,
+        help="PostgreSQL URL allowed to CREATE DATABASE (default: 127.0.0.1:5432 if it answers, else an embedded server started here)",
+    )
     parser.add_argument("--elasticsearch-url", default=None)
     parser.add_argument("--bootstrap", default=None, help="Kafka host:port (default: an Apache Kafka broker started here)")
     parser.add_argument("--json", action="store_true")
@@ -256,8 +267,12 @@ def main() -> None:
         settings = cp_settings.load(
             environ={},
             **{
-                "database.url": url, "kafka.bootstrap_servers": [bootstrap], "kafka.topic_prefix": "bench",
-                "search.elasticsearch_url": es_url, "search.index_alias": "bench-sync", "search.bulk_timeout": 300.0,
+                "database.url": url,
+                "kafka.bootstrap_servers": [bootstrap],
+                "kafka.topic_prefix": "bench",
+                "search.elasticsearch_url": es_url,
+                "search.index_alias": "bench-sync",
+                "search.bulk_timeout": 300.0,
             },
         )
 
@@ -320,7 +335,9 @@ def main() -> None:
     print(f"raw async_bulk, inserts: {summary['raw_insert_docs_per_s']:>8,} docs/s ({args.jobs:,} documents)")
     print(f"raw async_bulk, updates: {summary['raw_update_docs_per_s']:>8,} docs/s")
     print(f"pipeline, inserts      : {summary['pipeline_insert_docs_per_s']:>8,} docs/s ({summary['insert_ratio_to_raw']:.0%} of raw inserts)")
-    print(f"pipeline, updates      : {summary['pipeline_update_docs_per_s']:>8,} docs/s ({summary['update_ratio_to_raw']:.0%} of raw updates; target >= 80 %: {ratio_ok})")
+    print(
+        f"pipeline, updates      : {summary['pipeline_update_docs_per_s']:>8,} docs/s ({summary['update_ratio_to_raw']:.0%} of raw updates; target >= 80 %: {ratio_ok})"
+    )
     print(
         f"commit -> searchable   : p50 {summary['latency_p50_ms']} ms, p95 {summary['latency_p95_ms']} ms, p99 {summary['latency_p99_ms']} ms "
         f"(target p99 <= {summary['latency_target_ms']} ms: {latency_ok}; {len(latencies)} probes)"
@@ -333,7 +350,11 @@ def main() -> None:
     print(f"slowest raw probes       : {', '.join(f'{i}: {v}' for i, v in sorted(summary['raw_slowest_probes_ms'].items()))}")
     for i, stage in summary["slowest_probe_stages"].items():
         print(f"  probe {i}: {stage}")
-    med = {k: statistics.median(s[k] for s in result["stages"].values()) for k in ("relay_ms", "broker_consumer_bulk_ms", "visible_ms")} if result["stages"] else {}
+    med = (
+        {k: statistics.median(s[k] for s in result["stages"].values()) for k in ("relay_ms", "broker_consumer_bulk_ms", "visible_ms")}
+        if result["stages"]
+        else {}
+    )
     print(f"  median stages: {med}")
     print(f"throughput stages (s)  : {summary['throughput_stages_s']} (committed: the writes; relayed: outbox drained; visible: all searchable)")
     print(f"consumer               : {summary['consumer']}")

@@ -65,8 +65,12 @@ async def database_ctx(app: web.Application) -> typing.AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     engine = db_engine.create(settings.database)
     reads = db_engine.create(
-        settings.database, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, pool_pre_ping=False,
-        pool_size=settings.database.pool_size, max_overflow=0,
+        settings.database,
+        isolation_level="AUTOCOMMIT",
+        skip_autocommit_rollback=True,
+        pool_pre_ping=False,
+        pool_size=settings.database.pool_size,
+        max_overflow=0,
     )
     hot_reads = db_hot.HotReads(settings.database, size=settings.database.pool_size)
     await hot_reads.start()
@@ -77,7 +81,10 @@ async def database_ctx(app: web.Application) -> typing.AsyncIterator[None]:
     app[keys.READ_SESSIONS] = sa_asyncio.async_sessionmaker(reads, expire_on_commit=False)
     limits = settings.rate_limit
     app[keys.AUTH] = auth.Authenticator(
-        app[keys.READ_SESSIONS], settings.auth.cache_ttl, size=settings.auth.cache_size, lookup_timeout=settings.auth.lookup_timeout,
+        app[keys.READ_SESSIONS],
+        settings.auth.cache_ttl,
+        size=settings.auth.cache_size,
+        lookup_timeout=settings.auth.lookup_timeout,
         lookups=ratelimit.Limiter(limits.lookups_per_address_rps, limits.lookups_per_address_burst) if limits.enabled else None,
     )
     stopping = asyncio.Event()

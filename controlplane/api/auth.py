@@ -38,7 +38,9 @@ if typing.TYPE_CHECKING:
 MAX_CACHED = 10_000
 
 LOOKUPS = prometheus_client.Counter("a4c_auth_lookups_total", "API tokens looked up in the database, by result", ["result"])
-LOOKUPS_REFUSED = prometheus_client.Counter("a4c_auth_lookups_refused_total", "Requests refused (429) before a token lookup: the address's lookup budget was spent")
+LOOKUPS_REFUSED = prometheus_client.Counter(
+    "a4c_auth_lookups_refused_total", "Requests refused (429) before a token lookup: the address's lookup budget was spent"
+)
 
 
 class _Lru:

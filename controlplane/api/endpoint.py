@@ -202,9 +202,23 @@ class Routes:
             first, _, rest = doc.partition("\n")
             self.endpoints.append(
                 Endpoint(
-                    method=method, path=path, handler=handler, name=handler.__name__, summary=summary or first.strip(),
-                    description=rest.strip(), tag=self.tag, status=status, response=response, body=body, query=query,
-                    auth=auth, write=method != "GET", secret=secret, errors=errors, raw=raw, rate_limited=rate_limited,
+                    method=method,
+                    path=path,
+                    handler=handler,
+                    name=handler.__name__,
+                    summary=summary or first.strip(),
+                    description=rest.strip(),
+                    tag=self.tag,
+                    status=status,
+                    response=response,
+                    body=body,
+                    query=query,
+                    auth=auth,
+                    write=method != "GET",
+                    secret=secret,
+                    errors=errors,
+                    raw=raw,
+                    rate_limited=rate_limited,
                 )
             )
             return handler
@@ -264,7 +278,11 @@ async def _in_transaction(
         async with session.begin():
             if key is not None:
                 replay = await idempotency.claim(
-                    session, principal=owner, key=key, method=request.method, path=request.path_qs,
+                    session,
+                    principal=owner,
+                    key=key,
+                    method=request.method,
+                    path=request.path_qs,
                     digest=idempotency.request_hash(request.method, request.path_qs, raw),
                 )
                 if replay is not None:
@@ -274,8 +292,12 @@ async def _in_transaction(
             response = render(endpoint, result)
             if key is not None:
                 await idempotency.record(
-                    session, principal=owner, key=key, status=response.status,
-                    body=result.model_dump(mode="json") if result is not None else None, secret=endpoint.secret,
+                    session,
+                    principal=owner,
+                    key=key,
+                    status=response.status,
+                    body=result.model_dump(mode="json") if result is not None else None,
+                    secret=endpoint.secret,
                 )
         # Committed: what waited on it (forgetting a revoked token) runs now, before the answer goes out.
         for action in call.committed:
@@ -303,7 +325,9 @@ def require_json(request: web.Request) -> None:
     if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
         given = request.headers.get("Content-Type")
         raise errors.UnsupportedMediaType(
-            f"send the body as JSON with 'Content-Type: application/json', not {given!r}" if given else "send the body as JSON with 'Content-Type: application/json'",
+            f"send the body as JSON with 'Content-Type: application/json', not {given!r}"
+            if given
+            else "send the body as JSON with 'Content-Type: application/json'",
             fields=[errors.FieldError("Content-Type", "expected application/json")],
         )
 
@@ -322,7 +346,8 @@ def parse_body(model: type[pydantic.BaseModel], raw: bytes, *, max_depth: int = 
     if not raw.strip():
         raise errors.Malformed("this request needs a JSON body", fields=[errors.FieldError("body", "missing")])
     too_deep = errors.Malformed(
-        f"the body nests arrays and objects deeper than {max_depth} levels", fields=[errors.FieldError("body", f"nested deeper than {max_depth} levels")]
+        f"the body nests arrays and objects deeper than {max_depth} levels",
+        fields=[errors.FieldError("body", f"nested deeper than {max_depth} levels")],
     )
     try:
         data = json.loads(raw, parse_float=_json_number)

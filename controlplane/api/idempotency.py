@@ -44,12 +44,8 @@ _CLAIM = sa.text(
     RETURNING key
     """
 )
-_FIND = sa.text(
-    "SELECT method, path, request_hash, status, response FROM idempotency_keys WHERE principal = :principal AND key = :key"
-)
-_RECORD = sa.text(
-    "UPDATE idempotency_keys SET status = :status, response = CAST(:response AS jsonb) WHERE principal = :principal AND key = :key"
-)
+_FIND = sa.text("SELECT method, path, request_hash, status, response FROM idempotency_keys WHERE principal = :principal AND key = :key")
+_RECORD = sa.text("UPDATE idempotency_keys SET status = :status, response = CAST(:response AS jsonb) WHERE principal = :principal AND key = :key")
 _PURGE = sa.text("DELETE FROM idempotency_keys WHERE created_at < :before")
 
 
@@ -73,9 +69,7 @@ def request_hash(method: str, path_qs: str, body: bytes) -> str:
     return h.hexdigest()
 
 
-async def claim(
-    session: sa_asyncio.AsyncSession, *, principal: str, key: str, method: str, path: str, digest: str
-) -> Replay | None:
+async def claim(session: sa_asyncio.AsyncSession, *, principal: str, key: str, method: str, path: str, digest: str) -> Replay | None:
     """None if this request now owns the key (run it); else the recorded answer to replay."""
     params = {"principal": principal, "key": key}
     for _ in range(2):
@@ -102,9 +96,7 @@ async def claim(
     raise errors.Conflict(f"{HEADER} {key!r} could not be claimed; retry", code="idempotency_busy")
 
 
-async def record(
-    session: sa_asyncio.AsyncSession, *, principal: str, key: str, status: int, body: typing.Any, secret: bool
-) -> None:
+async def record(session: sa_asyncio.AsyncSession, *, principal: str, key: str, status: int, body: typing.Any, secret: bool) -> None:
     if secret:
         stored: dict[str, typing.Any] = {"secret": True, "id": _created_id(body)}
     else:

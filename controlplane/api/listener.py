@@ -123,8 +123,13 @@ class Site(web.TCPSite):
         assert server is not None
         gate = self.gate
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Guarded(server, gate), self._host, self._port,
-            ssl=self._ssl_context, backlog=self._backlog, reuse_address=self._reuse_address, reuse_port=self._reuse_port,
+            lambda: _Guarded(server, gate),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
         )
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
@@ -132,15 +137,22 @@ class Site(web.TCPSite):
 
 def runner(app: web.Application, settings: cp_settings.HttpSettings, **kw: typing.Any) -> web.AppRunner:
     return web.AppRunner(
-        app, handler_cancellation=True, keepalive_timeout=settings.header_timeout, access_log=None,
-        shutdown_timeout=kw.pop("shutdown_timeout", settings.shutdown_timeout), **kw,
+        app,
+        handler_cancellation=True,
+        keepalive_timeout=settings.header_timeout,
+        access_log=None,
+        shutdown_timeout=kw.pop("shutdown_timeout", settings.shutdown_timeout),
+        **kw,
     )
 
 
 async def start(runner_: web.AppRunner, settings: cp_settings.HttpSettings, *, host: str | None = None, port: int | None = None) -> Site:
     site = Site(
-        runner_, settings.host if host is None else host, settings.port if port is None else port,
-        Gate(settings.max_connections, settings.max_connections_per_address), reuse_address=True,
+        runner_,
+        settings.host if host is None else host,
+        settings.port if port is None else port,
+        Gate(settings.max_connections, settings.max_connections_per_address),
+        reuse_address=True,
     )
     await site.start()
     return site

@@ -80,7 +80,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         metrics.observe(request.method, route_label(request), status, time.perf_counter() - started)
 
 
-def error_response(status: int, code: str, message: str, fields: typing.Sequence[errors.FieldError] = (), headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, fields: typing.Sequence[errors.FieldError] = (), headers: dict[str, str] | None = None
+) -> web.Response:
     body = {"error": {"code": code, "message": message, "fields": [{"path": f.path, "reason": f.reason} for f in fields]}}
     return web.json_response(body, status=status, headers=headers)
 
@@ -111,7 +113,15 @@ def _error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
 
 # sa.exc.TimeoutError: no pooled connection came free within database.pool_timeout (bench overload found
 # these answered 500); the database is as good as unavailable to this request.
-_UNAVAILABLE = (TimeoutError, sa.exc.TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError, asyncpg.exceptions.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+_UNAVAILABLE = (
+    TimeoutError,
+    sa.exc.TimeoutError,
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    OSError,
+)
 
 
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -53,12 +53,14 @@ def build(endpoints: typing.Sequence[endpoint.Endpoint], *, title: str, version:
             "title": title,
             "version": version,
             "description": "A4C control plane: workspaces, images, schedules, jobs, hosts, users and agent enrolment. "
-            "Every error answer is {\"error\": {\"code\", \"message\", \"fields\": [{\"path\", \"reason\"}]}}.",
+            'Every error answer is {"error": {"code", "message", "fields": [{"path", "reason"}]}}.',
         },
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token from create-admin or POST /v1/users/{id}/tokens."}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API token from create-admin or POST /v1/users/{id}/tokens."}
+            },
         },
     }
 
@@ -79,7 +81,10 @@ def _operation(ep: endpoint.Endpoint, keys: dict, components: dict[str, typing.A
         op["description"] = ep.description + ("\n\nAdmin only." if ep.auth == "admin" else "")
     elif ep.auth == "admin":
         op["description"] = "Admin only."
-    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid", "pattern": f"^{endpoint.UUID_SEGMENT}$"}} for n in ep.path_params]
+    params = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid", "pattern": f"^{endpoint.UUID_SEGMENT}$"}}
+        for n in ep.path_params
+    ]
     if ep.query is not None:
         params += _query_parameters(components[_name(keys[(ep.query, "validation")])])
     if ep.write:

@@ -188,7 +188,9 @@ class Image(_Timestamps, Base):
     owner_id: orm.Mapped[uuid.UUID] = orm.mapped_column(sa.ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     shared: orm.Mapped[bool] = orm.mapped_column(default=False, server_default=sa.false())
     # The service names it a4c/<name>:<id> (controlplane/services/images.py); a row written by hand still gets a unique one.
-    tag: orm.Mapped[str] = orm.mapped_column(sa.String(255), unique=True, server_default=sa.text(TAG_DEFAULT), doc="the Docker tag agents build it as")
+    tag: orm.Mapped[str] = orm.mapped_column(
+        sa.String(255), unique=True, server_default=sa.text(TAG_DEFAULT), doc="the Docker tag agents build it as"
+    )
     dockerfile: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     git_url: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     git_ref: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
@@ -334,9 +336,7 @@ class Job(Base):
         sa.CheckConstraint("attempts >= 0 AND attempts <= max_attempts + 1", name="jobs_attempts_in_range"),
         sa.CheckConstraint("version > 0", name="jobs_version_positive"),
         sa.CheckConstraint("length(log_tail) <= 65536", name="jobs_log_tail_bounded"),
-        sa.CheckConstraint(
-            "(status IN ('succeeded', 'failed', 'cancelled')) = (finished_at IS NOT NULL)", name="jobs_finished_iff_final"
-        ),
+        sa.CheckConstraint("(status IN ('succeeded', 'failed', 'cancelled')) = (finished_at IS NOT NULL)", name="jobs_finished_iff_final"),
         # Dashboard filters: each leads with the filter column and ends with the
         # keyset (created_at, id), so filter + sort + cursor is one index range.
         sa.Index("jobs_created", "created_at", "id"),

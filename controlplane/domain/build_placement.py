@@ -85,4 +85,6 @@ def place(hosts: typing.Iterable[BuildHost], now: datetime.datetime, *, fresh: d
     eligible.sort(key=lambda h: (h.builds_in_flight, h.disk_fraction, -h.free_memory_mb, h.name, str(h.id)))
     best, n = eligible[0], len(eligible)
     busy = f"{best.builds_in_flight} other build{'s' if best.builds_in_flight != 1 else ''} in flight there"
-    return Choice(best, f"{best.name}: {busy}, the fewest of {n} host{'s' if n != 1 else ''} that can build (builds use build slots, not workspace CPUs)")
+    return Choice(
+        best, f"{best.name}: {busy}, the fewest of {n} host{'s' if n != 1 else ''} that can build (builds use build slots, not workspace CPUs)"
+    )

@@ -1,4 +1,4 @@
-""""I cannot hear them" is not "they are dead": how far the control plane hears its agents.
+""" "I cannot hear them" is not "they are dead": how far the control plane hears its agents.
 
 Errors: none; pure functions over snapshots (no clock read, no I/O).
 
@@ -49,9 +49,7 @@ class Position:
     resumed_at: datetime.datetime
 
 
-def applied_through(
-    *, caught_up: bool, fetched_at: datetime.datetime | None, last_append: datetime.datetime | None
-) -> datetime.datetime | None:
+def applied_through(*, caught_up: bool, fetched_at: datetime.datetime | None, last_append: datetime.datetime | None) -> datetime.datetime | None:
     """How far a partition is applied after a fetch: the fetch's answer time when caught up, else the last record's append time (None: no progress)."""
     if caught_up:
         return fetched_at

@@ -141,7 +141,11 @@ def _effect(job: Job, inventory: Inventory) -> tuple[str, dict[str, typing.Any]]
     if job.kind in (JobKind.WORKSPACE_CREATE, JobKind.WORKSPACE_START) and len(mine) == 1 and up:
         return f"container {up[0].container_id} running", {"state": ObservedState.RUNNING.value, "container_id": up[0].container_id, "adopted": True}
     if job.kind == JobKind.WORKSPACE_STOP and len(mine) == 1 and not up:
-        return f"container {mine[0].container_id} {mine[0].state}", {"state": ObservedState.STOPPED.value, "container_id": mine[0].container_id, "adopted": True}
+        return f"container {mine[0].container_id} {mine[0].state}", {
+            "state": ObservedState.STOPPED.value,
+            "container_id": mine[0].container_id,
+            "adopted": True,
+        }
     if job.kind == JobKind.WORKSPACE_DELETE and not mine:
         return "no container of the workspace left", {"state": ObservedState.DELETED.value, "container_id": None, "adopted": True}
     return None

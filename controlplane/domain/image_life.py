@@ -48,7 +48,9 @@ def updated_source(current: Source, change: typing.Mapping[str, str]) -> Source:
     if current.git_url is None:
         for name in ("git_ref", "git_path"):
             if name in change:
-                raise Unchangeable(name, f"this image is built from an inline Dockerfile; give git_url to build it from git ({name} alone means nothing)")
+                raise Unchangeable(
+                    name, f"this image is built from an inline Dockerfile; give git_url to build it from git ({name} alone means nothing)"
+                )
         return current
     return Source(None, current.git_url, change.get("git_ref", current.git_ref), change.get("git_path", current.git_path))
 

@@ -59,7 +59,6 @@ def check_move(old: JobStatus | str, new: JobStatus | str) -> None:
         raise IllegalMove(f"a job cannot go from {old.value} to {new.value}")
 
 
-
 def cancel_refusal(kind: JobKind | str, status: JobStatus | str, *, workspace: str | None = None) -> str | None:
     """Why a person may not cancel this job, or None when they may.
 

@@ -382,10 +382,7 @@ def summary(total: int, counts: typing.Mapping[Code, int]) -> str:
     if total == 0:
         return "no eligible host: no hosts are enrolled"
     order = list(Code)
-    parts = [
-        f"{count} {_SUMMARY[code][count != 1]}"
-        for code, count in sorted(counts.items(), key=lambda item: (-item[1], order.index(item[0])))
-    ]
+    parts = [f"{count} {_SUMMARY[code][count != 1]}" for code, count in sorted(counts.items(), key=lambda item: (-item[1], order.index(item[0])))]
     return "no eligible host: " + ", ".join(parts)
 
 

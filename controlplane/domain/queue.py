@@ -26,7 +26,7 @@ from shared.domain import words
 @dataclasses.dataclass(frozen=True)
 class Place:
     position: int  # 1-based
-    length: int    # how many wait in all
+    length: int  # how many wait in all
 
 
 def waits_for_placement(kind: str, status: str, host_id: uuid.UUID | None, workspace_id: uuid.UUID | None) -> bool:

@@ -387,7 +387,9 @@ class _Planner:
             # It existed and is gone: its files went with it. Creating an empty
             # one in its place would hide that; the owner decides (recreate).
             self._mark(
-                ws, ObservedState.LOST.value, None,
+                ws,
+                ObservedState.LOST.value,
+                None,
                 f"container {ws.container_id} disappeared from host {self.host}; its files are gone "
                 f"(a4c workspaces recreate {ws.name or ws.id} starts it afresh)",
             )
@@ -443,7 +445,9 @@ class _Planner:
         if same_container and _up_or_down(ws.observed) == _up_or_down(target):
             return
         was = f"{ws.observed} with container {ws.container_id}" if ws.container_id else f"{ws.observed} with no container"
-        self._mark(ws, target, container.container_id, f"host {self.host} shows container {container.container_id} {container.state}; the DB had {was}")
+        self._mark(
+            ws, target, container.container_id, f"host {self.host} shows container {container.container_id} {container.state}; the DB had {was}"
+        )
 
     def _mark(self, ws: Workspace, state: str, container_id: str | None, reason: str) -> None:
         if ws.observed_at is not None and ws.observed_at > self.observed.taken_at:
@@ -553,12 +557,20 @@ def hosts_down(
             if silent <= grace:
                 continue
             lost = tuple(
-                sorted(w.id for w in host.workspaces if w.desired != DesiredState.DELETED and w.observed not in (ObservedState.DELETED, ObservedState.LOST, ObservedState.FAILED))
+                sorted(
+                    w.id
+                    for w in host.workspaces
+                    if w.desired != DesiredState.DELETED and w.observed not in (ObservedState.DELETED, ObservedState.LOST, ObservedState.FAILED)
+                )
             )
             what = "no heartbeat" if host.last_heartbeat is not None else "no heartbeat since enrolment"
             transitions.append(
-                HostDown(host.id, host.name, lost, f"{what} for {_duration(silent)} (limit {_duration(grace)}); "
-                    f"{len(lost)} workspace{'' if len(lost) == 1 else 's'} lost")
+                HostDown(
+                    host.id,
+                    host.name,
+                    lost,
+                    f"{what} for {_duration(silent)} (limit {_duration(grace)}); {len(lost)} workspace{'' if len(lost) == 1 else 's'} lost",
+                )
             )
         elif host.status == HostStatus.DOWN and host.last_heartbeat is not None:
             fresh = now - host.last_heartbeat <= grace

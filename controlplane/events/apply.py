@@ -132,9 +132,7 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
         return None
 
 
-async def disk_overruns(
-    conn: Conn, reports: typing.Sequence[tuple[uuid.UUID, messages.Envelope, messages.DiskReport]]
-) -> list[Overrun]:
+async def disk_overruns(conn: Conn, reports: typing.Sequence[tuple[uuid.UUID, messages.Envelope, messages.DiskReport]]) -> list[Overrun]:
     """Workspaces newly over their reservation in ``reports`` (before they are stored: each is compared with the one it replaces).
 
     Two queries for a whole batch, none when no report names a workspace. Reports the DISK guard will ignore (not newer than
@@ -155,10 +153,16 @@ async def disk_overruns(
         if state is None or env.seq <= state[1]:
             continue
         for wid in disk_rule.newly_over(state[2], report.workspaces, disk_gb):
-            found.append(Overrun(
-                workspace_id=wid, workspace_name=reserved[wid][0], host_id=host_id, host_name=state[0],
-                used_bytes=report.workspaces[wid], reserved_bytes=disk_rule.reserved_bytes(disk_gb[wid]),
-            ))
+            found.append(
+                Overrun(
+                    workspace_id=wid,
+                    workspace_name=reserved[wid][0],
+                    host_id=host_id,
+                    host_name=state[0],
+                    used_bytes=report.workspaces[wid],
+                    reserved_bytes=disk_rule.reserved_bytes(disk_gb[wid]),
+                )
+            )
         state[1], state[2] = env.seq, report.workspaces
     return found
 
@@ -169,7 +173,11 @@ def announce(found: typing.Iterable[Overrun]) -> None:
         metrics.DISK_OVERRUNS.inc()
         logger.warning(
             "workspace %s (%s) on host %s uses %d bytes of disk, over its reservation of %d bytes",
-            o.workspace_name, o.workspace_id, o.host_name, o.used_bytes, o.reserved_bytes,
+            o.workspace_name,
+            o.workspace_id,
+            o.host_name,
+            o.used_bytes,
+            o.reserved_bytes,
             extra={"workspace_id": o.workspace_id, "host_id": str(o.host_id), "used_bytes": o.used_bytes, "reserved_bytes": o.reserved_bytes},
         )
 
@@ -217,7 +225,12 @@ async def job_result(conn: Conn, host_id: uuid.UUID, env: messages.Envelope, r: 
         return None
     job_id = _uuid(r.job_id)
     row = await job_service.finished(
-        conn, job_id, host_id, seq=env.seq, ok=r.ok, result_json=_json(r.result),
+        conn,
+        job_id,
+        host_id,
+        seq=env.seq,
+        ok=r.ok,
+        result_json=_json(r.result),
         error=None if r.ok else text_mod.clean(r.error or "the agent reported a failure without a message", ERROR_MAX),
     )
     if row is None:
@@ -291,9 +304,7 @@ async def image_built(conn: Conn, host_id: uuid.UUID, image_id: uuid.UUID, job_i
         {"host": host_id, "image": image_id, "docker_id": docker_id, "tag": tag},
     )
     await conn.execute(
-        sa.text(
-            "UPDATE images SET latest_digest = :digest, latest_build_job_id = :job, latest_built_at = now() WHERE id = :image"
-        ),
+        sa.text("UPDATE images SET latest_digest = :digest, latest_build_job_id = :job, latest_built_at = now() WHERE id = :image"),
         {"digest": text_mod.clean(str(result.get("digest") or docker_id), 128), "job": job_id, "image": image_id},
     )
 
@@ -327,7 +338,9 @@ async def _workspace_job_done(conn: Conn, kind: str, workspace_id: uuid.UUID, r:
         )
     elif kind == JobKind.WORKSPACE_CREATE:
         await conn.execute(
-            sa.text("UPDATE workspaces SET observed_state = 'failed', state_reason = :reason WHERE id = :ws AND observed_state IN ('pending', 'creating')"),
+            sa.text(
+                "UPDATE workspaces SET observed_state = 'failed', state_reason = :reason WHERE id = :ws AND observed_state IN ('pending', 'creating')"
+            ),
             {"reason": text_mod.clean(r.error or "create failed", REASON_MAX), "ws": workspace_id},
         )
 

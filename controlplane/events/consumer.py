@@ -40,9 +40,7 @@ logger = logging.getLogger(__name__)
 
 APPLIED = prometheus_client.Counter("a4c_events_applied_total", "Agent events applied", ["kind"])
 REJECTED = prometheus_client.Counter("a4c_events_rejected_total", "Agent events rejected", ["reason"])
-LAG = prometheus_client.Gauge(
-    "a4c_events_consumer_lag_seconds", "Age of the oldest event of the last transaction of events applied, at its commit"
-)
+LAG = prometheus_client.Gauge("a4c_events_consumer_lag_seconds", "Age of the oldest event of the last transaction of events applied, at its commit")
 
 # Host reports: applied many to a transaction (see the module docstring).
 REPORTS = frozenset(apply.REPORTS)
@@ -67,7 +65,9 @@ _STORY = frozenset({messages.EventKind.JOB_RESULT, messages.EventKind.WORKSPACE_
 def _applied(env: messages.Envelope, kind: messages.EventKind, payload: typing.Any) -> None:
     with logs.scope(request_id=env.request_id, job_id=getattr(payload, "job_id", None), workspace_id=getattr(payload, "workspace_id", None)):
         if isinstance(payload, messages.JobResult):
-            logger.info("job result applied", extra={"host_id": env.host_id, "ok": payload.ok, "error": payload.error, "interrupted": payload.interrupted})
+            logger.info(
+                "job result applied", extra={"host_id": env.host_id, "ok": payload.ok, "error": payload.error, "interrupted": payload.interrupted}
+            )
         elif isinstance(payload, messages.WorkspaceState):
             logger.info("workspace state applied", extra={"host_id": env.host_id, "state": payload.state, "reason": payload.reason})
 
@@ -213,9 +213,18 @@ async def run(
 
     try:
         await consuming.consume(
-            settings.kafka, names.events, group_id=names.controlplane_group, client_id=client_id, name="events", handle=apply_one,
-            handle_batch=apply_batch, stopping=stopping, partitions=topics.EVENTS_PARTITIONS,
-            max_record_bytes=settings.consumers.max_message_bytes, progress=progress, polled=recorder.polled,
+            settings.kafka,
+            names.events,
+            group_id=names.controlplane_group,
+            client_id=client_id,
+            name="events",
+            handle=apply_one,
+            handle_batch=apply_batch,
+            stopping=stopping,
+            partitions=topics.EVENTS_PARTITIONS,
+            max_record_bytes=settings.consumers.max_message_bytes,
+            progress=progress,
+            polled=recorder.polled,
             consumer_options={"fetch_max_wait_ms": int(settings.events.fetch_max_wait * 1000)},
         )
     finally:

@@ -86,10 +86,13 @@ class Recorder:
                 if previous.get(partition) is not None and new.resumed_at != previous[partition].resumed_at:
                     logger.info(
                         "events %s[%d]: heard again after %s without (hosts' silence counts from now)",
-                        self._topic, partition, new.applied_through - previous[partition].applied_through,
+                        self._topic,
+                        partition,
+                        new.applied_through - previous[partition].applied_through,
                     )
                 values = {"applied_through": new.applied_through, "resumed_at": new.resumed_at, "updated_at": sa.func.now()}
                 await conn.execute(
-                    pg.insert(table).values(topic=self._topic, partition=partition, **values)
+                    pg.insert(table)
+                    .values(topic=self._topic, partition=partition, **values)
                     .on_conflict_do_update(index_elements=["topic", "partition"], set_=values)
                 )

@@ -46,9 +46,7 @@ _TABLE_ENTRIES = sa.text(
     ORDER BY j.id LIMIT :limit
     """
 )
-ROW_JSON = sa.text(
-    "SELECT to_jsonb(j) - 'search' - 'payload' - 'last_event_seq' AS doc FROM jobs j WHERE id = ANY(CAST(:ids AS uuid[]))"
-)
+ROW_JSON = sa.text("SELECT to_jsonb(j) - 'search' - 'payload' - 'last_event_seq' AS doc FROM jobs j WHERE id = ANY(CAST(:ids AS uuid[]))")
 # A job is in flight while its newest job-sync message may not have reached the index yet.
 _IN_FLIGHT = sa.text(
     """
@@ -193,8 +191,12 @@ async def _index_entries(es: elasticsearch.AsyncElasticsearch, target: str, star
     while True:
         async with client.translated("drift entries"):
             response = await es.search(
-                index=target, size=PAGE, query={"bool": {"filter": [bucket]}}, sort=[{"id": "asc"}],
-                source={"includes": ["id", "version", "deleted"]}, search_after=search_after or None,
+                index=target,
+                size=PAGE,
+                query={"bool": {"filter": [bucket]}},
+                sort=[{"id": "asc"}],
+                source={"includes": ["id", "version", "deleted"]},
+                search_after=search_after or None,
             )
         hits = response["hits"]["hits"]
         for hit in hits:
@@ -247,18 +249,14 @@ async def _apply(
     report: Report,
 ) -> None:
     report.ahead += fix.ahead
-    changes = [
-        documents.Change(e.id, e.version + 1, True, {"id": e.id, "version": e.version + 1, "deleted": True}) for e in fix.tombstone
-    ]
+    changes = [documents.Change(e.id, e.version + 1, True, {"id": e.id, "version": e.version + 1, "deleted": True}) for e in fix.tombstone]
     for i in range(0, len(fix.reindex), PAGE):
         async with engine.connect() as conn:
             rows = (await conn.execute(ROW_JSON, {"ids": fix.reindex[i : i + PAGE]})).scalars().all()
         changes += [documents.from_row(row) for row in rows]
     if not changes:
         return
-    written = await bulk.write(
-        es, changes, target, alias=target == settings.search.index_alias, search=settings.search
-    )
+    written = await bulk.write(es, changes, target, alias=target == settings.search.index_alias, search=settings.search)
     report.reindexed += sum(1 for c in written.indexed if not c.deleted or c.doc.get("created_at"))
     report.tombstoned += sum(1 for c in written.indexed if c.deleted and not c.doc.get("created_at"))
     # A 409 here means Elasticsearch holds a higher version than the table (a

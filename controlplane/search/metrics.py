@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import prometheus_client
 
-SYNC_LAG = prometheus_client.Gauge(
-    "a4c_search_sync_lag_messages", "Job-sync messages not yet consumed (high watermark - position)", ["partition"]
-)
+SYNC_LAG = prometheus_client.Gauge("a4c_search_sync_lag_messages", "Job-sync messages not yet consumed (high watermark - position)", ["partition"])
 SYNC_LATENCY = prometheus_client.Histogram(
     "a4c_search_sync_latency_seconds",
     "Job row updated_at (its commit, within a transaction) -> indexed in Elasticsearch",
@@ -22,23 +20,17 @@ BULK_SIZE = prometheus_client.Histogram(
 BULK_ITEMS = prometheus_client.Counter(
     "a4c_search_bulk_items_total", "Bulk item results by outcome (indexed, stale = harmless 409, retry, rejected)", ["outcome"]
 )
-BULK_FAILURES = prometheus_client.Counter(
-    "a4c_search_bulk_failures_total", "Bulk requests that failed as a whole (unreachable, timeout, 5xx)"
-)
+BULK_FAILURES = prometheus_client.Counter("a4c_search_bulk_failures_total", "Bulk requests that failed as a whole (unreachable, timeout, 5xx)")
 DEAD_LETTERS = prometheus_client.Counter("a4c_search_dead_letters_total", "Messages sent to the dead-letter topic", ["cause"])
-BREAKER = prometheus_client.Enum(
-    "a4c_search_breaker", "Circuit breaker in front of Elasticsearch reads", states=["closed", "open", "half_open"]
-)
-ANSWERED = prometheus_client.Counter(
-    "a4c_search_requests_total", "Searches by the backend that answered", ["backend", "degraded"]
-)
+BREAKER = prometheus_client.Enum("a4c_search_breaker", "Circuit breaker in front of Elasticsearch reads", states=["closed", "open", "half_open"])
+ANSWERED = prometheus_client.Counter("a4c_search_requests_total", "Searches by the backend that answered", ["backend", "degraded"])
 SEARCH_SECONDS = prometheus_client.Histogram(
-    "a4c_search_request_seconds", "Search latency by the backend that answered", ["backend"],
+    "a4c_search_request_seconds",
+    "Search latency by the backend that answered",
+    ["backend"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5),
 )
-TIMED_OUT = prometheus_client.Counter(
-    "a4c_search_timeouts_total", "Searches on PostgreSQL cancelled by search.statement_timeout (answered 503)"
-)
+TIMED_OUT = prometheus_client.Counter("a4c_search_timeouts_total", "Searches on PostgreSQL cancelled by search.statement_timeout (answered 503)")
 REPAIRED = prometheus_client.Counter(
     "a4c_search_repaired_total", "Jobs the sync worker's periodic check-and-repair rewrote in the index (drift it healed)"
 )

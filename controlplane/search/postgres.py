@@ -54,9 +54,7 @@ _BY_ID = {"host": (Job.host_name, Job.host_id), "workspace": (Job.workspace_name
 # which would not fold a4c_text_query(:terms) to a constant tsquery.
 # is_local: only for this search's transaction, not for whoever uses the
 # pooled connection next. One statement, one round trip.
-_BUDGET = sa.text(
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('statement_timeout', :timeout, true)"
-)
+_BUDGET = sa.text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('statement_timeout', :timeout, true)")
 _QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
 # GROUPING(status, kind, host, user, bucket): a bit is set for each column not grouped in that row.
 _SETS = {0b01111: "status", 0b10111: "kind", 0b11011: "host", 0b11101: "user", 0b11110: "created"}
@@ -141,7 +139,11 @@ def facets_statement(q: query_mod.Query, owner: str | None, interval: str, cap: 
     """Total (up to ``cap + 1``) and facets over the newest ``cap`` matching jobs, in one statement."""
     newest = (
         sa.select(
-            Job.status, Job.kind, Job.host_name, Job.user_name, Job.created_at,
+            Job.status,
+            Job.kind,
+            Job.host_name,
+            Job.user_name,
+            Job.created_at,
             sa.func.row_number().over(order_by=(Job.created_at.desc(), Job.id.desc())).label("rn"),
         )
         .where(*where(q, owner))

@@ -66,8 +66,7 @@ _UNFINISHED = sa.text(
     "WHERE finished_at IS NULL AND index_name LIKE :pattern ORDER BY started_at DESC LIMIT 1"
 )
 _BEGIN = sa.text(
-    "INSERT INTO search_index_state (index_name, phase, backfill_started_at) VALUES (:name, 'backfill', now()) "
-    "RETURNING backfill_started_at"
+    "INSERT INTO search_index_state (index_name, phase, backfill_started_at) VALUES (:name, 'backfill', now()) RETURNING backfill_started_at"
 )
 _PROGRESS = sa.text("UPDATE search_index_state SET phase = :phase, cursor = CAST(:cursor AS jsonb), docs = :docs WHERE index_name = :name")
 _FINISH = sa.text("UPDATE search_index_state SET phase = :phase, finished_at = now() WHERE index_name = :name")
@@ -209,9 +208,7 @@ async def _replay(
     done = 0
     while True:
         async with engine.connect() as conn:
-            rows = (
-                await conn.execute(_CHANGED_PAGE, {"since": after_time, "after": after_id, "limit": writer.batch})
-            ).all()
+            rows = (await conn.execute(_CHANGED_PAGE, {"since": after_time, "after": after_id, "limit": writer.batch})).all()
         if not rows:
             return done
         await writer.write([documents.from_row(r.doc) for r in rows])
@@ -229,9 +226,7 @@ class _Writer:
         self.batch = settings.search.reindex_batch
 
     async def write(self, changes: list[documents.Change]) -> None:
-        report = await bulk.write(
-            self.es, changes, self.name, alias=False, search=self.search
-        )
+        report = await bulk.write(self.es, changes, self.name, alias=False, search=self.search)
         for change, why in report.rejected:
             # A row Elasticsearch refuses cannot be fixed by retrying; the
             # check at the end reports the bucket it belongs to.

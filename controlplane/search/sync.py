@@ -105,9 +105,7 @@ async def run(
             return
         if engine is not None:
             healer = asyncio.create_task(healing.run(settings, engine, es, stopping), name="a4c-search-heal")
-        consumer = kafka.consumer(
-            settings.kafka, names.job_sync, group_id=names.sync_group, client_id=client_id, max_poll_records=search.bulk_size
-        )
+        consumer = kafka.consumer(settings.kafka, names.job_sync, group_id=names.sync_group, client_id=client_id, max_poll_records=search.bulk_size)
         producer = _dead_letter_producer(settings, f"{client_id}-dead-letter")
         await _start(consumer, producer, settings, [names.job_sync, names.dead_letter], stopping)
         while not stopping.is_set():
@@ -181,9 +179,7 @@ async def _start(
             await asyncio.sleep(delays.next())
 
 
-async def _collect(
-    consumer: aiokafka.AIOKafkaConsumer, size: int, window: float, stopping: asyncio.Event
-) -> list[aiokafka.ConsumerRecord]:
+async def _collect(consumer: aiokafka.AIOKafkaConsumer, size: int, window: float, stopping: asyncio.Event) -> list[aiokafka.ConsumerRecord]:
     """Up to ``size`` records: wait up to 1 s for the first, then at most ``window`` for more."""
     records: list[aiokafka.ConsumerRecord] = []
     loop = asyncio.get_running_loop()

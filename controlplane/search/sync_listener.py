@@ -21,9 +21,9 @@ from controlplane import settings as cp_settings
 
 logger = logging.getLogger(__name__)
 
+
 class ListenError(Exception):
     """The listener's address is taken or not ours; the message names the settings."""
-
 
 
 async def start(settings: cp_settings.Settings, alive: typing.Callable[[], bool]) -> web.AppRunner:

@@ -51,7 +51,12 @@ async def create(
     wanted = sorted(set(owners))
     key = signing.new_key()
     row = models.CiSystem(
-        id=uuid.uuid4(), name=name, description=description, signing_key=key, images=sorted(set(images)), owners=wanted,
+        id=uuid.uuid4(),
+        name=name,
+        description=description,
+        signing_key=key,
+        images=sorted(set(images)),
+        owners=wanted,
         created_by=principal.user_id,
     )
     session.add(row)

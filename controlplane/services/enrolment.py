@@ -71,9 +71,15 @@ async def issue_token(
     secret = secrets.new(secrets.ENROLMENT_PREFIX)
     now = datetime.datetime.now(datetime.UTC)
     row = models.EnrolmentToken(
-        id=uuid.uuid4(), token_hash=secret.hash, prefix=secret.prefix, description=description, created_by=principal.user_id,
-        created_at=now, expires_at=now + datetime.timedelta(seconds=expires_in or settings.token_ttl),
-        max_uses=max_uses or settings.token_max_uses, uses=0,
+        id=uuid.uuid4(),
+        token_hash=secret.hash,
+        prefix=secret.prefix,
+        description=description,
+        created_by=principal.user_id,
+        created_at=now,
+        expires_at=now + datetime.timedelta(seconds=expires_in or settings.token_ttl),
+        max_uses=max_uses or settings.token_max_uses,
+        uses=0,
     )
     session.add(row)
     await session.flush()
@@ -118,9 +124,7 @@ async def enrol(
     if grant.expires_at is not None and grant.expires_at <= now:
         raise errors.Unauthorized("this enrolment token has expired", code="enrolment_token_expired")
     if grant.max_uses is not None and grant.uses >= grant.max_uses:
-        raise errors.Unauthorized(
-            f"this enrolment token is used up ({grant.uses} of {grant.max_uses} uses)", code="enrolment_token_used_up"
-        )
+        raise errors.Unauthorized(f"this enrolment token is used up ({grant.uses} of {grant.max_uses} uses)", code="enrolment_token_used_up")
     key = signing.new_key()
     # Placement lock before the host row lock: the order every placing transaction uses.
     await placement.lock(session)

@@ -71,8 +71,15 @@ async def settle_jobs(
             )
             continue
         adopted = await job_service.move_where(
-            session, job.id, models.JobStatus.SUCCEEDED, only_from=ACKNOWLEDGED, also=unchanged,
-            finished_at=now, reason=verdict.reason, result=verdict.result, error=None,
+            session,
+            job.id,
+            models.JobStatus.SUCCEEDED,
+            only_from=ACKNOWLEDGED,
+            also=unchanged,
+            finished_at=now,
+            reason=verdict.reason,
+            result=verdict.result,
+            error=None,
         )
         if adopted and job.kind is models.JobKind.IMAGE_BUILD and job.image_id is not None and job.host_id is not None:
             # What the build's result would have recorded: the host has the image (creates waiting for it go ahead).

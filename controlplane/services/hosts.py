@@ -21,7 +21,9 @@ from controlplane.services import pagination, placement, workspaces
 Session = sa_asyncio.AsyncSession
 GB = 1024**3
 
-_LIVE = sa.and_(models.Workspace.host_id.is_not(None), models.Workspace.observed_state.not_in([models.ObservedState.DELETED, models.ObservedState.FAILED]))
+_LIVE = sa.and_(
+    models.Workspace.host_id.is_not(None), models.Workspace.observed_state.not_in([models.ObservedState.DELETED, models.ObservedState.FAILED])
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +122,11 @@ async def drain(session: Session, host_id: uuid.UUID) -> Drained:
     await session.refresh(view.host)
     stmt = (
         sa.select(models.Workspace)
-        .where(models.Workspace.host_id == host_id, models.Workspace.deleted_at.is_(None), models.Workspace.observed_state.not_in([models.ObservedState.DELETED, models.ObservedState.FAILED]))
+        .where(
+            models.Workspace.host_id == host_id,
+            models.Workspace.deleted_at.is_(None),
+            models.Workspace.observed_state.not_in([models.ObservedState.DELETED, models.ObservedState.FAILED]),
+        )
         .order_by(models.Workspace.created_at, models.Workspace.id)
     )
     remaining = list((await session.scalars(stmt)).all())

@@ -64,10 +64,13 @@ async def delete_image(session: Session, principal: access.Principal, image_id: 
     visible = [r.name for r in users if principal.is_admin or r.owner_id == principal.user_id]
     builds = (
         await session.scalars(
-            sa.select(models.Job.id).where(
-                models.Job.image_id == image.id, models.Job.kind == models.JobKind.IMAGE_BUILD,
+            sa.select(models.Job.id)
+            .where(
+                models.Job.image_id == image.id,
+                models.Job.kind == models.JobKind.IMAGE_BUILD,
                 models.Job.status.in_([s for s in models.JobStatus if not s.final]),
-            ).order_by(models.Job.created_at)
+            )
+            .order_by(models.Job.created_at)
         )
     ).all()
     refusal = image_life.deletion_refusal(visible, len(users) - len(visible), [str(b) for b in builds])

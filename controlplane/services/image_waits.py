@@ -32,7 +32,10 @@ async def wait_for_image(session: Session, job: models.Job, ws: models.Workspace
     assert image is not None and host is not None
     build = await images.ensure_built_on(session, image, host, settings)
     jobs.move(
-        job, models.JobStatus.PENDING, host_id=host.id, host_name=host.name,
+        job,
+        models.JobStatus.PENDING,
+        host_id=host.id,
+        host_name=host.name,
         reason=f"{WAITING_FOR_IMAGE} {image.name} to be built on {host.name} (build job {build.id})",
     )
     ws.state_reason = job.reason
@@ -62,18 +65,29 @@ async def release_waiting(session: Session, settings: cp_settings.Settings) -> i
         if await images.built_on(session, ws.image_id, job.host_id):
             command = messages.WorkspaceCommand.model_validate(job.payload)
             await commands.issue(
-                session, job_id=job.id, host_id=job.host_id, kind=messages.CommandKind.WORKSPACE_CREATE, payload=command,
-                key=str(ws.id), ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline, reason="image built; creating",
+                session,
+                job_id=job.id,
+                host_id=job.host_id,
+                kind=messages.CommandKind.WORKSPACE_CREATE,
+                payload=command,
+                key=str(ws.id),
+                ack_timeout=settings.reconciler.job_ack_timeout,
+                deadline=settings.reconciler.job_deadline,
+                reason="image built; creating",
             )
             ws.state_reason = ""
             released += 1
             continue
         failed = (
             await session.scalars(
-                sa.select(models.Job).where(
-                    models.Job.kind == models.JobKind.IMAGE_BUILD, models.Job.image_id == ws.image_id,
+                sa.select(models.Job)
+                .where(
+                    models.Job.kind == models.JobKind.IMAGE_BUILD,
+                    models.Job.image_id == ws.image_id,
                     models.Job.host_id == job.host_id,
-                ).order_by(models.Job.created_at.desc()).limit(1)
+                )
+                .order_by(models.Job.created_at.desc())
+                .limit(1)
             )
         ).first()
         if failed is not None and failed.status in (models.JobStatus.FAILED, models.JobStatus.CANCELLED):

@@ -149,9 +149,11 @@ async def named_for_ci(session: Session, name: str, allows: typing.Callable[[str
     Names are per owner (migration 0008): a shared image wins over private ones,
     and several private candidates are refused rather than guessed.
     """
-    rows = (await session.execute(
-        sa.select(models.Image, models.User.name).join(models.User, models.User.id == models.Image.owner_id).where(models.Image.name == name)
-    )).all()
+    rows = (
+        await session.execute(
+            sa.select(models.Image, models.User.name).join(models.User, models.User.id == models.Image.owner_id).where(models.Image.name == name)
+        )
+    ).all()
     candidates = [image for image, owner in rows if allows(image.name, owner)]
     shared = [image for image in candidates if image.shared]
     if shared:
@@ -197,8 +199,15 @@ async def choose_build_host(session: Session, settings: cp_settings.Settings) ->
     rows = (await session.execute(_BUILD_HOSTS)).all()
     hosts = [
         build_placement.BuildHost(
-            id=r.id, name=r.name, status=r.status, last_heartbeat=r.last_heartbeat_at, builds_in_flight=int(r.builds),
-            cordoned=r.cordoned, draining=r.draining, disk_used_bytes=r.disk_used_bytes, disk_total_bytes=int(r.disk_total or 0),
+            id=r.id,
+            name=r.name,
+            status=r.status,
+            last_heartbeat=r.last_heartbeat_at,
+            builds_in_flight=int(r.builds),
+            cordoned=r.cordoned,
+            draining=r.draining,
+            disk_used_bytes=r.disk_used_bytes,
+            disk_total_bytes=int(r.disk_total or 0),
             free_memory_mb=int(r.free_memory),
         )
         for r in rows
@@ -252,8 +261,16 @@ async def request_builds(
     try:
         async with session.begin_nested():
             job = await jobs.new_job(
-                session, models.JobKind.IMAGE_BUILD, job_id=job_id, user=user, source=source, host=host, image=image,
-                payload=command.model_dump(mode="json"), idempotency_key=idempotency_key, reason=reason,
+                session,
+                models.JobKind.IMAGE_BUILD,
+                job_id=job_id,
+                user=user,
+                source=source,
+                host=host,
+                image=image,
+                payload=command.model_dump(mode="json"),
+                idempotency_key=idempotency_key,
+                reason=reason,
                 max_attempts=settings.reconciler.job_max_attempts,
                 # No host can build right now: the job waits, saying why, and the
                 # reconciler dispatches it when one can (nothing is dropped).
@@ -274,8 +291,15 @@ async def dispatch_build(session: Session, job: models.Job, host: models.Host, s
     job.host_id, job.host_name = host.id, host.name
     await session.flush()
     await commands.issue(
-        session, job_id=job.id, host_id=host.id, kind=messages.CommandKind.IMAGE_BUILD, payload=command,
-        key=command.image_id, ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline, reason=reason,
+        session,
+        job_id=job.id,
+        host_id=host.id,
+        kind=messages.CommandKind.IMAGE_BUILD,
+        payload=command,
+        key=command.image_id,
+        ack_timeout=settings.reconciler.job_ack_timeout,
+        deadline=settings.reconciler.job_deadline,
+        reason=reason,
     )
     await session.refresh(job)
 
@@ -291,18 +315,25 @@ async def ensure_built_on(session: Session, image: models.Image, host: models.Ho
     """The build of ``image`` on ``host`` in flight (or a new one): what a waiting workspace waits for."""
     in_flight = (
         await session.scalars(
-            sa.select(models.Job).where(
+            sa.select(models.Job)
+            .where(
                 models.Job.kind == models.JobKind.IMAGE_BUILD,
                 models.Job.image_id == image.id,
                 models.Job.host_id == host.id,
                 models.Job.status.in_((models.JobStatus.QUEUED, models.JobStatus.DISPATCHED, models.JobStatus.RUNNING)),
-            ).limit(1)
+            )
+            .limit(1)
         )
     ).first()
     if in_flight is not None:
         return in_flight
     made = await request_builds(
-        session, image, settings, user=None, source=models.JobSource.RECONCILER, host=host,
+        session,
+        image,
+        settings,
+        user=None,
+        source=models.JobSource.RECONCILER,
+        host=host,
         reason=f"a workspace needs {image.name} on {host.name}",
     )
     return made[0]

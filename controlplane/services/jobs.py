@@ -264,11 +264,23 @@ async def finished(
 ) -> dict[str, typing.Any] | None:
     """Its agent's result: succeeded or failed. Returns kind, workspace_id and image_id when the job changed."""
     row = (
-        await conn.execute(
-            _FINISHED,
-            {"status": (models.JobStatus.SUCCEEDED if ok else models.JobStatus.FAILED).value, "ok": ok, "error": error, "result": result_json, "seq": seq, "job": job_id, "host": host_id},
+        (
+            await conn.execute(
+                _FINISHED,
+                {
+                    "status": (models.JobStatus.SUCCEEDED if ok else models.JobStatus.FAILED).value,
+                    "ok": ok,
+                    "error": error,
+                    "result": result_json,
+                    "seq": seq,
+                    "job": job_id,
+                    "host": host_id,
+                },
+            )
         )
-    ).mappings().first()
+        .mappings()
+        .first()
+    )
     return dict(row) if row is not None else None
 
 

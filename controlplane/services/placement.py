@@ -101,11 +101,21 @@ async def snapshot(session: Session) -> list[domain.Host]:
     rows = (await session.execute(_SNAPSHOT)).all()
     return [
         domain.Host(
-            id=r.id, name=r.name, status=r.status, last_heartbeat=r.last_heartbeat_at, capacity_cpus=float(r.capacity_cpus),
-            capacity_memory_mb=r.capacity_memory_mb, capacity_disk_bytes=r.capacity_disk_bytes, cordoned=r.cordoned,
-            draining=r.draining, allocated_cpus=float(r.alloc_cpus), allocated_memory_mb=int(r.alloc_memory_mb),
-            disk_used_bytes=r.disk_used_bytes, promised_disk_bytes=int(r.promised_disk_gb) * GB,
-            disk_total_bytes=r.disk_total_bytes, labels=r.labels or {},
+            id=r.id,
+            name=r.name,
+            status=r.status,
+            last_heartbeat=r.last_heartbeat_at,
+            capacity_cpus=float(r.capacity_cpus),
+            capacity_memory_mb=r.capacity_memory_mb,
+            capacity_disk_bytes=r.capacity_disk_bytes,
+            cordoned=r.cordoned,
+            draining=r.draining,
+            allocated_cpus=float(r.alloc_cpus),
+            allocated_memory_mb=int(r.alloc_memory_mb),
+            disk_used_bytes=r.disk_used_bytes,
+            promised_disk_bytes=int(r.promised_disk_gb) * GB,
+            disk_total_bytes=r.disk_total_bytes,
+            labels=r.labels or {},
         )
         for r in rows
     ]
@@ -212,7 +222,9 @@ def _outcome(judged: _Judged, settings: cp_settings.Settings, *, skip: typing.Co
     """The pure decision on the judged handful; ``skip``: ranked hosts another placement holds (noted in the reason)."""
     request = judged.request
     hosts = [h for h in judged.hosts if uuid.UUID(str(h.id)) not in skip]
-    result = domain.place(domain.Request(cpus=request.cpus, memory_mb=request.memory_mb, disk_gb=request.disk_gb), hosts, judged.now, settings.placement)
+    result = domain.place(
+        domain.Request(cpus=request.cpus, memory_mb=request.memory_mb, disk_gb=request.disk_gb), hosts, judged.now, settings.placement
+    )
     record = result.to_record(limit=RECORD_HOSTS)
     record["eligible_count"], record["rejected_counts"] = judged.eligible, {code.value: n for code, n in judged.rejected.items()}
     if result.host is None:
@@ -306,10 +318,20 @@ def _stale_before(now: datetime.datetime, settings: cp_settings.Settings) -> dat
 
 def _host(r: typing.Any) -> domain.Host:
     return domain.Host(
-        id=r.id, name=r.name, status=r.status, last_heartbeat=r.last_heartbeat_at, capacity_cpus=float(r.capacity_cpus),
-        capacity_memory_mb=r.capacity_memory_mb, capacity_disk_bytes=r.capacity_disk_bytes, cordoned=r.cordoned,
-        draining=r.draining, allocated_cpus=float(r.alloc_cpus), allocated_memory_mb=int(r.alloc_memory_mb),
-        disk_used_bytes=r.disk_used_bytes, promised_disk_bytes=int(r.promised), disk_total_bytes=r.disk_total_bytes,
+        id=r.id,
+        name=r.name,
+        status=r.status,
+        last_heartbeat=r.last_heartbeat_at,
+        capacity_cpus=float(r.capacity_cpus),
+        capacity_memory_mb=r.capacity_memory_mb,
+        capacity_disk_bytes=r.capacity_disk_bytes,
+        cordoned=r.cordoned,
+        draining=r.draining,
+        allocated_cpus=float(r.alloc_cpus),
+        allocated_memory_mb=int(r.alloc_memory_mb),
+        disk_used_bytes=r.disk_used_bytes,
+        promised_disk_bytes=int(r.promised),
+        disk_total_bytes=r.disk_total_bytes,
         labels=r.labels or {},
     )
 

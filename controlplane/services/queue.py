@@ -60,9 +60,7 @@ async def places(session: Session, workspace_ids: typing.Collection[uuid.UUID]) 
 async def job_places(session: Session, jobs: typing.Iterable[models.Job]) -> dict[uuid.UUID, domain.Place]:
     """Where each of these jobs stands in the queue, by job id; jobs not waiting for placement are left out."""
     candidates = {
-        j.workspace_id: j.id
-        for j in jobs
-        if j.workspace_id is not None and domain.waits_for_placement(j.kind, j.status, j.host_id, j.workspace_id)
+        j.workspace_id: j.id for j in jobs if j.workspace_id is not None and domain.waits_for_placement(j.kind, j.status, j.host_id, j.workspace_id)
     }
     found = await places(session, candidates.keys())
     return {candidates[ws_id]: place for ws_id, place in found.items()}

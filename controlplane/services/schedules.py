@@ -51,8 +51,15 @@ async def create_schedule(
     if not runs:
         raise errors.Invalid.field("cron", "this expression never fires")
     row = models.Schedule(
-        id=uuid.uuid4(), image_id=image.id, owner_id=principal.user_id, cron=expression, timezone=timezone,
-        enabled=enabled, next_run_at=runs[0] if enabled else None, created_at=now, updated_at=now,
+        id=uuid.uuid4(),
+        image_id=image.id,
+        owner_id=principal.user_id,
+        cron=expression,
+        timezone=timezone,
+        enabled=enabled,
+        next_run_at=runs[0] if enabled else None,
+        created_at=now,
+        updated_at=now,
     )
     session.add(row)
     await session.flush()

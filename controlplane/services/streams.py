@@ -48,11 +48,15 @@ async def target(
         raise errors.Conflict(f"workspace {ws.name}'s host is gone")
     url = (host.heartbeat or {}).get("access_url")
     if not url:
-        raise errors.Unavailable(
-            f"the agent of host {host.name} serves no exec or logs streams (access.enabled off, too old, or not reporting)"
-        )
+        raise errors.Unavailable(f"the agent of host {host.name} serves no exec or logs streams (access.enabled off, too old, or not reporting)")
     grant = grants.Grant(
-        host_id=str(host.id), workspace_id=str(ws.id), action=action, argv=argv or [], tty=tty, follow=follow, tail=tail,
+        host_id=str(host.id),
+        workspace_id=str(ws.id),
+        action=action,
+        argv=argv or [],
+        tty=tty,
+        follow=follow,
+        tail=tail,
         user=principal.name,
     )
     return Target(url=str(url).rstrip("/") + "/v1/stream", header=grants.encode(grant, host.signing_key), host_name=host.name)

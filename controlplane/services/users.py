@@ -78,17 +78,13 @@ async def list_users(session: Session, *, limit: int, cursor: str | None) -> tup
     return await pagination.page(session, sa.select(models.User), models.User, limit=limit, cursor=cursor)
 
 
-async def issue_token(
-    session: Session, user_id: uuid.UUID, *, name: str = "", ttl_days: int | None = None
-) -> IssuedToken:
+async def issue_token(session: Session, user_id: uuid.UUID, *, name: str = "", ttl_days: int | None = None) -> IssuedToken:
     user = await get_user(session, user_id)
     secret = secrets.new(secrets.API_PREFIX)
     expires = None
     if ttl_days is not None:
         expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=ttl_days)
-    row = models.ApiToken(
-        id=uuid.uuid4(), user_id=user.id, name=name, token_hash=secret.hash, prefix=secret.prefix, expires_at=expires
-    )
+    row = models.ApiToken(id=uuid.uuid4(), user_id=user.id, name=name, token_hash=secret.hash, prefix=secret.prefix, expires_at=expires)
     session.add(row)
     await session.flush()
     return IssuedToken(row=row, token=secret.token)
@@ -127,7 +123,9 @@ async def _live_admin_tokens(session: Session) -> list[uuid.UUID]:
         sa.select(models.ApiToken.id)
         .join(models.User, models.User.id == models.ApiToken.user_id)
         .where(
-            models.User.role == models.Role.ADMIN, sa.not_(models.User.disabled), models.ApiToken.revoked_at.is_(None),
+            models.User.role == models.Role.ADMIN,
+            sa.not_(models.User.disabled),
+            models.ApiToken.revoked_at.is_(None),
             sa.or_(models.ApiToken.expires_at.is_(None), models.ApiToken.expires_at > sa.func.now()),
         )
         .order_by(models.ApiToken.id)

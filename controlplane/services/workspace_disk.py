@@ -31,9 +31,7 @@ class WorkspaceDisk:
     over: bool | None
 
 
-_HOST_DISKS = sa.text(
-    "SELECT id, disk_report -> 'workspaces', disk_report -> 'disk_limits' -> 'enforced' FROM hosts WHERE id = ANY(:ids)"
-)
+_HOST_DISKS = sa.text("SELECT id, disk_report -> 'workspaces', disk_report -> 'disk_limits' -> 'enforced' FROM hosts WHERE id = ANY(:ids)")
 
 
 def enforced_of(report: typing.Mapping[str, typing.Any] | None) -> bool | None:
@@ -57,6 +55,8 @@ def of(workspace_id: uuid.UUID, host_id: uuid.UUID | None, disk_gb: int, hosts: 
     host = hosts.get(host_id) if host_id is not None else None
     used = host.workspaces.get(str(workspace_id)) if host is not None else None
     return WorkspaceDisk(
-        reserved_bytes=disk_rule.reserved_bytes(disk_gb), used_bytes=used,
-        enforced=host.enforced if host is not None else None, over=disk_rule.over(used, disk_gb),
+        reserved_bytes=disk_rule.reserved_bytes(disk_gb),
+        used_bytes=used,
+        enforced=host.enforced if host is not None else None,
+        over=disk_rule.over(used, disk_gb),
     )

@@ -31,14 +31,15 @@ GB = placement.GB
 # throughout; the rest wait for the next reconcile period).
 PENDING_BATCH = 200
 
+
 @dataclasses.dataclass(frozen=True)
 class NewWorkspace:
     name: str
     cpus: float
     memory_mb: int
     disk_gb: int
-    image: str | None = None          # a registered image's name
-    image_ref: str | None = None      # or a raw Docker reference
+    image: str | None = None  # a registered image's name
+    image_ref: str | None = None  # or a raw Docker reference
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     ports: list[messages.PortSpec] = dataclasses.field(default_factory=list)
     command: list[str] | None = None  # None: the image's (docs/workspaces.md)
@@ -75,9 +76,7 @@ def spec(ws: models.Workspace, owner: str) -> messages.WorkspaceSpec:
     )
 
 
-async def create_workspace(
-    session: Session, principal: access.Principal, new: NewWorkspace, settings: cp_settings.Settings
-) -> Accepted:
+async def create_workspace(session: Session, principal: access.Principal, new: NewWorkspace, settings: cp_settings.Settings) -> Accepted:
     image_row, image_ref = await _resolve_image(session, principal, new)
     ws = models.Workspace(
         id=uuid.uuid4(),
@@ -96,9 +95,7 @@ async def create_workspace(
     )
     # Decide and hold the chosen host's allocation row, then insert in the same
     # transaction: the INSERT's trigger adds this reservation to the held row.
-    outcome = await placement.place_one(
-        session, placement.Request(cpus=new.cpus, memory_mb=new.memory_mb, disk_gb=new.disk_gb), settings
-    )
+    outcome = await placement.place_one(session, placement.Request(cpus=new.cpus, memory_mb=new.memory_mb, disk_gb=new.disk_gb), settings)
     _apply(ws, outcome)
     session.add(ws)
     # No savepoint: a clash aborts this transaction, and the error rolls it back anyway.
@@ -136,7 +133,9 @@ async def create_workspace(
     if needs_build:
         await image_waits.wait_for_image(session, job, ws, typing.cast(uuid.UUID, host), settings)
     elif dispatch is not None:
-        await commands.send(session, host_id=typing.cast(uuid.UUID, host), kind=messages.CommandKind.WORKSPACE_CREATE, payload=command, key=str(ws.id))
+        await commands.send(
+            session, host_id=typing.cast(uuid.UUID, host), kind=messages.CommandKind.WORKSPACE_CREATE, payload=command, key=str(ws.id)
+        )
     return Accepted(ws, job)
 
 
@@ -177,8 +176,14 @@ async def place_pending(session: Session, settings: cp_settings.Settings) -> lis
         await session.flush()
         if job is None:
             job = await jobs.new_job(
-                session, models.JobKind.WORKSPACE_CREATE, user=None, source=models.JobSource.RECONCILER, workspace=ws,
-                reason=outcome.reason, placement=outcome.record, max_attempts=settings.reconciler.job_max_attempts,
+                session,
+                models.JobKind.WORKSPACE_CREATE,
+                user=None,
+                source=models.JobSource.RECONCILER,
+                workspace=ws,
+                reason=outcome.reason,
+                placement=outcome.record,
+                max_attempts=settings.reconciler.job_max_attempts,
             )
         command = create_command(job.id, ws, owner)
         job.payload = command.model_dump(mode="json")
@@ -269,7 +274,11 @@ async def delete_workspace(session: Session, principal: access.Principal, worksp
         if create is not None:
             await jobs.cancel(session, create, "workspace deleted before it was placed")
         job = await jobs.new_job(
-            session, models.JobKind.WORKSPACE_DELETE, user=principal, workspace=ws, status=models.JobStatus.SUCCEEDED,
+            session,
+            models.JobKind.WORKSPACE_DELETE,
+            user=principal,
+            workspace=ws,
+            status=models.JobStatus.SUCCEEDED,
             reason="never placed: nothing to remove",
         )
         await session.refresh(ws)
@@ -289,9 +298,7 @@ async def recreate_workspace(session: Session, principal: access.Principal, work
     """
     ws = await get_workspace(session, principal, workspace_id, for_update=True)
     if ws.observed_state not in (models.ObservedState.LOST, models.ObservedState.FAILED):
-        raise errors.Conflict(
-            f"only a lost or failed workspace can be recreated; this one is {ws.observed_state.value}", code="not_lost"
-        )
+        raise errors.Conflict(f"only a lost or failed workspace can be recreated; this one is {ws.observed_state.value}", code="not_lost")
     old_host = ws.host_id
     ws.host_id = None
     ws.container_id = None
@@ -300,8 +307,13 @@ async def recreate_workspace(session: Session, principal: access.Principal, work
     ws.observed_state = models.ObservedState.PENDING
     ws.state_reason = f"recreating away from host {old_host}"
     job = await jobs.new_job(
-        session, models.JobKind.WORKSPACE_CREATE, user=principal, workspace=ws, status=models.JobStatus.PENDING,
-        reason="recreating elsewhere: waiting for placement", max_attempts=settings.reconciler.job_max_attempts,
+        session,
+        models.JobKind.WORKSPACE_CREATE,
+        user=principal,
+        workspace=ws,
+        status=models.JobStatus.PENDING,
+        reason="recreating elsewhere: waiting for placement",
+        max_attempts=settings.reconciler.job_max_attempts,
     )
     await session.flush()
     await place_pending(session, settings)
@@ -390,8 +402,15 @@ async def _command_job(
     job_id = uuid.uuid4()
     command = ref_command(job_id, ws.id)
     job = await jobs.new_job(
-        session, kind, job_id=job_id, user=principal, status=models.JobStatus.DISPATCHED, host=host, workspace=ws,
-        payload=command.model_dump(mode="json"), max_attempts=settings.reconciler.job_max_attempts,
+        session,
+        kind,
+        job_id=job_id,
+        user=principal,
+        status=models.JobStatus.DISPATCHED,
+        host=host,
+        workspace=ws,
+        payload=command.model_dump(mode="json"),
+        max_attempts=settings.reconciler.job_max_attempts,
         dispatch=_first_dispatch(command, settings),
     )
     await commands.send(session, host_id=typing.cast(uuid.UUID, ws.host_id), kind=command_kind, payload=command, key=str(ws.id))
@@ -408,7 +427,9 @@ async def _needs_build(session: Session, ws: models.Workspace, host_id: uuid.UUI
 
 def _first_dispatch(command: typing.Any, settings: cp_settings.Settings) -> dict[str, typing.Any]:
     return commands.first_dispatch(
-        payload=command, ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline,
+        payload=command,
+        ack_timeout=settings.reconciler.job_ack_timeout,
+        deadline=settings.reconciler.job_deadline,
         now=datetime.datetime.now(datetime.UTC),
     )
 
@@ -430,8 +451,15 @@ async def _dispatch(
         await image_waits.wait_for_image(session, job, ws, host_id, settings)
         return
     await commands.issue(
-        session, job_id=job.id, host_id=host_id, kind=kind, payload=command, key=str(ws.id),
-        ack_timeout=settings.reconciler.job_ack_timeout, deadline=settings.reconciler.job_deadline, reason=reason,
+        session,
+        job_id=job.id,
+        host_id=host_id,
+        kind=kind,
+        payload=command,
+        key=str(ws.id),
+        ack_timeout=settings.reconciler.job_ack_timeout,
+        deadline=settings.reconciler.job_deadline,
+        reason=reason,
     )
     # issue() updated the job in SQL (and triggers bumped versions): reload what
     # the response shows.

@@ -43,15 +43,10 @@ def over(used: int | None, disk_gb: int) -> bool | None:
     return None if used is None else used > reserved_bytes(disk_gb)
 
 
-def newly_over(
-    previous: typing.Mapping[str, int] | None, current: typing.Mapping[str, int], disk_gb: typing.Mapping[str, int]
-) -> list[str]:
+def newly_over(previous: typing.Mapping[str, int] | None, current: typing.Mapping[str, int], disk_gb: typing.Mapping[str, int]) -> list[str]:
     """Workspace ids over their reservation in ``current`` that were not in ``previous`` (both: a disk report's ``workspaces``).
 
     ``disk_gb`` holds the reservations of the workspaces to judge; any other id is skipped.
     """
     before = previous or {}
-    return [
-        wid for wid, used in current.items()
-        if wid in disk_gb and over(used, disk_gb[wid]) and not over(before.get(wid), disk_gb[wid])
-    ]
+    return [wid for wid, used in current.items() if wid in disk_gb and over(used, disk_gb[wid]) and not over(before.get(wid), disk_gb[wid])]

@@ -50,8 +50,14 @@ def dead(cause: str) -> Verdict:
 
 
 # SQLSTATE classes and codes (PostgreSQL, Appendix A "Error Codes").
-_RETRY_CLASSES = {"08": "connection", "53": "database_unavailable", "57": "database_unavailable", "58": "database_unavailable",
-                  "40": "conflict", "XX": "database_unavailable"}
+_RETRY_CLASSES = {
+    "08": "connection",
+    "53": "database_unavailable",
+    "57": "database_unavailable",
+    "58": "database_unavailable",
+    "40": "conflict",
+    "XX": "database_unavailable",
+}
 _RETRY_CODES = {"55P03": "conflict", "55006": "conflict", "25006": "database_unavailable", "57014": "timeout"}
 _DATA_CODES = {"22021": "encoding", "22P05": "encoding", "22001": "too_long", "54000": "oversized", "54001": "oversized"}
 _DATA_CLASSES = {"22": "data", "23": "constraint", "54": "oversized", "P0": "data"}

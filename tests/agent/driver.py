@@ -173,7 +173,8 @@ class AgentProcess:
     def logged(self, msg: str, *, since_start: bool = False, **fields: typing.Any) -> list[dict[str, typing.Any]]:
         """ECS lines (shared/logs.py) with this message whose ``a4c`` fields include ``fields``."""
         return [
-            r for r in self.log_lines(since_start=since_start)
+            r
+            for r in self.log_lines(since_start=since_start)
             if r.get("message") == msg and all(r.get("a4c", {}).get(k) == v for k, v in fields.items())
         ]
 
@@ -305,9 +306,7 @@ class Events:
             if verified is None:
                 self.forged.append(record.value)
                 continue
-            self.events.append(
-                Event(verified["kind"], verified["host_id"], verified["seq"], verified["issued_at"], verified["payload"], time.time())
-            )
+            self.events.append(Event(verified["kind"], verified["host_id"], verified["seq"], verified["issued_at"], verified["payload"], time.time()))
 
     def of(self, kind: str, host_id: str | None = None, **match: typing.Any) -> list[Event]:
         return [
@@ -317,7 +316,13 @@ class Events:
         ]
 
     async def wait_for(
-        self, kind: str, *, host_id: str | None = None, timeout: float = 20.0, where: typing.Callable[[Event], bool] | None = None, **match: typing.Any
+        self,
+        kind: str,
+        *,
+        host_id: str | None = None,
+        timeout: float = 20.0,
+        where: typing.Callable[[Event], bool] | None = None,
+        **match: typing.Any,
     ) -> Event:
         def check() -> Event | None:
             found = [e for e in self.of(kind, host_id, **match) if where is None or where(e)]
@@ -331,4 +336,3 @@ class Events:
 
 def free_metrics_port() -> int:
     return ports.free_port()
-

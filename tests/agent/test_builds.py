@@ -54,7 +54,9 @@ async def test_an_inline_dockerfile_builds_a_labelled_image_and_streams_its_log(
     # One taken after the result: an inventory during the build may catch the
     # image between Docker committing it and tagging it (no tags yet).
     inventory = await kit.events.wait_for("inventory", host_id=agent.host_id, where=lambda e: e.seq > done.seq)
-    assert inventory.payload["images"] == [{"image_id": image.id, "tags": [tag], "a4c_image": "img-b-inline", "job_id": "b-inline", "size_bytes": image.attrs["Size"]}]
+    assert inventory.payload["images"] == [
+        {"image_id": image.id, "tags": [tag], "a4c_image": "img-b-inline", "job_id": "b-inline", "size_bytes": image.attrs["Size"]}
+    ]
 
 
 async def test_a_git_context_is_cloned_at_its_ref_and_built_from_its_path(kit: conftest.Kit, tmp_path: pathlib.Path) -> None:
@@ -64,7 +66,13 @@ async def test_a_git_context_is_cloned_at_its_ref_and_built_from_its_path(kit: c
     (repo / "app" / "greeting.txt").write_text("hello from the release branch\n")
 
     def git(*args: str) -> str:
-        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": "/usr/bin:/bin"}
+        env = {
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.com",
+            "PATH": "/usr/bin:/bin",
+        }
         return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env).stdout.strip()
 
     git("init", "-q", "-b", "main")
@@ -124,7 +132,9 @@ async def test_builds_beyond_the_concurrency_limit_wait_for_a_slot_and_say_their
     agent = kit.agent(overrides={"builds": {"concurrency": 1}})
     names = ["b-one", "b-two", "b-three"]
     for name in names:
-        await kit.send(agent, K.IMAGE_BUILD, _build(name, _tag(), dockerfile=f"FROM {kit.base_image}\nRUN sleep 1 && echo {name}-{secrets.token_hex(2)}\n"))
+        await kit.send(
+            agent, K.IMAGE_BUILD, _build(name, _tag(), dockerfile=f"FROM {kit.base_image}\nRUN sleep 1 && echo {name}-{secrets.token_hex(2)}\n")
+        )
 
     results = [await kit.events.result(name, timeout=90) for name in names]
     assert all(r["ok"] for r in results), results

@@ -156,7 +156,9 @@ async def test_a_cleanup_command_removes_the_exited_orphans_it_reports_and_leave
     assert running is not None
     unlabelled = _exited(client, kit.base_image, {run_mod.TEST_LABEL: "cleanup-test"})
     other_host = _exited(
-        client, kit.base_image, {"a4c.managed": "true", "a4c.host": f"{agent.host_id}-other", "a4c.workspace": "ws-theirs", run_mod.TEST_LABEL: "cleanup-test"}
+        client,
+        kit.base_image,
+        {"a4c.managed": "true", "a4c.host": f"{agent.host_id}-other", "a4c.workspace": "ws-theirs", run_mod.TEST_LABEL: "cleanup-test"},
     )
     try:
         kit.start(agent)

@@ -53,7 +53,9 @@ async def test_an_unsigned_command_is_rejected(kit: conftest.Kit) -> None:
 
 async def test_a_replayed_command_is_executed_once(kit: conftest.Kit) -> None:
     agent = kit.agent()
-    raw = kit.commands.envelope(K.WORKSPACE_DELETE, messages.WorkspaceRef(job_id="once", workspace_id="ws-once"), host_id=agent.host_id, key=agent.key)
+    raw = kit.commands.envelope(
+        K.WORKSPACE_DELETE, messages.WorkspaceRef(job_id="once", workspace_id="ws-once"), host_id=agent.host_id, key=agent.key
+    )
     await kit.commands.send_raw(agent.host_id, raw)
     assert (await kit.events.result("once"))["ok"]
     await kit.commands.send_raw(agent.host_id, raw)

@@ -54,6 +54,7 @@ async def test_enforce_true_refuses_to_start_where_the_host_cannot(kit: conftest
     assert agent.process is not None
     assert agent.process.wait(timeout=30) == 2
     said = [r.get("message", "") for r in agent.log_lines(since_start=True) if r.get("log.level") in ("error", "critical")]
-    assert any(m.startswith("refusing to start: docker.enforce_disk_limit is true, but this host cannot enforce disk limits: ") for m in said), agent.log_tail()
+    assert any(m.startswith("refusing to start: docker.enforce_disk_limit is true, but this host cannot enforce disk limits: ") for m in said), (
+        agent.log_tail()
+    )
     assert not agent.logged("agent started", since_start=True)
-

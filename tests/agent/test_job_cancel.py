@@ -36,8 +36,15 @@ async def test_a_cancelled_build_stops_on_docker_reports_cancelled_and_a_cancel_
 
     # Nothing runs under that id any more: a second cancel is a no-op, and the agent goes on working.
     await kit.send(agent, K.JOB_CANCEL, messages.JobCancel(job_id="b-cancel", reason="again"))
-    await kit.send(agent, K.IMAGE_BUILD, messages.BuildCommand(
-        job_id="b-after", image_id="img-b-after", tag=f"{tag}-after", context=messages.BuildContext(dockerfile=f"FROM {kit.base_image}\nRUN true\n")
-    ))
+    await kit.send(
+        agent,
+        K.IMAGE_BUILD,
+        messages.BuildCommand(
+            job_id="b-after",
+            image_id="img-b-after",
+            tag=f"{tag}-after",
+            context=messages.BuildContext(dockerfile=f"FROM {kit.base_image}\nRUN true\n"),
+        ),
+    )
     assert (await kit.events.result("b-after", timeout=60))["ok"]
     assert len(kit.events.of("job.result", job_id="b-cancel")) == 1

@@ -41,9 +41,7 @@ def _health(agent: driver.AgentProcess) -> dict:
         return json.loads(error.read())
 
 
-async def test_a_docker_outage_holds_commands_back_and_is_reported_when_docker_is_back(
-    kit: conftest.Kit, harness_run: run_mod.Run
-) -> None:
+async def test_a_docker_outage_holds_commands_back_and_is_reported_when_docker_is_back(kit: conftest.Kit, harness_run: run_mod.Run) -> None:
     proxy = docker_proxy.UnixProxy(harness_run.subdir(f"dp-{secrets.token_hex(3)}") / "docker.sock", kit.docker_host.removeprefix("unix://"))
     proxy.start()
     try:
@@ -52,9 +50,7 @@ async def test_a_docker_outage_holds_commands_back_and_is_reported_when_docker_i
 
         stopped_at = time.time()
         proxy.stop()
-        down = await kit.events.wait_for(
-            "heartbeat", host_id=agent.host_id, where=lambda e: e.issued_at > stopped_at and not e.payload["docker_ok"]
-        )
+        down = await kit.events.wait_for("heartbeat", host_id=agent.host_id, where=lambda e: e.issued_at > stopped_at and not e.payload["docker_ok"])
         assert "docker-unreachable" in down.payload["conditions"]
         assert _health(agent)["status"] == "degraded"
         await kit.send(agent, K.WORKSPACE_CREATE, messages.WorkspaceCommand(job_id="during", spec=kit.spec("ws-during")))

@@ -60,9 +60,7 @@ async def test_kill_9_during_a_create_then_restart_leaves_one_container_and_a_fi
 
 async def test_a_restarted_agent_rejects_a_command_it_executed_before_the_restart(kit: conftest.Kit) -> None:
     agent = kit.agent()
-    raw = kit.commands.envelope(
-        K.WORKSPACE_DELETE, messages.WorkspaceRef(job_id="old", workspace_id="ws-old"), host_id=agent.host_id, key=agent.key
-    )
+    raw = kit.commands.envelope(K.WORKSPACE_DELETE, messages.WorkspaceRef(job_id="old", workspace_id="ws-old"), host_id=agent.host_id, key=agent.key)
     await kit.commands.send_raw(agent.host_id, raw)
     assert (await kit.events.result("old"))["ok"]
     assert agent.terminate() == 0

@@ -50,8 +50,15 @@ async def test_the_host_port_survives_stop_start_an_agent_restart_and_a_lost_con
 
     # Deleting the workspace frees the port for others: a new workspace may get any port, and its own is recorded.
     await _run(kit, agent, K.WORKSPACE_DELETE, messages.WorkspaceRef(job_id="d", workspace_id="ws-port"), "d")
-    other = _port(await _run(kit, agent, K.WORKSPACE_CREATE, messages.WorkspaceCommand(
-        job_id="c3", spec=kit.spec("ws-port-2", ports=[messages.PortSpec(container_port=22)])), "c3"))
+    other = _port(
+        await _run(
+            kit,
+            agent,
+            K.WORKSPACE_CREATE,
+            messages.WorkspaceCommand(job_id="c3", spec=kit.spec("ws-port-2", ports=[messages.PortSpec(container_port=22)])),
+            "c3",
+        )
+    )
     assert 41000 <= other <= 41999
 
 

@@ -63,9 +63,15 @@ class Cli:
     def api(self, method: str, path: str, body: typing.Any = None, token: str | None = None) -> typing.Any:
         """The API itself, without the CLI: what ``-o json`` must reproduce."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.server + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {token or self.token}", "Content-Type": "application/json",
-        })
+        request = urllib.request.Request(
+            self.server + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {token or self.token}",
+                "Content-Type": "application/json",
+            },
+        )
         with urllib.request.urlopen(request, timeout=30) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else None
@@ -82,12 +88,16 @@ class Cli:
 def control_plane(tmp_path_factory, module_database_url, kafka_bootstrap, test_run_id) -> typing.Iterator[tuple[str, str]]:
     """``a4c-controlplane run`` on a free loopback port, no agents; yields (URL, admin token)."""
     workdir = tmp_path_factory.mktemp("cli-cp")
-    plane = system.ControlPlane(workdir, "cp", {
-        "database": {"url": module_database_url},
-        "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": f"cli{test_run_id[-6:]}"},
-        "rate_limit": {"enabled": False},
-        "logging": {"format": "text"},
-    }).start()
+    plane = system.ControlPlane(
+        workdir,
+        "cp",
+        {
+            "database": {"url": module_database_url},
+            "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": f"cli{test_run_id[-6:]}"},
+            "rate_limit": {"enabled": False},
+            "logging": {"format": "text"},
+        },
+    ).start()
     try:
         yield plane.url, system.create_admin(workdir / "cp.yaml", workdir)
     finally:

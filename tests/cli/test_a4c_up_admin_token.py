@@ -65,4 +65,6 @@ def test_a_revoked_admin_token_stops_a4c_up_with_the_file_and_the_recovery_and_t
     assert _call("GET", f"{api}/me", fresh)["name"] == "admin"
     # The same data: the token made before the restart still works.
     assert _call("GET", f"{api}/me", other)["id"] == me["id"]
-    wait.wait_until(lambda: any(h["status"] == "active" for h in _call("GET", f"{api}/hosts", fresh)["items"]), timeout=60, message="local agent active again")
+    wait.wait_until(
+        lambda: any(h["status"] == "active" for h in _call("GET", f"{api}/hosts", fresh)["items"]), timeout=60, message="local agent active again"
+    )

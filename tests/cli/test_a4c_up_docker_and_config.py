@@ -88,8 +88,13 @@ def test_a4c_up_with_no_docker_daemon_and_no_right_to_start_one_says_what_is_mis
         assert shutil.which("dockerd") is not None, "dockerd is installed, so only the missing root stops it"
         prefix = _unprivileged()
 
-    done = subprocess.run([*prefix, str(BIN / "a4c"), "up", "--state-dir", str(state), "--port", str(ports.free_port())],
-                          capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [*prefix, str(BIN / "a4c"), "up", "--state-dir", str(state), "--port", str(ports.free_port())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
     assert done.returncode == 1, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     assert "Traceback" not in done.stdout + done.stderr
@@ -132,8 +137,9 @@ def _topics(bootstrap: str) -> set[str]:
 
 
 def _es(method: str, url: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, method=method, data=None if body is None else json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read() or b"{}")
 
@@ -153,8 +159,13 @@ def test_a4c_up_with_a_config_file_uses_the_external_postgresql_kafka_and_elasti
     try:
         text = up.start()
         assert STEP.findall(text) == [
-            "Docker daemon", "database migrations", "first admin token", f"control plane on http://127.0.0.1:{up.port}", "admin token accepted",
-            "enrolment token for the local agent", "local agent",
+            "Docker daemon",
+            "database migrations",
+            "first admin token",
+            f"control plane on http://127.0.0.1:{up.port}",
+            "admin token accepted",
+            "enrolment token for the local agent",
+            "local agent",
         ], f"no embedded PostgreSQL or broker among the stages:\n{text}"
         assert not (up.state / "postgres").exists() and not (up.state / "logs" / "kafka.log").exists()
         up.env.update(A4C_SERVER=f"http://127.0.0.1:{up.port}", A4C_TOKEN=(up.state / "admin.token").read_text().strip())
@@ -203,12 +214,17 @@ def test_a4c_up_with_a_docker_host_that_does_not_answer_says_so_and_uses_no_othe
     state = home / "state"
     dead = f"unix://{home / 'nothing-listens-here.sock'}"
     env = {**os.environ, "DOCKER_HOST": dead, "XDG_CONFIG_HOME": str(home / "config")}
-    done = subprocess.run([str(BIN / "a4c"), "up", "--state-dir", str(state), "--port", str(ports.free_port())],
-                          capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [str(BIN / "a4c"), "up", "--state-dir", str(state), "--port", str(ports.free_port())], capture_output=True, text=True, env=env, timeout=60
+    )
     assert done.returncode == 1, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     errors = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and errors[0] == f"error: DOCKER_HOST={dead} does not answer: start that daemon, or unset DOCKER_HOST " \
-        "to use this machine's (a4c up starts one when none answers and it runs as root)", done.stderr
+    assert (
+        len(errors) == 1
+        and errors[0]
+        == f"error: DOCKER_HOST={dead} does not answer: start that daemon, or unset DOCKER_HOST "
+        "to use this machine's (a4c up starts one when none answers and it runs as root)"
+    ), done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert not (state / "docker").exists(), "it started no dockerd of its own"
     assert _processes_mentioning(state) == []
@@ -222,9 +238,7 @@ def test_a4c_up_starts_its_own_dockerd_when_none_answers_and_ctrl_c_stops_it(hom
     if os.geteuid() != 0 or shutil.which("dockerd") is None or shutil.which("ip") is None:
         pytest.skip("needs root, dockerd and ip: the case where a4c up may start its own daemon")
     # External PostgreSQL and broker only to keep this short; the embedded ones are the end-to-end test's.
-    config = _write_config(
-        home, database={"url": make_database()}, kafka={"bootstrap_servers": [kafka_bootstrap], "topic_prefix": topic_prefix}
-    )
+    config = _write_config(home, database={"url": make_database()}, kafka={"bootstrap_servers": [kafka_bootstrap], "topic_prefix": topic_prefix})
     had_docker0 = _link_exists("docker0")  # a dockerd without --bridge creates it; ours must not outlive the test
     up = Up(home, ports.free_port(), {"DOCKER_HOST": no_daemon}, "--config", str(config))
     own = f"unix://{up.state / 'docker' / 'docker.sock'}"

@@ -23,16 +23,23 @@ def up(docker_host):
             instance.stop()
 
 
-
-
 def first_start_steps(port: int) -> list[str]:
     return [
-        "Docker daemon", "PostgreSQL (embedded)", "Kafka-protocol broker (embedded tansu)", "database migrations",
-        "first admin token", f"control plane on http://127.0.0.1:{port}", "admin token accepted", "enrolment token for the local agent", "local agent",
+        "Docker daemon",
+        "PostgreSQL (embedded)",
+        "Kafka-protocol broker (embedded tansu)",
+        "database migrations",
+        "first admin token",
+        f"control plane on http://127.0.0.1:{port}",
+        "admin token accepted",
+        "enrolment token for the local agent",
+        "local agent",
     ]
 
 
-def test_a4c_up_shows_its_progress_runs_everything_the_cli_drives_a_kill_9_restart_keeps_the_state_and_ctrl_c_stops_it_all(up, docker_client, workspace_image):
+def test_a4c_up_shows_its_progress_runs_everything_the_cli_drives_a_kill_9_restart_keeps_the_state_and_ctrl_c_stops_it_all(
+    up, docker_client, workspace_image
+):
     text = up.start()
     starting, _, summary = text.partition("\nA4C is up in ")
     assert STEP.findall(starting) == first_start_steps(up.port), f"one line per stage, in order, each with its time:\n{text}"
@@ -51,7 +58,26 @@ def test_a4c_up_shows_its_progress_runs_everything_the_cli_drives_a_kill_9_resta
     built = up.a4c("images", "build", "devbox", "--follow")
     assert "step-one-done" in built.stderr, "the build log streams"
 
-    created = up.a4c("-o", "json", "workspaces", "create", "dev", "--image", "devbox", "--cpus", "0.2", "--memory", "64", "--disk", "1", "--port", "8080", "--wait", "--timeout", "120")
+    created = up.a4c(
+        "-o",
+        "json",
+        "workspaces",
+        "create",
+        "dev",
+        "--image",
+        "devbox",
+        "--cpus",
+        "0.2",
+        "--memory",
+        "64",
+        "--disk",
+        "1",
+        "--port",
+        "8080",
+        "--wait",
+        "--timeout",
+        "120",
+    )
     ws = json.loads(created.stdout)
     assert ws["observed_state"] == "running" and ws["container_id"]
     listed = json.loads(up.a4c("-o", "json", "workspaces", "list").stdout)

@@ -136,10 +136,14 @@ def test_two_a4c_up_with_different_state_dirs_each_reach_only_their_own_workspac
             # The harness's PostgreSQL and broker (databases and topics of their own) keep this short;
             # what is shared or not here is Docker's network.
             config = home / "a4c-up.yaml"
-            config.write_text(yaml.safe_dump({
-                "database": {"url": make_database()},
-                "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": f"{topic_prefix}{name}"},
-            }))
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "database": {"url": make_database()},
+                        "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": f"{topic_prefix}{name}"},
+                    }
+                )
+            )
             ups.append(Up(home, ports.free_port(), {"DOCKER_HOST": ""}, "--config", str(config)))
         for up in ups:
             up.start()
@@ -151,8 +155,26 @@ def test_two_a4c_up_with_different_state_dirs_each_reach_only_their_own_workspac
             try:
                 image = _web_image(client, f"instance-{name}")
                 up.env.update(A4C_SERVER=f"http://127.0.0.1:{up.port}", A4C_TOKEN=(up.state / "admin.token").read_text().strip())
-                created = up.a4c("-o", "json", "workspaces", "create", "web", "--image-ref", image, "--cpus", "0.2",
-                                 "--memory", "64", "--disk", "1", "--port", "8080", "--wait", "--timeout", "120")
+                created = up.a4c(
+                    "-o",
+                    "json",
+                    "workspaces",
+                    "create",
+                    "web",
+                    "--image-ref",
+                    image,
+                    "--cpus",
+                    "0.2",
+                    "--memory",
+                    "64",
+                    "--disk",
+                    "1",
+                    "--port",
+                    "8080",
+                    "--wait",
+                    "--timeout",
+                    "120",
+                )
                 ws = json.loads(created.stdout)
                 assert ws["observed_state"] == "running", ws
                 (port,) = [p for p in ws["published_ports"] if p["container_port"] == 8080]
@@ -167,7 +189,8 @@ def test_two_a4c_up_with_different_state_dirs_each_reach_only_their_own_workspac
 
         one, two = seen
         assert one["bridge"]["bridge"] != two["bridge"]["bridge"] and not ipaddress.ip_network(one["bridge"]["subnet"]).overlaps(
-            ipaddress.ip_network(two["bridge"]["subnet"])), seen
+            ipaddress.ip_network(two["bridge"]["subnet"])
+        ), seen
         assert one["address"] != two["address"], seen
         for entry in seen:
             # The workspace's container may still be starting httpd: poll with a deadline.
@@ -192,8 +215,9 @@ def test_a_port_in_use_is_refused_before_anything_starts_and_not_remembered(home
         taken.listen()
         port = taken.getsockname()[1]
         env = {**os.environ, "XDG_CONFIG_HOME": str(home / "config")}
-        done = subprocess.run([str(BIN / "a4c"), "up", "--state-dir", str(state), "--port", str(port)],
-                              capture_output=True, text=True, env=env, timeout=60)
+        done = subprocess.run(
+            [str(BIN / "a4c"), "up", "--state-dir", str(state), "--port", str(port)], capture_output=True, text=True, env=env, timeout=60
+        )
     assert done.returncode == 1, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     assert done.stderr.strip() == f"error: port {port} is in use on 127.0.0.1: stop what listens there or run a4c up --port OTHER", done.stderr
     assert "Docker daemon" not in done.stdout, f"checked before anything else:\n{done.stdout}"

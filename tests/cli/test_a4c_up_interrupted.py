@@ -22,7 +22,9 @@ def test_ctrl_c_while_starting_interrupts_at_once_stops_what_was_started_and_exi
         # PostgreSQL is up and the broker is starting: interrupt between the two.
         wait.wait_until(
             lambda: "Kafka-protocol broker" in up.running_output(),
-            timeout=120, interval=0.05, message=f"a4c up starting its broker\n{processes.log_tail(up.log)}",
+            timeout=120,
+            interval=0.05,
+            message=f"a4c up starting its broker\n{processes.log_tail(up.log)}",
         )
         stopped = up.ctrl_c(deadline=60)
     finally:

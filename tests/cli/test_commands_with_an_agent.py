@@ -51,15 +51,19 @@ def fleet(tmp_path_factory, module_database_url, kafka_bootstrap, docker_host, b
         api = system.Api(plane.url, token)
         enrol = system.run_sync(api.post("/v1/enrolment-tokens", {"description": "cli tests"}))
         host = f"{prefix}-h1"
-        agent = system.Agent(workdir, "agent", {
-            "agent": {"control_plane_url": plane.url, "enrolment_token": enrol["token"], "state_dir": str(workdir / "agent"), "host_name": host},
-            "kafka": kafka,
-            "docker": {"publish_address": "127.0.0.1", "pull_missing_images": False},
-            "reporting": {"heartbeat_interval": 1.0, "inventory_interval": 1.5, "disk_interval": 1.0, "disk_paths": [str(workdir)]},
-            "cleanup": {"enabled": False},
-            "daemon": {"metrics_port": 0, "shutdown_deadline": 5.0},
-            "logging": {"format": "text"},
-        }).start()
+        agent = system.Agent(
+            workdir,
+            "agent",
+            {
+                "agent": {"control_plane_url": plane.url, "enrolment_token": enrol["token"], "state_dir": str(workdir / "agent"), "host_name": host},
+                "kafka": kafka,
+                "docker": {"publish_address": "127.0.0.1", "pull_missing_images": False},
+                "reporting": {"heartbeat_interval": 1.0, "inventory_interval": 1.5, "disk_interval": 1.0, "disk_paths": [str(workdir)]},
+                "cleanup": {"enabled": False},
+                "daemon": {"metrics_port": 0, "shutdown_deadline": 5.0},
+                "logging": {"format": "text"},
+            },
+        ).start()
         agent.wait_enrolled()
 
         async def reporting() -> bool:
@@ -119,7 +123,9 @@ def test_a_failing_build_exits_1_with_its_error_line_and_the_search_finds_it(cli
 
 
 def test_create_with_wait_shows_progress_until_running_and_prints_the_running_workspace(cli, fleet):
-    done = cli.process("-o", "json", "workspaces", "create", "serves", "--image-ref", fleet.workspace_image, *SMALL, "--port", "8080", "--wait", "--timeout", "120")
+    done = cli.process(
+        "-o", "json", "workspaces", "create", "serves", "--image-ref", fleet.workspace_image, *SMALL, "--port", "8080", "--wait", "--timeout", "120"
+    )
     assert done.code == 0, str(done)
     ws = json.loads(done.stdout)
     assert ws["observed_state"] == "running" and ws["container_id"] and ws["host_id"]
@@ -154,7 +160,9 @@ def output_short_owner(cli) -> str:
 
 
 def test_stop_and_start_with_wait_reach_their_states_and_delete_removes_the_container(cli, fleet, docker_client):
-    ws = json.loads(cli.ok("-o", "json", "workspaces", "create", "cycled", "--image-ref", fleet.workspace_image, *SMALL, "--wait", "--timeout", "120").stdout)
+    ws = json.loads(
+        cli.ok("-o", "json", "workspaces", "create", "cycled", "--image-ref", fleet.workspace_image, *SMALL, "--wait", "--timeout", "120").stdout
+    )
     stopped = json.loads(cli.ok("-o", "json", "workspaces", "stop", "cycled", "--wait", "--timeout", "60").stdout)
     assert stopped["observed_state"] == "stopped"
     assert docker_client.containers.get(ws["container_id"]).status == "exited"

@@ -27,7 +27,9 @@ def cache():
 
 def _run(docker_host: str, cache, tag: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DOCKER_HOST": docker_host}
-    return subprocess.run([str(BIN / "a4c"), "debian-image", "--tag", tag, "--cache", str(cache)], capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run(
+        [str(BIN / "a4c"), "debian-image", "--tag", tag, "--cache", str(cache)], capture_output=True, text=True, env=env, timeout=900
+    )
 
 
 def test_a4c_debian_image_imports_a_bookworm_whose_command_is_bash_and_a_second_run_reuses_the_root_fs(docker_host, docker_client, cache):
@@ -50,6 +52,8 @@ def test_a4c_debian_image_imports_a_bookworm_whose_command_is_bash_and_a_second_
 
 def test_a4c_debian_image_without_a_known_docker_daemon_says_how_to_get_one(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
-    done = subprocess.run([str(BIN / "a4c"), "debian-image", "--state-dir", str(tmp_path / "none")], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [str(BIN / "a4c"), "debian-image", "--state-dir", str(tmp_path / "none")], capture_output=True, text=True, env=env, timeout=60
+    )
     assert done.returncode == 1
     assert f"start `a4c up --state-dir {tmp_path / 'none'}` once first, or set DOCKER_HOST" in done.stderr

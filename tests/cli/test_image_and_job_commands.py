@@ -63,7 +63,11 @@ def _search(cli, *args: str) -> dict:
 
 
 def test_search_passes_the_query_syntax_through_and_prints_the_apis_answer(cli):
-    ws = json.loads(cli.ok("-o", "json", "workspaces", "create", "searched-for", "--image-ref", "busybox", "--cpus", "0.1", "--memory", "32", "--disk", "1").stdout)
+    ws = json.loads(
+        cli.ok(
+            "-o", "json", "workspaces", "create", "searched-for", "--image-ref", "busybox", "--cpus", "0.1", "--memory", "32", "--disk", "1"
+        ).stdout
+    )
     answer = _search(cli, "kind:workspace_create status:pending workspace:searched-for")
     assert set(answer) == {"jobs", "total", "total_exact", "facets", "next_cursor", "backend", "degraded", "query"}
     assert [j["id"] for j in answer["jobs"]] == [ws["job"]["id"]] and answer["total"] == 1
@@ -93,7 +97,9 @@ def test_a_mistake_in_the_query_exits_6_naming_the_query_and_the_token(cli):
 
 
 def test_a_job_is_shown_by_id_prefix_and_its_log_printed(cli):
-    made = json.loads(cli.ok("-o", "json", "workspaces", "create", "with-a-job", "--image-ref", "busybox", "--cpus", "0.1", "--memory", "32", "--disk", "1").stdout)
+    made = json.loads(
+        cli.ok("-o", "json", "workspaces", "create", "with-a-job", "--image-ref", "busybox", "--cpus", "0.1", "--memory", "32", "--disk", "1").stdout
+    )
     job_id = made["job"]["id"]
     assert json.loads(cli.ok("-o", "json", "jobs", "get", job_id[:8]).stdout) == cli.api("GET", f"/v1/jobs/{job_id}")
     shown = cli.ok("jobs", "get", job_id[:8]).stdout

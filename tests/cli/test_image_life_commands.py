@@ -23,8 +23,17 @@ def test_update_sends_only_what_is_given_and_the_next_build_uses_it(cli, tmp_pat
     changed = json.loads(done.stdout)
     assert changed["dockerfile"] == "FROM busybox\nRUN echo two\n" and changed["shared"] is True and changed["build_args"] == {"V": "1"}
     assert "a4c images build changing" in done.stderr
-    to_git = json.loads(cli.ok("-o", "json", "images", "update", image["id"][:8], "--git", "https://git.example.com/dev/box.git", "--ref", "v3", "--no-build-args").stdout)
-    assert (to_git["dockerfile"], to_git["git_url"], to_git["git_ref"], to_git["build_args"]) == (None, "https://git.example.com/dev/box.git", "v3", {})
+    to_git = json.loads(
+        cli.ok(
+            "-o", "json", "images", "update", image["id"][:8], "--git", "https://git.example.com/dev/box.git", "--ref", "v3", "--no-build-args"
+        ).stdout
+    )
+    assert (to_git["dockerfile"], to_git["git_url"], to_git["git_ref"], to_git["build_args"]) == (
+        None,
+        "https://git.example.com/dev/box.git",
+        "v3",
+        {},
+    )
     assert cli.api("GET", f"/v1/images/{image['id']}") == to_git
 
 

@@ -78,8 +78,7 @@ def test_the_readme_walkthrough_runs_as_written_and_its_workspace_lives_like_a_m
     up.start()
     lines = walkthrough()
     script = "\n".join(
-        line.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{up.port}").replace("~/.local/state/a4c", str(up.state))
-        for line in lines
+        line.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{up.port}").replace("~/.local/state/a4c", str(up.state)) for line in lines
     )
     env = {
         **up.env,
@@ -89,8 +88,13 @@ def test_the_readme_walkthrough_runs_as_written_and_its_workspace_lives_like_a_m
         "XDG_CACHE_HOME": str(systemd_image.cache_dir()),
     }
     # `export PATH=$PWD/.venv/bin:$PATH` must find this checkout's venv: run from the repository.
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", f"cd {tmp_path}\n" + script.replace("$PWD/.venv", str(BIN.parent))],
-                          capture_output=True, text=True, env=env, timeout=900)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", f"cd {tmp_path}\n" + script.replace("$PWD/.venv", str(BIN.parent))],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     said = f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
     assert done.returncode == 0, said
     assert "alice-dev" in done.stdout

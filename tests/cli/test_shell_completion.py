@@ -10,11 +10,14 @@ import pytest
 from tests.harness import ports
 
 
-@pytest.mark.parametrize("shell, marker", [
-    ("bash", "complete -o nosort -F _a4c_completion a4c"),
-    ("zsh", "compdef _a4c_completion a4c"),
-    ("fish", "complete --no-files --command a4c"),
-])
+@pytest.mark.parametrize(
+    "shell, marker",
+    [
+        ("bash", "complete -o nosort -F _a4c_completion a4c"),
+        ("zsh", "compdef _a4c_completion a4c"),
+        ("fish", "complete --no-files --command a4c"),
+    ],
+)
 def test_the_completion_script_for_each_shell_is_printed(cli, shell, marker):
     done = cli.process("completion", shell)
     assert done.code == 0 and marker in done.stdout and "_A4C_COMPLETE" in done.stdout, str(done)
@@ -44,7 +47,9 @@ def test_workspace_names_complete_from_the_api(cli):
 
 
 def test_completion_with_no_reachable_server_completes_nothing_and_prints_no_error(cli):
-    done = cli.process(_A4C_COMPLETE="bash_complete", COMP_WORDS="a4c workspaces get x", COMP_CWORD="3", A4C_SERVER=f"http://127.0.0.1:{ports.free_port()}")
+    done = cli.process(
+        _A4C_COMPLETE="bash_complete", COMP_WORDS="a4c workspaces get x", COMP_CWORD="3", A4C_SERVER=f"http://127.0.0.1:{ports.free_port()}"
+    )
     assert (done.code, done.stdout.strip(), done.stderr) == (0, "", "")
 
 

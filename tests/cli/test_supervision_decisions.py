@@ -16,15 +16,18 @@ from tests.harness import wait
 POLICY = supervise.Policy(first_delay=0.5, max_delay=30.0, give_up_after=5, within=120.0)
 
 
-@pytest.mark.parametrize(("exits", "now", "expected"), [
-    pytest.param([100.0], 100.0, supervise.Restart(0.5), id="first crash: half a second"),
-    pytest.param([90.0, 100.0], 100.0, supervise.Restart(1.0), id="second recent crash: doubled"),
-    pytest.param([80.0, 90.0, 95.0, 100.0], 100.0, supervise.Restart(4.0), id="fourth recent crash: 4 s"),
-    pytest.param([60.0, 70.0, 80.0, 90.0, 100.0], 100.0, supervise.GiveUp(5, 120.0), id="fifth within 2 minutes: give up"),
-    pytest.param([0.0, 10.0, 20.0, 30.0, 200.0], 200.0, supervise.Restart(0.5), id="old crashes are forgiven"),
-    pytest.param([0.0, 1.0, 2.0, 30.0, 125.0], 125.0, supervise.Restart(1.0), id="only those within the window count"),
-    pytest.param([0.0, 121.0, 242.0, 363.0, 484.0, 605.0], 605.0, supervise.Restart(0.5), id="a crash every 2 minutes runs forever"),
-])
+@pytest.mark.parametrize(
+    ("exits", "now", "expected"),
+    [
+        pytest.param([100.0], 100.0, supervise.Restart(0.5), id="first crash: half a second"),
+        pytest.param([90.0, 100.0], 100.0, supervise.Restart(1.0), id="second recent crash: doubled"),
+        pytest.param([80.0, 90.0, 95.0, 100.0], 100.0, supervise.Restart(4.0), id="fourth recent crash: 4 s"),
+        pytest.param([60.0, 70.0, 80.0, 90.0, 100.0], 100.0, supervise.GiveUp(5, 120.0), id="fifth within 2 minutes: give up"),
+        pytest.param([0.0, 10.0, 20.0, 30.0, 200.0], 200.0, supervise.Restart(0.5), id="old crashes are forgiven"),
+        pytest.param([0.0, 1.0, 2.0, 30.0, 125.0], 125.0, supervise.Restart(1.0), id="only those within the window count"),
+        pytest.param([0.0, 121.0, 242.0, 363.0, 484.0, 605.0], 605.0, supervise.Restart(0.5), id="a crash every 2 minutes runs forever"),
+    ],
+)
 def test_the_policy_restarts_with_a_doubling_delay_and_gives_up_on_the_fifth_crash_within_two_minutes(exits, now, expected):
     assert supervise.decide(exits, now, POLICY) == expected
 
@@ -35,10 +38,16 @@ def test_the_delay_is_capped():
     assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0, 30.0]
 
 
-@pytest.mark.parametrize(("code", "said"), [
-    (-9, "exited with signal 9 (SIGKILL)"), (-15, "exited with signal 15 (SIGTERM)"), (1, "exited with code 1"),
-    (0, "exited with code 0"), (None, "exited"),
-])
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (-9, "exited with signal 9 (SIGKILL)"),
+        (-15, "exited with signal 15 (SIGTERM)"),
+        (1, "exited with code 1"),
+        (0, "exited with code 0"),
+        (None, "exited"),
+    ],
+)
 def test_an_exit_is_described_as_people_say_it(code, said):
     assert supervise.describe_exit(code) == said
 

@@ -39,7 +39,9 @@ def test_a_delete_wait_is_done_when_the_job_succeeded_or_the_workspace_is_gone()
 
 
 def test_a_progress_line_shows_the_job_status_and_reason_then_the_workspace():
-    line = progress.workspace_line(_job("pending", reason="no eligible host: h1 is cordoned"), _ws("pending", state_reason="no eligible host: h1 is cordoned"))
+    line = progress.workspace_line(
+        _job("pending", reason="no eligible host: h1 is cordoned"), _ws("pending", state_reason="no eligible host: h1 is cordoned")
+    )
     assert line == "job pending: no eligible host: h1 is cordoned; workspace pending"
     queued = _job("pending", reason="no eligible host: h1 is cordoned; 2nd in the queue of 3")
     assert progress.workspace_line(queued, _ws("pending", state_reason="no eligible host: h1 is cordoned")) == (

@@ -29,7 +29,7 @@ def test_without_agents_a_new_workspace_stays_pending_and_the_table_says_why(cli
     header, row = done.stdout.splitlines()
     assert header.split() == ["ID", "NAME", "STATE", "HOST", "IMAGE", "CPUS", "MEMORY", "DISK", "PORTS", "REASON"]
     assert row.split()[1:3] == ["waits-for-a-host", "pending"]
-    assert "no eligible host" in row[header.index("REASON"):]
+    assert "no eligible host" in row[header.index("REASON") :]
     assert re.match(r"job [0-9a-f]{8} pending: no eligible host", done.stderr), done.stderr
     shown = cli.ok("workspaces", "get", "waits-for-a-host").stdout
     assert re.search(r"^observed_state +pending$", shown, re.M) and re.search(r"^state_reason +no eligible host", shown, re.M), shown
@@ -41,7 +41,9 @@ def test_waiting_for_a_workspace_that_cannot_be_placed_times_out_with_exit_1_say
     lines = done.stderr.splitlines()
     assert re.match(r"waiting up to 1.5 s for workspace never-runs to be running \(job [0-9a-f]{8}\)", lines[0]), lines
     assert re.match(r"\[ *\d+\.\ds\] job pending: no eligible host.*; workspace pending", lines[1]), lines
-    assert lines[-1].startswith("error: timed out after 1.5 s waiting for workspace never-runs to be running; last seen: job pending: no eligible host")
+    assert lines[-1].startswith(
+        "error: timed out after 1.5 s waiting for workspace never-runs to be running; last seen: job pending: no eligible host"
+    )
     assert done.stdout == ""
 
 

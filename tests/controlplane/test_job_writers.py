@@ -66,7 +66,7 @@ def test_the_job_service_is_where_the_writes_are():
 @pytest.mark.parametrize(
     "source",
     [
-        'q = sa.text("UPDATE jobs SET reason = :r, status = \'failed\' WHERE id = :id")',
+        "q = sa.text(\"UPDATE jobs SET reason = :r, status = 'failed' WHERE id = :id\")",
         'q = """\n  update jobs\n  set status = \'queued\'\n"""',
         "job.status = models.JobStatus.FAILED",
         "job.status, job.error = models.JobStatus.FAILED, 'x'",
@@ -81,8 +81,13 @@ def test_the_check_catches_each_way_of_writing_a_status(source):
 
 
 def test_the_check_lets_reads_and_other_statuses_be():
-    assert writes("host.status = models.HostStatus.DOWN\nq = sa.select(models.Job).where(models.Job.status == models.JobStatus.QUEUED)\n"
-                  "s = sa.text('SELECT status FROM jobs')\nws.observed_state = 'lost'") == []
+    assert (
+        writes(
+            "host.status = models.HostStatus.DOWN\nq = sa.select(models.Job).where(models.Job.status == models.JobStatus.QUEUED)\n"
+            "s = sa.text('SELECT status FROM jobs')\nws.observed_state = 'lost'"
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("command", ["WorkspaceCommand", "WorkspaceRef", "BuildCommand"])

@@ -23,11 +23,13 @@ def test_existing_images_keep_their_tag_and_two_owners_may_then_share_a_name(mak
     url = make_database()
     migrate.upgrade(url, "0007")
     alice, bob, image = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    asyncio.run(_run(
-        url,
-        ("INSERT INTO users (id, name, role) VALUES ($1, 'alice', 'user'), ($2, 'bob', 'user')", alice, bob),
-        ("INSERT INTO images (id, name, owner_id, dockerfile) VALUES ($1, 'devbox', $2, 'FROM busybox')", image, alice),
-    ))
+    asyncio.run(
+        _run(
+            url,
+            ("INSERT INTO users (id, name, role) VALUES ($1, 'alice', 'user'), ($2, 'bob', 'user')", alice, bob),
+            ("INSERT INTO images (id, name, owner_id, dockerfile) VALUES ($1, 'devbox', $2, 'FROM busybox')", image, alice),
+        )
+    )
     migrate.upgrade(url)
     [[kept]] = asyncio.run(_run(url, ("SELECT tag FROM images WHERE id = $1", image)))
     assert kept["tag"] == "a4c/devbox:latest"

@@ -39,7 +39,9 @@ async def _host(db, *, heartbeat_age: float = 0.0) -> uuid.UUID:
         "INSERT INTO hosts (id, name, status, cordoned, draining, labels, signing_key, agent_version, capacity_cpus,"
         " capacity_memory_mb, capacity_disk_bytes, last_event_seq, version, last_heartbeat_at)"
         " VALUES ($1, $2, 'active', false, false, '{}', 'k', '', 4, 8192, 1000000000, 0, 1, now() - make_interval(secs => $3))",
-        host_id, f"h-{host_id.hex[:8]}", heartbeat_age,
+        host_id,
+        f"h-{host_id.hex[:8]}",
+        heartbeat_age,
     )
     return host_id
 
@@ -51,7 +53,9 @@ async def _overdue_job(db, host_id, attempts: int) -> uuid.UUID:
         " deadline_at, reason, payload)"
         " VALUES ($1, 'host_cleanup', 'running', 'api', $2, 'h', $3, 3, now() - interval '1 hour', now() - interval '1 hour',"
         " now() - interval '5 minutes', 'pruning: build cache', '{}')",
-        job_id, host_id, attempts,
+        job_id,
+        host_id,
+        attempts,
     )
     return job_id
 
@@ -84,7 +88,8 @@ async def test_a_silent_host_goes_down_and_its_waiting_jobs_say_so(sessions, db)
     job_id = uuid.uuid4()
     await db.execute(
         "INSERT INTO jobs (id, kind, status, source, host_id, dispatched_at, payload) VALUES ($1, 'host_cleanup', 'dispatched', 'api', $2, now(), '{}')",
-        job_id, host,
+        job_id,
+        host,
     )
     report = await reconciler.reconcile_once(sessions, SETTINGS, reconciler.State())
     assert report.hosts_down == [f"h-{host.hex[:8]}"]
@@ -97,7 +102,9 @@ async def _host_with_an_orphan(db) -> tuple[uuid.UUID, str]:
     host = await _host(db)
     container = f"c-orphan-{uuid.uuid4().hex[:8]}"
     inventory = {
-        "containers": [{"container_id": container, "workspace_id": str(uuid.uuid4()), "name": "a4c-ws-gone", "image": "debian:12", "state": "running"}],
+        "containers": [
+            {"container_id": container, "workspace_id": str(uuid.uuid4()), "name": "a4c-ws-gone", "image": "debian:12", "state": "running"}
+        ],
         "images": [],
     }
     await db.execute("UPDATE hosts SET inventory = $2::jsonb, inventory_at = now() WHERE id = $1", host, json.dumps(inventory))
@@ -131,6 +138,7 @@ async def test_in_report_only_mode_the_running_loop_reports_an_orphan_container_
     stopping = asyncio.Event()
     loop = asyncio.create_task(reconciler.run(sessions, _loop_settings(report_only=True), stopping=stopping))
     try:
+
         def reported_twice() -> bool:
             lines = [r.getMessage() for r in caplog.records if "(report-only)" in r.getMessage() and container in r.getMessage()]
             return len(lines) >= 2 and all(f"on {name} would: RemoveContainer" in line for line in lines)
@@ -150,6 +158,7 @@ async def test_out_of_report_only_mode_the_running_loop_removes_the_same_orphan_
     stopping = asyncio.Event()
     loop = asyncio.create_task(reconciler.run(sessions, _loop_settings(report_only=False), stopping=stopping))
     try:
+
         async def removing() -> list[str]:
             return await _removals(db, host)
 

@@ -82,9 +82,7 @@ async def producer(kafka_bootstrap, topic_prefix):
 
 
 async def _insert(conn: asyncpg.Connection, key: str, n: int, topic: str = "test-events") -> None:
-    await conn.execute(
-        "INSERT INTO outbox (topic, key, kind, payload) VALUES ($1, $2, 'test', $3::jsonb)", topic, key, json.dumps({"n": n})
-    )
+    await conn.execute("INSERT INTO outbox (topic, key, kind, payload) VALUES ($1, $2, 'test', $3::jsonb)", topic, key, json.dumps({"n": n}))
 
 
 async def _consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[tuple[str, int]]:
@@ -92,6 +90,7 @@ async def _consume_all(bootstrap: str, topic: str, expected: int, timeout: float
     await consumer.start()
     seen: list[tuple[str, int]] = []
     try:
+
         async def enough() -> bool:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
@@ -212,6 +211,7 @@ async def test_a_row_whose_notify_never_arrives_is_published_by_the_fallback_pol
     caplog.set_level(logging.WARNING, logger="controlplane.relay")
     loop = asyncio.create_task(relay.run(engine, producer, settings, listen_url=no_listener, stopping=stopping))
     try:
+
         async def drained() -> bool:
             return await _pending(database_url) == 0
 

@@ -29,22 +29,30 @@ async def sessions(database_url):
 async def schedule(database_url):
     conn = await asyncpg.connect(database_url)
     try:
-        owner = await conn.fetchval("INSERT INTO users (id, name, role, disabled) VALUES ($1, $2, 'user', false) RETURNING id", uuid.uuid4(), f"u{uuid.uuid4().hex[:6]}")
+        owner = await conn.fetchval(
+            "INSERT INTO users (id, name, role, disabled) VALUES ($1, $2, 'user', false) RETURNING id", uuid.uuid4(), f"u{uuid.uuid4().hex[:6]}"
+        )
         await conn.execute(
             "INSERT INTO hosts (id, name, status, cordoned, draining, labels, signing_key, agent_version, capacity_cpus,"
             " capacity_memory_mb, capacity_disk_bytes, last_event_seq, version, last_heartbeat_at,"
             " disk_total_bytes, disk_used_bytes, disk_reported_at)"
             " VALUES ($1, $2, 'active', false, false, '{}', 'k', '', 4, 8192, 1000000000, 0, 1, now() + interval '1 day',"
             " 1000000000, 100, now())",
-            uuid.uuid4(), f"h{uuid.uuid4().hex[:6]}",
+            uuid.uuid4(),
+            f"h{uuid.uuid4().hex[:6]}",
         )
         image = await conn.fetchval(
             "INSERT INTO images (id, name, owner_id, shared, dockerfile, build_args) VALUES ($1, $2, $3, false, 'FROM scratch', '{}') RETURNING id",
-            uuid.uuid4(), f"img{uuid.uuid4().hex[:6]}", owner,
+            uuid.uuid4(),
+            f"img{uuid.uuid4().hex[:6]}",
+            owner,
         )
         sched = await conn.fetchval(
             "INSERT INTO schedules (id, image_id, owner_id, cron, timezone, enabled, next_run_at) VALUES ($1, $2, $3, '* * * * *', 'UTC', true, $4) RETURNING id",
-            uuid.uuid4(), image, owner, T0,
+            uuid.uuid4(),
+            image,
+            owner,
+            T0,
         )
         yield sched, image
     finally:
@@ -54,7 +62,9 @@ async def schedule(database_url):
 async def _build_jobs(database_url, image) -> list[str]:
     conn = await asyncpg.connect(database_url)
     try:
-        rows = await conn.fetch("SELECT idempotency_key FROM jobs WHERE image_id = $1 AND kind = 'image_build' AND source = 'schedule' ORDER BY created_at", image)
+        rows = await conn.fetch(
+            "SELECT idempotency_key FROM jobs WHERE image_id = $1 AND kind = 'image_build' AND source = 'schedule' ORDER BY created_at", image
+        )
         return [r["idempotency_key"] for r in rows]
     finally:
         await conn.close()

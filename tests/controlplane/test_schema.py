@@ -121,7 +121,9 @@ async def test_a_job_is_finished_exactly_when_its_status_is_final(conn):
     with pytest.raises(asyncpg.CheckViolationError, match="jobs_finished_iff_final"):
         await _job(conn, status="failed")
     with pytest.raises(asyncpg.CheckViolationError, match="jobs_finished_iff_final"):
-        await conn.execute("INSERT INTO jobs (id, kind, status, source, finished_at) VALUES ($1, 'image_build', 'running', 'api', now())", uuid.uuid4())
+        await conn.execute(
+            "INSERT INTO jobs (id, kind, status, source, finished_at) VALUES ($1, 'image_build', 'running', 'api', now())", uuid.uuid4()
+        )
 
 
 async def test_an_unknown_status_is_rejected_by_the_enum(conn):

@@ -78,14 +78,25 @@ def kafka_client_settings() -> dict[str, typing.Any]:
 # One database per module: a whole system (control planes, agents) is started once per module and every test drives it.
 @pytest.fixture(scope="module")
 def a4c_system(
-    tmp_path_factory, module_database_url, kafka_bootstrap, kafka_client_settings, docker_host, docker_client, base_image, workspace_image, test_run_id
+    tmp_path_factory,
+    module_database_url,
+    kafka_bootstrap,
+    kafka_client_settings,
+    docker_host,
+    docker_client,
+    base_image,
+    workspace_image,
+    test_run_id,
 ) -> typing.Iterator[System]:
     workdir = tmp_path_factory.mktemp("e2e")
     prefix = f"e{test_run_id[-6:]}m{next(_modules)}"
-    config = system._merge(FAST, {
-        "database": {"url": module_database_url},
-        "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0, **kafka_client_settings},
-    })
+    config = system._merge(
+        FAST,
+        {
+            "database": {"url": module_database_url},
+            "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0, **kafka_client_settings},
+        },
+    )
     planes = [system.ControlPlane(workdir, f"cp{i}", config) for i in range(2)]
     agents: list[system.Agent] = []
     try:

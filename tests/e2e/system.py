@@ -156,7 +156,9 @@ def create_admin(config_path: pathlib.Path, workdir: pathlib.Path) -> str:
     token_file = workdir / "admin.token"
     subprocess.run(
         [str(BIN / "a4c-controlplane"), "create-admin", "--config", str(config_path), "--name", "admin", "--token-file", str(token_file)],
-        check=True, capture_output=True, timeout=60,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return token_file.read_text().strip()
 
@@ -178,10 +180,7 @@ async def agreement(api: Api, docker_client: typing.Any, host_ids: typing.Iterab
     """
     hosts = set(host_ids)
     workspaces = (await api.get("/v1/workspaces?limit=200"))["items"]
-    containers = [
-        c for c in docker_client.containers.list(all=True, filters={"label": "a4c.workspace"})
-        if c.labels.get("a4c.host") in hosts
-    ]
+    containers = [c for c in docker_client.containers.list(all=True, filters={"label": "a4c.workspace"}) if c.labels.get("a4c.host") in hosts]
     by_ws: dict[str, list[typing.Any]] = {}
     for c in containers:
         by_ws.setdefault(c.labels["a4c.workspace"], []).append(c)
@@ -201,7 +200,11 @@ async def agreement(api: Api, docker_client: typing.Any, host_ids: typing.Iterab
     for ws_id in set(by_ws) - set(live):
         problems.append(f"orphan container(s) for workspace {ws_id}: {[c.short_id for c in by_ws[ws_id]]}")
     jobs = (await api.get("/v1/jobs?limit=200"))["items"]
-    stuck = [f"{j['kind']} {j['id']} {j['status']} ({j['reason']})" for j in jobs if j["status"] in ("queued", "dispatched", "running") and j.get("host_id") in hosts]
+    stuck = [
+        f"{j['kind']} {j['id']} {j['status']} ({j['reason']})"
+        for j in jobs
+        if j["status"] in ("queued", "dispatched", "running") and j.get("host_id") in hosts
+    ]
     if stuck:
         problems.append(f"unfinished jobs: {stuck}")
     return "; ".join(problems) or None

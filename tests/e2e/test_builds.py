@@ -83,7 +83,7 @@ async def _builds_of(database_url: str, image_id: str, source: str) -> list[asyn
 
 async def test_a_ci_message_and_a_webhook_call_each_yield_one_build_and_a_malformed_message_is_skipped(a4c_system, kafka_bootstrap):
     sys_ = a4c_system
-    image = await _register(sys_, "ci-built", f"FROM {sys_.base_image}\nCMD [\"true\"]\n")
+    image = await _register(sys_, "ci-built", f'FROM {sys_.base_image}\nCMD ["true"]\n')
     database_url = sys_.planes[0].config["database"]["url"]
     key = (await sys_.api.post("/v1/ci-systems", {"name": "jenkins", "images": ["ci-built"]}, expect=201))["key"]
     producer = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
@@ -110,7 +110,9 @@ async def test_a_ci_message_and_a_webhook_call_each_yield_one_build_and_a_malfor
     producer = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(f"{sys_.prefix}.ci-builds", signing.sign_ci_build({"image": "ci-built", "idempotency_key": "jenkins-42"}, "jenkins", key))
+        await producer.send_and_wait(
+            f"{sys_.prefix}.ci-builds", signing.sign_ci_build({"image": "ci-built", "idempotency_key": "jenkins-42"}, "jenkins", key)
+        )
     finally:
         await producer.stop()
 
@@ -124,7 +126,7 @@ async def test_a_ci_message_and_a_webhook_call_each_yield_one_build_and_a_malfor
 
 async def test_a_cron_schedule_every_minute_for_three_minutes_yields_exactly_three_builds(a4c_system):
     sys_ = a4c_system
-    image = await _register(sys_, "nightly", f"FROM {sys_.base_image}\nCMD [\"true\"]\n")
+    image = await _register(sys_, "nightly", f'FROM {sys_.base_image}\nCMD ["true"]\n')
     schedule = await sys_.api.post(f"/v1/images/{image['id']}/schedules", {"cron": "* * * * *", "timezone": "UTC"}, expect=201)
     database_url = sys_.planes[0].config["database"]["url"]
     first = datetime.datetime.fromisoformat(schedule["next_runs"][0].replace("Z", "+00:00"))
@@ -137,9 +139,7 @@ async def test_a_cron_schedule_every_minute_for_three_minutes_yields_exactly_thr
     remaining = (third - datetime.datetime.now(datetime.UTC)).total_seconds()
     await wait.eventually(three, timeout=remaining + 20, interval=1.0, message="three scheduled builds")
     # Past the third slot, well before the fourth: still exactly three.
-    await wait.eventually(
-        lambda: datetime.datetime.now(datetime.UTC) > third + datetime.timedelta(seconds=5), timeout=30, message="settled"
-    )
+    await wait.eventually(lambda: datetime.datetime.now(datetime.UTC) > third + datetime.timedelta(seconds=5), timeout=30, message="settled")
     builds = await _builds_of(database_url, image["id"], "schedule")
     assert len(builds) == 3, [dict(b) for b in builds]
     assert first < third

@@ -38,6 +38,7 @@ def kafka_broker(module_kafka_broker):
 def kafka_bootstrap(module_kafka_broker) -> str:
     return module_kafka_broker.bootstrap
 
+
 HEAL = 60.0  # seconds: a few reconcile periods (1 s) plus ack timeouts (6 s) and rebalances
 
 
@@ -116,7 +117,8 @@ async def _command_row(sys_, host_id: str, job_id: str) -> asyncpg.Record:
         sys_,
         "SELECT id, published_at, payload->>'id' AS message_id FROM outbox"
         " WHERE topic = $1 AND payload->'payload'->>'job_id' = $2 ORDER BY id LIMIT 1",
-        f"commands.{host_id}", job_id,
+        f"commands.{host_id}",
+        job_id,
     )
     assert rows, f"no command row for job {job_id}"
     return rows[0]
@@ -142,10 +144,7 @@ async def _paused(sys_, plane: system.ControlPlane) -> typing.AsyncIterator[None
         os.kill(pid, signal.SIGSTOP)
         proc = psutil.Process(pid)
         ports = [
-            c.laddr.port
-            for p in (proc, *proc.children(recursive=True))
-            for c in p.net_connections(kind="tcp")
-            if c.raddr and c.raddr.port == db_port
+            c.laddr.port for p in (proc, *proc.children(recursive=True)) for c in p.net_connections(kind="tcp") if c.raddr and c.raddr.port == db_port
         ]
         assert ports, f"{plane.name} has no database connection to port {db_port}"
         busy = await _query(sys_, "SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[]) AND xact_start IS NOT NULL", ports)
@@ -278,6 +277,7 @@ async def test_an_agent_killed_mid_create_ends_with_exactly_one_container(a4c_sy
     sys_ = a4c_system
     accepted = await _create(sys_, "crash-create")
     agent = _agent_of(sys_, accepted["workspace"]["host_id"])
+
     # Kill the agent as soon as it has acknowledged the command (job running).
     async def acknowledged() -> bool:
         job = await sys_.api.get(f"/v1/jobs/{accepted['job']['id']}")
@@ -301,6 +301,7 @@ async def test_a_command_lost_with_the_broker_is_reissued(a4c_system, kafka_brok
         agent.stop()
         accepted = await _create(sys_, "lost-command")
         assert accepted["workspace"]["host_id"] == host_id
+
         # The command sits in the topic; a broker that loses its data loses it for good.
         async def published() -> bool:
             return not await _query(sys_, "SELECT id FROM outbox WHERE published_at IS NULL AND topic = $1", f"commands.{host_id}")
@@ -351,7 +352,9 @@ async def test_an_orphan_a4c_container_started_by_hand_is_removed_after_the_grac
     host_id = sys_.agents[0].host_id
     orphan_ws = str(uuid.uuid4())
     container = sys_.docker_client.containers.run(
-        sys_.workspace_image, detach=True, name=f"a4c-{orphan_ws}",
+        sys_.workspace_image,
+        detach=True,
+        name=f"a4c-{orphan_ws}",
         labels={"a4c.workspace": orphan_ws, "a4c.host": host_id, "a4c.managed": "true"},
     )
 
@@ -399,6 +402,7 @@ async def test_a_control_plane_instance_killed_mid_relay_loses_no_command(a4c_sy
             # under load may already have put more than one copy there.
             before_death = await _on_kafka(sys_, host_id, command["message_id"])
             assert before_death >= 1, "instance 0 published the command before it died"
+
         # Instance 1 resumes: its relay claims the released rows and publishes them again.
         async def marked_sent() -> bool:
             return (await _command_row(sys_, host_id, job_id))["published_at"] is not None
@@ -560,10 +564,10 @@ def _hosts_marked_down(sys_, since: list[int]) -> list[str]:
 
 async def _passes_after(sys_, count: int) -> None:
     """Wait for ``count`` more reconcile passes (both instances together): proof that time passed."""
-    start = await _metric(sys_, 'a4c_reconciler_passes_total')
+    start = await _metric(sys_, "a4c_reconciler_passes_total")
 
     async def done() -> bool:
-        return await _metric(sys_, 'a4c_reconciler_passes_total') >= start + count
+        return await _metric(sys_, "a4c_reconciler_passes_total") >= start + count
 
     await wait.eventually(done, timeout=count + 30, interval=0.5, message=f"{count} more reconcile passes")
 
@@ -594,6 +598,7 @@ async def test_a_clock_240_s_behind_keeps_its_host_active_and_a_vanished_contain
         env.setenv("A4C_CLOCK_OFFSET", "-240")  # only this agent's process gets it (Popen copies the environment)
         agent.start()
     try:
+
         async def heard_again() -> bool:
             rows = await _query(sys_, "SELECT last_heartbeat_at FROM hosts WHERE id = $1::uuid", agent.host_id)
             return rows[0]["last_heartbeat_at"] > restarted + datetime.timedelta(seconds=2)

@@ -163,6 +163,7 @@ async def test_an_image_removed_by_cleanup_is_rebuilt_before_a_later_create_on_i
         agent.config["cleanup"] = {"enabled": True, "high_watermark": 1.0, "low_watermark": 0.5, "pressure_cooldown": 1.0}
         agent.start()
         try:
+
             def removed() -> bool:
                 try:
                     sys_.docker_client.images.get(tag)
@@ -190,7 +191,8 @@ async def test_an_image_removed_by_cleanup_is_rebuilt_before_a_later_create_on_i
     container = sys_.docker_client.containers.get(ws["container_id"])
     assert container.exec_run("cat /www/built.txt").output.strip() == b"built"
     builds = [
-        j for j in (await sys_.api.get(f"/v1/jobs?image_id={image['id']}&limit=200"))["items"]
+        j
+        for j in (await sys_.api.get(f"/v1/jobs?image_id={image['id']}&limit=200"))["items"]
         if j["kind"] == "image_build" and j["host_id"] == agent.host_id
     ]
     assert [j["status"] for j in builds] == ["succeeded", "succeeded"], builds

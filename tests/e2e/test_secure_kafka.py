@@ -37,9 +37,17 @@ def kafka_client_settings(kafka_certificates: tls.Certificates, tmp_path_factory
 
 async def test_a_workspace_is_created_and_deleted_with_every_client_on_sasl_ssl(a4c_system):
     api = a4c_system.api
-    accepted = await api.post("/v1/workspaces", {
-        "name": "over-tls", "image_ref": a4c_system.workspace_image, "cpus": 0.5, "memory_mb": 64, "disk_gb": 1,
-    }, expect=202)
+    accepted = await api.post(
+        "/v1/workspaces",
+        {
+            "name": "over-tls",
+            "image_ref": a4c_system.workspace_image,
+            "cpus": 0.5,
+            "memory_mb": 64,
+            "disk_gb": 1,
+        },
+        expect=202,
+    )
     ws_id, job_id = accepted["workspace"]["id"], accepted["job"]["id"]
 
     async def running() -> bool:

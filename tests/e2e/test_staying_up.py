@@ -40,7 +40,9 @@ async def _delete(api: system.Api, ws_id: str) -> None:
 async def test_a_workspace_whose_image_runs_a_shell_stays_running_for_60_s_in_one_container_and_stops_in_under_2_s(a4c_system):
     sys_ = a4c_system
     # The harness's base image has CMD ["sh"]: without a terminal it exits at once with code 0.
-    accepted = await sys_.api.post("/v1/workspaces", {"name": "shell", "image_ref": sys_.base_image, "cpus": 0.1, "memory_mb": 32, "disk_gb": 1}, expect=202)
+    accepted = await sys_.api.post(
+        "/v1/workspaces", {"name": "shell", "image_ref": sys_.base_image, "cpus": 0.1, "memory_mb": 32, "disk_gb": 1}, expect=202
+    )
     ws_id = accepted["workspace"]["id"]
     ws = await _running(sys_.api, ws_id)
     container_id = ws["container_id"]
@@ -113,7 +115,9 @@ async def test_with_every_cpu_reserved_builds_and_scheduled_builds_run_coalesce_
     assert set(reserved) == {h["id"] for h in hosts}, "one workspace holds every CPU of each host"
     for ws_id in reserved.values():
         await _running(api, ws_id)
-    nothing_left = await api.post("/v1/workspaces", {"name": "no-room", "image_ref": sys_.base_image, "cpus": 0.1, "memory_mb": 32, "disk_gb": 1}, expect=202)
+    nothing_left = await api.post(
+        "/v1/workspaces", {"name": "no-room", "image_ref": sys_.base_image, "cpus": 0.1, "memory_mb": 32, "disk_gb": 1}, expect=202
+    )
     assert nothing_left["workspace"]["observed_state"] == "pending" and "lack cpu" in nothing_left["workspace"]["state_reason"]
     await api.delete(f"/v1/workspaces/{nothing_left['workspace']['id']}", expect=202)  # never placed: gone at once
 

@@ -38,10 +38,18 @@ async def _stream(base: str, token: str, path: str) -> tuple[bytes, bytes, dict]
 async def test_exec_and_logs_reach_the_container_through_the_api_and_nobody_else_s(a4c_system):
     sys_ = a4c_system
     api = sys_.api
-    accepted = await api.post("/v1/workspaces", {
-        "name": "reachable", "image_ref": sys_.base_image, "cpus": 0.1, "memory_mb": 32, "disk_gb": 1,
-        "command": ["sh", "-c", "echo hello-from-main; echo oops-on-stderr >&2; exec sleep 3600"],
-    }, expect=202)
+    accepted = await api.post(
+        "/v1/workspaces",
+        {
+            "name": "reachable",
+            "image_ref": sys_.base_image,
+            "cpus": 0.1,
+            "memory_mb": 32,
+            "disk_gb": 1,
+            "command": ["sh", "-c", "echo hello-from-main; echo oops-on-stderr >&2; exec sleep 3600"],
+        },
+        expect=202,
+    )
     ws_id = accepted["workspace"]["id"]
 
     async def running() -> dict | None:
@@ -64,8 +72,12 @@ async def test_exec_and_logs_reach_the_container_through_the_api_and_nobody_else
     # The CLI: the command's exit code, its output on stdout, stdin passed with -i.
     env = {**os.environ, "A4C_SERVER": base, "A4C_TOKEN": token}
     done = await asyncio.to_thread(
-        subprocess.run, [A4C, "workspaces", "exec", "-i", "reachable", "--", "sh", "-c", "cat; exit 5"],
-        input=b"piped-in\n", capture_output=True, env=env, timeout=60,
+        subprocess.run,
+        [A4C, "workspaces", "exec", "-i", "reachable", "--", "sh", "-c", "cat; exit 5"],
+        input=b"piped-in\n",
+        capture_output=True,
+        env=env,
+        timeout=60,
     )
     assert done.returncode == 5 and done.stdout == b"piped-in\n", done
     logs = await asyncio.to_thread(subprocess.run, [A4C, "workspaces", "logs", "reachable", "--tail", "5"], capture_output=True, env=env, timeout=60)
@@ -79,7 +91,11 @@ async def test_exec_and_logs_reach_the_container_through_the_api_and_nobody_else
             async with http.get(base + path) as resp:
                 assert resp.status == 404, await resp.text()
     denied = await asyncio.to_thread(
-        subprocess.run, [A4C, "workspaces", "exec", ws_id, "--", "id"], capture_output=True, env={**env, "A4C_TOKEN": other}, timeout=60,
+        subprocess.run,
+        [A4C, "workspaces", "exec", ws_id, "--", "id"],
+        capture_output=True,
+        env={**env, "A4C_TOKEN": other},
+        timeout=60,
     )
     assert denied.returncode != 0 and b"hello" not in denied.stdout, denied
 

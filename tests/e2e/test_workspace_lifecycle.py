@@ -15,10 +15,19 @@ async def _workspace(api: system.Api, ws_id: str) -> dict:
 async def test_create_runs_the_container_on_the_chosen_host_and_delete_removes_it(a4c_system):
     # Create through the *second* instance: instances share nothing but PostgreSQL and Kafka.
     api = system.Api(a4c_system.planes[1].url, a4c_system.admin.headers["Authorization"].split()[1])
-    accepted = await api.post("/v1/workspaces", {
-        "name": "e2e-life", "image_ref": a4c_system.workspace_image, "cpus": 0.5, "memory_mb": 64, "disk_gb": 1,
-        "env": {"GREETING": "hi"}, "ports": [{"container_port": 8080}],
-    }, expect=202)
+    accepted = await api.post(
+        "/v1/workspaces",
+        {
+            "name": "e2e-life",
+            "image_ref": a4c_system.workspace_image,
+            "cpus": 0.5,
+            "memory_mb": 64,
+            "disk_gb": 1,
+            "env": {"GREETING": "hi"},
+            "ports": [{"container_port": 8080}],
+        },
+        expect=202,
+    )
     ws_id, job_id = accepted["workspace"]["id"], accepted["job"]["id"]
     chosen = accepted["workspace"]["host_id"]
     assert chosen, accepted["workspace"]["state_reason"]

@@ -39,7 +39,7 @@ def is_static_elf(path: pathlib.Path) -> bool:
         head = f.read(64)
         if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
             return False
-        phoff, = struct.unpack_from("<Q", head, 0x20)
+        (phoff,) = struct.unpack_from("<Q", head, 0x20)
         phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
         f.seek(phoff)
         table = f.read(phentsize * phnum)
@@ -59,9 +59,20 @@ def rootfs_tar(busybox: pathlib.Path) -> bytes:
     applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for directory, mode in [("bin", 0o755), ("etc", 0o755), ("root", 0o700), ("tmp", 0o1777), ("var", 0o755),
-                                ("var/tmp", 0o1777), ("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("usr", 0o755),
-                                ("usr/bin", 0o755), ("sbin", 0o755)]:
+        for directory, mode in [
+            ("bin", 0o755),
+            ("etc", 0o755),
+            ("root", 0o700),
+            ("tmp", 0o1777),
+            ("var", 0o755),
+            ("var/tmp", 0o1777),
+            ("proc", 0o555),
+            ("sys", 0o555),
+            ("dev", 0o755),
+            ("usr", 0o755),
+            ("usr/bin", 0o755),
+            ("sbin", 0o755),
+        ]:
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, mode
             tar.addfile(info)

@@ -77,15 +77,21 @@ class DockerDaemon:
         config.write_text(json.dumps({}))
         argv = [
             dockerd,
-            "--data-root", str(self._dir / "data"),
-            "--exec-root", str(self._dir / "exec"),
-            "--pidfile", str(self._dir / "dockerd.pid"),
-            "--config-file", str(config),
-            "-H", self.host,
+            "--data-root",
+            str(self._dir / "data"),
+            "--exec-root",
+            str(self._dir / "exec"),
+            "--pidfile",
+            str(self._dir / "dockerd.pid"),
+            "--config-file",
+            str(config),
+            "-H",
+            self.host,
             "--iptables=false",
             "--ip-masq=false",
             "--userland-proxy=true",
-            "--log-level", "warn",
+            "--log-level",
+            "warn",
         ]
         self.bridge = _make_bridge(self._run)
         if self.bridge is not None:

@@ -124,13 +124,28 @@ def fetch(cache_dir: pathlib.Path | None = None) -> pathlib.Path:
         for folder in (lib, classes):
             shutil.rmtree(folder, ignore_errors=True)
         argv = [
-            mvn, "-B", "-q", "-f", str(SOURCE / "pom.xml"),
-            "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={lib}",
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(SOURCE / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={lib}",
         ]
         _run(argv, "fetching Elasticsearch's jars", timeout=900)
         argv = [
-            javac, "-nowarn", "--release", "17", "-encoding", "UTF-8",
-            "-cp", f"{lib}/*", "-d", str(classes), *(str(SOURCE / name) for name in _JAVA_SOURCES),
+            javac,
+            "-nowarn",
+            "--release",
+            "17",
+            "-encoding",
+            "UTF-8",
+            "-cp",
+            f"{lib}/*",
+            "-d",
+            str(classes),
+            *(str(SOURCE / name) for name in _JAVA_SOURCES),
         ]
         _run(argv, "compiling the node's launcher", timeout=300)
         stamp.write_text(digest + "\n" + " ".join(sorted(p.name for p in lib.iterdir())) + "\n")
@@ -232,17 +247,17 @@ class ElasticsearchNode:
         config.mkdir(parents=True, exist_ok=True)
         (self.directory / "tmp").mkdir(exist_ok=True)
         # JSON is YAML: no quoting rules of our own.
-        (config / "elasticsearch.yml").write_text(
-            "".join(f"{key}: {json.dumps(value)}\n" for key, value in self.node_settings().items())
-        )
+        (config / "elasticsearch.yml").write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in self.node_settings().items()))
         shutil.copyfile(SOURCE / "log4j2.properties", config / "log4j2.properties")
         return [
             jvm.java(),
             *self._jvm_options,
             f"-Djava.io.tmpdir={self.directory / 'tmp'}",
             f"-Da4c.parent.pid={os.getpid()}",  # the node stops when the process that started it dies
-            "-cp", f"{home / 'lib'}/*{os.pathsep}{home / 'classes'}",
-            MAIN_CLASS, str(self.directory),
+            "-cp",
+            f"{home / 'lib'}/*{os.pathsep}{home / 'classes'}",
+            MAIN_CLASS,
+            str(self.directory),
         ]
 
     def start(self, timeout: float = 120.0) -> float:
@@ -320,8 +335,11 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         node.stop()
         return 130
-    print(f"{node.url}  Elasticsearch {node.version} ({node.flavor}), pid {node.pid}, "
-          f"fetch {fetched:.1f} s, start {took:.1f} s, log {node.log}; Ctrl-C stops it", flush=True)
+    print(
+        f"{node.url}  Elasticsearch {node.version} ({node.flavor}), pid {node.pid}, "
+        f"fetch {fetched:.1f} s, start {took:.1f} s, log {node.log}; Ctrl-C stops it",
+        flush=True,
+    )
     try:
         while node.running:
             time.sleep(0.5)

@@ -104,8 +104,23 @@ def _fill(template: str, rng: random.Random, user: str, host: str, image: str, w
 
 
 COLUMNS = (
-    "id", "kind", "status", "source", "user_id", "user_name", "host_name", "image_name", "workspace_name",
-    "error", "log_tail", "attempts", "created_at", "updated_at", "started_at", "finished_at", "version",
+    "id",
+    "kind",
+    "status",
+    "source",
+    "user_id",
+    "user_name",
+    "host_name",
+    "image_name",
+    "workspace_name",
+    "error",
+    "log_tail",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "version",
 )
 
 

@@ -60,8 +60,14 @@ def fetch(name: str, *, extra_args: tuple[str, ...] = ()) -> pathlib.Path:
             raise JvmError("no mvn on the PATH: install Debian's maven (make deps does)")
         shutil.rmtree(lib, ignore_errors=True)
         argv = [
-            mvn, "-B", "-q", "-f", str(source / "pom.xml"),
-            "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={lib}",
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(source / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={lib}",
             *extra_args,
         ]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=900)

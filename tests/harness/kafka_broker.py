@@ -50,12 +50,12 @@ def api_versions(port: int, timeout: float = 1.0) -> dict[int, tuple[int, int]] 
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(struct.pack(">i", len(request)) + request)
-            size, = struct.unpack(">i", _read(sock, 4))
+            (size,) = struct.unpack(">i", _read(sock, 4))
             body = _read(sock, size)
         correlation_id, error_code, count = struct.unpack(">ihi", body[:10])
         if correlation_id != 7 or error_code != 0:
             return None
-        return {key: (low, high) for key, low, high in struct.iter_unpack(">hhh", body[10:10 + 6 * count])}
+        return {key: (low, high) for key, low, high in struct.iter_unpack(">hhh", body[10 : 10 + 6 * count])}
     except (OSError, struct.error):
         return None
 
@@ -162,11 +162,17 @@ class KafkaBroker:
     def _java(self, *args: str) -> list[str]:
         lib = jvm.fetch("kafka")
         return [
-            jvm.java(), f"-Xms{self._heap}", f"-Xmx{self._heap}",
-            "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k",
+            jvm.java(),
+            f"-Xms{self._heap}",
+            f"-Xmx{self._heap}",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Xss512k",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={jvm.resource('kafka', 'log4j2.properties')}",
-            "-cp", f"{lib}/*", *args,
+            "-cp",
+            f"{lib}/*",
+            *args,
         ]
 
     def _format(self, config: pathlib.Path) -> None:

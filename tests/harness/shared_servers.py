@@ -129,4 +129,3 @@ def elasticsearch() -> ElasticsearchInfo | None:
         return None
     data = json.loads(pathlib.Path(directory, "elasticsearch.json").read_text())
     return ElasticsearchInfo(**data)
-

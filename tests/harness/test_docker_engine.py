@@ -49,6 +49,7 @@ def test_a_port_published_on_loopback_is_reachable_from_the_tests(docker_client,
         base_image, ["sh", "-c", script], detach=True, labels=test_labels, ports={"8080/tcp": ("127.0.0.1", host_port)}
     )
     try:
+
         def fetch() -> bytes:
             with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/index.html", timeout=2) as response:
                 return response.read()
@@ -81,7 +82,8 @@ def test_what_a_session_leaves_behind_on_a_shared_daemon_is_removed_at_its_end_a
     try:
         pytester.makeconftest('pytest_plugins = ["tests.harness.fixtures_run", "tests.harness.fixtures_docker"]')
         ids = pytester.path / "ids.txt"
-        pytester.makepyfile(test_leaky=f"""
+        pytester.makepyfile(
+            test_leaky=f"""
 import io
 def test_leaves_containers_and_an_image_behind(docker_client, base_image, test_labels):
     with open({str(ids)!r}, "w") as f:
@@ -89,7 +91,8 @@ def test_leaves_containers_and_an_image_behind(docker_client, base_image, test_l
             f.write(docker_client.containers.run(base_image, ["sleep", "300"], detach=True, labels=labels).id + "\\n")
     dockerfile = "FROM " + base_image + "\\nLABEL a4c.test-nonce={secrets.token_hex(8)}\\n"
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag={inner_tag!r}, rm=True)
-""")
+"""
+        )
 
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
 

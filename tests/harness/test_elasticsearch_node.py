@@ -92,9 +92,12 @@ async def test_the_official_client_indexes_and_searches_the_jobs_index(node, es)
     written = await _index_jobs(es, 12, version=5)
     assert written["errors"] is False
     # An older external version loses: a replayed update cannot overwrite a newer document.
-    stale = await es.bulk(operations=[
-        {"index": {"_index": ALIAS, "_id": "job-0", "version": 4, "version_type": "external"}}, _job(0, version=4),
-    ])
+    stale = await es.bulk(
+        operations=[
+            {"index": {"_index": ALIAS, "_id": "job-0", "version": 4, "version_type": "external"}},
+            _job(0, version=4),
+        ]
+    )
     assert stale["errors"] is True
     assert stale["items"][0]["index"]["status"] == 409
     assert stale["items"][0]["index"]["error"]["type"] == "version_conflict_engine_exception"

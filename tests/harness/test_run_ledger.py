@@ -35,14 +35,22 @@ def test_the_final_check_names_the_run_directory_if_it_remains(tmp_path):
 def test_a_crashed_runs_processes_and_directory_are_reaped_by_the_next_run(tmp_path):
     # A "test process" that starts a server and dies without tearing it down.
     crashed = subprocess.run(
-        [sys.executable, "-c", (
-            "import pathlib, sys; sys.path.insert(0, sys.argv[2]);"
-            "from tests.harness import run, processes;"
-            "r = run.Run(run_id='dead0001', base=pathlib.Path(sys.argv[1]));"
-            "p = r.track('server', processes.spawn(['sleep', '120'], r.root / 'server.log'));"
-            "print(p.pid)"
-        ), str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            (
+                "import pathlib, sys; sys.path.insert(0, sys.argv[2]);"
+                "from tests.harness import run, processes;"
+                "r = run.Run(run_id='dead0001', base=pathlib.Path(sys.argv[1]));"
+                "p = r.track('server', processes.spawn(['sleep', '120'], r.root / 'server.log'));"
+                "print(p.pid)"
+            ),
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     orphan = int(crashed.stdout)
     assert (tmp_path / "a4c-test-dead0001").is_dir()
@@ -68,13 +76,15 @@ def test_a_session_that_leaves_a_process_running_fails_loudly_at_its_end(pyteste
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     pytester.makeconftest('pytest_plugins = ["tests.harness.fixtures_run"]')
     pidfile = pytester.path / "pid.txt"
-    pytester.makepyfile(test_leaky=f"""
+    pytester.makepyfile(
+        test_leaky=f"""
 from tests.harness import processes
 
 def test_starts_a_server_and_forgets_it(harness_run):
     server = harness_run.track("forgotten", processes.spawn(["sleep", "60"], harness_run.root / "forgotten.log"))
     open({str(pidfile)!r}, "w").write(str(server.pid))
-""")
+"""
+    )
 
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
 

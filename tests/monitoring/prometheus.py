@@ -79,7 +79,10 @@ def write_targets(inventory: dict[str, typing.Any], workdir: pathlib.Path) -> pa
     targets = workdir / "targets"
     done = subprocess.run(
         [str(ANSIBLE_PLAYBOOK), "-i", str(inventory_path), str(TARGETS_PLAYBOOK), "-e", f"a4c_prometheus_targets_dir={targets}"],
-        capture_output=True, text=True, timeout=120, cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=workdir,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return targets

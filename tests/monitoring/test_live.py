@@ -43,11 +43,14 @@ def monitored(tmp_path_factory, module_database_url, kafka_bootstrap, docker_hos
     token_file = workdir / "metrics.token"
     token_file.write_text("scrape-me\n")
     token_file.chmod(0o600)
-    config = system._merge(e2e.FAST, {
-        "database": {"url": module_database_url},
-        "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
-        "http": {"metrics_token_file": str(token_file)},
-    })
+    config = system._merge(
+        e2e.FAST,
+        {
+            "database": {"url": module_database_url},
+            "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
+            "http": {"metrics_token_file": str(token_file)},
+        },
+    )
     plane = system.ControlPlane(workdir, "cp0", config)
     agents: dict[str, system.Agent] = {}
     server: prometheus.Prometheus | None = None
@@ -61,15 +64,24 @@ def monitored(tmp_path_factory, module_database_url, kafka_bootstrap, docker_hos
         }
         for name in ("agent0", "agent1"):
             port = ports.free_port()
-            agents[name] = system.Agent(workdir, name, {
-                "agent": {"control_plane_url": plane.url, "enrolment_token": enrol["token"], "state_dir": str(workdir / name), "host_name": f"{prefix}-{name}"},
-                "kafka": dict(config["kafka"]),
-                "docker": {"publish_address": "127.0.0.1", "pull_missing_images": False},
-                "reporting": {"heartbeat_interval": 1.0, "inventory_interval": 1.5, "disk_interval": 2.0, "disk_paths": [str(workdir)]},
-                "cleanup": {"enabled": False},
-                "daemon": {"metrics_host": "127.0.0.1", "metrics_port": port, "shutdown_deadline": 5.0},
-                "logging": {"format": "text", "level": "INFO"},
-            }).start()
+            agents[name] = system.Agent(
+                workdir,
+                name,
+                {
+                    "agent": {
+                        "control_plane_url": plane.url,
+                        "enrolment_token": enrol["token"],
+                        "state_dir": str(workdir / name),
+                        "host_name": f"{prefix}-{name}",
+                    },
+                    "kafka": dict(config["kafka"]),
+                    "docker": {"publish_address": "127.0.0.1", "pull_missing_images": False},
+                    "reporting": {"heartbeat_interval": 1.0, "inventory_interval": 1.5, "disk_interval": 2.0, "disk_paths": [str(workdir)]},
+                    "cleanup": {"enabled": False},
+                    "daemon": {"metrics_host": "127.0.0.1", "metrics_port": port, "shutdown_deadline": 5.0},
+                    "logging": {"format": "text", "level": "INFO"},
+                },
+            ).start()
             inventory["a4c_agents"]["hosts"][name] = {"ansible_host": "127.0.0.1", "a4c_agent_metrics_port": port}
         for agent in agents.values():
             agent.wait_enrolled()
@@ -135,7 +147,8 @@ def test_every_dashboard_query_runs_without_error(monitored: Monitored) -> None:
     # Some data first, so that rate() and histogram_quantile() have samples to work on.
     wait.wait_until(
         lambda: monitored.prometheus.api("query", query='count(a4c_agent_dependency_up{job="a4c-agent"})')["result"],
-        timeout=30, message="agent metrics scraped",
+        timeout=30,
+        message="agent metrics scraped",
     )
     end = time.time()
     errors = []

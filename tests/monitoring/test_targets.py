@@ -14,17 +14,21 @@ def _read(targets: pathlib.Path, job: str) -> dict[str, list[str]]:
 
 def test_agents_are_scraped_where_their_metrics_listen_and_named_by_the_inventory(tmp_path: pathlib.Path) -> None:
     inventory = {
-        "a4c_agents": {"hosts": {
-            "node-01.example.com": None,
-            "node-02.example.com": {"ansible_host": "10.0.0.2", "a4c_agent_metrics_host": "0.0.0.0"},
-            "node-03.example.com": {"ansible_host": "10.0.0.3", "a4c_agent_metrics_host": "10.9.0.3", "a4c_agent_metrics_port": 9999},
-            "node-04.example.com": {"ansible_host": "fd00::4", "a4c_node_exporter_port": 9101},
-        }},
+        "a4c_agents": {
+            "hosts": {
+                "node-01.example.com": None,
+                "node-02.example.com": {"ansible_host": "10.0.0.2", "a4c_agent_metrics_host": "0.0.0.0"},
+                "node-03.example.com": {"ansible_host": "10.0.0.3", "a4c_agent_metrics_host": "10.9.0.3", "a4c_agent_metrics_port": 9999},
+                "node-04.example.com": {"ansible_host": "fd00::4", "a4c_node_exporter_port": 9101},
+            }
+        },
         "a4c_controlplane": {"hosts": {"cp-1.example.com": {"a4c_controlplane_http_port": 8081}, "cp-2.example.com": {"ansible_host": "10.0.1.2"}}},
-        "a4c_search_sync": {"hosts": {
-            "cp-1.example.com": {"a4c_search_sync_metrics_host": "127.0.0.1"},
-            "sync-1.example.com": {"ansible_host": "10.0.2.1", "a4c_search_sync_metrics_host": "10.9.2.1", "a4c_search_sync_metrics_port": 9471},
-        }},
+        "a4c_search_sync": {
+            "hosts": {
+                "cp-1.example.com": {"a4c_search_sync_metrics_host": "127.0.0.1"},
+                "sync-1.example.com": {"ansible_host": "10.0.2.1", "a4c_search_sync_metrics_host": "10.9.2.1", "a4c_search_sync_metrics_port": 9471},
+            }
+        },
     }
     targets = prometheus.write_targets(inventory, tmp_path)
     assert _read(targets, "a4c-agent") == {

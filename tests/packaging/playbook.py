@@ -57,31 +57,30 @@ class Result:
 
 def environment(home: pathlib.Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
-        "ANSIBLE_HOME": str(home),
-        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        # Test servers get fresh host keys on every run.
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
-        "ANSIBLE_RETRY_FILES_ENABLED": "False",
-        # Lines as they happen, and each task's banner when it starts (not
-        # deferred to its first shown result), so that the timeline says
-        # where the time went.
-        "PYTHONUNBUFFERED": "1",
-        "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "True",
-    })
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
+            "ANSIBLE_HOME": str(home),
+            "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            # Test servers get fresh host keys on every run.
+            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            # Lines as they happen, and each task's banner when it starts (not
+            # deferred to its first shown result), so that the timeline says
+            # where the time went.
+            "PYTHONUNBUFFERED": "1",
+            "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "True",
+        }
+    )
     return env
 
 
 def hosts(servers: typing.Iterable[typing.Any]) -> dict[str, dict[str, typing.Any]]:
     """Inventory entries for test servers (tests/packaging/servers.py): SSH and metrics port on loopback."""
-    return {
-        s.name: {"ansible_host": "127.0.0.1", "ansible_port": s.ssh_port, "a4c_agent_metrics_port": s.metrics_port}
-        for s in servers
-    }
+    return {s.name: {"ansible_host": "127.0.0.1", "ansible_port": s.ssh_port, "a4c_agent_metrics_port": s.metrics_port} for s in servers}
 
 
 def connection_vars(private_key: pathlib.Path) -> dict[str, str]:
@@ -107,7 +106,10 @@ def vault_variable(home: pathlib.Path, password_file: pathlib.Path, name: str, s
     """Write ``name: <secret>`` encrypted with ansible-vault into ``target`` (a vars file)."""
     done = subprocess.run(
         [str(BIN / "ansible-vault"), "encrypt_string", "--vault-password-file", str(password_file), "--name", name, secret],
-        capture_output=True, text=True, env=environment(home), timeout=60,
+        capture_output=True,
+        text=True,
+        env=environment(home),
+        timeout=60,
     )
     if done.returncode != 0:
         raise AssertionError(f"ansible-vault encrypt_string failed:\n{done.stderr}")
@@ -119,9 +121,7 @@ def run(home: pathlib.Path, inventory: pathlib.Path, *args: str, timeout: float 
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     lines, timeline = [], []
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment(home), cwd=ANSIBLE_DIR
-    ) as process:
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment(home), cwd=ANSIBLE_DIR) as process:
         assert process.stdout is not None
         # A silent hang must end too: the timer kills it, which ends the output.
         killer = threading.Timer(timeout, process.kill)

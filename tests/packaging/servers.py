@@ -126,10 +126,18 @@ class Fleet:
             }
             try:
                 container = self.client.containers.run(
-                    self.image, detach=True, name=f"{name}-{self.labels_id}", hostname=name, labels=self.labels,
-                    network_mode="host", cgroupns="host", cap_add=["SYS_ADMIN"],
+                    self.image,
+                    detach=True,
+                    name=f"{name}-{self.labels_id}",
+                    hostname=name,
+                    labels=self.labels,
+                    network_mode="host",
+                    cgroupns="host",
+                    cap_add=["SYS_ADMIN"],
                     security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-                    tmpfs={"/run": "", "/run/lock": ""}, environment={"container": "docker"}, volumes=volumes,
+                    tmpfs={"/run": "", "/run/lock": ""},
+                    environment={"container": "docker"},
+                    volumes=volumes,
                 )
             except docker.errors.DockerException as error:
                 raise ServerError(f"starting server {name} failed: {error}") from error

@@ -101,4 +101,3 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
         return True
     except docker.errors.ImageNotFound:
         return False
-

@@ -45,12 +45,25 @@ def _tar(files: dict[str, tuple[bytes, int]]) -> bytes:
 # One database for the module: one systemd host running the units serves every test.
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory, docker_client, docker_host, test_labels, test_run_id, systemd_host_image,
-    a4c_wheel: pathlib.Path, controlplane_wheelhouse: pathlib.Path, module_database_url: str, kafka_bootstrap: str, elasticsearch_url: str,
+    tmp_path_factory,
+    docker_client,
+    docker_host,
+    test_labels,
+    test_run_id,
+    systemd_host_image,
+    a4c_wheel: pathlib.Path,
+    controlplane_wheelhouse: pathlib.Path,
+    module_database_url: str,
+    kafka_bootstrap: str,
+    elasticsearch_url: str,
 ) -> typing.Iterator[tuple[servers_mod.Server, int, str, dict]]:
     workdir = tmp_path_factory.mktemp("cp-units")
     fleet = servers_mod.Fleet(
-        docker_client, systemd_host_image, workdir, test_labels, servers_mod.socket_path(docker_host),
+        docker_client,
+        systemd_host_image,
+        workdir,
+        test_labels,
+        servers_mod.socket_path(docker_host),
         mounts={str(controlplane_wheelhouse): WHEELHOUSE, str(a4c_wheel.parent): DIST},
     )
     try:
@@ -62,7 +75,11 @@ def server(
             "database": {"url": module_database_url},
             "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix},
             "search": {
-                "elasticsearch_url": elasticsearch_url, "sync_in_process": False, "index_alias": f"jobs-{prefix}", "shards": 1, "replicas": 0,
+                "elasticsearch_url": elasticsearch_url,
+                "sync_in_process": False,
+                "index_alias": f"jobs-{prefix}",
+                "shards": 1,
+                "replicas": 0,
                 "sync_metrics_port": sync_port,
             },
         }
@@ -88,7 +105,10 @@ def server(
 def _process(server: servers_mod.Server, unit: str) -> dict[str, str]:
     pid = server.unit_property(unit, "MainPID")
     status = server.sh(f"cat /proc/{pid}/status")
-    fields = {key: re.search(rf"^{field}:\s+(\w+)", status, re.M) for key, field in (("uid", "Uid"), ("capabilities", "CapEff"), ("no_new_privs", "NoNewPrivs"))}
+    fields = {
+        key: re.search(rf"^{field}:\s+(\w+)", status, re.M)
+        for key, field in (("uid", "Uid"), ("capabilities", "CapEff"), ("no_new_privs", "NoNewPrivs"))
+    }
     assert all(fields.values()), status
     return {key: found.group(1) for key, found in fields.items() if found}
 
@@ -112,7 +132,9 @@ def test_the_control_plane_unit_starts_serves_and_stops_cleanly_under_its_sandbo
     ready = _readyz(port)
     assert ready.startswith("200 "), f"/readyz: {ready}\n{host.sh('journalctl -u a4c-controlplane --no-pager -n 30 -o cat')}"
     assert _process(host, "a4c-controlplane") == {
-        "uid": host.sh("id -u a4c-controlplane").strip(), "capabilities": "0000000000000000", "no_new_privs": "1",
+        "uid": host.sh("id -u a4c-controlplane").strip(),
+        "capabilities": "0000000000000000",
+        "no_new_privs": "1",
     }
     watchdog = units.parse((units.UNITS_DIR / "a4c-controlplane.service").read_text())["Service"]["WatchdogSec"][-1]
     assert host.unit_property("a4c-controlplane", "WatchdogUSec") == watchdog, "the watchdog is armed"

@@ -72,7 +72,13 @@ def test_every_manifest_decodes_strictly_into_the_kubernetes_types(validator: pa
         (("memory: 512Mi", "memory: lots"), "quantities must match"),
         (("apiVersion: apps/v1", "apiVersion: apps/v2"), 'unknown apiVersion/kind "apps/v2/Deployment"'),
         (("  revisionHistoryLimit: 5", "  revisionHistoryLimit: 5\n  revisionHistoryLimit: 6"), "already set in map"),
-        (("app.kubernetes.io/component: api\n    app.kubernetes.io/part-of", "app.kubernetes.io/component: not valid!\n    app.kubernetes.io/part-of"), "value"),
+        (
+            (
+                "app.kubernetes.io/component: api\n    app.kubernetes.io/part-of",
+                "app.kubernetes.io/component: not valid!\n    app.kubernetes.io/part-of",
+            ),
+            "value",
+        ),
     ],
     ids=["unknown-field", "misspelt-nested-field", "bad-quantity", "unknown-version", "duplicate-key", "bad-label"],
 )

@@ -83,17 +83,19 @@ def render(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_the_rendered_config_is_one_the_agent_accepts_with_every_setting_in_place(render) -> None:
-    path = render({
-        "a4c_agent_package": "a4c[agent]==0.1.0",
-        "a4c_agent_enrolment_token": "t0ken",
-        "a4c_agent_control_plane_url": "https://a4c.example.com",
-        "a4c_agent_kafka_bootstrap_servers": ["k1:9092", "k2:9092"],
-        "a4c_agent_labels": {"rack": "r2"},
-        "a4c_agent_cleanup_high_watermark": 90,
-        "a4c_agent_cleanup_low_watermark": 60,
-        "a4c_agent_metrics_port": 9555,
-        "a4c_agent_config_extra": {"reporting": {"heartbeat_interval": 5.0}, "cleanup": {"dry_run": True}},
-    })
+    path = render(
+        {
+            "a4c_agent_package": "a4c[agent]==0.1.0",
+            "a4c_agent_enrolment_token": "t0ken",
+            "a4c_agent_control_plane_url": "https://a4c.example.com",
+            "a4c_agent_kafka_bootstrap_servers": ["k1:9092", "k2:9092"],
+            "a4c_agent_labels": {"rack": "r2"},
+            "a4c_agent_cleanup_high_watermark": 90,
+            "a4c_agent_cleanup_low_watermark": 60,
+            "a4c_agent_metrics_port": 9555,
+            "a4c_agent_config_extra": {"reporting": {"heartbeat_interval": 5.0}, "cleanup": {"dry_run": True}},
+        }
+    )
     settings = agent_settings.load(path, environ={})
     assert settings.agent.enrolment_token == "t0ken"
     assert settings.agent.control_plane_url == "https://a4c.example.com"
@@ -107,14 +109,16 @@ def test_the_rendered_config_is_one_the_agent_accepts_with_every_setting_in_plac
 
 
 def test_kafka_over_sasl_ssl_is_configured_with_the_password_in_its_own_file(render) -> None:
-    path = render({
-        "a4c_agent_package": "a4c[agent]==0.1.0",
-        "a4c_agent_kafka_security_protocol": "SASL_SSL",
-        "a4c_agent_kafka_sasl_username": "a4c-agent",
-        "a4c_agent_kafka_sasl_password": "s3cret",
-        "a4c_agent_kafka_ssl_cafile": "/etc/ssl/kafka-ca.pem",
-        "a4c_agent_kafka_replication_factor": 3,
-    })
+    path = render(
+        {
+            "a4c_agent_package": "a4c[agent]==0.1.0",
+            "a4c_agent_kafka_security_protocol": "SASL_SSL",
+            "a4c_agent_kafka_sasl_username": "a4c-agent",
+            "a4c_agent_kafka_sasl_password": "s3cret",
+            "a4c_agent_kafka_ssl_cafile": "/etc/ssl/kafka-ca.pem",
+            "a4c_agent_kafka_replication_factor": 3,
+        }
+    )
     assert "s3cret" not in path.read_text(), "the password stays out of agent.yaml"
     kafka = agent_settings.load(path, environ={}).kafka
     assert (kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username) == ("SASL_SSL", "SCRAM-SHA-512", "a4c-agent")

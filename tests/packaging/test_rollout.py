@@ -87,8 +87,17 @@ def workspace_image(docker_client, base_image: str, test_run_id: str) -> str:
 # One database for the module: the tests follow one rollout, step by step.
 @pytest.fixture(scope="module")
 def rollout(
-    request, tmp_path_factory, module_database_url, kafka_bootstrap, docker_host, docker_client, test_labels, test_run_id,
-    systemd_host_image, a4c_wheel, agent_wheelhouse,
+    request,
+    tmp_path_factory,
+    module_database_url,
+    kafka_bootstrap,
+    docker_host,
+    docker_client,
+    test_labels,
+    test_run_id,
+    systemd_host_image,
+    a4c_wheel,
+    agent_wheelhouse,
 ) -> typing.Iterator[Rollout]:
     workdir = tmp_path_factory.mktemp("rollout")
     clock = time.monotonic()
@@ -98,20 +107,30 @@ def rollout(
         now = time.monotonic()
         fixtures_run.report(request.config, f"rollout: {what} in {now - clock:.1f} s")
         clock = now
+
     prefix = f"r{test_run_id[-6:]}"
-    config = system._merge(CONTROL_PLANE, {
-        "database": {"url": module_database_url},
-        "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
-    })
+    config = system._merge(
+        CONTROL_PLANE,
+        {
+            "database": {"url": module_database_url},
+            "kafka": {"bootstrap_servers": [kafka_bootstrap], "topic_prefix": prefix, "session_timeout": 2.0},
+        },
+    )
     plane = system.ControlPlane(workdir, "cp", config)
     fleet = servers_mod.Fleet(
-        docker_client, systemd_host_image, workdir, test_labels, servers_mod.socket_path(docker_host),
+        docker_client,
+        systemd_host_image,
+        workdir,
+        test_labels,
+        servers_mod.socket_path(docker_host),
         mounts={str(agent_wheelhouse): WHEELHOUSE},
     )
     builder = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="upgrade-wheel")
     try:
         upgrade_wheel = builder.submit(
-            wheels.build_a4c_wheel, tmp_path_factory.mktemp("dist-upgrade"), version=wheels.next_version(wheels.wheel_version(a4c_wheel)),
+            wheels.build_a4c_wheel,
+            tmp_path_factory.mktemp("dist-upgrade"),
+            version=wheels.next_version(wheels.wheel_version(a4c_wheel)),
         )
         # Migrations are a deploy step of their own, as in production (a no-op on
         # the harness's already migrated database, but the command must succeed).
@@ -145,7 +164,9 @@ def rollout(
         )
         password = workdir / "vault-password"
         password.write_text("rollout-test-vault-password\n")
-        playbook.vault_variable(home, password, "a4c_agent_enrolment_token", enrolment["token"], inventory / "group_vars" / "a4c_agents" / "vault.yml")
+        playbook.vault_variable(
+            home, password, "a4c_agent_enrolment_token", enrolment["token"], inventory / "group_vars" / "a4c_agents" / "vault.yml"
+        )
         vault = ("--vault-password-file", str(password))
 
         lap("inventory and vault written")
@@ -222,10 +243,18 @@ async def test_both_hosts_appear_active_in_the_control_plane(rollout: Rollout) -
 @pytest.fixture(scope="module")
 def workspace(rollout: Rollout, workspace_image: str, docker_client) -> dict:
     async def create() -> dict:
-        accepted = await rollout.api.post("/v1/workspaces", {
-            "name": "rolled-out", "image_ref": workspace_image, "cpus": 0.1, "memory_mb": 32, "disk_gb": 1,
-            "ports": [{"container_port": 8080}],
-        }, expect=202)
+        accepted = await rollout.api.post(
+            "/v1/workspaces",
+            {
+                "name": "rolled-out",
+                "image_ref": workspace_image,
+                "cpus": 0.1,
+                "memory_mb": 32,
+                "disk_gb": 1,
+                "ports": [{"container_port": 8080}],
+            },
+            expect=202,
+        )
         ws_id = accepted["workspace"]["id"]
 
         async def running() -> dict | None:

@@ -27,12 +27,23 @@ HEALTH_TIMEOUT = 10
 
 @pytest.fixture(scope="module")
 def stopped_rollout(
-    tmp_path_factory, docker_client, docker_host, test_labels, test_run_id, systemd_host_image,
-    a4c_wheel: pathlib.Path, agent_wheelhouse: pathlib.Path, kafka_bootstrap: str,
+    tmp_path_factory,
+    docker_client,
+    docker_host,
+    test_labels,
+    test_run_id,
+    systemd_host_image,
+    a4c_wheel: pathlib.Path,
+    agent_wheelhouse: pathlib.Path,
+    kafka_bootstrap: str,
 ) -> typing.Iterator[tuple[list[servers_mod.Server], playbook.Result]]:
     workdir = tmp_path_factory.mktemp("batches")
     fleet = servers_mod.Fleet(
-        docker_client, systemd_host_image, workdir, test_labels, servers_mod.socket_path(docker_host),
+        docker_client,
+        systemd_host_image,
+        workdir,
+        test_labels,
+        servers_mod.socket_path(docker_host),
         mounts={str(agent_wheelhouse): WHEELHOUSE},
     )
     try:

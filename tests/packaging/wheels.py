@@ -66,14 +66,15 @@ def build_a4c_wheel(dest: pathlib.Path, *, version: str | None = None) -> pathli
         # tree it builds, and others work in this checkout at the same time.
         tree = pathlib.Path(scratch) / "src"
         shutil.copytree(
-            REPO, tree,
+            REPO,
+            tree,
             ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "test-artifacts", "node_modules", "__pycache__", "tests", "bench"),
         )
         if version is not None:
             pyproject = tree / "pyproject.toml"
             text, count = re.subn(r'^version = "[^"]*"$', f'version = "{version}"', pyproject.read_text(), count=1, flags=re.M)
             if count != 1:
-                raise WheelError(f"no `version = \"...\"` line in {pyproject}")
+                raise WheelError(f'no `version = "..."` line in {pyproject}')
             pyproject.write_text(text)
         _pip("wheel", "--no-deps", "--quiet", "--wheel-dir", str(dest), str(tree))
     wheels = sorted(dest.glob("a4c-*.whl"))
@@ -90,9 +91,7 @@ def _dependency_key(extra: str, constraints: str) -> str:
 
 def wheelhouse(a4c_wheel: pathlib.Path, extra: str = "agent") -> pathlib.Path:
     """A directory of wheels of the dependencies of ``a4c[extra]`` (not a4c itself), cached."""
-    frozen = subprocess.run(
-        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
-    ).stdout
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True, check=True).stdout
     constraints = "\n".join(line for line in frozen.splitlines() if not line.lower().startswith("a4c")) + "\n"
     cache = systemd_image.cache_dir()
     house = cache / f"wheelhouse-{extra}-{_dependency_key(extra, constraints)}"

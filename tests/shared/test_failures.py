@@ -111,9 +111,7 @@ def test_clean_replaces_what_postgresql_cannot_store_and_caps_the_length(value, 
 
 
 def test_clean_tree_cleans_every_string_of_a_json_document_keys_included():
-    assert text.clean_tree({"a\x00": ["x\x00", 1, None, {"k": "\ud800"}], "n": 1.5}) == {
-        "a\ufffd": ["x\ufffd", 1, None, {"k": "\ufffd"}], "n": 1.5
-    }
+    assert text.clean_tree({"a\x00": ["x\x00", 1, None, {"k": "\ud800"}], "n": 1.5}) == {"a\ufffd": ["x\ufffd", 1, None, {"k": "\ufffd"}], "n": 1.5}
     assert text.clean_optional(None) is None
 
 

@@ -94,8 +94,7 @@ async def test_a_broker_that_goes_away_under_a_consumer_gives_a_handful_of_lines
     kafka.addHandler(filtered)
     level = kafka.level
     kafka.setLevel(logging.WARNING)
-    consumer = AIOKafkaConsumer("outage-test", bootstrap_servers=bootstrap, group_id="outage-test",
-                                retry_backoff_ms=20, metadata_max_age_ms=100)
+    consumer = AIOKafkaConsumer("outage-test", bootstrap_servers=bootstrap, group_id="outage-test", retry_backoff_ms=20, metadata_max_age_ms=100)
     try:
         await wait.eventually(lambda: embedded.port_answers(int(bootstrap.rsplit(":", 1)[1])), timeout=30, message="broker up")
         await consumer.start()

@@ -32,6 +32,7 @@ async def test_shutdown_stops_tasks_in_reverse_order_and_cancels_those_past_the_
         async def loop(stopping: asyncio.Event) -> None:
             await stopping.wait()
             order.append(name)
+
         return loop
 
     async def stubborn(stopping: asyncio.Event) -> None:

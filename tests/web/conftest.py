@@ -36,8 +36,14 @@ from tests.harness import jobgen, ports
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT: pw.ViewportSize = {"width": 1280, "height": 900}
 
@@ -185,16 +191,34 @@ async def add_host(db: asyncpg.Connection, database_url: str) -> typing.AsyncIte
         report: dict[str, typing.Any] | None = None
         if disk_used is not None:
             report = {
-                "paths": [{"path": "/var/lib/docker", "total_bytes": disk_total, "used_bytes": disk_used, "free_bytes": disk_total - disk_used, "percent": round(100 * disk_used / disk_total, 1)}],
+                "paths": [
+                    {
+                        "path": "/var/lib/docker",
+                        "total_bytes": disk_total,
+                        "used_bytes": disk_used,
+                        "free_bytes": disk_total - disk_used,
+                        "percent": round(100 * disk_used / disk_total, 1),
+                    }
+                ],
                 "docker": {"images": disk_used // 2, "build_cache": disk_used // 10},
                 "workspaces": {},
             }
             if high_watermark is not None:
                 report["high_watermark"] = high_watermark
         host = models.Host(
-            id=uuid.uuid4(), name=name, status=status, cordoned=cordoned, labels={}, signing_key=signing.new_key(), agent_version="0.1.0",
-            capacity_cpus=decimal.Decimal(str(cpus)), capacity_memory_mb=memory_mb, capacity_disk_bytes=disk_total,
-            disk_total_bytes=disk_total if disk_used is not None else None, disk_used_bytes=disk_used, disk_report=report,
+            id=uuid.uuid4(),
+            name=name,
+            status=status,
+            cordoned=cordoned,
+            labels={},
+            signing_key=signing.new_key(),
+            agent_version="0.1.0",
+            capacity_cpus=decimal.Decimal(str(cpus)),
+            capacity_memory_mb=memory_mb,
+            capacity_disk_bytes=disk_total,
+            disk_total_bytes=disk_total if disk_used is not None else None,
+            disk_used_bytes=disk_used,
+            disk_report=report,
             disk_reported_at=now if disk_used is not None else None,
             last_heartbeat_at=None if heartbeat_age is None else now - datetime.timedelta(seconds=heartbeat_age),
             down_since=now - datetime.timedelta(minutes=7) if status is models.HostStatus.DOWN else None,

@@ -18,7 +18,12 @@ async def test_a_hosts_disk_bar_reflects_its_reported_usage_and_pressure_and_dow
     base = await start_dashboard()
     # Placement puts it on the eligible host with the least disk used: h-ok.
     status, accepted = await dashboard.api(
-        http, base, people.alice.token, "POST", "/v1/workspaces", json={"name": "big", "image_ref": "debian:12", "cpus": 4, "memory_mb": 8192, "disk_gb": 20}
+        http,
+        base,
+        people.alice.token,
+        "POST",
+        "/v1/workspaces",
+        json={"name": "big", "image_ref": "debian:12", "cpus": 4, "memory_mb": 8192, "disk_gb": 20},
     )
     assert status == 202 and accepted["workspace"]["host_id"] == str(ok.id), accepted
 
@@ -62,7 +67,12 @@ async def test_cordon_and_drain_ask_first_then_act_through_the_api(db, people, s
     host = await add_host("h-busy")
     base = await start_dashboard()
     status, accepted = await dashboard.api(
-        http, base, people.alice.token, "POST", "/v1/workspaces", json={"name": "stays", "image_ref": "debian:12", "cpus": 1, "memory_mb": 256, "disk_gb": 1}
+        http,
+        base,
+        people.alice.token,
+        "POST",
+        "/v1/workspaces",
+        json={"name": "stays", "image_ref": "debian:12", "cpus": 1, "memory_mb": 256, "disk_gb": 1},
     )
     assert status == 202 and accepted["workspace"]["host_id"] == str(host.id)
     await dashboard.sign_in(page, base, people.admin.token, at="#/hosts")

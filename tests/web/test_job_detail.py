@@ -17,16 +17,36 @@ async def _job(db, people, **fields) -> uuid.UUID:
     job_id = uuid.uuid4()
     created = datetime.datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
     values = {
-        "id": job_id, "kind": "image_build", "status": "failed", "source": "api", "user_id": people.alice.id, "user_name": "alice",
-        "host_name": "h07", "image_name": "python-dev", "reason": "least disk used among 3 eligible hosts", "error": ERROR,
-        "log_tail": "Step 3/9 : COPY . /src\nStep 4/9 : RUN pip install -r requirements.txt", "attempts": 1, "created_at": created,
-        "updated_at": created + datetime.timedelta(minutes=3), "dispatched_at": created + datetime.timedelta(seconds=2),
-        "started_at": created + datetime.timedelta(seconds=5), "finished_at": created + datetime.timedelta(minutes=3),
-        "placement": json.dumps({
-            "host_id": None, "host_name": "h07", "reason": "least disk used among 3 eligible hosts", "eligible_count": 3,
-            "rejected_counts": {"cordoned": 1}, "eligible": [],
-            "rejected": [{"host_id": str(uuid.uuid4()), "host_name": "h09", "code": "cordoned", "message": "cordoned by an operator", "detail": {}}],
-        }),
+        "id": job_id,
+        "kind": "image_build",
+        "status": "failed",
+        "source": "api",
+        "user_id": people.alice.id,
+        "user_name": "alice",
+        "host_name": "h07",
+        "image_name": "python-dev",
+        "reason": "least disk used among 3 eligible hosts",
+        "error": ERROR,
+        "log_tail": "Step 3/9 : COPY . /src\nStep 4/9 : RUN pip install -r requirements.txt",
+        "attempts": 1,
+        "created_at": created,
+        "updated_at": created + datetime.timedelta(minutes=3),
+        "dispatched_at": created + datetime.timedelta(seconds=2),
+        "started_at": created + datetime.timedelta(seconds=5),
+        "finished_at": created + datetime.timedelta(minutes=3),
+        "placement": json.dumps(
+            {
+                "host_id": None,
+                "host_name": "h07",
+                "reason": "least disk used among 3 eligible hosts",
+                "eligible_count": 3,
+                "rejected_counts": {"cordoned": 1},
+                "eligible": [],
+                "rejected": [
+                    {"host_id": str(uuid.uuid4()), "host_name": "h09", "code": "cordoned", "message": "cordoned by an operator", "detail": {}}
+                ],
+            }
+        ),
     }
     values.update(fields)
     columns = ", ".join(values)
@@ -95,7 +115,8 @@ async def test_the_link_to_a_jobs_workspace_opens_that_workspace(db, people, sta
     await db.execute(
         "INSERT INTO workspaces (id, owner_id, name, image_ref, cpus, memory_mb, disk_gb, desired_state, observed_state)"
         " VALUES ($1, $2, 'data-lab', 'debian:12', 2, 2048, 20, 'running', 'pending')",
-        workspace_id, people.alice.id,
+        workspace_id,
+        people.alice.id,
     )
     job_id = await _job(db, people, kind="workspace_create", workspace_id=workspace_id, workspace_name="data-lab", image_name=None)
     base = await start_dashboard()

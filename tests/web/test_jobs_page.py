@@ -41,7 +41,8 @@ async def test_a_key_value_and_free_text_search_shows_exactly_the_ids_the_api_re
     await page.get_by_role("button", name="Load 50 more").click()
     await wait.eventually(lambda: page.locator("table.jobs tbody tr").count(), message="rows of the second page")
     await wait.eventually(
-        lambda: _rows_are(page, 100), message="100 rows after loading more",
+        lambda: _rows_are(page, 100),
+        message="100 rows after loading more",
     )
     assert await dashboard.table_ids(page) == [j["id"] for j in expected["jobs"] + second["jobs"]]
 
@@ -186,7 +187,11 @@ async def test_the_kind_user_and_image_chips_each_narrow_the_table_to_exactly_wh
         await _settled(page, start)
 
     # Image: no facet in the API, so a name field adds the filter and its chip takes it away.
-    image = next(j["image_name"] for j in (await dashboard.api_search(http, base, people.admin.token, [("query", start), ("limit", "50")]))["jobs"] if j["image_name"])
+    image = next(
+        j["image_name"]
+        for j in (await dashboard.api_search(http, base, people.admin.token, [("query", start), ("limit", "50")]))["jobs"]
+        if j["image_name"]
+    )
     await page.get_by_label("Filter by image name").fill(image)
     await page.locator("section.facet[aria-labelledby='facet-image']").get_by_role("button", name="Add", exact=True).click()
     narrowed = f"{start} image:{image}"

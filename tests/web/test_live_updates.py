@@ -25,7 +25,11 @@ async def test_a_job_created_through_the_api_appears_without_reload_and_the_scro
     assert scrolled_before > 0
 
     status, accepted = await dashboard.api(
-        http, base, people.alice.token, "POST", "/v1/workspaces",
+        http,
+        base,
+        people.alice.token,
+        "POST",
+        "/v1/workspaces",
         json={"name": "live-one", "image_ref": "debian:12", "cpus": 1, "memory_mb": 256, "disk_gb": 1},
     )
     assert status == 202, accepted
@@ -49,7 +53,11 @@ async def test_a_changed_job_is_redrawn_in_place(db, people, start_dashboard, pa
     await page.add_init_script(FAST_POLL)
     await dashboard.sign_in(page, base, people.alice.token)
     status, accepted = await dashboard.api(
-        http, base, people.alice.token, "POST", "/v1/workspaces",
+        http,
+        base,
+        people.alice.token,
+        "POST",
+        "/v1/workspaces",
         json={"name": "changing", "image_ref": "debian:12", "cpus": 1, "memory_mb": 256, "disk_gb": 1},
     )
     assert status == 202

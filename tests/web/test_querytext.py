@@ -34,9 +34,7 @@ async def module(start_dashboard, page):
 
 async def test_each_edit_changes_only_its_own_token(module, page):
     for name, args, expected in CASES:
-        got = await page.evaluate(
-            "async ([path, name, args]) => (await import(path))[name](...args)", [module, name, args]
-        )
+        got = await page.evaluate("async ([path, name, args]) => (await import(path))[name](...args)", [module, name, args])
         assert got == expected, (name, args)
 
 

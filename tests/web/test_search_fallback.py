@@ -19,6 +19,7 @@ def elasticsearch(module_elasticsearch):
 def elasticsearch_url(module_elasticsearch) -> str:
     return module_elasticsearch.url
 
+
 QUERY = 'status:failed "no space left"'
 
 

@@ -11,8 +11,17 @@ async def test_the_text_and_the_separate_parameters_find_the_same_jobs(db, peopl
     text = 'status:failed,cancelled -host:h01 created>=2025-01-01 "no space left"'
     by_text = await dashboard.api_search(http, base, people.admin.token, [("query", text), ("limit", "500")])
     by_params = await dashboard.api_search(
-        http, base, people.admin.token,
-        [("status", "failed"), ("status", "cancelled"), ("not_host", "h01"), ("created_after", "2025-01-01"), ("q", '"no space left"'), ("limit", "500")],
+        http,
+        base,
+        people.admin.token,
+        [
+            ("status", "failed"),
+            ("status", "cancelled"),
+            ("not_host", "h01"),
+            ("created_after", "2025-01-01"),
+            ("q", '"no space left"'),
+            ("limit", "500"),
+        ],
     )
     assert by_text["jobs"] and [j["id"] for j in by_text["jobs"]] == [j["id"] for j in by_params["jobs"]]
     assert by_text["facets"] == by_params["facets"]
@@ -21,7 +30,7 @@ async def test_the_text_and_the_separate_parameters_find_the_same_jobs(db, peopl
 
 async def test_a_mistake_in_the_text_is_a_422_naming_the_token(db, people, start_dashboard, http):
     base = await start_dashboard()
-    status, body = await dashboard.api(http, base, people.alice.token, "GET", "/v1/jobs/search", params=[("query", 'kind:image_build colour:red')])
+    status, body = await dashboard.api(http, base, people.alice.token, "GET", "/v1/jobs/search", params=[("query", "kind:image_build colour:red")])
     assert status == 422
     [field] = body["error"]["fields"]
     assert field["path"] == "query"
@@ -37,6 +46,11 @@ async def test_the_text_is_not_mixed_with_separate_filter_parameters(db, people,
     assert [f["path"] for f in body["error"]["fields"]] == ["host"]
     # Paging and facet switches go with it.
     status, body = await dashboard.api(
-        http, base, people.alice.token, "GET", "/v1/jobs/search", params=[("query", "status:failed"), ("limit", "5"), ("facets", "false"), ("interval", "day")]
+        http,
+        base,
+        people.alice.token,
+        "GET",
+        "/v1/jobs/search",
+        params=[("query", "status:failed"), ("limit", "5"), ("facets", "false"), ("interval", "day")],
     )
     assert status == 200, body

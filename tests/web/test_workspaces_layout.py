@@ -18,22 +18,34 @@ ACTIONS = "table.workspaces td.actions button"
 
 async def _workspaces(db, http, base, people) -> None:
     """Every row shape an admin sees: running (Stop, Delete), stopped (Start, Delete), waiting with a long reason, a long image tag."""
-    status, image = await dashboard.api(http, base, people.alice.token, "POST", "/v1/images", json={"name": "a-rather-long-image-name-for-tests", "dockerfile": "FROM busybox"})
+    status, image = await dashboard.api(
+        http, base, people.alice.token, "POST", "/v1/images", json={"name": "a-rather-long-image-name-for-tests", "dockerfile": "FROM busybox"}
+    )
     assert status == 201, image
     bodies: list[tuple[typing.Any, dict[str, typing.Any]]] = [
-        (people.alice, {"name": "alice-running-workspace", "image_ref": "registry.example.com:5000/team/toolbox-with-a-long-name:2026.12.04", "ports": [{"container_port": 22}, {"container_port": 8080}]}),
+        (
+            people.alice,
+            {
+                "name": "alice-running-workspace",
+                "image_ref": "registry.example.com:5000/team/toolbox-with-a-long-name:2026.12.04",
+                "ports": [{"container_port": 22}, {"container_port": 8080}],
+            },
+        ),
         (people.alice, {"name": "alice-stopped", "image_ref": "debian:12"}),
         (people.bob, {"name": "bob-waiting-for-a-host-with-a-long-name", "image_ref": "debian:12"}),
         (people.alice, {"name": "alice-registered", "image": "a-rather-long-image-name-for-tests"}),
     ]
     for person, body in bodies:
-        status, made = await dashboard.api(http, base, person.token, "POST", "/v1/workspaces", json={"cpus": 2, "memory_mb": 4096, "disk_gb": 20, **body})
+        status, made = await dashboard.api(
+            http, base, person.token, "POST", "/v1/workspaces", json={"cpus": 2, "memory_mb": 4096, "disk_gb": 20, **body}
+        )
         assert status == 202, made
     host = await db.fetchval("SELECT id FROM hosts LIMIT 1")
     ports = [{"host_ip": "127.0.0.1", "host_port": 49153 + n, "container_port": p, "protocol": "tcp"} for n, p in enumerate((22, 8080))]
     await db.execute(
         "UPDATE workspaces SET host_id = $1, observed_state = 'running', container_id = 'c0ffee', published_ports = $2::jsonb WHERE name = 'alice-running-workspace'",
-        host, json.dumps(ports),
+        host,
+        json.dumps(ports),
     )
     await db.execute("UPDATE workspaces SET host_id = $1, observed_state = 'stopped', desired_state = 'stopped' WHERE name = 'alice-stopped'", host)
 

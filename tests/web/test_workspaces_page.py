@@ -15,7 +15,9 @@ from tests.harness import wait
 from tests.web import dashboard
 
 
-async def _fill(page, name: str, *, image_ref: str | None = "debian:12", image: str | None = None, cpus: str = "1", memory: str = "512", disk: str = "5") -> None:
+async def _fill(
+    page, name: str, *, image_ref: str | None = "debian:12", image: str | None = None, cpus: str = "1", memory: str = "512", disk: str = "5"
+) -> None:
     await page.get_by_label("Name", exact=True).fill(name)
     if image is not None:
         await page.get_by_label("A registered image").check()
@@ -102,7 +104,12 @@ async def test_the_form_checks_the_input_before_sending_and_shows_the_apis_field
 
     # A name already taken (409) is reported beside the name.
     status, _ = await dashboard.api(
-        http, base, people.alice.token, "POST", "/v1/workspaces", json={"name": "taken", "image_ref": "debian:12", "cpus": 1, "memory_mb": 64, "disk_gb": 1}
+        http,
+        base,
+        people.alice.token,
+        "POST",
+        "/v1/workspaces",
+        json={"name": "taken", "image_ref": "debian:12", "cpus": 1, "memory_mb": 64, "disk_gb": 1},
     )
     assert status == 202
     await page.get_by_label("A Docker reference").check()
@@ -115,7 +122,12 @@ async def test_an_admin_sees_every_users_workspaces_with_their_owners(db, people
     base = await start_dashboard()
     for person, name in ((people.alice, "alice-box"), (people.bob, "bob-box")):
         status, _ = await dashboard.api(
-            http, base, person.token, "POST", "/v1/workspaces", json={"name": name, "image_ref": "debian:12", "cpus": 1, "memory_mb": 64, "disk_gb": 1}
+            http,
+            base,
+            person.token,
+            "POST",
+            "/v1/workspaces",
+            json={"name": name, "image_ref": "debian:12", "cpus": 1, "memory_mb": 64, "disk_gb": 1},
         )
         assert status == 202
     await dashboard.sign_in(page, base, people.admin.token, at="#/workspaces")
@@ -162,7 +174,10 @@ class _Agent:
         container = "c0ffee" + ref.workspace_id.replace("-", "")[:6]
         reports = [
             (messages.EventKind.WORKSPACE_STATE, messages.WorkspaceState(workspace_id=ref.workspace_id, state=state, container_id=container)),
-            (messages.EventKind.JOB_RESULT, messages.JobResult(job_id=ref.job_id, ok=True, result={"state": state, "container_id": container, "ports": []})),
+            (
+                messages.EventKind.JOB_RESULT,
+                messages.JobResult(job_id=ref.job_id, ok=True, result={"state": state, "container_id": container, "ports": []}),
+            ),
         ]
         for kind, payload in reports:
             self.seq += 1
@@ -177,12 +192,19 @@ async def events_engine(database_url):
     await engine.dispose()
 
 
-async def test_a_running_workspace_is_stopped_and_started_again_from_its_row_after_confirming(db, people, start_dashboard, page, http, add_host, events_engine):
+async def test_a_running_workspace_is_stopped_and_started_again_from_its_row_after_confirming(
+    db, people, start_dashboard, page, http, add_host, events_engine
+):
     host = await add_host("h-ws01")
     agent = _Agent(db, events_engine, host)
     base = await start_dashboard()
     status, made = await dashboard.api(
-        http, base, people.alice.token, "POST", "/v1/workspaces", json={"name": "web-dev", "image_ref": "debian:12", "cpus": 1, "memory_mb": 512, "disk_gb": 5}
+        http,
+        base,
+        people.alice.token,
+        "POST",
+        "/v1/workspaces",
+        json={"name": "web-dev", "image_ref": "debian:12", "cpus": 1, "memory_mb": 512, "disk_gb": 5},
     )
     assert status == 202 and made["workspace"]["host_id"] == str(host.id), made
     ws_id = made["workspace"]["id"]

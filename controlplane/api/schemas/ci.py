@@ -23,7 +23,9 @@ UserName = typing.Annotated[str, pydantic.Field(pattern=user_schemas.USER_NAME)]
 class CiSystemCreate(common.Body):
     name: str = pydantic.Field(pattern=CI_SYSTEM_NAME, description="Messages name it in ci_system; requested_by on its jobs is ci:<name>.")
     description: str = pydantic.Field(default="", max_length=200, pattern=common.NO_CONTROL)
-    images: list[ImageName] = pydantic.Field(default_factory=list, max_length=1000, description="Images it may build: NAME (any owner's image of that name) or OWNER/NAME (that user's).")
+    images: list[ImageName] = pydantic.Field(
+        default_factory=list, max_length=1000, description="Images it may build: NAME (any owner's image of that name) or OWNER/NAME (that user's)."
+    )
     owners: list[UserName] = pydantic.Field(default_factory=list, max_length=1000, description="Users whose images it may build, all of them.")
 
 

@@ -61,9 +61,7 @@ def exactly_one(model: pydantic.BaseModel, *fields: str) -> None:
     """Cross-field rule for a model validator; the error names the first field (see endpoint.invalid)."""
     given = [f for f in fields if getattr(model, f) is not None]
     if len(given) != 1:
-        raise pydantic_core.PydanticCustomError(
-            "exactly_one", "give exactly one of {choices}", {"field": fields[0], "choices": " or ".join(fields)}
-        )
+        raise pydantic_core.PydanticCustomError("exactly_one", "give exactly one of {choices}", {"field": fields[0], "choices": " or ".join(fields)})
 
 
 def one_of_schema(*fields: str) -> dict[str, typing.Any]:
@@ -91,7 +89,11 @@ class Query(pydantic.BaseModel):
 @functools.cache
 def repeatable(model: type[pydantic.BaseModel]) -> frozenset[str]:
     """``model``'s query parameters that may be given more than once: those declared as lists (``?status=a&status=b``)."""
-    return frozenset(name for name, field in model.model_fields.items() if list in (typing.get_origin(field.annotation), *map(typing.get_origin, typing.get_args(field.annotation))))
+    return frozenset(
+        name
+        for name, field in model.model_fields.items()
+        if list in (typing.get_origin(field.annotation), *map(typing.get_origin, typing.get_args(field.annotation)))
+    )
 
 
 class Out(pydantic.BaseModel):

@@ -14,6 +14,7 @@ from controlplane.db import models
 # One definition of disk used (shared/domain/disk.py), so used/total is df's Use%.
 USABLE = "Usable bytes of the Docker data root's filesystem: used + free, not counting blocks reserved for root (df's definition)."
 
+
 class Capacity(common.Out):
     cpus: float
     memory_mb: int
@@ -36,8 +37,9 @@ class DiskSummary(common.Out):
         default=None, description="The agent's cleanup high watermark (disk percent) from its latest report; null from older agents."
     )
     enforced: bool | None = pydantic.Field(
-        default=None, description="Whether this host caps each workspace's disk at its disk_gb (its storage driver allows it); "
-        "false: reservations are not enforced; null until its agent said (older agents never do)."
+        default=None,
+        description="Whether this host caps each workspace's disk at its disk_gb (its storage driver allows it); "
+        "false: reservations are not enforced; null until its agent said (older agents never do).",
     )
     enforcement: str | None = pydantic.Field(default=None, description="Why it enforces or cannot, in the agent's words.")
 
@@ -89,9 +91,7 @@ class DiskUsage(common.Out):
     paths: list[PathUsage]
     docker: dict[str, int] = pydantic.Field(description="Docker's own figures: images, containers, volumes, build_cache bytes.")
     workspaces: dict[str, int] = pydantic.Field(description="Writable-layer bytes per workspace id.")
-    enforced: bool | None = pydantic.Field(
-        default=None, description="Whether workspaces' disk_gb is enforced here; null until the agent said."
-    )
+    enforced: bool | None = pydantic.Field(default=None, description="Whether workspaces' disk_gb is enforced here; null until the agent said.")
     enforcement: str | None = pydantic.Field(default=None, description="Why it enforces or cannot, in the agent's words.")
 
 

@@ -36,7 +36,9 @@ class ImageCreate(common.Body):
     # Absent rather than null: `str = None` keeps null out of the contract; mypy is told per field.
     dockerfile: str = pydantic.Field(default=None, min_length=1, max_length=65_536, pattern=common.NO_NUL)  # type: ignore[assignment]
     git_url: str = pydantic.Field(  # type: ignore[assignment]
-        default=None, max_length=2048, pattern=GIT_URL,
+        default=None,
+        max_length=2048,
+        pattern=GIT_URL,
         description="https://… or ssh://… (or user@host:path); http, git and file URLs only where api.git_url_schemes allows them (422 otherwise).",
     )
     git_ref: str = pydantic.Field(default=None, pattern=GIT_REF, description="Branch, tag or commit; default HEAD.")  # type: ignore[assignment]
@@ -72,7 +74,9 @@ class ImageUpdate(common.Body):
     git_ref: str = ImageCreate.model_fields["git_ref"]  # type: ignore[assignment]
     git_path: str = ImageCreate.model_fields["git_path"]  # type: ignore[assignment]
     build_args: dict[ArgName, ArgValue] = pydantic.Field(default=None, max_length=100, json_schema_extra=common.keys_matching(BUILD_ARG))  # type: ignore[arg-type]
-    shared: bool = pydantic.Field(default=None, description="Other users may run workspaces from it; a shared name must be unique among shared images.")  # type: ignore[assignment]
+    shared: bool = pydantic.Field(
+        default=None, description="Other users may run workspaces from it; a shared name must be unique among shared images."
+    )  # type: ignore[assignment]
 
     @pydantic.model_validator(mode="after")
     def _something(self) -> ImageUpdate:
@@ -180,7 +184,11 @@ class ScheduleUpdate(common.Body):
         default=None, min_length=1, max_length=128, description=CRON_DESCRIPTION, json_schema_extra={"pattern": cron_rules.PATTERN}
     )
     timezone: typing.Annotated[str, pydantic.AfterValidator(_zone_form)] = pydantic.Field(  # type: ignore[assignment]
-        default=None, min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Berlin.", json_schema_extra={"pattern": cron_rules.ZONE_PATTERN}
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="IANA time zone, e.g. Europe/Berlin.",
+        json_schema_extra={"pattern": cron_rules.ZONE_PATTERN},
     )
     enabled: bool = pydantic.Field(default=None, description="false: it stops firing (kept, with its history); true: it fires again from now.")  # type: ignore[assignment]
 

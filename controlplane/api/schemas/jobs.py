@@ -29,10 +29,11 @@ class Job(common.Out):
     workspace_id: uuid.UUID | None
     workspace_name: str | None
     reason: str = pydantic.Field(
-        description="Why it is pending, or why it went to this host. A job waiting for a host ends with its place in the queue, e.g. \"; 3rd in the queue of 5\"."
+        description='Why it is pending, or why it went to this host. A job waiting for a host ends with its place in the queue, e.g. "; 3rd in the queue of 5".'
     )
     queue_position: int | None = pydantic.Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="1-based place of a workspace create waiting for a host among all that wait, in the order they are placed (oldest first); "
         "null when the job is not waiting for placement. Computed when read, so always current.",
     )

@@ -105,7 +105,10 @@ class EnrolRequest(common.Body):
         default=False, description="Re-key a host that reported recently; only with an admin's bearer token in Authorization."
     )
     proof: str | None = pydantic.Field(
-        default=None, min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$",
+        default=None,
+        min_length=64,
+        max_length=64,
+        pattern=r"^[0-9a-f]{64}$",
         description="Re-key a host that reported recently by proving its current key: HMAC-SHA256 (hex) of the canonical JSON of "
         '{"purpose": "a4c-enrol", "host_name": ..., "token": ...} (shared/signing.py enrolment_proof).',
     )

@@ -23,7 +23,7 @@ EnvValue = typing.Annotated[str, pydantic.StringConstraints(max_length=4096, pat
 
 CommandArg = typing.Annotated[str, pydantic.StringConstraints(max_length=4096, pattern=common.NO_NUL)]
 COMMAND_RULE = (
-    "The workspace's main process, replacing the image's CMD (its ENTRYPOINT stays), e.g. [\"httpd\", \"-f\"]. "
+    'The workspace\'s main process, replacing the image\'s CMD (its ENTRYPOINT stays), e.g. ["httpd", "-f"]. '
     "Absent: the image's command runs, unless it would exit at once without a terminal (none, or a bare shell or REPL "
     "such as sh, bash or python3): then a keep-alive runs, so the workspace stays up until it is stopped. "
     "Docker's init is PID 1 either way (docs/workspaces.md)."
@@ -42,11 +42,20 @@ class WorkspaceCreate(common.Body):
 
     name: str = pydantic.Field(pattern=WORKSPACE_NAME, description="Unique among your live workspaces.")
     # Absent rather than null: `str = None` keeps null out of the contract.
-    image: str = pydantic.Field(default=None, max_length=128, pattern=IMAGE_NAME, description="Name of a registered image: your own of that name, else the shared one (names are per owner).")  # type: ignore[assignment]
+    image: str = pydantic.Field(
+        default=None,
+        max_length=128,
+        pattern=IMAGE_NAME,
+        description="Name of a registered image: your own of that name, else the shared one (names are per owner).",
+    )  # type: ignore[assignment]
     image_ref: str = pydantic.Field(default=None, max_length=255, pattern=DOCKER_REF, description="A Docker image reference, e.g. debian:12.")  # type: ignore[assignment]
     cpus: float = pydantic.Field(gt=0, le=256, multiple_of=0.01)
     memory_mb: int = pydantic.Field(ge=16, le=4_194_304)
-    disk_gb: int = pydantic.Field(ge=1, le=65_536, description="Disk reservation in GiB: counts against the host's disk at placement; a hard cap only on hosts that enforce disk limits (docs/operations/disk.md).")
+    disk_gb: int = pydantic.Field(
+        ge=1,
+        le=65_536,
+        description="Disk reservation in GiB: counts against the host's disk at placement; a hard cap only on hosts that enforce disk limits (docs/operations/disk.md).",
+    )
     env: dict[EnvName, EnvValue] = pydantic.Field(default_factory=dict, max_length=200, json_schema_extra=common.keys_matching(ENV_NAME))
     ports: list[Port] = pydantic.Field(default_factory=list, max_length=32, description="Repeats are ignored.")
     command: list[CommandArg] = pydantic.Field(
@@ -99,10 +108,11 @@ class Workspace(common.Out):
     desired_state: models.DesiredState
     observed_state: models.ObservedState
     state_reason: str = pydantic.Field(
-        description="Why it is pending, failed or lost; empty otherwise. A failed one that did not stay up gives its exit code, restart count and last log lines. One waiting for a host ends with its place in the queue, e.g. \"; 3rd in the queue of 5\"."
+        description='Why it is pending, failed or lost; empty otherwise. A failed one that did not stay up gives its exit code, restart count and last log lines. One waiting for a host ends with its place in the queue, e.g. "; 3rd in the queue of 5".'
     )
     queue_position: int | None = pydantic.Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="1-based place among the workspaces waiting for a host, in the order they are placed (oldest first); null when not waiting. Computed when read.",
     )
     cpus: float

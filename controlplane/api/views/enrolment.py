@@ -16,7 +16,11 @@ async def issue_enrolment_token(call: endpoint.Call) -> schemas.EnrolmentTokenIs
     """Issue an enrolment token: one use and one hour unless max_uses / expires_in_seconds ask otherwise. Shown once."""
     body: schemas.EnrolmentTokenCreate = call.body
     issued = await enrolment.issue_token(
-        call.session, call.user, description=body.description, settings=call.settings.enrolment, max_uses=body.max_uses,
+        call.session,
+        call.user,
+        description=body.description,
+        settings=call.settings.enrolment,
+        max_uses=body.max_uses,
         expires_in=body.expires_in_seconds,
     )
     shown = schemas.EnrolmentToken.model_validate(issued.row).model_dump()
@@ -48,10 +52,16 @@ async def enrol_agent(call: endpoint.Call) -> schemas.Enrolled:
     if body.force:
         await _require_admin(call)
     done = await enrolment.enrol(
-        call.session, call.settings, token=body.token, host_name=body.host_name, labels=dict(body.labels),
+        call.session,
+        call.settings,
+        token=body.token,
+        host_name=body.host_name,
+        labels=dict(body.labels),
         capacity=enrolment.AgentCapacity(cpus=body.capacity.cpus, memory_mb=body.capacity.memory_mb, disk_bytes=body.capacity.disk_bytes),
-        agent_version=body.agent_version, remote_addr=auth.client_address(call.request, call.settings.rate_limit),
-        force=body.force, proof=body.proof,
+        agent_version=body.agent_version,
+        remote_addr=auth.client_address(call.request, call.settings.rate_limit),
+        force=body.force,
+        proof=body.proof,
     )
     return schemas.Enrolled(host_id=done.host.id, key=done.key)
 

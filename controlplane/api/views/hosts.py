@@ -19,18 +19,29 @@ def _enforcement(report: dict[str, typing.Any] | None) -> str | None:
 def render(view: hosts.HostView) -> schemas.Host:
     h, a = view.host, view.allocated
     return schemas.Host(
-        id=h.id, name=h.name, status=h.status, cordoned=h.cordoned, draining=h.draining, labels=h.labels,
+        id=h.id,
+        name=h.name,
+        status=h.status,
+        cordoned=h.cordoned,
+        draining=h.draining,
+        labels=h.labels,
         agent_version=h.agent_version,
         capacity=schemas.Capacity(cpus=float(h.capacity_cpus), memory_mb=h.capacity_memory_mb, disk_bytes=h.capacity_disk_bytes),
         allocated=schemas.Allocated(
             cpus=a.cpus, memory_mb=a.memory_mb, disk_bytes=a.disk_bytes, promised_disk_bytes=a.promised_disk_bytes, workspaces=a.workspaces
         ),
         disk=schemas.DiskSummary(
-            total_bytes=h.disk_total_bytes, used_bytes=h.disk_used_bytes, reported_at=h.disk_reported_at,
+            total_bytes=h.disk_total_bytes,
+            used_bytes=h.disk_used_bytes,
+            reported_at=h.disk_reported_at,
             high_watermark=(h.disk_report or {}).get("high_watermark"),
-            enforced=workspace_disk.enforced_of(h.disk_report), enforcement=_enforcement(h.disk_report),
+            enforced=workspace_disk.enforced_of(h.disk_report),
+            enforcement=_enforcement(h.disk_report),
         ),
-        last_heartbeat_at=h.last_heartbeat_at, down_since=h.down_since, created_at=h.created_at, updated_at=h.updated_at,
+        last_heartbeat_at=h.last_heartbeat_at,
+        down_since=h.down_since,
+        created_at=h.created_at,
+        updated_at=h.updated_at,
     )
 
 
@@ -54,12 +65,18 @@ async def get_disk_usage(call: endpoint.Call) -> schemas.DiskUsage:
     view = await hosts.get_host(call.session, call.params["host_id"])
     h, report = view.host, view.host.disk_report or {}
     return schemas.DiskUsage(
-        host_id=h.id, host_name=h.name, reported_at=h.disk_reported_at, total_bytes=h.disk_total_bytes, used_bytes=h.disk_used_bytes,
-        allocated_bytes=view.allocated.disk_bytes, promised_bytes=view.allocated.promised_disk_bytes,
+        host_id=h.id,
+        host_name=h.name,
+        reported_at=h.disk_reported_at,
+        total_bytes=h.disk_total_bytes,
+        used_bytes=h.disk_used_bytes,
+        allocated_bytes=view.allocated.disk_bytes,
+        promised_bytes=view.allocated.promised_disk_bytes,
         paths=[schemas.PathUsage.model_validate(p) for p in report.get("paths", [])],
         docker={k: int(v) for k, v in report.get("docker", {}).items()},
         workspaces={k: int(v) for k, v in report.get("workspaces", {}).items()},
-        enforced=workspace_disk.enforced_of(report), enforcement=_enforcement(report),
+        enforced=workspace_disk.enforced_of(report),
+        enforcement=_enforcement(report),
     )
 
 

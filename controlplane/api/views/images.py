@@ -16,19 +16,38 @@ routes = endpoint.Routes("images")
 
 def render(image: models.Image) -> schemas.Image:
     return schemas.Image(
-        id=image.id, name=image.name, owner_id=image.owner_id, shared=image.shared, dockerfile=image.dockerfile,
-        git_url=image.git_url, git_ref=image.git_ref, git_path=image.git_path, build_args=image.build_args,
-        tag=images.tag_for(image), latest_digest=image.latest_digest, latest_build_job_id=image.latest_build_job_id,
-        latest_built_at=image.latest_built_at, created_at=image.created_at, updated_at=image.updated_at,
+        id=image.id,
+        name=image.name,
+        owner_id=image.owner_id,
+        shared=image.shared,
+        dockerfile=image.dockerfile,
+        git_url=image.git_url,
+        git_ref=image.git_ref,
+        git_path=image.git_path,
+        build_args=image.build_args,
+        tag=images.tag_for(image),
+        latest_digest=image.latest_digest,
+        latest_build_job_id=image.latest_build_job_id,
+        latest_built_at=image.latest_built_at,
+        created_at=image.created_at,
+        updated_at=image.updated_at,
     )
 
 
 def render_schedule(view: schedules.ScheduleView) -> schemas.Schedule:
     row = view.row
     return schemas.Schedule(
-        id=row.id, image_id=row.image_id, owner_id=row.owner_id, cron=row.cron, timezone=row.timezone, enabled=row.enabled,
-        next_run_at=row.next_run_at, last_run_at=row.last_run_at, last_job_id=row.last_job_id,
-        last_outcome=row.last_outcome or "", next_runs=view.next_runs,
+        id=row.id,
+        image_id=row.image_id,
+        owner_id=row.owner_id,
+        cron=row.cron,
+        timezone=row.timezone,
+        enabled=row.enabled,
+        next_run_at=row.next_run_at,
+        last_run_at=row.last_run_at,
+        last_job_id=row.last_job_id,
+        last_outcome=row.last_outcome or "",
+        next_runs=view.next_runs,
         created_at=row.created_at,
     )
 
@@ -36,7 +55,9 @@ def render_schedule(view: schedules.ScheduleView) -> schemas.Schedule:
 def _check_scheme(call: endpoint.Call, git_url: str | None) -> None:
     allowed = call.settings.api.git_url_schemes
     if git_url is not None and schemas.git_scheme(git_url) not in allowed:
-        raise errors.Invalid.field("git_url", f"{schemas.git_scheme(git_url)} URLs are not accepted here; use {' or '.join(allowed) or 'an inline dockerfile'}")
+        raise errors.Invalid.field(
+            "git_url", f"{schemas.git_scheme(git_url)} URLs are not accepted here; use {' or '.join(allowed) or 'an inline dockerfile'}"
+        )
 
 
 @routes.post("/v1/images", body=schemas.ImageCreate, response=schemas.Image, status=201)
@@ -49,8 +70,13 @@ async def register_image(call: endpoint.Call) -> schemas.Image:
     body: schemas.ImageCreate = call.body
     _check_scheme(call, body.git_url)
     new = images.NewImage(
-        name=body.name, dockerfile=body.dockerfile, git_url=body.git_url, git_ref=body.git_ref, git_path=body.git_path,
-        build_args=dict(body.build_args), shared=body.shared,
+        name=body.name,
+        dockerfile=body.dockerfile,
+        git_url=body.git_url,
+        git_ref=body.git_ref,
+        git_path=body.git_path,
+        build_args=dict(body.build_args),
+        shared=body.shared,
     )
     return render(await images.register_image(call.session, call.user, new))
 

@@ -36,8 +36,15 @@ async def list_jobs(call: endpoint.Call) -> schemas.JobPage:
     """List jobs about you (yours, or about your workspaces or images), newest first."""
     q: schemas.JobQuery = call.query
     rows, cursor = await jobs.list_jobs(
-        call.session, call.user, limit=call.page_size(), cursor=q.cursor, status=q.status, kind=q.kind,
-        workspace_id=q.workspace_id, image_id=q.image_id, host_id=q.host_id,
+        call.session,
+        call.user,
+        limit=call.page_size(),
+        cursor=q.cursor,
+        status=q.status,
+        kind=q.kind,
+        workspace_id=q.workspace_id,
+        image_id=q.image_id,
+        host_id=q.host_id,
     )
     return schemas.JobPage(items=await render_all(call.session, rows), next_cursor=cursor)
 
@@ -60,7 +67,10 @@ async def cancel_job(call: endpoint.Call) -> schemas.Job:
     if on_host and row.host_id is not None:
         # Its agent has it: told in the same transaction (outbox), it stops the build there.
         await commands.send(
-            call.session, host_id=row.host_id, kind=messages.CommandKind.JOB_CANCEL,
-            payload=messages.JobCancel(job_id=str(row.id), reason=row.reason), key=str(row.image_id or row.id),
+            call.session,
+            host_id=row.host_id,
+            kind=messages.CommandKind.JOB_CANCEL,
+            payload=messages.JobCancel(job_id=str(row.id), reason=row.reason),
+            key=str(row.image_id or row.id),
         )
     return render(row)

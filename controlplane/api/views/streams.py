@@ -32,11 +32,12 @@ class ExecQuery(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     command: str = pydantic.Field(
-        min_length=1, max_length=65_536,
+        min_length=1,
+        max_length=65_536,
         description='The program and its arguments as a JSON array of strings, e.g. ["sh","-c","id"] (what a4c workspaces exec sends). '
         "Any other text is one program name run without arguments, e.g. id.",
     )
-    tty: bool = pydantic.Field(default=False, description="Give the process a terminal (send resizes as {\"resize\": [rows, cols]}).")
+    tty: bool = pydantic.Field(default=False, description='Give the process a terminal (send resizes as {"resize": [rows, cols]}).')
 
     def argv(self) -> list[str]:
         # Total on purpose: every string the schema allows means something, so none is refused for its form.
@@ -90,7 +91,9 @@ async def _relay(request: web.Request, found: streams.Target) -> web.StreamRespo
             upstream = await http.ws_connect(found.url, headers={streams.grants.HEADER: found.header}, heartbeat=30.0, max_msg_size=MAX_FRAME)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (404, 409):
-                raise errors.Conflict(f"host {found.host_name}: the workspace's container is not there or not running (the agent said {exc.status})") from None
+                raise errors.Conflict(
+                    f"host {found.host_name}: the workspace's container is not there or not running (the agent said {exc.status})"
+                ) from None
             raise errors.Unavailable(f"the agent of host {found.host_name} refused the stream (HTTP {exc.status})") from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise errors.Unavailable(f"cannot reach the agent of host {found.host_name}: {exc.__class__.__name__} {exc}") from None

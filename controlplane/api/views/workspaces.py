@@ -55,9 +55,18 @@ async def create_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
     """
     body: schemas.WorkspaceCreate = call.body
     new = workspaces.NewWorkspace(
-        name=body.name, cpus=body.cpus, memory_mb=body.memory_mb, disk_gb=body.disk_gb, image=body.image, image_ref=body.image_ref,
-        env=dict(body.env), command=list(body.command) if body.command else None,
-        ports=[messages.PortSpec(container_port=port, protocol=proto) for port, proto in dict.fromkeys((p.container_port, p.protocol) for p in body.ports)],
+        name=body.name,
+        cpus=body.cpus,
+        memory_mb=body.memory_mb,
+        disk_gb=body.disk_gb,
+        image=body.image,
+        image_ref=body.image_ref,
+        env=dict(body.env),
+        command=list(body.command) if body.command else None,
+        ports=[
+            messages.PortSpec(container_port=port, protocol=proto)
+            for port, proto in dict.fromkeys((p.container_port, p.protocol) for p in body.ports)
+        ],
     )
     return await accepted(call, await workspaces.create_workspace(call.session, call.user, new, call.settings))
 
@@ -67,8 +76,15 @@ async def list_workspaces(call: endpoint.Call) -> schemas.WorkspacePage:
     """List your workspaces (an admin sees all), newest first, with filters and a cursor."""
     q: schemas.WorkspaceQuery = call.query
     rows, cursor = await workspaces.list_workspaces(
-        call.session, call.user, limit=call.page_size(), cursor=q.cursor, observed_state=q.state,
-        desired_state=q.desired_state, host_id=q.host_id, image_id=q.image_id, name=q.name,
+        call.session,
+        call.user,
+        limit=call.page_size(),
+        cursor=q.cursor,
+        observed_state=q.state,
+        desired_state=q.desired_state,
+        host_id=q.host_id,
+        image_id=q.image_id,
+        name=q.name,
     )
     return schemas.WorkspacePage(items=await render_all(call.session, rows), next_cursor=cursor)
 

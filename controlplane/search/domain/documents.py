@@ -23,9 +23,28 @@ import json
 import typing
 
 FIELDS = (
-    "id", "kind", "status", "source", "user_id", "user_name", "host_id", "host_name", "image_id", "image_name",
-    "workspace_id", "workspace_name", "error", "log_tail", "reason", "attempts", "created_at", "updated_at",
-    "dispatched_at", "started_at", "finished_at", "deleted_at",
+    "id",
+    "kind",
+    "status",
+    "source",
+    "user_id",
+    "user_name",
+    "host_id",
+    "host_name",
+    "image_id",
+    "image_name",
+    "workspace_id",
+    "workspace_name",
+    "error",
+    "log_tail",
+    "reason",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "dispatched_at",
+    "started_at",
+    "finished_at",
+    "deleted_at",
 )
 MAX_VERSION = 2**63 - 1
 
@@ -123,9 +142,9 @@ def _when(value: typing.Any) -> datetime.datetime | None:
 
 class Outcome(enum.Enum):
     INDEXED = "indexed"
-    STALE = "stale"          # 409: ES already holds this version or a newer one; harmless
-    RETRY = "retry"          # 429, 5xx, a missing alias: try the item again later
-    REJECTED = "rejected"    # any other 4xx: this document will never be accepted
+    STALE = "stale"  # 409: ES already holds this version or a newer one; harmless
+    RETRY = "retry"  # 429, 5xx, a missing alias: try the item again later
+    REJECTED = "rejected"  # any other 4xx: this document will never be accepted
 
 
 def outcome(status: int, error: typing.Mapping[str, typing.Any] | None = None) -> Outcome:

@@ -29,8 +29,18 @@ from controlplane.search.domain import analysis
 ANALYZER = "job_text"
 
 KEYWORDS = (
-    "id", "kind", "status", "source", "user_id", "user_name", "host_id", "host_name",
-    "image_id", "image_name", "workspace_id", "workspace_name",
+    "id",
+    "kind",
+    "status",
+    "source",
+    "user_id",
+    "user_name",
+    "host_id",
+    "host_name",
+    "image_id",
+    "image_name",
+    "workspace_id",
+    "workspace_name",
 )
 DATES = ("created_at", "updated_at", "dispatched_at", "started_at", "finished_at", "deleted_at")
 

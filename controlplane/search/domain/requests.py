@@ -119,8 +119,7 @@ def result(response: typing.Mapping[str, typing.Any], q: query_mod.Query, page: 
     if page.facets:
         aggs = response["aggregations"]
         terms: dict[str, typing.Any] = {
-            name: results.top(((b["key"], int(b["doc_count"])) for b in aggs[name]["buckets"]), facet_size)
-            for name in results.TERM_FACETS
+            name: results.top(((b["key"], int(b["doc_count"])) for b in aggs[name]["buckets"]), facet_size) for name in results.TERM_FACETS
         }
         created = [
             results.TimeBucket(results.EPOCH + datetime.timedelta(milliseconds=int(b["key"])), int(b["doc_count"]))
@@ -137,4 +136,3 @@ def result(response: typing.Mapping[str, typing.Any], q: query_mod.Query, page: 
         backend=results.BACKEND_ES,
         degraded=False,
     )
-

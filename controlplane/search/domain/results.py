@@ -23,9 +23,26 @@ EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 # What a search hit shows of a job: everything but the log tail (up to 64 KiB
 # each; GET /v1/jobs/{id} has it) and the command payload.
 JOB_FIELDS = (
-    "id", "kind", "status", "source", "user_id", "user_name", "host_id", "host_name", "image_id", "image_name",
-    "workspace_id", "workspace_name", "error", "attempts", "created_at", "updated_at", "dispatched_at",
-    "started_at", "finished_at", "version",
+    "id",
+    "kind",
+    "status",
+    "source",
+    "user_id",
+    "user_name",
+    "host_id",
+    "host_name",
+    "image_id",
+    "image_name",
+    "workspace_id",
+    "workspace_name",
+    "error",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "dispatched_at",
+    "started_at",
+    "finished_at",
+    "version",
 )
 TIME_FIELDS = frozenset({"created_at", "updated_at", "dispatched_at", "started_at", "finished_at"})
 TERM_FACETS = {"status": "status", "kind": "kind", "host": "host_name", "user": "user_name"}
@@ -73,9 +90,7 @@ class SearchResult:
     def as_json(self) -> dict[str, typing.Any]:
         facets: dict[str, typing.Any] | None = None
         if self.facets is not None:
-            facets = {
-                name: [{"value": b.value, "count": b.count} for b in getattr(self.facets, name)] for name in TERM_FACETS
-            }
+            facets = {name: [{"value": b.value, "count": b.count} for b in getattr(self.facets, name)] for name in TERM_FACETS}
             facets["created"] = {
                 "interval": self.facets.interval,
                 "buckets": [{"start": show_time(b.start), "count": b.count} for b in self.facets.created],

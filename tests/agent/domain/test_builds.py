@@ -27,7 +27,13 @@ FAILED_RUN: list[dict[str, typing.Any]] = [
 def test_a_successful_stream_yields_clean_lines_and_the_image_id() -> None:
     stream = b.BuildStream()
     lines = []
-    chunks: list[dict[str, typing.Any]] = [{"stream": "Step 1/1 : FROM base"}, {"stream": "\n"}, {"stream": "hel"}, {"stream": "lo\n"}, {"aux": {"ID": "sha256:abc"}}]
+    chunks: list[dict[str, typing.Any]] = [
+        {"stream": "Step 1/1 : FROM base"},
+        {"stream": "\n"},
+        {"stream": "hel"},
+        {"stream": "lo\n"},
+        {"aux": {"ID": "sha256:abc"}},
+    ]
     for chunk in chunks:
         lines += stream.feed(chunk)
     lines += stream.flush()

@@ -15,7 +15,15 @@ OWN = {"a4c.managed": "true", "a4c.host": HOST}
 POLICY = p.Policy(host_id=HOST, high_watermark=80, low_watermark=60, exited_grace=100)
 
 
-def container(id: str, state: str = "exited", *, labels: dict | None = None, image: str = "img-base", finished: float | None = NOW - 500, workspace: str | None = None) -> p.ContainerFact:
+def container(
+    id: str,
+    state: str = "exited",
+    *,
+    labels: dict | None = None,
+    image: str = "img-base",
+    finished: float | None = NOW - 500,
+    workspace: str | None = None,
+) -> p.ContainerFact:
     labels = dict(OWN if labels is None else labels)
     if workspace:
         labels["a4c.workspace"] = workspace

@@ -19,7 +19,12 @@ def _spec(**kw: object) -> messages.WorkspaceSpec:
 
 
 def test_the_create_request_carries_every_limit_label_and_security_setting() -> None:
-    spec = _spec(pids_limit=99, env={"A": "1"}, ports=[messages.PortSpec(container_port=22), messages.PortSpec(container_port=53, protocol="udp")], command=["sleep", "1"])
+    spec = _spec(
+        pids_limit=99,
+        env={"A": "1"},
+        ports=[messages.PortSpec(container_port=22), messages.PortSpec(container_port=53, protocol="udp")],
+        command=["sleep", "1"],
+    )
     container, host = c.create_request(spec, host_id="h1", job_id="j1", policy=POLICY)
     assert container["name"] == "a4c-h1-w1" and container["image"] == "img:1" and container["command"] == ["sleep", "1"]
     assert container["labels"] == {"a4c.managed": "true", "a4c.workspace": "w1", "a4c.host": "h1", "a4c.job": "j1"}
@@ -101,7 +106,9 @@ def test_state_from_inspect_reports_ports_only_while_running_and_exit_codes_only
     state = c.state_from_inspect(inspect, workspace_id="w", stopped_on_command=False)
     assert state.state == "running" and state.exit_code is None and state.container_id == "abc"
     assert state.ports == [messages.PublishedPort(container_port=22, protocol="tcp", host_ip="127.0.0.1", host_port=32001)]
-    died = c.state_from_inspect({"Id": "abc", "State": {"Status": "exited", "ExitCode": 137, "OOMKilled": True}}, workspace_id="w", stopped_on_command=False)
+    died = c.state_from_inspect(
+        {"Id": "abc", "State": {"Status": "exited", "ExitCode": 137, "OOMKilled": True}}, workspace_id="w", stopped_on_command=False
+    )
     assert died.state == "exited" and died.exit_code == 137 and died.ports == [] and died.reason == "out of memory"
 
 

@@ -59,8 +59,12 @@ EXT4 = d.Mount("/", "ext4", frozenset({"rw", "relatime"}))
         (info("overlay2", backing="xfs"), XFS_PQUOTA, True, "capped at its disk_gb"),
         (info("overlay2", backing="xfs"), XFS_NOQ, False, "overlay2 on xfs mounted without prjquota"),
         (info("overlay2", backing="xfs"), None, False, "cannot see how /var/lib/docker is mounted"),
-        (info("overlay2", backing="extfs"), EXT4, False,
-         "overlay2 on extfs: Docker cannot cap a container's disk there; it needs xfs mounted with prjquota"),
+        (
+            info("overlay2", backing="extfs"),
+            EXT4,
+            False,
+            "overlay2 on extfs: Docker cannot cap a container's disk there; it needs xfs mounted with prjquota",
+        ),
         # No Backing Filesystem in DriverStatus: the mount says what it is.
         (info("overlay2"), EXT4, False, "overlay2 on ext4: Docker cannot cap"),
         (info("overlay2", backing="xfs"), EXT4, False, "mounted without prjquota"),

@@ -13,8 +13,15 @@ OWN = {"a4c.managed": "true", "a4c.host": "h1", "a4c.workspace": "w1", "a4c.job"
 
 def test_the_inventory_lists_only_this_hosts_containers_and_images() -> None:
     rows: list[dict[str, typing.Any]] = [
-        {"Id": "c1", "Names": ["/a4c-w1"], "Image": "img:1", "State": "running", "Created": 1_700_000_000, "Labels": OWN,
-         "Ports": [{"IP": "127.0.0.1", "PrivatePort": 22, "PublicPort": 30022, "Type": "tcp"}]},
+        {
+            "Id": "c1",
+            "Names": ["/a4c-w1"],
+            "Image": "img:1",
+            "State": "running",
+            "Created": 1_700_000_000,
+            "Labels": OWN,
+            "Ports": [{"IP": "127.0.0.1", "PrivatePort": 22, "PublicPort": 30022, "Type": "tcp"}],
+        },
         {"Id": "c2", "Names": ["/a4c-w2"], "Image": "img:1", "State": "running", "Labels": {**OWN, "a4c.host": "h2"}},
     ]
     images: list[dict[str, typing.Any]] = [

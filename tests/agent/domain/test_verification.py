@@ -14,7 +14,15 @@ HOST = "host-a"
 NOW = 1_700_000_000.0
 
 
-def _raw(*, key: str | None = KEY, host_id: str = HOST, issued_at: float = NOW, payload: dict | None = None, id: str = "cmd-1", kind: str = "workspace.delete") -> bytes:
+def _raw(
+    *,
+    key: str | None = KEY,
+    host_id: str = HOST,
+    issued_at: float = NOW,
+    payload: dict | None = None,
+    id: str = "cmd-1",
+    kind: str = "workspace.delete",
+) -> bytes:
     body = {
         "id": id,
         "kind": kind,

@@ -69,7 +69,14 @@ class Client:
         return Client(self.http, self.base_url, token)
 
     async def request(
-        self, method: str, path: str, *, json: typing.Any = None, data: bytes | None = None, headers: dict[str, str] | None = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: typing.Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
     ) -> Answer:
         sent = dict(headers or {})
         if self.token is not None:
@@ -171,12 +178,32 @@ class Seed:
     ) -> models.Host:
         now = datetime.datetime.now(datetime.UTC)
         host = models.Host(
-            id=uuid.uuid4(), name=name or f"h{uuid.uuid4().hex[:10]}", status=status, cordoned=cordoned, labels={},
-            signing_key=signing.new_key(), agent_version="test", capacity_cpus=decimal.Decimal(str(cpus)),
-            capacity_memory_mb=memory_mb, capacity_disk_bytes=disk_total, disk_total_bytes=disk_total, disk_used_bytes=disk_used,
-            disk_report=None if disk_used is None else {
-                "paths": [{"path": "/var/lib/docker", "total_bytes": disk_total, "used_bytes": disk_used, "free_bytes": disk_total - disk_used, "percent": round(100 * disk_used / disk_total, 1)}],
-                "docker": {"images": 123}, "workspaces": {},
+            id=uuid.uuid4(),
+            name=name or f"h{uuid.uuid4().hex[:10]}",
+            status=status,
+            cordoned=cordoned,
+            labels={},
+            signing_key=signing.new_key(),
+            agent_version="test",
+            capacity_cpus=decimal.Decimal(str(cpus)),
+            capacity_memory_mb=memory_mb,
+            capacity_disk_bytes=disk_total,
+            disk_total_bytes=disk_total,
+            disk_used_bytes=disk_used,
+            disk_report=None
+            if disk_used is None
+            else {
+                "paths": [
+                    {
+                        "path": "/var/lib/docker",
+                        "total_bytes": disk_total,
+                        "used_bytes": disk_used,
+                        "free_bytes": disk_total - disk_used,
+                        "percent": round(100 * disk_used / disk_total, 1),
+                    }
+                ],
+                "docker": {"images": 123},
+                "workspaces": {},
             },
             disk_reported_at=now if disk_used is not None else None,
             last_heartbeat_at=None if heartbeat_age is None else now - datetime.timedelta(seconds=heartbeat_age),

@@ -85,6 +85,7 @@ async def test_a_poison_ci_message_is_dead_lettered_with_its_reason_and_the_next
     stopping = asyncio.Event()
     task = asyncio.create_task(ci.run(settings, ci.DatabaseGateway(db_engine.sessionmaker(engine), settings), stopping=stopping))
     try:
+
         async def built() -> list:
             return await seed.all(
                 sa.text("SELECT idempotency_key, status FROM jobs WHERE image_id = :id AND source = 'ci'"), id=uuid.UUID(image["id"])
@@ -109,6 +110,7 @@ async def _dead_letters(bootstrap: str, topic: str, count: int) -> list[dict]:
     await reader.start()
     seen: list[dict] = []
     try:
+
         async def enough():
             for records in (await reader.getmany(timeout_ms=200)).values():
                 seen.extend(json.loads(r.value) for r in records)

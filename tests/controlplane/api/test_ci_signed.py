@@ -78,7 +78,9 @@ async def test_only_a_signed_message_within_its_systems_allowance_builds_and_the
         for _ in range(2):  # a replay of a message without idempotency_key builds nothing new
             await producer.send_and_wait(names.ci_builds, replayed, key=b"ci")
         # Last in the partition: once it is built, everything before it was handled.
-        await producer.send_and_wait(names.ci_builds, signing.sign_ci_build({"image": mine["name"], "idempotency_key": "last"}, system, key), key=b"ci")
+        await producer.send_and_wait(
+            names.ci_builds, signing.sign_ci_build({"image": mine["name"], "idempotency_key": "last"}, system, key), key=b"ci"
+        )
     finally:
         await producer.stop()
 
@@ -90,7 +92,9 @@ async def test_only_a_signed_message_within_its_systems_allowance_builds_and_the
 
         async def built() -> list:
             found = await seed.all(
-                sa.text("SELECT idempotency_key, requested_by, user_id, source::text, image_id, id FROM jobs WHERE requested_by LIKE :p ORDER BY created_at"),
+                sa.text(
+                    "SELECT idempotency_key, requested_by, user_id, source::text, image_id, id FROM jobs WHERE requested_by LIKE :p ORDER BY created_at"
+                ),
                 p=f"ci:{system}%",
             )
             return found if found and found[-1][0] == f"ci:{system}:last" else []

@@ -23,8 +23,15 @@ pytestmark = [pytest.mark.kafka]
 async def instance(database_url, kafka_bootstrap, topic_prefix):
     settings = conftest.settings_for(
         database_url,
-        **{"kafka.bootstrap_servers": [kafka_bootstrap], "kafka.topic_prefix": topic_prefix, "consumers.stall_after": 1.0,
-           "relay.enabled": False, "reconciler.enabled": False, "scheduler.enabled": False, "events.fetch_max_wait": 0.1},
+        **{
+            "kafka.bootstrap_servers": [kafka_bootstrap],
+            "kafka.topic_prefix": topic_prefix,
+            "consumers.stall_after": 1.0,
+            "relay.enabled": False,
+            "reconciler.enabled": False,
+            "scheduler.enabled": False,
+            "events.fetch_max_wait": 0.1,
+        },
     )
     await kafka.ensure_topics(settings.kafka, [topics.Topics(topic_prefix).events])
     runner = web.AppRunner(api_app.init_app(settings, contexts=(*api_app.DEFAULT_CONTEXTS, workers.workers_ctx)), access_log=None)

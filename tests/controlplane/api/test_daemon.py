@@ -98,7 +98,9 @@ def test_run_serves_tells_systemd_it_is_ready_and_alive_and_stops_cleanly_on_sig
 def test_create_admin_writes_a_working_token_to_a_private_file(database_url, tmp_path, served):
     _, base, notes = served
     token_file = tmp_path / "admin.token"
-    done = subprocess.run([*CLI, "create-admin", "--name", "root", "--token-file", str(token_file)], env=environment(database_url), capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "create-admin", "--name", "root", "--token-file", str(token_file)], env=environment(database_url), capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600 and token_file.read_text().strip() not in done.stdout + done.stderr
     wait.wait_until(lambda: "READY=1" in notes(), timeout=30, message="API up")

@@ -132,9 +132,9 @@ async def test_a_revoked_expired_used_up_or_unknown_token_enrols_nothing_and_say
 async def test_workspaces_waiting_for_a_host_are_placed_once_an_enrolled_host_can_take_them(client, seed, database_url):
     admin, user = await seed.admin(), await seed.user()
     # Nothing in this module's fleet has 100 cpus; the new host will.
-    waiting = (await client(user.token).post(
-        "/v1/workspaces", {"name": "big", "image_ref": "debian:12", "cpus": 100, "memory_mb": 1024, "disk_gb": 1}
-    )).body["workspace"]
+    waiting = (
+        await client(user.token).post("/v1/workspaces", {"name": "big", "image_ref": "debian:12", "cpus": 100, "memory_mb": 1024, "disk_gb": 1})
+    ).body["workspace"]
     assert waiting["observed_state"] == "pending"
     grant = await issue(client, admin)
     body = enrol_body(grant["token"], capacity={"cpus": 128, "memory_mb": 262_144, "disk_bytes": 1000 * 1024**3})

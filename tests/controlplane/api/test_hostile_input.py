@@ -44,7 +44,14 @@ ELEVEN = [
     ("list limit=²", "GET", "/v1/workspaces", {"params": {"limit": "²"}}, 422, "limit"),
     ("list limit=①", "GET", "/v1/jobs", {"params": {"limit": "①"}}, 422, "limit"),
     ("NUL in the CI webhook's git_ref", "POST", "/v1/ci/builds", {"json": {"image": "base", "git_ref": "main\x00evil"}}, 422, "git_ref"),
-    ("NUL in the CI webhook's idempotency_key", "POST", "/v1/ci/builds", {"json": {"image": "base", "idempotency_key": "k\x00"}}, 422, "idempotency_key"),
+    (
+        "NUL in the CI webhook's idempotency_key",
+        "POST",
+        "/v1/ci/builds",
+        {"json": {"image": "base", "idempotency_key": "k\x00"}},
+        422,
+        "idempotency_key",
+    ),
 ]
 
 
@@ -80,7 +87,9 @@ async def test_a_json_body_under_another_content_type_answers_415_naming_the_exp
 async def test_json_with_a_charset_or_a_json_suffix_is_accepted(client, seed):
     user = await seed.user()
     for content_type in ("application/json; charset=utf-8", "application/merge-patch+json"):
-        answer = await client(user.token).request("POST", "/v1/workspaces", data=json.dumps(workspace()).encode(), headers={"Content-Type": content_type})
+        answer = await client(user.token).request(
+            "POST", "/v1/workspaces", data=json.dumps(workspace()).encode(), headers={"Content-Type": content_type}
+        )
         assert answer.status == 202, (content_type, answer.body)
 
 
@@ -92,7 +101,8 @@ async def test_a_body_that_never_finishes_answers_408_naming_body(start_api, see
     try:
         writer.write(
             b"POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"
-            + f"Authorization: Bearer {user.token}\r\n\r\n".encode() + b'{"name": '
+            + f"Authorization: Bearer {user.token}\r\n\r\n".encode()
+            + b'{"name": '
         )
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)

@@ -58,7 +58,11 @@ async def test_an_update_changes_what_the_next_build_builds(client, seed):
     to_git = await me.patch(f"/v1/images/{image['id']}", {"git_url": "https://git.example/team/repo.git"})
     assert to_git.status == 200
     assert (to_git.body["dockerfile"], to_git.body["git_url"], to_git.body["git_ref"], to_git.body["git_path"]) == (
-        None, "https://git.example/team/repo.git", "HEAD", ".")
+        None,
+        "https://git.example/team/repo.git",
+        "HEAD",
+        ".",
+    )
     new_ref = await me.patch(f"/v1/images/{image['id']}", {"git_ref": "v2"})
     assert new_ref.status == 200 and new_ref.body["git_ref"] == "v2" and new_ref.body["git_url"] == "https://git.example/team/repo.git"
     back = await me.patch(f"/v1/images/{image['id']}", {"dockerfile": "FROM busybox\n"})
@@ -113,8 +117,11 @@ async def test_a_delete_is_refused_while_workspaces_use_the_image_naming_only_th
     foreign = await client(other.token).post("/v1/workspaces", workspace(image["name"], "secret-name"))
     assert foreign.status == 202, foreign.body
     # Builds the creates asked for would also block it: end them first.
-    await _write(seed, "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE image_id = :id AND kind = 'image_build' AND finished_at IS NULL",
-                 id=uuid.UUID(image["id"]))
+    await _write(
+        seed,
+        "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE image_id = :id AND kind = 'image_build' AND finished_at IS NULL",
+        id=uuid.UUID(image["id"]),
+    )
 
     refused = await mine.delete(f"/v1/images/{image['id']}")
     assert refused.status == 409 and refused.body["error"]["code"] == "in_use", refused.body
@@ -153,8 +160,11 @@ async def test_a_failed_build_does_not_keep_the_name_forever(client, seed):
     me = client(user.token)
     image = await _register(me, "devbox")
     await _write(
-        seed, "INSERT INTO jobs (id, kind, status, source, image_id, image_name, error, finished_at) "
-        "VALUES (:job, 'image_build', 'failed', 'api', :id, 'devbox', 'pull access denied', now())", job=uuid.uuid4(), id=uuid.UUID(image["id"]),
+        seed,
+        "INSERT INTO jobs (id, kind, status, source, image_id, image_name, error, finished_at) "
+        "VALUES (:job, 'image_build', 'failed', 'api', :id, 'devbox', 'pull access denied', now())",
+        job=uuid.uuid4(),
+        id=uuid.UUID(image["id"]),
     )
     assert (await me.patch(f"/v1/images/{image['id']}", {"dockerfile": "FROM scratch\n"})).status == 200
     assert (await me.delete(f"/v1/images/{image['id']}")).status == 204

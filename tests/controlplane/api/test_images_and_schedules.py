@@ -23,7 +23,9 @@ async def test_an_inline_dockerfile_image_is_registered_and_read_back(client, se
     name = image_name()
     made = await me.post("/v1/images", {"name": name, "dockerfile": "FROM busybox\nRUN true\n", "build_args": {"V": "1"}})
     assert made.status == 201
-    assert made.body["owner_id"] == str(user.id) and made.body["tag"] == f"a4c/{name}:{uuid.UUID(made.body['id']).hex}" and made.body["git_url"] is None
+    assert (
+        made.body["owner_id"] == str(user.id) and made.body["tag"] == f"a4c/{name}:{uuid.UUID(made.body['id']).hex}" and made.body["git_url"] is None
+    )
     got = await me.get(f"/v1/images/{made.body['id']}")
     assert got.status == 200 and got.body == made.body
 

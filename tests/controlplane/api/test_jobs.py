@@ -81,7 +81,9 @@ async def test_a_build_can_be_cancelled_once_by_whoever_sees_it_and_a_workspace_
     assert (cancelled.body["status"], cancelled.body["reason"]) == ("cancelled", f"cancelled by {owner.name}")
     assert cancelled.body["finished_at"] is not None
     # It was on its host: the agent is told to stop it, in the same transaction.
-    sent = await seed.all(sa.text("SELECT topic, kind, payload FROM outbox WHERE kind = 'job.cancel' AND payload->'payload'->>'job_id' = :id"), id=build["id"])
+    sent = await seed.all(
+        sa.text("SELECT topic, kind, payload FROM outbox WHERE kind = 'job.cancel' AND payload->'payload'->>'job_id' = :id"), id=build["id"]
+    )
     assert [(r.topic, r.payload["payload"]["reason"]) for r in sent] == [(f"commands.{build['host_id']}", f"cancelled by {owner.name}")]
     again = await me.post(f"/v1/jobs/{build['id']}/cancel")
     assert again.status == 409 and again.body["error"]["message"] == "the job has already ended (cancelled)"
@@ -93,5 +95,8 @@ async def test_a_build_can_be_cancelled_once_by_whoever_sees_it_and_a_workspace_
     accepted = (await me.post("/v1/workspaces", workspace())).body
     refused = await me.post(f"/v1/jobs/{accepted['job']['id']}/cancel")
     assert refused.status == 409
-    assert refused.body["error"]["message"] == f"a workspace's jobs follow the workspace: stop or delete the workspace {accepted['workspace']['name']} instead"
+    assert (
+        refused.body["error"]["message"]
+        == f"a workspace's jobs follow the workspace: stop or delete the workspace {accepted['workspace']['name']} instead"
+    )
     assert (await me.get(f"/v1/jobs/{accepted['job']['id']}")).body["status"] == "dispatched"

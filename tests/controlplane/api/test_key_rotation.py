@@ -24,7 +24,9 @@ from tests.harness import wait
 
 def _heartbeat(host_id: str, key: str, seq: int, cpus: float) -> bytes:
     payload = messages.Heartbeat(agent_version="1", uptime_s=1, cpus=cpus, memory_mb=1024, labels={})
-    body = messages.Envelope(kind=messages.EventKind.HEARTBEAT.value, host_id=host_id, seq=seq, issued_at=time.time(), payload=payload.model_dump(mode="json"))
+    body = messages.Envelope(
+        kind=messages.EventKind.HEARTBEAT.value, host_id=host_id, seq=seq, issued_at=time.time(), payload=payload.model_dump(mode="json")
+    )
     return signing.sign(body.model_dump(mode="json"), key)
 
 

@@ -66,15 +66,17 @@ async def holding(database_url: str, statement: str, **params: typing.Any) -> ty
 
 
 async def test_an_unknown_token_flood_is_refused_before_lookups_and_others_still_get_in(start_api, http, seed):
-    base = await start_api(**{
-        "rate_limit.trust_forwarded_for": True, "rate_limit.lookups_per_address_rps": 0.001, "rate_limit.lookups_per_address_burst": 10,
-    })
+    base = await start_api(
+        **{
+            "rate_limit.trust_forwarded_for": True,
+            "rate_limit.lookups_per_address_rps": 0.001,
+            "rate_limit.lookups_per_address_burst": 10,
+        }
+    )
     victim = await seed.user()
     before = sample("a4c_auth_lookups_total", result="unknown")
     attacker = {"X-Forwarded-For": "203.0.113.9"}
-    flood = await asyncio.gather(*(
-        Client(http, base, f"a4c_{secrets.token_hex(16)}").get("/v1/me", headers=attacker) for _ in range(200)
-    ))
+    flood = await asyncio.gather(*(Client(http, base, f"a4c_{secrets.token_hex(16)}").get("/v1/me", headers=attacker) for _ in range(200)))
     statuses = [a.status for a in flood]
     assert set(statuses) == {401, 429} and statuses.count(401) <= 10, statuses
     assert all(a.headers.get("Retry-After", "").isdigit() for a in flood if a.status == 429)
@@ -195,7 +197,9 @@ async def test_a_full_create_class_answers_503_and_slow_handlers_outlive_the_hea
     busy = sample("a4c_http_in_flight", route_class="create")
     async with holding(database_url, "LOCK TABLE host_allocations IN ACCESS EXCLUSIVE MODE"):
         held = [asyncio.create_task(me.post("/v1/workspaces", workspace())) for _ in range(2)]
-        await wait.eventually(lambda: sample("a4c_http_in_flight", route_class="create") - busy == 2, message="two creates waiting on the allocations table")
+        await wait.eventually(
+            lambda: sample("a4c_http_in_flight", route_class="create") - busy == 2, message="two creates waiting on the allocations table"
+        )
         refused = await me.post("/v1/workspaces", workspace())
         assert refused.status == 503 and refused.headers["Retry-After"] == "1", refused.body
         # An idle connection opened now is closed by the header deadline while the creates still wait.
@@ -217,22 +221,27 @@ async def test_a_client_that_disconnects_cancels_its_create_and_leaves_no_worksp
         _reader, writer = await asyncio.open_connection("127.0.0.1", port_of(base))
         writer.write(
             f"POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {user.token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         await writer.drain()
-        await wait.eventually(lambda: sample("a4c_http_in_flight", route_class="create") - busy == 1, message="the create waits on the allocations table")
+        await wait.eventually(
+            lambda: sample("a4c_http_in_flight", route_class="create") - busy == 1, message="the create waits on the allocations table"
+        )
         writer.close()
         await wait.eventually(
             lambda: sample("a4c_http_requests_total", method="POST", route="/v1/workspaces", status="499") - cancelled == 1,
             message="the create was cancelled (counted as 499)",
         )
     # The lock is free: a create that had survived would now commit. Wait until nothing waits on it any more.
-    await wait.eventually(lambda: _lock_waiters(seed) , message="no backend waiting on the allocations table")
+    await wait.eventually(lambda: _lock_waiters(seed), message="no backend waiting on the allocations table")
     assert await seed.scalar(sa.select(sa.func.count()).select_from(models.Workspace).where(models.Workspace.name == name)) == 0
 
 
 async def _lock_waiters(seed: typing.Any) -> bool:
-    waiting = await seed.scalar(sa.text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%host_allocations%'"
-    ))
+    waiting = await seed.scalar(
+        sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%host_allocations%'"
+        )
+    )
     return waiting == 0

@@ -116,11 +116,18 @@ def test_generated_requests_get_no_server_error_and_no_answer_outside_the_schema
     assert {op.label for op in operations} == {f"{e.method} {e.path}" for e in api_app.endpoints()} - {"GET /v1/openapi.json"}
 
     for operation in operations:
-        for mode, examples in ((schemathesis.GenerationMode.POSITIVE, POSITIVE_PER_OPERATION), (schemathesis.GenerationMode.NEGATIVE, NEGATIVE_PER_OPERATION)):
+        for mode, examples in (
+            (schemathesis.GenerationMode.POSITIVE, POSITIVE_PER_OPERATION),
+            (schemathesis.GenerationMode.NEGATIVE, NEGATIVE_PER_OPERATION),
+        ):
 
             @hypothesis.settings(
-                max_examples=examples, deadline=None, database=None, derandomize=True,
-                suppress_health_check=list(hypothesis.HealthCheck), phases=[hypothesis.Phase.generate],
+                max_examples=examples,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(hypothesis.HealthCheck),
+                phases=[hypothesis.Phase.generate],
             )
             @hypothesis.given(data=st.data())
             def exercise(data: st.DataObject) -> None:

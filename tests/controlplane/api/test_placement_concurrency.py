@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from tests.controlplane.api.conftest import Client
 
 HOSTS = 5
-PER_HOST = 2          # 2 cpus each, 1 cpu per workspace
+PER_HOST = 2  # 2 cpus each, 1 cpu per workspace
 CREATES = 40
 
 

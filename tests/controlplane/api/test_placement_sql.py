@@ -40,9 +40,18 @@ def random_fleet(rng: random.Random, size: int, healthy: bool) -> list[dict]:
                 "capacity_disk_bytes": rng.choice([0, 200 * GIB, 800 * GIB]),
                 "disk_total_bytes": total,
                 "disk_used_bytes": None if not healthy and rng.random() < 0.1 else rng.choice([0, 10 * GIB, 50 * GIB, 90 * GIB]),
-                "last_heartbeat_at": NOW if healthy else rng.choice(
-                    [None, NOW, NOW - datetime.timedelta(seconds=FRESH), NOW - datetime.timedelta(seconds=FRESH, microseconds=1),
-                     NOW - datetime.timedelta(seconds=5), NOW + datetime.timedelta(seconds=30), NOW - datetime.timedelta(hours=3)]
+                "last_heartbeat_at": NOW
+                if healthy
+                else rng.choice(
+                    [
+                        None,
+                        NOW,
+                        NOW - datetime.timedelta(seconds=FRESH),
+                        NOW - datetime.timedelta(seconds=FRESH, microseconds=1),
+                        NOW - datetime.timedelta(seconds=5),
+                        NOW + datetime.timedelta(seconds=30),
+                        NOW - datetime.timedelta(hours=3),
+                    ]
                 ),
             }
         )
@@ -59,9 +68,14 @@ async def insert(session, fleet: list[dict], rng: random.Random, owner: uuid.UUI
         host = rng.choice(fleet)
         session.add(
             models.Workspace(
-                id=uuid.uuid4(), owner_id=owner, name=f"w{uuid.uuid4().hex[:12]}", image_ref="debian", host_id=host["id"],
+                id=uuid.uuid4(),
+                owner_id=owner,
+                name=f"w{uuid.uuid4().hex[:12]}",
+                image_ref="debian",
+                host_id=host["id"],
                 observed_state=rng.choice(list(models.ObservedState)[1:]),  # every state but pending (placed ones)
-                cpus=decimal.Decimal(rng.choice(["0.25", "0.5", "1", "1.5"])), memory_mb=rng.choice([256, 512, 1024]),
+                cpus=decimal.Decimal(rng.choice(["0.25", "0.5", "1", "1.5"])),
+                memory_mb=rng.choice([256, 512, 1024]),
                 disk_gb=rng.choice([1, 5, 20]),
             )
         )
@@ -90,7 +104,10 @@ async def test_choosing_in_sql_gives_what_the_pure_function_gives_on_the_whole_f
             everything = await placement.snapshot(session)
             full = domain.place(domain.Request(request.cpus, request.memory_mb, request.disk_gb), everything, NOW, settings.placement)
             expected = full.to_record(limit=placement.RECORD_HOSTS)
-            assert fast.record["rejected_counts"] == expected["rejected_counts"], (sorted(fast.record["rejected_counts"].items()), sorted(expected["rejected_counts"].items()))
+            assert fast.record["rejected_counts"] == expected["rejected_counts"], (
+                sorted(fast.record["rejected_counts"].items()),
+                sorted(expected["rejected_counts"].items()),
+            )
             assert fast.record == expected, (request, fast.reason, full.reason)
             assert (fast.host_id, fast.reason) == (full.host_id, full.reason)
             eligible_seen = max(eligible_seen, len(full.eligible))

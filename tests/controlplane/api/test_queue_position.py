@@ -46,7 +46,9 @@ async def test_a_job_waiting_for_a_host_shows_its_place_in_the_queue_and_moves_u
 
     jobs = [(await me.get(f"/v1/jobs/{m['job']['id']}")).body for m in made]
     assert [(j["queue_position"], j["reason"].rsplit("; ", 1)[1]) for j in jobs] == [
-        (1, "1st in the queue of 3"), (2, "2nd in the queue of 3"), (3, "3rd in the queue of 3"),
+        (1, "1st in the queue of 3"),
+        (2, "2nd in the queue of 3"),
+        (3, "3rd in the queue of 3"),
     ]
     listed = {j["id"]: j for j in (await me.get("/v1/jobs", params={"status": "pending"})).body["items"]}
     assert [listed[j["id"]]["queue_position"] for j in jobs] == [1, 2, 3] and listed[jobs[0]["id"]]["reason"] == jobs[0]["reason"]

@@ -61,6 +61,9 @@ async def test_a_workspace_shows_its_reserved_and_used_disk_whether_its_host_enf
 
     await _report(seed, over["host_id"], {over["id"]: GiB // 2}, {"enforced": True, "reason": "overlay2 on xfs with prjquota (/var/lib/docker)"})
     assert (await me.get(f"/v1/workspaces/{over['id']}")).body["disk"] == {
-        "reserved_bytes": GiB, "used_bytes": GiB // 2, "enforced": True, "over": False,
+        "reserved_bytes": GiB,
+        "used_bytes": GiB // 2,
+        "enforced": True,
+        "over": False,
     }
     assert (await client(admin.token).get(f"/v1/hosts/{over['host_id']}")).body["disk"]["enforced"] is True

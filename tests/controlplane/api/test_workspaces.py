@@ -126,8 +126,14 @@ async def test_listing_filters_by_state_and_by_name(client, seed, room):
 async def test_list_parameters_are_validated_and_unknown_ones_refused(client, seed):
     user = await seed.user()
     me = client(user.token)
-    for params, field in [({"state": "sleeping"}, "state"), ({"limit": "0"}, "limit"), ({"limit": "ten"}, "limit"),
-                          ({"cursor": "garbage"}, "cursor"), ({"colour": "blue"}, "colour"), ({"host_id": "h1"}, "host_id")]:
+    for params, field in [
+        ({"state": "sleeping"}, "state"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"cursor": "garbage"}, "cursor"),
+        ({"colour": "blue"}, "colour"),
+        ({"host_id": "h1"}, "host_id"),
+    ]:
         answer = await me.get("/v1/workspaces", params=params)
         assert answer.status == 422, (params, answer.body)
         assert field in answer.error_fields(), (params, answer.body)
@@ -245,6 +251,7 @@ async def test_a_registered_image_must_be_one_the_user_may_use(client, seed, roo
     for name, is_shared in [(private, False), (shared, True)]:
         made = await client(owner.token).post("/v1/images", {"name": name, "dockerfile": "FROM busybox", "shared": is_shared})
         assert made.status == 201
+
     def by_image(name: str) -> dict:
         return {k: v for k, v in {**body(), "image": name}.items() if k != "image_ref"}
 

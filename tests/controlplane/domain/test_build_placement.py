@@ -17,7 +17,9 @@ def _host(name: str, **kw: object) -> bp.BuildHost:
 
 
 def test_the_host_with_the_fewest_builds_in_flight_wins_then_the_least_disk() -> None:
-    choice = bp.place([_host("a", builds_in_flight=2), _host("b", builds_in_flight=1, disk_used_bytes=90), _host("c", builds_in_flight=1)], NOW, fresh=FRESH)
+    choice = bp.place(
+        [_host("a", builds_in_flight=2), _host("b", builds_in_flight=1, disk_used_bytes=90), _host("c", builds_in_flight=1)], NOW, fresh=FRESH
+    )
     assert choice.host is not None and choice.host.name == "c"
     assert choice.reason.startswith("c: 1 other build in flight there, the fewest of 3 hosts that can build")
     assert "cpu" not in choice.reason.split("(")[0]

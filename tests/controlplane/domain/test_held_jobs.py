@@ -55,8 +55,10 @@ def verdict_of(j: held_jobs.Job, r: held_jobs.Report | None, inv: held_jobs.Inve
         ("build, no image", job("image_build", workspace=None), report(), inventory(), "requeue"),
         (
             "build, only another job's image",
-            job("image_build", workspace=None), report(),
-            inventory(images=(held_jobs.Image("sha256:old", ("a4c/x:latest",), "job-0"),)), "requeue",
+            job("image_build", workspace=None),
+            report(),
+            inventory(images=(held_jobs.Image("sha256:old", ("a4c/x:latest",), "job-0"),)),
+            "requeue",
         ),
         # Dropped, and the inventory shows it done: adopted.
         ("create, container running", job(), report(), inventory((WS, "running")), "adopt"),
@@ -65,8 +67,10 @@ def verdict_of(j: held_jobs.Job, r: held_jobs.Report | None, inv: held_jobs.Inve
         ("delete, no container", job("workspace_delete"), report(), inventory(("other", "running")), "adopt"),
         (
             "build, this job's image",
-            job("image_build", workspace=None), report(),
-            inventory(images=(held_jobs.Image("sha256:new", ("a4c/x:latest",), JOB),)), "adopt",
+            job("image_build", workspace=None),
+            report(),
+            inventory(images=(held_jobs.Image("sha256:new", ("a4c/x:latest",), JOB),)),
+            "adopt",
         ),
     ],
 )
@@ -80,7 +84,9 @@ def test_an_adopted_job_says_so_and_carries_what_the_inventory_shows():
     assert create.reason.startswith("adopted from the inventory: container c0 running on host h1")
     assert create.result == {"state": "running", "container_id": "c0", "adopted": True}
     [build] = held_jobs.judge(
-        [job("image_build", workspace=None)], report(), inventory(images=(held_jobs.Image("sha256:new", ("a4c/x:latest",), JOB),)),
+        [job("image_build", workspace=None)],
+        report(),
+        inventory(images=(held_jobs.Image("sha256:new", ("a4c/x:latest",), JOB),)),
         host_name="h1",
     )
     assert isinstance(build, held_jobs.Adopt)

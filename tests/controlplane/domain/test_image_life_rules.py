@@ -27,8 +27,12 @@ def test_an_update_keeps_exactly_one_source(current, change, expected):
 
 @pytest.mark.parametrize(
     ("current", "change", "field"),
-    [(INLINE, {"git_ref": "v1"}, "git_ref"), (INLINE, {"git_path": "x"}, "git_path"), (GIT, {"dockerfile": "FROM x", "git_ref": "v"}, "git_ref"),
-     (GIT, {"dockerfile": "FROM x", "git_url": "https://h/r.git"}, "dockerfile")],
+    [
+        (INLINE, {"git_ref": "v1"}, "git_ref"),
+        (INLINE, {"git_path": "x"}, "git_path"),
+        (GIT, {"dockerfile": "FROM x", "git_ref": "v"}, "git_ref"),
+        (GIT, {"dockerfile": "FROM x", "git_url": "https://h/r.git"}, "dockerfile"),
+    ],
 )
 def test_a_change_that_means_nothing_names_its_field(current, change, field):
     with pytest.raises(image_life.Unchangeable) as caught:

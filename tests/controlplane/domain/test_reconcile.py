@@ -327,7 +327,9 @@ def test_first_seen_times_are_kept_added_and_dropped():
 def test_an_inventory_message_becomes_plan_input():
     message = messages.Inventory(
         containers=[
-            messages.ContainerInfo(container_id="c1", workspace_id="w1", name="a4c-w1", image="base", state="running", created_at="2026-11-25T11:00:00.123456789Z"),
+            messages.ContainerInfo(
+                container_id="c1", workspace_id="w1", name="a4c-w1", image="base", state="running", created_at="2026-11-25T11:00:00.123456789Z"
+            ),
             messages.ContainerInfo(container_id="c2", workspace_id=None, name="build", image="base", state="exited", created_at="garbage"),
         ],
         images=[],

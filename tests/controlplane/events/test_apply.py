@@ -40,7 +40,11 @@ async def _job(db, host_id, kind="image_build", status="dispatched", workspace_i
     job_id = uuid.uuid4()
     await db.execute(
         "INSERT INTO jobs (id, kind, status, source, host_id, workspace_id) VALUES ($1, $2, $3, 'api', $4, $5)",
-        job_id, kind, status, host_id, workspace_id,
+        job_id,
+        kind,
+        status,
+        host_id,
+        workspace_id,
     )
     return job_id
 
@@ -52,7 +56,10 @@ def _raw(kind, host_id, seq, payload, key) -> bytes:
 async def test_a_heartbeat_marks_a_down_host_active_and_records_its_capacity(engine, db, host):
     host_id, key = host
     hb = messages.Heartbeat(agent_version="1.2", uptime_s=3, cpus=16, memory_mb=65536, labels={"rack": "r1"})
-    assert await consumer.handle(_raw(messages.EventKind.HEARTBEAT, host_id, 10, hb, key), engine, consumer.HostKeys(engine)) is messages.EventKind.HEARTBEAT
+    assert (
+        await consumer.handle(_raw(messages.EventKind.HEARTBEAT, host_id, 10, hb, key), engine, consumer.HostKeys(engine))
+        is messages.EventKind.HEARTBEAT
+    )
     row = await db.fetchrow("SELECT status, capacity_memory_mb, labels, last_heartbeat_at FROM hosts WHERE id = $1", host_id)
     assert row["status"] == "active" and row["capacity_memory_mb"] == 65536 and row["last_heartbeat_at"] is not None
     assert json.loads(row["labels"]) == {"rack": "r1"}
@@ -71,8 +78,13 @@ async def test_a_skewed_agents_reports_are_stamped_on_receipt_and_an_older_heart
     assert row["status"] == "active" and row["age"] < datetime.timedelta(seconds=5)
     assert row["agent_version"] == "1.2", "only the payload of an older heartbeat is refused"
     # ... and an inventory issued 240 s behind the control plane's clock is stamped when it was applied.
-    env = messages.Envelope(kind=messages.EventKind.INVENTORY.value, host_id=str(host_id), seq=101, issued_at=time.time() - 240,
-                            payload=messages.Inventory(containers=[], images=[]).model_dump(mode="json"))
+    env = messages.Envelope(
+        kind=messages.EventKind.INVENTORY.value,
+        host_id=str(host_id),
+        seq=101,
+        issued_at=time.time() - 240,
+        payload=messages.Inventory(containers=[], images=[]).model_dump(mode="json"),
+    )
     await consumer.handle(signing.sign(env.model_dump(mode="json"), key), engine, keys)
     age = await db.fetchval("SELECT now() - inventory_at FROM hosts WHERE id = $1", host_id)
     assert age < datetime.timedelta(seconds=5)
@@ -105,10 +117,13 @@ async def test_a_successful_build_records_the_image_on_its_host(engine, db, host
     owner = await db.fetchval("INSERT INTO users (id, name, role, disabled) VALUES ($1, 'alice', 'user', false) RETURNING id", uuid.uuid4())
     image = await db.fetchval(
         "INSERT INTO images (id, name, owner_id, shared, dockerfile, build_args) VALUES ($1, 'base', $2, false, 'FROM x', '{}') RETURNING id",
-        uuid.uuid4(), owner,
+        uuid.uuid4(),
+        owner,
     )
     job = uuid.uuid4()
-    await db.execute("INSERT INTO jobs (id, kind, status, source, host_id, image_id) VALUES ($1, 'image_build', 'running', 'api', $2, $3)", job, host_id, image)
+    await db.execute(
+        "INSERT INTO jobs (id, kind, status, source, host_id, image_id) VALUES ($1, 'image_build', 'running', 'api', $2, $3)", job, host_id, image
+    )
     result = messages.JobResult(job_id=str(job), ok=True, result={"image_id": "sha256:abc", "digest": "sha256:abc", "tag": "a4c/base:1"})
     await consumer.handle(_raw(messages.EventKind.JOB_RESULT, host_id, 3, result, key), engine, consumer.HostKeys(engine))
     assert await db.fetchval("SELECT docker_image_id FROM host_images WHERE host_id = $1 AND image_id = $2", host_id, image) == "sha256:abc"
@@ -122,11 +137,17 @@ async def test_an_older_workspace_state_never_overwrites_a_newer_one(engine, db,
     await db.execute(
         "INSERT INTO workspaces (id, owner_id, name, image_ref, host_id, cpus, memory_mb, disk_gb, desired_state, observed_state)"
         " VALUES ($1, $2, 'dev', 'img', $3, 1, 512, 1, 'running', 'creating')",
-        ws, owner, host_id,
+        ws,
+        owner,
+        host_id,
     )
     keys = consumer.HostKeys(engine)
-    running = messages.WorkspaceState(workspace_id=str(ws), state="running", container_id="c1",
-                                      ports=[messages.PublishedPort(container_port=22, host_ip="127.0.0.1", host_port=32001)])
+    running = messages.WorkspaceState(
+        workspace_id=str(ws),
+        state="running",
+        container_id="c1",
+        ports=[messages.PublishedPort(container_port=22, host_ip="127.0.0.1", host_port=32001)],
+    )
     exited = messages.WorkspaceState(workspace_id=str(ws), state="exited", container_id="c1", exit_code=137)
     await consumer.handle(_raw(messages.EventKind.WORKSPACE_STATE, host_id, 200, exited, key), engine, keys)
     await consumer.handle(_raw(messages.EventKind.WORKSPACE_STATE, host_id, 100, running, key), engine, keys)
@@ -145,7 +166,13 @@ async def test_a_forged_event_is_rejected_counted_and_not_applied(engine, db, ho
         "not json": lambda: b"\x00garbage",
         "unsigned": lambda: json.dumps({"host_id": str(host_id), "kind": "job.result", "seq": 1, "payload": {}}).encode(),
     }[forgery]()
-    reason = {"wrong key": "bad_signature", "unknown host": "unknown_host", "tampered": "bad_signature", "not json": "malformed", "unsigned": "bad_signature"}[forgery]
+    reason = {
+        "wrong key": "bad_signature",
+        "unknown host": "unknown_host",
+        "tampered": "bad_signature",
+        "not json": "malformed",
+        "unsigned": "bad_signature",
+    }[forgery]
     before = consumer.REJECTED.labels(reason)._value.get()
     assert await consumer.handle(raw, engine, consumer.HostKeys(engine, min_refresh=0)) is None
     assert consumer.REJECTED.labels(reason)._value.get() == before + 1

@@ -27,7 +27,9 @@ async def _host(db) -> tuple[uuid.UUID, str]:
     await db.execute(
         "INSERT INTO hosts (id, name, status, signing_key, agent_version, capacity_cpus, capacity_memory_mb, capacity_disk_bytes)"
         " VALUES ($1, $2, 'down', $3, '', 4, 8192, 100000000000)",
-        host_id, f"b-{host_id.hex[:8]}", key,
+        host_id,
+        f"b-{host_id.hex[:8]}",
+        key,
     )
     return host_id, key
 
@@ -77,7 +79,8 @@ async def test_a_forged_event_inside_a_batch_is_rejected_and_the_rest_are_applie
     before = consumer.REJECTED.labels("bad_signature")._value.get()
     kinds = await consumer.handle_batch(
         [_event(HEARTBEAT, a, 1, _heartbeat(2), issued_at=time.time()), forged, _event(HEARTBEAT, b, 2, _heartbeat(4), issued_at=time.time())],
-        engine, consumer.HostKeys(engine, min_refresh=0),
+        engine,
+        consumer.HostKeys(engine, min_refresh=0),
     )
     assert kinds == [HEARTBEAT, None, HEARTBEAT]
     assert consumer.REJECTED.labels("bad_signature")._value.get() == before + 1

@@ -27,12 +27,22 @@ async def test_a_disk_report_is_stored_with_dfs_usable_capacity_and_agrees_with_
             "INSERT INTO hosts (id, name, status, cordoned, draining, labels, signing_key, agent_version, capacity_cpus,"
             " capacity_memory_mb, capacity_disk_bytes, last_event_seq, version)"
             " VALUES ($1, $2, 'active', false, false, '{}', $3, '', 4, 8192, 100000000000, 0, 1)",
-            host_id, f"h-{host_id.hex[:8]}", key,
+            host_id,
+            f"h-{host_id.hex[:8]}",
+            key,
         )
         measured = agent_cleanup.Disk(path="/var/lib/docker", total=100 * GB, used=60 * GB, free=20 * GB)
-        report = messages.DiskReport(paths=[messages.PathUsage(
-            path=measured.path, total_bytes=measured.total, used_bytes=measured.used, free_bytes=20 * GB, percent=round(measured.percent, 2),
-        )])
+        report = messages.DiskReport(
+            paths=[
+                messages.PathUsage(
+                    path=measured.path,
+                    total_bytes=measured.total,
+                    used_bytes=measured.used,
+                    free_bytes=20 * GB,
+                    percent=round(measured.percent, 2),
+                )
+            ]
+        )
         raw = messages.encode(messages.EventKind.DISK, str(host_id), 5, report, key)
         assert await consumer.handle(raw, engine, consumer.HostKeys(engine)) is messages.EventKind.DISK
         row = await db.fetchrow("SELECT disk_total_bytes, disk_used_bytes FROM hosts WHERE id = $1", host_id)

@@ -29,15 +29,23 @@ async def _setup(db) -> tuple[uuid.UUID, str, str, uuid.UUID, uuid.UUID]:
     await db.execute(
         "INSERT INTO hosts (id, name, status, signing_key, agent_version, capacity_cpus, capacity_memory_mb, capacity_disk_bytes)"
         " VALUES ($1, $2, 'active', $3, '', 4, 8192, 100000000000)",
-        host_id, host_name, key,
+        host_id,
+        host_name,
+        key,
     )
-    owner = await db.fetchval("INSERT INTO users (id, name, role, disabled) VALUES ($1, $2, 'user', false) RETURNING id", uuid.uuid4(), f"u{host_id.hex[:8]}")
+    owner = await db.fetchval(
+        "INSERT INTO users (id, name, role, disabled) VALUES ($1, $2, 'user', false) RETURNING id", uuid.uuid4(), f"u{host_id.hex[:8]}"
+    )
     big, small = uuid.uuid4(), uuid.uuid4()
     for ws, name, gb in ((big, "big", 1), (small, "small", 2)):
         await db.execute(
             "INSERT INTO workspaces (id, owner_id, name, image_ref, host_id, cpus, memory_mb, disk_gb, desired_state, observed_state)"
             " VALUES ($1, $2, $3, 'img', $4, 1, 512, $5, 'running', 'running')",
-            ws, owner, name, host_id, gb,
+            ws,
+            owner,
+            name,
+            host_id,
+            gb,
         )
     return host_id, key, host_name, big, small
 

@@ -29,8 +29,13 @@ HEARTBEAT = messages.EventKind.HEARTBEAT
 def settings(database_url, kafka_bootstrap, topic_prefix) -> cp_settings.Settings:
     return cp_settings.load(
         environ={},
-        **{"database.url": database_url, "kafka.bootstrap_servers": [kafka_bootstrap], "kafka.topic_prefix": topic_prefix,
-           "consumers.max_message_bytes": 65_536, "events.fetch_max_wait": 0.1},
+        **{
+            "database.url": database_url,
+            "kafka.bootstrap_servers": [kafka_bootstrap],
+            "kafka.topic_prefix": topic_prefix,
+            "consumers.max_message_bytes": 65_536,
+            "events.fetch_max_wait": 0.1,
+        },
     )
 
 
@@ -69,13 +74,17 @@ async def _host(db) -> tuple[uuid.UUID, str]:
     await db.execute(
         "INSERT INTO hosts (id, name, status, signing_key, agent_version, capacity_cpus, capacity_memory_mb, capacity_disk_bytes)"
         " VALUES ($1, $2, 'down', $3, '', 4, 8192, 100000000000)",
-        host_id, f"p-{host_id.hex[:8]}", key,
+        host_id,
+        f"p-{host_id.hex[:8]}",
+        key,
     )
     return host_id, key
 
 
 def _event(host, kind, seq: int, payload, *, issued_at: float | None = None) -> bytes:
-    body = messages.Envelope(kind=kind.value, host_id=str(host[0]), seq=seq, issued_at=issued_at or time.time(), payload=payload.model_dump(mode="json"))
+    body = messages.Envelope(
+        kind=kind.value, host_id=str(host[0]), seq=seq, issued_at=issued_at or time.time(), payload=payload.model_dump(mode="json")
+    )
     return signing.sign(body.model_dump(mode="json"), host[1])
 
 
@@ -95,6 +104,7 @@ async def _dead_letters(settings, count: int) -> list[dict]:
     await reader.start()
     seen: list[dict] = []
     try:
+
         async def enough():
             for records in (await reader.getmany(timeout_ms=200)).values():
                 seen.extend(json.loads(r.value) for r in records)
@@ -135,7 +145,12 @@ async def test_an_event_the_database_refuses_is_dead_lettered_alone_and_the_repo
     await running(b, _event(b, HEARTBEAT, 1, _heartbeat(cpus=3)))
 
     [letter] = await _dead_letters(settings, 1)
-    assert (letter["consumer"], letter["cause"], letter["topic"], letter["key"]) == ("events", "data", f"{settings.kafka.topic_prefix}.events", str(a[0]))
+    assert (letter["consumer"], letter["cause"], letter["topic"], letter["key"]) == (
+        "events",
+        "data",
+        f"{settings.kafka.topic_prefix}.events",
+        str(a[0]),
+    )
     assert "invalid input for query argument" in letter["reason"] and letter["message"] == poison.decode()
     await wait.eventually(lambda: _applied_seq(db, a, 3), timeout=30, message="host a's heartbeat after the poison")
     await wait.eventually(lambda: _applied_seq(db, b, 1), timeout=30, message="host b's heartbeat")

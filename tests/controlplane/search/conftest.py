@@ -68,9 +68,7 @@ async def db(database_url) -> typing.AsyncIterator[asyncpg.Connection]:
     # TRUNCATE fires no row triggers: the previous test's jobs leave no outbox rows behind.
     await conn.execute("TRUNCATE jobs, outbox, search_index_state")
     people = jobgen.users()
-    await conn.executemany(
-        "INSERT INTO users (id, name, role) VALUES ($1, $2, 'user') ON CONFLICT (id) DO NOTHING", [(u.id, u.name) for u in people]
-    )
+    await conn.executemany("INSERT INTO users (id, name, role) VALUES ($1, $2, 'user') ON CONFLICT (id) DO NOTHING", [(u.id, u.name) for u in people])
     yield conn
     await conn.close()
 

@@ -115,7 +115,9 @@ async def loaded(module_database_url, elasticsearch_url, kafka_bootstrap, test_r
     for offset, (count, text) in enumerate(COMMON_WORDS):
         await conn.execute(
             "UPDATE jobs SET error = $1, log_tail = log_tail || E'\\n' || $1 WHERE id IN (SELECT id FROM jobs ORDER BY id DESC OFFSET $2 LIMIT $3)",
-            text, offset * 5, count,
+            text,
+            offset * 5,
+            count,
         )
     # Some jobs soft-deleted: neither backend may show them.
     await conn.execute("UPDATE jobs SET deleted_at = now() WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT 15)")

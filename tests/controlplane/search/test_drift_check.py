@@ -60,7 +60,13 @@ async def test_the_check_command_exits_1_on_drift_and_0_once_repaired(settings, 
 
 def test_a_merge_of_both_sides_decides_each_repair():
     table = [drift.Entry("a", 3, False), drift.Entry("b", 2, False), drift.Entry("d", 5, True), drift.Entry("e", 1, False)]
-    index = [drift.Entry("b", 1, False), drift.Entry("c", 4, False), drift.Entry("c2", 2, True), drift.Entry("d", 4, False), drift.Entry("e", 2, False)]
+    index = [
+        drift.Entry("b", 1, False),
+        drift.Entry("c", 4, False),
+        drift.Entry("c2", 2, True),
+        drift.Entry("d", 4, False),
+        drift.Entry("e", 2, False),
+    ]
     plan = drift.plan(table, index)
     assert plan.reindex == ["a", "b", "d"]
     assert plan.tombstone == [drift.Entry("c", 4, False)], "a tombstone is already right; a live extra job gets one"

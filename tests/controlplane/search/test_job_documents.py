@@ -8,8 +8,18 @@ import pytest
 
 from controlplane.search.domain import documents, mapping
 
-JOB = {"id": "j1", "kind": "image_build", "status": "failed", "error": "No space left", "log_tail": "step 3", "version": 4,
-       "created_at": "2025-01-01T00:00:00.123456+00:00", "updated_at": "2025-01-01T00:01:00+00:00", "deleted_at": None, "result": {"x": 1}}
+JOB = {
+    "id": "j1",
+    "kind": "image_build",
+    "status": "failed",
+    "error": "No space left",
+    "log_tail": "step 3",
+    "version": 4,
+    "created_at": "2025-01-01T00:00:00.123456+00:00",
+    "updated_at": "2025-01-01T00:01:00+00:00",
+    "deleted_at": None,
+    "result": {"x": 1},
+}
 
 
 def _message(**fields) -> bytes:
@@ -73,8 +83,15 @@ def test_bulk_item_results_are_indexed_stale_retried_or_rejected(status, error, 
 
 
 def test_the_reason_of_a_rejection_keeps_the_cause():
-    error = {"type": "mapper_parsing_exception", "reason": "failed to parse field [attempts]", "caused_by": {"type": "illegal_argument_exception", "reason": "For input string: \"many\""}}
-    assert documents.reason(error) == 'mapper_parsing_exception: failed to parse field [attempts] (caused by illegal_argument_exception: For input string: "many")'
+    error = {
+        "type": "mapper_parsing_exception",
+        "reason": "failed to parse field [attempts]",
+        "caused_by": {"type": "illegal_argument_exception", "reason": 'For input string: "many"'},
+    }
+    assert (
+        documents.reason(error)
+        == 'mapper_parsing_exception: failed to parse field [attempts] (caused by illegal_argument_exception: For input string: "many")'
+    )
 
 
 def test_the_template_takes_shards_replicas_and_refresh_from_the_settings():

@@ -106,7 +106,7 @@ def test_finished_ranges_work_like_created_ones():
         ('"no space left" on device', ("no space left", "on", "device")),
         ('"  no   space\tleft "', ("no space left",)),
         (r'"say \"hi\"" "back\\slash"', ('say "hi"', "back\\slash")),
-        (r'path\to', ("path\\to",)),
+        (r"path\to", ("path\\to",)),
         ('"status:failed" "-v"', ("status:failed", "-v")),
         ("oom oom OOM", ("oom", "OOM")),
         ("exit=1 >=5", ("exit=1", ">=5")),
@@ -118,7 +118,11 @@ def test_bare_words_and_quoted_phrases_are_the_free_text(text, terms):
 
 @pytest.mark.parametrize(
     ("text", "sort"),
-    [("", query.Sort("created_at", True)), ("sort:finished_at", query.Sort("finished_at", False)), ("sort:-updated_at", query.Sort("updated_at", True))],
+    [
+        ("", query.Sort("created_at", True)),
+        ("sort:finished_at", query.Sort("finished_at", False)),
+        ("sort:-updated_at", query.Sort("updated_at", True)),
+    ],
 )
 def test_sort_defaults_to_newest_first(text, sort):
     assert parse(text).sort == sort
@@ -133,7 +137,12 @@ def test_an_empty_query_matches_everything_newest_first():
     ("text", "token", "position", "says"),
     [
         ("status:failed foo:bar", "foo:bar", 14, "unknown key 'foo'"),
-        ("status:bogus", "status:bogus", 0, "unknown status 'bogus'; expected one of queued, pending, dispatched, running, succeeded, failed, cancelled"),
+        (
+            "status:bogus",
+            "status:bogus",
+            0,
+            "unknown status 'bogus'; expected one of queued, pending, dispatched, running, succeeded, failed, cancelled",
+        ),
         ("kind:build", "kind:build", 0, "unknown kind 'build'; expected one of workspace_create"),
         ("status:failed,,running", "status:failed,,running", 0, "an empty status in the list"),
         ("user:-x", "user:-x", 0, "'-x' is not a valid user name"),
@@ -202,7 +211,11 @@ def test_terms_are_counted_once_however_often_they_are_repeated():
 @pytest.mark.parametrize(
     ("params", "limits", "says"),
     [
-        ({"q": " ".join(f"w{n}" for n in range(1550))}, query.Limits(max_length=10_000), "q: 1550 terms (words and quoted phrases); at most 64 are allowed"),
+        (
+            {"q": " ".join(f"w{n}" for n in range(1550))},
+            query.Limits(max_length=10_000),
+            "q: 1550 terms (words and quoted phrases); at most 64 are allowed",
+        ),
         ({"q": ["a b", '"c d" e']}, query.Limits(max_terms=3), "q: 4 terms (words and quoted phrases); at most 3 are allowed"),
         ({"q": "x" * 1001}, query.Limits(), "q: 1001 characters; at most 1000 are allowed"),
         ({"q": ["x" * 600, "y" * 600]}, query.Limits(), "q: 1200 characters; at most 1000 are allowed"),
@@ -251,7 +264,15 @@ def test_format_is_canonical():
 
 @pytest.mark.parametrize(
     ("term", "spelled"),
-    [("disk", "disk"), ("no space", '"no space"'), ("-v", '"-v"'), ("a:b", '"a:b"'), ('say "hi"', r'"say \"hi\""'), ("c:\\", r'"c:\\"'), ("x\\y", "x\\y")],
+    [
+        ("disk", "disk"),
+        ("no space", '"no space"'),
+        ("-v", '"-v"'),
+        ("a:b", '"a:b"'),
+        ('say "hi"', r'"say \"hi\""'),
+        ("c:\\", r'"c:\\"'),
+        ("x\\y", "x\\y"),
+    ],
 )
 def test_format_quotes_only_what_would_not_read_back_as_text(term, spelled):
     assert query.format(query.Query(text=(term,))) == spelled
@@ -259,7 +280,11 @@ def test_format_quotes_only_what_would_not_read_back_as_text(term, spelled):
 
 
 def test_a_query_built_in_code_is_normalised_and_validated():
-    q = query.Query(status=["running", "FAILED", "running"], text=[" a  b ", "", "a b"], created_after=datetime.datetime(2026, 1, 1, 2, tzinfo=datetime.timezone(datetime.timedelta(hours=2))))
+    q = query.Query(
+        status=["running", "FAILED", "running"],
+        text=[" a  b ", "", "a b"],
+        created_after=datetime.datetime(2026, 1, 1, 2, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+    )
     assert (q.status, q.text, q.created_after) == (("failed", "running"), ("a b",), day(2026, 1, 1))
     assert query.Query(user="alice").user == ("alice",)
     with pytest.raises(query.QueryError) as info:
@@ -429,7 +454,12 @@ def test_from_params_reads_back_what_to_params_writes(q):
 
 
 @hypothesis.settings(max_examples=500, deadline=None)
-@hypothesis.given(st.text(max_size=60) | st.lists(st.sampled_from(['status:', "-", '"', "\\", ",", "created>=", "2026-01-01", "since:", "sort:", " ", "x", "failed"]), max_size=12).map("".join))
+@hypothesis.given(
+    st.text(max_size=60)
+    | st.lists(st.sampled_from(["status:", "-", '"', "\\", ",", "created>=", "2026-01-01", "since:", "sort:", " ", "x", "failed"]), max_size=12).map(
+        "".join
+    )
+)
 def test_any_text_either_parses_or_raises_a_query_error(text):
     try:
         q = grammar.parse(text, now=NOW)

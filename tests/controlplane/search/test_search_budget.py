@@ -124,7 +124,10 @@ async def test_phrases_of_common_words_keep_every_word_on_postgresql(db, engine)
         assert sorted(j["id"] for j in found.jobs) == sorted(str(ids[t]) for t in expected), phrase
     # A term of common words alone is a term like any other.
     found = await postgres.search(engine, grammar.parse('"is not"', now=NOW), None, results.Page(limit=50), facet_size=5)
-    assert sorted(j["error"] for j in found.jobs) == ["mkdir /work/app/config.yaml: is not a directory", "nothing found: the package is not in the index"]
+    assert sorted(j["error"] for j in found.jobs) == [
+        "mkdir /work/app/config.yaml: is not a directory",
+        "nothing found: the package is not in the index",
+    ]
 
 
 # --- over HTTP ------------------------------------------------------------------

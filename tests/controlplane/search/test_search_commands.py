@@ -48,17 +48,19 @@ async def test_search_reindex_run_as_a_command_swaps_the_alias_to_a_new_index_ho
     await db.execute("UPDATE jobs SET deleted_at = now() WHERE id IN (SELECT id FROM jobs ORDER BY id DESC LIMIT 3)")
 
     env = {name: value for name, value in os.environ.items() if not name.startswith("A4C_")}
-    env.update({
-        "A4C_CONFIG": "",
-        "A4C_DATABASE__URL": database_url,
-        "A4C_SEARCH__ELASTICSEARCH_URL": elasticsearch_url,
-        "A4C_SEARCH__INDEX_ALIAS": alias,
-        "A4C_SEARCH__SHARDS": "1",
-        "A4C_SEARCH__REPLICAS": "0",
-        "A4C_SEARCH__REINDEX_BATCH": "40",  # several keyset pages
-        "A4C_LOGGING__LEVEL": "INFO",
-        "A4C_LOGGING__FORMAT": "text",
-    })
+    env.update(
+        {
+            "A4C_CONFIG": "",
+            "A4C_DATABASE__URL": database_url,
+            "A4C_SEARCH__ELASTICSEARCH_URL": elasticsearch_url,
+            "A4C_SEARCH__INDEX_ALIAS": alias,
+            "A4C_SEARCH__SHARDS": "1",
+            "A4C_SEARCH__REPLICAS": "0",
+            "A4C_SEARCH__REINDEX_BATCH": "40",  # several keyset pages
+            "A4C_LOGGING__LEVEL": "INFO",
+            "A4C_LOGGING__FORMAT": "text",
+        }
+    )
     process = await asyncio.create_subprocess_exec(
         str(COMMAND), "search", "reindex", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )

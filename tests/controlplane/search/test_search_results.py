@@ -16,8 +16,14 @@ NOW = datetime.datetime(2025, 3, 1, 12, tzinfo=datetime.UTC)
 
 @pytest.mark.parametrize(
     ("text", "interval"),
-    [("", "week"), ("since:2h", "minute"), ("since:2d", "hour"), ("since:30d", "day"), ("created>=2024-01-01", "week"),
-     ("created>=2025-02-01 created<2025-02-02", "hour")],
+    [
+        ("", "week"),
+        ("since:2h", "minute"),
+        ("since:2d", "hour"),
+        ("since:30d", "day"),
+        ("created>=2024-01-01", "week"),
+        ("created>=2025-02-01 created<2025-02-02", "hour"),
+    ],
 )
 def test_the_histogram_interval_follows_the_created_range(text, interval):
     assert results.interval_for(grammar.parse(text, now=NOW), NOW) == interval
@@ -48,10 +54,23 @@ def test_a_cursor_carries_the_sort_value_and_the_job_id_and_refuses_anything_els
 
 def test_a_job_renders_the_same_from_an_es_source_and_a_postgres_row():
     job_id = uuid.uuid4()
-    row = {"id": job_id, "status": models.JobStatus.FAILED, "kind": models.JobKind.IMAGE_BUILD, "version": 3,
-           "created_at": datetime.datetime(2025, 1, 1, 1, 2, 3, 4, tzinfo=datetime.UTC), "finished_at": None}
-    source = {"id": str(job_id), "status": "failed", "kind": "image_build", "version": 3,
-              "created_at": "2025-01-01T01:02:03.000004+00:00", "finished_at": None, "log_tail": "not shown"}
+    row = {
+        "id": job_id,
+        "status": models.JobStatus.FAILED,
+        "kind": models.JobKind.IMAGE_BUILD,
+        "version": 3,
+        "created_at": datetime.datetime(2025, 1, 1, 1, 2, 3, 4, tzinfo=datetime.UTC),
+        "finished_at": None,
+    }
+    source = {
+        "id": str(job_id),
+        "status": "failed",
+        "kind": "image_build",
+        "version": 3,
+        "created_at": "2025-01-01T01:02:03.000004+00:00",
+        "finished_at": None,
+        "log_tail": "not shown",
+    }
     assert results.job(row) == results.job(source)
     assert results.job(source)["created_at"] == "2025-01-01T01:02:03.000004Z" and "log_tail" not in results.job(source)
 

@@ -89,7 +89,8 @@ async def test_jobs_lost_with_elasticsearch_down_and_a_broker_restart_are_repair
     # The pass records its outcome after its repairs land: the index can match a moment before the row exists.
     await wait.eventually(
         lambda: db.fetchval("SELECT unrepaired = 0 FROM search_drift WHERE alias = $1", settings.search.index_alias),
-        timeout=30, message="the repair pass recorded no drift left",
+        timeout=30,
+        message="the repair pass recorded no drift left",
     )
     assert await db.fetchval("SELECT repaired FROM search_drift WHERE alias = $1", settings.search.index_alias) >= 0
 

@@ -150,6 +150,7 @@ async def _dead_letters(settings, count: int) -> list[dict]:
     await consumer.start()
     seen: list[dict] = []
     try:
+
         async def enough():
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 seen.extend(json.loads(r.value) for r in records)
@@ -222,11 +223,14 @@ async def _rewind(settings) -> None:
     """What ``kafka-consumer-groups --reset-offsets --to-earliest`` does: a group member commits offset 0."""
     topic = f"{settings.kafka.topic_prefix}.job-sync"
     consumer = aiokafka.AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka.bootstrap_servers, group_id=f"{settings.kafka.topic_prefix}.search-sync",
+        topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=f"{settings.kafka.topic_prefix}.search-sync",
         enable_auto_commit=False,
     )
     await consumer.start()
     try:
+
         async def assigned():
             await consumer.getmany(timeout_ms=100)
             return consumer.assignment()
@@ -280,13 +284,18 @@ async def test_bulk_items_refused_with_429_by_a_flood_stage_block_are_retried_un
     alias = settings.search.index_alias
     [name] = await index.behind(es, alias)
     versions = {str(r["id"]): r["version"] for r in await db.fetch("SELECT id, version FROM jobs")}
-    retried, whole_failures, commits = _counted("a4c_search_bulk_items_total", outcome="retry"), _counted("a4c_search_bulk_failures_total"), pipeline.commits
+    retried, whole_failures, commits = (
+        _counted("a4c_search_bulk_items_total", outcome="retry"),
+        _counted("a4c_search_bulk_failures_total"),
+        pipeline.commits,
+    )
     await es.indices.put_settings(index=name, settings={"index.blocks.read_only_allow_delete": True})
     try:
         await db.execute("UPDATE jobs SET reason = 'written during the flood stage'")
         await wait.eventually(
             lambda: _counted("a4c_search_bulk_items_total", outcome="retry") - retried >= 3 * len(rows),
-            timeout=20, message="every item refused with 429 at least three times",
+            timeout=20,
+            message="every item refused with 429 at least three times",
         )
         assert _counted("a4c_search_bulk_failures_total") == whole_failures, "refused item by item, not as a whole request"
         assert pipeline.commits == commits, "no offset committed while items wait for a retry"

@@ -41,9 +41,7 @@ async def test_both_backends_derive_the_same_terms_at_the_same_positions(setting
         for text in _corpus():
             analysed = await es.indices.analyze(index=settings.search.index_alias, analyzer="job_text", text=text)
             es_terms = sorted((t["token"], t["position"] + 1) for t in analysed["tokens"])
-            vector = await conn.fetchval(
-                "SELECT to_tsvector('a4c_text', regexp_replace($1::text, '[^[:alnum:]]+', ' ', 'g'))::text", text
-            )
+            vector = await conn.fetchval("SELECT to_tsvector('a4c_text', regexp_replace($1::text, '[^[:alnum:]]+', ' ', 'g'))::text", text)
             pg_terms = sorted(_positions(vector))
             assert es_terms == pg_terms, text
     finally:
@@ -61,5 +59,10 @@ def _positions(vector: str) -> list[tuple[str, int]]:
 
 
 def test_every_term_with_a_word_is_a_clause_stop_words_included():
-    assert analysis.clauses(["the", "no space left", "to be", "--", "exit code 137", "x" * 2048]) == ("the", "no space left", "to be", "exit code 137")
+    assert analysis.clauses(["the", "no space left", "to be", "--", "exit code 137", "x" * 2048]) == (
+        "the",
+        "no space left",
+        "to be",
+        "exit code 137",
+    )
     assert analysis.clauses(["...", " / "]) == ()
