@@ -24,6 +24,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import settings as cp_settings
 from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit, requestlog, revocations, shedding
 from controlplane.api.schemas import images as image_schemas
+from controlplane.api.schemas import search as search_schemas
 from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, search, streams, users, workspaces
 from controlplane.db import engine as db_engine
 from controlplane.db import hot as db_hot
@@ -141,6 +142,7 @@ def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Contex
         app.router.add_route(ep.method, ep.aiohttp_path, endpoint.handler_for(ep), name=ep.name)
     app[keys.OPENAPI] = openapi.build(found, title="A4C control plane", version=_version())
     image_schemas.document_git_url(app[keys.OPENAPI], settings.api.git_url_schemes)
+    search_schemas.document_syntax(app[keys.OPENAPI])
     web_routes.setup(app, mark=_dashboard_route)  # the dashboard: GET / and /ui/<version>/<file>
     app.cleanup_ctx.extend(contexts)
     return app

@@ -112,6 +112,22 @@ async def test_a_search_the_api_refuses_shows_its_reason_beside_the_box(db, peop
     await dashboard.screenshot(page, "03-jobs-invalid-search")
 
 
+async def test_the_search_keys_the_page_offers_are_those_of_the_apis_contract(db, people, start_dashboard, page):
+    base = await start_dashboard()
+
+    async def with_another_key(route):
+        response = await route.fetch()
+        document = await response.json()
+        document["paths"]["/v1/jobs/search"]["get"]["x-a4c-search-keys"]["filters"].append("colour")
+        await route.fulfill(response=response, json=document)
+
+    await page.route("**/v1/openapi.json", with_another_key)
+    await dashboard.sign_in(page, base, people.alice.token)
+    keys = page.locator("#search-help .filter-keys code")
+    await keys.get_by_text("colour:").wait_for()
+    assert await keys.all_inner_texts() == ["status:", "kind:", "user:", "host:", "image:", "workspace:", "colour:"]
+
+
 async def test_with_no_jobs_the_page_says_so_and_what_creates_them(db, people, start_dashboard, page):
     base = await start_dashboard()
     await dashboard.sign_in(page, base, people.alice.token)

@@ -18,6 +18,7 @@ import pydantic
 
 from controlplane.api.schemas import common
 from controlplane.db import models
+from controlplane.domain import states
 from controlplane.search.domain import query as query_mod
 
 _OR = "Repeat the parameter or separate values with commas to match any of them."
@@ -137,3 +138,17 @@ class SearchPage(common.Out):
         "or it answered while drift from PostgreSQL is known and not yet repaired."
     )
     query: str = pydantic.Field(description="The query in canonical search-box syntax.")
+
+
+def document_syntax(document: dict[str, typing.Any]) -> None:
+    """Name the search syntax's keys and the job states' groups in a built OpenAPI document.
+
+    Clients that edit search text (the dashboard's chips, controlplane/web/static/js/schema.js)
+    read them here instead of keeping copies: ``x-a4c-search-keys`` on the
+    search operation, ``x-a4c-live`` and ``x-a4c-final`` on the JobStatus enum.
+    """
+    operation = document["paths"]["/v1/jobs/search"]["get"]
+    operation["x-a4c-search-keys"] = {"filters": list(query_mod.FILTER_KEYS), "keys": list(query_mod.KEYS)}
+    status = document["components"]["schemas"]["JobStatus"]
+    status["x-a4c-live"] = [s.value for s in states.JobStatus if s in states.LIVE_JOBS]
+    status["x-a4c-final"] = [s.value for s in states.JobStatus if s.final]

@@ -2,9 +2,15 @@
 // and validates the text (controlplane/search/domain/grammar.py, via ?query=); this
 // module only splits it into tokens the same way, so a chip can add or
 // remove `key:value` without touching the rest of what the user typed.
+// The keys are the API's (schema.jobSyntax()); configure() sets them before use.
 
-export const FILTER_KEYS = ["status", "kind", "user", "host", "image", "workspace"];
-export const KEYS = [...FILTER_KEYS, "created", "finished", "since", "sort"];
+let FILTER_KEYS = [];
+let KEYS = [];
+
+export function configure({ filterKeys, keys }) {
+  FILTER_KEYS = [...filterKeys];
+  KEYS = [...keys];
+}
 const FILTER = /^(-?)([A-Za-z_]+)(>=|<=|:|>|<)([\s\S]*)$/;
 
 // Whitespace-separated raw tokens; whitespace inside "quotes" does not split.

@@ -64,3 +64,21 @@ export function attributes(doc, property) {
   if (rule.maxLength !== undefined) out.maxlength = rule.maxLength;
   return out;
 }
+
+// The job search's keys and the job states, as the API names them (GET
+// /v1/openapi.json: x-a4c-search-keys on the search, the JobStatus and JobKind
+// enums with x-a4c-live and x-a4c-final), so the dashboard copies none of them.
+export async function jobSyntax() {
+  const doc = await load();
+  const keys = doc.paths?.["/v1/jobs/search"]?.get?.["x-a4c-search-keys"];
+  const status = doc.components?.schemas?.JobStatus;
+  if (!keys || !status) throw new Error("the API's contract does not describe the job search");
+  return {
+    filterKeys: keys.filters,
+    keys: keys.keys,
+    statuses: status.enum,
+    live: status["x-a4c-live"],
+    final: status["x-a4c-final"],
+    kinds: doc.components.schemas.JobKind?.enum ?? [],
+  };
+}

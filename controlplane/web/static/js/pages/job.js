@@ -3,9 +3,11 @@
 
 import * as api from "../api.js";
 import { badge, clear, duration, errorBox, h, loading, timeEl } from "../dom.js";
+import * as schema from "../schema.js";
 
-const LIVE = new Set(["queued", "pending", "dispatched", "running"]);
-const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+// Which statuses still change and which are final: the API's (schema.jobSyntax()), set on the first load.
+let LIVE = new Set();
+let FINAL = new Set();
 
 function pollMs() {
   return Number(sessionStorage.getItem("a4c.pollMs")) || 2000;
@@ -23,7 +25,9 @@ export function mount(main, { me }, route) {
 
   async function load() {
     try {
-      const job = await api.get(`/v1/jobs/${encodeURIComponent(id)}`);
+      const [job, syntax] = await Promise.all([api.get(`/v1/jobs/${encodeURIComponent(id)}`), schema.jobSyntax()]);
+      LIVE = new Set(syntax.live);
+      FINAL = new Set(syntax.final);
       if (stopped) return;
       render(job);
       if (LIVE.has(job.status)) timer = setTimeout(load, pollMs());

@@ -12,6 +12,7 @@
 import * as api from "../api.js";
 import { announce, clear, empty, errorBox, h, loading } from "../dom.js";
 import * as qt from "../querytext.js";
+import * as schema from "../schema.js";
 import * as view from "./jobs-view.js";
 
 export const PAGE = 50;
@@ -48,6 +49,7 @@ export function mount(main, _ctx, route) {
     "aria-describedby": "search-help search-error", placeholder: 'status:failed kind:image_build "no space left"',
   });
   const searchError = h("p", { id: "search-error", class: "field-error", role: "alert" });
+  const filterKeys = h("span", { class: "filter-keys" }); // the API's keys, once its contract is read
   const form = h(
     "form",
     { role: "search", class: "search", "aria-label": "Job search" },
@@ -57,7 +59,7 @@ export function mount(main, _ctx, route) {
       "p",
       { id: "search-help", class: "help" },
       "Filters: ",
-      ["status", "kind", "user", "host", "image", "workspace"].map((k, i) => [i ? " " : "", h("code", {}, `${k}:`)]),
+      filterKeys,
       ", time: ", h("code", {}, "since:2h"), " ", h("code", {}, "created>=2026-01-31"),
       ", exclude with ", h("code", {}, "-host:h1"),
       "; anything else searches error and log text (quote phrases).",
@@ -407,7 +409,20 @@ export function mount(main, _ctx, route) {
 
   // --- start ----------------------------------------------------------------------
   clear(table, loading("Searching…"));
-  search(state.text);
+  function start() {
+    schema.jobSyntax().then(
+      (syntax) => {
+        if (state.stopped) return;
+        qt.configure(syntax);
+        clear(filterKeys, syntax.filterKeys.map((k, i) => [i ? " " : "", h("code", {}, `${k}:`)]));
+        search(state.text);
+      },
+      (err) => {
+        if (!state.stopped) clear(table, errorBox(`The search cannot start. ${api.explain(err)}`, start));
+      },
+    );
+  }
+  start();
   return () => {
     state.stopped = true;
     stopPolling();
