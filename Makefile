@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TEST_WORKERS ?= 3
 APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk openssh-client openjdk-17-jre-headless maven prometheus
 
-.PHONY: up test lint eslint bench deps venv clean
+.PHONY: up test lint eslint bench release deps venv clean
 
 up: venv
 	$(VENV)/bin/a4c up $(ARGS)
@@ -45,6 +45,12 @@ $(ESLINT): $(ESLINT_DIR)/package-lock.json
 
 bench: deps venv
 	$(PY) -m bench $(BENCH)
+
+# Offline-installable bundles, one per supported Python on this machine, in
+# dist/release/ (packaging/release.py; docs/operations/rollout.md).
+# RELEASE_ARGS passes options on, e.g. RELEASE_ARGS="--version 0.2.0".
+release: venv
+	$(PY) packaging/release.py $(RELEASE_ARGS)
 
 # System packages the test harness drives for real (dockerd, a busybox root fs
 # for the offline base image, debootstrap for systemd test hosts and
