@@ -12,9 +12,9 @@ from controlplane import settings as cp_settings
 from shared import config
 
 
-def _error(loader, **kwargs) -> str:
+def _error(loader, *args, **kwargs) -> str:
     with pytest.raises(config.ConfigError) as info:
-        loader(**kwargs)
+        loader(*args, **kwargs)
     message = str(info.value)
     assert "\n" not in message, "the error is one line"
     return message
@@ -51,7 +51,7 @@ def test_a_negative_interval_names_the_key():
 def test_an_unknown_key_is_an_error_not_silently_ignored(tmp_path):
     path = tmp_path / "agent.yaml"
     path.write_text("cleanup:\n  high_watermrk: 90\n")
-    message = _error(agent_settings.load, path=path, environ={})
+    message = _error(agent_settings.load, path, environ={})
     assert message.startswith("config error: cleanup.high_watermrk: unknown key")
     message = _error(cp_settings.load, environ={"A4C_NOSUCH__THING": "1"})
     assert "nosuch" in message and "unknown key" in message
@@ -68,13 +68,13 @@ def test_a_cross_field_rule_is_explained():
 
 
 def test_an_unreadable_or_malformed_file_is_one_line(tmp_path):
-    assert "cannot read" in _error(cp_settings.load, path=tmp_path / "missing.yaml", environ={})
+    assert "cannot read" in _error(cp_settings.load, tmp_path / "missing.yaml", environ={})
     bad = tmp_path / "bad.yaml"
     bad.write_text("http: [unclosed\n")
-    assert "not valid YAML at line" in _error(cp_settings.load, path=bad, environ={})
+    assert "not valid YAML at line" in _error(cp_settings.load, bad, environ={})
     top = tmp_path / "list.yaml"
     top.write_text("- a\n- b\n")
-    assert "top level must be a mapping" in _error(cp_settings.load, path=top, environ={})
+    assert "top level must be a mapping" in _error(cp_settings.load, top, environ={})
 
 
 @pytest.mark.parametrize("script", ["a4c-controlplane", "a4c-agent"])
