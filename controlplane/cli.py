@@ -7,6 +7,7 @@ one line naming the key and exits 2 (no traceback).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 
@@ -16,6 +17,10 @@ from controlplane import settings as cp_settings
 from shared import config, logrepeats, logs
 
 EXIT_CONFIG = 2
+# Also for a schema this package was not written for: only an operator can
+# fix it (migrate or upgrade), so systemd must not restart into it
+# (RestartPreventExitStatus=2 in packaging/systemd).
+EXIT_SCHEMA = 2
 
 
 def _load(path: str | None) -> cp_settings.Settings:
@@ -51,6 +56,19 @@ def migrate(config_path: str | None, revision: str) -> None:
     click.echo(f"database migrated to {revision}")
 
 
+def _check_schema(settings: cp_settings.Settings) -> None:
+    """Exit with one line when the database's schema is not the one this package's migrations end in."""
+    from controlplane.db import schema
+
+    try:
+        checked = asyncio.run(schema.check(settings.database))
+    except schema.SchemaMismatch as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_SCHEMA)
+    if not checked:
+        logging.getLogger(__name__).warning("database schema not checked: the database did not answer (/readyz reports it)")
+
+
 def _configure_logging(settings: cp_settings.Settings) -> None:
     # One schema for both daemons (shared/logs.py); a broker outage: one aiokafka line per kind per 30 s.
     logs.setup(settings.logging, service="a4c-controlplane", filters=[logrepeats.RepeatFilter()])
@@ -66,6 +84,7 @@ def run(config_path: str | None) -> None:
     from controlplane.api import server
 
     _configure_logging(settings)
+    _check_schema(settings)
     asyncio.run(server.serve(settings, contexts=(*api_app.DEFAULT_CONTEXTS, workers.workers_ctx)))
 
 
@@ -80,6 +99,7 @@ def sync_command(config_path: str | None) -> None:
 
     settings = _load(config_path)
     _configure_logging(settings)
+    _check_schema(settings)
     sys.exit(asyncio.run(search_commands.run_sync(settings)))
 
 
