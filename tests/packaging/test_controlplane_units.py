@@ -109,6 +109,7 @@ def _process(server: servers_mod.Server, unit: str) -> dict[str, str]:
         key: re.search(rf"^{field}:\s+(\w+)", status, re.M)
         for key, field in (("uid", "Uid"), ("capabilities", "CapEff"), ("no_new_privs", "NoNewPrivs"))
     }
+    fields["open_files"] = re.search(r"^Max open files\s+(\d+)", server.sh(f"cat /proc/{pid}/limits"), re.M)
     assert all(fields.values()), status
     return {key: found.group(1) for key, found in fields.items() if found}
 
@@ -131,11 +132,17 @@ def test_the_control_plane_unit_starts_serves_and_stops_cleanly_under_its_sandbo
     assert host.sh("systemctl is-active a4c-controlplane").strip() == "active"
     ready = _readyz(port)
     assert ready.startswith("200 "), f"/readyz: {ready}\n{host.sh('journalctl -u a4c-controlplane --no-pager -n 30 -o cat')}"
+    unit = units.parse((units.UNITS_DIR / "a4c-controlplane.service").read_text())["Service"]
     assert _process(host, "a4c-controlplane") == {
         "uid": host.sh("id -u a4c-controlplane").strip(),
         "capabilities": "0000000000000000",
         "no_new_privs": "1",
+        # The descriptor limit takes effect under the sandbox.
+        "open_files": unit["LimitNOFILE"][-1],
     }
+    # systemd took the OOM preference (lowering oom_score_adj needs CAP_SYS_RESOURCE, which
+    # a real host's PID 1 has and this test container's does not, so the effect is not read here).
+    assert host.unit_property("a4c-controlplane", "OOMScoreAdjust") == unit["OOMScoreAdjust"][-1]
     watchdog = units.parse((units.UNITS_DIR / "a4c-controlplane.service").read_text())["Service"]["WatchdogSec"][-1]
     assert host.unit_property("a4c-controlplane", "WatchdogUSec") == watchdog, "the watchdog is armed"
 

@@ -31,12 +31,13 @@ def _specs() -> dict:
 
 def test_every_default_is_documented_in_the_argument_specs_with_the_same_default() -> None:
     defaults, specs = _defaults(), _specs()
-    assert sorted(specs) == sorted(defaults), "argument_specs.yml and defaults/main.yml list different variables"
+    required = {name for name, spec in specs.items() if spec.get("required")}
+    # A required variable has no default: one would satisfy "required" and the check would never fire.
+    assert required == {"a4c_agent_package"} and not required & set(defaults)
+    assert sorted(set(specs) - required) == sorted(defaults), "argument_specs.yml and defaults/main.yml list different variables"
     for name, spec in specs.items():
         assert spec.get("description"), f"{name} has no description"
-        if spec.get("required"):
-            assert defaults[name] in ("", None), f"{name} is required but has a default"
-        else:
+        if not spec.get("required"):
             assert spec.get("default") == defaults[name], f"{name}: argument_specs says {spec.get('default')!r}, defaults say {defaults[name]!r}"
     assert all(name.startswith("a4c_agent_") for name in defaults)
 
@@ -47,11 +48,16 @@ def test_every_setting_the_role_uses_is_a_documented_default() -> None:
         if path.is_file() and path.suffix in (".yml", ".j2") and "meta" not in path.parts:
             used |= set(re.findall(r"(?<![_\w])a4c_agent_[a-z0-9_]+", path.read_text()))
     tags = {"a4c_agent_install", "a4c_agent_configure", "a4c_agent_run"}
-    assert used - tags - set(_defaults()) == set()
+    assert used - tags - set(_specs()) == set()
 
 
 def test_the_role_installs_the_packaging_unit_and_uses_its_paths() -> None:
-    assert (ROLE / "files" / "a4c-agent.service").resolve() == (units.UNITS_DIR / "a4c-agent.service").resolve()
+    # The role is self-contained (a copy, not a link out of it) and installs the packaging unit unchanged.
+    shipped = ROLE / "files" / "a4c-agent.service"
+    assert not shipped.is_symlink()
+    assert shipped.read_bytes() == (units.UNITS_DIR / "a4c-agent.service").read_bytes(), (
+        "ansible/roles/a4c_agent/files/a4c-agent.service differs from packaging/systemd/a4c-agent.service: copy it over"
+    )
     fixed = _yaml(ROLE / "vars" / "main.yml")
     service = units.parse((units.UNITS_DIR / "a4c-agent.service").read_text())["Service"]
     assert service["ExecStart"] == [f"{fixed['_a4c_agent_install_dir']}/bin/a4c-agent run --config {fixed['_a4c_agent_config_file']}"]
@@ -150,7 +156,7 @@ def test_a_vaulted_token_lands_in_the_config_as_plain_text(render, tmp_path: pat
 
 
 def test_the_enrolment_token_is_written_only_while_the_host_has_no_identity(render) -> None:
-    """Preflight registers the identity file; once it exists (or run.yml saw the agent enrol), no token stays in the config."""
+    """Preflight registers the identity file; once it exists (or health.yml saw the agent enrol), no token stays in the config."""
     common = {"a4c_agent_package": "a4c[agent]==0.1.0", "a4c_agent_enrolment_token": "t0ken"}
     new_host = render({**common, "_a4c_agent_identity_before": {"stat": {"exists": False}}})
     assert agent_settings.load(new_host, environ={}).agent.enrolment_token == "t0ken"
@@ -161,9 +167,32 @@ def test_the_enrolment_token_is_written_only_while_the_host_has_no_identity(rend
 
 
 def test_the_role_removes_the_token_once_the_agent_has_enrolled() -> None:
-    tasks = _yaml(ROLE / "tasks" / "run.yml")
+    tasks = _yaml(ROLE / "tasks" / "health.yml")
     block = next(t for t in tasks if "block" in t)["block"]
     names = [t["name"] for t in block]
     assert names.index("Remove the enrolment token from the configuration") == names.index("Check that the agent has enrolled") + 1
     removal = block[names.index("Remove the enrolment token from the configuration")]
     assert removal["vars"] == {"_a4c_agent_enrolled": True} and removal["no_log"] is True and "notify" not in removal
+
+
+def test_every_tag_that_can_restart_the_agent_waits_for_its_health() -> None:
+    """A restart notified under any phase's tag is flushed and waited for under that same tag."""
+    main = _yaml(ROLE / "tasks" / "main.yml")
+    phases = {"a4c_agent_install", "a4c_agent_configure", "a4c_agent_run"}
+    (health,) = [t for t in main if t.get("ansible.builtin.import_tasks") == "health.yml"]
+    assert set(health["tags"]) == phases
+    assert [t["name"] for t in main][-1] == "Health", "the gate comes after every phase"
+    first = _yaml(ROLE / "tasks" / "health.yml")[0]
+    assert first == {"name": "Apply pending restarts", "ansible.builtin.meta": "flush_handlers"}
+    notifying = {
+        phase
+        for phase, path in (("a4c_agent_install", "install.yml"), ("a4c_agent_configure", "configure.yml"), ("a4c_agent_run", "run.yml"))
+        if "notify: Restart a4c-agent" in (ROLE / "tasks" / path).read_text()
+    }
+    assert notifying == phases
+
+
+def test_a_restart_clears_the_failed_state_first() -> None:
+    handlers = _yaml(ROLE / "handlers" / "main.yml")
+    assert [h.get("listen", h["name"]) for h in handlers] == ["Restart a4c-agent", "Restart a4c-agent"]
+    assert handlers[0]["ansible.builtin.command"]["argv"][:2] == ["systemctl", "reset-failed"]

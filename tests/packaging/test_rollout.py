@@ -138,7 +138,8 @@ def rollout(
         config_file.write_text(yaml.safe_dump(config))
         subprocess.run([str(system.BIN / "a4c-controlplane"), "migrate", "--config", str(config_file)], check=True, capture_output=True, timeout=120)
         plane.start()
-        admin = system.Api(plane.url, system.create_admin(workdir / "cp.yaml", workdir))
+        admin_token = system.create_admin(workdir / "cp.yaml", workdir)
+        admin = system.Api(plane.url, admin_token)
         enrolment = system.run_sync(admin.post("/v1/enrolment-tokens", {"description": "rollout test", "max_uses": 2}))
         lap("control plane migrated, started, admin and enrolment token created")
 
@@ -166,6 +167,10 @@ def rollout(
         password.write_text("rollout-test-vault-password\n")
         playbook.vault_variable(
             home, password, "a4c_agent_enrolment_token", enrolment["token"], inventory / "group_vars" / "a4c_agents" / "vault.yml"
+        )
+        # The health gate asks the control plane whether it hears each new agent.
+        playbook.vault_variable(
+            home, password, "a4c_agent_control_plane_token", admin_token, inventory / "group_vars" / "a4c_agents" / "cp-vault.yml"
         )
         vault = ("--vault-password-file", str(password))
 
@@ -222,6 +227,8 @@ def test_the_rollout_leaves_the_agent_active_and_enrolled_on_every_server(rollou
         assert uid is not None and groups is not None, status
         assert uid.group(1) == server.sh("id -u a4c-agent").strip()
         assert server.sh("getent group docker | cut -d: -f3").strip() in groups.group(1).split()
+        # ... from the unit alone: the account itself is not root-equivalent.
+        assert "docker" not in server.sh("id -nG a4c-agent").split()
         assert re.search(r"^CapEff:\s+0+$", status, re.M), status
         assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
 
@@ -492,3 +499,29 @@ async def test_the_workspace_keeps_its_one_container_through_the_upgrade(rollout
     assert [c.id for c in containers] == [workspace["container_id"]], "the same one container, no duplicate"
     assert containers[0].status == "running"
     assert await system.agreement(rollout.api, docker_client, [_host_id(s) for s in rollout.servers]) is None
+
+
+@pytest.fixture(scope="module")
+def broken_configure(rollout: Rollout, upgrade: Upgrade) -> typing.Iterator[tuple[playbook.Result, dict[str, str]]]:
+    """``--tags a4c_agent_configure`` with a config the agent refuses, in site.yml's batches; then the good config again."""
+    bad = {**AGENT_EXTRA, "reporting": {**AGENT_EXTRA["reporting"], "heartbeat_intervall": 1.0}}
+    vault = ("--vault-password-file", str(rollout.home.parent / "vault-password"))
+    configs = {s.name: s.sh("sha256sum /etc/a4c/agent.yaml") for s in rollout.servers}
+    run = rollout.playbook(*vault, "--tags", "a4c_agent_configure", "-e", json.dumps({"a4c_agent_config_extra": bad}))
+    yield run, configs
+    restored = rollout.playbook(*vault, "--tags", "a4c_agent_configure", *ONE_BATCH)
+    assert restored.returncode == 0, f"the good config did not bring the canary back:\n{restored}"
+
+
+def test_a_broken_config_rolled_out_by_tag_stops_at_the_first_host(rollout: Rollout, broken_configure) -> None:
+    run, configs = broken_configure
+    canary, second = rollout.servers
+    assert run.returncode != 0, str(run)
+    assert run.recap[canary.name]["failed"] == 1, str(run)
+    assert second.name not in run.recap, f"the second batch ran:\n{run}"
+    assert second.sh("sha256sum /etc/a4c/agent.yaml") == configs[second.name], "the second server's config changed"
+    assert second.sh("systemctl is-active a4c-agent").strip() == "active"
+    # The canary's agent refused the config, and the failure says so.
+    assert canary.sh("sha256sum /etc/a4c/agent.yaml") != configs[canary.name]
+    assert "did not enrol and report healthy" in run.output
+    assert "heartbeat_intervall" in run.output, "the agent's journal names the bad key"

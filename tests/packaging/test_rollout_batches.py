@@ -36,7 +36,7 @@ def stopped_rollout(
     a4c_wheel: pathlib.Path,
     agent_wheelhouse: pathlib.Path,
     kafka_bootstrap: str,
-) -> typing.Iterator[tuple[list[servers_mod.Server], playbook.Result]]:
+) -> typing.Iterator[tuple[list[servers_mod.Server], playbook.Result, pathlib.Path]]:
     workdir = tmp_path_factory.mktemp("batches")
     fleet = servers_mod.Fleet(
         docker_client,
@@ -62,14 +62,14 @@ def stopped_rollout(
                 "a4c_agent_health_timeout": HEALTH_TIMEOUT,
             },
         )
-        yield servers, playbook.run(workdir / "ansible-home", inventory)
+        yield servers, playbook.run(workdir / "ansible-home", inventory), inventory
     finally:
         problems = fleet.close()
         assert not problems, f"test servers could not be removed: {problems}"
 
 
 def test_a_canary_that_does_not_become_healthy_stops_the_rollout_before_the_next_batch(stopped_rollout) -> None:
-    (canary, second), result = stopped_rollout
+    (canary, second), result, _ = stopped_rollout
     assert result.returncode != 0, str(result)
     assert result.recap[canary.name]["failed"] == 1, str(result)
     assert second.name not in result.recap, f"the second batch ran:\n{result}"
@@ -78,3 +78,23 @@ def test_a_canary_that_does_not_become_healthy_stops_the_rollout_before_the_next
     assert canary.sh("test -x /opt/a4c-agent/bin/a4c-agent && echo installed").strip() == "installed"
     assert f"did not enrol and report healthy within {HEALTH_TIMEOUT} s" in result.output
     assert "enrolment: control plane unavailable, retrying" in result.output, "the failure carries the agent's journal"
+
+
+def test_preflight_refuses_a_python_older_than_3_11_before_installing_anything(stopped_rollout) -> None:
+    # The server the stopped rollout never touched, given an interpreter that
+    # says it is Ubuntu 22.04's Python.
+    (_, untouched), _, inventory = stopped_rollout
+    untouched.sh("printf '#!/bin/sh\\necho 3.10.12\\n' > /usr/local/bin/python3.10 && chmod 755 /usr/local/bin/python3.10")
+    result = playbook.run(
+        inventory.parent / "ansible-home",
+        inventory,
+        "--limit",
+        untouched.name,
+        "-e",
+        '{"a4c_agent_python": "/usr/local/bin/python3.10"}',
+    )
+    assert result.returncode != 0, str(result)
+    assert result.recap[untouched.name]["failed"] == 1, str(result)
+    assert "a4c needs Python 3.11 or newer; /usr/local/bin/python3.10 (a4c_agent_python) is 3.10.12" in result.output
+    assert "set a4c_agent_python=/usr/bin/python3.11" in result.output
+    assert untouched.rc("test -e /opt/a4c-agent || test -e /etc/a4c/agent.yaml || id a4c-agent") != 0, "preflight let the install begin"

@@ -88,7 +88,7 @@ def test_each_daemon_unit_stops_later_than_its_daemons_own_deadline(name: str, d
     assert units.seconds(service["TimeoutStopSec"][-1]) >= deadline + 5, (service["TimeoutStopSec"], deadline)
 
 
-@pytest.mark.parametrize("name", ["a4c-agent.service", "a4c-controlplane.service"])
+@pytest.mark.parametrize("name", ["a4c-agent.service", "a4c-controlplane.service", "a4c-search-sync.service"])
 def test_the_daemons_that_speak_sd_notify_run_as_notify_units_with_a_watchdog(name: str) -> None:
     service = _unit(name)["Service"]
     assert service["Type"] == ["notify"]
@@ -118,3 +118,31 @@ def test_the_agent_unit_writes_only_the_agents_default_state_dir_and_reaches_doc
     assert service["ReadWritePaths"] == [state_dir]
     assert service["SupplementaryGroups"] == ["docker"]
     assert service["ExecStart"] == ["/opt/a4c-agent/bin/a4c-agent run --config /etc/a4c/agent.yaml"]
+
+
+@pytest.mark.parametrize("unit", UNIT_FILES, ids=lambda p: p.name)
+def test_every_unit_bounds_its_resources_and_says_why(unit: pathlib.Path) -> None:
+    """Units share hosts with developers' workloads: descriptors, OOM preference and tasks are set, each with a reason."""
+    service = units.parse(unit.read_text())["Service"]
+    assert int(service["LimitNOFILE"][-1]) > 1024, "above the default soft limit"
+    assert int(service["OOMScoreAdjust"][-1]) < 0, "the kernel should pick a workload before the daemon"
+    assert int(service["TasksMax"][-1]) > 0
+    lines = unit.read_text().splitlines()
+    for key in ("LimitNOFILE", "OOMScoreAdjust", "TasksMax"):
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{key}="))
+        before = lines[max(0, at - 16) : at]
+        assert any(line.startswith("#") and key in line for line in before), f"{unit.name}: no comment says why {key}"
+
+
+def test_the_control_plane_has_descriptors_for_every_connection_it_may_hold() -> None:
+    service = _unit("a4c-controlplane.service")["Service"]
+    settings = cp_settings.Settings()
+    # Listener connections, two database pools with their overflow, and room for Kafka, Elasticsearch and files.
+    needed = settings.http.max_connections + 2 * 2 * settings.database.pool_size + 256
+    assert int(service["LimitNOFILE"][-1]) >= needed
+
+
+def test_the_agent_is_the_last_thing_on_its_host_the_kernel_would_kill() -> None:
+    agent = int(_unit("a4c-agent.service")["Service"]["OOMScoreAdjust"][-1])
+    others = [int(units.parse(p.read_text())["Service"]["OOMScoreAdjust"][-1]) for p in UNIT_FILES if p.name != "a4c-agent.service"]
+    assert agent < min(others)
