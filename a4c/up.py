@@ -49,7 +49,22 @@ import yaml
 
 from a4c import embedded, instance, supervise
 
-DEFAULT_STATE = pathlib.Path(os.environ.get("XDG_STATE_HOME") or pathlib.Path.home() / ".local" / "state") / "a4c"
+
+def default_state_dir(environ: typing.Mapping[str, str], euid: int, home: pathlib.Path) -> pathlib.Path:
+    """``$XDG_STATE_HOME/a4c``, else ``~/.local/state/a4c``; as root ``/var/lib/a4c``.
+
+    Root's home is private (mode 0700) and the embedded PostgreSQL runs as an
+    unprivileged user that must reach its data directory, so a state
+    directory under /root cannot work.
+    """
+    if environ.get("XDG_STATE_HOME"):
+        return pathlib.Path(environ["XDG_STATE_HOME"]) / "a4c"
+    if euid == 0:
+        return pathlib.Path("/var/lib/a4c")
+    return home / ".local" / "state" / "a4c"
+
+
+DEFAULT_STATE = default_state_dir(os.environ, os.geteuid(), pathlib.Path.home())
 BIN = pathlib.Path(sys.executable).parent
 
 
