@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 
 from packaging import version as pep440
@@ -90,27 +91,52 @@ def _dependency_key(extra: str, constraints: str) -> str:
 
 
 def wheelhouse(a4c_wheel: pathlib.Path, extra: str = "agent") -> pathlib.Path:
-    """A directory of wheels of the dependencies of ``a4c[extra]`` (not a4c itself), cached."""
+    """A directory of wheels of the dependencies of ``a4c[extra]`` (not a4c itself), cached.
+
+    Complete only with its ``constraints.txt`` and wheels: it is built under
+    a temporary name and moved into place whole, and Docker creates a missing
+    bind-mount source as an empty directory, so a bare directory at this path
+    proves nothing (it once left every later rollout with no wheels).
+    """
     frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True, check=True).stdout
     constraints = "\n".join(line for line in frozen.splitlines() if not line.lower().startswith("a4c")) + "\n"
     cache = systemd_image.cache_dir()
     house = cache / f"wheelhouse-{extra}-{_dependency_key(extra, constraints)}"
-    if house.is_dir():
+    if _complete(house):
+        os.utime(house)  # in use: not stale for another checkout's build (_remove_stale)
         return house
     with systemd_image.locked(cache / f".{house.name}.lock"):
-        if house.is_dir():
+        if _complete(house):
             return house
+        shutil.rmtree(house, ignore_errors=True)
         partial = pathlib.Path(tempfile.mkdtemp(prefix="wheelhouse-", dir=cache))
         try:
+            partial.chmod(0o755)  # mkdtemp's 0700 would hide it from a container's unprivileged user
             (partial / "constraints.txt").write_text(constraints)
             _pip("wheel", "--quiet", "--wheel-dir", str(partial), "-c", str(partial / "constraints.txt"), f"{a4c_wheel}[{extra}]")
             for own in partial.glob("a4c-*.whl"):
                 own.unlink()
             os.replace(partial, house)
-            # Wheelhouses of other dependency sets are stale: keep the cache small.
-            for stale in cache.glob(f"wheelhouse-{extra}-*"):
-                if stale != house:
-                    shutil.rmtree(stale, ignore_errors=True)
+            _remove_stale(cache, extra, house)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     return house
+
+
+def _complete(house: pathlib.Path) -> bool:
+    return (house / "constraints.txt").is_file() and any(house.glob("*.whl"))
+
+
+# Another checkout on this machine (a branch with other dependencies) may be
+# mounting its wheelhouse into a server right now: only old ones go.
+STALE_AFTER_S = 24 * 3600
+
+
+def _remove_stale(cache: pathlib.Path, extra: str, keep: pathlib.Path) -> None:
+    for other in cache.glob(f"wheelhouse-{extra}-*"):
+        try:
+            old = time.time() - other.stat().st_mtime > STALE_AFTER_S
+        except FileNotFoundError:
+            continue
+        if other != keep and old:
+            shutil.rmtree(other, ignore_errors=True)
