@@ -37,7 +37,16 @@ class HttpSettings(config.StrictModel):
         default=None, description="URL people and agents use to reach the API (defaults to http://host:port)."
     )
     max_body_bytes: int = pydantic.Field(default=1_048_576, gt=0, description="Larger request bodies answer 413.")
-    shutdown_timeout: Seconds = pydantic.Field(default=10.0, description="Grace for in-flight requests on SIGTERM.")
+    drain_delay: float = pydantic.Field(
+        default=0.0,
+        ge=0,
+        description="After SIGTERM, /readyz answers 503 this long while the listener still accepts, so that a load balancer "
+        "routes new requests elsewhere before it closes: behind one, longer than its health-check interval (the Ansible role "
+        "sets 5). 0 closes the listener at once.",
+    )
+    shutdown_timeout: Seconds = pydantic.Field(
+        default=10.0, description="Grace for in-flight requests once the listener has closed (after http.drain_delay)."
+    )
     header_timeout: Seconds = pydantic.Field(
         default=20.0,
         description="A connection that has not sent a complete request head this long after it opened, or after its previous answer, is closed (slow headers and idle keep-alive alike).",

@@ -137,6 +137,7 @@ def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Contex
         enabled=limits.enabled,
     )
     app[keys.CAPS] = shedding.Caps(settings.concurrency)
+    app[keys.DRAINING] = asyncio.Event()
     found = endpoints()
     for ep in found:
         app.router.add_route(ep.method, ep.aiohttp_path, endpoint.handler_for(ep), name=ep.name)

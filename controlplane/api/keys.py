@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import typing
 
 from aiohttp import web
@@ -17,6 +18,7 @@ __all__ = [
     "AUTH",
     "CAPS",
     "CONSUMERS",
+    "DRAINING",
     "ENGINE",
     "HOT_READS",
     "LIMITER",
@@ -31,5 +33,7 @@ __all__ = [
 AUTH: web.AppKey[auth.Authenticator] = web.AppKey("auth")
 LIMITER: web.AppKey[ratelimit.Limits] = web.AppKey("limiter")
 CAPS: web.AppKey[shedding.Caps] = web.AppKey("caps")
+# Set on SIGTERM (controlplane/api/server.py): /readyz answers 503 from then on.
+DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")
 
 PRINCIPAL: web.RequestKey[access.Principal | None] = web.RequestKey("principal")

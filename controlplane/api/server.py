@@ -2,11 +2,16 @@
 
 ``a4c-controlplane run`` calls :func:`serve`. The listener's limits (header
 and body deadlines, connection caps, cancellation on disconnect) are in
-controlplane/api/listener.py. In-flight requests get
-``http.shutdown_timeout`` to finish; resources (cleanup contexts) stop in
-reverse order after the listener closes. Under systemd (``NOTIFY_SOCKET``) it
-sends READY once listening, WATCHDOG pings while the event loop is responsive,
-and STOPPING on the way out.
+controlplane/api/listener.py. Under systemd (``NOTIFY_SOCKET``) it sends READY
+once listening, WATCHDOG pings while the event loop is responsive, and
+STOPPING on the way out.
+
+SIGTERM drains in three steps, so that a rolling restart behind a load
+balancer fails no request: ``/readyz`` answers 503 at once while the listener
+still accepts, for ``http.drain_delay`` (the balancer's health check routes
+new requests elsewhere meanwhile); then the listener closes (idle keep-alive
+connections with it); then in-flight requests get ``http.shutdown_timeout``
+to finish. Resources (cleanup contexts) stop last, in reverse order.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from aiohttp import web
 
 from controlplane import settings as cp_settings
 from controlplane.api import app as api_app
-from controlplane.api import listener
+from controlplane.api import keys, listener
 from shared import sdnotify
 
 logger = logging.getLogger(__name__)
@@ -55,8 +60,12 @@ async def serve(
         if period is not None:
             watchdog = asyncio.create_task(_watchdog(period, stopping))
         await stopping.wait()
-        logger.info("stopping: finishing in-flight requests (up to %ss)", settings.http.shutdown_timeout)
         sdnotify.notify("STOPPING=1")
+        app[keys.DRAINING].set()
+        if settings.http.drain_delay > 0:
+            logger.info("draining: /readyz answers 503, the listener closes in %ss", settings.http.drain_delay)
+            await asyncio.sleep(settings.http.drain_delay)
+        logger.info("stopping: listener closed, finishing in-flight requests (up to %ss)", settings.http.shutdown_timeout)
     finally:
         if watchdog is not None:
             watchdog.cancel()

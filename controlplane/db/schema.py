@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import importlib.metadata
 import pathlib
 
@@ -43,6 +44,7 @@ class Known:
     head: str
 
 
+@functools.cache
 def known() -> Known:
     scripts = alembic_script.ScriptDirectory(str(migrate.MIGRATIONS))
     names = {s.revision: pathlib.Path(s.path).stem for s in scripts.walk_revisions()}
@@ -52,7 +54,7 @@ def known() -> Known:
     return Known(names, heads[0])
 
 
-def _version() -> str:
+def package_version() -> str:
     try:
         return importlib.metadata.version("a4c")
     except importlib.metadata.PackageNotFoundError:
@@ -97,7 +99,7 @@ async def check(db: cp_settings.DatabaseSettings, *, timeout: float | None = Non
             current = await current_revision(db)
     except (OSError, sa.exc.DBAPIError, TimeoutError):
         return False
-    refusal = verdict(current, known(), _version())
+    refusal = verdict(current, known(), package_version())
     if refusal is not None:
         raise SchemaMismatch(refusal)
     return True

@@ -65,7 +65,7 @@ def test_a_start_against_a_newer_unknown_schema_exits_with_one_line_naming_both(
     head = schema.known()
     assert done.returncode == 2, done.stderr
     assert _error_lines(done) == [
-        f"error: database schema is at 0012, which this a4c-controlplane {schema._version()} knows up to"
+        f"error: database schema is at 0012, which this a4c-controlplane {schema.package_version()} knows up to"
         f" {head.names[head.head]} does not know (a newer release migrated it): upgrade the control plane,"
         ' or restore the backup taken before that "migrate"'
     ], done.stderr
@@ -81,7 +81,7 @@ def test_a_start_against_a_schema_behind_names_migrate(make_database, tmp_path) 
     assert done.returncode == 2, done.stderr
     (line,) = _error_lines(done)
     assert line == (
-        f"error: database schema is at {head.names[previous]}, this a4c-controlplane {schema._version()} knows up to"
+        f"error: database schema is at {head.names[previous]}, this a4c-controlplane {schema.package_version()} knows up to"
         f' {head.names[head.head]}: run "a4c-controlplane migrate" (or upgrade the control plane)'
     )
 

@@ -80,7 +80,7 @@ def _unit(name: str) -> dict[str, dict[str, list[str]]]:
     ("name", "deadline"),
     [
         ("a4c-agent.service", agent_settings.DaemonSettings().shutdown_deadline),
-        ("a4c-controlplane.service", cp_settings.HttpSettings().shutdown_timeout),
+        ("a4c-controlplane.service", cp_settings.HttpSettings().shutdown_timeout + cp_settings.HttpSettings().drain_delay),
     ],
 )
 def test_each_daemon_unit_stops_later_than_its_daemons_own_deadline(name: str, deadline: float) -> None:

@@ -14,3 +14,8 @@ class Health(common.Out):
 class Ready(common.Out):
     status: typing.Literal["ready"]
     database: typing.Literal["ok"]
+
+
+class Version(common.Out):
+    version: str
+    schema_revision: str

@@ -10,6 +10,7 @@ from aiohttp import web
 from controlplane import errors, metrics
 from controlplane.api import endpoint, keys
 from controlplane.api.schemas import ops as schemas
+from controlplane.db import schema
 from shared import consuming
 
 routes = endpoint.Routes("operations")
@@ -25,7 +26,9 @@ async def healthz(call: endpoint.Call) -> schemas.Health:
 
 @routes.get("/readyz", response=schemas.Ready, auth="public", rate_limited=False)
 async def readyz(call: endpoint.Call) -> schemas.Ready:
-    """Ready to serve: the database answers and no Kafka consumer is stalled (503 naming what is not)."""
+    """Ready to serve: not shutting down, the database answers and no Kafka consumer is stalled (503 naming what is not)."""
+    if call.request.app[keys.DRAINING].is_set():
+        raise errors.Unavailable("draining: this instance is shutting down")
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             await call.session.execute(sa.text("SELECT 1"))
@@ -45,6 +48,13 @@ def _stalled(consumers: dict[str, consuming.Progress], after: float) -> list[str
         if seconds > after:
             found.append(f"consumer {name} stalled: {progress.waiting} records waiting, nothing committed for {seconds:.0f} s")
     return found
+
+
+@routes.get("/v1/version", response=schemas.Version, auth="public", rate_limited=False)
+async def version(call: endpoint.Call) -> schemas.Version:
+    """This instance's release and the database schema it was written for (a rollout's version-skew check reads it)."""
+    package = schema.known()
+    return schemas.Version(version=schema.package_version(), schema_revision=package.names[package.head])
 
 
 @routes.get("/metrics", response=None, auth="public", raw=True, rate_limited=False)
