@@ -16,6 +16,9 @@ allocation row that nobody else holds and that still has room by its current
 values (``FOR UPDATE SKIP LOCKED``), so placements on different hosts run in
 parallel and two on one host queue on its row, the second re-checking the
 room the first left. The workspace INSERT's trigger then updates the held row.
+A create makes that claim in the ranking's own statement (migration 0012's
+``a4c_claim_host``, whose subtransaction lets go of any row its re-check
+rejected when it takes none), so ranking and claiming cost one round trip.
 
 Scale: :func:`choose` does not load the whole fleet into Python. One SQL
 statement classifies every host with the same checks, in the same order, as
@@ -123,8 +126,9 @@ async def snapshot(session: Session) -> list[domain.Host]:
 
 # Mirrors domain.placement._judge check by check (see the module docstring);
 # labels are not part of service requests, so that check never rejects here.
-_CANDIDATES = sa.text(
-    """
+# Ties break on the host id as a uuid: its byte order is the order of its
+# lower-case text, which the pure decision sorts by, and needs no cast per row.
+_RANKING = """
     WITH judged AS MATERIALIZED (
         -- Narrow on purpose: every host passes through here; only the few shown are read in full.
         SELECT h.id, h.name,
@@ -149,28 +153,43 @@ _CANDIDATES = sa.text(
         ) t
     ), counts AS (
         SELECT code, count(*) AS code_count FROM judged GROUP BY code
+    ), top AS (
+        SELECT id, code, fraction, free_memory FROM judged WHERE code IS NULL ORDER BY fraction, free_memory DESC, id LIMIT :shown
     ), shown AS (
-        (SELECT id, code FROM judged WHERE code IS NULL ORDER BY fraction, free_memory DESC, id::text COLLATE "C" LIMIT :shown)
+        (SELECT id, code FROM top)
         UNION
-        (SELECT id, code FROM judged WHERE code IS NOT NULL ORDER BY name COLLATE "C", id::text COLLATE "C" LIMIT :shown)
+        (SELECT id, code FROM judged WHERE code IS NOT NULL ORDER BY name COLLATE "C", id LIMIT :shown)
         UNION
-        (SELECT DISTINCT ON (code) id, code FROM judged WHERE code IS NOT NULL ORDER BY code, name COLLATE "C", id::text COLLATE "C")
-    )
+        (SELECT DISTINCT ON (code) id, code FROM judged WHERE code IS NOT NULL ORDER BY code, name COLLATE "C", id)
+    ){claim_cte}
     -- The top of the ranking, the first rejected hosts by name, and one host of every code (so each count arrives).
+    -- Each shown host is read by its key (OFFSET 0 keeps the planner from hashing the whole fleet to join a few dozen).
     SELECT h.id, h.name, h.status::text AS status, h.cordoned, h.draining, h.labels,
            h.capacity_cpus, h.capacity_memory_mb, h.capacity_disk_bytes, h.disk_total_bytes, h.disk_used_bytes, h.last_heartbeat_at,
            coalesce(a.cpus, 0) AS alloc_cpus, coalesce(a.memory_mb, 0) AS alloc_memory_mb,
-           coalesce(a.promised_gb, 0) * :gib AS promised, shown.code, counts.code_count
+           coalesce(a.promised_gb, 0) * :gib AS promised, shown.code, counts.code_count{claim_column}
     FROM shown
     JOIN counts ON counts.code IS NOT DISTINCT FROM shown.code
-    JOIN hosts h ON h.id = shown.id
-    LEFT JOIN host_allocations a ON a.host_id = h.id
-    """
+    CROSS JOIN LATERAL (SELECT * FROM hosts WHERE hosts.id = shown.id OFFSET 0) h
+    LEFT JOIN LATERAL (SELECT * FROM host_allocations WHERE host_allocations.host_id = shown.id OFFSET 0) a ON true
+"""
+_CANDIDATES = sa.text(_RANKING.format(claim_cte="", claim_column=""))
+# The same, and a create's claim in the same round trip (migration 0012's
+# a4c_claim_host: the first of the ranked hosts, in ranking order, whose row
+# nobody else holds and that still has room; NULL, holding nothing, if none).
+_CANDIDATES_AND_CLAIM = sa.text(
+    _RANKING.format(
+        claim_cte=""", claim AS MATERIALIZED (
+        SELECT a4c_claim_host(ARRAY(SELECT id FROM top ORDER BY fraction, free_memory DESC, id), :need_cpus, :memory_mb, :need_bytes) AS host
+    )""",
+        claim_column=", (SELECT host FROM claim) AS claimed",
+    )
 )
 
 # The first of the ranked hosts whose allocation row nobody else holds and that
 # still has room by its current row (a placement committed since the ranking may
 # have filled it). Locked until commit: the workspace INSERT's trigger updates it.
+# Used by queue placement, which holds several rows and never waits (no savepoint).
 _CLAIM = sa.text(
     """
     SELECT a.host_id FROM host_allocations a JOIN hosts h ON h.id = a.host_id
@@ -208,14 +227,18 @@ class _Judged:
     hosts: list[domain.Host]
     eligible: int
     rejected: dict[domain.Code, int]
+    # With ``claim``: the host whose row the ranking statement took (None: it took none).
+    claimed: uuid.UUID | None = None
 
 
-async def _judge(session: Session, request: Request, settings: cp_settings.Settings, now: datetime.datetime) -> _Judged:
-    rows = (await session.execute(_CANDIDATES, {**_params(request), "stale_before": _stale_before(now, settings), "shown": RECORD_HOSTS})).all()
+async def _judge(session: Session, request: Request, settings: cp_settings.Settings, now: datetime.datetime, *, claim: bool = False) -> _Judged:
+    statement = _CANDIDATES_AND_CLAIM if claim else _CANDIDATES
+    rows = (await session.execute(statement, {**_params(request), "stale_before": _stale_before(now, settings), "shown": RECORD_HOSTS})).all()
     counts: dict[str | None, int] = {r.code: r.code_count for r in rows}
     eligible = counts.pop(None, 0)
     rejected = {domain.Code(code): n for code, n in counts.items() if code is not None}
-    return _Judged(request, now, [_host(r) for r in rows], eligible, rejected)
+    claimed = rows[0].claimed if claim and rows else None
+    return _Judged(request, now, [_host(r) for r in rows], eligible, rejected, None if claimed is None else uuid.UUID(str(claimed)))
 
 
 def _outcome(judged: _Judged, settings: cp_settings.Settings, *, skip: typing.Collection[uuid.UUID] = ()) -> Outcome:
@@ -242,7 +265,9 @@ async def choose(session: Session, request: Request, settings: cp_settings.Setti
     return _outcome(await _judge(session, request, settings, now or _now()), settings)
 
 
-async def place_one(session: Session, request: Request, settings: cp_settings.Settings, *, wait: bool = True) -> Outcome:
+async def place_one(
+    session: Session, request: Request, settings: cp_settings.Settings, *, wait: bool = True, now: datetime.datetime | None = None
+) -> Outcome:
     """Decide for one new workspace and hold the chosen host's allocation row until commit.
 
     The caller inserts the workspace in the same transaction; its trigger adds
@@ -250,40 +275,35 @@ async def place_one(session: Session, request: Request, settings: cp_settings.Se
     is held by another placement, wait for the best one (for callers holding
     no other allocation row: docs/decisions/0011-maintained-allocations.md);
     otherwise the workspace stays pending until the next pass.
+
+    With ``wait``, the ranking statement also makes the claim (one round trip:
+    the SQL ranking's order is the pure decision's, which the tests check);
+    without, the claim is a statement of its own that holds what it rejects,
+    since a caller that never waits cannot close a cycle.
     """
-    judged = await _judge(session, request, settings, _now())
+    judged = await _judge(session, request, settings, now or _now(), claim=wait)
     for _ in range(CLAIM_ROUNDS):
         outcome = _outcome(judged, settings)
         if outcome.host_id is None:
             return outcome
         ranked = [uuid.UUID(s["host_id"]) for s in outcome.record["eligible"]]
         params = _params(request)
-        claimed = await _claim(session, ranked, params, release=wait)
+        claimed = judged.claimed if wait else await _claim(session, ranked, params)
         if claimed is None and wait and await _wait_for(session, ranked[0], params):
             claimed = ranked[0]
         if claimed == outcome.host_id:
             return outcome
         if claimed is not None:
             return _outcome(judged, settings, skip=ranked[: ranked.index(claimed)])
-        judged = await _judge(session, request, settings, _now())
+        judged = await _judge(session, request, settings, now or _now(), claim=wait)
     outcome = _outcome(judged, settings, skip=[uuid.UUID(s["host_id"]) for s in _outcome(judged, settings).record["eligible"]])
     reason = f"every host with room was being placed on by other requests ({CLAIM_ROUNDS} tries); waiting for the next pass"
     return Outcome(None, None, reason, dict(outcome.record, host_id=None, host_name=None, reason=reason))
 
 
-async def _claim(session: Session, ranked: list[uuid.UUID], params: dict[str, typing.Any], *, release: bool) -> uuid.UUID | None:
-    """The first ranked host that is free and has room, its row now held; None if none is.
-
-    ``release``: in a savepoint, rolled back when nothing is claimed. A row
-    another placement filled after this statement began stays locked after the
-    re-check rejects it; a caller that goes on to wait must not hold such rows.
-    """
-    if not release:
-        return typing.cast("uuid.UUID | None", (await session.execute(_CLAIM, {**params, "hosts": ranked})).scalar())
-    savepoint = await session.begin_nested()
-    claimed = (await session.execute(_CLAIM, {**params, "hosts": ranked})).scalar()
-    await (savepoint.commit() if claimed is not None else savepoint.rollback())
-    return typing.cast("uuid.UUID | None", claimed)
+async def _claim(session: Session, ranked: list[uuid.UUID], params: dict[str, typing.Any]) -> uuid.UUID | None:
+    """The first ranked host that is free and has room, its row now held; None if none is (rows the re-check rejected stay held)."""
+    return typing.cast("uuid.UUID | None", (await session.execute(_CLAIM, {**params, "hosts": ranked})).scalar())
 
 
 async def _wait_for(session: Session, host: uuid.UUID, params: dict[str, typing.Any]) -> bool:

@@ -60,12 +60,14 @@ def _error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
 def test_a_start_against_a_newer_unknown_schema_exits_with_one_line_naming_both(make_database, tmp_path, command) -> None:
     url = make_database()
     postgres_server.in_thread(migrate.upgrade, url)
-    asyncio.run(_execute(url, "UPDATE alembic_version SET version_num = '0012'"))
-    done = _start(tmp_path, url, command)
     head = schema.known()
+    unknown = "9999"  # a revision no migration here has
+    assert unknown not in head.names
+    asyncio.run(_execute(url, f"UPDATE alembic_version SET version_num = '{unknown}'"))
+    done = _start(tmp_path, url, command)
     assert done.returncode == 2, done.stderr
     assert _error_lines(done) == [
-        f"error: database schema is at 0012, which this a4c-controlplane {schema.package_version()} knows up to"
+        f"error: database schema is at {unknown}, which this a4c-controlplane {schema.package_version()} knows up to"
         f" {head.names[head.head]} does not know (a newer release migrated it): upgrade the control plane,"
         ' or restore the backup taken before that "migrate"'
     ], done.stderr

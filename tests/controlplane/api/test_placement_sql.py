@@ -110,6 +110,11 @@ async def test_choosing_in_sql_gives_what_the_pure_function_gives_on_the_whole_f
             )
             assert fast.record == expected, (request, fast.reason, full.reason)
             assert (fast.host_id, fast.reason) == (full.host_id, full.reason)
+            # A create ranks and claims in one statement: it takes the same host, for the same reason.
+            claiming = await session.begin_nested()
+            claimed = await placement.place_one(session, request, settings, now=NOW)
+            await claiming.rollback()
+            assert (claimed.host_id, claimed.record) == (full.host_id, expected)
             eligible_seen = max(eligible_seen, len(full.eligible))
         if healthy:
             assert eligible_seen > placement.RECORD_HOSTS, "a healthy fleet must exercise the top-N cut"
