@@ -182,6 +182,28 @@ class ConcurrencySettings(config.StrictModel):
     retry_after: int = pydantic.Field(default=1, gt=0, description="Seconds a refused caller is told to wait (Retry-After).")
 
 
+class WatchSettings(config.StrictModel):
+    """Blocking reads: ``GET /v1/jobs/{id}`` and ``/v1/workspaces/{id}`` with ``?index=N`` wait for a change (controlplane/api/watches.py)."""
+
+    default_wait: Seconds = pydantic.Field(default=60.0, description="How long a read with ?index= and no ?wait= blocks at most.")
+    max_wait: Seconds = pydantic.Field(
+        default=300.0, description="Longest a read blocks whatever ?wait= asks (longer waits are cut to this and answer the unchanged object)."
+    )
+    fallback_wait: Seconds = pydantic.Field(
+        default=1.0,
+        description="While this instance's LISTEN connection to PostgreSQL is down it hears of no change, so reads block at most this long and clients come back.",
+    )
+    per_instance: int = pydantic.Field(
+        default=512,
+        gt=0,
+        description="Reads blocked at once on one instance; one more answers 503 with Retry-After. Each holds an HTTP connection: keep it under http.max_connections.",
+    )
+    per_user: int = pydantic.Field(
+        default=64, gt=0, description="Reads one user has blocked at once on one instance; one more answers 429 with Retry-After."
+    )
+    retry_after: int = pydantic.Field(default=1, gt=0, description="Seconds a refused watcher is told to wait (Retry-After).")
+
+
 class ApiSettings(config.StrictModel):
     """Behaviour of the HTTP API's resources."""
 
@@ -427,6 +449,7 @@ class Settings(config.StrictModel):
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     concurrency: ConcurrencySettings = ConcurrencySettings()
+    watch: WatchSettings = WatchSettings()
     api: ApiSettings = ApiSettings()
     enrolment: EnrolmentSettings = EnrolmentSettings()
     ci: CiSettings = CiSettings()

@@ -14,8 +14,8 @@ async def sleep_or(stopping: asyncio.Event, seconds: float) -> bool:
         return False
 
 
-async def wait_any(seconds: float, *events: asyncio.Event) -> None:
-    """Wait until any event is set, or ``seconds`` pass."""
+async def wait_any(seconds: float | None, *events: asyncio.Event) -> None:
+    """Wait until any event is set, or ``seconds`` pass (None: no time limit)."""
     waiters = [asyncio.ensure_future(e.wait()) for e in events]
     try:
         await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)

@@ -22,7 +22,7 @@ from aiohttp import web
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
-from controlplane.api import auth, endpoint, idempotency, keys, middleware, openapi, ratelimit, requestlog, revocations, shedding
+from controlplane.api import auth, changes, endpoint, idempotency, keys, middleware, openapi, ratelimit, requestlog, revocations, shedding, watches
 from controlplane.api.schemas import images as image_schemas
 from controlplane.api.schemas import search as search_schemas
 from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, search, streams, users, workspaces
@@ -123,7 +123,26 @@ async def housekeeping_ctx(app: web.Application) -> typing.AsyncIterator[None]:
             await task
 
 
-DEFAULT_CONTEXTS: tuple[Context, ...] = (database_ctx, housekeeping_ctx, search_context.search_ctx)
+async def watch_ctx(app: web.Application) -> typing.AsyncIterator[None]:
+    """Blocking reads (controlplane/api/watches.py) and the change feed that wakes them (controlplane/api/changes.py)."""
+    hub = app[keys.WATCHES]
+    stopping = asyncio.Event()
+    feeding = asyncio.create_task(changes.feed(hub, app[keys.SETTINGS].database, stopping), name="a4c-change-feed")
+    try:
+        yield
+    finally:
+        stopping.set()
+        feeding.cancel()  # it may be waiting on a connect to a database that does not answer
+        with contextlib.suppress(asyncio.CancelledError):
+            await feeding
+
+
+async def _answer_blocked_reads(app: web.Application) -> None:
+    # on_shutdown runs before the runner waits for in-flight requests: blocked reads answer now, not at shutdown_timeout.
+    app[keys.WATCHES].close()
+
+
+DEFAULT_CONTEXTS: tuple[Context, ...] = (database_ctx, watch_ctx, housekeeping_ctx, search_context.search_ctx)
 
 
 def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Context] = DEFAULT_CONTEXTS) -> web.Application:
@@ -138,6 +157,8 @@ def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Contex
     )
     app[keys.CAPS] = shedding.Caps(settings.concurrency)
     app[keys.DRAINING] = asyncio.Event()
+    app[keys.WATCHES] = watches.Hub(settings.watch)
+    app.on_shutdown.append(_answer_blocked_reads)
     found = endpoints()
     for ep in found:
         app.router.add_route(ep.method, ep.aiohttp_path, endpoint.handler_for(ep), name=ep.name)

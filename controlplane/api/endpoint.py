@@ -124,6 +124,8 @@ class Endpoint:
     errors: tuple[int, ...]
     raw: bool
     rate_limited: bool
+    # A blocking read (controlplane/api/watches.py): with ?index= it waits under the watch limits, not its route class's cap.
+    watchable: bool = False
 
     @functools.cached_property
     def route_class(self) -> str | None:
@@ -195,6 +197,7 @@ class Routes:
         errors: tuple[int, ...] = (),
         raw: bool = False,
         rate_limited: bool = True,
+        watchable: bool = False,
         summary: str | None = None,
     ) -> typing.Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -219,6 +222,7 @@ class Routes:
                     errors=errors,
                     raw=raw,
                     rate_limited=rate_limited,
+                    watchable=watchable,
                 )
             )
             return handler
@@ -402,7 +406,18 @@ def invalid(exc: pydantic.ValidationError, *, unknown: str) -> errors.DomainErro
 
 class Document(dict[str, typing.Any]):
     """A view's answer already shaped as its declared response model renders it (a hot read, see
-    controlplane/services/workspace_read.py): encoded with orjson as it is, no model built or validated."""
+    controlplane/services/workspace_read.py): encoded with orjson as it is, no model built or validated.
+    ``index``, when given, is sent as the X-A4C-Index header (the object's version, for blocking reads)."""
+
+    index: int | None = None
+
+    def __init__(self, data: typing.Mapping[str, typing.Any], *, index: int | None = None) -> None:
+        super().__init__(data)
+        if index is not None:
+            self.index = index
+
+
+INDEX_HEADER = "X-A4C-Index"
 
 
 # As pydantic renders: UTC datetimes end in "Z", UUIDs are strings; non-string keys are errors.
@@ -413,7 +428,8 @@ def render(endpoint: Endpoint, result: typing.Any) -> web.Response:
     if endpoint.response is None:
         return web.Response(status=endpoint.status)
     if type(result) is Document:
-        return web.Response(body=orjson.dumps(result, option=_ORJSON), status=endpoint.status, content_type="application/json")
+        headers = None if result.index is None else {INDEX_HEADER: str(result.index)}
+        return web.Response(body=orjson.dumps(result, option=_ORJSON), status=endpoint.status, content_type="application/json", headers=headers)
     if not isinstance(result, endpoint.response):
         raise TypeError(f"{endpoint.name} returned {type(result).__name__}, declared {endpoint.response.__name__}")
     return web.Response(body=result.model_dump_json().encode(), status=endpoint.status, content_type="application/json")

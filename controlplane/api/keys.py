@@ -11,7 +11,7 @@ from controlplane.appkeys import CONSUMERS, ENGINE, HOT_READS, OPENAPI, READ_ENG
 
 # For annotations only: these modules import this one.
 if typing.TYPE_CHECKING:
-    from controlplane.api import auth, ratelimit, shedding
+    from controlplane.api import auth, ratelimit, shedding, watches
     from controlplane.services import access
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "READ_SESSIONS",
     "SESSIONS",
     "SETTINGS",
+    "WATCHES",
 ]
 
 AUTH: web.AppKey[auth.Authenticator] = web.AppKey("auth")
@@ -35,5 +36,6 @@ LIMITER: web.AppKey[ratelimit.Limits] = web.AppKey("limiter")
 CAPS: web.AppKey[shedding.Caps] = web.AppKey("caps")
 # Set on SIGTERM (controlplane/api/server.py): /readyz answers 503 from then on.
 DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")
+WATCHES: web.AppKey[watches.Hub] = web.AppKey("watches")
 
 PRINCIPAL: web.RequestKey[access.Principal | None] = web.RequestKey("principal")

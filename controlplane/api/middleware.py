@@ -18,7 +18,8 @@ wrapper per request, a measurable share of a hot read's CPU (docs/benchmarks.md,
   token bucket (per token, or per address when anonymous), refuses
   unauthenticated calls to protected endpoints, and holds a slot of the
   route's class for the handler (503 with Retry-After when full, see
-  :mod:`.shedding`).
+  :mod:`.shedding`); a blocking read holds none while it waits, the watch
+  limits bound it instead (:mod:`.watches`).
 
 A request whose client disconnects is cancelled (``handler_cancellation``,
 controlplane/api/listener.py): it is counted with status 499, and a write's
@@ -146,6 +147,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise errors.Unauthorized("this needs an API token: send 'Authorization: Bearer <token>'")
         raise errors.Unauthorized("unknown, revoked or expired token")
     caps = app[keys.CAPS]
+    if endpoint is not None and endpoint.watchable and "index" in request.query:
+        # A blocking read holds no slot of its class while it waits: the watch limits bound it (controlplane/api/watches.py).
+        return await handler(request)
     cls = caps.enter(endpoint.route_class if endpoint is not None else shedding.route_class(None))
     try:
         return await handler(request)

@@ -62,6 +62,7 @@ async def serve(
         await stopping.wait()
         sdnotify.notify("STOPPING=1")
         app[keys.DRAINING].set()
+        app[keys.WATCHES].close()  # blocked reads answer now; their clients ask again, through the balancer, elsewhere
         if settings.http.drain_delay > 0:
             logger.info("draining: /readyz answers 503, the listener closes in %ss", settings.http.drain_delay)
             await asyncio.sleep(settings.http.drain_delay)

@@ -10,6 +10,7 @@ import uuid
 import pydantic
 import pydantic_core
 
+from controlplane.domain import watch as domain_watch
 from controlplane.services import pagination
 
 ItemT = typing.TypeVar("ItemT")
@@ -42,6 +43,21 @@ def _query_uuid(value: typing.Any) -> typing.Any:
     if isinstance(value, str) and not _UUID.match(value):
         raise ValueError("expected a UUID like 123e4567-e89b-12d3-a456-426614174000")
     return value
+
+
+MAX_INDEX = 10**18 - 1
+
+
+def _query_index(value: typing.Any) -> typing.Any:
+    if isinstance(value, str):
+        if not value.isdigit() or len(value) > 18:
+            raise ValueError("expected the index of the object you have (a whole number, its version; X-A4C-Index)")
+        return int(value)
+    return value
+
+
+def _query_duration(value: typing.Any) -> typing.Any:
+    return domain_watch.parse_duration(value) if isinstance(value, str) else value
 
 
 QueryBool = typing.Annotated[bool, pydantic.BeforeValidator(_query_bool)]
@@ -129,3 +145,26 @@ class ListQuery(Query):
     cursor: str | None = pydantic.Field(default=None, pattern=pagination.CURSOR_PATTERN, description="next_cursor of the previous page.")
 
     _limit_is_a_whole_number = pydantic.field_validator("limit", mode="before")(_query_int)
+
+
+class WatchQuery(Query):
+    """A blocking read, in the style of Nomad's blocking queries (controlplane/api/watches.py)."""
+
+    index: typing.Annotated[int, pydantic.Field(ge=0, le=MAX_INDEX), pydantic.BeforeValidator(_query_index)] | None = pydantic.Field(
+        default=None,
+        description="The index (version, also sent as the X-A4C-Index header) of the object you have. The answer comes as soon as the "
+        "object's index is past it; until then the request waits, at most `wait`, and then answers the unchanged object. Without it, "
+        "the read answers at once.",
+    )
+    wait: (
+        typing.Annotated[
+            float,
+            pydantic.BeforeValidator(_query_duration),
+            pydantic.WithJsonSchema({"type": "string", "pattern": domain_watch.PATTERN, "maxLength": domain_watch.LONGEST, "examples": ["30s"]}),
+        ]
+        | None
+    ) = pydantic.Field(
+        default=None,
+        description="Longest the read waits with `index`: 30s, 5m, 1m30s, 250ms or seconds (default watch.default_wait, 60 s; "
+        "cut to watch.max_wait, 5 min). Over the watch limits the answer is 429 (per user) or 503 (per instance) with Retry-After.",
+    )

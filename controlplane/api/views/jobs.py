@@ -8,6 +8,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import commands, errors
 from controlplane.api import endpoint, keys
+from controlplane.api.schemas import common
 from controlplane.api.schemas import jobs as schemas
 from controlplane.db import models
 from controlplane.domain import queue as domain_queue
@@ -49,15 +50,21 @@ async def list_jobs(call: endpoint.Call) -> schemas.JobPage:
     return schemas.JobPage(items=await render_all(call.session, rows), next_cursor=cursor)
 
 
-@routes.get("/v1/jobs/{job_id}", response=schemas.Job)
+@routes.get("/v1/jobs/{job_id}", response=schemas.Job, query=common.WatchQuery, watchable=True)
 async def get_job(call: endpoint.Call) -> endpoint.Document:
-    """Get one job: status, timestamps, host, error text, log tail and placement reason (with its place in the queue while it waits for a host)."""
+    """Get one job: status, timestamps, host, error text, log tail and placement reason (with its place in the queue while it waits for a host).
+
+    With `index`, a blocking read: it answers when the job's index (`version`, header X-A4C-Index) is past `index`, or after `wait`.
+    """
     # The hot read: one prepared statement, rendered without a model (controlplane/services/job_read.py).
     user = call.user
-    row = await call.request.app[keys.HOT_READS].fetchrow(job_read.SQL, call.params["job_id"], None if user.is_admin else user.user_id)
+    app = call.request.app
+    job_id, q = call.params["job_id"], call.query
+    args = (job_read.SQL, job_id, None if user.is_admin else user.user_id)
+    row = await app[keys.WATCHES].read("job", job_id, user.user_id, q.index, q.wait, lambda: app[keys.HOT_READS].fetchrow(*args))
     if row is None:
         raise errors.NotFound("no such job")
-    return endpoint.Document(job_read.document(row))
+    return endpoint.Document(job_read.document(row), index=row["version"])
 
 
 @routes.post("/v1/jobs/{job_id}/cancel", response=schemas.Job)

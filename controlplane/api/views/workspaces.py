@@ -7,6 +7,7 @@ import typing
 
 from controlplane import errors
 from controlplane.api import endpoint, keys
+from controlplane.api.schemas import common
 from controlplane.api.schemas import workspaces as schemas
 from controlplane.api.views import jobs as jobs_view
 from controlplane.db import models
@@ -89,15 +90,21 @@ async def list_workspaces(call: endpoint.Call) -> schemas.WorkspacePage:
     return schemas.WorkspacePage(items=await render_all(call.session, rows), next_cursor=cursor)
 
 
-@routes.get("/v1/workspaces/{workspace_id}", response=schemas.Workspace)
+@routes.get("/v1/workspaces/{workspace_id}", response=schemas.Workspace, query=common.WatchQuery, watchable=True)
 async def get_workspace(call: endpoint.Call) -> endpoint.Document:
-    """Get one workspace (404 if it is not yours)."""
+    """Get one workspace (404 if it is not yours).
+
+    With `index`, a blocking read: it answers when the workspace's index (`version`, header X-A4C-Index) is past `index`, or after `wait`.
+    """
     # The hot read: one prepared statement, rendered without a model (controlplane/services/workspace_read.py).
     user = call.user
-    row = await call.request.app[keys.HOT_READS].fetchrow(workspace_read.SQL, call.params["workspace_id"], None if user.is_admin else user.user_id)
+    app = call.request.app
+    workspace_id, q = call.params["workspace_id"], call.query
+    args = (workspace_read.SQL, workspace_id, None if user.is_admin else user.user_id)
+    row = await app[keys.WATCHES].read("workspace", workspace_id, user.user_id, q.index, q.wait, lambda: app[keys.HOT_READS].fetchrow(*args))
     if row is None:
         raise errors.NotFound("no such workspace")
-    return endpoint.Document(workspace_read.document(row))
+    return endpoint.Document(workspace_read.document(row), index=row["version"])
 
 
 @routes.post("/v1/workspaces/{workspace_id}/start", response=schemas.WorkspaceAccepted, status=202)

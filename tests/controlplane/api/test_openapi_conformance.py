@@ -54,7 +54,8 @@ class ThreadedApi:
     """One app instance served from a background thread, for blocking clients."""
 
     def __init__(self, database_url: str) -> None:
-        self._settings = settings_for(database_url)
+        # A generated blocking read (?index=…) would wait out its wait: cut every wait short here.
+        self._settings = settings_for(database_url, **{"watch.max_wait": 0.01})
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="api-under-test", daemon=True)
         self._runner: web.AppRunner | None = None
