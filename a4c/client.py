@@ -20,6 +20,7 @@ import urllib.request
 from a4c import errors
 
 DEFAULT_TIMEOUT = 30.0  # seconds per request; polling loops have their own --timeout
+INDEX_HEADER = "X-A4C-Index"  # an object's index, for blocking reads (a4c/watch.py)
 PAGE_SIZE = 500  # the API's default max_page_size: fewest round trips when following cursors
 
 
@@ -30,6 +31,25 @@ class Client:
         self.timeout = timeout
 
     def request(self, method: str, path: str, *, body: typing.Any = None, params: typing.Mapping[str, typing.Any] | None = None) -> typing.Any:
+        return self.exchange(method, path, body=body, params=params)[0]
+
+    def watch(self, path: str, index: int, wait: float) -> tuple[typing.Any, int]:
+        """A blocking read: the object and its index (X-A4C-Index) once it is past ``index``, or after ``wait`` s unchanged."""
+        doc, headers = self.exchange("GET", path, params={"index": index, "wait": f"{wait:g}s"}, timeout=wait + self.timeout)
+        given = headers.get(INDEX_HEADER)
+        return doc, int(given) if given and given.isdigit() else int(doc.get("version") or 0)
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: typing.Any = None,
+        params: typing.Mapping[str, typing.Any] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[typing.Any, typing.Mapping[str, str]]:
+        """The decoded answer and its headers."""
+        timeout = self.timeout if timeout is None else timeout
         url = self.server + path
         if params:
             pairs = [(k, _param(v)) for k, v in params.items() if v is not None]
@@ -44,12 +64,12 @@ class Client:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return self._decode(resp.status, resp.headers.get("Content-Type", ""), resp.read())
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return self._decode(resp.status, resp.headers.get("Content-Type", ""), resp.read()), resp.headers
         except urllib.error.HTTPError as exc:
             raise self._api_error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise errors.Unreachable(f"cannot reach the A4C API at {self.server}: {_why(exc, self.timeout)}; is it running? (a4c up)") from None
+            raise errors.Unreachable(f"cannot reach the A4C API at {self.server}: {_why(exc, timeout)}; is it running? (a4c up)") from None
         except http.client.HTTPException as exc:
             raise errors.Unreachable(f"{self.server} did not answer in HTTP ({type(exc).__name__}); is --server right?") from None
 

@@ -1,7 +1,9 @@
-"""Waiting loops: poll the API until a workspace reaches a state or jobs end, printing what changes.
+"""Waiting loops: watch the API until a workspace reaches a state or jobs end, printing what changes.
 
-Every loop has a deadline (``--timeout``) and polls every :data:`POLL` seconds;
-the decisions (done? failed? what is new?) are in :mod:`a4c.progress`.
+Every loop has a deadline (``--timeout``) and hears of each change as it
+happens, through blocking reads (:mod:`a4c.watch`: polling only while the
+API does not answer); the decisions (done? failed? what is new?) are in
+:mod:`a4c.progress`.
 """
 
 from __future__ import annotations
@@ -9,45 +11,42 @@ from __future__ import annotations
 import time
 import typing
 
-from a4c import client, errors, output, progress
-
-POLL = 0.5  # seconds between polls: quick enough to feel live, slow enough to be no load on the API
+from a4c import client, errors, output, progress, watch
 
 Write = typing.Callable[[str], None]
-
-
-def _get_or_none(api: client.Client, path: str) -> dict[str, typing.Any] | None:
-    try:
-        return api.get(path)
-    except errors.ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def wait_for_workspace(
     api: client.Client, workspace: typing.Mapping[str, typing.Any], job_id: str, goal: str, timeout: float, note: Write
 ) -> tuple[dict[str, typing.Any], dict[str, typing.Any] | None]:
-    """Poll until the workspace is ``goal`` and its job succeeded; :class:`errors.Failed` if it fails or time runs out."""
+    """Watch until the workspace is ``goal`` and its job succeeded; :class:`errors.Failed` if it fails or time runs out."""
     began = time.monotonic()
     deadline = began + timeout
-    last = ""
-    while True:
-        job = api.get(f"/v1/jobs/{job_id}")
-        current = _get_or_none(api, f"/v1/workspaces/{workspace['id']}")
-        line = progress.workspace_line(job, current)
-        if line != last:
-            note(f"[{time.monotonic() - began:5.1f}s] {line}")
-            last = line
-        verdict = progress.workspace_verdict(goal, job, current)
-        if verdict.failure:
-            raise errors.Failed(verdict.failure)
-        if verdict.done:
-            return job, current
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise errors.Failed(f"timed out after {timeout:g} s waiting for workspace {workspace['name']} to be {goal}; last seen: {line}")
-        time.sleep(min(POLL, left))
+    job_path, ws_path = f"/v1/jobs/{job_id}", f"/v1/workspaces/{workspace['id']}"
+    seen: dict[str, dict[str, typing.Any] | None] = {}
+    last = "nothing yet"
+    with watch.Watch(api, [job_path, ws_path], note) as changes:
+        while True:
+            got = changes.next(deadline - time.monotonic())
+            if got is None:
+                raise errors.Failed(f"timed out after {timeout:g} s waiting for workspace {workspace['name']} to be {goal}; last seen: {last}")
+            path, doc = got
+            if path == job_path and doc is None:
+                raise errors.Failed(f"job {job_id} was deleted while waiting for workspace {workspace['name']} to be {goal}")
+            seen[path] = doc
+            if len(seen) < 2:
+                continue  # each object comes first as it is now: decide once both have
+            job, current = seen[job_path], seen[ws_path]
+            assert job is not None
+            line = progress.workspace_line(job, current)
+            if line != last:
+                note(f"[{time.monotonic() - began:5.1f}s] {line}")
+                last = line
+            verdict = progress.workspace_verdict(goal, job, current)
+            if verdict.failure:
+                raise errors.Failed(verdict.failure)
+            if verdict.done:
+                return job, current
 
 
 class _Lines:
@@ -82,11 +81,19 @@ def follow_jobs(
     final: dict[str, dict[str, typing.Any]] = {}
     status = {j["id"]: j["status"] for j in jobs}
     said: dict[str, str] = {}
-    while True:
-        for job_id in shown:
+    paths = {f"/v1/jobs/{j['id']}": j["id"] for j in jobs}
+    with watch.Watch(api, paths, note) as changes:
+        while len(final) < len(shown):
+            got = changes.next(deadline - time.monotonic())
+            if got is None:
+                waiting = ", ".join(f"job {output.short(j)} is {status[j]}" for j in shown if j not in final)
+                raise errors.Failed(f"timed out after {timeout:g} s waiting for the job to end; {waiting}")
+            path, job = got
+            job_id = paths[path]
+            if job is None:
+                raise errors.Failed(f"job {output.short(job_id)} was deleted while following it")
             if job_id in final:
                 continue
-            job = api.get(f"/v1/jobs/{job_id}")
             tail = job.get("log_tail") or ""
             lines[job_id].add(progress.log_delta(shown[job_id], tail))
             shown[job_id] = tail
@@ -98,10 +105,4 @@ def follow_jobs(
             if job["status"] in progress.FINAL_JOB:
                 lines[job_id].flush()
                 final[job_id] = job
-        if len(final) == len(shown):
-            return [final[j["id"]] for j in jobs]
-        left = deadline - time.monotonic()
-        if left <= 0:
-            waiting = ", ".join(f"job {output.short(j)} is {status[j]}" for j in shown if j not in final)
-            raise errors.Failed(f"timed out after {timeout:g} s waiting for the job to end; {waiting}")
-        time.sleep(min(POLL, left))
+    return [final[j["id"]] for j in jobs]

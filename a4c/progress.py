@@ -1,6 +1,6 @@
 """The decisions of the CLI's waiting loops, as pure functions of what the API last said.
 
-:mod:`a4c.follow` polls and prints; this module decides whether a wait is
+:mod:`a4c.follow` watches and prints; this module decides whether a wait is
 over, whether it failed, what line describes a change, and which part of a
 job's log tail is new since the last poll.
 """
@@ -100,7 +100,7 @@ def log_delta(shown: str, tail: str) -> str:
     of ``shown`` followed by the new text. Take the longest end of ``shown``
     that the tail starts with (found by the last 256 characters, checked in
     full; shorter overlaps are tried one by one). If none, more was written
-    between two polls than the window holds: say so, print the whole tail.
+    between two reads than the window holds: say so, print the whole tail.
     """
     if tail.startswith(shown):
         return tail[len(shown) :]

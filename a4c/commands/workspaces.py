@@ -1,7 +1,7 @@
 """``a4c workspaces``: create (optionally waiting until it runs), list, get, start, stop, delete, recreate; exec, logs, ssh.
 
 Changes answer at once with the API's 202 (the workspace and the job that
-carries the change out); ``--wait`` then polls, printing a line on stderr for
+carries the change out); ``--wait`` then watches (a4c/watch.py), printing a line on stderr for
 every change of the job's status or reason, until the goal state, a failure
 (exit 1) or ``--timeout`` (exit 1, saying what it waited for and what it saw).
 
