@@ -64,28 +64,44 @@ async def send(conn: Conn, *, host_id: uuid.UUID, kind: messages.CommandKind, pa
     (docs/operations/logging.md); the job and workspace ids are noted on the
     request's log scope, so its access line names them.
     """
+    message_id, row = outbox_row(host_id=host_id, kind=kind, payload=payload, key=key)
+    await conn.execute(
+        sa.text("INSERT INTO outbox (topic, key, kind, payload) VALUES (:topic, :key, :kind, CAST(:payload AS jsonb))"),
+        dict(row, payload=json.dumps(row["payload"])),
+    )
+    queued(message_id, row)
+    return message_id
+
+
+def outbox_row(*, host_id: uuid.UUID, kind: messages.CommandKind, payload: pydantic.BaseModel, key: str) -> tuple[str, dict[str, typing.Any]]:
+    """The message id and outbox row (topic, key, kind, payload) of one command, for :func:`send` or a caller inserting it with other rows.
+
+    Notes the job and workspace ids on the request's log scope; the caller calls :func:`queued` once the row is written.
+    """
     message_id = uuid.uuid4().hex
     dumped = payload.model_dump(mode="json")
     job_id, workspace_id = ids_of(dumped)
     logs.note(job_id=job_id, workspace_id=workspace_id)
-    row: dict[str, typing.Any] = {"id": message_id, "payload": dumped}
+    body: dict[str, typing.Any] = {"id": message_id, "payload": dumped}
     request_id = logs.request_id()
     if request_id is not None:
-        row["request_id"] = request_id
-    await conn.execute(
-        sa.text("INSERT INTO outbox (topic, key, kind, payload) VALUES (:topic, :key, :kind, CAST(:payload AS jsonb))"),
-        {
-            "topic": f"commands.{host_id}",
-            "key": key,
-            "kind": kind.value,
-            "payload": json.dumps(row),
-        },
-    )
+        body["request_id"] = request_id
+    return message_id, {"topic": f"commands.{host_id}", "key": key, "kind": kind.value, "payload": body}
+
+
+def queued(message_id: str, row: typing.Mapping[str, typing.Any]) -> None:
+    """Log a command's outbox row as written."""
+    job_id, workspace_id = ids_of(row["payload"]["payload"])
     logger.info(
         "command queued",
-        extra={"job_id": job_id, "workspace_id": workspace_id, "kind": kind.value, "host_id": str(host_id), "command_id": message_id},
+        extra={
+            "job_id": job_id,
+            "workspace_id": workspace_id,
+            "kind": row["kind"],
+            "host_id": row["topic"].removeprefix("commands."),
+            "command_id": message_id,
+        },
     )
-    return message_id
 
 
 def ids_of(data: typing.Mapping[str, typing.Any]) -> tuple[str | None, str | None]:

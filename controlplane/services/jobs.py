@@ -50,8 +50,48 @@ async def new_job(
     ``dispatch`` (from ``controlplane.commands.first_dispatch``) inserts it
     already dispatched, its command written by the caller in the same transaction.
     """
+    job = job_row(
+        kind,
+        user=user,
+        status=status,
+        source=source,
+        host=host,
+        image=image,
+        workspace=workspace,
+        reason=reason,
+        placement=placement,
+        payload=payload,
+        idempotency_key=idempotency_key,
+        max_attempts=max_attempts,
+        job_id=job_id,
+        dispatch=dispatch,
+    )
+    session.add(job)
+    await session.flush()
+    noted(job)
+    return job
+
+
+def job_row(
+    kind: models.JobKind,
+    *,
+    user: access.Principal | None,
+    status: models.JobStatus = models.JobStatus.QUEUED,
+    source: models.JobSource = models.JobSource.API,
+    host: typing.Any = None,
+    image: models.Image | None = None,
+    workspace: models.Workspace | None = None,
+    reason: str = "",
+    placement: dict[str, typing.Any] | None = None,
+    payload: dict[str, typing.Any] | None = None,
+    idempotency_key: str | None = None,
+    max_attempts: int = 5,
+    job_id: uuid.UUID | None = None,
+    dispatch: typing.Mapping[str, typing.Any] | None = None,
+) -> models.Job:
+    """A new job as :func:`new_job` inserts it, not yet added to a session (for callers that insert it with other rows)."""
     now = datetime.datetime.now(datetime.UTC)
-    job = models.Job(
+    return models.Job(
         id=job_id or uuid.uuid4(),
         kind=kind,
         status=status,
@@ -74,11 +114,11 @@ async def new_job(
         updated_at=now,
         **(dispatch or {}),
     )
-    session.add(job)
-    await session.flush()
-    # An API request's access line names the job it made, even one that waits queued (shared/logs.py).
-    logs.note(job_id=str(job.id), workspace_id=str(workspace.id) if workspace is not None else None)
-    return job
+
+
+def noted(job: models.Job) -> None:
+    """An API request's access line names the job it made, even one that waits queued (shared/logs.py)."""
+    logs.note(job_id=str(job.id), workspace_id=str(job.workspace_id) if job.workspace_id is not None else None)
 
 
 async def get_job(session: Session, principal: access.Principal, job_id: uuid.UUID) -> models.Job:

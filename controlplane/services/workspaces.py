@@ -21,7 +21,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import commands, errors
 from controlplane import settings as cp_settings
 from controlplane.db import models
-from controlplane.services import access, image_waits, images, jobs, pagination, placement, queue
+from controlplane.services import access, image_waits, images, jobs, one_insert, pagination, placement, queue
 from shared import messages
 
 Session = sa_asyncio.AsyncSession
@@ -97,30 +97,39 @@ async def create_workspace(session: Session, principal: access.Principal, new: N
     # transaction: the INSERT's trigger adds this reservation to the held row.
     outcome = await placement.place_one(session, placement.Request(cpus=new.cpus, memory_mb=new.memory_mb, disk_gb=new.disk_gb), settings)
     _apply(ws, outcome)
-    session.add(ws)
-    # No savepoint: a clash aborts this transaction, and the error rolls it back anyway.
-    try:
-        await session.flush()
-    except sa_exc.IntegrityError:
-        raise errors.Conflict(f"you already have a workspace named {new.name!r}", code="name_taken") from None
     job_id = uuid.uuid4()
     command = create_command(job_id, ws, principal.name)
     host = outcome.host_id
-    needs_build = host is not None and await _needs_build(session, ws, host)
-    if host is None:
-        status, dispatch = models.JobStatus.PENDING, None
-    elif needs_build:
-        status, dispatch = models.JobStatus.QUEUED, None
-    else:
-        # The common case: insert the job already dispatched with its command
-        # (one INSERT, one trigger firing) instead of queued and then updated.
-        status, dispatch = models.JobStatus.DISPATCHED, _first_dispatch(command, settings)
+    if host is not None and not await _needs_build(session, ws, host):
+        # The common case: the workspace, its job already dispatched with its
+        # command, and the command's outbox row, in one statement.
+        job = jobs.job_row(
+            models.JobKind.WORKSPACE_CREATE,
+            job_id=job_id,
+            user=principal,
+            status=models.JobStatus.DISPATCHED,
+            host=_HostRef(host, outcome.host_name),
+            image=image_row,
+            workspace=ws,
+            reason=outcome.reason,
+            placement=outcome.record,
+            payload=command.model_dump(mode="json"),
+            max_attempts=settings.reconciler.job_max_attempts,
+            dispatch=_first_dispatch(command, settings),
+        )
+        message_id, outbox = commands.outbox_row(host_id=host, kind=messages.CommandKind.WORKSPACE_CREATE, payload=command, key=str(ws.id))
+        await _inserting(new.name, one_insert.insert(session, [ws, job], [(models.Outbox.__table__, outbox)]))
+        jobs.noted(job)
+        commands.queued(message_id, outbox)
+        return Accepted(ws, job)
+    session.add(ws)
+    await _inserting(new.name, session.flush())
     job = await jobs.new_job(
         session,
         models.JobKind.WORKSPACE_CREATE,
         job_id=job_id,
         user=principal,
-        status=status,
+        status=models.JobStatus.PENDING if host is None else models.JobStatus.QUEUED,
         host=_HostRef(host, outcome.host_name) if host else None,
         image=image_row,
         workspace=ws,
@@ -128,15 +137,18 @@ async def create_workspace(session: Session, principal: access.Principal, new: N
         placement=outcome.record,
         payload=command.model_dump(mode="json"),
         max_attempts=settings.reconciler.job_max_attempts,
-        dispatch=dispatch,
     )
-    if needs_build:
-        await image_waits.wait_for_image(session, job, ws, typing.cast(uuid.UUID, host), settings)
-    elif dispatch is not None:
-        await commands.send(
-            session, host_id=typing.cast(uuid.UUID, host), kind=messages.CommandKind.WORKSPACE_CREATE, payload=command, key=str(ws.id)
-        )
+    if host is not None:  # its image is not built there yet: the create waits for the build
+        await image_waits.wait_for_image(session, job, ws, host, settings)
     return Accepted(ws, job)
+
+
+async def _inserting(name: str, insert: typing.Awaitable[None]) -> None:
+    # No savepoint: a clash aborts this transaction, and the error rolls it back anyway.
+    try:
+        await insert
+    except sa_exc.IntegrityError:
+        raise errors.Conflict(f"you already have a workspace named {name!r}", code="name_taken") from None
 
 
 async def place_pending(session: Session, settings: cp_settings.Settings) -> list[uuid.UUID]:
