@@ -103,6 +103,22 @@ async def test_a_running_jobs_log_tail_follows_the_agents_reports(db, people, st
     assert await page.locator("pre.error-detail").count() == 0
 
 
+async def test_a_running_job_changes_on_screen_at_once_through_blocking_reads_not_a_poll(db, people, start_dashboard, page):
+    """With polling set to ten minutes, only a blocking read (?index=&wait=) can show the change within the wait below."""
+    job_id = await _job(db, people, status="running", error=None, finished_at=None, log_tail="Step 1/9 : FROM debian:12")
+    base = await start_dashboard()
+    await page.add_init_script("sessionStorage.setItem('a4c.pollMs', '600000')")
+    blocking: list[str] = []
+    page.on("request", lambda request: blocking.append(request.url) if f"/v1/jobs/{job_id}?index=" in request.url else None)
+    await dashboard.sign_in(page, base, people.alice.token, at=f"#/jobs/{job_id}")
+    log = page.locator("pre.log")
+    await log.get_by_text("Step 1/9").wait_for()
+    await wait.eventually(lambda: blocking, timeout=30, message="the page never made a blocking read")
+    await db.execute("UPDATE jobs SET log_tail = log_tail || E'\\nStep 2/9 : RUN apt-get update' WHERE id = $1", job_id)
+    await log.get_by_text("Step 2/9 : RUN apt-get update").wait_for(timeout=30_000)
+    assert "wait=60s" in blocking[0]
+
+
 async def test_a_job_of_someone_else_is_not_found_and_the_page_says_so(db, people, start_dashboard, page):
     job_id = await _job(db, people, user_id=people.bob.id, user_name="bob")
     base = await start_dashboard()

@@ -1,5 +1,7 @@
 // One job: its status timeline (queued → dispatched → running → final), why
-// it went where it went, its error, and its log tail, polled while it runs.
+// it went where it went, its error, and its log tail, live while it runs:
+// each read after the first is a blocking read (?index=&wait=, docs/decisions/0012-blocking-reads.md)
+// that the API answers as soon as the job changes; it polls only while the API does not answer.
 
 import * as api from "../api.js";
 import { badge, clear, duration, errorBox, h, loading, timeEl } from "../dom.js";
@@ -9,13 +11,19 @@ import * as schema from "../schema.js";
 let LIVE = new Set();
 let FINAL = new Set();
 
+// While the API does not answer (a restart), or cannot block just then, ask again this often.
 function pollMs() {
   return Number(sessionStorage.getItem("a4c.pollMs")) || 2000;
 }
 
+// The longest one blocking read waits for the job to change (the API cuts it to its watch.max_wait).
+const WAIT = "60s";
+
 export function mount(main, { me }, route) {
   let timer = null;
   let stopped = false;
+  let index = 0; // the version shown; the next read blocks until the job's moves past it
+  let reading = null;
   const id = route.id;
   document.title = `Job ${id.slice(0, 8)} · A4C dashboard`;
   // Back to the search the user came from (jobs.js remembers it for this tab).
@@ -24,15 +32,30 @@ export function mount(main, { me }, route) {
   clear(main, backLink(), loading("Loading the job…"));
 
   async function load() {
+    const began = Date.now();
+    reading = new AbortController();
     try {
-      const [job, syntax] = await Promise.all([api.get(`/v1/jobs/${encodeURIComponent(id)}`), schema.jobSyntax()]);
+      const params = index ? { index, wait: WAIT } : undefined;
+      const [job, syntax] = await Promise.all([
+        api.get(`/v1/jobs/${encodeURIComponent(id)}`, params, { signal: reading.signal }),
+        schema.jobSyntax(),
+      ]);
       LIVE = new Set(syntax.live);
       FINAL = new Set(syntax.final);
       if (stopped) return;
-      render(job);
-      if (LIVE.has(job.status)) timer = setTimeout(load, pollMs());
+      const changed = job.version !== index;
+      index = job.version;
+      if (changed) render(job);
+      // Unchanged and early: the API could not block (it is restarting, or lost its change feed); wait as a poll would.
+      const early = !changed && Date.now() - began < 1000;
+      if (LIVE.has(job.status)) timer = setTimeout(load, early ? pollMs() : 0);
     } catch (err) {
       if (stopped) return;
+      if (index && (err.status === 0 || err.status === 429 || err.status >= 500)) {
+        // The job is on screen and the API is away or busy: keep it, and poll until it answers; then reads block again.
+        timer = setTimeout(load, pollMs());
+        return;
+      }
       clear(main, backLink(), errorBox(api.explain(err), () => load()));
     }
   }
@@ -141,5 +164,6 @@ export function mount(main, { me }, route) {
   return () => {
     stopped = true;
     clearTimeout(timer);
+    reading?.abort();
   };
 }
