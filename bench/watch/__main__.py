@@ -301,7 +301,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--watchers", type=int, default=1000, help="concurrent blocking reads (one job each)")
     parser.add_argument("--users", type=int, default=10, help="users the jobs and watchers belong to")
-    parser.add_argument("--changes", type=int, default=300, help="changes timed, one at a time")
+    parser.add_argument("--changes", type=int, default=1000, help="changes timed, one at a time")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds each idle CPU sample lasts")
     args = parser.parse_args(argv)
     start_load = machine.load("watch start")
