@@ -1,4 +1,4 @@
-"""Fixtures for packaging tests: the systemd host image, the a4c wheel and its dependencies."""
+"""Fixtures for packaging tests: the systemd host image, the a4c wheel and its dependencies, a release bundle."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.harness import fixtures_run
-from tests.packaging import systemd_image, wheels
+from tests.packaging import bundles, systemd_image, wheels
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +45,12 @@ def controlplane_wheelhouse(request: pytest.FixtureRequest, a4c_wheel: pathlib.P
     house = wheels.wheelhouse(a4c_wheel, "controlplane")
     fixtures_run.report(request.config, f"control-plane dependency wheelhouse {house} ready in {time.monotonic() - began:.1f} s")
     return house
+
+
+@pytest.fixture(scope="session")
+def release_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """``a4c-<version>-py3<minor>.tar.gz`` from this checkout, as `make release` builds it (with its .sha256 beside it)."""
+    began = time.monotonic()
+    bundle = bundles.build(tmp_path_factory.mktemp("release"))
+    fixtures_run.report(request.config, f"built {bundle.name} in {time.monotonic() - began:.1f} s")
+    return bundle

@@ -51,6 +51,16 @@ class Result:
                 out.append(f"{task} {line}")
         return out
 
+    def failed_tasks(self, host: str) -> list[str]:
+        """Headers of the tasks that failed on ``host``, in order, rescued ones included: the last one failed the host."""
+        out, task = [], ""
+        for line in self.output.splitlines():
+            if line.startswith(("TASK [", "RUNNING HANDLER [")):
+                task = line.rstrip("* ")
+            elif line.startswith(f"fatal: [{host}]"):
+                out.append(task)
+        return out
+
     def __str__(self) -> str:
         return f"$ {' '.join(self.argv)}\n(exit {self.returncode})\n{self.output[-12000:]}"
 

@@ -33,7 +33,7 @@ def test_every_default_is_documented_in_the_argument_specs_with_the_same_default
     defaults, specs = _defaults(), _specs()
     required = {name for name, spec in specs.items() if spec.get("required")}
     # A required variable has no default: one would satisfy "required" and the check would never fire.
-    assert required == {"a4c_agent_package"} and not required & set(defaults)
+    assert required == {"a4c_agent_bundle"} and not required & set(defaults)
     assert sorted(set(specs) - required) == sorted(defaults), "argument_specs.yml and defaults/main.yml list different variables"
     for name, spec in specs.items():
         assert spec.get("description"), f"{name} has no description"
@@ -60,7 +60,7 @@ def test_the_role_installs_the_packaging_unit_and_uses_its_paths() -> None:
     )
     fixed = _yaml(ROLE / "vars" / "main.yml")
     service = units.parse((units.UNITS_DIR / "a4c-agent.service").read_text())["Service"]
-    assert service["ExecStart"] == [f"{fixed['_a4c_agent_install_dir']}/bin/a4c-agent run --config {fixed['_a4c_agent_config_file']}"]
+    assert service["ExecStart"] == [f"{fixed['_a4c_agent_current']}/bin/a4c-agent run --config {fixed['_a4c_agent_config_file']}"]
     assert service["User"] == [fixed["_a4c_agent_user"]]
     assert service["ReadWritePaths"] == [fixed["_a4c_agent_state_dir"]]
 
@@ -91,7 +91,7 @@ def render(tmp_path_factory: pytest.TempPathFactory):
 def test_the_rendered_config_is_one_the_agent_accepts_with_every_setting_in_place(render) -> None:
     path = render(
         {
-            "a4c_agent_package": "a4c[agent]==0.1.0",
+            "a4c_agent_bundle": "dist/release/a4c-0.1.0-py311.tar.gz",
             "a4c_agent_enrolment_token": "t0ken",
             "a4c_agent_control_plane_url": "https://a4c.example.com",
             "a4c_agent_kafka_bootstrap_servers": ["k1:9092", "k2:9092"],
@@ -117,7 +117,7 @@ def test_the_rendered_config_is_one_the_agent_accepts_with_every_setting_in_plac
 def test_kafka_over_sasl_ssl_is_configured_with_the_password_in_its_own_file(render) -> None:
     path = render(
         {
-            "a4c_agent_package": "a4c[agent]==0.1.0",
+            "a4c_agent_bundle": "dist/release/a4c-0.1.0-py311.tar.gz",
             "a4c_agent_kafka_security_protocol": "SASL_SSL",
             "a4c_agent_kafka_sasl_username": "a4c-agent",
             "a4c_agent_kafka_sasl_password": "s3cret",
@@ -133,13 +133,13 @@ def test_kafka_over_sasl_ssl_is_configured_with_the_password_in_its_own_file(ren
 
 
 def test_plaintext_kafka_needs_no_credentials(render) -> None:
-    kafka = agent_settings.load(render({"a4c_agent_package": "a4c[agent]==0.1.0"}), environ={}).kafka
+    kafka = agent_settings.load(render({"a4c_agent_bundle": "dist/release/a4c-0.1.0-py311.tar.gz"}), environ={}).kafka
     assert (kafka.security_protocol, kafka.sasl_username, kafka.sasl_password_file, kafka.ssl_cafile) == ("PLAINTEXT", None, None, None)
 
 
 def test_a_config_key_the_agent_does_not_know_is_refused_by_name(render) -> None:
     """a4c_agent_config_extra is passed through as is; the agent names a misspelt key instead of ignoring it."""
-    path = render({"a4c_agent_package": "a4c[agent]==0.1.0", "a4c_agent_config_extra": {"reporting": {"heartbeat_intervall": 5.0}}})
+    path = render({"a4c_agent_bundle": "dist/release/a4c-0.1.0-py311.tar.gz", "a4c_agent_config_extra": {"reporting": {"heartbeat_intervall": 5.0}}})
     with pytest.raises(shared_config.ConfigError, match="heartbeat_intervall"):
         agent_settings.load(path, environ={})
 
@@ -150,14 +150,14 @@ def test_a_vaulted_token_lands_in_the_config_as_plain_text(render, tmp_path: pat
     password.write_text("pw\n")
     vaulted = tmp_path / "vault.yml"
     playbook.vault_variable(tmp_path / "home", password, "a4c_agent_enrolment_token", "s3cret", vaulted)
-    path = render({"a4c_agent_package": "a4c[agent]==0.1.0"}, vars_files=(vaulted,), vault_password=password)
+    path = render({"a4c_agent_bundle": "dist/release/a4c-0.1.0-py311.tar.gz"}, vars_files=(vaulted,), vault_password=password)
     assert "!vault" not in path.read_text()
     assert agent_settings.load(path, environ={}).agent.enrolment_token == "s3cret"
 
 
 def test_the_enrolment_token_is_written_only_while_the_host_has_no_identity(render) -> None:
     """Preflight registers the identity file; once it exists (or health.yml saw the agent enrol), no token stays in the config."""
-    common = {"a4c_agent_package": "a4c[agent]==0.1.0", "a4c_agent_enrolment_token": "t0ken"}
+    common = {"a4c_agent_bundle": "dist/release/a4c-0.1.0-py311.tar.gz", "a4c_agent_enrolment_token": "t0ken"}
     new_host = render({**common, "_a4c_agent_identity_before": {"stat": {"exists": False}}})
     assert agent_settings.load(new_host, environ={}).agent.enrolment_token == "t0ken"
     for after in ({"_a4c_agent_identity_before": {"stat": {"exists": True}}}, {"_a4c_agent_enrolled": True}):
@@ -196,3 +196,30 @@ def test_a_restart_clears_the_failed_state_first() -> None:
     handlers = _yaml(ROLE / "handlers" / "main.yml")
     assert [h.get("listen", h["name"]) for h in handlers] == ["Restart a4c-agent", "Restart a4c-agent"]
     assert handlers[0]["ansible.builtin.command"]["argv"][:2] == ["systemctl", "reset-failed"]
+
+
+def test_the_release_role_documents_every_default_for_both_entry_points() -> None:
+    """ansible/roles/a4c_release: `preflight` and `main` take the same options, each default documented."""
+    release = playbook.ANSIBLE_DIR / "roles" / "a4c_release"
+    defaults = _yaml(release / "defaults" / "main.yml")
+    specs = _yaml(release / "meta" / "argument_specs.yml")["argument_specs"]
+    assert set(specs) == {"main", "preflight"} and specs["main"]["options"] == specs["preflight"]["options"]
+    options = specs["main"]["options"]
+    required = {name for name, spec in options.items() if spec.get("required")}
+    assert required == {"a4c_release_bundle", "a4c_release_prefix"} and not required & set(defaults)
+    assert sorted(set(options) - required) == sorted(defaults)
+    for name, spec in options.items():
+        assert spec.get("description"), f"{name} has no description"
+        if name not in required:
+            assert spec.get("default") == defaults[name], f"{name}: argument_specs says {spec.get('default')!r}, defaults say {defaults[name]!r}"
+
+
+def test_the_agent_role_passes_the_release_role_every_option_the_same_way_in_preflight_and_install() -> None:
+    def release_vars(path: str) -> dict:
+        (task,) = [t for t in _yaml(ROLE / "tasks" / path) if "ansible.builtin.import_role" in t]
+        assert task["ansible.builtin.import_role"]["name"] == "a4c_release"
+        return task["vars"]
+
+    preflight, install = release_vars("preflight.yml"), release_vars("install.yml")
+    assert preflight == install, "preflight checks another bundle or prefix than install installs"
+    assert install["a4c_release_requirements"] == "requirements-agent.txt"

@@ -2,13 +2,16 @@
 
 The servers are containers with systemd as PID 1 and sshd on their own
 loopback port (tests/packaging/servers.py); Ansible reaches them over SSH. The
-agent is the wheel built from this checkout, installed by the role into a
-virtualenv on each server from a wheelhouse of its dependencies (no index),
+agent is a release bundle built from this checkout (`make release`'s
+packaging/release.py), installed by the role into a versioned virtualenv on
+each server with no index,
 and enrols with a control plane this module starts, using an enrolment token
 kept in Ansible Vault. Both agents manage the harness's Docker daemon.
 
-Last, the fleet is upgraded: the same code built as the next release is
-rolled out over the running agents, batch by batch.
+Then the fleet is upgraded: the same code built as the next release is
+rolled out over the running agents, batch by batch. Last, it is rolled back
+to the first release with the documented command
+(docs/operations/rollout.md), and the workspace keeps its container.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import yaml
 
 from tests.e2e import system
 from tests.harness import fixtures_run, wait
-from tests.packaging import playbook, wheels
+from tests.packaging import bundles, index_trap, playbook, wheels
 from tests.packaging import servers as servers_mod
 
 # The first run on a machine also debootstraps the server image (4-5 minutes).
@@ -40,8 +43,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.kafka, pytest.mark.timeout(900)]
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "operations" / "systemd.md"
 UNITS = pathlib.Path(__file__).resolve().parents[2] / "packaging" / "systemd"
-WHEELHOUSE = "/srv/a4c-wheelhouse"
 ONE_BATCH = ("-e", '{"a4c_rollout_batches": ["100%"]}')
+# ansible/roles/a4c_release's tasks, as the output names them.
+INSTALL_TASK = "TASK [a4c_release : Install the bundle's wheels into the virtualenv, with no package index]"
+FLIP_TASK = "TASK [a4c_release : Point current at the release]"
 
 CONTROL_PLANE = {
     "reconciler": {"interval": 1.0, "host_down_after": 20.0, "job_ack_timeout": 10.0, "orphan_grace": 3.0},
@@ -68,8 +73,10 @@ class Rollout:
     check_run: playbook.Result
     first_run: playbook.Result
     installed_before_first_run: dict[str, str]
-    # The next release's wheel, built in the background while the fleet boots.
-    upgrade_wheel: concurrent.futures.Future[pathlib.Path]
+    # The next release's bundle, built in the background while the fleet boots.
+    upgrade_bundle: concurrent.futures.Future[pathlib.Path]
+    # The only index the servers' pip knows (/etc/pip.conf).
+    index: index_trap.IndexTrap
 
     def playbook(self, *args: str) -> playbook.Result:
         return playbook.run(self.home, self.inventory, *args)
@@ -96,8 +103,7 @@ def rollout(
     test_labels,
     test_run_id,
     systemd_host_image,
-    a4c_wheel,
-    agent_wheelhouse,
+    release_bundle,
 ) -> typing.Iterator[Rollout]:
     workdir = tmp_path_factory.mktemp("rollout")
     clock = time.monotonic()
@@ -123,14 +129,14 @@ def rollout(
         workdir,
         test_labels,
         servers_mod.socket_path(docker_host),
-        mounts={str(agent_wheelhouse): WHEELHOUSE},
     )
-    builder = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="upgrade-wheel")
+    builder = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="upgrade-bundle")
+    trap = index_trap.IndexTrap().start()
     try:
-        upgrade_wheel = builder.submit(
-            wheels.build_a4c_wheel,
+        upgrade_bundle = builder.submit(
+            bundles.build,
             tmp_path_factory.mktemp("dist-upgrade"),
-            version=wheels.next_version(wheels.wheel_version(a4c_wheel)),
+            version=wheels.next_version(bundles.version(release_bundle)),
         )
         # Migrations are a deploy step of their own, as in production (a no-op on
         # the harness's already migrated database, but the command must succeed).
@@ -144,6 +150,8 @@ def rollout(
         lap("control plane migrated, started, admin and enrolment token created")
 
         servers = fleet.start([f"node-{test_run_id[-4:]}-{i}" for i in (1, 2)])
+        for server in servers:
+            server.sh(f"printf '%s' '{trap.pip_conf()}' > /etc/pip.conf")
         lap("two systemd servers booted")
         home = workdir / "ansible-home"
         inventory = playbook.write_inventory(
@@ -151,8 +159,7 @@ def rollout(
             hosts=playbook.hosts(servers),
             group_vars={
                 **playbook.connection_vars(fleet.private_key),
-                "a4c_agent_package": str(a4c_wheel),
-                "a4c_agent_pip_extra_args": f"--no-index --find-links {WHEELHOUSE}",
+                "a4c_agent_bundle": str(release_bundle),
                 "a4c_agent_control_plane_url": plane.url,
                 "a4c_agent_kafka_bootstrap_servers": [kafka_bootstrap],
                 "a4c_agent_kafka_topic_prefix": prefix,
@@ -183,8 +190,9 @@ def rollout(
         installed = {s.name: s.sh("ls -d /opt/a4c-agent /etc/a4c/agent.yaml /etc/systemd/system/a4c-agent.service 2>&1 || true") for s in servers}
         first_run = playbook.run(home, inventory, *vault)
         lap(f"ansible-playbook, first rollout (slowest: {first_run.slowest(5)})")
-        yield Rollout(servers, plane, admin, home, inventory, check_run, first_run, installed, upgrade_wheel)
+        yield Rollout(servers, plane, admin, home, inventory, check_run, first_run, installed, upgrade_bundle, trap)
     finally:
+        trap.close()
         builder.shutdown(wait=True, cancel_futures=True)
         problems = fleet.close()
         plane.stop()
@@ -390,7 +398,7 @@ class Upgrade:
 def _snapshot(server: servers_mod.Server) -> dict[str, str]:
     return {
         "host_id": _host_id(server),
-        "version": server.sh("/opt/a4c-agent/bin/python -c 'import importlib.metadata as m; print(m.version(\"a4c\"))'").strip(),
+        "version": server.sh("/opt/a4c-agent/current/bin/python -c 'import importlib.metadata as m; print(m.version(\"a4c\"))'").strip(),
         "invocation": server.unit_property("a4c-agent", "InvocationID"),
         "restarts": server.unit_property("a4c-agent", "NRestarts"),
         "cursor": json.loads(server.sh("journalctl --lines 1 --output json"))["__CURSOR"],
@@ -409,27 +417,27 @@ def _unit_starts(server: servers_mod.Server, unit: str, *, after: str) -> list[s
     return [e["MESSAGE"] for e in entries if e.get("UNIT") == unit and e.get("MESSAGE_ID") == UNIT_STARTED]
 
 
-def _package_args(wheel: pathlib.Path) -> tuple[str, ...]:
-    return ("-e", json.dumps({"a4c_agent_package": str(wheel)}))
+def _bundle_args(bundle: pathlib.Path) -> tuple[str, ...]:
+    return ("-e", json.dumps({"a4c_agent_bundle": str(bundle)}))
 
 
 @pytest.fixture(scope="module")
 def upgrade(rollout: Rollout, workspace: dict, request: pytest.FixtureRequest) -> Upgrade:
-    """The fleet runs this checkout's wheel; ansible/site.yml rolls out the same code as the next release."""
+    """The fleet runs this checkout's bundle; ansible/site.yml rolls out the same code as the next release."""
     began = time.monotonic()
-    wheel = rollout.upgrade_wheel.result(timeout=300)
+    bundle = rollout.upgrade_bundle.result(timeout=300)
     waited = time.monotonic() - began
     before = {s.name: _snapshot(s) for s in rollout.servers}
     (version_before,) = {b["version"] for b in before.values()}
     # In batches, as a rollout of a new release goes.
-    run = rollout.playbook("--vault-password-file", str(rollout.home.parent / "vault-password"), *_package_args(wheel))
+    run = rollout.playbook("--vault-password-file", str(rollout.home.parent / "vault-password"), *_bundle_args(bundle))
     finished_at = datetime.datetime.now(datetime.UTC)
     fixtures_run.report(
         request.config,
-        f"rollout: upgrade {version_before} -> {wheels.wheel_version(wheel)} in {run.seconds:.1f} s"
-        f" (waited {waited:.1f} s for its wheel; slowest: {run.slowest(5)})",
+        f"rollout: upgrade {version_before} -> {bundles.version(bundle)} in {run.seconds:.1f} s"
+        f" (waited {waited:.1f} s for its bundle; slowest: {run.slowest(5)})",
     )
-    return Upgrade(version_before, wheels.wheel_version(wheel), before, run, finished_at)
+    return Upgrade(version_before, bundles.version(bundle), before, run, finished_at)
 
 
 def test_an_upgrade_rolls_out_in_batches_and_changes_every_server(rollout: Rollout, upgrade: Upgrade) -> None:
@@ -442,7 +450,8 @@ def test_an_upgrade_rolls_out_in_batches_and_changes_every_server(rollout: Rollo
         assert recap["failed"] == 0 and recap["unreachable"] == 0, recap
         assert recap["changed"] > 0, f"{server.name}: the upgrade changed nothing"
         mine = {task for task in changed if task.endswith(f"[{server.name}]")}
-        assert any("Install the agent into its virtualenv" in t for t in mine), f"{server.name}: pip did not upgrade: {mine}"
+        assert any(t.startswith(INSTALL_TASK) for t in mine), f"{server.name}: pip did not install the new release: {mine}"
+        assert any(t.startswith(FLIP_TASK) for t in mine), f"{server.name}: current was not flipped: {mine}"
         assert any(t.startswith("RUNNING HANDLER [a4c_agent : Restart a4c-agent]") for t in mine), f"{server.name}: no restart: {mine}"
 
 
@@ -456,11 +465,14 @@ def test_an_upgrade_restarts_the_agent_exactly_once_per_server_and_leaves_it_act
         assert server.sh("systemctl is-active a4c-agent").strip() == "active"
 
 
-def test_after_an_upgrade_every_server_has_the_new_version_installed(rollout: Rollout, upgrade: Upgrade, a4c_wheel: pathlib.Path) -> None:
-    assert upgrade.version_before == wheels.wheel_version(a4c_wheel), "before, the fleet ran this checkout's version"
+def test_after_an_upgrade_every_server_has_the_new_version_installed(rollout: Rollout, upgrade: Upgrade, release_bundle: pathlib.Path) -> None:
+    assert upgrade.version_before == bundles.version(release_bundle), "before, the fleet ran this checkout's version"
     assert upgrade.version != upgrade.version_before
     for server in rollout.servers:
-        assert server.sh("/opt/a4c-agent/bin/a4c-agent version").strip() == upgrade.version, server.name
+        assert server.sh("/opt/a4c-agent/current/bin/a4c-agent version").strip() == upgrade.version, server.name
+        assert server.sh("readlink /opt/a4c-agent/current").strip() == f"/opt/a4c-agent/releases/{upgrade.version}"
+        # The previous release stays, to roll back to.
+        assert server.sh("ls /opt/a4c-agent/releases").split() == sorted([upgrade.version_before, upgrade.version])
 
 
 async def test_after_an_upgrade_the_control_plane_sees_the_new_version_on_the_same_hosts(rollout: Rollout, upgrade: Upgrade) -> None:
@@ -477,7 +489,7 @@ async def test_after_an_upgrade_the_control_plane_sees_the_new_version_on_the_sa
 
 
 def test_a_second_rollout_of_the_new_version_changes_nothing(rollout: Rollout, upgrade: Upgrade, request: pytest.FixtureRequest) -> None:
-    again = rollout.playbook(*_rerun_args(rollout), *_package_args(rollout.upgrade_wheel.result()))
+    again = rollout.playbook(*_rerun_args(rollout), *_bundle_args(rollout.upgrade_bundle.result()))
     fixtures_run.report(request.config, f"rollout: re-run of the upgrade in {again.seconds:.1f} s")
     _assert_nothing_changed(rollout, again, "a re-run of the upgrade")
 
@@ -495,6 +507,88 @@ async def test_the_workspace_keeps_its_one_container_through_the_upgrade(rollout
     # As after a restart: the upgraded agent has sent inventories and the
     # reconciler has compared them with what should run.
     await wait.eventually(reported_since_upgrade, timeout=30, message="heartbeats and reports from the upgraded agent")
+    containers = docker_client.containers.list(all=True, filters={"label": f"a4c.workspace={workspace['id']}"})
+    assert [c.id for c in containers] == [workspace["container_id"]], "the same one container, no duplicate"
+    assert containers[0].status == "running"
+    assert await system.agreement(rollout.api, docker_client, [_host_id(s) for s in rollout.servers]) is None
+
+
+def test_installing_from_the_bundle_asks_no_package_index(rollout: Rollout, upgrade: Upgrade) -> None:
+    """Two installs (first rollout, upgrade) on two servers whose pip knows only the trap: it heard nothing."""
+    assert upgrade.run.returncode == 0, str(upgrade.run)
+    assert rollout.index.requests == [], f"pip asked an index while installing the bundle: {rollout.index.requests}"
+    # The trap would have heard: a pip on the server that may use an index asks it.
+    server = rollout.servers[0]
+    server.sh("python3 -m pip download --no-deps --no-cache-dir --retries 0 --timeout 5 --dest /var/tmp/a4c-trap a4c-not-a-package || true")
+    assert "/simple/a4c-not-a-package/" in rollout.index.requests, rollout.index.requests
+
+
+# -- rollback: the documented command takes the fleet back to the first release ----------
+
+
+@dataclasses.dataclass
+class Rollback:
+    version: str
+    before: dict[str, dict[str, str]]
+    run: playbook.Result
+    finished_at: datetime.datetime
+
+
+@pytest.fixture(scope="module")
+def rollback(rollout: Rollout, upgrade: Upgrade, workspace: dict, request: pytest.FixtureRequest) -> Rollback:
+    """docs/operations/rollout.md's rollback: site.yml with ``-e a4c_agent_version=<previous>``, the new bundle still configured."""
+    before = {s.name: _snapshot(s) for s in rollout.servers}
+    run = rollout.playbook(
+        "--vault-password-file",
+        str(rollout.home.parent / "vault-password"),
+        *_bundle_args(rollout.upgrade_bundle.result()),
+        "-e",
+        f"a4c_agent_version={upgrade.version_before}",
+    )
+    finished_at = datetime.datetime.now(datetime.UTC)
+    fixtures_run.report(
+        request.config, f"rollout: rollback {upgrade.version} -> {upgrade.version_before} in {run.seconds:.1f} s (slowest: {run.slowest(5)})"
+    )
+    return Rollback(upgrade.version_before, before, run, finished_at)
+
+
+def test_a_rollback_flips_current_back_installs_nothing_and_restarts_the_agent_once(rollout: Rollout, upgrade: Upgrade, rollback: Rollback) -> None:
+    assert rollback.run.returncode == 0, str(rollback.run)
+    batches = [line for _, line in rollback.run.timeline if line.startswith("PLAY [")]
+    assert len(batches) == 2, f"a rollback goes batch by batch too: {batches}"
+    changed = rollback.run.changed_tasks()
+    for server in rollout.servers:
+        assert rollback.run.recap[server.name]["failed"] == 0, str(rollback.run)
+        mine = [task for task in changed if task.endswith(f"[{server.name}]")]
+        release_tasks = [t for t in mine if t.startswith("TASK [a4c_release : ")]
+        assert release_tasks == [f"{FLIP_TASK} changed: [{server.name}]"], f"{server.name}: a rollback only flips current: {mine}"
+        assert server.sh("readlink /opt/a4c-agent/current").strip() == f"/opt/a4c-agent/releases/{rollback.version}"
+        assert server.sh("/opt/a4c-agent/current/bin/a4c-agent version").strip() == rollback.version
+        before = rollback.before[server.name]
+        started = _unit_starts(server, "a4c-agent.service", after=before["cursor"])
+        assert len(started) == 1, f"{server.name}: the agent was started {len(started)} times by the rollback: {started}"
+        assert server.unit_property("a4c-agent", "InvocationID") != before["invocation"], f"{server.name}: the agent was not restarted"
+        assert server.sh("systemctl is-active a4c-agent").strip() == "active"
+        # Rolling forward again needs no new copy: both releases stay.
+        assert server.sh("ls /opt/a4c-agent/releases").split() == sorted([rollback.version, upgrade.version])
+
+
+async def test_after_a_rollback_the_control_plane_sees_the_previous_version_and_the_workspace_kept_its_container(
+    rollout: Rollout, upgrade: Upgrade, rollback: Rollback, workspace: dict, docker_client
+) -> None:
+    expected = {upgrade.before[s.name]["host_id"] for s in rollout.servers}
+    assert {_host_id(s) for s in rollout.servers} == expected, "a server got a new identity"
+
+    def fresh(stamp: str | None) -> bool:
+        return stamp is not None and stamp != "" and datetime.datetime.fromisoformat(stamp) > rollback.finished_at + datetime.timedelta(seconds=3)
+
+    async def rolled_back() -> list[dict]:
+        hosts = [h for h in (await rollout.api.get("/v1/hosts"))["items"] if h["id"] in expected]
+        done = [h for h in hosts if h["agent_version"] == rollback.version and fresh(h["last_heartbeat_at"]) and fresh(h["disk"]["reported_at"])]
+        return done if len(done) == len(expected) else []
+
+    hosts = await wait.eventually(rolled_back, timeout=30, message=f"both hosts report agent_version {rollback.version} after the rollback")
+    assert {h["status"] for h in hosts} == {"active"}
     containers = docker_client.containers.list(all=True, filters={"label": f"a4c.workspace={workspace['id']}"})
     assert [c.id for c in containers] == [workspace["container_id"]], "the same one container, no duplicate"
     assert containers[0].status == "running"

@@ -14,7 +14,8 @@ from controlplane import settings as cp_settings
 from tests.packaging import units
 
 UNIT_FILES = units.unit_files()
-VENV_BIN = re.compile(r"/opt/(a4c-[a-z-]+)/bin/")
+# A virtualenv, or the `current` symlink to a release of one (ansible/roles/a4c_release).
+VENV_BIN = re.compile(r"/opt/(a4c-[a-z-]+(?:/current)?)/bin/")
 
 # Every unit keeps these (a tuple: any of them); systemd-analyze security on a
 # real host measures the result (tests/packaging/test_rollout.py).
@@ -117,7 +118,7 @@ def test_the_agent_unit_writes_only_the_agents_default_state_dir_and_reaches_doc
     assert service["StateDirectory"] == [pathlib.Path(state_dir).name] and state_dir.startswith("/var/lib/")
     assert service["ReadWritePaths"] == [state_dir]
     assert service["SupplementaryGroups"] == ["docker"]
-    assert service["ExecStart"] == ["/opt/a4c-agent/bin/a4c-agent run --config /etc/a4c/agent.yaml"]
+    assert service["ExecStart"] == ["/opt/a4c-agent/current/bin/a4c-agent run --config /etc/a4c/agent.yaml"]
 
 
 @pytest.mark.parametrize("unit", UNIT_FILES, ids=lambda p: p.name)

@@ -1,0 +1,35 @@
+"""Release bundles as `make release` builds them (packaging/release.py), for tests that install them."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "packaging" / "release.py"
+
+
+class BundleError(RuntimeError):
+    """A bundle could not be built."""
+
+
+def build(dest: pathlib.Path, *, version: str | None = None) -> pathlib.Path:
+    """``dest/a4c-<version>-py3<minor>.tar.gz`` (with its .sha256) for this virtualenv's Python: the servers' Python too."""
+    argv = [sys.executable, str(SCRIPT), "--dest", str(dest), "--python", f"3.{sys.version_info.minor}"]
+    if version is not None:
+        argv += ["--version", version]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode != 0:
+        raise BundleError(f"{' '.join(argv)} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+    (tarball,) = (pathlib.Path(line) for line in done.stdout.split())
+    return tarball
+
+
+def version(bundle: pathlib.Path) -> str:
+    """a4c-0.1.0-py311.tar.gz -> 0.1.0"""
+    found = re.fullmatch(r"a4c-(.+)-py3\d+\.tar\.gz", bundle.name)
+    if found is None:
+        raise BundleError(f"not a bundle's name: {bundle.name}")
+    return found.group(1)
