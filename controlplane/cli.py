@@ -99,6 +99,9 @@ def sync_command(config_path: str | None) -> None:
 
     settings = _load(config_path)
     _configure_logging(settings)
+    # A setting it cannot run without is the one line to show, before the database is asked.
+    if not search_commands.needs_elasticsearch(settings):
+        sys.exit(EXIT_CONFIG)
     _check_schema(settings)
     sys.exit(asyncio.run(search_commands.run_sync(settings)))
 

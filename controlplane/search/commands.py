@@ -28,7 +28,7 @@ def _say(line: str, *, err: bool = False) -> None:
     print(line, file=sys.stderr if err else sys.stdout, flush=True)
 
 
-def _needs_elasticsearch(settings: cp_settings.Settings) -> bool:
+def needs_elasticsearch(settings: cp_settings.Settings) -> bool:
     if settings.search.elasticsearch_url:
         return True
     _say("config error: search.elasticsearch_url: not set, so there is no index to work on", err=True)
@@ -37,7 +37,7 @@ def _needs_elasticsearch(settings: cp_settings.Settings) -> bool:
 
 async def run_sync(settings: cp_settings.Settings) -> int:
     """The standalone sync worker: the consumer, its /metrics and /healthz listener, sd_notify and the watchdog."""
-    if not _needs_elasticsearch(settings):
+    if not needs_elasticsearch(settings):
         return CONFIG
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,7 +72,7 @@ async def run_sync(settings: cp_settings.Settings) -> int:
 
 
 async def _with_clients(settings: cp_settings.Settings, work: typing.Callable[..., typing.Awaitable[int]]) -> int:
-    if not _needs_elasticsearch(settings):
+    if not needs_elasticsearch(settings):
         return CONFIG
     engine = db_engine.create(settings.database)
     es = client.create(settings.search)
