@@ -187,3 +187,29 @@ async def test_a_lost_change_feed_answers_waiting_reads_at_once_and_waits_resume
     await update(seed, "UPDATE jobs SET reason = 'after the feed came back' WHERE id = :id", id=first.body["id"])
     woken = await asyncio.wait_for(again, 60)
     assert woken.status == 200 and woken.body["reason"].startswith("after the feed came back")
+
+
+async def test_shutting_down_answers_the_blocked_reads_with_the_unchanged_object(database_url, http, seed):
+    """Without this, a blocked read would be cut off at http.shutdown_timeout, its client seeing a dropped connection."""
+    from aiohttp import web
+
+    from controlplane.api import app as api_app
+    from controlplane.api import listener
+    from tests.controlplane.api.conftest import Client, settings_for
+
+    settings = settings_for(database_url)
+    runner: web.AppRunner = listener.runner(api_app.init_app(settings), settings.http, shutdown_timeout=20)
+    await runner.setup()
+    stopping: asyncio.Task[None] | None = None
+    try:
+        site = await listener.start(runner, settings.http, host="127.0.0.1", port=0)
+        me = Client(http, f"http://127.0.0.1:{site.port}", (await seed.user()).token)
+        _, first = await pending_job(me)
+        before = waiting()
+        read = asyncio.create_task(me.get(f"/v1/jobs/{first.body['id']}", params={"index": first.headers["X-A4C-Index"], "wait": LONG}))
+        await blocked(before + 1)
+        stopping = asyncio.create_task(runner.cleanup())
+        answer = await asyncio.wait_for(read, 60)
+        assert answer.status == 200 and answer.headers["X-A4C-Index"] == first.headers["X-A4C-Index"]
+    finally:
+        await (stopping if stopping is not None else runner.cleanup())
