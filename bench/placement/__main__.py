@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import random
 import statistics
 import sys
@@ -15,6 +16,7 @@ import uuid
 import asyncpg
 import sqlalchemy as sa
 
+from bench import machine
 from bench.api_read import database
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
@@ -156,8 +158,11 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     parser.add_argument("--placements", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args(argv)
+    start_load = machine.load("start")
     with database.temporary(args.admin_url, prefix="a4c_bench_placement") as url:
         r = asyncio.run(run(url, args.hosts, args.placements, args.concurrency))
+    r["hosts"] = args.hosts
+    r["load_average_start_end"] = [round(start_load[0], 2), round(machine.load("end")[0], 2)]
     print(f"{args.hosts} hosts; {args.placements} sequential placements, then {args.placements} by {args.concurrency} concurrent placers")
     print(f"per placement (whole create_workspace transaction): median {r['median_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
     print(
@@ -167,6 +172,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     print(f"  same placements with synchronous_commit=off: median {r['no_flush_ms']:.2f} ms, p99 {r['no_flush_p99_ms']:.2f} ms")
     print(f"placements/s: {r['sequential_per_s']:.0f} sequential, {r['concurrent_per_s']:.0f} with {args.concurrency} concurrent placers")
     print(f"median/target = {r['median_ms'] / TARGET_MEDIAN_MS:.2f} (target median <= {TARGET_MEDIAN_MS} ms, i.e. ratio <= 1)")
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}))
     return 0
 
 
