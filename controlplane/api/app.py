@@ -28,6 +28,7 @@ from controlplane.api.schemas import search as search_schemas
 from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, search, streams, users, workspaces
 from controlplane.db import engine as db_engine
 from controlplane.db import hot as db_hot
+from controlplane.db import listen as db_listen
 from controlplane.search import context as search_context
 from controlplane.web import routes as web_routes
 
@@ -88,15 +89,9 @@ async def database_ctx(app: web.Application) -> typing.AsyncIterator[None]:
         lookup_timeout=settings.auth.lookup_timeout,
         lookups=ratelimit.Limiter(limits.lookups_per_address_rps, limits.lookups_per_address_burst) if limits.enabled else None,
     )
-    stopping = asyncio.Event()
-    watching = asyncio.create_task(revocations.watch(app[keys.AUTH], settings.database, stopping), name="a4c-token-revocations")
     try:
         yield
     finally:
-        stopping.set()
-        watching.cancel()  # it may be waiting on a connect to a database that does not answer
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
         await hot_reads.close()
         await reads.dispose()
         await engine.dispose()
@@ -123,18 +118,19 @@ async def housekeeping_ctx(app: web.Application) -> typing.AsyncIterator[None]:
             await task
 
 
-async def watch_ctx(app: web.Application) -> typing.AsyncIterator[None]:
-    """Blocking reads (controlplane/api/watches.py) and the change feed that wakes them (controlplane/api/changes.py)."""
-    hub = app[keys.WATCHES]
+async def listen_ctx(app: web.Application) -> typing.AsyncIterator[None]:
+    """One LISTEN connection (controlplane/db/listen.py) for token revocations (controlplane/api/revocations.py) and the
+    change feed that wakes blocking reads (controlplane/api/changes.py, controlplane/api/watches.py)."""
+    channels = [revocations.channel(app[keys.AUTH]), changes.channel(app[keys.WATCHES])]
     stopping = asyncio.Event()
-    feeding = asyncio.create_task(changes.feed(hub, app[keys.SETTINGS].database, stopping), name="a4c-change-feed")
+    listening = asyncio.create_task(db_listen.listen(app[keys.SETTINGS].database, channels, stopping), name="a4c-listen")
     try:
         yield
     finally:
         stopping.set()
-        feeding.cancel()  # it may be waiting on a connect to a database that does not answer
+        listening.cancel()  # it may be waiting on a connect to a database that does not answer
         with contextlib.suppress(asyncio.CancelledError):
-            await feeding
+            await listening
 
 
 async def _answer_blocked_reads(app: web.Application) -> None:
@@ -142,7 +138,7 @@ async def _answer_blocked_reads(app: web.Application) -> None:
     app[keys.WATCHES].close()
 
 
-DEFAULT_CONTEXTS: tuple[Context, ...] = (database_ctx, watch_ctx, housekeeping_ctx, search_context.search_ctx)
+DEFAULT_CONTEXTS: tuple[Context, ...] = (database_ctx, listen_ctx, housekeeping_ctx, search_context.search_ctx)
 
 
 def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Context] = DEFAULT_CONTEXTS) -> web.Application:

@@ -10,9 +10,9 @@ A waiting request costs one small :class:`_Waiter` and one future in a dict
 keyed by the object: no task of its own, no timer but its deadline's, and no
 polling. The future is armed before the request reads the row, so a change
 committed after that read still wakes it. The feed
-(controlplane/api/changes.py: one LISTEN connection per instance, fed by
-migration 0013's trigger) resolves the futures of the object that changed,
-whichever instance made the change.
+(controlplane/api/changes.py, on the instance's one LISTEN connection,
+controlplane/db/listen.py, fed by migration 0013's trigger) resolves the
+futures of the object that changed, whichever instance made the change.
 
 Bounds: ``watch.per_instance`` waiting reads (one more is 503) and
 ``watch.per_user`` per user (one more is 429), both with Retry-After; every

@@ -173,7 +173,7 @@ async def test_a_lost_change_feed_answers_waiting_reads_at_once_and_waits_resume
     await blocked(before + 1)
     # The feed's LISTEN connection dies (a failover, a network cut): nothing would wake the read, so it answers now.
     await update(
-        seed, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'a4c-change-feed' AND datname = current_database()"
+        seed, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'a4c-listen' AND datname = current_database()"
     )
     answer = await asyncio.wait_for(read, 60)
     assert answer.status == 200 and answer.headers["X-A4C-Index"] == index
