@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import typing
+import uuid
 
 import pytest
 from sqlalchemy.ext import asyncio as sa_asyncio
@@ -252,3 +253,27 @@ async def test_a_running_workspace_is_stopped_and_started_again_from_its_row_aft
     assert start.workspace_id == ws_id and start.job_id != stop.job_id
     await agent.done(start, "running")
     await settled("running", offered="Stop", withdrawn="Start")
+
+
+async def test_a_shown_workspace_changes_on_screen_through_blocking_reads_and_says_when_it_is_deleted(db, people, start_dashboard, page):
+    """With polling set to ten minutes, only a blocking read (?index=&wait=) can show the changes within the waits below."""
+    workspace_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO workspaces (id, owner_id, name, image_ref, cpus, memory_mb, disk_gb, desired_state, observed_state, state_reason)"
+        " VALUES ($1, $2, 'watched', 'debian:12', 1, 512, 5, 'running', 'pending', 'waiting for a host')",
+        workspace_id,
+        people.alice.id,
+    )
+    base = await start_dashboard()
+    await page.add_init_script("sessionStorage.setItem('a4c.pollMs', '600000')")
+    blocking: list[str] = []
+    page.on("request", lambda request: blocking.append(request.url) if f"/v1/workspaces/{workspace_id}?index=" in request.url else None)
+    await dashboard.sign_in(page, base, people.alice.token, at=f"#/workspaces/{workspace_id}")
+    card = page.locator(".detail-slot")
+    await card.get_by_text("waiting for a host").wait_for()
+    # The page is blocked on the workspace when the change comes: a change the first read saw proves nothing.
+    await wait.eventually(lambda: blocking, timeout=30, message="the page never made a blocking read")
+    await db.execute("UPDATE workspaces SET state_reason = 'placed on h1 by the test' WHERE id = $1", workspace_id)
+    await card.get_by_text("placed on h1 by the test").wait_for(timeout=30_000)
+    await db.execute("UPDATE workspaces SET deleted_at = now(), observed_state = 'deleted' WHERE id = $1", workspace_id)
+    await card.get_by_text("This workspace has been deleted.").wait_for(timeout=30_000)

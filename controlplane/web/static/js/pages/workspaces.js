@@ -12,6 +12,9 @@ function pollMs() {
   return Number(sessionStorage.getItem("a4c.pollMs")) || 5000;
 }
 
+// The longest one blocking read of the shown workspace waits (the API cuts it to its watch.max_wait).
+const WAIT = "60s";
+
 export function mount(main, { me }, route) {
   const state = { items: [], cursor: null, hosts: new Map(), users: new Map(), timer: null, stopped: false };
   document.title = "Workspaces · A4C dashboard";
@@ -186,40 +189,64 @@ export function mount(main, { me }, route) {
     announce(`${text}.`);
   }
 
-  // --- one workspace (#/workspaces/<id>) ------------------------------------------
+  // --- one workspace (#/workspaces/<id>), live --------------------------------------
+  // Each read after the first is a blocking read (?index=&wait=, docs/decisions/0012-blocking-reads.md):
+  // the API answers as soon as the workspace changes. It polls only while the API does not answer.
+  const watching = { index: 0, timer: null, reading: null };
+
   async function showDetail() {
     if (!route.id) return;
-    clear(detail, loading("Loading the workspace…"));
+    if (!watching.index) clear(detail, loading("Loading the workspace…"));
+    const began = Date.now();
+    watching.reading = new AbortController();
     try {
-      const w = await api.get(`/v1/workspaces/${encodeURIComponent(route.id)}`);
-      const env = Object.entries(w.env);
-      clear(
-        detail,
-        h(
-          "section",
-          { class: "card", "aria-labelledby": "ws-title" },
-          h("h2", { id: "ws-title" }, `Workspace ${w.name}`, " ", badge(w.observed_state, "ws")),
-          h(
-            "dl",
-            { class: "facts" },
-            [
-              ["Id", h("code", {}, w.id)],
-              ["Wanted", w.desired_state],
-              ["Why", w.state_reason || "–"],
-              ["Image", h("code", {}, w.image_ref)],
-              ["Resources", `${w.cpus} CPUs, ${w.memory_mb} MiB memory, ${w.disk_gb} GiB disk`],
-              ["Disk", [diskAmount(w), diskNote(w)].filter(Boolean).join(", ")],
-              ["Container", w.container_id ? h("code", {}, w.container_id.slice(0, 12)) : "–"],
-              ["Environment", env.length ? env.map(([k, v]) => h("div", {}, h("code", {}, `${k}=${v}`))) : "–"],
-              ["Placement", w.placement?.reason ?? "–"],
-              ["Jobs", h("a", { href: `#/jobs?${new URLSearchParams({ query: `workspace:${w.id}` })}` }, "Jobs of this workspace")],
-            ].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
-          ),
-        ),
-      );
+      const params = watching.index ? { index: watching.index, wait: WAIT } : undefined;
+      const w = await api.get(`/v1/workspaces/${encodeURIComponent(route.id)}`, params, { signal: watching.reading.signal });
+      if (state.stopped) return;
+      const changed = w.version !== watching.index;
+      watching.index = w.version;
+      if (changed) drawDetail(w);
+      // Unchanged and early: the API could not block (it is restarting, or lost its change feed); wait as a poll would.
+      const early = !changed && Date.now() - began < 1000;
+      watching.timer = setTimeout(showDetail, early ? pollMs() : 0);
     } catch (err) {
-      clear(detail, errorBox(`This workspace could not be shown. ${api.explain(err)}`));
+      if (state.stopped) return;
+      if (watching.index && (err.status === 0 || err.status === 429 || err.status >= 500)) {
+        watching.timer = setTimeout(showDetail, pollMs()); // keep what is shown; blocking again once the API answers
+      } else if (watching.index && err.status === 404) {
+        clear(detail, h("p", { class: "notice" }, "This workspace has been deleted."));
+      } else {
+        clear(detail, errorBox(`This workspace could not be shown. ${api.explain(err)}`));
+      }
     }
+  }
+
+  function drawDetail(w) {
+    const env = Object.entries(w.env);
+    clear(
+      detail,
+      h(
+        "section",
+        { class: "card", "aria-labelledby": "ws-title" },
+        h("h2", { id: "ws-title" }, `Workspace ${w.name}`, " ", badge(w.observed_state, "ws")),
+        h(
+          "dl",
+          { class: "facts" },
+          [
+            ["Id", h("code", {}, w.id)],
+            ["Wanted", w.desired_state],
+            ["Why", w.state_reason || "–"],
+            ["Image", h("code", {}, w.image_ref)],
+            ["Resources", `${w.cpus} CPUs, ${w.memory_mb} MiB memory, ${w.disk_gb} GiB disk`],
+            ["Disk", [diskAmount(w), diskNote(w)].filter(Boolean).join(", ")],
+            ["Container", w.container_id ? h("code", {}, w.container_id.slice(0, 12)) : "–"],
+            ["Environment", env.length ? env.map(([k, v]) => h("div", {}, h("code", {}, `${k}=${v}`))) : "–"],
+            ["Placement", w.placement?.reason ?? "–"],
+            ["Jobs", h("a", { href: `#/jobs?${new URLSearchParams({ query: `workspace:${w.id}` })}` }, "Jobs of this workspace")],
+          ].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
+        ),
+      ),
+    );
   }
 
   // --- create ---------------------------------------------------------------------
@@ -388,5 +415,7 @@ export function mount(main, { me }, route) {
   return () => {
     state.stopped = true;
     clearTimeout(state.timer);
+    clearTimeout(watching.timer);
+    watching.reading?.abort();
   };
 }
