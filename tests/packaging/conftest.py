@@ -1,4 +1,4 @@
-"""Fixtures for packaging tests: the systemd host image, the a4c wheel and its dependencies, a release bundle."""
+"""Fixtures for packaging tests: the systemd host image, the a4c wheel and the control plane's dependencies, a release bundle."""
 
 from __future__ import annotations
 
@@ -27,15 +27,6 @@ def a4c_wheel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     wheel = wheels.build_a4c_wheel(tmp_path_factory.mktemp("dist"))
     fixtures_run.report(request.config, f"built {wheel.name} in {time.monotonic() - began:.1f} s")
     return wheel
-
-
-@pytest.fixture(scope="session")
-def agent_wheelhouse(request: pytest.FixtureRequest, a4c_wheel: pathlib.Path) -> pathlib.Path:
-    """Wheels of the agent's dependencies at this virtualenv's versions (cached per machine)."""
-    began = time.monotonic()
-    house = wheels.wheelhouse(a4c_wheel, "agent")
-    fixtures_run.report(request.config, f"agent dependency wheelhouse {house} ready in {time.monotonic() - began:.1f} s")
-    return house
 
 
 @pytest.fixture(scope="session")
