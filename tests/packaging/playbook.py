@@ -126,8 +126,9 @@ def vault_variable(home: pathlib.Path, password_file: pathlib.Path, name: str, s
     target.write_text(done.stdout)
 
 
-def run(home: pathlib.Path, inventory: pathlib.Path, *args: str, timeout: float = 600) -> Result:
-    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ANSIBLE_DIR / "site.yml"), *args]
+def run(home: pathlib.Path, inventory: pathlib.Path | str, *args: str, timeout: float = 600, playbook_file: pathlib.Path | None = None) -> Result:
+    """``ansible-playbook`` on site.yml (or ``playbook_file``), run from ansible/ so that its roles are found."""
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook_file or ANSIBLE_DIR / "site.yml"), *args]
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     lines, timeline = [], []
