@@ -81,7 +81,11 @@ def _ping(dbapi_connection: typing.Any, _record: typing.Any, _proxy: typing.Any)
     """
     try:
         sa_util.await_only(dbapi_connection.driver_connection.execute("SELECT 1"))
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except TimeoutError:
+        # A hung server (command_timeout): a new connection would hang as well, so
+        # the request fails now and answers 503 (controlplane/api/middleware.py).
+        raise
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise sa_exc.DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
