@@ -148,21 +148,16 @@ async def relay_once(engine: sa_asyncio.AsyncEngine, producer: Producer, setting
                 host_keys[host_id] = key
                 if takes_request_id:
                     request_ids.add(host_id)
-        futures = []
-        for row in rows:
-            encoded = encode(row, settings.kafka.topic_prefix, host_keys, request_ids)
-            if encoded is None:
-                logger.warning("dropping command %s for unknown host (topic %s)", row.id, row.topic)
-                continue
-            topic, key, value = encoded
-            # A host's commands form one ordered stream (docs/decisions/0001-command-routing.md): always
-            # partition 0, even if a broker auto-created the topic with more.
-            partition = 0 if row.topic.startswith("commands.") else None
-            futures.append((row.topic, await producer.send(topic, value=value, key=key, partition=partition)))
+        # The claim holds its rows locked: publishing gets a deadline of its
+        # own, beyond the client's per-request one, so that no broker state
+        # (or a producer that never started) can hold them for ever.
+        deadline = publish_deadline(settings)
         try:
-            for logical, future in futures:
-                await future
-                PUBLISHED.labels(logical.split(".", 1)[0]).inc()
+            async with asyncio.timeout(deadline):
+                await _publish(rows, producer, settings, host_keys, request_ids)
+        except TimeoutError as exc:
+            FAILURES.inc()
+            raise RelayError(f"publishing {len(rows)} outbox rows: Kafka did not confirm within {deadline:.0f}s") from exc
         except aiokafka_errors.KafkaError as exc:
             FAILURES.inc()
             # Roll back the claim (nothing is marked sent) but remember why.
@@ -175,6 +170,28 @@ async def relay_once(engine: sa_asyncio.AsyncEngine, producer: Producer, setting
         if row.topic.startswith("commands.") and row.topic.removeprefix("commands.") in host_keys:
             _published(row)
     return len(rows)
+
+
+def publish_deadline(settings: cp_settings.Settings) -> float:
+    """How long one batch may take to publish: the client's request deadline twice (a metadata wait, then delivery)."""
+    return 2 * settings.kafka.request_timeout
+
+
+async def _publish(rows: list[Row], producer: Producer, settings: cp_settings.Settings, host_keys: dict[str, str], request_ids: set[str]) -> None:
+    futures = []
+    for row in rows:
+        encoded = encode(row, settings.kafka.topic_prefix, host_keys, request_ids)
+        if encoded is None:
+            logger.warning("dropping command %s for unknown host (topic %s)", row.id, row.topic)
+            continue
+        topic, key, value = encoded
+        # A host's commands form one ordered stream (docs/decisions/0001-command-routing.md): always
+        # partition 0, even if a broker auto-created the topic with more.
+        partition = 0 if row.topic.startswith("commands.") else None
+        futures.append((row.topic, await producer.send(topic, value=value, key=key, partition=partition)))
+    for logical, future in futures:
+        await future
+        PUBLISHED.labels(logical.split(".", 1)[0]).inc()
 
 
 def _published(row: Row) -> None:

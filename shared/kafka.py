@@ -10,6 +10,7 @@ aiokafka is the one messaging path (docs/decisions/0009-embedded-default.md): th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pathlib
 import typing
@@ -153,16 +154,28 @@ class TopicCreatingProducer:
         self._known: set[str] = set()
 
     async def renew(self) -> None:
-        """Forget the known topics and, with a ``factory``, replace the producer by a new one (a new session)."""
+        """Forget the known topics and, with a ``factory``, replace the producer by a new one (a new session).
+
+        The new producer replaces the old only once it has started: one that
+        never started buffers every send and never delivers it, so its futures
+        would never finish. When the broker is still away, the start fails,
+        the old producer stays, its sends fail, and the caller renews again.
+        """
         self._known.clear()
         if self._factory is None:
             return
-        old, self._producer = self._producer, self._factory()
+        new = self._factory()
+        try:
+            await new.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(new.stop(), 5)
+            raise
+        old, self._producer = self._producer, new
         try:
             await asyncio.wait_for(old.stop(), 5)
         except Exception:  # the old session is being discarded anyway
             logger.debug("old producer did not stop cleanly", exc_info=True)
-        await self._producer.start()
 
     async def start(self) -> None:
         await self._producer.start()

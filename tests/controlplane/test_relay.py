@@ -248,3 +248,37 @@ async def test_published_rows_are_purged_after_the_retention_period(database_url
         assert "p" not in keys and "q" in keys
     finally:
         await conn.close()
+
+
+async def test_a_publish_kafka_never_confirms_fails_the_batch_at_its_deadline_and_keeps_the_rows(database_url, engine, kafka_bootstrap, topic_prefix):
+    # A producer that never started buffers the send and never delivers it:
+    # what a failed reconnect once left behind, stalling the relay for good.
+    settings = cp_settings.load(
+        environ={}, **{"kafka.bootstrap_servers": [kafka_bootstrap], "kafka.topic_prefix": topic_prefix, "kafka.request_timeout": 1.0}
+    )
+    stalled = kafka.TopicCreatingProducer(kafka.producer(settings.kafka, client_id="test-relay-stalled"), settings.kafka)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await _insert(conn, "k", 1)
+    finally:
+        await conn.close()
+    with pytest.raises(relay.RelayError, match="did not confirm within 2s"):
+        await asyncio.wait_for(relay.relay_once(engine, stalled, settings), relay.publish_deadline(settings) + 20)
+    assert await _pending(database_url) == 1, "nothing is marked sent"
+
+
+async def test_a_reconnect_while_the_broker_is_away_keeps_a_producer_that_still_delivers(kafka_bootstrap, topic_prefix):
+    settings = _settings(kafka_bootstrap, topic_prefix).kafka
+    away = settings.model_copy(update={"bootstrap_servers": [f"127.0.0.1:{ports.free_port()}"], "request_timeout": 2.0})
+    p = kafka.TopicCreatingProducer(
+        kafka.producer(settings, client_id="test-renew"), settings, factory=lambda: kafka.producer(away, client_id="test-renew-2")
+    )
+    await p.start()
+    try:
+        with pytest.raises(aiokafka.errors.KafkaConnectionError):
+            await p.renew()
+        topic = f"{topic_prefix}.renewed"
+        sent = await asyncio.wait_for(p.send_and_wait(topic, b"after a failed renew"), 30)
+        assert sent.topic == topic
+    finally:
+        await p.stop()
