@@ -46,14 +46,21 @@ def main() -> None:
 def migrate(config_path: str | None, revision: str) -> None:
     """Apply database migrations (safe to run on every deploy)."""
     from controlplane.db import migrate as db_migrate
+    from controlplane.db import schema
 
     settings = _load(config_path)
     try:
+        before = asyncio.run(schema.current_revision(settings.database))
         db_migrate.upgrade(settings.database.url, revision)
+        after = asyncio.run(schema.current_revision(settings.database))
     except OSError as exc:
         click.echo(f"error: cannot reach the database at database.url: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"database migrated to {revision}")
+    # A deploy tool tells "changed" from "nothing to do" by this line (ansible/roles/a4c_controlplane).
+    if before == after:
+        click.echo(f"database already at {after} ({revision})")
+    else:
+        click.echo(f"database migrated from {before or 'an empty database'} to {after} ({revision})")
 
 
 def _check_schema(settings: cp_settings.Settings) -> None:

@@ -100,3 +100,15 @@ def test_the_known_head_is_the_last_migration_file() -> None:
     files = sorted(p.stem for p in migrate.MIGRATIONS.joinpath("versions").glob("0*.py"))
     assert head.names[head.head] == files[-1]
     assert schema.verdict(head.head, head, "0.1.0") is None
+
+
+def test_migrate_says_whether_it_changed_the_schema(make_database, tmp_path) -> None:
+    """A deploy tool reports "changed" from this line (ansible/roles/a4c_controlplane/tasks/migrate.yml)."""
+    url = make_database()
+    head = schema.known().head
+    first = _start(tmp_path, url, "migrate")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1] == f"database migrated from an empty database to {head} (head)"
+    again = _start(tmp_path, url, "migrate")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1] == f"database already at {head} (head)"

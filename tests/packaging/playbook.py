@@ -102,11 +102,13 @@ def connection_vars(private_key: pathlib.Path) -> dict[str, str]:
     }
 
 
-def write_inventory(directory: pathlib.Path, hosts: dict[str, dict[str, typing.Any]], group_vars: dict[str, typing.Any]) -> pathlib.Path:
-    """``hosts.yml`` with the group ``a4c_agents``; group vars in group_vars/a4c_agents/main.yml."""
+def write_inventory(
+    directory: pathlib.Path, hosts: dict[str, dict[str, typing.Any]], group_vars: dict[str, typing.Any], *, group: str = "a4c_agents"
+) -> pathlib.Path:
+    """``hosts.yml`` with the group ``group`` (site.yml's a4c_agents or a4c_controlplane); its vars in group_vars/<group>/main.yml."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "hosts.yml").write_text(yaml.safe_dump({"a4c_agents": {"hosts": hosts}}, sort_keys=True))
-    vars_dir = directory / "group_vars" / "a4c_agents"
+    (directory / "hosts.yml").write_text(yaml.safe_dump({group: {"hosts": hosts}}, sort_keys=True))
+    vars_dir = directory / "group_vars" / group
     vars_dir.mkdir(parents=True, exist_ok=True)
     (vars_dir / "main.yml").write_text(yaml.safe_dump(group_vars, sort_keys=True))
     return directory

@@ -1,7 +1,8 @@
 """The control-plane units run the real control plane and search sync under their sandbox on a systemd server.
 
 One server (tests/packaging/servers.py) gets ``a4c[controlplane]`` from the
-wheel built from this checkout into /opt/a4c-controlplane, the config in
+wheel built from this checkout into /opt/a4c-controlplane/releases/<version>
+(``current`` pointing at it, as ansible/roles/a4c_release leaves it), the config in
 /etc/a4c, the user a4c-controlplane and the two units from packaging/systemd,
 installed as docs/operations/systemd.md says. PostgreSQL, the broker and the
 Elasticsearch-API server are the harness's, reached on 127.0.0.1.
@@ -86,9 +87,10 @@ def server(
         version = a4c_wheel.name.split("-")[1]
         server.sh(
             "useradd --system --user-group --no-create-home --shell /usr/sbin/nologin a4c-controlplane"
-            " && python3 -m venv /opt/a4c-controlplane"
-            f" && /opt/a4c-controlplane/bin/pip install --quiet --no-index --find-links {WHEELHOUSE} --find-links {DIST}"
+            f" && python3 -m venv /opt/a4c-controlplane/releases/{version}"
+            f" && /opt/a4c-controlplane/releases/{version}/bin/pip install --quiet --no-index --find-links {WHEELHOUSE} --find-links {DIST}"
             f" 'a4c[controlplane]=={version}'"
+            f" && ln -s releases/{version} /opt/a4c-controlplane/current"
             " && install -d -m 0755 /etc/a4c"
         )
         server.container.put_archive("/etc/a4c", _tar({"controlplane.yaml": (yaml.safe_dump(config).encode(), 0o640)}))
