@@ -14,7 +14,10 @@ API alone: no relay or consumers), on a fresh migrated database:
    a time, timed from the UPDATE's commit (its acknowledgement here) until
    that job's watcher has the answer (NOTIFY → the instance's LISTEN → the
    waiting request → a hot read → the client); also from just before the
-   UPDATE is sent, which adds the UPDATE's own time.
+   UPDATE is sent, which adds the UPDATE's own time;
+5. fan-out: ``--watchers`` watchers of one job, one change: how soon the
+   first and the last of them has its answer (each re-reads the row, through
+   the hot-read pool of ``database.pool_size`` connections).
 
 Baselines, same run: a bare aiohttp long poll (bench/watch/bare.py: one
 future per waiting request, woken by a POST) for memory, idle CPU and wake
@@ -227,7 +230,9 @@ async def measure_api(
             await conn.close()
         waiting_after = await gauge()
         await watchers.stop()
+        fanout = await fan_out(http, base, url, headers[owner[jobs[0][0]]], jobs[0][0], args.watchers, gauge)
     return {
+        "fanout": fanout,
         "rss_before": rss_before,
         "rss_with": rss_with,
         "cpu_without": cpu_without,
@@ -239,6 +244,42 @@ async def measure_api(
         "failures": watchers.failures,
         "waiting_after": waiting_after,
     }
+
+
+async def fan_out(
+    http: aiohttp.ClientSession,
+    base: str,
+    url: str,
+    headers: dict[str, str],
+    job: str,
+    count: int,
+    gauge: typing.Callable[[], typing.Awaitable[float]],
+) -> dict[str, float]:
+    """``count`` watchers of one job, one change: seconds from its commit until the first and the last has its answer."""
+    async with http.get(f"{base}/v1/jobs/{job}", headers=headers) as resp:
+        index = int(resp.headers["X-A4C-Index"])
+    arrivals: list[float] = []
+
+    async def one() -> None:
+        async with http.get(f"{base}/v1/jobs/{job}?index={index}&wait={WAIT}", headers=headers) as resp:
+            await resp.read()
+            if resp.status == 200 and int(resp.headers["X-A4C-Index"]) > index:
+                arrivals.append(time.perf_counter())
+
+    async def drained() -> bool:
+        return await gauge() == 0
+
+    await until(drained, 60, "the earlier watchers gone")
+    tasks = [asyncio.create_task(one()) for _ in range(count)]
+    await until(lambda: _at_least(gauge, count), 120, f"{count} watchers of one job")
+    conn = await asyncpg.connect(hot.dsn(url))
+    try:
+        await conn.execute("UPDATE jobs SET reason = 'fan out' WHERE id = $1::uuid", job)
+        committed = time.perf_counter()
+    finally:
+        await conn.close()
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    return {"answered": len(arrivals), "first_ms": ms(min(arrivals) - committed), "last_ms": ms(max(arrivals) - committed)}
 
 
 async def _at_least(gauge: typing.Callable[[], typing.Awaitable[float]], count: int) -> bool:
@@ -333,6 +374,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         "bare_poke_to_answer_ms": {"p50": ms(statistics.median(base_lat)), "p99": ms(percentile(base_lat, 0.99))},
         "plain_read_ms": {"p50": ms(statistics.median(plain)), "p99": ms(percentile(plain, 0.99))},
         "p99_ratio_to_plain_read": round(p99 / percentile(plain, 0.99), 2),
+        "fan_out_one_job": ours["fanout"],
         "refused_or_failed": ours["failures"],
         "waiting_after": ours["waiting_after"],
         "load": [round(start_load[0], 1), round(end_load[0], 1)],
@@ -356,6 +398,10 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     u, us = result["update_sent_to_answer_ms"], result["update_itself_ms"]
     print(
         f"  from the UPDATE's send instead of its commit: p50 {u['p50']} / p99 {u['p99']} ms (the UPDATE and commit alone: p50 {us['p50']} / p99 {us['p99']} ms)"
+    )
+    f = result["fan_out_one_job"]
+    print(
+        f"{args.watchers} watchers of one job, one change: {f['answered']} answered, the first {f['first_ms']} ms and the last {f['last_ms']} ms after the commit"
     )
     print("verdict: " + result["verdict"])
     print(json.dumps(result))
