@@ -8,7 +8,8 @@ index, on a timeout). The decisions are in controlplane/domain/watch.py.
 
 A waiting request costs one small :class:`_Waiter` and one future in a dict
 keyed by the object: no task of its own, no timer but its deadline's, and no
-polling. The future is armed before the request reads the row, so a change
+polling. The requests of one caller that one change wakes share one read of
+the row (a task per change, not per request). The future is armed before the request reads the row, so a change
 committed after that read still wakes it. The feed
 (controlplane/api/changes.py, on the instance's one LISTEN connection,
 controlplane/db/listen.py, fed by migration 0013's trigger) resolves the
@@ -25,6 +26,7 @@ that while the feed reconnects. On shutdown every waiting read answers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import typing
 import uuid
 
@@ -37,6 +39,7 @@ from controlplane.domain import watch as domain_watch
 WATCHING = prometheus_client.Gauge("a4c_watch_waiting", "Blocking reads waiting for a change on this instance")
 REFUSED = prometheus_client.Counter("a4c_watch_refused_total", "Blocking reads refused at a limit", ["limit"])
 WOKEN = prometheus_client.Counter("a4c_watch_woken_total", "Blocking reads woken by a change notification")
+REREADS = prometheus_client.Counter("a4c_watch_rereads_total", "Reads made for woken blocking reads (one per object, caller and change)")
 FEED_UP = prometheus_client.Gauge("a4c_watch_feed_up", "1 while this instance LISTENs for changes (blocking reads wait as long as asked), else 0")
 
 Row = typing.Any  # a record with a "version" (asyncpg.Record for the hot reads)
@@ -48,8 +51,8 @@ class _Waiter:
 
     def __init__(self, index: int) -> None:
         self.index = index
-        # Resolved True when the object changed past ``index``, False when the hub can no longer tell (feed lost, shutdown).
-        self.future: asyncio.Future[bool] | None = None
+        # Resolved with the index of the change that woke it, 0 when the hub can no longer tell (feed lost, shutdown).
+        self.future: asyncio.Future[int] | None = None
 
 
 class Hub:
@@ -59,6 +62,8 @@ class Hub:
         self._settings = settings
         self._waiting: dict[Key, dict[_Waiter, None]] = {}
         self._by_user: dict[uuid.UUID, int] = {}
+        # Reads shared by the requests one change woke, by (kind, id, caller, the change's index).
+        self._rereads: dict[tuple[str, uuid.UUID, uuid.UUID, int], asyncio.Task[Row | None]] = {}
         self.count = 0
         self.live = False  # True while the feed's LISTEN is in place
         self.closed = False
@@ -72,7 +77,7 @@ class Hub:
         for waiter in waiters:
             future = waiter.future
             if future is not None and waiter.index < change.index and not future.done():
-                future.set_result(True)
+                future.set_result(change.index)
                 WOKEN.inc()
 
     def resume(self) -> None:
@@ -95,7 +100,7 @@ class Hub:
         for waiters in self._waiting.values():
             for waiter in waiters:
                 if waiter.future is not None and not waiter.future.done():
-                    waiter.future.set_result(False)
+                    waiter.future.set_result(0)
 
     # The request's side.
 
@@ -124,9 +129,10 @@ class Hub:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         try:
+            changed = 0
             while True:
                 waiter.future = future = loop.create_future()  # armed before the read
-                row = await read()
+                row = await (read() if not changed else self._reread((kind, ident, owner, changed), read))
                 if domain_watch.answers_now(None if row is None else row["version"], index):
                     return row
                 try:
@@ -143,6 +149,27 @@ class Hub:
                 del self._waiting[key]
             WATCHING.dec()
             self._release(owner)
+
+    async def _reread(self, token: tuple[str, uuid.UUID, uuid.UUID, int], read: typing.Callable[[], typing.Awaitable[Row | None]]) -> Row | None:
+        """One read for every request of one caller that one change woke: a thousand watchers of a job cost one read.
+
+        Keyed by the change's index, so a read started before a later change is never taken for it (it began after
+        the NOTIFY that woke its requests, hence after that change's commit). Shielded: a request that goes away
+        does not cancel the read the others wait for.
+        """
+        task = self._rereads.get(token)
+        if task is None:
+            REREADS.inc()
+            task = asyncio.ensure_future(read())
+            self._rereads[token] = task
+            task.add_done_callback(functools.partial(self._reread_done, token))
+        return await asyncio.shield(task)
+
+    def _reread_done(self, token: tuple[str, uuid.UUID, uuid.UUID, int], task: asyncio.Task[Row | None]) -> None:
+        if self._rereads.get(token) is task:
+            del self._rereads[token]
+        if not task.cancelled():
+            task.exception()  # retrieved: each request still awaiting it gets it; nobody left is no "never retrieved"
 
     def _admit(self, owner: uuid.UUID) -> None:
         s = self._settings

@@ -213,3 +213,17 @@ async def test_shutting_down_answers_the_blocked_reads_with_the_unchanged_object
         assert answer.status == 200 and answer.headers["X-A4C-Index"] == first.headers["X-A4C-Index"]
     finally:
         await (stopping if stopping is not None else runner.cleanup())
+
+
+async def test_the_watchers_of_one_job_woken_by_one_change_share_one_read(client, seed):
+    me = client((await seed.user()).token)
+    _, first = await pending_job(me)
+    path, params = f"/v1/jobs/{first.body['id']}", {"index": first.headers["X-A4C-Index"], "wait": LONG}
+    before = waiting()
+    reads = asyncio.gather(*(me.get(path, params=params) for _ in range(20)))
+    await blocked(before + 20)
+    rereads = prometheus_client.REGISTRY.get_sample_value("a4c_watch_rereads_total") or 0.0
+    await update(seed, "UPDATE jobs SET reason = 'one change' WHERE id = :id", id=first.body["id"])
+    answers = await asyncio.wait_for(reads, 60)
+    assert {(a.status, a.body["version"]) for a in answers} == {(200, first.body["version"] + 1)}
+    assert prometheus_client.REGISTRY.get_sample_value("a4c_watch_rereads_total") == rereads + 1
