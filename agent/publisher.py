@@ -118,7 +118,7 @@ class Publisher:
                 await kafka.ensure_topics(self.kafka, [self.topic], partitions=topics.EVENTS_PARTITIONS)
                 await producer.start()
                 drain = asyncio.create_task(self._drain(producer, delays))
-                await aio.wait_any(None, stopping, _done_event(drain))  # type: ignore[arg-type]
+                await aio.wait_any(None, stopping, _done_event(drain))
                 if drain.done():
                     drain.result()  # raises what broke it
                     continue
