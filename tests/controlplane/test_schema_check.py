@@ -41,6 +41,8 @@ def _start(tmp_path: pathlib.Path, url: str, command: str = "run") -> subprocess
                 # Nothing listens here: a start that got past the check would not exit by itself.
                 "kafka": {"bootstrap_servers": [f"127.0.0.1:{ports.free_port()}"]},
                 "logging": {"format": "text"},
+                # sync refuses to start without an index to feed, before it asks the database.
+                "search": {"elasticsearch_url": f"http://127.0.0.1:{ports.free_port()}"},
             }
         )
     )
