@@ -27,45 +27,13 @@ Session = sa_asyncio.AsyncSession
 Conn = sa_asyncio.AsyncConnection | sa_asyncio.AsyncSession
 
 
-async def new_job(
-    session: Session,
-    kind: models.JobKind,
-    *,
-    user: access.Principal | None,
-    status: models.JobStatus = models.JobStatus.QUEUED,
-    source: models.JobSource = models.JobSource.API,
-    host: typing.Any = None,
-    image: models.Image | None = None,
-    workspace: models.Workspace | None = None,
-    reason: str = "",
-    placement: dict[str, typing.Any] | None = None,
-    payload: dict[str, typing.Any] | None = None,
-    idempotency_key: str | None = None,
-    max_attempts: int = 5,
-    job_id: uuid.UUID | None = None,
-    dispatch: typing.Mapping[str, typing.Any] | None = None,
-) -> models.Job:
-    """Insert (and flush) a job; ``host`` is anything with ``id`` and ``name``.
+async def new_job(session: Session, kind: models.JobKind, **fields: typing.Any) -> models.Job:
+    """Insert (and flush) a job built by :func:`job_row` from the same arguments.
 
     ``dispatch`` (from ``controlplane.commands.first_dispatch``) inserts it
     already dispatched, its command written by the caller in the same transaction.
     """
-    job = job_row(
-        kind,
-        user=user,
-        status=status,
-        source=source,
-        host=host,
-        image=image,
-        workspace=workspace,
-        reason=reason,
-        placement=placement,
-        payload=payload,
-        idempotency_key=idempotency_key,
-        max_attempts=max_attempts,
-        job_id=job_id,
-        dispatch=dispatch,
-    )
+    job = job_row(kind, **fields)
     session.add(job)
     await session.flush()
     noted(job)
