@@ -402,13 +402,19 @@ async def test_a_control_plane_instance_killed_mid_relay_loses_no_command(a4c_sy
             # under load may already have put more than one copy there.
             before_death = await _on_kafka(sys_, host_id, command["message_id"])
             assert before_death >= 1, "instance 0 published the command before it died"
+            # When instance 1 was let go, to tell a late count from a missing copy.
+            resumed_at = datetime.datetime.now(datetime.UTC)
 
         # Instance 1 resumes: its relay claims the released rows and publishes them again.
         async def marked_sent() -> bool:
             return (await _command_row(sys_, host_id, job_id))["published_at"] is not None
 
         await wait.eventually(marked_sent, timeout=HEAL, interval=0.2, message="instance 1 marks the command row sent")
-        assert await _on_kafka(sys_, host_id, command["message_id"]) > before_death, "instance 1 re-published the same command (same message id)"
+        after = await _on_kafka(sys_, host_id, command["message_id"])
+        assert after > before_death, (
+            f"instance 1 re-published the same command (same message id): {before_death} copies before its"
+            f" resume at {resumed_at:%H:%M:%S.%f}, {after} after; its log:\n{processes.log_tail(survivor.log)}"
+        )
         ws = await _running(sys_, ws_id, api=api1)
         assert ws["host_id"] == host_id
         containers = sys_.docker_client.containers.list(all=True, filters={"label": f"a4c.workspace={ws_id}"})
