@@ -85,3 +85,26 @@ async def test_every_action_button_is_on_top_and_clickable_from_1000_to_1920_px(
     dialog = page.get_by_role("dialog")
     await dialog.get_by_text("Delete workspace alice-running-workspace?").wait_for()
     await dialog.get_by_role("button", name="Cancel").click()
+
+
+async def test_at_phone_and_tablet_widths_the_page_never_scrolls_sideways_and_the_header_stays_in_view(
+    db, people, start_dashboard, page, http, add_host
+):
+    await add_host("h-layout02", cpus=2, memory_mb=2048)
+    base = await start_dashboard()
+    await _workspaces(db, http, base, people)
+    await dashboard.sign_in(page, base, people.admin.token, at="#/workspaces")
+    rows = page.locator("table.workspaces tbody tr")
+
+    async def four() -> bool:
+        return await rows.count() == 4
+
+    await wait.eventually(four, message="the four workspaces")
+    for width in (375, 768):
+        await page.set_viewport_size({"width": width, "height": 800})
+        await dashboard.screenshot(page, f"09-workspaces-{width}px")
+        # A wide table scrolls in its own box; the page itself is as wide as the screen.
+        assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), f"at {width} px the page scrolls sideways"
+        sign_out = await page.get_by_role("button", name="Sign out").bounding_box()
+        assert sign_out is not None and sign_out["x"] + sign_out["width"] <= width, f"at {width} px Sign out is off screen: {sign_out}"
+        assert await layout.overlap(page, "table.workspaces", "section.create") is False, f"at {width} px the create panel overlaps the table"
