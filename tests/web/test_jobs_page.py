@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.parse
 
@@ -96,6 +97,35 @@ async def test_the_url_carries_the_search_so_a_reload_or_a_shared_link_shows_it_
     await other.get_by_role("button", name="Sign in").click()
     await other.locator(".table-slot[data-query]:not([aria-busy])").wait_for()
     assert await dashboard.table_ids(other) == shown
+
+
+async def test_text_typed_while_the_page_starts_is_neither_wiped_nor_lost(db, people, start_dashboard, page):
+    # The page's first search waits for the API's contract (GET /v1/openapi.json);
+    # on a slow link a person types meanwhile. Holding the contract back makes that
+    # moment certain instead of a race.
+    await conftest.load_jobs(db, 40)
+    base = await start_dashboard()
+    contract_asked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(route):
+        contract_asked.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/v1/openapi.json", hold)
+    await dashboard.sign_in(page, base, people.admin.token)
+    await asyncio.wait_for(contract_asked.wait(), 30)
+    box = page.get_by_label("Search jobs", exact=True)
+    text = "status:failed"
+    await box.fill(text)
+    release.set()
+    # The page's own first search (all jobs) runs now and must leave the box alone.
+    await page.locator(".table-slot[data-query='']:not([aria-busy])").wait_for()
+    assert await box.input_value() == text
+    await box.press("Enter")
+    await page.locator(f".table-slot[data-query='{text}']:not([aria-busy])").wait_for()
+    assert page.url.endswith("#/jobs?" + urllib.parse.urlencode({"query": text}))
 
 
 async def test_a_search_the_api_refuses_shows_its_reason_beside_the_box(db, people, start_dashboard, page):

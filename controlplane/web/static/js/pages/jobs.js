@@ -81,8 +81,16 @@ export function mount(main, _ctx, route) {
     h("div", { class: "jobs-layout" }, filters, results),
   );
 
+  // Text typed into the box but not yet submitted belongs to the user: a
+  // search the page starts on its own (the first one, once the API's contract
+  // has loaded, or a re-run) must not wipe it.
+  let typed = false;
+  input.addEventListener("input", () => {
+    typed = true;
+  });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
+    typed = false;
     search(input.value.trim(), { push: true });
   });
 
@@ -91,12 +99,16 @@ export function mount(main, _ctx, route) {
     return { query: text, ...extra };
   }
 
-  async function search(text, { push = false } = {}) {
+  // byPage: started by the page itself rather than by the user.
+  async function search(text, { push = false, byPage = false } = {}) {
     state.searching?.abort();
     const controller = new AbortController();
     state.searching = controller;
     state.text = text;
-    input.value = text;
+    if (!(byPage && typed)) {
+      input.value = text;
+      typed = false;
+    }
     const hash = `#/jobs?${new URLSearchParams({ query: text })}`;
     if (location.hash !== hash) history[push ? "pushState" : "replaceState"](null, "", hash);
     sessionStorage.setItem("a4c.lastSearch", hash);
@@ -294,7 +306,7 @@ export function mount(main, _ctx, route) {
   function merge(jobs) {
     const tbody = table.querySelector("tbody");
     if (!tbody) {
-      if (jobs.length && !state.order.length) search(state.text);
+      if (jobs.length && !state.order.length) search(state.text, { byPage: true });
       return;
     }
     const last = state.order.length ? state.rows.get(state.order[state.order.length - 1]) : null;
@@ -415,7 +427,7 @@ export function mount(main, _ctx, route) {
         if (state.stopped) return;
         qt.configure(syntax);
         clear(filterKeys, syntax.filterKeys.map((k, i) => [i ? " " : "", h("code", {}, `${k}:`)]));
-        search(state.text);
+        search(state.text, { byPage: true });
       },
       (err) => {
         if (!state.stopped) clear(table, errorBox(`The search cannot start. ${api.explain(err)}`, start));
