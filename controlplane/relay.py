@@ -275,8 +275,9 @@ def wake_cause(*, notified: bool, stopping: bool) -> str:
 async def _renew(producer: Producer) -> None:
     """After a failed publish: check topics again and start a new producer session.
 
-    A broker that lost its data has neither the topics nor this producer's
-    idempotent session, so the old producer could fail every send from then on.
+    A broker that lost its data has neither the topics nor (with
+    ``kafka.idempotent_producer``) this producer's session, so the old producer
+    could fail every send from then on.
     """
     renew = getattr(producer, "renew", None)
     if renew is None:

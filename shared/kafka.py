@@ -45,8 +45,11 @@ def security(kafka: common.KafkaSettings) -> dict[str, typing.Any]:
 
 def producer(kafka: common.KafkaSettings, *, client_id: str) -> aiokafka.AIOKafkaProducer:
     # acks=all: a published outbox row is durable before it is marked sent.
-    # Idempotent where the broker supports it, so a retried send is written
-    # once; consumers are idempotent anyway (docs/decisions/0006-idempotent-consumers-and-dead-letters.md).
+    # No producer id by default: ids repeat on a cluster that lost its data,
+    # and a repeated one makes the broker acknowledge records it never wrote
+    # (docs/decisions/0013-producers-without-producer-ids.md); a retried send may be written twice,
+    # which idempotent consumers absorb (docs/decisions/0006-idempotent-consumers-and-dead-letters.md).
+    # Order holds without it: aiokafka keeps one batch in flight per partition.
     # linger 0 because latency (create -> running) matters more than batching.
     return aiokafka.AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap_servers,

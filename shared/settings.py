@@ -70,9 +70,10 @@ class KafkaSettings(config.StrictModel):
         default=30.0, description="Longest wait between reconnection attempts while the brokers are unreachable."
     )
     idempotent_producer: bool = pydantic.Field(
-        default=True,
-        description="Producers ask the broker for an idempotent session, so a retried send is written once (Kafka 0.11+); "
-        "false only for a broker without InitProducerId (the embedded stand-in of `a4c up`).",
+        default=False,
+        description="Producers ask the broker for a producer id, so a retried send is written once. Off because a cluster that "
+        "lost its metadata hands the same ids out again, and then acknowledges one producer's records without writing them, "
+        "as retries of another's (ADR 0013); consumers absorb duplicates anyway.",
     )
     security_protocol: typing.Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = pydantic.Field(
         default="PLAINTEXT", description="How clients talk to the brokers: SASL_SSL on a production cluster."
