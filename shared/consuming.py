@@ -246,7 +246,10 @@ async def _attempt(
 def _waiting(client: aiokafka.AIOKafkaConsumer, batch: typing.Mapping[typing.Any, list[typing.Any]], *, after: bool) -> int:
     """Records of the fetched partitions not yet committed past: the batch itself (``after=False``) plus what follows it."""
     total = 0
+    assigned = client.assignment()
     for tp, records in batch.items():
+        if tp not in assigned:
+            continue  # taken by a rebalance while the batch was applied: its new owner counts it
         high = client.highwater(tp)
         start = records[-1].offset + 1 if after else records[0].offset
         total += max(0, high - start) if high is not None else (0 if after else len(records))
