@@ -144,6 +144,12 @@ class Stack:
         system.run_sync(wait.eventually(active, timeout=60, message=f"host {name} active"))
         return agent, host_id
 
+    def pids(self) -> list[int]:
+        """The stack's own processes (control plane, agents, Kafka, a private dockerd): what :func:`bench.machine.quiet` watches."""
+        found = [p.process.pid for p in (self.plane, *self.agents) if p is not None and p.process is not None]
+        found += [pid for pid in (self.broker.pid if self.broker else None, self.daemon.pid if self.daemon else None) if pid is not None]
+        return found
+
     def __exit__(self, *exc: typing.Any) -> None:
         for agent in self.agents:
             agent.stop()

@@ -63,6 +63,10 @@ class DockerDaemon:
         self.bridge: str | None = None
         self._process: subprocess.Popen | None = None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
     def start(self, timeout: float = 60.0) -> float:
         """Start the daemon and wait until it answers; returns the seconds it took."""
         if os.geteuid() != 0:
