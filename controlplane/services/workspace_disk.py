@@ -1,6 +1,7 @@
 """A workspace's disk as the API shows it: reserved, used (from its host's latest disk report), enforced, over.
 
-Computed when read, with one query per page (the hosts of the page's workspaces), never per row.
+Computed when read, with one query per page (the hosts of the page's workspaces), never per row;
+for a workspace just created, read by the statement that inserts it (:data:`NEW`).
 docs/operations/disk.md says what each figure means.
 """
 
@@ -12,6 +13,7 @@ import uuid
 
 import sqlalchemy as sa
 
+from controlplane.db import models
 from shared.domain import disk as disk_rule
 
 
@@ -32,6 +34,30 @@ class WorkspaceDisk:
 
 
 _HOST_DISKS = sa.text("SELECT id, disk_report -> 'workspaces', disk_report -> 'disk_limits' -> 'enforced' FROM hosts WHERE id = ANY(:ids)")
+
+
+_HOSTS = models.Host.__table__
+# What a new workspace's answer shows of its host's latest report, as host_disks reads it: the workspace's
+# own entry and whether limits are enforced (parameters: new_params).
+NEW = (
+    sa.select(_HOSTS.c.disk_report["workspaces"][sa.bindparam("disk_workspace", type_=sa.Text)])
+    .where(_HOSTS.c.id == sa.bindparam("disk_host"))
+    .scalar_subquery(),
+    sa.select(_HOSTS.c.disk_report["disk_limits"]["enforced"]).where(_HOSTS.c.id == sa.bindparam("disk_host")).scalar_subquery(),
+)
+
+
+def new_params(workspace_id: uuid.UUID, host_id: uuid.UUID) -> dict[str, typing.Any]:
+    return {"disk_host": host_id, "disk_workspace": str(workspace_id)}
+
+
+def new_host(workspace_id: uuid.UUID, host_id: uuid.UUID, used: typing.Any, enforced: typing.Any) -> dict[uuid.UUID, HostDisk]:
+    """:func:`host_disks` for one new workspace, from what :data:`NEW` read."""
+    return {
+        host_id: HostDisk(
+            workspaces={} if used is None else {str(workspace_id): int(used)}, enforced=enforced if isinstance(enforced, bool) else None
+        )
+    }
 
 
 def enforced_of(report: typing.Mapping[str, typing.Any] | None) -> bool | None:

@@ -21,11 +21,12 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import commands, errors
 from controlplane import settings as cp_settings
 from controlplane.db import models
-from controlplane.services import access, image_waits, images, jobs, one_insert, pagination, placement, queue
+from controlplane.services import access, image_waits, images, jobs, one_insert, pagination, placement, queue, workspace_disk
 from shared import messages
 
 Session = sa_asyncio.AsyncSession
 GB = placement.GB
+_T = typing.TypeVar("_T")
 
 # Pending workspaces placed per place_pending call (it holds the queue lock
 # throughout; the rest wait for the next reconcile period).
@@ -49,6 +50,8 @@ class NewWorkspace:
 class Accepted:
     workspace: models.Workspace
     job: models.Job
+    # The workspace's host's disk as the answer shows it, when the transaction read it already; None: read it to render.
+    hosts: dict[uuid.UUID, workspace_disk.HostDisk] | None = None
 
 
 def create_command(job_id: uuid.UUID, ws: models.Workspace, owner: str) -> messages.WorkspaceCommand:
@@ -118,10 +121,14 @@ async def create_workspace(session: Session, principal: access.Principal, new: N
             dispatch=_first_dispatch(command, settings),
         )
         message_id, outbox = commands.outbox_row(host_id=host, kind=messages.CommandKind.WORKSPACE_CREATE, payload=command, key=str(ws.id))
-        await _inserting(new.name, one_insert.insert(session, [ws, job], [(models.Outbox.__table__, outbox)]))
+        # The answer's read of the host's disk report rides along.
+        used, enforced = await _inserting(
+            new.name,
+            one_insert.insert(session, [ws, job], [(models.Outbox.__table__, outbox)], workspace_disk.NEW, workspace_disk.new_params(ws.id, host)),
+        )
         jobs.noted(job)
         commands.queued(message_id, outbox)
-        return Accepted(ws, job)
+        return Accepted(ws, job, workspace_disk.new_host(ws.id, host, used, enforced))
     session.add(ws)
     await _inserting(new.name, session.flush())
     job = await jobs.new_job(
@@ -143,10 +150,10 @@ async def create_workspace(session: Session, principal: access.Principal, new: N
     return Accepted(ws, job)
 
 
-async def _inserting(name: str, insert: typing.Awaitable[None]) -> None:
+async def _inserting(name: str, insert: typing.Awaitable[_T]) -> _T:
     # No savepoint: a clash aborts this transaction, and the error rolls it back anyway.
     try:
-        await insert
+        return await insert
     except sa_exc.IntegrityError:
         raise errors.Conflict(f"you already have a workspace named {name!r}", code="name_taken") from None
 

@@ -27,10 +27,15 @@ def render(ws: models.Workspace | typing.Any, hosts: typing.Mapping[typing.Any, 
     return schemas.Workspace.model_validate({**{f: getattr(ws, f) for f in _COLUMNS}, "disk": dataclasses.asdict(disk)})
 
 
-async def render_all(session: typing.Any, rows: typing.Sequence[models.Workspace | typing.Any]) -> list[schemas.Workspace]:
-    """Workspaces as the API shows them: their disk from their hosts' latest reports (one query), and one waiting for a host
-    says where it stands in the queue (one query, only if any may wait)."""
-    hosts = await workspace_disk.host_disks(session, (r.host_id for r in rows))
+async def render_all(
+    session: typing.Any,
+    rows: typing.Sequence[models.Workspace | typing.Any],
+    hosts: typing.Mapping[typing.Any, workspace_disk.HostDisk] | None = None,
+) -> list[schemas.Workspace]:
+    """Workspaces as the API shows them: their disk from their hosts' latest reports (one query, unless ``hosts`` has them),
+    and one waiting for a host says where it stands in the queue (one query, only if any may wait)."""
+    if hosts is None:
+        hosts = await workspace_disk.host_disks(session, (r.host_id for r in rows))
     out = [render(r, hosts) for r in rows]
     maybe = [w.id for w in out if w.host_id is None and w.observed_state is models.ObservedState.PENDING]
     places = await queue.places(session, maybe) if maybe else {}
@@ -45,7 +50,7 @@ async def render_all(session: typing.Any, rows: typing.Sequence[models.Workspace
 async def accepted(call: endpoint.Call, done: workspaces.Accepted) -> schemas.WorkspaceAccepted:
     # As GET shows them: a create left waiting for a host says its place in the queue, on the job and the workspace.
     job = (await jobs_view.render_all(call.session, [done.job]))[0]
-    return schemas.WorkspaceAccepted(workspace=(await render_all(call.session, [done.workspace]))[0], job=job)
+    return schemas.WorkspaceAccepted(workspace=(await render_all(call.session, [done.workspace], done.hosts))[0], job=job)
 
 
 @routes.post("/v1/workspaces", body=schemas.WorkspaceCreate, response=schemas.WorkspaceAccepted, status=202)
