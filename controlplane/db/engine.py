@@ -77,16 +77,37 @@ def _ping(dbapi_connection: typing.Any, _record: typing.Any, _proxy: typing.Any)
 
     SQLAlchemy's own pre-ping on asyncpg costs three round trips on every
     checkout (BEGIN, a prepared ``;``, ROLLBACK), as much as the rest of a
-    small write transaction. A simple-protocol ``SELECT 1`` is one, and prepares nothing.
+    small write transaction. Here the check is the BEGIN that the first
+    statement would send anyway: one round trip, and none of its own. (A
+    connection set to autocommit afterwards rolls it back first, as
+    SQLAlchemy does when it changes the isolation level.)
     """
     try:
-        sa_util.await_only(dbapi_connection.driver_connection.execute("SELECT 1"))
+        sa_util.await_only(_begin(dbapi_connection))
     except TimeoutError:
         # A hung server (command_timeout): a new connection would hang as well, so
         # the request fails now and answers 503 (controlplane/api/middleware.py).
         raise
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise sa_exc.DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+
+
+async def _begin(adapted: typing.Any) -> None:
+    """What SQLAlchemy's asyncpg adapter does before its first statement (``_start_transaction``), done at checkout.
+
+    The adapter then finds its transaction started and sends no BEGIN of its own.
+    """
+    # The adapter keeps its transaction in ``_transaction`` (and, before SQLAlchemy 2.1, a ``_started`` flag);
+    # tests/controlplane/api/test_create_round_trips.py counts the round trips, and a BEGIN sent twice would fail every write.
+    started = adapted._transaction  # noqa: SLF001 - see above
+    if adapted.isolation_level == "autocommit" or started is not None:
+        await adapted.driver_connection.execute("SELECT 1")
+        return
+    transaction = adapted.driver_connection.transaction(isolation=adapted.isolation_level, readonly=adapted.readonly, deferrable=adapted.deferrable)
+    await transaction.start()
+    adapted._transaction = transaction  # noqa: SLF001 - see above
+    if hasattr(adapted, "_started"):
+        adapted._started = True  # noqa: SLF001 - see above
 
 
 def keepalive_timings(idle: float) -> tuple[int, int, int]:

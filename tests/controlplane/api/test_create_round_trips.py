@@ -89,8 +89,8 @@ class RoundTrips:
             self.server.close()
 
 
-async def test_a_create_through_the_api_costs_five_round_trips_to_postgresql(seed, database_url, http):
-    """Pool check, BEGIN, rank with claim, the inserts with the answer's read of the host's disk report, COMMIT.
+async def test_a_create_through_the_api_costs_four_round_trips_to_postgresql(seed, database_url, http):
+    """Pool check and BEGIN in one, rank with claim, the inserts with the answer's read of the host's disk report, COMMIT.
 
     Counted on the wire, on a warm connection (its statements prepared, its user's token cached).
     """
@@ -126,4 +126,4 @@ async def test_a_create_through_the_api_costs_five_round_trips_to_postgresql(see
         await runner.cleanup()
         trips.close()
     # The first may connect and prepare; the fewest is what a create costs.
-    assert min(counted[1:]) == 5, counted
+    assert min(counted[1:]) == 4, counted
