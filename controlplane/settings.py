@@ -73,7 +73,7 @@ class HttpSettings(config.StrictModel):
 def _with_password(url: str, password: str) -> str:
     """``url`` with ``password`` for its user, unless it already names one."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is not None or not parts.hostname:
+    if parts.password is not None:
         return url
     user = urllib.parse.quote(parts.username or "postgres", safe="")
     host = parts.netloc.rpartition("@")[2]
@@ -83,7 +83,11 @@ def _with_password(url: str, password: str) -> str:
 class DatabaseSettings(config.StrictModel):
     """PostgreSQL, the only source of truth."""
 
-    url: common.PostgresUrl = pydantic.Field(default="postgresql://postgres@127.0.0.1:5432/a4c", description="Primary, read-write.")
+    url: common.PostgresUrl = pydantic.Field(
+        default="postgresql://postgres@127.0.0.1:5432/a4c",
+        description="Primary, read-write. On the database's own machine it may name the Unix socket instead, which skips "
+        "the TCP stack on every query: postgresql://a4c@/a4c?host=/var/run/postgresql (&port=N for a port other than 5432).",
+    )
     replica_urls: list[common.PostgresUrl] = pydantic.Field(
         default_factory=list, description="Read replicas used by the search fallback; empty = use the primary."
     )

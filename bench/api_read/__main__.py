@@ -29,6 +29,7 @@ from bench.api_read import profile as profiling
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.services import access, users, workspaces
+from tests.harness import postgres_server
 
 # Issue 18: at least this share of hello world's throughput at 32 connections, p99 at most 20 ms,
 # and at most three times hello world's server CPU per request.
@@ -45,6 +46,7 @@ class Result:
     p99_ms: float
     errors: int
     cpu_us: float = 0.0  # server CPU per request: robust to other load on the machine, unlike req/s
+    sys_us: float = 0.0  # the kernel's part of it (socket sends and receives, wake-ups)
 
 
 def free_port() -> int:
@@ -128,13 +130,16 @@ async def _load_aiohttp(url: str, headers: dict[str, str], seconds: float, conne
 
 
 def load(url: str, headers: dict[str, str], seconds: float, connections: int, server: psutil.Process | None = None) -> Result:
-    before = sum(server.cpu_times()[:2]) if server else 0.0
+    before = server.cpu_times() if server else None
     if shutil.which("wrk"):
         result = load_wrk(url, headers, seconds, connections)
     else:
         result = asyncio.run(_load_aiohttp(url, headers, seconds, connections))
-    if server is not None and result.rps:
-        result.cpu_us = (sum(server.cpu_times()[:2]) - before) / (result.rps * seconds) * 1e6
+    if server is not None and before is not None and result.rps:
+        after = server.cpu_times()
+        answered = result.rps * seconds
+        result.cpu_us = (after.user + after.system - before.user - before.system) / answered * 1e6
+        result.sys_us = (after.system - before.system) / answered * 1e6
     return result
 
 
@@ -163,10 +168,13 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="alternate the two servers this many times; best round counts")
     parser.add_argument(
-        "--pg-socket-dir",
-        default=None,
-        help="reach PostgreSQL through its Unix socket in this directory (e.g. /var/run/postgresql) instead of TCP",
+        "--pg-transport",
+        choices=("auto", "unix", "tcp"),
+        default="auto",
+        help="how the API reaches PostgreSQL: its Unix socket (as a deployment on the database's machine would), TCP, "
+        "or auto (default): the socket when the server runs on this machine and has one",
     )
+    parser.add_argument("--pg-socket-dir", default=None, help="with unix: the socket's directory (default: the server's unix_socket_directories)")
     parser.add_argument(
         "--profile",
         type=int,
@@ -179,11 +187,10 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     with database.temporary(args.admin_url) as url:
         token, workspace_id = asyncio.run(seed(url))
         hello_port, api_port = free_port(), free_port()
-        api_url_db = url
-        if args.pg_socket_dir:
-            # Same database, over the Unix socket: postgresql://user@/name?host=/dir
-            parts = urllib.parse.urlsplit(url)
-            api_url_db = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}@", query=f"host={args.pg_socket_dir}"))
+        socket_url = postgres_server.unix_socket_url(url, args.pg_socket_dir) if args.pg_transport != "tcp" else None
+        if args.pg_transport == "unix" and socket_url is None:
+            raise SystemExit("--pg-transport unix: the server has no Unix socket on this machine (try --pg-socket-dir)")
+        api_url_db = socket_url or url
         env = {
             **os.environ,
             "A4C_DATABASE__URL": api_url_db,
@@ -218,13 +225,13 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     hello = max(hello_runs, key=lambda r: r.rps)
     api = max(api_runs, key=lambda r: r.rps)
     ratio = api.rps / hello.rps
-    transport = f"Unix socket {args.pg_socket_dir}" if args.pg_socket_dir else "TCP 127.0.0.1"
+    transport = f"its Unix socket ({api_url_db.partition('?')[2]})" if socket_url else f"TCP ({urllib.parse.urlsplit(url).netloc})"
     print(
         f"load generator: {tool}; {args.connections} connections, {args.rounds} x {args.seconds:.0f} s per server (best round shown); API to PostgreSQL over {transport}"
     )
-    print(f"{'server':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'non-2xx':>8}")
+    print(f"{'server':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'of it sys':>10} {'non-2xx':>8}")
     for label, r in (("hello world (bare aiohttp)", hello), ("GET /v1/workspaces/{id}", api)):
-        print(f"{label:<36} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.cpu_us:>11.0f} {r.errors:>8}")
+        print(f"{label:<36} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.cpu_us:>11.0f} {r.sys_us:>10.0f} {r.errors:>8}")
     print(
         f"throughput ratio api/hello = {ratio:.2f} (target >= {TARGET_RATIO}); server CPU per request ratio hello/api = {hello.cpu_us / api.cpu_us:.2f}"
     )
@@ -244,8 +251,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     print(f"load average during the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(json.dumps({
         "bench": "api_read", "hello_rps": round(hello.rps), "api_rps": round(api.rps), "ratio": round(ratio, 3),
-        "api_p99_ms": api.p99_ms, "hello_cpu_us": round(hello.cpu_us), "api_cpu_us": round(api.cpu_us),
-        "cpu_ratio": round(cpu_ratio, 2), "met": verdicts, "loadavg": os.getloadavg()[0],
+        "api_p99_ms": api.p99_ms, "hello_cpu_us": round(hello.cpu_us), "api_cpu_us": round(api.cpu_us), "hello_sys_us": round(hello.sys_us), "api_sys_us": round(api.sys_us),
+        "cpu_ratio": round(cpu_ratio, 2), "pg_transport": "unix" if socket_url else "tcp", "met": verdicts, "loadavg": os.getloadavg()[0],
     }))  # fmt: skip
     return 0 if api.errors == 0 else 1
 

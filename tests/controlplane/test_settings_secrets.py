@@ -91,3 +91,12 @@ async def test_the_elasticsearch_password_comes_from_its_file_for_the_user_in_th
 def test_an_unusable_elasticsearch_secret_is_an_error_naming_the_key(given, named):
     with pytest.raises(config.ConfigError, match=named):
         cp_settings.load(environ={}, **given)
+
+
+def test_the_database_password_goes_into_a_unix_socket_url_too(tmp_path):
+    secret = tmp_path / "db-password"
+    secret.write_text("s3cret\n")
+    settings = cp_settings.load(
+        environ={}, **{"database.url": "postgresql://a4c@/a4c?host=/var/run/postgresql", "database.password_file": str(secret)}
+    )
+    assert settings.database.url == "postgresql://a4c:s3cret@/a4c?host=/var/run/postgresql"

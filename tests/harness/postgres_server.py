@@ -76,6 +76,31 @@ def answers(url: str) -> bool:
     return run_async(_answers, url)
 
 
+async def _socket_of(url: str) -> tuple[list[str], int]:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        dirs = await conn.fetchval("SHOW unix_socket_directories")
+        port = int(await conn.fetchval("SHOW port"))
+    finally:
+        await conn.close()
+    return [d.strip() for d in dirs.split(",") if d.strip()], port
+
+
+def unix_socket_url(url: str, socket_dir: str | None = None) -> str | None:
+    """The same database over the server's Unix socket, as a deployment on the database's machine reaches it
+    (``postgresql://user@/name?host=/dir&port=N``, see ``database.url`` in controlplane/settings.py); None when
+    the server is not on this machine or has no socket here. ``socket_dir``: that directory, not the server's."""
+    parts = urllib.parse.urlsplit(url)
+    if socket_dir is None and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        return None
+    dirs, port = run_async(_socket_of, url)
+    found = next((d for d in ([socket_dir] if socket_dir else dirs) if os.path.exists(os.path.join(d, f".s.PGSQL.{port}"))), None)
+    if found is None:
+        return None
+    user = urllib.parse.quote(parts.username, safe="") + "@" if parts.username else ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=user, query=urllib.parse.urlencode({"host": found, "port": port})))
+
+
 async def _execute(url: str, sql: str) -> None:
     conn = await asyncpg.connect(url, timeout=10)
     try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import pathlib
+import subprocess
 import sys
 
 import jsonschema
@@ -126,3 +128,21 @@ def test_the_text_format_shows_the_fields_as_key_value() -> None:
     with logs.scope(job_id="j3"):
         line = logs.TextFormatter().format(_record("command done", ok=True))
     assert line.endswith("agent.test: command done job_id=j3 ok=True")
+
+
+def test_fresh_request_ids_are_well_formed_and_never_repeat_in_a_process_a_forked_child_or_another_process() -> None:
+    here = [logs.new_request_id() for _ in range(1000)]
+    assert len(set(here)) == 1000 and all(logs.valid_request_id(i) for i in here)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child draws its own ids, as a forked worker would
+        os.write(write, " ".join(logs.new_request_id() for _ in range(1000)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        forked = pipe.read().split()
+    os.waitpid(child, 0)
+    code = "from shared import logs; print(' '.join(logs.new_request_id() for _ in range(1000)))"
+    restarted = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert len(forked) == len(restarted) == 1000
+    assert len(set(here) | set(forked) | set(restarted)) == 3000
