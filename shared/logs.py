@@ -105,13 +105,26 @@ def request_id_from(header: str | None) -> str:
 @contextlib.contextmanager
 def scope(**fields: typing.Any) -> typing.Iterator[dict[str, typing.Any]]:
     """Bind ``fields`` (None values are left out) to every line logged inside, and in tasks started inside."""
-    inner = dict(_context.get() or {})
-    inner.update({k: v for k, v in fields.items() if v is not None})
-    token = _context.set(inner)
+    token = bind(**fields)
     try:
-        yield inner
+        yield typing.cast(dict[str, typing.Any], _context.get())
     finally:
         _context.reset(token)
+
+
+def bind(**fields: typing.Any) -> contextvars.Token[dict[str, typing.Any] | None]:
+    """:func:`scope` without the context manager, for a per-request path (controlplane/api/middleware.py):
+    the scope lasts until ``unbind(token)``, which the caller must reach (a ``finally``)."""
+    outer = _context.get()
+    inner = dict(outer) if outer else {}
+    for key, value in fields.items():
+        if value is not None:
+            inner[key] = value
+    return _context.set(inner)
+
+
+def unbind(token: contextvars.Token[dict[str, typing.Any] | None]) -> None:
+    _context.reset(token)
 
 
 def note(**fields: typing.Any) -> None:

@@ -126,6 +126,8 @@ class Endpoint:
     rate_limited: bool
     # A blocking read (controlplane/api/watches.py): with ?index= it waits under the watch limits, not its route class's cap.
     watchable: bool = False
+    # Reads through controlplane/db/hot.py only, never the SQLAlchemy session: no session to close, no retry for it.
+    hot: bool = False
 
     @functools.cached_property
     def route_class(self) -> str | None:
@@ -198,6 +200,7 @@ class Routes:
         raw: bool = False,
         rate_limited: bool = True,
         watchable: bool = False,
+        hot: bool = False,
         summary: str | None = None,
     ) -> typing.Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -223,11 +226,19 @@ class Routes:
                     raw=raw,
                     rate_limited=rate_limited,
                     watchable=watchable,
+                    hot=hot,
                 )
             )
             return handler
 
         return register
+
+
+def _no_session() -> typing.NoReturn:
+    raise AssertionError("a hot read (Endpoint.hot) has no SQLAlchemy session")
+
+
+_NO_SESSION = typing.cast(sa_asyncio.async_sessionmaker, _no_session)
 
 
 def handler_for(endpoint: Endpoint) -> typing.Callable[[web.Request], typing.Awaitable[web.StreamResponse]]:
@@ -245,6 +256,8 @@ def handler_for(endpoint: Endpoint) -> typing.Callable[[web.Request], typing.Awa
         body = parse_body(endpoint.body, raw, max_depth=settings.http.max_json_depth) if endpoint.body is not None else None
         if endpoint.write:
             return await _in_transaction(endpoint, request, settings, principal, params, query, body, raw)
+        if endpoint.hot:
+            return render(endpoint, await endpoint.handler(Call(request, settings, principal, _NO_SESSION, params, query)))
         for attempt in range(2):
             call = Call(request, settings, principal, app[keys.READ_SESSIONS], params, query, body)
             try:
@@ -310,6 +323,8 @@ async def _in_transaction(
 
 
 def parse_query(model: type[pydantic.BaseModel], request: web.Request) -> pydantic.BaseModel:
+    if not request.query_string and model.model_config.get("frozen"):
+        return _empty_query(model)  # a hot read's usual case: its defaults, validated once
     values: dict[str, str | list[str]] = {}
     lists = common.repeatable(model)
     for name in request.query:
@@ -321,6 +336,11 @@ def parse_query(model: type[pydantic.BaseModel], request: web.Request) -> pydant
         return model.model_validate(values)
     except pydantic.ValidationError as exc:
         raise invalid(exc, unknown="unknown query parameter") from None
+
+
+@functools.cache
+def _empty_query(model: type[pydantic.BaseModel]) -> pydantic.BaseModel:
+    return model.model_validate({})
 
 
 def require_json(request: web.Request) -> None:

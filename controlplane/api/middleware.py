@@ -1,6 +1,6 @@
 """The middleware chain, outermost first: request id → metrics → errors → guard (size, auth, rate limit).
 
-The last three are one middleware (:func:`api_middleware`): as three, each cost a coroutine and aiohttp's
+All four are one middleware (:func:`api_middleware`): as four, each cost a coroutine and aiohttp's
 wrapper per request, a measurable share of a hot read's CPU (docs/benchmarks.md, ``api_read``).
 
 * ``request`` (controlplane/api/requestlog.py) gives the request its id, binds
@@ -64,8 +64,9 @@ def route_label(request: web.Request) -> str:
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """metrics → errors → guard, in that order, as one middleware."""
-    started = time.perf_counter()
+    """request id → metrics → errors → guard, in that order, as one middleware."""
+    scope = requestlog.begin(request)
+    started = time.perf_counter_ns()
     status = 500
     try:
         try:
@@ -77,8 +78,13 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except asyncio.CancelledError:
         status = 499  # the client went away (nginx's "client closed request")
         raise
+    except web.HTTPException as exc:  # a redirect, re-raised by _error_answer for aiohttp to send
+        status = exc.status
+        raise
     finally:
-        metrics.observe(request.method, route_label(request), status, time.perf_counter() - started)
+        elapsed = time.perf_counter_ns() - started
+        metrics.observe(request.method, route_label(request), status, elapsed / 1e9)
+        requestlog.end(request, status, elapsed, scope)
 
 
 def error_response(
@@ -157,4 +163,4 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         caps.leave(cls)
 
 
-MIDDLEWARES = (requestlog.request_middleware, api_middleware)
+MIDDLEWARES = (api_middleware,)

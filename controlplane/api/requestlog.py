@@ -1,6 +1,6 @@
 """Request ids and the access log: the outermost middleware (docs/operations/logging.md).
 
-Every request runs inside a :func:`shared.logs.scope` holding its request id:
+Every request runs inside a log scope (:func:`shared.logs.bind`) holding its request id:
 the caller's ``X-Request-Id`` when well-formed (a CI system can pass its own
 run id), else a fresh one. Every line logged while answering carries it, the
 command outbox rows written for it carry it to the agent
@@ -16,9 +16,8 @@ keeping are the ones that change something).
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
 import logging
-import time
 import typing
 
 from aiohttp import web
@@ -29,30 +28,25 @@ logger = logging.getLogger("controlplane.api.access")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 
-Handler = typing.Callable[[web.Request], typing.Awaitable[web.StreamResponse]]
-
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-@web.middleware
-async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def begin(request: web.Request) -> contextvars.Token[dict[str, typing.Any] | None]:
+    """The request's id, bound to the log lines written while it is answered; :func:`end` when it is done.
+
+    Called by the outermost middleware (controlplane/api/middleware.py) rather than being one: a middleware of its
+    own cost a coroutine and aiohttp's wrapper per request (docs/benchmarks.md, ``api_read``)."""
     request_id = logs.request_id_from(request.headers.get(logs.REQUEST_ID_HEADER))
     request[REQUEST_ID] = request_id
-    started = time.perf_counter_ns()
-    status = 500
-    with logs.scope(request_id=request_id):
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except asyncio.CancelledError:
-            status = 499  # the client went away
-            raise
-        except web.HTTPException as exc:  # a redirect or a status aiohttp raised outside the error middleware
-            status = exc.status
-            raise
-        finally:
-            _access(request, status, time.perf_counter_ns() - started)
+    return logs.bind(request_id=request_id)
+
+
+def end(request: web.Request, status: int, duration_ns: int, token: contextvars.Token[dict[str, typing.Any] | None]) -> None:
+    """The access line, still inside the request's log scope (it carries what the handler noted); then the scope ends."""
+    try:
+        _access(request, status, duration_ns)
+    finally:
+        logs.unbind(token)
 
 
 def _access(request: web.Request, status: int, duration_ns: int) -> None:

@@ -3,9 +3,11 @@
 The API's most frequent GETs (one workspace, one job) each need one row. Through
 SQLAlchemy's session such a read cost about three times the round trip
 itself in compiling, parameter processing and result building
-(docs/benchmarks.md, ``api_read``). Here the SQL is a constant string, so
-asyncpg prepares it once per connection (its statement cache) and every later
-call is one Bind/Execute round trip whose rows come back as asyncpg records.
+(docs/benchmarks.md, ``api_read``). Here the SQL is a constant string, prepared
+once per connection and kept as asyncpg's prepared statement (skipping the
+connection's query path: its statement-cache lookup and three more coroutines per
+call), so every later call is one Bind/Execute round trip whose rows come back
+as asyncpg records.
 
 The pool (:class:`HotReads`) has the same limits as the engines'
 (controlplane/db/engine.py): connect and command timeouts, the server's
@@ -28,14 +30,33 @@ from controlplane.db import engine as db_engine
 
 # A connection the server dropped (restart, failover, pg_terminate_backend) fails the first read on it, as
 # one of these depending on when the drop arrived (while idle it leaves the protocol in an error state: an
-# InternalClientError); reads are safe to repeat, on a fresh connection.
+# InternalClientError); reads are safe to repeat, on a fresh connection. So is a read whose prepared
+# statement a schema change outdated (its connection is dropped with the statements it prepared).
 _DROPPED = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.InvalidCachedStatementError,
+    asyncpg.exceptions.OutdatedSchemaCacheError,
     ConnectionResetError,
     BrokenPipeError,
 )
+
+
+class _Connection(asyncpg.Connection):
+    """A connection that keeps the statements prepared on it, by SQL text."""
+
+    __slots__ = ("prepared",)
+
+    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepared: dict[str, asyncpg.prepared_stmt.PreparedStatement] = {}
+
+    async def statement(self, sql: str) -> asyncpg.prepared_stmt.PreparedStatement:
+        found = self.prepared.get(sql)
+        if found is None:
+            found = self.prepared[sql] = await self.prepare(sql)
+        return found
 
 
 def dsn(url: str) -> str:
@@ -51,10 +72,10 @@ class HotReads:
     def __init__(self, db: cp_settings.DatabaseSettings, *, size: int) -> None:
         self._db = db
         self._size = size
-        self._idle: list[asyncpg.Connection] = []
+        self._idle: list[_Connection] = []
         self._open = 0
         # Waiters get a connection, or None: a slot freed up, open a connection of your own.
-        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._closed = False
 
     async def start(self) -> None:
@@ -73,7 +94,8 @@ class HotReads:
         for attempt in range(2):
             conn = await self._acquire()
             try:
-                row = await conn.fetchrow(sql, *args)
+                stmt = conn.prepared.get(sql) or await conn.statement(sql)
+                row = await stmt.fetchrow(*args)
             except BaseException as exc:
                 self._discard(conn)
                 if attempt or not isinstance(exc, _DROPPED):
@@ -87,7 +109,8 @@ class HotReads:
         for attempt in range(2):
             conn = await self._acquire()
             try:
-                rows = await conn.fetch(sql, *args)
+                stmt = conn.prepared.get(sql) or await conn.statement(sql)
+                rows = await stmt.fetch(*args)
             except BaseException as exc:
                 self._discard(conn)
                 if attempt or not isinstance(exc, _DROPPED):
@@ -97,7 +120,7 @@ class HotReads:
             return rows
         raise AssertionError("unreachable")
 
-    async def _acquire(self) -> asyncpg.Connection:
+    async def _acquire(self) -> _Connection:
         if self._closed:
             raise asyncpg.exceptions.InterfaceError("the hot-read pool is closed")
         while self._idle:
@@ -106,11 +129,11 @@ class HotReads:
                 return conn
             self._open -= 1
         if self._open >= self._size:
-            waiter: asyncio.Future[asyncpg.Connection | None] = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
                 async with asyncio.timeout(self._db.pool_timeout):
-                    conn = await waiter
+                    handed_over = await waiter
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     # Handed a connection (or a slot) just as the wait ended: pass it on.
@@ -119,8 +142,8 @@ class HotReads:
                 else:
                     waiter.cancel()  # stays queued; release and wake skip it
                 raise
-            if conn is not None:
-                return conn
+            if handed_over is not None:
+                return handed_over
         self._open += 1
         try:
             return await self._connect()
@@ -129,7 +152,7 @@ class HotReads:
             self._wake()
             raise
 
-    def _release(self, conn: asyncpg.Connection) -> None:
+    def _release(self, conn: _Connection) -> None:
         if self._closed or conn.is_closed():
             self._discard(conn)
             return
@@ -140,7 +163,7 @@ class HotReads:
                 return
         self._idle.append(conn)
 
-    def _discard(self, conn: asyncpg.Connection) -> None:
+    def _discard(self, conn: _Connection) -> None:
         # Mid-query on error or cancellation: its protocol state is unknown, so it is not reused.
         if not conn.is_closed():
             conn.terminate()
@@ -154,10 +177,11 @@ class HotReads:
                 waiter.set_result(None)
                 return
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def _connect(self) -> _Connection:
         db = self._db
         conn = await asyncpg.connect(
             dsn(db.url),
+            connection_class=_Connection,
             timeout=db.connect_timeout,
             command_timeout=db.command_timeout,
             statement_cache_size=db_engine.PREPARED_PER_CONNECTION,

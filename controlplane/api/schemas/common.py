@@ -150,6 +150,9 @@ class ListQuery(Query):
 class WatchQuery(Query):
     """A blocking read, in the style of Nomad's blocking queries (controlplane/api/watches.py)."""
 
+    # Frozen: a request without a query string shares one validated instance (controlplane/api/endpoint.py).
+    model_config = pydantic.ConfigDict(frozen=True)
+
     index: typing.Annotated[int, pydantic.Field(ge=0, le=MAX_INDEX), pydantic.BeforeValidator(_query_index)] | None = pydantic.Field(
         default=None,
         description="The index (version, also sent as the X-A4C-Index header) of the object you have. The answer comes as soon as the "

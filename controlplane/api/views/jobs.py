@@ -50,7 +50,7 @@ async def list_jobs(call: endpoint.Call) -> schemas.JobPage:
     return schemas.JobPage(items=await render_all(call.session, rows), next_cursor=cursor)
 
 
-@routes.get("/v1/jobs/{job_id}", response=schemas.Job, query=common.WatchQuery, watchable=True)
+@routes.get("/v1/jobs/{job_id}", response=schemas.Job, query=common.WatchQuery, watchable=True, hot=True)
 async def get_job(call: endpoint.Call) -> endpoint.Document:
     """Get one job: status, timestamps, host, error text, log tail and placement reason (with its place in the queue while it waits for a host).
 

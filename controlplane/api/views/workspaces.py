@@ -95,7 +95,7 @@ async def list_workspaces(call: endpoint.Call) -> schemas.WorkspacePage:
     return schemas.WorkspacePage(items=await render_all(call.session, rows), next_cursor=cursor)
 
 
-@routes.get("/v1/workspaces/{workspace_id}", response=schemas.Workspace, query=common.WatchQuery, watchable=True)
+@routes.get("/v1/workspaces/{workspace_id}", response=schemas.Workspace, query=common.WatchQuery, watchable=True, hot=True)
 async def get_workspace(call: endpoint.Call) -> endpoint.Document:
     """Get one workspace (404 if it is not yours).
 

@@ -104,6 +104,19 @@ async def test_a_hot_read_on_a_connection_the_server_dropped_is_answered_on_a_ne
     assert again.status == 200 and again.body["id"] == ws["id"]
 
 
+async def test_a_hot_read_whose_prepared_statement_a_schema_change_outdated_is_answered(client, seed):
+    user = await seed.user()
+    me = client(user.token)
+    ws = (await me.post("/v1/workspaces", body(cpus=200))).body["workspace"]
+    assert (await me.get(f"/v1/workspaces/{ws['id']}")).status == 200  # prepared on the pool's connection
+    # A migration changes a column's type: the plan's result type changes ("cached plan must not change result type").
+    await _set(seed, "ALTER TABLE workspaces ALTER COLUMN container_id TYPE text")
+    await _set(seed, "UPDATE workspaces SET container_id = 'c0ffee' WHERE id = :id", id=uuid.UUID(ws["id"]))
+    again = await me.get(f"/v1/workspaces/{ws['id']}")
+    assert again.status == 200, again.body
+    assert again.body["container_id"] == "c0ffee"
+
+
 async def test_one_job_reads_as_the_list_shows_it_waiting_placed_and_failed(client, seed):
     user, admin, other = await seed.user(), await seed.admin(), await seed.user()
     await seed.host(cpus=16, memory_mb=65_536, disk_total=1000 * GiB, disk_used=0)
