@@ -428,6 +428,22 @@ class HostAllocation(Base):
     disk_gb: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0")
     promised_gb: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, default=0, server_default="0", doc="of workspaces pending or creating")
     workspaces: orm.Mapped[int] = orm.mapped_column(default=0, server_default="0")
+    # Copies of the host's, kept by a trigger on hosts (migration 0014), so that one index orders hosts by disk used.
+    disk_used_bytes: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger, doc="the host's last disk report")
+    disk_total_bytes: orm.Mapped[int] = orm.mapped_column(
+        sa.BigInteger, default=0, server_default="0", doc="the host's reported disk size, else its enrolled capacity"
+    )
+
+    __table_args__ = (
+        # Placement's search order (migration 0014; controlplane/services/placement_ranking.py FRACTION_BEFORE),
+        # spelt as PostgreSQL prints it back, which is what the schema comparison reads.
+        sa.Index(
+            "host_allocations_disk_fraction_before",
+            sa.text(
+                "((disk_used_bytes + promised_gb * 1073741824)::double precision / NULLIF(GREATEST(disk_total_bytes, 0::bigint), 0)::double precision)"
+            ),
+        ),
+    )
 
 
 class SearchDrift(Base):

@@ -43,6 +43,14 @@ enrolled capacity.
 Ties (equal fractions, e.g. a fleet of empty hosts) break on more free memory
 after placement, then on the smaller host id (as a string), so the choice does
 not depend on the order the hosts came in.
+
+Scope (docs/decisions/0014-placement-examines-the-least-used-hosts.md): a
+caller that searches the fleet in order of :func:`fraction_before` may judge
+only the hosts up to a bound (``examined_up_to``) past which no host can rank
+among the first it shows. The choice and the ranking are then those of the
+whole fleet; the counts and the rejected hosts are those of the hosts examined,
+and the record says so. With nothing eligible there is no such bound: every
+host is judged, so a pending reason always counts the whole fleet.
 """
 
 from __future__ import annotations
@@ -190,6 +198,8 @@ class Placement:
     reason: str
     eligible: tuple[Score, ...]
     rejected: tuple[Rejection, ...]
+    # None: every host given was judged; else only those whose fraction_before is at most this.
+    examined_up_to: float | None = None
 
     @property
     def host_id(self) -> str | uuid.UUID | None:
@@ -208,9 +218,11 @@ class Placement:
     def to_record(self, *, limit: int | None = 20) -> dict[str, typing.Any]:
         """A JSON-ready account of the decision, stored with the workspace and its job.
 
-        ``rejected_counts`` covers every host; the ``eligible`` ranking and the
-        ``rejected`` list keep their first ``limit`` entries (None: all), so a
-        fleet of thousands does not put a thousand-entry record on every row.
+        ``eligible_count`` and ``rejected_counts`` cover every host examined
+        (``examined``: how many, and whether that is the whole fleet); the
+        ``eligible`` ranking and the ``rejected`` list keep their first
+        ``limit`` entries (None: all), so a fleet of thousands does not put a
+        thousand-entry record on every row.
         """
         eligible = self.eligible if limit is None else self.eligible[:limit]
         rejected = self.rejected if limit is None else self.rejected[:limit]
@@ -220,6 +232,11 @@ class Placement:
             "reason": self.reason,
             "eligible_count": len(self.eligible),
             "rejected_counts": {code.value: n for code, n in self.rejection_counts().items()},
+            "examined": {
+                "hosts": len(self.eligible) + len(self.rejected),
+                "whole_fleet": self.examined_up_to is None,
+                "disk_fraction_before_max": self.examined_up_to,
+            },
             "eligible": [
                 {
                     "host_id": str(s.host_id),
@@ -242,11 +259,19 @@ def place(
     hosts: typing.Iterable[Host],
     now: datetime.datetime,
     settings: cp_settings.PlacementSettings | None = None,
+    *,
+    examined_up_to: float | None = None,
 ) -> Placement:
-    """The best host for ``request`` among ``hosts`` at ``now``, and why (see the module docstring)."""
+    """The best host for ``request`` among ``hosts`` at ``now``, and why (see the module docstring).
+
+    ``examined_up_to``: judge only the hosts whose :func:`fraction_before` is at
+    most this (see "Scope" above); the caller guarantees one of them is eligible.
+    """
     if now.tzinfo is None:
         raise PlacementInputError("now", "must be timezone-aware")
     fresh = DEFAULT_HEARTBEAT_FRESH if settings is None else datetime.timedelta(seconds=settings.heartbeat_fresh)
+    if examined_up_to is not None:
+        hosts = [h for h in hosts if (f := fraction_before(h)) is not None and f <= examined_up_to]
     ordered = sorted(hosts, key=lambda h: (h.name, str(h.id)))
     need = _Need(request)
     rejected: list[Rejection] = []
@@ -260,8 +285,23 @@ def place(
     eligible.sort(key=lambda pair: _rank(pair[0]))
     scores = tuple(score for score, _ in eligible)
     if not eligible:
-        return Placement(None, _summary(len(ordered), rejected), scores, tuple(rejected))
-    return Placement(eligible[0][1], _why(scores), scores, tuple(rejected))
+        return Placement(None, _summary(len(ordered), rejected), scores, tuple(rejected), examined_up_to)
+    examined = None if examined_up_to is None else len(ordered)
+    return Placement(eligible[0][1], why(scores, len(scores), examined=examined), scores, tuple(rejected), examined_up_to)
+
+
+def fraction_before(host: Host) -> float | None:
+    """Disk used and promised over the host's disk, before this request (None: no disk report, or no disk).
+
+    Never above an eligible host's ranking fraction ``(used + promised + request) / total``
+    (both are divisions of integers by the same total, and rounding keeps their order),
+    so a search in this order can stop at the first host whose fraction before
+    exceeds the last fraction it must show: no later host can rank above it.
+    """
+    total = host.disk_total
+    if host.disk_used_bytes is None or total <= 0:
+        return None
+    return float(host.disk_used_bytes + host.promised_disk_bytes) / float(total)
 
 
 def _rank(score: Score) -> tuple[float, int, str]:
@@ -348,19 +388,21 @@ def _judge(need: _Need, host: Host, now: datetime.datetime, fresh: datetime.time
     )
 
 
-def _why(scores: tuple[Score, ...]) -> str:
-    return why(scores, len(scores))
-
-
-def why(scores: typing.Sequence[Score], eligible_count: int) -> str:
+def why(scores: typing.Sequence[Score], eligible_count: int, *, examined: int | None = None) -> str:
     """The reason for choosing ``scores[0]``, ranked first of ``eligible_count`` eligible hosts.
 
-    Public for callers that rank in SQL and pass only the top of the ranking to
-    :func:`place` (see controlplane.services.placement): they know the count.
+    ``examined``: how many hosts were judged when that was not the whole fleet
+    (see "Scope" above). Public for callers that rank in SQL and pass only the
+    top of the ranking to :func:`place` (see controlplane.services.placement):
+    they know the counts.
     """
     best = scores[0]
     n = eligible_count
-    text = f"{best.host_name}: least disk used of {n} eligible host{'s' if n != 1 else ''} ({best.disk_fraction:.1%} after placement)"
+    text = f"{best.host_name}: least disk used of {n} eligible host{'s' if n != 1 else ''}"
+    if examined is None:
+        text += f" ({best.disk_fraction:.1%} after placement)"
+    else:
+        text += f" among {examined} examined ({best.disk_fraction:.1%} after placement; the hosts not examined were fuller)"
     if n > 1 and scores[1].disk_fraction == best.disk_fraction:
         other = scores[1]
         if other.free_memory_mb != best.free_memory_mb:

@@ -35,7 +35,9 @@ LIVE_SUM = """
            coalesce(sum(w.memory_mb) FILTER (WHERE w.desired_state <> 'stopped'), 0) AS memory_mb,
            coalesce(sum(w.disk_gb), 0) AS disk_gb,
            coalesce(sum(w.disk_gb) FILTER (WHERE w.observed_state IN ('pending', 'creating')), 0) AS promised_gb,
-           count(w.id) AS workspaces
+           count(w.id) AS workspaces,
+           -- Copies of the host's own (migration 0014): placement's search order.
+           h.disk_used_bytes, CASE WHEN h.disk_total_bytes <> 0 THEN h.disk_total_bytes ELSE h.capacity_disk_bytes END AS disk_total_bytes
     FROM hosts h
     LEFT JOIN workspaces w ON w.host_id = h.id AND w.observed_state NOT IN ('deleted', 'failed')
 """
@@ -44,8 +46,8 @@ _SUSPECTS = sa.text(
     f"""
     WITH live AS ({LIVE_SUM} GROUP BY h.id)
     SELECT live.host_id FROM live LEFT JOIN host_allocations a ON a.host_id = live.host_id
-    WHERE (a.cpus, a.memory_mb, a.disk_gb, a.promised_gb, a.workspaces)
-          IS DISTINCT FROM (live.cpus, live.memory_mb, live.disk_gb, live.promised_gb, live.workspaces)
+    WHERE (a.cpus, a.memory_mb, a.disk_gb, a.promised_gb, a.workspaces, a.disk_used_bytes, a.disk_total_bytes)
+          IS DISTINCT FROM (live.cpus, live.memory_mb, live.disk_gb, live.promised_gb, live.workspaces, live.disk_used_bytes, live.disk_total_bytes)
     ORDER BY live.host_id
     """  # noqa: S608 - built from constants only; the values are parameters
 )
@@ -56,14 +58,16 @@ _REPAIR = sa.text(
     WITH live AS ({LIVE_SUM} WHERE h.id = :host GROUP BY h.id),
     old AS (SELECT * FROM host_allocations WHERE host_id = :host)
     UPDATE host_allocations a
-    SET cpus = live.cpus, memory_mb = live.memory_mb, disk_gb = live.disk_gb, promised_gb = live.promised_gb, workspaces = live.workspaces
+    SET cpus = live.cpus, memory_mb = live.memory_mb, disk_gb = live.disk_gb, promised_gb = live.promised_gb, workspaces = live.workspaces,
+        disk_used_bytes = live.disk_used_bytes, disk_total_bytes = live.disk_total_bytes
     FROM live, old
     WHERE a.host_id = live.host_id
-      AND (a.cpus, a.memory_mb, a.disk_gb, a.promised_gb, a.workspaces)
-          IS DISTINCT FROM (live.cpus, live.memory_mb, live.disk_gb, live.promised_gb, live.workspaces)
+      AND (a.cpus, a.memory_mb, a.disk_gb, a.promised_gb, a.workspaces, a.disk_used_bytes, a.disk_total_bytes)
+          IS DISTINCT FROM (live.cpus, live.memory_mb, live.disk_gb, live.promised_gb, live.workspaces, live.disk_used_bytes, live.disk_total_bytes)
     RETURNING a.host_id, old.cpus AS was_cpus, old.memory_mb AS was_memory_mb, old.disk_gb AS was_disk_gb,
               old.promised_gb AS was_promised_gb, old.workspaces AS was_workspaces,
-              a.cpus, a.memory_mb, a.disk_gb, a.promised_gb, a.workspaces
+              old.disk_used_bytes AS was_disk_used_bytes, old.disk_total_bytes AS was_disk_total_bytes,
+              a.cpus, a.memory_mb, a.disk_gb, a.promised_gb, a.workspaces, a.disk_used_bytes, a.disk_total_bytes
     """  # noqa: S608 - built from constants only; the values are parameters
 )
 
@@ -90,7 +94,7 @@ async def check_and_repair(sessions: sa_asyncio.async_sessionmaker[sa_asyncio.As
         DRIFT.inc()
         logger.warning(
             "host %s allocation drifted and was repaired: cpus %s -> %s, memory %s -> %s MB, disk %s -> %s GB,"
-            " promised %s -> %s GB, workspaces %s -> %s",
+            " promised %s -> %s GB, workspaces %s -> %s, disk used copy %s -> %s B, disk total copy %s -> %s B",
             host,
             row.was_cpus,
             row.cpus,
@@ -102,5 +106,9 @@ async def check_and_repair(sessions: sa_asyncio.async_sessionmaker[sa_asyncio.As
             row.promised_gb,
             row.was_workspaces,
             row.workspaces,
+            row.was_disk_used_bytes,
+            row.disk_used_bytes,
+            row.was_disk_total_bytes,
+            row.disk_total_bytes,
         )
     return repaired

@@ -20,14 +20,19 @@ A create makes that claim in the ranking's own statement (migration 0012's
 ``a4c_claim_host``, whose subtransaction lets go of any row its re-check
 rejected when it takes none), so ranking and claiming cost one round trip.
 
-Scale: :func:`choose` does not load the whole fleet into Python. One SQL
-statement classifies every host with the same checks, in the same order, as
-:mod:`controlplane.domain.placement` (first failing check = its code), ranks
-the eligible ones the same way, and returns only the top ``RECORD_HOSTS``
-eligible hosts, the first ``RECORD_HOSTS`` rejected ones (by name) and the
-count per code. The pure decision then runs on that handful; it makes the
-choice and writes the reasons. A test checks on random fleets that this gives
-exactly what the pure function gives on the whole fleet
+Scale: :func:`choose` does not load the whole fleet into Python, nor judge
+all of it when a host fits. One SQL statement reads the hosts in order of
+disk used before placement from an index, judges them with the same checks,
+in the same order, as :mod:`controlplane.domain.placement` (first failing
+check = its code) only up to the bound past which no host can rank among the
+first ``RECORD_HOSTS`` (docs/decisions/0014-placement-examines-the-least-used-hosts.md;
+the whole fleet when nothing fits), ranks the eligible ones the same way, and
+returns only the top ``RECORD_HOSTS`` eligible hosts, the first
+``RECORD_HOSTS`` rejected ones (by name) and the count per code among the
+hosts examined. The pure decision then runs on that handful; it makes the
+choice and writes the reasons. A test checks on random fleets that this
+chooses and ranks exactly as the pure function does on the whole fleet, and
+records exactly what it records on the hosts examined
 (tests/controlplane/api/test_placement_sql.py), whose ground truth is
 :func:`snapshot`, the whole fleet with the live aggregate.
 """
@@ -45,6 +50,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
 from controlplane.domain import placement as domain
+from controlplane.services import placement_ranking as ranking
 
 Session = sa_asyncio.AsyncSession
 
@@ -52,7 +58,7 @@ Session = sa_asyncio.AsyncSession
 # pending queue (place_pending, uncordon, enrolment) among themselves ("a4c" + 1).
 PLACEMENT_LOCK = 0x0A4C_0001
 GB = domain.GiB
-RECORD_HOSTS = 20
+RECORD_HOSTS = ranking.RECORD_HOSTS
 
 _SNAPSHOT = sa.text(
     """
@@ -124,68 +130,6 @@ async def snapshot(session: Session) -> list[domain.Host]:
     ]
 
 
-# Mirrors domain.placement._judge check by check (see the module docstring);
-# labels are not part of service requests, so that check never rejects here.
-# Ties break on the host id as a uuid: its byte order is the order of its
-# lower-case text, which the pure decision sorts by, and needs no cast per row.
-_RANKING = """
-    WITH judged AS MATERIALIZED (
-        -- Narrow on purpose: every host passes through here; only the few shown are read in full.
-        SELECT h.id, h.name,
-               CASE
-                   WHEN h.status = 'down' THEN 'down'
-                   WHEN h.draining THEN 'draining'
-                   WHEN h.status <> 'active' THEN 'not_active'
-                   WHEN h.cordoned THEN 'cordoned'
-                   WHEN h.last_heartbeat_at IS NULL THEN 'no_heartbeat'
-                   WHEN h.last_heartbeat_at < :stale_before THEN 'stale_heartbeat'
-                   WHEN h.disk_used_bytes IS NULL THEN 'no_disk_report'
-                   WHEN h.capacity_cpus - coalesce(a.cpus, 0) < :need_cpus THEN 'insufficient_cpu'
-                   WHEN h.capacity_memory_mb - coalesce(a.memory_mb, 0) < :memory_mb THEN 'insufficient_memory'
-                   WHEN t.total <= 0 OR t.total - h.disk_used_bytes - coalesce(a.promised_gb, 0) * :gib < :need_bytes THEN 'insufficient_disk'
-               END AS code,
-               (h.disk_used_bytes + coalesce(a.promised_gb, 0) * :gib + :need_bytes)::float8 / NULLIF(t.total, 0) AS fraction,
-               h.capacity_memory_mb - coalesce(a.memory_mb, 0) AS free_memory
-        FROM hosts h
-        LEFT JOIN host_allocations a ON a.host_id = h.id
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN h.disk_total_bytes <> 0 THEN h.disk_total_bytes ELSE h.capacity_disk_bytes END AS total
-        ) t
-    ), counts AS (
-        SELECT code, count(*) AS code_count FROM judged GROUP BY code
-    ), top AS (
-        SELECT id, code, fraction, free_memory FROM judged WHERE code IS NULL ORDER BY fraction, free_memory DESC, id LIMIT :shown
-    ), shown AS (
-        (SELECT id, code FROM top)
-        UNION
-        (SELECT id, code FROM judged WHERE code IS NOT NULL ORDER BY name COLLATE "C", id LIMIT :shown)
-        UNION
-        (SELECT DISTINCT ON (code) id, code FROM judged WHERE code IS NOT NULL ORDER BY code, name COLLATE "C", id)
-    ){claim_cte}
-    -- The top of the ranking, the first rejected hosts by name, and one host of every code (so each count arrives).
-    -- Each shown host is read by its key (OFFSET 0 keeps the planner from hashing the whole fleet to join a few dozen).
-    SELECT h.id, h.name, h.status::text AS status, h.cordoned, h.draining, h.labels,
-           h.capacity_cpus, h.capacity_memory_mb, h.capacity_disk_bytes, h.disk_total_bytes, h.disk_used_bytes, h.last_heartbeat_at,
-           coalesce(a.cpus, 0) AS alloc_cpus, coalesce(a.memory_mb, 0) AS alloc_memory_mb,
-           coalesce(a.promised_gb, 0) * :gib AS promised, shown.code, counts.code_count{claim_column}
-    FROM shown
-    JOIN counts ON counts.code IS NOT DISTINCT FROM shown.code
-    CROSS JOIN LATERAL (SELECT * FROM hosts WHERE hosts.id = shown.id OFFSET 0) h
-    LEFT JOIN LATERAL (SELECT * FROM host_allocations WHERE host_allocations.host_id = shown.id OFFSET 0) a ON true
-"""
-_CANDIDATES = sa.text(_RANKING.format(claim_cte="", claim_column=""))
-# The same, and a create's claim in the same round trip (migration 0012's
-# a4c_claim_host: the first of the ranked hosts, in ranking order, whose row
-# nobody else holds and that still has room; NULL, holding nothing, if none).
-_CANDIDATES_AND_CLAIM = sa.text(
-    _RANKING.format(
-        claim_cte=""", claim AS MATERIALIZED (
-        SELECT a4c_claim_host(ARRAY(SELECT id FROM top ORDER BY fraction, free_memory DESC, id), :need_cpus, :memory_mb, :need_bytes) AS host
-    )""",
-        claim_column=", (SELECT host FROM claim) AS claimed",
-    )
-)
-
 # The first of the ranked hosts whose allocation row nobody else holds and that
 # still has room by its current row (a placement committed since the ranking may
 # have filled it). Locked until commit: the workspace INSERT's trigger updates it.
@@ -225,20 +169,25 @@ class _Judged:
     request: Request
     now: datetime.datetime
     hosts: list[domain.Host]
+    # Counts over the hosts examined: every host with fraction before at most ``up_to`` (None: the whole fleet).
     eligible: int
     rejected: dict[domain.Code, int]
+    up_to: float | None
     # With ``claim``: the host whose row the ranking statement took (None: it took none).
     claimed: uuid.UUID | None = None
 
 
 async def _judge(session: Session, request: Request, settings: cp_settings.Settings, now: datetime.datetime, *, claim: bool = False) -> _Judged:
-    statement = _CANDIDATES_AND_CLAIM if claim else _CANDIDATES
-    rows = (await session.execute(statement, {**_params(request), "stale_before": _stale_before(now, settings), "shown": RECORD_HOSTS})).all()
+    statement = ranking.CANDIDATES_AND_CLAIM if claim else ranking.CANDIDATES
+    params = {**_params(request), "stale_before": _stale_before(now, settings), "shown": RECORD_HOSTS, "probe": ranking.PROBE_HOSTS}
+    rows = (await session.execute(statement, params)).all()
     counts: dict[str | None, int] = {r.code: r.code_count for r in rows}
     eligible = counts.pop(None, 0)
     rejected = {domain.Code(code): n for code, n in counts.items() if code is not None}
     claimed = rows[0].claimed if claim and rows else None
-    return _Judged(request, now, [_host(r) for r in rows], eligible, rejected, None if claimed is None else uuid.UUID(str(claimed)))
+    up_to = rows[0].up_to if rows else None
+    hosts = [_host(r) for r in rows]
+    return _Judged(request, now, hosts, eligible, rejected, up_to, None if claimed is None else uuid.UUID(str(claimed)))
 
 
 def _outcome(judged: _Judged, settings: cp_settings.Settings, *, skip: typing.Collection[uuid.UUID] = ()) -> Outcome:
@@ -246,14 +195,20 @@ def _outcome(judged: _Judged, settings: cp_settings.Settings, *, skip: typing.Co
     request = judged.request
     hosts = [h for h in judged.hosts if uuid.UUID(str(h.id)) not in skip]
     result = domain.place(
-        domain.Request(cpus=request.cpus, memory_mb=request.memory_mb, disk_gb=request.disk_gb), hosts, judged.now, settings.placement
+        domain.Request(cpus=request.cpus, memory_mb=request.memory_mb, disk_gb=request.disk_gb),
+        hosts,
+        judged.now,
+        settings.placement,
+        examined_up_to=judged.up_to,
     )
     record = result.to_record(limit=RECORD_HOSTS)
+    examined = judged.eligible + sum(judged.rejected.values())
     record["eligible_count"], record["rejected_counts"] = judged.eligible, {code.value: n for code, n in judged.rejected.items()}
+    record["examined"]["hosts"] = examined
     if result.host is None:
-        record["reason"] = domain.summary(judged.eligible + sum(judged.rejected.values()), judged.rejected)
+        record["reason"] = domain.summary(examined, judged.rejected)
         return Outcome(None, None, record["reason"], record)
-    record["reason"] = domain.why(result.eligible, judged.eligible - len(skip))
+    record["reason"] = domain.why(result.eligible, judged.eligible - len(skip), examined=None if judged.up_to is None else examined)
     if skip:
         names = sorted(h.name for h in judged.hosts if uuid.UUID(str(h.id)) in skip)
         record["reason"] += f"; {', '.join(names)} ranked higher but another placement was deciding there"

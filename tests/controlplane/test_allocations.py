@@ -161,7 +161,9 @@ async def test_the_reconciler_repairs_a_tampered_allocation_and_counts_it(sessio
     async with sessions() as session:
         before = (await session.execute(sa.text("SELECT * FROM host_allocations WHERE host_id = :h"), {"h": host.id})).one()
     async with sessions.begin() as session:
-        await session.execute(sa.text("UPDATE host_allocations SET cpus = cpus + 3, promised_gb = 0 WHERE host_id = :h"), {"h": host.id})
+        await session.execute(
+            sa.text("UPDATE host_allocations SET cpus = cpus + 3, promised_gb = 0, disk_used_bytes = 1 WHERE host_id = :h"), {"h": host.id}
+        )
     async with sessions() as session:
         assert await allocations.drifted(session) == [host.id]
 

@@ -41,6 +41,7 @@ async def _job(db, people, **fields) -> uuid.UUID:
                 "reason": "least disk used among 3 eligible hosts",
                 "eligible_count": 3,
                 "rejected_counts": {"cordoned": 1},
+                "examined": {"hosts": 4, "whole_fleet": False, "disk_fraction_before_max": 0.31},
                 "eligible": [],
                 "rejected": [
                     {"host_id": str(uuid.uuid4()), "host_name": "h09", "code": "cordoned", "message": "cordoned by an operator", "detail": {}}
@@ -74,6 +75,9 @@ async def test_a_job_opened_from_the_table_shows_its_error_timeline_and_placemen
     facts = await page.locator("dl.facts").inner_text()
     assert "least disk used among 3 eligible hosts" in facts
     assert "1 cordoned" in facts
+    # The counts cover the hosts examined, not the fleet, and the page says so.
+    assert "3 eligible of 4 host(s) examined, the least used; the others were fuller" in facts
+    assert "rejected among those examined: 1 cordoned" in facts
     # Links to the image's and the host's jobs (alice is no admin: no hosts page).
     image = page.get_by_role("link", name="python-dev")
     assert "query=image%3Apython-dev" in await image.get_attribute("href")

@@ -37,7 +37,10 @@ class Job(common.Out):
         description="1-based place of a workspace create waiting for a host among all that wait, in the order they are placed (oldest first); "
         "null when the job is not waiting for placement. Computed when read, so always current.",
     )
-    placement: dict[str, typing.Any] | None = pydantic.Field(description="The placement record: chosen host and why the others were not.")
+    placement: dict[str, typing.Any] | None = pydantic.Field(
+        description="The placement record: chosen host and why the others were not. Its counts cover the hosts examined"
+        " ('examined': how many, and whether that was the whole fleet; it is when nothing fits)."
+    )
     error: str | None = pydantic.Field(description="The real error text of a failed job.")
     log_tail: str = pydantic.Field(description="The last lines of its log (build output).")
     result: dict[str, typing.Any]

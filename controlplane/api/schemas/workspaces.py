@@ -124,7 +124,10 @@ class Workspace(common.Out):
     command: list[str] | None = pydantic.Field(default=None, description="The main process given at create; null: " + COMMAND_RULE)
     published_ports: list[PublishedPort]
     container_id: str | None
-    placement: dict[str, typing.Any] | None = pydantic.Field(description="Why this host, and why not the others.")
+    placement: dict[str, typing.Any] | None = pydantic.Field(
+        description="Why this host, and why not the others: the placement record, whose counts cover the hosts examined"
+        " ('examined': how many, and whether that was the whole fleet)."
+    )
     created_at: datetime.datetime
     updated_at: datetime.datetime
     version: int

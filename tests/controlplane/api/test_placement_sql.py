@@ -95,21 +95,30 @@ async def test_choosing_in_sql_gives_what_the_pure_function_gives_on_the_whole_f
             await session.execute(sa.text(f"DELETE FROM {table}"))
         healthy = seed_value % 3 == 0
         await insert(session, random_fleet(rng, 120 if healthy else rng.choice([5, 30, 60]), healthy), rng, owner.id)
-        eligible_seen = 0
+        eligible_seen, searched_part = 0, False
         for _ in range(8):
             request = placement.Request(
                 cpus=rng.choice([0.25, 0.5, 1.0, 2.0, 3.0]), memory_mb=rng.choice([128, 512, 2048, 6000]), disk_gb=rng.choice([1, 10, 100])
             )
             fast = await placement.choose(session, request, settings, now=NOW)
             everything = await placement.snapshot(session)
-            full = domain.place(domain.Request(request.cpus, request.memory_mb, request.disk_gb), everything, NOW, settings.placement)
-            expected = full.to_record(limit=placement.RECORD_HOSTS)
+            need = domain.Request(request.cpus, request.memory_mb, request.disk_gb)
+            full = domain.place(need, everything, NOW, settings.placement)
+            # The choice and the ranking shown are the whole fleet's, even when the search stopped early.
+            assert fast.host_id == full.host_id
+            assert fast.record["eligible"] == full.to_record(limit=placement.RECORD_HOSTS)["eligible"]
+            # The rest of the record is the pure decision's over the hosts examined, the whole fleet when nothing fits.
+            up_to = fast.record["examined"]["disk_fraction_before_max"]
+            assert up_to is None or full.host_id is not None, "a pending reason must count the whole fleet"
+            examined = domain.place(need, everything, NOW, settings.placement, examined_up_to=up_to)
+            expected = examined.to_record(limit=placement.RECORD_HOSTS)
             assert fast.record["rejected_counts"] == expected["rejected_counts"], (
                 sorted(fast.record["rejected_counts"].items()),
                 sorted(expected["rejected_counts"].items()),
             )
-            assert fast.record == expected, (request, fast.reason, full.reason)
-            assert (fast.host_id, fast.reason) == (full.host_id, full.reason)
+            assert fast.record == expected, (request, fast.reason, examined.reason)
+            assert (fast.host_id, fast.reason) == (examined.host_id, examined.reason)
+            searched_part = searched_part or (up_to is not None and len(examined.eligible) + len(examined.rejected) < len(everything))
             # A create ranks and claims in one statement: it takes the same host, for the same reason.
             claiming = await session.begin_nested()
             claimed = await placement.place_one(session, request, settings, now=NOW)
@@ -118,4 +127,5 @@ async def test_choosing_in_sql_gives_what_the_pure_function_gives_on_the_whole_f
             eligible_seen = max(eligible_seen, len(full.eligible))
         if healthy:
             assert eligible_seen > placement.RECORD_HOSTS, "a healthy fleet must exercise the top-N cut"
+            assert searched_part, "a healthy fleet must exercise a search that stops before the end of the fleet"
         await session.rollback()

@@ -263,3 +263,30 @@ def test_naive_times_are_refused_naming_the_field():
         host("a", last_heartbeat=datetime.datetime(2026, 1, 1))
     with pytest.raises(placement.PlacementInputError, match=r"^now: "):
         placement.place(REQUEST, [], datetime.datetime(2026, 1, 1))
+
+
+def test_the_disk_fraction_before_counts_promised_disk_and_never_exceeds_the_ranking_fraction():
+    promised = host("p", used_gib=10, promised_disk_bytes=20 * GiB)
+    assert placement.fraction_before(promised) == 0.3
+    assert placement.fraction_before(host("none", disk_used_bytes=None)) is None
+    assert placement.fraction_before(host("empty", total_gib=0)) is None
+    rng = random.Random(7)
+    for _ in range(500):
+        h = host("r", used_gib=rng.randint(0, 900), total_gib=rng.choice([500, 1000, 2000]), promised_disk_bytes=rng.randint(0, 50) * GiB)
+        result = placement.place(placement.Request(cpus=1, memory_mb=1, disk_gb=rng.randint(0, 99)), [h], NOW)
+        if result.eligible:
+            assert placement.fraction_before(h) <= result.eligible[0].disk_fraction
+
+
+def test_a_search_up_to_a_bound_judges_only_the_hosts_under_it_and_says_so():
+    fleet = [host("a", used_gib=10), host("b", used_gib=20, cordoned=True), host("c", used_gib=30), host("d", used_gib=80, cordoned=True)]
+    result = placement.place(REQUEST, fleet, NOW, examined_up_to=0.3)
+    assert result.host_name == "a"
+    assert [s.host_name for s in result.eligible] == ["a", "c"] and [r.host_name for r in result.rejected] == ["b"]
+    assert result.reason == "a: least disk used of 2 eligible hosts among 3 examined (20.0% after placement; the hosts not examined were fuller)"
+    record = result.to_record()
+    assert record["examined"] == {"hosts": 3, "whole_fleet": False, "disk_fraction_before_max": 0.3}
+    assert (record["eligible_count"], record["rejected_counts"]) == (2, {"cordoned": 1})
+    whole = placement.place(REQUEST, fleet, NOW).to_record()
+    assert whole["examined"] == {"hosts": 4, "whole_fleet": True, "disk_fraction_before_max": None}
+    assert whole["reason"] == "a: least disk used of 2 eligible hosts (20.0% after placement)"

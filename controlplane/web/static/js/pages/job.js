@@ -148,9 +148,16 @@ export function mount(main, { me }, route) {
   function placementSummary(p) {
     const lines = [];
     lines.push(p.host_name ? `Placed on ${p.host_name}: ${p.reason}` : `Not placed: ${p.reason}`);
-    lines.push(`${p.eligible_count ?? 0} eligible host(s)`);
+    // A chosen host may have been found without judging the whole fleet: the counts then cover the hosts
+    // examined, the least used (docs/decisions/0014-placement-examines-the-least-used-hosts.md). Older records lack "examined".
+    const partial = p.examined && !p.examined.whole_fleet;
+    lines.push(partial
+      ? `${p.eligible_count ?? 0} eligible of ${p.examined.hosts} host(s) examined, the least used; the others were fuller`
+      : `${p.eligible_count ?? 0} eligible host(s)`);
     const counts = Object.entries(p.rejected_counts ?? {});
-    if (counts.length) lines.push(`rejected: ${counts.map(([code, n]) => `${n} ${code.replaceAll("_", " ")}`).join(", ")}`);
+    if (counts.length) {
+      lines.push(`rejected${partial ? " among those examined" : ""}: ${counts.map(([code, n]) => `${n} ${code.replaceAll("_", " ")}`).join(", ")}`);
+    }
     return [
       h("ul", { class: "plain" }, lines.map((l) => h("li", {}, l))),
       (p.rejected ?? []).length
