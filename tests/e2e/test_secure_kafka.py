@@ -55,7 +55,13 @@ async def test_a_workspace_is_created_and_deleted_with_every_client_on_sasl_ssl(
         return ws["observed_state"] == "running" and bool(ws["container_id"])
 
     await wait.eventually(running, timeout=60, message="the workspace runs: command and result events crossed SASL_SSL")
-    assert (await api.get(f"/v1/jobs/{job_id}"))["status"] == "succeeded"
+
+    # The running state and the job's result are two events, possibly applied in two batches.
+    async def succeeded() -> dict | None:
+        job = await api.get(f"/v1/jobs/{job_id}")
+        return job if job["status"] == "succeeded" else None
+
+    await wait.eventually(succeeded, timeout=30, interval=0.2, message="the create job succeeded")
 
     deleted = await api.delete(f"/v1/workspaces/{ws_id}", expect=202)
 

@@ -37,8 +37,14 @@ async def test_create_runs_the_container_on_the_chosen_host_and_delete_removes_i
         return ws if ws["observed_state"] == "running" and ws["container_id"] and ws["published_ports"] else None
 
     ws = await wait.eventually(running, timeout=45, message="the API shows the workspace running with container id and ports")
-    job = await api.get(f"/v1/jobs/{job_id}")
-    assert job["status"] == "succeeded", job
+
+    # The agent reports the running container, then the job's result: two events, which
+    # the control plane may apply in two batches, so the job's success is polled for.
+    async def succeeded() -> dict | None:
+        job = await api.get(f"/v1/jobs/{job_id}")
+        return job if job["status"] == "succeeded" else None
+
+    await wait.eventually(succeeded, timeout=30, interval=0.2, message="the create job succeeded")
 
     container = a4c_system.docker_client.containers.get(ws["container_id"])
     assert container.status == "running"
