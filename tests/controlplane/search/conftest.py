@@ -117,7 +117,7 @@ class Background:
 
 
 def relay_producer(settings: cp_settings.Settings) -> kafka.TopicCreatingProducer:
-    """The relay's producer as controlplane/workers.py builds it: idempotent, topics created on first send."""
+    """The relay's producer as controlplane/workers.py builds it: topics created on first send."""
     return kafka.TopicCreatingProducer(kafka.producer(settings.kafka, client_id="test-relay"), settings.kafka)
 
 
