@@ -64,6 +64,11 @@ def dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1).replace("postgres://", "postgresql://", 1)
 
 
+def _expire(waiter: asyncio.Future[typing.Any], seconds: float) -> None:
+    if not waiter.done():  # TimeoutError answers 503 (controlplane/api/middleware.py)
+        waiter.set_exception(TimeoutError(f"no hot-read connection came free within {seconds:g} s"))
+
+
 class HotReads:
     """A small pool of its own: acquiring an idle connection is a list pop, releasing one a push (asyncpg's
     Pool adds a proxy per checkout, a task per timed acquire and a reset round trip per release, which for a
@@ -129,19 +134,24 @@ class HotReads:
                 return conn
             self._open -= 1
         if self._open >= self._size:
-            waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[_Connection | None] = loop.create_future()
             self._waiters.append(waiter)
+            # A timer of its own, not asyncio.timeout(): under load most reads wait here, and that one costs a
+            # context manager, a task lookup and a reschedule per wait (docs/benchmarks.md, api_read).
+            expiry = loop.call_later(self._db.pool_timeout, _expire, waiter, self._db.pool_timeout)
             try:
-                async with asyncio.timeout(self._db.pool_timeout):
-                    handed_over = await waiter
+                handed_over = await waiter
             except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    # Handed a connection (or a slot) just as the wait ended: pass it on.
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    # Handed a connection (or a slot) just as the wait was cancelled: pass it on.
                     handed = waiter.result()
                     self._release(handed) if handed is not None else self._wake()
                 else:
                     waiter.cancel()  # stays queued; release and wake skip it
                 raise
+            finally:
+                expiry.cancel()
             if handed_over is not None:
                 return handed_over
         self._open += 1
