@@ -25,7 +25,8 @@ async def test_a_read_waits_for_a_busy_pool_at_most_the_pool_timeout_then_the_ne
             await pool.fetchrow("SELECT 1 AS one")
         assert 0.9 <= time.monotonic() - began < 1.4
         queued = asyncio.ensure_future(pool.fetchrow("SELECT 2 AS two"))  # queued behind the expired waiter, served when busy is done (~0.5 s)
-        assert (await busy)["slept"] is False
-        assert (await queued)["two"] == 2
+        slept, two = await busy, await queued
+        assert slept is not None and slept["slept"] is False
+        assert two is not None and two["two"] == 2
     finally:
         await pool.close()
