@@ -63,6 +63,10 @@ class Expectations:
                 del self._active[workspace_id]
             self._until[workspace_id] = time.monotonic() + self.tail
 
+    def settling(self, workspace_id: str) -> bool:
+        """In the tail after the agent's own change (no longer changing it): an event now may be its own, or someone else's."""
+        return workspace_id not in self._active and self.expected(workspace_id)
+
     def expected(self, workspace_id: str) -> bool:
         if workspace_id in self._active:
             return True

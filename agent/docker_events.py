@@ -5,7 +5,8 @@ restarted by its restart policy, or is removed behind the agent's back
 produces a ``workspace.state`` event here; one that keeps exiting is
 stopped and reported ``failed`` (agent/crashes.py). Changes the agent is making
 itself are skipped (:class:`agent.context.Expectations`): the command
-handler reports those, with its job.
+handler reports those, with its job. An event in the short tail after such a
+change may be someone else's, so it asks for an inventory instead.
 
 The stream is read in a thread (the SDK blocks) and filtered by Docker to
 this host's a4c containers. When it breaks (Docker restarted), the watcher
@@ -106,7 +107,13 @@ class Watcher:
         attrs = (event.get("Actor") or {}).get("Attributes") or {}
         workspace_id = attrs.get(spec_mod.WORKSPACE)
         action = event.get("Action") or event.get("status")
-        if not workspace_id or action not in _ACTIONS or self.ctx.expectations.expected(workspace_id):
+        if not workspace_id or action not in _ACTIONS:
+            return
+        if self.ctx.expectations.expected(workspace_id):
+            if self.ctx.expectations.settling(workspace_id):
+                # A late event of the agent's own change, or a change by someone else
+                # (a container removed right after a create): an inventory now tells.
+                self.on_gap()
             return
         container_id: str = (event.get("Actor") or {}).get("ID") or event.get("id") or ""
         if action == "oom":

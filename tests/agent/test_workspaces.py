@@ -126,3 +126,26 @@ async def test_a_create_naming_a_missing_image_fails_with_dockers_reason(kit: co
     assert result["ok"] is False
     assert "a4c-test/does-not-exist:1" in result["error"] and "not on this host" in result["error"]
     await wait.eventually(lambda: kit.containers_of(agent) == [], message="no container")
+
+
+async def test_a_container_removed_right_after_the_agents_own_change_is_reported_before_the_next_inventory(kit: conftest.Kit) -> None:
+    # Inventories far apart: the removal must be reported on its own account, not by the next period.
+    agent = kit.agent(overrides={"reporting": {"inventory_interval": 120}})
+    await kit.send(agent, K.WORKSPACE_CREATE, messages.WorkspaceCommand(job_id="snatched", spec=kit.spec("ws-snatched")))
+    assert (await kit.events.result("snatched"))["ok"]
+    # At once, inside the short tail after its own change in which the agent skips the
+    # workspace's Docker events (agent/context.py Expectations): not a change it made.
+    kit.container(agent, "ws-snatched").remove(force=True)
+    since = kit.events.of("job.result", job_id="snatched")[0].received_at
+
+    def reported(event) -> bool:
+        if event.received_at < since:
+            return False
+        if event.kind == "workspace.state":
+            return event.payload["workspace_id"] == "ws-snatched" and event.payload["state"] == "missing"
+        return event.kind == "inventory" and all(c["workspace_id"] != "ws-snatched" for c in event.payload["containers"])
+
+    def heard() -> bool:
+        return any(reported(e) for e in kit.events.of("workspace.state", agent.host_id) + kit.events.of("inventory", agent.host_id))
+
+    await wait.eventually(heard, timeout=20, interval=0.2, message="the removal reported (a missing state or an inventory without it)")
