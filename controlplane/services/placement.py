@@ -179,7 +179,7 @@ class _Judged:
 
 async def _judge(session: Session, request: Request, settings: cp_settings.Settings, now: datetime.datetime, *, claim: bool = False) -> _Judged:
     statement = ranking.CANDIDATES_AND_CLAIM if claim else ranking.CANDIDATES
-    params = {**_params(request), "stale_before": _stale_before(now, settings), "shown": RECORD_HOSTS, "probe": ranking.PROBE_HOSTS}
+    params = {**_params(request), "stale_before": _stale_before(now, settings)}
     rows = (await session.execute(statement, params)).all()
     counts: dict[str | None, int] = {r.code: r.code_count for r in rows}
     eligible = counts.pop(None, 0)

@@ -57,12 +57,12 @@ _RANKING = (
     """
     WITH probe AS MATERIALIZED ("""  # noqa: S608 - built from constants only; the values are parameters
     + _JUDGE.format(
-        source=f"(SELECT * FROM host_allocations a WHERE {FRACTION_BEFORE} IS NOT NULL ORDER BY {FRACTION_BEFORE} LIMIT :probe) a"  # noqa: S608 - built from constants only; the values are parameters
+        source=f"(SELECT * FROM host_allocations a WHERE {FRACTION_BEFORE} IS NOT NULL ORDER BY {FRACTION_BEFORE} LIMIT {PROBE_HOSTS}) a"  # noqa: S608 - built from constants only; the values are parameters
         " JOIN hosts h ON h.id = a.host_id"
     )
     + """
     ), bound AS (
-        SELECT fraction FROM probe WHERE code IS NULL ORDER BY fraction LIMIT 1 OFFSET :shown - 1
+        SELECT fraction FROM probe WHERE code IS NULL ORDER BY fraction LIMIT 1 OFFSET {last}
     ), judged AS MATERIALIZED ("""
     + _JUDGE.format(source="host_allocations a JOIN hosts h ON h.id = a.host_id")
     + f"""
@@ -74,11 +74,11 @@ _RANKING = (
     ), counts AS (
         SELECT code, count(*) AS code_count FROM judged GROUP BY code
     ), top AS (
-        SELECT id, code, fraction, free_memory FROM judged WHERE code IS NULL ORDER BY fraction, free_memory DESC, id LIMIT :shown
+        SELECT id, code, fraction, free_memory FROM judged WHERE code IS NULL ORDER BY fraction, free_memory DESC, id LIMIT {shown}
     ), shown AS (
         (SELECT id, code FROM top)
         UNION
-        (SELECT id, code FROM judged WHERE code IS NOT NULL ORDER BY name COLLATE "C", id LIMIT :shown)
+        (SELECT id, code FROM judged WHERE code IS NOT NULL ORDER BY name COLLATE "C", id LIMIT {shown})
         UNION
         (SELECT DISTINCT ON (code) id, code FROM judged WHERE code IS NOT NULL ORDER BY code, name COLLATE "C", id)
     ){claim_cte}
@@ -95,7 +95,7 @@ _RANKING = (
     LEFT JOIN LATERAL (SELECT * FROM host_allocations WHERE host_allocations.host_id = shown.id OFFSET 0) a ON true
 """
 )
-CANDIDATES = sa.text(_RANKING.format(claim_cte="", claim_column=""))
+CANDIDATES = sa.text(_RANKING.format(claim_cte="", claim_column="", shown=RECORD_HOSTS, last=RECORD_HOSTS - 1))
 # The same, and a create's claim in the same round trip (migration 0012's
 # a4c_claim_host: the first of the ranked hosts, in ranking order, whose row
 # nobody else holds and that still has room; NULL, holding nothing, if none).
@@ -105,5 +105,7 @@ CANDIDATES_AND_CLAIM = sa.text(
         SELECT a4c_claim_host(ARRAY(SELECT id FROM top ORDER BY fraction, free_memory DESC, id), :need_cpus, :memory_mb, :need_bytes) AS host
     )""",
         claim_column=", (SELECT host FROM claim) AS claimed",
+        shown=RECORD_HOSTS,
+        last=RECORD_HOSTS - 1,
     )
 )
