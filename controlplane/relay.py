@@ -189,6 +189,10 @@ async def _publish(rows: list[Row], producer: Producer, settings: cp_settings.Se
         # partition 0, even if a broker auto-created the topic with more.
         partition = 0 if row.topic.startswith("commands.") else None
         futures.append((row.topic, await producer.send(topic, value=value, key=key, partition=partition)))
+    # A topic the broker lost is created again while its records wait (shared/kafka.py).
+    delivered = getattr(producer, "delivered", None)
+    if delivered is not None:
+        await delivered([future for _, future in futures])
     for logical, future in futures:
         await future
         PUBLISHED.labels(logical.split(".", 1)[0]).inc()

@@ -200,8 +200,32 @@ class TopicCreatingProducer:
             self._known.discard(name)
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> asyncio.Future:
+        if self._vanished([topic]):
+            self._known.discard(topic)  # a broker that lost its data lost the topic: check again
         await self.ensure([topic])
         return await self._producer.send(topic, value=value, key=key, partition=partition)
+
+    async def delivered(self, sends: typing.Iterable[asyncio.Future], *, check_every: float = 1.0) -> None:
+        """Until every send is acknowledged or failed; meanwhile a topic the broker lost is created again.
+
+        aiokafka holds the records of a topic that vanished (a broker that lost
+        its data) and asks for metadata in a tight loop, without backoff, until
+        its request timeout: CPU burnt in the client and the broker, and the
+        records late, since nothing creates the topic again. Failures are left
+        in the futures for the caller.
+        """
+        pending = set(sends)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=check_every)
+            gone = self._vanished(self._known) if pending else []
+            if gone:
+                self._known.difference_update(gone)
+                await self.ensure(gone)
+
+    def _vanished(self, names: typing.Iterable[str]) -> list[str]:
+        """Known topics missing from the producer's metadata (metadata without them means the broker has none)."""
+        cluster = self._producer.client.cluster
+        return sorted(n for n in names if n in self._known and cluster.partitions_for_topic(n) is None)
 
     async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> typing.Any:
         future = await self.send(topic, value, key=key, partition=partition)

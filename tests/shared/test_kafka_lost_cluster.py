@@ -65,3 +65,21 @@ async def test_a_record_acknowledged_after_the_broker_lost_its_data_is_on_the_to
     finally:
         await old.stop()
     assert await _values(settings, after) == [b"new", b"old"]
+
+
+async def test_records_for_a_topic_the_broker_lost_are_delivered_once_the_relays_producer_creates_it_again(private_kafka_broker, topic_prefix):
+    broker = private_kafka_broker
+    # A long request timeout: the records must not wait for it to run out.
+    settings = common.KafkaSettings(bootstrap_servers=[broker.bootstrap], topic_prefix=topic_prefix, request_timeout=120.0)
+    topic = f"{topic_prefix}.commands.lost"
+    producer = kafka.TopicCreatingProducer(kafka.producer(settings, client_id="relay-like"), settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"before the loss", partition=0)  # created, and remembered as known
+        await asyncio.to_thread(broker.restart, lose_data=True)
+        sends = [await producer.send(topic, value, partition=0) for value in (b"one", b"two")]
+        await asyncio.wait_for(producer.delivered(sends), 60)
+        assert [f.exception() for f in sends] == [None, None]
+    finally:
+        await producer.stop()
+    assert await _values(settings, topic) == [b"one", b"two"]
