@@ -9,14 +9,7 @@ import asyncpg
 import pytest
 
 from controlplane.db import migrate
-
-
-async def _run(url: str, *statements: tuple) -> list:
-    conn = await asyncpg.connect(url)
-    try:
-        return [await conn.fetch(sql, *args) for sql, *args in statements]
-    finally:
-        await conn.close()
+from tests.controlplane import migration_sql
 
 
 def test_existing_images_keep_their_tag_and_two_owners_may_then_share_a_name(make_database):
@@ -24,21 +17,25 @@ def test_existing_images_keep_their_tag_and_two_owners_may_then_share_a_name(mak
     migrate.upgrade(url, "0007")
     alice, bob, image = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     asyncio.run(
-        _run(
+        migration_sql.run(
             url,
             ("INSERT INTO users (id, name, role) VALUES ($1, 'alice', 'user'), ($2, 'bob', 'user')", alice, bob),
             ("INSERT INTO images (id, name, owner_id, dockerfile) VALUES ($1, 'devbox', $2, 'FROM busybox')", image, alice),
         )
     )
     migrate.upgrade(url)
-    [[kept]] = asyncio.run(_run(url, ("SELECT tag FROM images WHERE id = $1", image)))
+    [[kept]] = asyncio.run(migration_sql.run(url, ("SELECT tag FROM images WHERE id = $1", image)))
     assert kept["tag"] == "a4c/devbox:latest"
     # Bob's private devbox is no clash now; a second one of Alice's and a second shared one are.
-    asyncio.run(_run(url, ("INSERT INTO images (id, name, owner_id, dockerfile) VALUES ($1, 'devbox', $2, 'FROM busybox')", uuid.uuid4(), bob)))
+    asyncio.run(
+        migration_sql.run(url, ("INSERT INTO images (id, name, owner_id, dockerfile) VALUES ($1, 'devbox', $2, 'FROM busybox')", uuid.uuid4(), bob))
+    )
     with pytest.raises(asyncpg.UniqueViolationError):
-        asyncio.run(_run(url, ("INSERT INTO images (id, name, owner_id, dockerfile) VALUES ($1, 'devbox', $2, 'FROM x')", uuid.uuid4(), alice)))
-    asyncio.run(_run(url, ("UPDATE images SET shared = true WHERE id = $1", image)))
+        asyncio.run(
+            migration_sql.run(url, ("INSERT INTO images (id, name, owner_id, dockerfile) VALUES ($1, 'devbox', $2, 'FROM x')", uuid.uuid4(), alice))
+        )
+    asyncio.run(migration_sql.run(url, ("UPDATE images SET shared = true WHERE id = $1", image)))
     with pytest.raises(asyncpg.UniqueViolationError):
-        asyncio.run(_run(url, ("UPDATE images SET shared = true WHERE owner_id = $1", bob)))
-    tags = asyncio.run(_run(url, ("SELECT tag FROM images ORDER BY tag",)))[0]
+        asyncio.run(migration_sql.run(url, ("UPDATE images SET shared = true WHERE owner_id = $1", bob)))
+    tags = asyncio.run(migration_sql.run(url, ("SELECT tag FROM images ORDER BY tag",)))[0]
     assert len({t["tag"] for t in tags}) == 2, "a row written without a tag gets a unique one"

@@ -6,9 +6,8 @@ import asyncio
 import decimal
 import uuid
 
-import asyncpg
-
 from controlplane.db import migrate
+from tests.controlplane import migration_sql
 
 HOST_SQL = (
     "INSERT INTO hosts (id, name, status, signing_key, agent_version, capacity_cpus, capacity_memory_mb, capacity_disk_bytes)"
@@ -18,14 +17,6 @@ WS_SQL = (
     "INSERT INTO workspaces (id, owner_id, name, image_ref, host_id, desired_state, observed_state, cpus, memory_mb, disk_gb)"
     " VALUES ($1, $2, $3, 'debian', $4, $5, $6, $7, $8, $9)"
 )
-
-
-async def _run(url: str, *statements: tuple) -> list:
-    conn = await asyncpg.connect(url)
-    try:
-        return [await conn.fetch(sql, *args) for sql, *args in statements]
-    finally:
-        await conn.close()
 
 
 def test_existing_workspaces_are_summed_per_host_and_empty_hosts_get_a_zero_row(make_database):
@@ -42,7 +33,7 @@ def test_existing_workspaces_are_summed_per_host_and_empty_hosts_get_a_zero_row(
         ("running", "lost", "0.5", 512, 5),  # all of it: lost is not gone
     ]
     asyncio.run(
-        _run(
+        migration_sql.run(
             url,
             ("INSERT INTO users (id, name, role) VALUES ($1, 'owner', 'user')", owner),
             (HOST_SQL, busy, "busy"),
@@ -51,11 +42,17 @@ def test_existing_workspaces_are_summed_per_host_and_empty_hosts_get_a_zero_row(
         )
     )
     migrate.upgrade(url)
-    [rows] = asyncio.run(_run(url, ("SELECT host_id, cpus, memory_mb, disk_gb, promised_gb, workspaces FROM host_allocations",)))
+    [rows] = asyncio.run(migration_sql.run(url, ("SELECT host_id, cpus, memory_mb, disk_gb, promised_gb, workspaces FROM host_allocations",)))
     got = {r["host_id"]: tuple(r.values())[1:] for r in rows}
     assert got == {busy: (decimal.Decimal("4.00"), 5632, 85, 10, 4), empty: (0, 0, 0, 0, 0)}
     # From here on the trigger keeps it: a new host gets its row, a new workspace its share.
     other = uuid.uuid4()
-    asyncio.run(_run(url, (HOST_SQL, other, "later"), (WS_SQL, uuid.uuid4(), owner, "new", other, "running", "creating", decimal.Decimal(1), 256, 3)))
-    [[row]] = asyncio.run(_run(url, ("SELECT cpus, memory_mb, disk_gb, promised_gb, workspaces FROM host_allocations WHERE host_id = $1", other)))
+    asyncio.run(
+        migration_sql.run(
+            url, (HOST_SQL, other, "later"), (WS_SQL, uuid.uuid4(), owner, "new", other, "running", "creating", decimal.Decimal(1), 256, 3)
+        )
+    )
+    [[row]] = asyncio.run(
+        migration_sql.run(url, ("SELECT cpus, memory_mb, disk_gb, promised_gb, workspaces FROM host_allocations WHERE host_id = $1", other))
+    )
     assert tuple(row.values()) == (1, 256, 3, 3, 1)

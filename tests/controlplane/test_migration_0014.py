@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
-
 from controlplane.db import migrate
+from tests.controlplane import migration_sql
 
 GB = 10**9
 HOST_SQL = (
@@ -16,20 +15,12 @@ HOST_SQL = (
 )
 
 
-async def _run(url: str, *statements: tuple) -> list:
-    conn = await asyncpg.connect(url)
-    try:
-        return [await conn.fetch(sql, *args) for sql, *args in statements]
-    finally:
-        await conn.close()
-
-
 def test_existing_hosts_have_their_disk_copied_and_a_host_without_a_report_has_none(make_database):
     url = make_database()
     migrate.upgrade(url, "0013")
     reported, unreported, unsized = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     asyncio.run(
-        _run(
+        migration_sql.run(
             url,
             (HOST_SQL, reported, "reported", 800 * GB, 300 * GB),
             (HOST_SQL, unreported, "unreported", None, None),
@@ -37,11 +28,11 @@ def test_existing_hosts_have_their_disk_copied_and_a_host_without_a_report_has_n
         )
     )
     migrate.upgrade(url)
-    [rows] = asyncio.run(_run(url, ("SELECT host_id, disk_used_bytes, disk_total_bytes FROM host_allocations",)))
+    [rows] = asyncio.run(migration_sql.run(url, ("SELECT host_id, disk_used_bytes, disk_total_bytes FROM host_allocations",)))
     assert {r["host_id"]: (r["disk_used_bytes"], r["disk_total_bytes"]) for r in rows} == {
         reported: (300 * GB, 800 * GB),
         unreported: (None, 1000 * GB),
         unsized: (5 * GB, 1000 * GB),
     }
-    [indexes] = asyncio.run(_run(url, ("SELECT indexname FROM pg_indexes WHERE tablename = 'host_allocations'",)))
+    [indexes] = asyncio.run(migration_sql.run(url, ("SELECT indexname FROM pg_indexes WHERE tablename = 'host_allocations'",)))
     assert "host_allocations_disk_fraction_before" in {r["indexname"] for r in indexes}
