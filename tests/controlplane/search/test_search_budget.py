@@ -190,7 +190,10 @@ async def test_queries_over_the_caps_answer_422_naming_q_and_the_limit(api):
 
 
 async def test_a_search_past_the_statement_timeout_answers_503_with_the_reason(api, database_url):
-    base, tokens = await api(statement_timeout=0.2)
+    # 1 s, not less: the search after the lock is gone must fit in it too, and
+    # on a 2-core machine running the whole suite a backend can wait 0.2 s for
+    # a core (CI saw that search answer 503).
+    base, tokens = await api(statement_timeout=1)
     # Another session holds the jobs table: the search waits for it, and a
     # lock wait counts towards statement_timeout like any other work.
     blocker = await asyncpg.connect(database_url)
@@ -203,7 +206,7 @@ async def test_a_search_past_the_statement_timeout_answers_503_with_the_reason(a
     finally:
         await blocker.close()
     assert status == 503, body
-    assert body["error"]["message"].startswith("search timed out: the search ran longer than 0.2 s on PostgreSQL (search.statement_timeout)")
+    assert body["error"]["message"].startswith("search timed out: the search ran longer than 1 s on PostgreSQL (search.statement_timeout)")
     assert took < 5
     status, body = await _search(base, tokens["admin"], [("q", '"no such host"')])
-    assert status == 200, "the lock gone, the same search answers"
+    assert status == 200, f"the lock gone, the same search answers: {body}"
