@@ -20,7 +20,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import errors
 from controlplane.db import models
 from controlplane.domain import jobs as domain_jobs
-from controlplane.services import access, pagination
+from controlplane.services import access, one_insert, pagination
 from shared import logs
 
 Session = sa_asyncio.AsyncSession
@@ -59,7 +59,8 @@ def job_row(
 ) -> models.Job:
     """A new job as :func:`new_job` inserts it, not yet added to a session (for callers that insert it with other rows)."""
     now = datetime.datetime.now(datetime.UTC)
-    return models.Job(
+    return one_insert.new(
+        models.Job,
         id=job_id or uuid.uuid4(),
         kind=kind,
         status=status,

@@ -24,26 +24,83 @@ from sqlalchemy import orm
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 Session = sa_asyncio.AsyncSession
+_O = typing.TypeVar("_O")
+
+
+def new(cls: type[_O], **given: typing.Any) -> _O:
+    """A new (transient) ``cls`` with ``given`` attribute values, as ``cls(**given)`` makes it but without its per-attribute events.
+
+    The declarative constructor sets each value through the attribute's
+    instrumentation, recording history nobody reads: :func:`insert` resets it,
+    and a flush of a new object inserts what its dict holds. Building the
+    workspace and the job of a create that way is ~0.1 ms less per create
+    (docs/benchmarks.md, the accept step). Unknown names still raise, as there.
+    """
+    keys = _attributes(cls)
+    unknown = given.keys() - keys
+    if unknown:
+        raise TypeError(f"{sorted(unknown)} are not attributes of {cls.__name__}")
+    obj: _O = sa.inspect(cls).class_manager.new_instance()
+    obj.__dict__.update(given)
+    return obj
+
+
+def _attributes(cls: typing.Any) -> frozenset[str]:
+    known = _ATTRIBUTES.get(cls)
+    if known is None:
+        mapper: typing.Any = sa.inspect(cls)
+        known = _ATTRIBUTES[cls] = frozenset(prop.key for prop in mapper.column_attrs)
+    return known
+
+
+_ATTRIBUTES: dict[typing.Any, frozenset[str]] = {}  # per mapped class
 
 
 def values(obj: typing.Any) -> dict[str, typing.Any]:
     """The INSERT values of a new (transient) ORM object: what was set on it, else its column's Python default."""
-    mapper = sa.inspect(type(obj))
+    given = obj.__dict__
     out: dict[str, typing.Any] = {}
+    for attr, key, default in _plan(type(obj)):
+        if attr in given:
+            out[key] = given[attr]
+        elif default is not _SERVER:
+            out[key] = default() if callable(default) else default
+        # else: the server's default, left unloaded: not to be read before a refresh
+    return out
+
+
+_SERVER = object()  # the column's value is the server's to fill: left out of the INSERT
+
+
+def _plan(cls: typing.Any) -> tuple[tuple[str, str, typing.Any], ...]:
+    """Per mapped class, once: each inserted column's attribute, column key and default (a value, a callable, or ``_SERVER``)."""
+    known = _PLANS.get(cls)
+    if known is None:
+        known = _PLANS[cls] = _planned(cls)
+    return known
+
+
+_PLANS: dict[typing.Any, tuple[tuple[str, str, typing.Any], ...]] = {}
+
+
+def _planned(cls: typing.Any) -> tuple[tuple[str, str, typing.Any], ...]:
+    plan = []
+    mapper: typing.Any = sa.inspect(cls)
     for prop in mapper.column_attrs:
         column = prop.columns[0]
         if column.computed is not None or column.identity is not None:
             continue  # the server's to fill
-        if prop.key in obj.__dict__:
-            out[column.key] = obj.__dict__[prop.key]
-        elif column.default is not None and column.default.is_scalar:
-            out[column.key] = column.default.arg
+        default: typing.Any = None  # no default of either kind: NULL, what PostgreSQL stores when a flush leaves it out
+        if column.default is not None and column.default.is_scalar:
+            default = column.default.arg
         elif column.default is not None and column.default.is_callable:
-            out[column.key] = column.default.arg(None)  # wrapped by SQLAlchemy to take an execution context
-        elif column.server_default is None:
-            out[column.key] = None  # what PostgreSQL stores when a flush leaves it out
-        # else: the server's default, left unloaded: not to be read before a refresh
-    return out
+            default = functools.partial(column.default.arg, None)  # wrapped by SQLAlchemy to take an execution context
+        elif column.server_default is not None:
+            default = _SERVER
+        # One key for both: the values are the statement's parameters and the instance's attributes alike.
+        assert prop.key == column.key, (cls, prop.key, column.key)
+        plan.append((prop.key, column.key, default))
+    return tuple(plan)
 
 
 async def insert(
@@ -63,8 +120,9 @@ async def insert(
     """
     rows = [(sa.inspect(type(obj)).local_table, values(obj)) for obj in objects]
     for obj, (_, row) in zip(objects, rows, strict=True):
-        for key, value in row.items():
-            orm.attributes.set_committed_value(obj, key, value)
+        # Straight into the instance's dict: make_transient_to_detached below resets every attribute's history, as a
+        # load does, so committing each value on its own first (set_committed_value, ~0.1 ms per create) adds nothing.
+        obj.__dict__.update(row)
     rows += extra
     statement = _statement(tuple((table, tuple(row)) for table, row in rows), reads)
     bound = {f"p{i}_{key}": value for i, (_, row) in enumerate(rows) for key, value in row.items()}

@@ -81,7 +81,8 @@ def spec(ws: models.Workspace, owner: str) -> messages.WorkspaceSpec:
 
 async def create_workspace(session: Session, principal: access.Principal, new: NewWorkspace, settings: cp_settings.Settings) -> Accepted:
     image_row, image_ref = await _resolve_image(session, principal, new)
-    ws = models.Workspace(
+    ws = one_insert.new(
+        models.Workspace,
         id=uuid.uuid4(),
         owner_id=principal.user_id,
         name=new.name,
