@@ -6,11 +6,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-# The suite waits on real daemons far more than it computes (one process uses
-# about half a core), so it runs in parallel workers, one test file each at a
-# time (module fixtures stay whole); each worker is a harness run of its own
-# with its own dockerd, broker, search server and databases. TEST_WORKERS=0
-# runs in one process.
+# The suite runs in parallel workers, one test file each at a time (module
+# fixtures stay whole); each worker is a harness run of its own with its own
+# dockerd and databases (the JVM servers are shared: tests/harness/shared_servers.py).
+# Files go out longest first (tests/harness/ordering.py), so xdist's own
+# reorder by test count is off. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 APT_PACKAGES := docker.io busybox-static debootstrap chromium systemd iproute2 git wrk openssh-client openjdk-17-jre-headless maven prometheus
 
@@ -20,7 +20,7 @@ up: venv
 	$(VENV)/bin/a4c up $(ARGS)
 
 test: deps venv
-	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 # Every linter the project keeps clean; tests/test_lint.py runs this target in
 # the suite. LINT_DEPS lets that test use the venv it runs in.
