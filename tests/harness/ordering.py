@@ -36,7 +36,7 @@ _T = typing.TypeVar("_T")
 
 
 def module_of(nodeid: str) -> str:
-    """tests/a/test_b.py::test_c[x] -> tests/a/test_b.py"""
+    """dir/test_b.py::test_c[x] -> dir/test_b.py"""
     return nodeid.split("::", 1)[0]
 
 
@@ -64,7 +64,7 @@ def from_junit(xml_text: str) -> dict[str, float]:
     totals: dict[str, float] = collections.defaultdict(float)
     # The report is one pytest just wrote on this machine, not untrusted input.
     for case in ElementTree.fromstring(xml_text).iter("testcase"):  # noqa: S314
-        # pytest writes classname "tests.a.test_b" (plus ".Class" for methods) and file only with junit_family=xunit1.
+        # pytest writes classname "dir.test_b" (plus ".Class" for methods) and file only with junit_family=xunit1.
         path = _path_of(case.get("classname", ""))
         if path is not None:
             totals[path] += float(case.get("time", "0"))

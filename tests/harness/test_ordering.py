@@ -15,17 +15,17 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _ids(items: list[str]) -> list[str]:
-    return ordering.longest_first(items, {"tests/b.py": 300.0, "tests/c.py": 40.0}, nodeid=lambda item: item)
+    return ordering.longest_first(items, {"m/b.py": 300.0, "m/c.py": 40.0}, nodeid=lambda item: item)
 
 
 def test_files_go_by_descending_recorded_seconds_and_unrecorded_ones_last_in_collection_order() -> None:
-    items = ["tests/a.py::one", "tests/a.py::two", "tests/b.py::one", "tests/c.py::one", "tests/d.py::one", "tests/b.py::two"]
-    assert _ids(items) == ["tests/b.py::one", "tests/b.py::two", "tests/c.py::one", "tests/a.py::one", "tests/a.py::two", "tests/d.py::one"]
+    items = ["m/a.py::one", "m/a.py::two", "m/b.py::one", "m/c.py::one", "m/d.py::one", "m/b.py::two"]
+    assert _ids(items) == ["m/b.py::one", "m/b.py::two", "m/c.py::one", "m/a.py::one", "m/a.py::two", "m/d.py::one"]
 
 
 def test_tests_inside_a_file_keep_their_order() -> None:
     # Rollout modules follow one rollout step by step: their tests must not be reordered.
-    items = [f"tests/b.py::step_{n}[x]" for n in (3, 1, 2)]
+    items = [f"m/b.py::step_{n}[x]" for n in (3, 1, 2)]
     assert _ids(items) == items
 
 

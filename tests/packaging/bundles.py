@@ -1,11 +1,23 @@
-"""Release bundles as `make release` builds them (packaging/release.py), for tests that install them."""
+"""Release bundles as `make release` builds them (packaging/release.py), for tests that install them.
+
+A build takes seconds of both cores (pip wheel, hashing, tar), and under
+xdist several workers want the same one (the checkout's, its next version),
+so one run builds each version once: the first worker builds it into the
+run's shared directory (tests/harness/shared_servers.py) while the others wait
+on its lock, and every caller gets its own copy.
+"""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+
+from a4c import debian_image
+from tests.harness import shared_servers
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "packaging" / "release.py"
@@ -17,6 +29,21 @@ class BundleError(RuntimeError):
 
 def build(dest: pathlib.Path, *, version: str | None = None) -> pathlib.Path:
     """``dest/a4c-<version>-py3<minor>.tar.gz`` (with its .sha256) for this virtualenv's Python: the servers' Python too."""
+    shared = os.environ.get(shared_servers.ENV)
+    if not shared:
+        return _build(dest, version)
+    store = pathlib.Path(shared, "bundles", version or "checkout")
+    store.mkdir(parents=True, exist_ok=True)
+    with debian_image.locked(store / ".lock"):
+        built = sorted(store.glob("a4c-*.tar.gz"))
+        tarball = built[0] if built else _build(store, version)
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in (tarball, tarball.with_name(tarball.name + ".sha256")):
+        shutil.copy2(path, dest / path.name)
+    return dest / tarball.name
+
+
+def _build(dest: pathlib.Path, version: str | None) -> pathlib.Path:
     argv = [sys.executable, str(SCRIPT), "--dest", str(dest), "--python", f"3.{sys.version_info.minor}"]
     if version is not None:
         argv += ["--version", version]

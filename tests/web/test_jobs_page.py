@@ -57,6 +57,8 @@ async def test_a_facet_chip_narrows_the_search_and_shows_its_count(db, people, s
     base = await start_dashboard()
     await dashboard.sign_in(page, base, people.admin.token)
     await dashboard.search(page, QUERY)
+    # The chips come after the rows (pages/jobs.js): until then they count the page's first search.
+    await page.locator(".results[data-settled]").wait_for()
     facets = (await dashboard.api_search(http, base, people.admin.token, [("query", QUERY), ("limit", "1")]))["facets"]
     top = facets["host"][0]
     chip = page.locator(f"button.chip[data-key='host'][data-value='{top['value']}']")
