@@ -24,7 +24,7 @@ import urllib.request
 import aiohttp
 import psutil
 
-from bench.api_read import database
+from bench.api_read import database, loops
 from bench.api_read import profile as profiling
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
@@ -166,6 +166,9 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--loop", choices=loops.CHOICES, default="asyncio", help="event loop of BOTH servers, so the ratios stay same-loop (issue 18)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternate the two servers this many times; best round counts")
     parser.add_argument(
         "--pg-transport",
@@ -199,8 +202,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
             "A4C_LOGGING__LEVEL": "WARNING",
         }
         servers = [
-            subprocess.Popen([sys.executable, "-m", "bench.api_read.hello", "--port", str(hello_port)]),
-            subprocess.Popen([sys.executable, "-m", "bench.api_read.api_server"], env=env),
+            subprocess.Popen([sys.executable, "-m", "bench.api_read.hello", "--port", str(hello_port), "--loop", args.loop]),
+            subprocess.Popen([sys.executable, "-m", "bench.api_read.api_server", args.loop], env=env),
         ]
         try:
             auth = {"Authorization": f"Bearer {token}"}
@@ -227,7 +230,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     ratio = api.rps / hello.rps
     transport = f"its Unix socket ({api_url_db.partition('?')[2]})" if socket_url else f"TCP ({urllib.parse.urlsplit(url).netloc})"
     print(
-        f"load generator: {tool}; {args.connections} connections, {args.rounds} x {args.seconds:.0f} s per server (best round shown); API to PostgreSQL over {transport}"
+        f"load generator: {tool}; {args.connections} connections, {args.rounds} x {args.seconds:.0f} s per server (best round shown); both servers on {args.loop}; API to PostgreSQL over {transport}"
     )
     print(f"{'server':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'of it sys':>10} {'non-2xx':>8}")
     for label, r in (("hello world (bare aiohttp)", hello), ("GET /v1/workspaces/{id}", api)):
@@ -252,7 +255,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     print(json.dumps({
         "bench": "api_read", "hello_rps": round(hello.rps), "api_rps": round(api.rps), "ratio": round(ratio, 3),
         "api_p99_ms": api.p99_ms, "hello_cpu_us": round(hello.cpu_us), "api_cpu_us": round(api.cpu_us), "hello_sys_us": round(hello.sys_us), "api_sys_us": round(api.sys_us),
-        "cpu_ratio": round(cpu_ratio, 2), "pg_transport": "unix" if socket_url else "tcp", "met": verdicts, "loadavg": os.getloadavg()[0],
+        "cpu_ratio": round(cpu_ratio, 2), "loop": args.loop, "pg_transport": "unix" if socket_url else "tcp", "met": verdicts, "loadavg": os.getloadavg()[0],
     }))  # fmt: skip
     return 0 if api.errors == 0 else 1
 

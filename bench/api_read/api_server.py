@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import sys
 
+from bench.api_read import loops
 from controlplane import settings as cp_settings
 from controlplane.api import server
 
 if __name__ == "__main__":
-    asyncio.run(server.serve(cp_settings.load()))
+    loops.run(server.serve(cp_settings.load()), sys.argv[1] if len(sys.argv) > 1 else "asyncio")

@@ -8,6 +8,8 @@ import signal
 
 from aiohttp import web
 
+from bench.api_read import loops
+
 
 async def hello(request: web.Request) -> web.Response:
     return web.json_response({"hello": "world"})
@@ -28,4 +30,6 @@ async def serve(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(serve(parser.parse_args().port))
+    parser.add_argument("--loop", choices=loops.CHOICES, default="asyncio")
+    args = parser.parse_args()
+    loops.run(serve(args.port), args.loop)

@@ -13,7 +13,6 @@ accept-step sections, kept so that before/after pairs can be rerun.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import datetime
 import decimal
@@ -27,7 +26,7 @@ import uuid
 
 import aiohttp
 
-from bench.api_read import database
+from bench.api_read import database, loops
 from controlplane import settings as cp_settings
 from controlplane.api import app as api_app
 from controlplane.api import listener
@@ -139,9 +138,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the measured POSTs (inflates their times)")
     parser.add_argument("--sort", default="tottime", help="cProfile's order (tottime, cumulative)")
     parser.add_argument("--admin-url", default=None, help="a PostgreSQL admin URL (bench/postgres.py picks one otherwise)")
+    parser.add_argument("--loop", choices=loops.CHOICES, default="asyncio", help="the event loop the API and its client run on")
     args = parser.parse_args()
     with database.temporary(args.admin_url, prefix="a4c_bench_accept") as url:
-        asyncio.run(run(url, args.posts, args.warmup, args.profile, args.sort))
+        loops.run(run(url, args.posts, args.warmup, args.profile, args.sort), args.loop)
 
 
 if __name__ == "__main__":
