@@ -203,7 +203,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         }
         servers = [
             subprocess.Popen([sys.executable, "-m", "bench.api_read.hello", "--port", str(hello_port), "--loop", args.loop]),
-            subprocess.Popen([sys.executable, "-m", "bench.api_read.api_server", args.loop], env=env),
+            subprocess.Popen([sys.executable, "-m", "bench.api_read.api_server", "--loop", args.loop], env=env),
         ]
         try:
             auth = {"Authorization": f"Bearer {token}"}

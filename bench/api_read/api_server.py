@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 from bench.api_read import loops
 from controlplane import settings as cp_settings
 from controlplane.api import server
 
 if __name__ == "__main__":
-    loops.run(server.serve(cp_settings.load()), sys.argv[1] if len(sys.argv) > 1 else "asyncio")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--loop", choices=loops.CHOICES, default="asyncio")
+    loops.run(server.serve(cp_settings.load()), parser.parse_args().loop)

@@ -114,18 +114,22 @@ def _write(path: pathlib.Path, info: KafkaInfo | ElasticsearchInfo) -> None:
     path.write_text(json.dumps(dataclasses.asdict(info)))
 
 
+def directory() -> pathlib.Path | None:
+    """The run's shared directory, if this process runs under a controller (an xdist worker of ``make test``)."""
+    shared = os.environ.get(ENV)
+    return pathlib.Path(shared) if shared else None
+
+
 def kafka() -> KafkaInfo | None:
     """The shared broker, if this process runs under a controller that started one."""
-    directory = os.environ.get(ENV)
-    if not directory:
+    shared = directory()
+    if shared is None:
         return None
-    data = json.loads(pathlib.Path(directory, "kafka.json").read_text())
-    return KafkaInfo(**data)
+    return KafkaInfo(**json.loads((shared / "kafka.json").read_text()))
 
 
 def elasticsearch() -> ElasticsearchInfo | None:
-    directory = os.environ.get(ENV)
-    if not directory:
+    shared = directory()
+    if shared is None:
         return None
-    data = json.loads(pathlib.Path(directory, "elasticsearch.json").read_text())
-    return ElasticsearchInfo(**data)
+    return ElasticsearchInfo(**json.loads((shared / "elasticsearch.json").read_text()))

@@ -9,7 +9,6 @@ on its lock, and every caller gets its own copy.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
 import shutil
@@ -29,10 +28,10 @@ class BundleError(RuntimeError):
 
 def build(dest: pathlib.Path, *, version: str | None = None) -> pathlib.Path:
     """``dest/a4c-<version>-py3<minor>.tar.gz`` (with its .sha256) for this virtualenv's Python: the servers' Python too."""
-    shared = os.environ.get(shared_servers.ENV)
-    if not shared:
+    shared = shared_servers.directory()
+    if shared is None:
         return _build(dest, version)
-    store = pathlib.Path(shared, "bundles", version or "checkout")
+    store = shared / "bundles" / (version or "checkout")
     store.mkdir(parents=True, exist_ok=True)
     with debian_image.locked(store / ".lock"):
         built = sorted(store.glob("a4c-*.tar.gz"))
