@@ -16,6 +16,7 @@ any client, with the user's bearer token.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import mimetypes
@@ -27,14 +28,19 @@ from aiohttp import web
 STATIC = pathlib.Path(__file__).parent / "static"
 INDEX = "index.html"
 ASSETS_PLACEHOLDER = "%ASSETS%"
+# The page's one inline script (static/js/boot.js: reload when the page's own
+# modules fail to arrive); inline so that it cannot fail to arrive itself, and
+# allowed by its hash in the Content-Security-Policy rather than 'unsafe-inline'.
+BOOT_PLACEHOLDER = "%BOOT%"
+BOOT = "js/boot.js"
 
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html", ".json": "application/json"}
 # The page runs only its own scripts and styles and talks only to this origin.
+_CSP = (
+    "default-src 'none'; script-src 'self' {boot}; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 _PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -65,12 +71,18 @@ class Assets:
             body = path.read_bytes()
             digest.update(name.encode() + b"\0" + body + b"\0")
             files[name] = Asset(body, _TYPES.get(path.suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream")
-        if INDEX not in files:
-            raise FileNotFoundError(f"the dashboard's {INDEX} is missing from {root}")
+        for required in (INDEX, BOOT):
+            if required not in files:
+                raise FileNotFoundError(f"the dashboard's {required} is missing from {root}")
         return cls(files, digest.hexdigest()[:16])
 
     def page(self) -> bytes:
-        return self.files[INDEX].body.replace(ASSETS_PLACEHOLDER.encode(), f"/ui/{self.version}".encode())
+        body = self.files[INDEX].body.replace(ASSETS_PLACEHOLDER.encode(), f"/ui/{self.version}".encode())
+        return body.replace(BOOT_PLACEHOLDER.encode(), self.files[BOOT].body)
+
+    def page_headers(self) -> dict[str, str]:
+        boot = base64.b64encode(hashlib.sha256(self.files[BOOT].body).digest()).decode()
+        return {"Content-Security-Policy": _CSP.format(boot=f"'sha256-{boot}'"), **_PAGE_HEADERS}
 
 
 ASSETS = web.AppKey("dashboard_assets", Assets)
@@ -78,7 +90,7 @@ ASSETS = web.AppKey("dashboard_assets", Assets)
 
 async def page(request: web.Request) -> web.Response:
     assets = request.app[ASSETS]
-    return web.Response(body=assets.page(), content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS)
+    return web.Response(body=assets.page(), content_type="text/html", charset="utf-8", headers=assets.page_headers())
 
 
 async def asset(request: web.Request) -> web.Response:

@@ -51,7 +51,9 @@ async function show({ focus = false } = {}) {
     if (focus) main.focus({ preventScroll: true });
   } catch (err) {
     if (mine !== generation) return;
-    clear(main, errorBox(`This page could not be loaded: ${err.message}. Reload to retry.`, () => show()));
+    // A failed import stays failed for this document (the browser keeps it in
+    // its module map), so the retry is a reload.
+    clear(main, errorBox(`This page could not be loaded: ${err.message}. Reload to retry.`, () => location.reload()));
   }
 }
 

@@ -1,0 +1,78 @@
+"""The page recovers by itself when its own code fails to arrive, and says so when it cannot (static/js/boot.js)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+from playwright import async_api as pw
+
+from controlplane.web import routes
+from tests.harness import wait
+from tests.web import dashboard
+
+
+def _fail_first(times: int | None):
+    """A route handler that aborts the first ``times`` requests (all of them when None) as a dropped connection."""
+    seen: list[str] = []
+
+    async def handle(route: pw.Route) -> None:
+        seen.append(route.request.url)
+        if times is None or len(seen) <= times:
+            await route.abort("internetdisconnected")
+        else:
+            await route.continue_()
+
+    return handle, seen
+
+
+async def test_a_page_whose_main_module_was_cut_off_reloads_itself_and_comes_up(start_dashboard, page):
+    base = await start_dashboard()
+    handle, seen = _fail_first(1)
+    await page.route("**/js/main.js", handle)
+    await dashboard.open_dashboard(page, base + "/#/workspaces")
+    assert len(seen) == 2, "one failed load of main.js, then one reload that fetched it"
+    assert await page.get_by_role("alert").count() == 0
+    assert await page.evaluate("sessionStorage.getItem('a4c.boot-reloads')") is None, "a clean start forgets the count"
+
+
+async def test_a_cut_off_preloaded_page_module_reloads_too_and_the_signed_in_user_gets_the_jobs_page(start_dashboard, people, page):
+    base = await start_dashboard()
+    handle, seen = _fail_first(1)
+    await page.route("**/js/pages/jobs-view.js", handle)
+    # The sign-in form may show before the preload's failure does; the reload follows either way.
+    await page.goto(base + "/")
+    await wait.eventually(lambda: len(seen) == 2, timeout=30, message="a reload that fetched jobs-view.js again")
+    await dashboard.sign_in(page, base, people.alice.token)
+    await page.get_by_role("heading", name="Jobs").wait_for()
+    assert await page.get_by_role("alert").count() == 0
+
+
+async def test_code_that_never_arrives_ends_in_a_message_and_a_reload_button_not_a_spinner(start_dashboard, page):
+    base = await start_dashboard()
+    handle, seen = _fail_first(None)
+    await page.route("**/js/main.js", handle)
+    await page.goto(base + "/")
+    alert = page.get_by_role("alert")
+    await alert.get_by_text("could not be loaded after 3 retries").wait_for(timeout=30_000)
+    assert len(seen) == 4, "the first load and three reloads"
+    assert "a4c command-line client" in await alert.inner_text()
+    # The count starts again, so the button really retries (three more times, then the message again).
+    await page.unroute("**/js/main.js")
+    await alert.get_by_role("button", name="Reload").click()
+    await page.get_by_label("API token").wait_for()
+
+
+async def test_the_inline_boot_script_is_allowed_by_its_hash_and_nothing_else_inline_is(start_dashboard, http):
+    base = await start_dashboard()
+    async with http.get(base + "/") as resp:
+        policy = resp.headers["Content-Security-Policy"]
+        page = await resp.text()
+    inline = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert len(inline) == 1
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    script_src = next(d for d in policy.split(";") if d.strip().startswith("script-src")).split()
+    assert script_src == ["script-src", "'self'", f"'sha256-{digest}'"]
+    assert "unsafe-inline" not in policy
+    assert inline[0].encode() == routes.Assets.load().files[routes.BOOT].body
