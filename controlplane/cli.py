@@ -14,7 +14,7 @@ import sys
 import click
 
 from controlplane import settings as cp_settings
-from shared import config, logrepeats, logs
+from shared import config, eventloop, logrepeats, logs
 
 EXIT_CONFIG = 2
 # Also for a schema this package was not written for: only an operator can
@@ -92,7 +92,14 @@ def run(config_path: str | None) -> None:
 
     _configure_logging(settings)
     _check_schema(settings)
-    asyncio.run(server.serve(settings, contexts=(*api_app.DEFAULT_CONTEXTS, workers.workers_ctx)))
+    try:
+        eventloop.run(
+            server.serve(settings, contexts=(*api_app.DEFAULT_CONTEXTS, workers.workers_ctx)),
+            settings.runtime.event_loop,
+            setting="runtime.event_loop",
+        )
+    except eventloop.EventLoopUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 main.add_command(run, "serve")

@@ -15,7 +15,7 @@ import urllib.parse
 
 import pydantic
 
-from shared import config
+from shared import config, eventloop
 from shared import settings as common
 
 Seconds = common.Seconds
@@ -67,6 +67,16 @@ class HttpSettings(config.StrictModel):
         default=None,
         description="File holding a token that /metrics requires as 'Authorization: Bearer <token>' (Prometheus: "
         "authorization.credentials_file). Unset: /metrics is public, so bind the API where only your network reaches it.",
+    )
+
+
+class RuntimeSettings(config.StrictModel):
+    """The process itself."""
+
+    event_loop: eventloop.Name = pydantic.Field(
+        default="uvloop",
+        description="Event loop of `a4c-controlplane run`: 'uvloop' (libuv; less CPU per request, docs/benchmarks.md) or 'asyncio' "
+        "(the standard library's, for platforms without a uvloop wheel or to rule the loop out when chasing a bug).",
     )
 
 
@@ -447,6 +457,7 @@ class SearchSettings(config.StrictModel):
 class Settings(config.StrictModel):
     """All control-plane settings."""
 
+    runtime: RuntimeSettings = RuntimeSettings()
     http: HttpSettings = HttpSettings()
     database: DatabaseSettings = DatabaseSettings()
     kafka: common.KafkaSettings = common.KafkaSettings()

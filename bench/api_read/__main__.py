@@ -24,11 +24,12 @@ import urllib.request
 import aiohttp
 import psutil
 
-from bench.api_read import database, loops
+from bench.api_read import database
 from bench.api_read import profile as profiling
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
 from controlplane.services import access, users, workspaces
+from shared import eventloop
 from tests.harness import postgres_server
 
 # Issue 18: at least this share of hello world's throughput at 32 connections, p99 at most 20 ms,
@@ -167,7 +168,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
-        "--loop", choices=loops.CHOICES, default="asyncio", help="event loop of BOTH servers, so the ratios stay same-loop (issue 18)"
+        "--loop", choices=eventloop.CHOICES, default="uvloop", help="event loop of BOTH servers, so the ratios stay same-loop (issue 18)"
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternate the two servers this many times; best round counts")
     parser.add_argument(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench.api_read import loops
 from controlplane import settings as cp_settings
 from controlplane.api import server
+from shared import eventloop
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--loop", choices=loops.CHOICES, default="asyncio")
-    loops.run(server.serve(cp_settings.load()), parser.parse_args().loop)
+    parser.add_argument("--loop", choices=eventloop.CHOICES, default="uvloop")
+    eventloop.run(server.serve(cp_settings.load()), parser.parse_args().loop)

@@ -8,7 +8,7 @@ import signal
 
 from aiohttp import web
 
-from bench.api_read import loops
+from shared import eventloop
 
 
 async def hello(request: web.Request) -> web.Response:
@@ -30,6 +30,6 @@ async def serve(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--loop", choices=loops.CHOICES, default="asyncio")
+    parser.add_argument("--loop", choices=eventloop.CHOICES, default="uvloop")
     args = parser.parse_args()
-    loops.run(serve(args.port), args.loop)
+    eventloop.run(serve(args.port), args.loop)

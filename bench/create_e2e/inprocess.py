@@ -26,14 +26,14 @@ import uuid
 
 import aiohttp
 
-from bench.api_read import database, loops
+from bench.api_read import database
 from controlplane import settings as cp_settings
 from controlplane.api import app as api_app
 from controlplane.api import listener
 from controlplane.db import engine as db_engine
 from controlplane.db import models
 from controlplane.services import users
-from shared import signing
+from shared import eventloop, signing
 
 GIB = 1024**3
 
@@ -138,10 +138,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the measured POSTs (inflates their times)")
     parser.add_argument("--sort", default="tottime", help="cProfile's order (tottime, cumulative)")
     parser.add_argument("--admin-url", default=None, help="a PostgreSQL admin URL (bench/postgres.py picks one otherwise)")
-    parser.add_argument("--loop", choices=loops.CHOICES, default="asyncio", help="the event loop the API and its client run on")
+    parser.add_argument("--loop", choices=eventloop.CHOICES, default="uvloop", help="the event loop the API and its client run on")
     args = parser.parse_args()
     with database.temporary(args.admin_url, prefix="a4c_bench_accept") as url:
-        loops.run(run(url, args.posts, args.warmup, args.profile, args.sort), args.loop)
+        eventloop.run(run(url, args.posts, args.warmup, args.profile, args.sort), args.loop)
 
 
 if __name__ == "__main__":

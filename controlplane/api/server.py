@@ -26,7 +26,7 @@ from aiohttp import web
 from controlplane import settings as cp_settings
 from controlplane.api import app as api_app
 from controlplane.api import keys, listener
-from shared import sdnotify
+from shared import eventloop, sdnotify
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +52,11 @@ async def serve(
     try:
         await listener.start(runner, settings.http)
         url = _url(runner, settings)
-        logger.info("control plane API listening on %s", url)
+        loop_name = eventloop.running()
+        logger.info("control plane API listening on %s (event loop: %s)", url, loop_name)
         if on_listening is not None:
             on_listening(url)
-        sdnotify.notify("READY=1", f"STATUS=serving on {url}")
+        sdnotify.notify("READY=1", f"STATUS=serving on {url} (event loop: {loop_name})")
         period = sdnotify.watchdog_period()
         if period is not None:
             watchdog = asyncio.create_task(_watchdog(period, stopping))

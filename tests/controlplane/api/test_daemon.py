@@ -49,14 +49,18 @@ def get(url: str, token: str | None = None) -> tuple[int, bytes]:
 
 
 @pytest.fixture
-def served(database_url, tmp_path):
-    """``a4c-controlplane run`` under a fake systemd: a datagram socket collecting sd_notify messages."""
+def served(database_url, tmp_path, request):
+    """``a4c-controlplane run`` under a fake systemd: a datagram socket collecting sd_notify messages.
+
+    Indirect parametrization adds environment variables (settings) to the daemon's.
+    """
     notify_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify_path))
     sock.settimeout(0.2)
     port = ports.free_port()
-    env = environment(database_url, A4C_HTTP__PORT=str(port), NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="400000")
+    extra = getattr(request, "param", {})
+    env = environment(database_url, A4C_HTTP__PORT=str(port), NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="400000", **extra)
     # Its output goes to a file, never to a pipe nobody reads: once a pipe's
     # 64 KiB fill up (the consumers log each failed attempt to reach the
     # absent broker), every log call blocks the event loop and requests hang.
@@ -86,13 +90,30 @@ def test_run_serves_tells_systemd_it_is_ready_and_alive_and_stops_cleanly_on_sig
     proc, base, notes = served
     wait.wait_until(lambda: "READY=1" in notes(), timeout=30, message="READY=1 from sd_notify")
     assert get(f"{base}/healthz") == (200, b'{"status":"ok"}')
-    assert any(n.startswith("STATUS=serving on http://127.0.0.1:") for n in notes())
+    assert any(n.startswith("STATUS=serving on http://127.0.0.1:") and n.endswith("(event loop: uvloop)") for n in notes()), notes()
     wait.wait_until(lambda: notes().count("WATCHDOG=1") >= 2, timeout=5, message="watchdog pings at half WATCHDOG_USEC")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0, proc.log.read_text()
     assert "STOPPING=1" in notes()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{base}/healthz", timeout=2)
+
+
+@pytest.mark.parametrize("served", [{"A4C_RUNTIME__EVENT_LOOP": "asyncio"}], indirect=True)
+def test_the_standard_librarys_event_loop_is_one_setting_away(served):
+    proc, base, notes = served
+    wait.wait_until(lambda: "READY=1" in notes(), timeout=30, message="READY=1 from sd_notify")
+    assert any(n.endswith("(event loop: asyncio)") for n in notes() if n.startswith("STATUS=")), notes()
+    assert get(f"{base}/healthz")[0] == 200
+    assert "(event loop: asyncio)" in proc.log.read_text()
+
+
+def test_an_unknown_event_loop_stops_run_with_one_line_naming_the_setting(database_url):
+    env = environment(database_url, A4C_RUNTIME__EVENT_LOOP="trio")
+    done = subprocess.run([*CLI, "run"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "runtime.event_loop" in done.stderr and "uvloop" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_create_admin_writes_a_working_token_to_a_private_file(database_url, tmp_path, served):
