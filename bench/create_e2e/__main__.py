@@ -81,7 +81,7 @@ import asyncpg
 from agent.domain import inventory as inv
 from bench import machine
 from bench.create_e2e import stack as stack_mod
-from shared import signing, topics
+from shared import eventloop, signing, topics
 
 TARGET_MEDIAN_MS = 50.0
 TARGET_P99_MS = 150.0
@@ -404,6 +404,9 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         help="the agent's commands.fetch_max_wait and the control plane's events.fetch_max_wait (default: the product's, 0.5 s)",
     )
     parser.add_argument(
+        "--loop", choices=eventloop.CHOICES, default="uvloop", help="the control plane's runtime.event_loop (default: the product's, uvloop)"
+    )
+    parser.add_argument(
         "--settle-period",
         type=float,
         default=0.001,
@@ -413,7 +416,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     began = time.monotonic()
     start_load = machine.load("start")
     waits = {"fetch_max_wait": args.fetch_max_wait} if args.fetch_max_wait is not None else {}
-    with stack_mod.Stack(docker=True, plane={"events": waits}) as s:
+    with stack_mod.Stack(docker=True, plane={"events": waits, "runtime": {"event_loop": args.loop}}) as s:
         assert s.client is not None
         image = workspace_image(s.client, s.image, f"a4c-test/bench-ws:{s.run.id}")
         try:
@@ -423,6 +426,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
             s.client.images.remove(image, force=True)
     result["fetch_max_wait_s"] = args.fetch_max_wait if args.fetch_max_wait is not None else "product default"
     result["settle_period_s"] = args.settle_period
+    result["event_loop"] = args.loop
     result["wall_s"] = round(time.monotonic() - began, 1)
     result["load_average_start_end"] = [round(start_load[0], 2), round(machine.load("end")[0], 2)]
     report(result)
@@ -431,7 +435,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
 
 def report(r: dict[str, typing.Any]) -> None:
     print(
-        f"\nPOST /v1/workspaces → API reports running, {r['rounds']} rounds, poll {r['poll_s'] * 1000:.0f} ms, fetch_max_wait {r['fetch_max_wait_s']}{' s' if isinstance(r['fetch_max_wait_s'], float) else ''} (agent commands, control-plane events), agent docker.settle_period {r['settle_period_s']} s"
+        f"\nPOST /v1/workspaces → API reports running, {r['rounds']} rounds, poll {r['poll_s'] * 1000:.0f} ms, fetch_max_wait {r['fetch_max_wait_s']}{' s' if isinstance(r['fetch_max_wait_s'], float) else ''} (agent commands, control-plane events), agent docker.settle_period {r['settle_period_s']} s, control plane on {r['event_loop']}"
     )
     print(f"  API path:                 median {r['api_median_ms']:7.1f} ms   p99 {r['api_p99_ms']:7.1f} ms")
     print(f"  direct containers.run:    median {r['direct_median_ms']:7.1f} ms   p99 {r['direct_p99_ms']:7.1f} ms   (ratio ×{r['ratio']})")
