@@ -13,6 +13,7 @@ accept-step sections, kept so that before/after pairs can be rerun.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import datetime
 import decimal
@@ -69,7 +70,7 @@ async def _seed(settings: cp_settings.Settings) -> str:
         await engine.dispose()
 
 
-async def run(url: str, posts: int, warmup: int, profile: bool, sort: str = "tottime") -> None:
+async def run(url: str, posts: int, warmup: int, profile: bool, sort: str = "tottime", pause: float = 0.0) -> None:
     settings = cp_settings.load(environ={}, **{"database.url": url, "http.host": "127.0.0.1", "http.port": 0, "rate_limit.enabled": False})
     token = await _seed(settings)
     app = api_app.init_app(settings)
@@ -106,7 +107,11 @@ async def run(url: str, posts: int, warmup: int, profile: bool, sort: str = "tot
             if profile:
                 profiler.enable()
             for i in range(posts):
+                if pause:
+                    await asyncio.sleep(pause)  # the machine idles, as between the full stack's rounds
                 walls.append(await post(i))
+                if pause:
+                    await asyncio.sleep(pause)
                 mes.append(await me())
             profiler.disable()
             cpu = time.process_time() - cpu
@@ -136,12 +141,18 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--profile", action="store_true", help="cProfile the measured POSTs (inflates their times)")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds idle before each POST and each GET /v1/me (the full stack's quiet wait lets the cores idle; 0: back to back)",
+    )
     parser.add_argument("--sort", default="tottime", help="cProfile's order (tottime, cumulative)")
     parser.add_argument("--admin-url", default=None, help="a PostgreSQL admin URL (bench/postgres.py picks one otherwise)")
     parser.add_argument("--loop", choices=eventloop.CHOICES, default="uvloop", help="the event loop the API and its client run on")
     args = parser.parse_args()
     with database.temporary(args.admin_url, prefix="a4c_bench_accept") as url:
-        eventloop.run(run(url, args.posts, args.warmup, args.profile, args.sort), args.loop)
+        eventloop.run(run(url, args.posts, args.warmup, args.profile, args.sort, args.pause), args.loop)
 
 
 if __name__ == "__main__":
