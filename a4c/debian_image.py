@@ -32,6 +32,8 @@ import typing
 import click
 import yaml
 
+from a4c import statedir
+
 if typing.TYPE_CHECKING:
     import docker
 
@@ -165,9 +167,9 @@ def default_cache() -> pathlib.Path:
     type=click.Path(file_okay=False, path_type=pathlib.Path),
     envvar="A4C_STATE_DIR",
     show_envvar=True,
-    default=pathlib.Path.home() / ".local" / "state" / "a4c",
+    default=statedir.DEFAULT,
     show_default=True,
-    help="The a4c up whose Docker daemon gets the image (DOCKER_HOST wins when set).",
+    help="The a4c up whose Docker daemon gets the image (DOCKER_HOST wins when set); the same default as a4c up's.",
 )
 @click.option("--tag", default=DEFAULT_TAG, show_default=True, help="Name the image gets, so FROM lines find it.")
 @click.option(

@@ -47,24 +47,8 @@ import urllib.request
 import click
 import yaml
 
-from a4c import embedded, instance, supervise
+from a4c import embedded, instance, statedir, supervise
 
-
-def default_state_dir(environ: typing.Mapping[str, str], euid: int, home: pathlib.Path) -> pathlib.Path:
-    """``$XDG_STATE_HOME/a4c``, else ``~/.local/state/a4c``; as root ``/var/lib/a4c``.
-
-    Root's home is private (mode 0700) and the embedded PostgreSQL runs as an
-    unprivileged user that must reach its data directory, so a state
-    directory under /root cannot work.
-    """
-    if environ.get("XDG_STATE_HOME"):
-        return pathlib.Path(environ["XDG_STATE_HOME"]) / "a4c"
-    if euid == 0:
-        return pathlib.Path("/var/lib/a4c")
-    return home / ".local" / "state" / "a4c"
-
-
-DEFAULT_STATE = default_state_dir(os.environ, os.geteuid(), pathlib.Path.home())
 BIN = pathlib.Path(sys.executable).parent
 
 
@@ -362,7 +346,7 @@ def _post(url: str, body: dict[str, typing.Any], token: str) -> typing.Any:
     type=click.Path(file_okay=False, path_type=pathlib.Path),
     envvar="A4C_STATE_DIR",
     show_envvar=True,
-    default=DEFAULT_STATE,
+    default=statedir.DEFAULT,
     show_default=True,
     help="Where all data lives; a restart on the same directory finds everything again. One a4c up per directory.",
 )
