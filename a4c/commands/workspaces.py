@@ -192,7 +192,7 @@ def _change(verb: str, goal: str, doc: str) -> None:
 _change("start", "running", "Start a stopped workspace (REF: name, id or id prefix).")
 _change("stop", "stopped", "Stop a workspace; it keeps its host and disk.")
 _change("delete", "deleted", "Delete a workspace and its container.")
-_change("recreate", "running", "Recreate a lost workspace on another host (the data on the dead host is not moved).")
+_change("recreate", "running", "Recreate a lost or failed workspace, placed anew (what the old container held is not carried over).")
 
 
 @workspaces.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

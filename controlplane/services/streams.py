@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from controlplane import errors
 from controlplane.db import models
+from controlplane.domain import way_back
 from controlplane.services import access, workspaces
 from shared import access as grants
 
@@ -42,7 +43,8 @@ async def target(
     if ws.host_id is None:
         raise errors.Conflict(f"workspace {ws.name} has no host yet ({ws.observed_state.value}); nothing runs to {action}")
     if action == "exec" and ws.observed_state is not models.ObservedState.RUNNING:
-        raise errors.Conflict(f"workspace {ws.name} is {ws.observed_state.value}, not running; start it first (a4c workspaces start {ws.name})")
+        way = way_back.advice(ws.name, ws.observed_state, ws.container_id is not None)
+        raise errors.Conflict(f"workspace {ws.name} is {ws.observed_state.value}, not running; {way}")
     host = await session.get(models.Host, ws.host_id)
     if host is None:
         raise errors.Conflict(f"workspace {ws.name}'s host is gone")

@@ -21,6 +21,7 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from controlplane import commands, errors
 from controlplane import settings as cp_settings
 from controlplane.db import models
+from controlplane.domain import way_back
 from controlplane.services import access, image_waits, images, jobs, one_insert, pagination, placement, queue, workspace_disk
 from shared import messages
 
@@ -397,6 +398,13 @@ async def _transition(
         raise errors.Conflict(f"cannot {verb} a workspace that is not placed yet: {ws.state_reason}", code="not_placed")
     if ws.observed_state is models.ObservedState.LOST:
         raise errors.Conflict(f"cannot {verb} a workspace whose host is down", code="host_down")
+    if desired is models.DesiredState.RUNNING and way_back.must_recreate(ws.observed_state, ws.container_id is not None):
+        # A start would reach the agent and fail there ("no container on this host").
+        raise errors.Conflict(
+            f"cannot start: it failed before it had a container ({ws.state_reason or 'no reason recorded'}); "
+            + way_back.advice(ws.name, ws.observed_state, has_container=False),
+            code="nothing_to_start",
+        )
     released = ws.desired_state is models.DesiredState.STOPPED or ws.observed_state is models.ObservedState.FAILED
     if desired is models.DesiredState.RUNNING and released:
         # Stopped and failed workspaces hold no CPUs or memory (services/placement.py): take them back if free.

@@ -261,3 +261,41 @@ async def test_a_registered_image_must_be_one_the_user_may_use(client, seed, roo
     assert used.status == 202
     assert used.body["workspace"]["image_ref"].startswith(f"a4c/{shared}:") and used.body["workspace"]["image_id"] is not None
     assert used.body["job"]["image_name"] == shared
+
+
+async def _failed_at_create(seed, workspace_id: str, *, container_id: str | None) -> None:
+    async with seed.sessions() as session, session.begin():
+        ws = await session.get(models.Workspace, uuid.UUID(workspace_id))
+        ws.observed_state = models.ObservedState.FAILED
+        ws.state_reason = "image 'debian:12' is not on this host and cannot be pulled"
+        ws.container_id = container_id
+
+
+async def test_a_workspace_whose_create_failed_before_it_had_a_container_is_recreated_not_started(client, seed, room):
+    # Found from outside: start was accepted, reached the agent and failed there ("no container on this host"),
+    # and exec told the owner to start it.
+    user = await seed.user()
+    owner = client(user.token)
+    ws = (await owner.post("/v1/workspaces", body("dev"))).body["workspace"]
+    await _failed_at_create(seed, ws["id"], container_id=None)
+    before = await commands_for(seed, ws["id"])
+    answer = await owner.post(f"/v1/workspaces/{ws['id']}/start")
+    assert answer.status == 409 and answer.body["error"]["code"] == "nothing_to_start", answer.body
+    message = answer.body["error"]["message"]
+    assert "cannot be pulled" in message and "a4c workspaces recreate dev" in message
+    assert await commands_for(seed, ws["id"]) == before, "no start command was sent"
+    refused = await owner.get(f"/v1/workspaces/{ws['id']}/exec", params={"command": '["id"]'})
+    assert refused.status == 409 and "a4c workspaces recreate dev" in refused.body["error"]["message"], refused.body
+    assert (await owner.post(f"/v1/workspaces/{ws['id']}/recreate")).status == 202
+
+
+async def test_a_workspace_that_failed_with_a_container_is_still_started(client, seed, room):
+    user = await seed.user()
+    owner = client(user.token)
+    ws = (await owner.post("/v1/workspaces", body("dev"))).body["workspace"]
+    await _failed_at_create(seed, ws["id"], container_id="c0ffee")
+    refused = await owner.get(f"/v1/workspaces/{ws['id']}/exec", params={"command": '["id"]'})
+    assert refused.status == 409 and "a4c workspaces start dev" in refused.body["error"]["message"], refused.body
+    answer = await owner.post(f"/v1/workspaces/{ws['id']}/start")
+    assert answer.status == 202, answer.body
+    assert [kind for _, kind, _ in await commands_for(seed, ws["id"])][-1] == "workspace.start"
