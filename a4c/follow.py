@@ -42,7 +42,7 @@ def wait_for_workspace(
             if line != last:
                 note(f"[{time.monotonic() - began:5.1f}s] {line}")
                 last = line
-            verdict = progress.workspace_verdict(goal, job, current)
+            verdict = progress.workspace_verdict(goal, job, current, accepted_version=workspace.get("version"))
             if verdict.failure:
                 raise errors.Failed(verdict.failure)
             if verdict.done:

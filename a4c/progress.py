@@ -32,8 +32,14 @@ WAITING = Verdict()
 DONE = Verdict(done=True)
 
 
-def workspace_verdict(goal: str, job: Obj, workspace: Obj | None) -> Verdict:
-    """Is the workspace ``goal`` ("running", "stopped" or "deleted") and its job over? ``workspace`` None: gone (404)."""
+def workspace_verdict(goal: str, job: Obj, workspace: Obj | None, *, accepted_version: int | None = None) -> Verdict:
+    """Is the workspace ``goal`` ("running", "stopped" or "deleted") and its job over? ``workspace`` None: gone (404).
+
+    ``accepted_version``: the workspace's version in the answer that accepted the
+    job. A stuck state it still has at that version is the one the job is
+    there to change (``start`` on a failed workspace), not the job's outcome,
+    even once the job has succeeded (its state report may come after it).
+    """
     if job["status"] in ("failed", "cancelled"):
         return Verdict(failure=f"job {job['id']} {job['status']}: {job.get('error') or job.get('reason') or 'no reason given'}")
     if goal == "deleted":
@@ -43,7 +49,8 @@ def workspace_verdict(goal: str, job: Obj, workspace: Obj | None) -> Verdict:
     state = workspace["observed_state"]
     if state == goal and job["status"] == "succeeded":
         return DONE
-    if state in STUCK and state != goal:
+    stale = accepted_version is not None and workspace.get("version", accepted_version + 1) <= accepted_version
+    if state in STUCK and state != goal and not stale:
         return Verdict(failure=f"workspace {workspace['name']} is {state}: {workspace.get('state_reason') or 'no reason given'}")
     return WAITING
 

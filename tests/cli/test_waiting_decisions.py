@@ -31,6 +31,17 @@ def test_a_failed_job_or_a_stuck_workspace_ends_the_wait_with_the_reason():
     assert progress.workspace_verdict("stopped", _job("succeeded"), _ws("exited")).failure
 
 
+def test_the_stuck_state_a_start_is_sent_to_change_does_not_end_its_wait():
+    # Found from outside: `a4c workspaces start NAME --wait` on a failed workspace ended at 0.0 s with the old failure.
+    old = _ws("failed", state_reason="crash loop", version=7)
+    assert not progress.workspace_verdict("running", _job("dispatched"), old, accepted_version=7).over
+    again = _ws("failed", state_reason="crash loop again", version=9)
+    assert progress.workspace_verdict("running", _job("running"), again, accepted_version=7).failure == "workspace dev is failed: crash loop again"
+    # A succeeded job whose state report is still to come: still waiting (a failed job ends it, above).
+    assert not progress.workspace_verdict("running", _job("succeeded"), old, accepted_version=7).over
+    assert progress.workspace_verdict("running", _job("dispatched"), _ws("running", version=8), accepted_version=7) == progress.WAITING
+
+
 def test_a_delete_wait_is_done_when_the_job_succeeded_or_the_workspace_is_gone():
     assert progress.workspace_verdict("deleted", _job("succeeded"), _ws("deleting")).done
     assert progress.workspace_verdict("deleted", _job("running"), None).done
