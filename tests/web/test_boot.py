@@ -76,3 +76,21 @@ async def test_the_inline_boot_script_is_allowed_by_its_hash_and_nothing_else_in
     assert script_src == ["script-src", "'self'", f"'sha256-{digest}'"]
     assert "unsafe-inline" not in policy
     assert inline[0].encode() == routes.Assets.load().files[routes.BOOT].body
+
+
+async def test_a_read_cut_off_once_is_asked_again_and_a_write_is_not(db, people, start_dashboard, page):
+    base = await start_dashboard()
+    handle, seen = _fail_first(1)
+    await page.route("**/v1/me", handle)
+    await dashboard.sign_in(page, base, people.alice.token)  # the sign-in's GET /v1/me, cut off once
+    assert len(seen) == 2
+    assert await page.locator("#who").inner_text() == "alice (user)"
+    # A write that never got an answer is reported, not sent again.
+    writes, posted = _fail_first(None)
+    await page.route("**/v1/workspaces", lambda route: writes(route) if route.request.method == "POST" else route.continue_())
+    await page.goto(base + "/#/workspaces")
+    await page.get_by_label("Name", exact=True).fill("once")
+    await page.get_by_role("textbox", name="Docker reference").fill("debian:12")
+    await page.get_by_role("button", name="Create workspace").click()
+    await page.get_by_text("Could not reach the control plane").wait_for()
+    assert len(posted) == 1

@@ -54,12 +54,23 @@ export async function request(method, path, { params, body, bearer, signal } = {
   const presented = bearer ?? token();
   if (presented) headers.Authorization = `Bearer ${presented}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
+  const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, cache: "no-store" };
   let response;
   try {
-    response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, cache: "no-store" });
+    response = await fetch(url, init);
   } catch (err) {
     if (err.name === "AbortError") throw err;
-    throw new ApiError(0, "network", "Could not reach the control plane. Check that it is running and your connection works, then retry.");
+    // A read is asked again once: browsers cancel requests in flight when a network interface
+    // comes or goes (Chromium's ERR_NETWORK_CHANGED, on every Docker container start). A write
+    // is not: it may have been applied, and the person decides whether to send it again.
+    if (method !== "GET") throw unreachable();
+    await new Promise((resolve) => setTimeout(resolve, RETRY_READ_AFTER_MS));
+    try {
+      response = await fetch(url, init);
+    } catch (again) {
+      if (again.name === "AbortError") throw again;
+      throw unreachable();
+    }
   }
   const text = await response.text();
   let data = null;
@@ -82,6 +93,12 @@ export async function request(method, path, { params, body, bearer, signal } = {
   );
   if (response.status === 401 && bearer === undefined) onUnauthorized(error);
   throw error;
+}
+
+const RETRY_READ_AFTER_MS = 250;
+
+function unreachable() {
+  return new ApiError(0, "network", "Could not reach the control plane. Check that it is running and your connection works, then retry.");
 }
 
 export const get = (path, params, options = {}) => request("GET", path, { ...options, params });
