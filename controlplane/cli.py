@@ -99,7 +99,9 @@ def run(config_path: str | None) -> None:
             setting="runtime.event_loop",
         )
     except eventloop.EventLoopUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
+        # A configuration error, exit code 2: the unit's RestartPreventExitStatus keeps systemd from retrying it.
+        click.echo(f"Config error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
 
 
 main.add_command(run, "serve")

@@ -397,7 +397,12 @@ async def _transition(
     if ws.host_id is None:
         raise errors.Conflict(f"cannot {verb} a workspace that is not placed yet: {ws.state_reason}", code="not_placed")
     if ws.observed_state is models.ObservedState.LOST:
-        raise errors.Conflict(f"cannot {verb} a workspace whose host is down", code="host_down")
+        # Its host is down, or its container vanished from a host that is up (controlplane/domain/reconcile.py).
+        raise errors.Conflict(
+            f"cannot {verb} a lost workspace ({ws.state_reason or 'its host is down'}); "
+            + way_back.advice(ws.name, ws.observed_state, ws.container_id is not None),
+            code="host_down",
+        )
     if desired is models.DesiredState.RUNNING and way_back.must_recreate(ws.observed_state, ws.container_id is not None):
         # A start would reach the agent and fail there ("no container on this host").
         raise errors.Conflict(

@@ -170,3 +170,15 @@ def test_stop_and_start_with_wait_reach_their_states_and_delete_removes_the_cont
     assert started["observed_state"] == "running"
     cli.ok("workspaces", "delete", "cycled", "--wait", "--timeout", "60")
     assert not docker_client.containers.list(all=True, filters={"label": f"a4c.workspace={ws['id']}"})
+
+
+def test_start_wait_on_a_failed_workspace_waits_for_the_new_attempt_and_reports_its_failure(cli, fleet):
+    # Found from outside: the wait took the failure the start was sent to change for its outcome, at 0.0 s.
+    crash = ("--command", "sh -c 'cat /proc/sys/kernel/random/uuid; exit 3'")  # each attempt prints another line
+    first = cli.process("workspaces", "create", "crashes", "--image-ref", fleet.workspace_image, *SMALL, *crash, "--wait", "--timeout", "120")
+    assert first.code == 1 and "workspace crashes is failed" in first.stderr, str(first)
+    again = cli.process("workspaces", "start", "crashes", "--wait", "--timeout", "120")
+    assert again.code == 1 and "workspace crashes is failed" in again.stderr, str(again)
+    old_reason, new_reason = (done.stderr.splitlines()[-1] for done in (first, again))
+    assert new_reason != old_reason, "the start's own failure, not the one before it"
+    cli.ok("workspaces", "delete", "crashes", "--wait", "--timeout", "60")

@@ -27,4 +27,4 @@ def test_every_command_that_finds_an_a4c_up_looks_where_it_keeps_its_state() -> 
     # debian-image once had its own default (~/.local/state/a4c), so as root it never found the daemon of `a4c up`.
     for command in (up.command, debian_image.command):
         option = next(p for p in command.params if p.name == "state_dir")
-        assert option.default == statedir.DEFAULT, command.name
+        assert option.default is statedir.DEFAULT, command.name  # the one rule's answer, not an equal copy
