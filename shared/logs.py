@@ -224,6 +224,9 @@ def setup(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
-    # Python's warnings would otherwise print bare text between the JSON lines.
+    # Python's warnings would otherwise print bare text between the JSON lines. Off, then on:
+    # captureWarnings(True) does nothing while logging believes it captures already, even after
+    # someone put warnings.showwarning back (warnings.catch_warnings does on exit).
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     return handler
