@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import mimetypes
 import pathlib
@@ -80,7 +81,9 @@ class Assets:
         body = self.files[INDEX].body.replace(ASSETS_PLACEHOLDER.encode(), f"/ui/{self.version}".encode())
         return body.replace(BOOT_PLACEHOLDER.encode(), self.files[BOOT].body)
 
+    @functools.cached_property
     def page_headers(self) -> dict[str, str]:
+        """The page's headers, its Content-Security-Policy naming the inline script's hash (computed once)."""
         boot = base64.b64encode(hashlib.sha256(self.files[BOOT].body).digest()).decode()
         return {"Content-Security-Policy": _CSP.format(boot=f"'sha256-{boot}'"), **_PAGE_HEADERS}
 
@@ -90,7 +93,7 @@ ASSETS = web.AppKey("dashboard_assets", Assets)
 
 async def page(request: web.Request) -> web.Response:
     assets = request.app[ASSETS]
-    return web.Response(body=assets.page(), content_type="text/html", charset="utf-8", headers=assets.page_headers())
+    return web.Response(body=assets.page(), content_type="text/html", charset="utf-8", headers=assets.page_headers)
 
 
 async def asset(request: web.Request) -> web.Response:

@@ -27,10 +27,16 @@ def _fail_first(times: int | None):
     return handle, seen
 
 
+async def _cut_off(page: pw.Page, pattern: str, times: int | None) -> list[str]:
+    """Abort the first ``times`` requests for ``pattern`` (all when None); returns the URLs requested, as they come."""
+    handle, seen = _fail_first(times)
+    await page.route(pattern, handle)
+    return seen
+
+
 async def test_a_page_whose_main_module_was_cut_off_reloads_itself_and_comes_up(start_dashboard, page):
     base = await start_dashboard()
-    handle, seen = _fail_first(1)
-    await page.route("**/js/main.js", handle)
+    seen = await _cut_off(page, "**/js/main.js", 1)
     await dashboard.open_dashboard(page, base + "/#/workspaces")
     assert len(seen) == 2, "one failed load of main.js, then one reload that fetched it"
     assert await page.get_by_role("alert").count() == 0
@@ -39,8 +45,7 @@ async def test_a_page_whose_main_module_was_cut_off_reloads_itself_and_comes_up(
 
 async def test_a_cut_off_preloaded_page_module_reloads_too_and_the_signed_in_user_gets_the_jobs_page(start_dashboard, people, page):
     base = await start_dashboard()
-    handle, seen = _fail_first(1)
-    await page.route("**/js/pages/jobs-view.js", handle)
+    seen = await _cut_off(page, "**/js/pages/jobs-view.js", 1)
     # The sign-in form may show before the preload's failure does; the reload follows either way.
     await page.goto(base + "/")
     await wait.eventually(lambda: len(seen) == 2, timeout=30, message="a reload that fetched jobs-view.js again")
@@ -51,8 +56,7 @@ async def test_a_cut_off_preloaded_page_module_reloads_too_and_the_signed_in_use
 
 async def test_code_that_never_arrives_ends_in_a_message_and_a_reload_button_not_a_spinner(start_dashboard, page):
     base = await start_dashboard()
-    handle, seen = _fail_first(None)
-    await page.route("**/js/main.js", handle)
+    seen = await _cut_off(page, "**/js/main.js", None)
     await page.goto(base + "/")
     alert = page.get_by_role("alert")
     await alert.get_by_text("could not be loaded after 3 retries").wait_for(timeout=30_000)
@@ -67,8 +71,7 @@ async def test_code_that_never_arrives_ends_in_a_message_and_a_reload_button_not
 async def test_a_page_module_that_never_arrives_stops_reloading_after_three_tries(start_dashboard, page):
     # The preload's failure may come after the sign-in form shows (after "load"): still at most three reloads.
     base = await start_dashboard()
-    handle, seen = _fail_first(None)
-    await page.route("**/js/pages/jobs-view.js", handle)
+    seen = await _cut_off(page, "**/js/pages/jobs-view.js", None)
     await page.goto(base + "/")
     await page.get_by_role("alert").get_by_text("could not be loaded after 3 retries").wait_for(timeout=30_000)
     assert len(seen) == 4
@@ -77,8 +80,7 @@ async def test_a_page_module_that_never_arrives_stops_reloading_after_three_trie
 async def test_a_tab_without_storage_says_so_at_once_instead_of_reloading_without_bound(start_dashboard, page):
     base = await start_dashboard()
     await page.add_init_script("Object.defineProperty(window, 'sessionStorage', {get() { throw new DOMException('blocked', 'SecurityError'); }})")
-    handle, seen = _fail_first(None)
-    await page.route("**/js/main.js", handle)
+    seen = await _cut_off(page, "**/js/main.js", None)
     await page.goto(base + "/")
     await page.get_by_role("alert").get_by_text("The dashboard's code could not be loaded").wait_for(timeout=30_000)
     assert len(seen) == 1
@@ -100,8 +102,7 @@ async def test_the_inline_boot_script_is_allowed_by_its_hash_and_nothing_else_in
 
 async def test_a_read_cut_off_once_is_asked_again_and_a_write_is_not(db, people, start_dashboard, page):
     base = await start_dashboard()
-    handle, seen = _fail_first(1)
-    await page.route("**/v1/me", handle)
+    seen = await _cut_off(page, "**/v1/me", 1)
     await dashboard.sign_in(page, base, people.alice.token)  # the sign-in's GET /v1/me, cut off once
     assert len(seen) == 2
     assert await page.locator("#who").inner_text() == "alice (user)"

@@ -56,20 +56,18 @@ export async function request(method, path, { params, body, bearer, signal } = {
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, cache: "no-store" };
   let response;
-  try {
-    response = await fetch(url, init);
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    // A read is asked again once: browsers cancel requests in flight when a network interface
-    // comes or goes (Chromium's ERR_NETWORK_CHANGED, on every Docker container start). A write
-    // is not: it may have been applied, and the person decides whether to send it again.
-    if (method !== "GET") throw unreachable();
-    await new Promise((resolve) => setTimeout(resolve, RETRY_READ_AFTER_MS));
+  // A read is asked again once: browsers cancel requests in flight when a network interface
+  // comes or goes (Chromium's ERR_NETWORK_CHANGED, on every Docker container start). A write
+  // is not: it may have been applied, and the person decides whether to send it again.
+  for (let tries = method === "GET" ? 2 : 1; !response; tries--) {
     try {
       response = await fetch(url, init);
-    } catch (again) {
-      if (again.name === "AbortError") throw again;
-      throw unreachable();
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      if (tries === 1) {
+        throw new ApiError(0, "network", "Could not reach the control plane. Check that it is running and your connection works, then retry.");
+      }
+      await new Promise((resolve) => setTimeout(resolve, RETRY_READ_AFTER_MS));
     }
   }
   const text = await response.text();
@@ -96,10 +94,6 @@ export async function request(method, path, { params, body, bearer, signal } = {
 }
 
 const RETRY_READ_AFTER_MS = 250;
-
-function unreachable() {
-  return new ApiError(0, "network", "Could not reach the control plane. Check that it is running and your connection works, then retry.");
-}
 
 export const get = (path, params, options = {}) => request("GET", path, { ...options, params });
 export const post = (path, body, options = {}) => request("POST", path, { ...options, body });
