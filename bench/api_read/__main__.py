@@ -70,8 +70,8 @@ def wait_answering(url: str, headers: dict[str, str], timeout: float = 30.0) -> 
         time.sleep(0.1)
 
 
-async def seed(url: str) -> tuple[str, str]:
-    """A user, their token, and one (pending) workspace to read; returns (token, workspace id)."""
+async def seed(url: str, count: int = 1) -> tuple[str, list[str]]:
+    """A user, their token, and ``count`` (pending) workspaces to read; returns (token, workspace ids)."""
     settings = cp_settings.load(environ={}, **{"database.url": url})
     engine = db_engine.create(settings.database)
     try:
@@ -79,9 +79,11 @@ async def seed(url: str) -> tuple[str, str]:
             user = await users.create_user(session, "bench")
             token = (await users.issue_token(session, user.id)).token
             principal = access.Principal(user.id, user.name, user.role)
-            new = workspaces.NewWorkspace(name="bench", cpus=1, memory_mb=512, disk_gb=1, image_ref="debian:12", env={"A": "1"})
-            done = await workspaces.create_workspace(session, principal, new, settings)
-        return token, str(done.workspace.id)
+            ids = []
+            for n in range(count):
+                new = workspaces.NewWorkspace(name=f"bench-{n}", cpus=1, memory_mb=512, disk_gb=1, image_ref="debian:12", env={"A": "1"})
+                ids.append(str((await workspaces.create_workspace(session, principal, new, settings)).workspace.id))
+        return token, ids
     finally:
         await engine.dispose()
 
@@ -93,11 +95,22 @@ def _find(pattern: str, text: str) -> re.Match[str]:
     return found
 
 
-def load_wrk(url: str, headers: dict[str, str], seconds: float, connections: int) -> Result:
+def _rotation(paths: typing.Sequence[str]) -> str:
+    """A wrk script asking ``paths`` in turn, one per request."""
+    listed = ", ".join(json.dumps(p) for p in paths)
+    return f"local paths = {{{listed}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n"
+
+
+def load_wrk(url: str, headers: dict[str, str], seconds: float, connections: int, paths: typing.Sequence[str] = ()) -> Result:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency"]
     for key, value in headers.items():
         argv += ["-H", f"{key}: {value}"]
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if len(paths) > 1:
+            script.write(_rotation(paths))
+            script.flush()
+            argv += ["-s", script.name]
+        out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
     rps = float(_find(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def percentile(p: str) -> float:
@@ -108,16 +121,18 @@ def load_wrk(url: str, headers: dict[str, str], seconds: float, connections: int
     return Result(url, rps, percentile("50"), percentile("99"), int(errors.group(1)) if errors else 0)
 
 
-async def _load_aiohttp(url: str, headers: dict[str, str], seconds: float, connections: int) -> Result:
+async def _load_aiohttp(url: str, headers: dict[str, str], seconds: float, connections: int, paths: typing.Sequence[str] = ()) -> Result:
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
+    base = url.split("/", 3)
+    urls = [f"{base[0]}//{base[2]}{p}" for p in paths] if len(paths) > 1 else [url]
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            async with session.get(url, headers=headers) as resp:
+            async with session.get(urls[len(latencies) % len(urls)], headers=headers) as resp:
                 await resp.read()
                 errors += resp.status != 200
             latencies.append(time.perf_counter() - started)
@@ -130,12 +145,15 @@ async def _load_aiohttp(url: str, headers: dict[str, str], seconds: float, conne
     return Result(url, len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000, errors)
 
 
-def load(url: str, headers: dict[str, str], seconds: float, connections: int, server: psutil.Process | None = None) -> Result:
+def load(
+    url: str, headers: dict[str, str], seconds: float, connections: int, server: psutil.Process | None = None, paths: typing.Sequence[str] = ()
+) -> Result:
+    """``paths``: more than one, asked in turn on ``url``'s server instead of ``url``'s own."""
     before = server.cpu_times() if server else None
     if shutil.which("wrk"):
-        result = load_wrk(url, headers, seconds, connections)
+        result = load_wrk(url, headers, seconds, connections, paths)
     else:
-        result = asyncio.run(_load_aiohttp(url, headers, seconds, connections))
+        result = asyncio.run(_load_aiohttp(url, headers, seconds, connections, paths))
     if server is not None and before is not None and result.rps:
         after = server.cpu_times()
         answered = result.rps * seconds
@@ -144,12 +162,12 @@ def load(url: str, headers: dict[str, str], seconds: float, connections: int, se
     return result
 
 
-def _profile(pid: int, url: str, headers: dict[str, str], seconds: float, connections: int, n: int) -> str:
+def _profile(pid: int, url: str, headers: dict[str, str], seconds: float, connections: int, n: int, paths: typing.Sequence[str]) -> str:
     if profiling.executable() is None:
         return "py-spy is not installed (pip install py-spy)"
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp) / "api.raw"
-        loader = threading.Thread(target=load, args=(url, headers, seconds + 1, connections))
+        loader = threading.Thread(target=load, args=(url, headers, seconds + 1, connections, None, paths))
         loader.start()
         try:
             profiling.record(pid, seconds, out)
@@ -170,6 +188,13 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--loop", choices=eventloop.CHOICES, default="uvloop", help="event loop of BOTH servers, so the ratios stay same-loop (issue 18)"
     )
+    parser.add_argument(
+        "--workspaces",
+        type=int,
+        default=1,
+        help="read this many workspaces in turn (default 1, as the issue's figures): with more, concurrent reads are of "
+        "different rows, so a statement of one loop turn carries distinct keys (controlplane/db/coalesce.py)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternate the two servers this many times; best round counts")
     parser.add_argument(
         "--pg-transport",
@@ -189,7 +214,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tool = "wrk" if shutil.which("wrk") else "aiohttp client loop (install wrk for a lighter load generator)"
     with database.temporary(args.admin_url) as url:
-        token, workspace_id = asyncio.run(seed(url))
+        token, workspace_ids = asyncio.run(seed(url, max(1, args.workspaces)))
         hello_port, api_port = free_port(), free_port()
         socket_url = postgres_server.unix_socket_url(url, args.pg_socket_dir) if args.pg_transport != "tcp" else None
         if args.pg_transport == "unix" and socket_url is None:
@@ -209,18 +234,19 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         try:
             auth = {"Authorization": f"Bearer {token}"}
             hello_url = f"http://127.0.0.1:{hello_port}/hello"
-            api_url = f"http://127.0.0.1:{api_port}/v1/workspaces/{workspace_id}"
+            paths = [f"/v1/workspaces/{ws}" for ws in workspace_ids]
+            api_url = f"http://127.0.0.1:{api_port}{paths[0]}"
             wait_answering(hello_url, {})
             wait_answering(api_url, auth)
             load(hello_url, {}, 2, args.connections)  # warm-up
-            load(api_url, auth, 2, args.connections)
+            load(api_url, auth, 2, args.connections, None, paths)
             hello_proc, api_proc = psutil.Process(servers[0].pid), psutil.Process(servers[1].pid)
             hello_runs, api_runs = [], []
             for _ in range(args.rounds):
                 hello_runs.append(load(hello_url, {}, args.seconds, args.connections, hello_proc))
-                api_runs.append(load(api_url, auth, args.seconds, args.connections, api_proc))
+                api_runs.append(load(api_url, auth, args.seconds, args.connections, api_proc, paths))
             if args.profile:
-                profiled = _profile(api_proc.pid, api_url, auth, args.seconds, args.connections, args.profile)
+                profiled = _profile(api_proc.pid, api_url, auth, args.seconds, args.connections, args.profile, paths)
         finally:
             for proc in servers:
                 proc.terminate()
@@ -231,7 +257,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     ratio = api.rps / hello.rps
     transport = f"its Unix socket ({api_url_db.partition('?')[2]})" if socket_url else f"TCP ({urllib.parse.urlsplit(url).netloc})"
     print(
-        f"load generator: {tool}; {args.connections} connections, {args.rounds} x {args.seconds:.0f} s per server (best round shown); both servers on {args.loop}; API to PostgreSQL over {transport}"
+        f"load generator: {tool}; {args.connections} connections reading {len(workspace_ids)} workspace(s) in turn, {args.rounds} x {args.seconds:.0f} s per server (best round shown); both servers on {args.loop}; API to PostgreSQL over {transport}"
     )
     print(f"{'server':<36} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'of it sys':>10} {'non-2xx':>8}")
     for label, r in (("hello world (bare aiohttp)", hello), ("GET /v1/workspaces/{id}", api)):
@@ -256,7 +282,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     print(json.dumps({
         "bench": "api_read", "hello_rps": round(hello.rps), "api_rps": round(api.rps), "ratio": round(ratio, 3),
         "api_p99_ms": api.p99_ms, "hello_cpu_us": round(hello.cpu_us), "api_cpu_us": round(api.cpu_us), "hello_sys_us": round(hello.sys_us), "api_sys_us": round(api.sys_us),
-        "cpu_ratio": round(cpu_ratio, 2), "loop": args.loop, "pg_transport": "unix" if socket_url else "tcp", "met": verdicts, "loadavg": os.getloadavg()[0],
+        "cpu_ratio": round(cpu_ratio, 2), "workspaces": len(workspace_ids), "loop": args.loop, "pg_transport": "unix" if socket_url else "tcp", "met": verdicts, "loadavg": os.getloadavg()[0],
     }))  # fmt: skip
     return 0 if api.errors == 0 else 1
 

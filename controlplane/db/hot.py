@@ -7,7 +7,8 @@ itself in compiling, parameter processing and result building
 once per connection and kept as asyncpg's prepared statement (skipping the
 connection's query path: its statement-cache lookup and three more coroutines per
 call), so every later call is one Bind/Execute round trip whose rows come back
-as asyncpg records.
+as asyncpg records. The one-row reads go through :meth:`HotReads.row`, which
+sends the reads of one loop turn as one statement (controlplane/db/coalesce.py).
 
 The pool (:class:`HotReads`) has the same limits as the engines'
 (controlplane/db/engine.py): connect and command timeouts, the server's
@@ -26,6 +27,7 @@ import typing
 import asyncpg
 
 from controlplane import settings as cp_settings
+from controlplane.db import coalesce
 from controlplane.db import engine as db_engine
 
 # A connection the server dropped (restart, failover, pg_terminate_backend) fails the first read on it, as
@@ -82,6 +84,7 @@ class HotReads:
         # Waiters get a connection, or None: a slot freed up, open a connection of your own.
         self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._closed = False
+        self._batches: dict[str, coalesce.Coalescer] = {}
 
     async def start(self) -> None:
         """Nothing to do up front: connections open on first use, so the API starts while the database is away."""
@@ -95,20 +98,12 @@ class HotReads:
         for waiter in self._waiters:
             waiter.cancel()
 
-    async def fetchrow(self, sql: str, *args: typing.Any) -> asyncpg.Record | None:
-        for attempt in range(2):
-            conn = await self._acquire()
-            try:
-                stmt = conn.prepared.get(sql) or await conn.statement(sql)
-                row = await stmt.fetchrow(*args)
-            except BaseException as exc:
-                self._discard(conn)
-                if attempt or not isinstance(exc, _DROPPED):
-                    raise
-                continue
-            self._release(conn)
-            return row
-        raise AssertionError("unreachable")
+    def row(self, sql: str, *key: typing.Any) -> typing.Awaitable[asyncpg.Record | None]:
+        """The row for ``key`` of ``sql`` (a ``coalesce.batched`` statement), sent with the other keys asked in this loop turn."""
+        batch = self._batches.get(sql)
+        if batch is None:
+            batch = self._batches[sql] = coalesce.Coalescer(self.fetch, sql)
+        return batch.row(*key)
 
     async def fetch(self, sql: str, *args: typing.Any) -> list[asyncpg.Record]:
         for attempt in range(2):

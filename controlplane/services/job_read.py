@@ -17,11 +17,12 @@ import typing
 
 import orjson
 
+from controlplane.db import coalesce
 from controlplane.domain import queue as domain_queue
 from controlplane.services.workspace_read import WAITING
 
-# $1: the job id; $2: the caller's user id, or NULL for an admin (who sees every job).
-SQL = f"""
+# {id}: the job id; {viewer}: the caller's user id, or NULL for an admin (who sees every job).
+_ONE = f"""
 SELECT j.id::text AS id, j.kind::text AS kind, j.status::text AS status, j.source::text AS source, j.requested_by,
        j.user_id::text AS user_id, j.user_name, j.host_id::text AS host_id, j.host_name, j.image_id::text AS image_id,
        j.image_name, j.workspace_id::text AS workspace_id, j.workspace_name, j.reason, j.placement::text AS placement,
@@ -34,11 +35,13 @@ SELECT j.id::text AS id, j.kind::text AS kind, j.status::text AS status, j.sourc
 FROM jobs j
 LEFT JOIN workspaces w ON w.id = j.workspace_id
      AND j.kind = 'workspace_create' AND j.status = 'pending' AND j.host_id IS NULL AND {WAITING.format(w="w")}
-WHERE j.id = $1 AND j.deleted_at IS NULL
-  AND ($2::uuid IS NULL OR j.user_id = $2::uuid
-       OR j.workspace_id IN (SELECT id FROM workspaces WHERE owner_id = $2::uuid)
-       OR j.image_id IN (SELECT id FROM images WHERE owner_id = $2::uuid))
+WHERE j.id = {{id}} AND j.deleted_at IS NULL
+  AND ({{viewer}} IS NULL OR j.user_id = {{viewer}}
+       OR j.workspace_id IN (SELECT id FROM workspaces WHERE owner_id = {{viewer}})
+       OR j.image_id IN (SELECT id FROM images WHERE owner_id = {{viewer}}))
 """  # noqa: S608 - built from constants only; the values are parameters
+# Sent for all the reads of one loop turn at once (controlplane/db/coalesce.py): $1 the ids, $2 the viewers.
+SQL = coalesce.batched(_ONE, [("id", "uuid"), ("viewer", "uuid")])
 
 _FIELDS = (
     "id", "kind", "status", "source", "requested_by", "user_id", "user_name", "host_id", "host_name", "image_id", "image_name",

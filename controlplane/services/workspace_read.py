@@ -19,14 +19,15 @@ import typing
 
 import orjson
 
+from controlplane.db import coalesce
 from controlplane.domain import queue as domain_queue
 from shared.domain import disk as disk_rule
 
 WAITING = "{w}.host_id IS NULL AND {w}.observed_state = 'pending' AND {w}.desired_state = 'running' AND {w}.deleted_at IS NULL"
 
-# $1: the workspace id; $2: the caller's user id, or NULL for an admin (who sees every workspace).
+# {id}: the workspace id; {viewer}: the caller's user id, or NULL for an admin (who sees every workspace).
 # Built from this module's constants only; the values are parameters.
-SQL = f"""
+_ONE = f"""
 SELECT w.id::text AS id, w.name, w.owner_id::text AS owner_id, w.image_id::text AS image_id, w.image_ref,
        w.host_id::text AS host_id, w.desired_state::text AS desired_state, w.observed_state::text AS observed_state,
        w.state_reason, w.cpus::float8 AS cpus, w.memory_mb, w.disk_gb, w.env::text AS env, w.ports::text AS ports,
@@ -41,8 +42,10 @@ SELECT w.id::text AS id, w.name, w.owner_id::text AS owner_id, w.image_id::text 
        END AS queue_position,
        CASE WHEN {WAITING.format(w="w")} THEN (SELECT count(*) FROM workspaces o WHERE {WAITING.format(w="o")}) END AS queue_length
 FROM workspaces w LEFT JOIN hosts h ON h.id = w.host_id
-WHERE w.id = $1 AND w.deleted_at IS NULL AND ($2::uuid IS NULL OR w.owner_id = $2::uuid)
+WHERE w.id = {{id}} AND w.deleted_at IS NULL AND ({{viewer}} IS NULL OR w.owner_id = {{viewer}})
 """  # noqa: S608
+# Sent for all the reads of one loop turn at once (controlplane/db/coalesce.py): $1 the ids, $2 the viewers.
+SQL = coalesce.batched(_ONE, [("id", "uuid"), ("viewer", "uuid")])
 
 
 def _fragment(text: str | None) -> typing.Any:

@@ -17,16 +17,16 @@ async def test_a_read_waits_for_a_busy_pool_at_most_the_pool_timeout_then_the_ne
     db = cp_settings.load(environ={}, **{"database.url": database_url, "database.pool_timeout": 1.0}).database
     pool = hot.HotReads(db, size=1)
     try:
-        busy = asyncio.ensure_future(pool.fetchrow("SELECT pg_sleep(1.5) IS NULL AS slept"))
+        busy = asyncio.ensure_future(pool.fetch("SELECT pg_sleep(1.5) IS NULL AS slept"))
         await asyncio.sleep(0)  # one loop turn: the busy read has taken the pool's one slot (it is connecting)
         assert pool._open == 1
         began = time.monotonic()
         with pytest.raises(TimeoutError, match="within 1 s"):
-            await pool.fetchrow("SELECT 1 AS one")
+            await pool.fetch("SELECT 1 AS one")
         assert 0.9 <= time.monotonic() - began < 1.4
-        queued = asyncio.ensure_future(pool.fetchrow("SELECT 2 AS two"))  # queued behind the expired waiter, served when busy is done (~0.5 s)
-        slept, two = await busy, await queued
-        assert slept is not None and slept["slept"] is False
-        assert two is not None and two["two"] == 2
+        queued = asyncio.ensure_future(pool.fetch("SELECT 2 AS two"))  # queued behind the expired waiter, served when busy is done (~0.5 s)
+        (slept,), (two,) = await busy, await queued
+        assert slept["slept"] is False
+        assert two["two"] == 2
     finally:
         await pool.close()

@@ -61,7 +61,7 @@ async def get_job(call: endpoint.Call) -> endpoint.Document:
     app = call.request.app
     job_id, q = call.params["job_id"], call.query
     args = (job_read.SQL, job_id, None if user.is_admin else user.user_id)
-    row = await app[keys.WATCHES].read("job", job_id, user.user_id, q.index, q.wait, lambda: app[keys.HOT_READS].fetchrow(*args))
+    row = await app[keys.WATCHES].read("job", job_id, user.user_id, q.index, q.wait, lambda: app[keys.HOT_READS].row(*args))
     if row is None:
         raise errors.NotFound("no such job")
     return endpoint.Document(job_read.document(row), index=row["version"])

@@ -106,7 +106,7 @@ async def get_workspace(call: endpoint.Call) -> endpoint.Document:
     app = call.request.app
     workspace_id, q = call.params["workspace_id"], call.query
     args = (workspace_read.SQL, workspace_id, None if user.is_admin else user.user_id)
-    row = await app[keys.WATCHES].read("workspace", workspace_id, user.user_id, q.index, q.wait, lambda: app[keys.HOT_READS].fetchrow(*args))
+    row = await app[keys.WATCHES].read("workspace", workspace_id, user.user_id, q.index, q.wait, lambda: app[keys.HOT_READS].row(*args))
     if row is None:
         raise errors.NotFound("no such workspace")
     return endpoint.Document(workspace_read.document(row), index=row["version"])

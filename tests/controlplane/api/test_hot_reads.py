@@ -4,6 +4,7 @@ which still renders through SQLAlchemy and the pydantic model."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -142,3 +143,27 @@ async def test_one_job_reads_as_the_list_shows_it_waiting_placed_and_failed(clie
     first, second = (listed[j["id"]] for j in waiting)
     assert first["queue_position"] is not None and second["queue_position"] == first["queue_position"] + 1
     assert failed["queue_position"] is None
+
+
+async def test_reads_of_different_users_sent_as_one_statement_each_see_only_what_is_theirs(client, seed, monkeypatch):
+    """Concurrent GETs go to PostgreSQL together (controlplane/db/coalesce.py); the owner filter still holds per read."""
+    owner, other, admin = await seed.user(), await seed.user(), await seed.admin()
+    mine = [(await client(owner.token).post("/v1/workspaces", body(cpus=200))).body for _ in range(3)]
+    sent: list[int] = []
+    fetch = hot.HotReads.fetch
+
+    async def recorded(self, sql, *arrays):
+        sent.append(len(arrays[0]))
+        return await fetch(self, sql, *arrays)
+
+    monkeypatch.setattr(hot.HotReads, "fetch", recorded)
+    asks = [(who, created) for created in mine for who in (owner, other, admin)]
+    ws_got = await asyncio.gather(*(client(who.token).get(f"/v1/workspaces/{c['workspace']['id']}") for who, c in asks))
+    job_got = await asyncio.gather(*(client(who.token).get(f"/v1/jobs/{c['job']['id']}") for who, c in asks))
+    for (who, created), ws, job in zip(asks, ws_got, job_got, strict=True):
+        if who is other:
+            assert ws.status == job.status == 404
+        else:
+            assert ws.status == 200 and ws.body["id"] == created["workspace"]["id"]
+            assert job.status == 200 and job.body["id"] == created["job"]["id"]
+    assert max(sent) > 1, f"no two reads went as one statement: {sent}"
