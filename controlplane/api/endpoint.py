@@ -62,6 +62,7 @@ class Call:
         params: dict[str, uuid.UUID],
         query: typing.Any = None,
         body: typing.Any = None,
+        standalone: sa_asyncio.async_sessionmaker | None = None,
     ) -> None:
         self.request = request
         self.settings = settings
@@ -72,6 +73,10 @@ class Call:
         self._session = session if isinstance(session, sa_asyncio.AsyncSession) else None
         self._sessions = None if isinstance(session, sa_asyncio.AsyncSession) else session
         self.committed: list[typing.Callable[[], None]] = []
+        # A write's sessions in autocommit on the primary, when nothing else must commit with the view's changes
+        # (no Idempotency-Key record): a view may then write in statements that each stand alone (a create, see
+        # controlplane/services/workspaces.py) and spare the BEGIN and COMMIT round trips. None otherwise.
+        self.standalone = standalone
 
     def after_commit(self, action: typing.Callable[[], None]) -> None:
         """Run ``action`` once the write's transaction has committed (not at all if it rolls back).
@@ -304,7 +309,8 @@ async def _in_transaction(
                 )
                 if replay is not None:
                     return _json(replay.status, replay.body, {idempotency.REPLAYED_HEADER: "true"})
-            call = Call(request, settings, principal, session, params, query, body)
+            standalone = request.app[keys.READ_SESSIONS] if key is None else None
+            call = Call(request, settings, principal, session, params, query, body, standalone)
             result = await endpoint.handler(call)
             response = render(endpoint, result)
             if key is not None:

@@ -109,7 +109,8 @@ async def insert(
     extra: typing.Sequence[tuple[typing.Any, dict[str, typing.Any]]] = (),
     reads: tuple[sa.ScalarSelect[typing.Any], ...] = (),
     params: typing.Mapping[str, typing.Any] | None = None,
-) -> tuple[typing.Any, ...]:
+    guard: sa.CTE | None = None,
+) -> tuple[typing.Any, ...] | None:
     """Insert ``objects`` (new ORM instances, in foreign-key order) and ``extra`` Core rows in one statement.
 
     The objects become persistent in ``session`` with the values inserted;
@@ -117,6 +118,11 @@ async def insert(
     ``reads`` (their bind parameters in ``params``) are evaluated in the same
     statement; their values are returned, in order. They see the database as
     it was before the statement: not the rows it inserts.
+
+    ``guard``: a CTE of at most one row (its parameters in ``params``); the
+    rows are inserted only if it has one, else nothing is and the answer is
+    None (the objects stay transient). A create's claim of its host's
+    allocation row is such a guard (controlplane/services/placement.py).
     """
     rows = [(sa.inspect(type(obj)).local_table, values(obj)) for obj in objects]
     for obj, (_, row) in zip(objects, rows, strict=True):
@@ -124,9 +130,11 @@ async def insert(
         # load does, so committing each value on its own first (set_committed_value, ~0.1 ms per create) adds nothing.
         obj.__dict__.update(row)
     rows += extra
-    statement = _statement(tuple((table, tuple(row)) for table, row in rows), reads)
+    statement = _statement(tuple((table, tuple(row)) for table, row in rows), reads, guard)
     bound = {f"p{i}_{key}": value for i, (_, row) in enumerate(rows) for key, value in row.items()}
     result = (await session.execute(statement, {**bound, **(params or {})})).one()
+    if guard is not None and not result[0]:
+        return None
     for obj in objects:
         orm.make_transient_to_detached(obj)
         session.add(obj)
@@ -134,11 +142,17 @@ async def insert(
 
 
 @functools.cache
-def _statement(shape: tuple[tuple[typing.Any, tuple[str, ...]], ...], reads: tuple[sa.ScalarSelect[typing.Any], ...]) -> sa.Select[typing.Any]:
+def _statement(
+    shape: tuple[tuple[typing.Any, tuple[str, ...]], ...], reads: tuple[sa.ScalarSelect[typing.Any], ...], guard: sa.CTE | None
+) -> sa.Select[typing.Any]:
     """One statement per shape (tables and columns), built and compiled once: building Core per call cost more than the round trip saved."""
     ctes = []
     for i, (table, keys) in enumerate(shape):
         row = {key: sa.bindparam(f"p{i}_{key}", type_=table.c[key].type) for key in keys}
-        ctes.append(sa.insert(table).values(row).returning(*table.primary_key.columns).cte(f"row{i}"))
+        if guard is None:
+            insert = sa.insert(table).values(row)
+        else:  # one row per row of the guard: none without it
+            insert = sa.insert(table).from_select(list(keys), sa.select(*row.values()).select_from(guard))
+        ctes.append(insert.returning(*table.primary_key.columns).cte(f"row{i}"))
     # Each CTE must be read, or SQLAlchemy leaves it out (PostgreSQL would run it regardless).
     return sa.select(*(sa.select(sa.func.count()).select_from(cte).scalar_subquery() for cte in ctes), *reads)

@@ -16,9 +16,12 @@ allocation row that nobody else holds and that still has room by its current
 values (``FOR UPDATE SKIP LOCKED``), so placements on different hosts run in
 parallel and two on one host queue on its row, the second re-checking the
 room the first left. The workspace INSERT's trigger then updates the held row.
-A create makes that claim in the ranking's own statement (migration 0012's
-``a4c_claim_host``, whose subtransaction lets go of any row its re-check
-rejected when it takes none), so ranking and claiming cost one round trip.
+A create in a transaction makes that claim in the ranking's own statement
+(migration 0012's ``a4c_claim_host``, whose subtransaction lets go of any row
+its re-check rejected when it takes none), so ranking and claiming cost one
+round trip. The API's create in autocommit makes it in the statement that
+inserts the workspace instead (:data:`HELD`,
+docs/decisions/0016-a-create-in-autocommit-statements.md).
 
 Scale: :func:`choose` does not load the whole fleet into Python, nor judge
 all of it when a host fits. One SQL statement reads the hosts in order of
@@ -130,6 +133,13 @@ async def snapshot(session: Session) -> list[domain.Host]:
     ]
 
 
+# Room for the request by a host's allocation row as it is now (``a``: host_allocations,
+# ``h``: hosts): the ranking's last three checks (controlplane/services/placement_ranking.py),
+# re-checked on the row a placement holds, since one committed since the ranking may have filled it.
+ROOM = """h.capacity_cpus - a.cpus >= :need_cpus AND h.capacity_memory_mb - a.memory_mb >= :memory_mb
+      AND CASE WHEN h.disk_total_bytes <> 0 THEN h.disk_total_bytes ELSE h.capacity_disk_bytes END
+          - h.disk_used_bytes - a.promised_gb * :gib >= :need_bytes"""
+
 # The first of the ranked hosts whose allocation row nobody else holds and that
 # still has room by its current row (a placement committed since the ranking may
 # have filled it). Locked until commit: the workspace INSERT's trigger updates it.
@@ -137,10 +147,9 @@ async def snapshot(session: Session) -> list[domain.Host]:
 _CLAIM = sa.text(
     """
     SELECT a.host_id FROM host_allocations a JOIN hosts h ON h.id = a.host_id
-    WHERE a.host_id = ANY(CAST(:hosts AS uuid[]))
-      AND h.capacity_cpus - a.cpus >= :need_cpus AND h.capacity_memory_mb - a.memory_mb >= :memory_mb
-      AND CASE WHEN h.disk_total_bytes <> 0 THEN h.disk_total_bytes ELSE h.capacity_disk_bytes END
-          - h.disk_used_bytes - a.promised_gb * :gib >= :need_bytes
+    WHERE a.host_id = ANY(CAST(:hosts AS uuid[])) AND """  # noqa: S608 - built from constants only; the values are parameters
+    + ROOM
+    + """
     ORDER BY array_position(CAST(:hosts AS uuid[]), a.host_id)
     LIMIT 1
     FOR UPDATE OF a SKIP LOCKED
@@ -148,14 +157,29 @@ _CLAIM = sa.text(
 )
 # Wait for one host's row (every ranked one is held), then say whether it still has room.
 _WAIT = sa.text(
-    """
-    SELECT h.capacity_cpus - a.cpus >= :need_cpus AND h.capacity_memory_mb - a.memory_mb >= :memory_mb
-           AND CASE WHEN h.disk_total_bytes <> 0 THEN h.disk_total_bytes ELSE h.capacity_disk_bytes END
-               - h.disk_used_bytes - a.promised_gb * :gib >= :need_bytes AS fits
+    "SELECT "  # noqa: S608 - built from constants only; the values are parameters
+    + ROOM
+    + """ AS fits
     FROM host_allocations a JOIN hosts h ON h.id = a.host_id
     WHERE a.host_id = :host
     FOR UPDATE OF a
     """
+)
+
+# A create's claim made by the statement that inserts it (an autocommit create,
+# controlplane/services/workspaces.py): the chosen host's allocation row, waited
+# for while another placement holds it, if it still has room by its current
+# values. The rows are inserted only if this has one (one_insert's guard); the
+# row is held until the statement commits, its trigger having added the
+# reservation. Holding no other row, it closes no cycle with another waiter.
+HELD = (
+    sa.text(
+        "SELECT a.host_id FROM host_allocations a JOIN hosts h ON h.id = a.host_id WHERE a.host_id = :held_host AND "  # noqa: S608 - constants only
+        + ROOM
+        + " FOR UPDATE OF a"
+    )
+    .columns(host_id=sa.Uuid)
+    .cte("held")
 )
 
 # Rounds of rank-then-claim before a create gives up and waits pending: each
@@ -274,6 +298,11 @@ async def _wait_for(session: Session, host: uuid.UUID, params: dict[str, typing.
         return True
     await savepoint.rollback()
     return False
+
+
+def held_params(request: Request, host: uuid.UUID) -> dict[str, typing.Any]:
+    """The parameters of :data:`HELD` for ``request`` on ``host``."""
+    return {**_params(request), "held_host": host}
 
 
 def _params(request: Request) -> dict[str, typing.Any]:

@@ -80,8 +80,20 @@ def spec(ws: models.Workspace, owner: str) -> messages.WorkspaceSpec:
     )
 
 
-async def create_workspace(session: Session, principal: access.Principal, new: NewWorkspace, settings: cp_settings.Settings) -> Accepted:
-    image_row, image_ref = await _resolve_image(session, principal, new)
+async def create_workspace(
+    session: Session, principal: access.Principal, new: NewWorkspace, settings: cp_settings.Settings, *, direct: Session | None = None
+) -> Accepted:
+    """Create ``new`` for ``principal``: placed (its job dispatched, its command in the outbox), waiting for its image's
+    build there, or pending with the reason no host is eligible.
+
+    ``direct``: a session in autocommit mode on the primary, when nothing else
+    must commit with the create (the API's create without an Idempotency-Key).
+    A create that lands on a host holding its image then costs two statements,
+    each its own transaction: the ranking, unlocked, and the inserts, guarded by
+    the claim of the chosen host (:data:`placement.HELD`); no BEGIN and no
+    COMMIT. Otherwise it is one transaction on ``session``.
+    """
+    image_row, image_ref = await _resolve_image(direct or session, principal, new)
     ws = one_insert.new(
         models.Workspace,
         id=uuid.uuid4(),
@@ -98,39 +110,22 @@ async def create_workspace(session: Session, principal: access.Principal, new: N
         ports=[p.model_dump(mode="json") for p in new.ports],
         command=list(new.command) if new.command else None,
     )
+    request = placement.Request(cpus=new.cpus, memory_mb=new.memory_mb, disk_gb=new.disk_gb)
+    job_id = uuid.uuid4()
+    if direct is not None:
+        done = await _create_at_once(direct, principal, ws, image_row, request, job_id, settings)
+        if done is not None:
+            return done
     # Decide and hold the chosen host's allocation row, then insert in the same
     # transaction: the INSERT's trigger adds this reservation to the held row.
-    outcome = await placement.place_one(session, placement.Request(cpus=new.cpus, memory_mb=new.memory_mb, disk_gb=new.disk_gb), settings)
+    outcome = await placement.place_one(session, request, settings)
     _apply(ws, outcome)
-    job_id = uuid.uuid4()
     command = create_command(job_id, ws, principal.name)
     host = outcome.host_id
     if host is not None and not await _needs_build(session, ws, host):
-        # The common case: the workspace, its job already dispatched with its
-        # command, and the command's outbox row, in one statement.
-        job = jobs.job_row(
-            models.JobKind.WORKSPACE_CREATE,
-            job_id=job_id,
-            user=principal,
-            status=models.JobStatus.DISPATCHED,
-            host=_HostRef(host, outcome.host_name),
-            image=image_row,
-            workspace=ws,
-            reason=outcome.reason,
-            placement=outcome.record,
-            payload=command.model_dump(mode="json"),
-            max_attempts=settings.reconciler.job_max_attempts,
-            dispatch=_first_dispatch(command, settings),
-        )
-        message_id, outbox = commands.outbox_row(host_id=host, kind=messages.CommandKind.WORKSPACE_CREATE, payload=command, key=str(ws.id))
-        # The answer's read of the host's disk report rides along.
-        used, enforced = await _inserting(
-            new.name,
-            one_insert.insert(session, [ws, job], [(models.Outbox.__table__, outbox)], workspace_disk.NEW, workspace_disk.new_params(ws.id, host)),
-        )
-        jobs.noted(job)
-        commands.queued(message_id, outbox)
-        return Accepted(ws, job, workspace_disk.new_host(ws.id, host, used, enforced))
+        placed = await _insert_placed(session, principal, ws, image_row, outcome, job_id, settings)
+        assert placed is not None  # no guard: inserted or raised
+        return placed
     session.add(ws)
     await _inserting(new.name, session.flush())
     job = await jobs.new_job(
@@ -150,6 +145,93 @@ async def create_workspace(session: Session, principal: access.Principal, new: N
     if host is not None:  # its image is not built there yet: the create waits for the build
         await image_waits.wait_for_image(session, job, ws, host, settings)
     return Accepted(ws, job)
+
+
+async def _create_at_once(
+    direct: Session,
+    principal: access.Principal,
+    ws: models.Workspace,
+    image_row: models.Image | None,
+    request: placement.Request,
+    job_id: uuid.UUID,
+    settings: cp_settings.Settings,
+) -> Accepted | None:
+    """The common create in autocommit statements (see :func:`create_workspace`); None when it must be one transaction.
+
+    That is when no host is eligible or the image is not on the chosen one (the
+    workspace waits), when the pool's connection turns out dropped before
+    anything was written (the transaction's connection is checked at checkout),
+    and after :data:`placement.CLAIM_ROUNDS` rankings whose host filled up
+    before the insert could claim it.
+    """
+    for _ in range(placement.CLAIM_ROUNDS):
+        try:
+            outcome = await placement.choose(direct, request, settings)
+            host = outcome.host_id
+            if host is None or await _needs_build(direct, ws, host):
+                return None
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:  # the read pool does not ping: the server dropped this connection
+                return None
+            raise
+        _apply(ws, outcome)
+        done = await _insert_placed(direct, principal, ws, image_row, outcome, job_id, settings, claim=request)
+        if done is not None:
+            return done
+    return None
+
+
+async def _insert_placed(
+    session: Session,
+    principal: access.Principal,
+    ws: models.Workspace,
+    image_row: models.Image | None,
+    outcome: placement.Outcome,
+    job_id: uuid.UUID,
+    settings: cp_settings.Settings,
+    *,
+    claim: placement.Request | None = None,
+) -> Accepted | None:
+    """The workspace, its job already dispatched with its command, and the command's outbox row, in one statement.
+
+    ``claim``: the statement claims the chosen host for this request itself (:data:`placement.HELD`)
+    and inserts nothing, answering None, if it no longer has room; without it the
+    caller holds that host's allocation row already. The answer's read of the
+    host's disk report rides along.
+    """
+    host = outcome.host_id
+    assert host is not None
+    command = create_command(job_id, ws, principal.name)
+    job = jobs.job_row(
+        models.JobKind.WORKSPACE_CREATE,
+        job_id=job_id,
+        user=principal,
+        status=models.JobStatus.DISPATCHED,
+        host=_HostRef(host, outcome.host_name),
+        image=image_row,
+        workspace=ws,
+        reason=outcome.reason,
+        placement=outcome.record,
+        payload=command.model_dump(mode="json"),
+        max_attempts=settings.reconciler.job_max_attempts,
+        dispatch=_first_dispatch(command, settings),
+    )
+    message_id, outbox = commands.outbox_row(host_id=host, kind=messages.CommandKind.WORKSPACE_CREATE, payload=command, key=str(ws.id))
+    params = workspace_disk.new_params(ws.id, host)
+    if claim is not None:
+        params.update(placement.held_params(claim, host))
+    read = await _inserting(
+        ws.name,
+        one_insert.insert(
+            session, [ws, job], [(models.Outbox.__table__, outbox)], workspace_disk.NEW, params, guard=None if claim is None else placement.HELD
+        ),
+    )
+    if read is None:
+        return None
+    used, enforced = read
+    jobs.noted(job)
+    commands.queued(message_id, outbox)
+    return Accepted(ws, job, workspace_disk.new_host(ws.id, host, used, enforced))
 
 
 async def _inserting(name: str, insert: typing.Awaitable[_T]) -> _T:
@@ -354,6 +436,7 @@ class _HostRef:
 
 def _apply(ws: models.Workspace, outcome: placement.Outcome) -> None:
     ws.placement = outcome.record
+    ws.host_id = outcome.host_id  # None as well: a create's earlier decision may have named a host it could not claim
     if outcome.host_id is None:
         ws.observed_state = models.ObservedState.PENDING
         ws.state_reason = outcome.reason

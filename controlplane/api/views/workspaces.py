@@ -74,7 +74,11 @@ async def create_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
             for port, proto in dict.fromkeys((p.container_port, p.protocol) for p in body.ports)
         ],
     )
-    return await accepted(call, await workspaces.create_workspace(call.session, call.user, new, call.settings))
+    if call.standalone is None:
+        return await accepted(call, await workspaces.create_workspace(call.session, call.user, new, call.settings))
+    async with call.standalone() as direct:
+        done = await workspaces.create_workspace(call.session, call.user, new, call.settings, direct=direct)
+    return await accepted(call, done)
 
 
 @routes.get("/v1/workspaces", query=schemas.WorkspaceQuery, response=schemas.WorkspacePage)
