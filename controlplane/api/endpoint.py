@@ -62,7 +62,7 @@ class Call:
         params: dict[str, uuid.UUID],
         query: typing.Any = None,
         body: typing.Any = None,
-        standalone: sa_asyncio.async_sessionmaker | None = None,
+        standalone: sa_asyncio.AsyncEngine | None = None,
     ) -> None:
         self.request = request
         self.settings = settings
@@ -73,7 +73,7 @@ class Call:
         self._session = session if isinstance(session, sa_asyncio.AsyncSession) else None
         self._sessions = None if isinstance(session, sa_asyncio.AsyncSession) else session
         self.committed: list[typing.Callable[[], None]] = []
-        # A write's sessions in autocommit on the primary, when nothing else must commit with the view's changes
+        # A write's engine in autocommit on the primary, when nothing else must commit with the view's changes
         # (no Idempotency-Key record): a view may then write in statements that each stand alone (a create, see
         # controlplane/services/workspaces.py) and spare the BEGIN and COMMIT round trips. None otherwise.
         self.standalone = standalone
@@ -85,6 +85,11 @@ class Call:
         read the old row and remember it again (controlplane/api/auth.py).
         """
         self.committed.append(action)
+
+    @property
+    def opened(self) -> bool:
+        """Whether :attr:`session` was opened (a write's transaction began: it has something to commit)."""
+        return self._session is not None
 
     @property
     def session(self) -> sa_asyncio.AsyncSession:
@@ -296,35 +301,40 @@ async def _in_transaction(
     if key is not None:
         idempotency.validate(key)
     owner = principal.key if principal is not None else "anon:" + auth.client_address(request, settings.rate_limit)
-    async with request.app[keys.SESSIONS]() as session:
-        async with session.begin():
-            if key is not None:
-                replay = await idempotency.claim(
-                    session,
-                    principal=owner,
-                    key=key,
-                    method=request.method,
-                    path=request.path_qs,
-                    digest=idempotency.request_hash(request.method, request.path_qs, raw),
-                )
-                if replay is not None:
-                    return _json(replay.status, replay.body, {idempotency.REPLAYED_HEADER: "true"})
-            standalone = request.app[keys.READ_SESSIONS] if key is None else None
-            call = Call(request, settings, principal, session, params, query, body, standalone)
-            result = await endpoint.handler(call)
-            response = render(endpoint, result)
-            if key is not None:
-                await idempotency.record(
-                    session,
-                    principal=owner,
-                    key=key,
-                    status=response.status,
-                    body=result.model_dump(mode="json") if result is not None else None,
-                    secret=endpoint.secret,
-                )
-        # Committed: what waited on it (forgetting a revoked token) runs now, before the answer goes out.
-        for action in call.committed:
-            action()
+    # The write's session opens on first use and commits at the end: a view that writes only in statements
+    # of its own (Call.standalone) pays for no transaction, not even an empty one.
+    call = Call(request, settings, principal, request.app[keys.SESSIONS], params, query, body, request.app[keys.READ_ENGINE] if key is None else None)
+    try:
+        if key is not None:
+            replay = await idempotency.claim(
+                call.session,
+                principal=owner,
+                key=key,
+                method=request.method,
+                path=request.path_qs,
+                digest=idempotency.request_hash(request.method, request.path_qs, raw),
+            )
+            if replay is not None:
+                await call.session.commit()
+                return _json(replay.status, replay.body, {idempotency.REPLAYED_HEADER: "true"})
+        result = await endpoint.handler(call)
+        response = render(endpoint, result)
+        if key is not None:
+            await idempotency.record(
+                call.session,
+                principal=owner,
+                key=key,
+                status=response.status,
+                body=result.model_dump(mode="json") if result is not None else None,
+                secret=endpoint.secret,
+            )
+        if call.opened:
+            await call.session.commit()
+    finally:
+        await call.close()  # rolls back what was not committed
+    # Committed: what waited on it (forgetting a revoked token) runs now, before the answer goes out.
+    for action in call.committed:
+        action()
     return response
 
 

@@ -104,12 +104,13 @@ def _planned(cls: typing.Any) -> tuple[tuple[str, str, typing.Any], ...]:
 
 
 async def insert(
-    session: Session,
+    session: Session | sa_asyncio.AsyncConnection,
     objects: typing.Sequence[typing.Any],
     extra: typing.Sequence[tuple[typing.Any, dict[str, typing.Any]]] = (),
     reads: tuple[sa.ScalarSelect[typing.Any], ...] = (),
     params: typing.Mapping[str, typing.Any] | None = None,
     guard: sa.CTE | None = None,
+    attach: bool = True,
 ) -> tuple[typing.Any, ...] | None:
     """Insert ``objects`` (new ORM instances, in foreign-key order) and ``extra`` Core rows in one statement.
 
@@ -123,6 +124,10 @@ async def insert(
     rows are inserted only if it has one, else nothing is and the answer is
     None (the objects stay transient). A create's claim of its host's
     allocation row is such a guard (controlplane/services/placement.py).
+
+    ``attach=False``: the objects stay transient, holding the values inserted,
+    for a caller that only reads them (about 0.1 ms less per create): a change
+    to one is then not written. Then ``session`` may be a bare connection.
     """
     rows = [(sa.inspect(type(obj)).local_table, values(obj)) for obj in objects]
     for obj, (_, row) in zip(objects, rows, strict=True):
@@ -135,9 +140,11 @@ async def insert(
     result = (await session.execute(statement, {**bound, **(params or {})})).one()
     if guard is not None and not result[0]:
         return None
-    for obj in objects:
-        orm.make_transient_to_detached(obj)
-        session.add(obj)
+    if attach:
+        assert isinstance(session, Session), "objects attach to a session"
+        for obj in objects:
+            orm.make_transient_to_detached(obj)
+            session.add(obj)
     return tuple(result[len(rows) :])
 
 

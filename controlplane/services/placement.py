@@ -56,6 +56,8 @@ from controlplane.domain import placement as domain
 from controlplane.services import placement_ranking as ranking
 
 Session = sa_asyncio.AsyncSession
+# What runs Core statements: a session, or a bare connection (the API's autocommit create).
+Executor = sa_asyncio.AsyncSession | sa_asyncio.AsyncConnection
 
 # Arbitrary, fixed: the key of the advisory lock that serialises placing the
 # pending queue (place_pending, uncordon, enrolment) among themselves ("a4c" + 1).
@@ -201,7 +203,7 @@ class _Judged:
     claimed: uuid.UUID | None = None
 
 
-async def _judge(session: Session, request: Request, settings: cp_settings.Settings, now: datetime.datetime, *, claim: bool = False) -> _Judged:
+async def _judge(session: Executor, request: Request, settings: cp_settings.Settings, now: datetime.datetime, *, claim: bool = False) -> _Judged:
     statement = ranking.CANDIDATES_AND_CLAIM if claim else ranking.CANDIDATES
     params = {**_params(request), "stale_before": _stale_before(now, settings)}
     rows = (await session.execute(statement, params)).all()
@@ -239,7 +241,7 @@ def _outcome(judged: _Judged, settings: cp_settings.Settings, *, skip: typing.Co
     return Outcome(uuid.UUID(str(result.host.id)), result.host.name, record["reason"], record)
 
 
-async def choose(session: Session, request: Request, settings: cp_settings.Settings, *, now: datetime.datetime | None = None) -> Outcome:
+async def choose(session: Executor, request: Request, settings: cp_settings.Settings, *, now: datetime.datetime | None = None) -> Outcome:
     """The decision for ``request`` over the whole fleet, at the cost of a few dozen hosts; takes no lock."""
     return _outcome(await _judge(session, request, settings, now or _now()), settings)
 

@@ -81,19 +81,34 @@ def spec(ws: models.Workspace, owner: str) -> messages.WorkspaceSpec:
 
 
 async def create_workspace(
-    session: Session, principal: access.Principal, new: NewWorkspace, settings: cp_settings.Settings, *, direct: Session | None = None
+    session: Session,
+    principal: access.Principal,
+    new: NewWorkspace,
+    settings: cp_settings.Settings,
+    *,
+    direct: sa_asyncio.AsyncConnection | None = None,
 ) -> Accepted:
     """Create ``new`` for ``principal``: placed (its job dispatched, its command in the outbox), waiting for its image's
     build there, or pending with the reason no host is eligible.
 
-    ``direct``: a session in autocommit mode on the primary, when nothing else
+    ``direct``: a connection in autocommit mode to the primary, when nothing else
     must commit with the create (the API's create without an Idempotency-Key).
     A create that lands on a host holding its image then costs two statements,
     each its own transaction: the ranking, unlocked, and the inserts, guarded by
     the claim of the chosen host (:data:`placement.HELD`); no BEGIN and no
     COMMIT. Otherwise it is one transaction on ``session``.
     """
-    image_row, image_ref = await _resolve_image(direct or session, principal, new)
+    resolved = None
+    if direct is not None and new.image is not None:
+        # A registered image is an ORM read: a session on the autocommit connection, not the transaction's.
+        try:
+            async with Session(bind=direct) as reads:
+                resolved = await _resolve_image(reads, principal, new)
+        except sa_exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            direct = None  # a pooled connection the server dropped (see _create_at_once)
+    image_row, image_ref = resolved or await _resolve_image(session, principal, new)
     ws = one_insert.new(
         models.Workspace,
         id=uuid.uuid4(),
@@ -148,7 +163,7 @@ async def create_workspace(
 
 
 async def _create_at_once(
-    direct: Session,
+    direct: sa_asyncio.AsyncConnection,
     principal: access.Principal,
     ws: models.Workspace,
     image_row: models.Image | None,
@@ -182,7 +197,7 @@ async def _create_at_once(
 
 
 async def _insert_placed(
-    session: Session,
+    session: Session | sa_asyncio.AsyncConnection,
     principal: access.Principal,
     ws: models.Workspace,
     image_row: models.Image | None,
@@ -223,7 +238,14 @@ async def _insert_placed(
     read = await _inserting(
         ws.name,
         one_insert.insert(
-            session, [ws, job], [(models.Outbox.__table__, outbox)], workspace_disk.NEW, params, guard=None if claim is None else placement.HELD
+            session,
+            [ws, job],
+            [(models.Outbox.__table__, outbox)],
+            workspace_disk.NEW,
+            params,
+            # In autocommit the statement is the whole write: nothing changes the objects after it.
+            guard=None if claim is None else placement.HELD,
+            attach=claim is None,
         ),
     )
     if read is None:
@@ -536,7 +558,7 @@ async def _command_job(
     return Accepted(ws, job)
 
 
-async def _needs_build(session: Session, ws: models.Workspace, host_id: uuid.UUID) -> bool:
+async def _needs_build(session: Session | sa_asyncio.AsyncConnection, ws: models.Workspace, host_id: uuid.UUID) -> bool:
     """Whether ``ws`` names a registered image that is not built on ``host_id`` yet (its create must wait)."""
     return ws.image_id is not None and not await images.built_on(session, ws.image_id, host_id)
 

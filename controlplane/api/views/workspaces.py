@@ -48,6 +48,10 @@ async def render_all(
 
 
 async def accepted(call: endpoint.Call, done: workspaces.Accepted) -> schemas.WorkspaceAccepted:
+    if done.hosts is not None and done.workspace.host_id is not None:
+        # Placed, its host's disk read with it: nothing waits in the queue, so nothing more to read (and
+        # an autocommit create opens no transaction session just to render).
+        return schemas.WorkspaceAccepted(workspace=render(done.workspace, done.hosts), job=jobs_view.render(done.job))
     # As GET shows them: a create left waiting for a host says its place in the queue, on the job and the workspace.
     job = (await jobs_view.render_all(call.session, [done.job]))[0]
     return schemas.WorkspaceAccepted(workspace=(await render_all(call.session, [done.workspace], done.hosts))[0], job=job)
@@ -76,7 +80,7 @@ async def create_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
     )
     if call.standalone is None:
         return await accepted(call, await workspaces.create_workspace(call.session, call.user, new, call.settings))
-    async with call.standalone() as direct:
+    async with call.standalone.connect() as direct:
         done = await workspaces.create_workspace(call.session, call.user, new, call.settings, direct=direct)
     return await accepted(call, done)
 

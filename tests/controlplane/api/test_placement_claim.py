@@ -82,11 +82,11 @@ async def test_a_create_waits_for_the_best_host_when_every_ranked_one_is_held(se
 
 
 @pytest.fixture
-async def autocommit(database_url: str) -> typing.AsyncIterator[sa_asyncio.async_sessionmaker]:
-    """Sessions as the API's create gets them without an Idempotency-Key (controlplane/api/endpoint.py, Call.standalone)."""
+async def autocommit(database_url: str) -> typing.AsyncIterator[sa_asyncio.AsyncEngine]:
+    """An engine as the API's create gets it without an Idempotency-Key (controlplane/api/endpoint.py, Call.standalone)."""
     engine = db_engine.create(settings_for(database_url).database, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
     try:
-        yield sa_asyncio.async_sessionmaker(engine, expire_on_commit=False)
+        yield engine
     finally:
         await engine.dispose()
 
@@ -101,9 +101,8 @@ async def test_an_autocommit_create_is_the_ranking_then_the_inserts_that_claim_t
     await seed.host("h-next", disk_used=50 * GIB)
     owner = await seed.user()
     statements: list[str] = []
-    async with seed.sessions() as session, session.begin(), autocommit() as direct:
-        connection = await direct.connection()
-        sa.event.listen(connection.sync_connection, "before_cursor_execute", lambda _c, _cur, statement, *_: statements.append(statement))
+    async with seed.sessions() as session, session.begin(), autocommit.connect() as direct:
+        sa.event.listen(direct.sync_connection, "before_cursor_execute", lambda _c, _cur, statement, *_: statements.append(statement))
         principal = access.Principal(owner.id, owner.name, owner.role)
         done = await workspaces.create_workspace(session, principal, _new("dev", 1), settings, direct=direct)
         # The transaction's session was never used: no BEGIN, no COMMIT.
@@ -130,7 +129,7 @@ async def test_an_autocommit_create_whose_host_filled_up_while_it_waited_for_the
         assert filling.workspace.host_id == best.id
 
         async def autocommit_create() -> workspaces.Accepted:
-            async with seed.sessions() as session, session.begin(), autocommit() as direct:
+            async with seed.sessions() as session, session.begin(), autocommit.connect() as direct:
                 return await workspaces.create_workspace(session, principal, _new("small", 1), settings, direct=direct)
 
         waiting = asyncio.create_task(autocommit_create())
