@@ -20,6 +20,7 @@ from bench import machine
 from bench.api_read import database
 from controlplane import settings as cp_settings
 from controlplane.db import engine as db_engine
+from controlplane.db import hot as db_hot
 from controlplane.services import access, placement, users, workspaces
 from shared import signing
 
@@ -80,6 +81,8 @@ async def run(url: str, hosts: int, placements: int, concurrency: int, path: str
     sessions = db_engine.sessionmaker(engine)
     # The API's create without an Idempotency-Key runs on its autocommit engine (docs/decisions/0016-a-create-in-autocommit-statements.md).
     autocommit = db_engine.create(settings.database, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, pool_pre_ping=False)
+    pool = db_hot.HotReads(settings.database, size=concurrency)
+    direct = workspaces.Direct(pool, db_engine.sessionmaker(autocommit))
     try:
         async with sessions() as session, session.begin():
             user = await users.create_user(session, "bench")
@@ -96,15 +99,15 @@ async def run(url: str, hosts: int, placements: int, concurrency: int, path: str
                 image_ref="debian:12",
             )
             if path == "api":
-                async with autocommit.connect() as direct:
-                    if not durable:  # as below; a setting of the connection, so undone after
-                        await direct.execute(sa.text("SET synchronous_commit TO off"))
-                    started = time.perf_counter()
-                    async with sessions() as session:  # opened only if the create must wait (it never does here)
-                        done = await workspaces.create_workspace(session, principal, new, settings, direct=direct)
-                    elapsed = time.perf_counter() - started
-                    if not durable:
-                        await direct.execute(sa.text("RESET synchronous_commit"))
+                # As below, for the hot pool's connection (the one a sequential run uses): set, and undone after.
+                if not durable:
+                    await pool.fetch("SET synchronous_commit TO off")
+                started = time.perf_counter()
+                async with sessions() as session:  # opened only if the create must wait (it never does here)
+                    done = await workspaces.create_workspace(session, principal, new, settings, direct=direct)
+                elapsed = time.perf_counter() - started
+                if not durable:
+                    await pool.fetch("RESET synchronous_commit")
                 assert done.workspace.host_id is not None, done.workspace.state_reason
                 return elapsed
             started = time.perf_counter()
@@ -147,6 +150,7 @@ async def run(url: str, hosts: int, placements: int, concurrency: int, path: str
         concurrent = [t for chunk in await asyncio.gather(*(worker(placements // concurrency) for _ in range(concurrency))) for t in chunk]
         concurrent_rate = len(concurrent) / (time.perf_counter() - began)
     finally:
+        await pool.close()
         await autocommit.dispose()
         await engine.dispose()
     return {

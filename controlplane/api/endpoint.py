@@ -62,7 +62,7 @@ class Call:
         params: dict[str, uuid.UUID],
         query: typing.Any = None,
         body: typing.Any = None,
-        standalone: sa_asyncio.AsyncEngine | None = None,
+        standalone: bool = False,
     ) -> None:
         self.request = request
         self.settings = settings
@@ -73,9 +73,9 @@ class Call:
         self._session = session if isinstance(session, sa_asyncio.AsyncSession) else None
         self._sessions = None if isinstance(session, sa_asyncio.AsyncSession) else session
         self.committed: list[typing.Callable[[], None]] = []
-        # A write's engine in autocommit on the primary, when nothing else must commit with the view's changes
-        # (no Idempotency-Key record): a view may then write in statements that each stand alone (a create, see
-        # controlplane/services/workspaces.py) and spare the BEGIN and COMMIT round trips. None otherwise.
+        # Whether nothing else must commit with the view's changes (no Idempotency-Key record): a view may then
+        # write in statements that each stand alone, in autocommit (a create, see controlplane/services/workspaces.py),
+        # and spare the BEGIN and COMMIT round trips.
         self.standalone = standalone
 
     def after_commit(self, action: typing.Callable[[], None]) -> None:
@@ -303,7 +303,7 @@ async def _in_transaction(
     owner = principal.key if principal is not None else "anon:" + auth.client_address(request, settings.rate_limit)
     # The write's session opens on first use and commits at the end: a view that writes only in statements
     # of its own (Call.standalone) pays for no transaction, not even an empty one.
-    call = Call(request, settings, principal, request.app[keys.SESSIONS], params, query, body, request.app[keys.READ_ENGINE] if key is None else None)
+    call = Call(request, settings, principal, request.app[keys.SESSIONS], params, query, body, standalone=key is None)
     try:
         if key is not None:
             replay = await idempotency.claim(

@@ -10,6 +10,10 @@ call), so every later call is one Bind/Execute round trip whose rows come back
 as asyncpg records. The one-row reads go through :meth:`HotReads.row`, which
 sends the reads of one loop turn as one statement (controlplane/db/coalesce.py).
 
+The API's create without an Idempotency-Key runs its two statements, the
+ranking and the inserts that claim the host, on this pool too (:meth:`HotReads.write`;
+docs/decisions/0016-a-create-in-autocommit-statements.md).
+
 The pool (:class:`HotReads`) has the same limits as the engines'
 (controlplane/db/engine.py): connect and command timeouts, the server's
 statement timeout and keepalives, and a bounded wait for a free connection,
@@ -34,7 +38,7 @@ from controlplane.db import engine as db_engine
 # one of these depending on when the drop arrived (while idle it leaves the protocol in an error state: an
 # InternalClientError); reads are safe to repeat, on a fresh connection. So is a read whose prepared
 # statement a schema change outdated (its connection is dropped with the statements it prepared).
-_DROPPED = (
+DROPPED = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.InternalClientError,
@@ -113,12 +117,28 @@ class HotReads:
                 rows = await stmt.fetch(*args)
             except BaseException as exc:
                 self._discard(conn)
-                if attempt or not isinstance(exc, _DROPPED):
+                if attempt or not isinstance(exc, DROPPED):
                     raise
                 continue
             self._release(conn)
             return rows
         raise AssertionError("unreachable")
+
+    async def write(self, sql: str, *args: typing.Any) -> list[asyncpg.Record]:
+        """One statement that writes, as its own transaction (a connection here is in autocommit); its rows.
+
+        Not repeated on any failure, unlike :meth:`fetch`: a statement the connection dropped under may have
+        committed. The API's create sends its inserts this way (controlplane/services/workspaces.py).
+        """
+        conn = await self._acquire()
+        try:
+            stmt = conn.prepared.get(sql) or await conn.statement(sql)
+            rows = await stmt.fetch(*args)
+        except BaseException:
+            self._discard(conn)
+            raise
+        self._release(conn)
+        return rows
 
     async def _acquire(self) -> _Connection:
         if self._closed:

@@ -304,7 +304,7 @@ async def dispatch_build(session: Session, job: models.Job, host: models.Host, s
     await session.refresh(job)
 
 
-async def built_on(session: Session | sa_asyncio.AsyncConnection, image_id: uuid.UUID, host_id: uuid.UUID) -> bool:
+async def built_on(session: Session, image_id: uuid.UUID, host_id: uuid.UUID) -> bool:
     row = await session.execute(
         sa.select(models.HostImage.image_id).where(models.HostImage.image_id == image_id, models.HostImage.host_id == host_id)
     )

@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.ext import asyncio as sa_asyncio
 
+from controlplane.db import hot, positional
+
 Session = sa_asyncio.AsyncSession
 _O = typing.TypeVar("_O")
 
@@ -104,14 +106,12 @@ def _planned(cls: typing.Any) -> tuple[tuple[str, str, typing.Any], ...]:
 
 
 async def insert(
-    session: Session | sa_asyncio.AsyncConnection,
+    session: Session,
     objects: typing.Sequence[typing.Any],
     extra: typing.Sequence[tuple[typing.Any, dict[str, typing.Any]]] = (),
     reads: tuple[sa.ScalarSelect[typing.Any], ...] = (),
     params: typing.Mapping[str, typing.Any] | None = None,
-    guard: sa.CTE | None = None,
-    attach: bool = True,
-) -> tuple[typing.Any, ...] | None:
+) -> tuple[typing.Any, ...]:
     """Insert ``objects`` (new ORM instances, in foreign-key order) and ``extra`` Core rows in one statement.
 
     The objects become persistent in ``session`` with the values inserted;
@@ -119,33 +119,60 @@ async def insert(
     ``reads`` (their bind parameters in ``params``) are evaluated in the same
     statement; their values are returned, in order. They see the database as
     it was before the statement: not the rows it inserts.
-
-    ``guard``: a CTE of at most one row (its parameters in ``params``); the
-    rows are inserted only if it has one, else nothing is and the answer is
-    None (the objects stay transient). A create's claim of its host's
-    allocation row is such a guard (controlplane/services/placement.py).
-
-    ``attach=False``: the objects stay transient, holding the values inserted,
-    for a caller that only reads them (about 0.1 ms less per create): a change
-    to one is then not written. Then ``session`` may be a bare connection.
     """
+    shape, bound = _rows(objects, extra)
+    result = (await session.execute(_statement(shape, reads, None), {**bound, **(params or {})})).one()
+    for obj in objects:
+        orm.make_transient_to_detached(obj)
+        session.add(obj)
+    return tuple(result[len(shape) :])
+
+
+async def insert_direct(
+    pool: hot.HotReads,
+    objects: typing.Sequence[typing.Any],
+    extra: typing.Sequence[tuple[typing.Any, dict[str, typing.Any]]],
+    reads: tuple[sa.ScalarSelect[typing.Any], ...],
+    params: typing.Mapping[str, typing.Any],
+    guard: sa.CTE,
+) -> tuple[typing.Any, ...] | None:
+    """:func:`insert`, sent on ``pool`` as one autocommit statement (:meth:`hot.HotReads.write`), and only if ``guard`` has a row.
+
+    ``guard``: a CTE of at most one row (its parameters in ``params``): the
+    rows are inserted from it, so without it nothing is and the answer is None.
+    A create's claim of its host's allocation row is such a guard
+    (controlplane/services/placement.py). The objects stay transient, holding
+    the values inserted: a caller only reads them. ``reads`` come back as
+    asyncpg decodes them (JSON as text). A constraint violation raises
+    ``asyncpg.IntegrityConstraintViolationError``.
+    """
+    shape, bound = _rows(objects, extra)
+    statement = _positional(shape, reads, guard)
+    record = (await pool.write(statement.sql, *statement.args({**bound, **params})))[0]
+    if not record[0]:
+        return None
+    return tuple(record[len(shape) :])
+
+
+def _rows(
+    objects: typing.Sequence[typing.Any], extra: typing.Sequence[tuple[typing.Any, dict[str, typing.Any]]]
+) -> tuple[tuple[tuple[typing.Any, tuple[str, ...]], ...], dict[str, typing.Any]]:
+    """The statement's shape (tables and columns) and its row parameters; each object's dict takes its row's values."""
     rows = [(sa.inspect(type(obj)).local_table, values(obj)) for obj in objects]
     for obj, (_, row) in zip(objects, rows, strict=True):
-        # Straight into the instance's dict: make_transient_to_detached below resets every attribute's history, as a
+        # Straight into the instance's dict: make_transient_to_detached in insert resets every attribute's history, as a
         # load does, so committing each value on its own first (set_committed_value, ~0.1 ms per create) adds nothing.
         obj.__dict__.update(row)
     rows += extra
-    statement = _statement(tuple((table, tuple(row)) for table, row in rows), reads, guard)
-    bound = {f"p{i}_{key}": value for i, (_, row) in enumerate(rows) for key, value in row.items()}
-    result = (await session.execute(statement, {**bound, **(params or {})})).one()
-    if guard is not None and not result[0]:
-        return None
-    if attach:
-        assert isinstance(session, Session), "objects attach to a session"
-        for obj in objects:
-            orm.make_transient_to_detached(obj)
-            session.add(obj)
-    return tuple(result[len(rows) :])
+    shape = tuple((table, tuple(row)) for table, row in rows)
+    return shape, {f"p{i}_{key}": value for i, (_, row) in enumerate(rows) for key, value in row.items()}
+
+
+@functools.cache
+def _positional(
+    shape: tuple[tuple[typing.Any, tuple[str, ...]], ...], reads: tuple[sa.ScalarSelect[typing.Any], ...], guard: sa.CTE
+) -> positional.Statement:
+    return positional.compile(_statement(shape, reads, guard))
 
 
 @functools.cache
@@ -159,7 +186,8 @@ def _statement(
         if guard is None:
             insert = sa.insert(table).values(row)
         else:  # one row per row of the guard: none without it
-            insert = sa.insert(table).from_select(list(keys), sa.select(*row.values()).select_from(guard))
+            # No defaults added: every column is given, and theirs would be parameters named like the guard's.
+            insert = sa.insert(table).from_select(list(keys), sa.select(*row.values()).select_from(guard), include_defaults=False)
         ctes.append(insert.returning(*table.primary_key.columns).cte(f"row{i}"))
     # Each CTE must be read, or SQLAlchemy leaves it out (PostgreSQL would run it regardless).
     return sa.select(*(sa.select(sa.func.count()).select_from(cte).scalar_subquery() for cte in ctes), *reads)

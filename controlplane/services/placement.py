@@ -48,16 +48,18 @@ import decimal
 import typing
 import uuid
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
+from controlplane.db import hot, positional
 from controlplane.domain import placement as domain
 from controlplane.services import placement_ranking as ranking
 
 Session = sa_asyncio.AsyncSession
-# What runs Core statements: a session, or a bare connection (the API's autocommit create).
-Executor = sa_asyncio.AsyncSession | sa_asyncio.AsyncConnection
+# Where a ranking runs: a session (in its transaction), or the hot pool (the API's autocommit create).
+Executor = sa_asyncio.AsyncSession | hot.HotReads
 
 # Arbitrary, fixed: the key of the advisory lock that serialises placing the
 # pending queue (place_pending, uncordon, enrolment) among themselves ("a4c" + 1).
@@ -184,6 +186,9 @@ HELD = (
     .cte("held")
 )
 
+# The ranking as the hot pool sends it (an autocommit create ranks there, then claims in its insert).
+_CANDIDATES = positional.compile(ranking.CANDIDATES)
+
 # Rounds of rank-then-claim before a create gives up and waits pending: each
 # failed round means concurrent placements filled the host it waited for, so
 # the fleet moved on; the next ranking sees that.
@@ -204,14 +209,21 @@ class _Judged:
 
 
 async def _judge(session: Executor, request: Request, settings: cp_settings.Settings, now: datetime.datetime, *, claim: bool = False) -> _Judged:
-    statement = ranking.CANDIDATES_AND_CLAIM if claim else ranking.CANDIDATES
     params = {**_params(request), "stale_before": _stale_before(now, settings)}
-    rows = (await session.execute(statement, params)).all()
-    counts: dict[str | None, int] = {r.code: r.code_count for r in rows}
+    rows: typing.Sequence[typing.Mapping[str, typing.Any]]
+    if isinstance(session, hot.HotReads):
+        assert not claim, "a claim holds its row until its transaction ends: a session's"
+        rows = await session.fetch(_CANDIDATES.sql, *_CANDIDATES.args(params))
+    else:
+        rows = typing.cast(
+            "typing.Sequence[typing.Mapping[str, typing.Any]]",
+            (await session.execute(ranking.CANDIDATES_AND_CLAIM if claim else ranking.CANDIDATES, params)).mappings().all(),
+        )
+    counts: dict[str | None, int] = {r["code"]: r["code_count"] for r in rows}
     eligible = counts.pop(None, 0)
     rejected = {domain.Code(code): n for code, n in counts.items() if code is not None}
-    claimed = rows[0].claimed if claim and rows else None
-    up_to = rows[0].up_to if rows else None
+    claimed = rows[0]["claimed"] if claim and rows else None
+    up_to = rows[0]["up_to"] if rows else None
     hosts = [_host(r) for r in rows]
     return _Judged(request, now, hosts, eligible, rejected, up_to, None if claimed is None else uuid.UUID(str(claimed)))
 
@@ -322,24 +334,31 @@ def _stale_before(now: datetime.datetime, settings: cp_settings.Settings) -> dat
     return now - datetime.timedelta(seconds=settings.placement.heartbeat_fresh)
 
 
-def _host(r: typing.Any) -> domain.Host:
+def _host(r: typing.Mapping[str, typing.Any]) -> domain.Host:
     return domain.Host(
-        id=r.id,
-        name=r.name,
-        status=r.status,
-        last_heartbeat=r.last_heartbeat_at,
-        capacity_cpus=float(r.capacity_cpus),
-        capacity_memory_mb=r.capacity_memory_mb,
-        capacity_disk_bytes=r.capacity_disk_bytes,
-        cordoned=r.cordoned,
-        draining=r.draining,
-        allocated_cpus=float(r.alloc_cpus),
-        allocated_memory_mb=int(r.alloc_memory_mb),
-        disk_used_bytes=r.disk_used_bytes,
-        promised_disk_bytes=int(r.promised),
-        disk_total_bytes=r.disk_total_bytes,
-        labels=r.labels or {},
+        id=r["id"],
+        name=r["name"],
+        status=r["status"],
+        last_heartbeat=r["last_heartbeat_at"],
+        capacity_cpus=float(r["capacity_cpus"]),
+        capacity_memory_mb=r["capacity_memory_mb"],
+        capacity_disk_bytes=r["capacity_disk_bytes"],
+        cordoned=r["cordoned"],
+        draining=r["draining"],
+        allocated_cpus=float(r["alloc_cpus"]),
+        allocated_memory_mb=int(r["alloc_memory_mb"]),
+        disk_used_bytes=r["disk_used_bytes"],
+        promised_disk_bytes=int(r["promised"]),
+        disk_total_bytes=r["disk_total_bytes"],
+        labels=_labels(r["labels"]),
     )
+
+
+def _labels(value: typing.Any) -> dict[str, str]:
+    # JSON: a dict through SQLAlchemy, its text through asyncpg (controlplane/db/positional.py).
+    if isinstance(value, str):
+        return typing.cast("dict[str, str]", orjson.loads(value) or {})
+    return value or {}
 
 
 _ROOM = sa.text(

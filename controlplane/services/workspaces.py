@@ -14,13 +14,15 @@ import decimal
 import typing
 import uuid
 
+import asyncpg
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import commands, errors
 from controlplane import settings as cp_settings
-from controlplane.db import models
+from controlplane.db import hot, models
 from controlplane.domain import way_back
 from controlplane.services import access, image_waits, images, jobs, one_insert, pagination, placement, queue, workspace_disk
 from shared import messages
@@ -80,57 +82,64 @@ def spec(ws: models.Workspace, owner: str) -> messages.WorkspaceSpec:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Direct:
+    """What a create in autocommit runs on (see :func:`create_workspace`)."""
+
+    pool: hot.HotReads  # its two statements
+    reads: sa_asyncio.async_sessionmaker[Session]  # sessions on the autocommit engine, for a registered image's ORM reads
+
+
 async def create_workspace(
-    session: Session,
-    principal: access.Principal,
-    new: NewWorkspace,
-    settings: cp_settings.Settings,
-    *,
-    direct: sa_asyncio.AsyncConnection | None = None,
+    session: Session, principal: access.Principal, new: NewWorkspace, settings: cp_settings.Settings, *, direct: Direct | None = None
 ) -> Accepted:
     """Create ``new`` for ``principal``: placed (its job dispatched, its command in the outbox), waiting for its image's
     build there, or pending with the reason no host is eligible.
 
-    ``direct``: a connection in autocommit mode to the primary, when nothing else
-    must commit with the create (the API's create without an Idempotency-Key).
-    A create that lands on a host holding its image then costs two statements,
-    each its own transaction: the ranking, unlocked, and the inserts, guarded by
-    the claim of the chosen host (:data:`placement.HELD`); no BEGIN and no
-    COMMIT. Otherwise it is one transaction on ``session``.
+    ``direct``: given when nothing else must commit with the create (the API's
+    create without an Idempotency-Key). A create that lands on a host holding
+    its image then costs two statements on the hot pool, each its own
+    transaction: the ranking, unlocked, and the inserts, guarded by the claim
+    of the chosen host (:data:`placement.HELD`); no BEGIN and no COMMIT
+    (docs/decisions/0016-a-create-in-autocommit-statements.md). Otherwise it is
+    one transaction on ``session``.
     """
-    resolved = None
-    if direct is not None and new.image is not None:
-        # A registered image is an ORM read: a session on the autocommit connection, not the transaction's.
+    reads = direct.reads() if direct is not None and new.image is not None else None
+    try:
         try:
-            async with Session(bind=direct) as reads:
-                resolved = await _resolve_image(reads, principal, new)
+            image_row, image_ref = await _resolve_image(reads or session, principal, new)
         except sa_exc.DBAPIError as exc:
-            if not exc.connection_invalidated:
+            if reads is None or not exc.connection_invalidated:
                 raise
-            direct = None  # a pooled connection the server dropped (see _create_at_once)
-    image_row, image_ref = resolved or await _resolve_image(session, principal, new)
-    ws = one_insert.new(
-        models.Workspace,
-        id=uuid.uuid4(),
-        owner_id=principal.user_id,
-        name=new.name,
-        image_id=image_row.id if image_row else None,
-        image_ref=image_ref,
-        desired_state=models.DesiredState.RUNNING,
-        observed_state=models.ObservedState.PENDING,
-        cpus=decimal.Decimal(str(new.cpus)),
-        memory_mb=new.memory_mb,
-        disk_gb=new.disk_gb,
-        env=dict(new.env),
-        ports=[p.model_dump(mode="json") for p in new.ports],
-        command=list(new.command) if new.command else None,
-    )
-    request = placement.Request(cpus=new.cpus, memory_mb=new.memory_mb, disk_gb=new.disk_gb)
-    job_id = uuid.uuid4()
-    if direct is not None:
-        done = await _create_at_once(direct, principal, ws, image_row, request, job_id, settings)
-        if done is not None:
-            return done
+            # The autocommit engine does not ping: a connection the server dropped fails once. The transaction's does.
+            await reads.close()
+            reads, direct = None, None
+            image_row, image_ref = await _resolve_image(session, principal, new)
+        ws = one_insert.new(
+            models.Workspace,
+            id=uuid.uuid4(),
+            owner_id=principal.user_id,
+            name=new.name,
+            image_id=image_row.id if image_row else None,
+            image_ref=image_ref,
+            desired_state=models.DesiredState.RUNNING,
+            observed_state=models.ObservedState.PENDING,
+            cpus=decimal.Decimal(str(new.cpus)),
+            memory_mb=new.memory_mb,
+            disk_gb=new.disk_gb,
+            env=dict(new.env),
+            ports=[p.model_dump(mode="json") for p in new.ports],
+            command=list(new.command) if new.command else None,
+        )
+        request = placement.Request(cpus=new.cpus, memory_mb=new.memory_mb, disk_gb=new.disk_gb)
+        job_id = uuid.uuid4()
+        if direct is not None:
+            done = await _create_at_once(direct.pool, reads, principal, ws, image_row, request, job_id, settings)
+            if done is not None:
+                return done
+    finally:
+        if reads is not None:
+            await reads.close()
     # Decide and hold the chosen host's allocation row, then insert in the same
     # transaction: the INSERT's trigger adds this reservation to the held row.
     outcome = await placement.place_one(session, request, settings)
@@ -138,9 +147,14 @@ async def create_workspace(
     command = create_command(job_id, ws, principal.name)
     host = outcome.host_id
     if host is not None and not await _needs_build(session, ws, host):
-        placed = await _insert_placed(session, principal, ws, image_row, outcome, job_id, settings)
-        assert placed is not None  # no guard: inserted or raised
-        return placed
+        # The common case: the workspace, its job already dispatched with its
+        # command, and the command's outbox row, in one statement.
+        job, message_id, outbox = _placed_rows(principal, ws, image_row, outcome, job_id, settings)
+        used, enforced = await _inserting(
+            new.name,
+            one_insert.insert(session, [ws, job], [(models.Outbox.__table__, outbox)], workspace_disk.NEW, workspace_disk.new_params(ws.id, host)),
+        )
+        return _placed(ws, job, message_id, outbox, used, enforced)
     session.add(ws)
     await _inserting(new.name, session.flush())
     job = await jobs.new_job(
@@ -163,7 +177,8 @@ async def create_workspace(
 
 
 async def _create_at_once(
-    direct: sa_asyncio.AsyncConnection,
+    pool: hot.HotReads,
+    reads: Session | None,
     principal: access.Principal,
     ws: models.Workspace,
     image_row: models.Image | None,
@@ -171,49 +186,44 @@ async def _create_at_once(
     job_id: uuid.UUID,
     settings: cp_settings.Settings,
 ) -> Accepted | None:
-    """The common create in autocommit statements (see :func:`create_workspace`); None when it must be one transaction.
+    """The common create in autocommit statements on ``pool`` (see :func:`create_workspace`); None when it must be one transaction.
 
     That is when no host is eligible or the image is not on the chosen one (the
-    workspace waits), when the pool's connection turns out dropped before
-    anything was written (the transaction's connection is checked at checkout),
-    and after :data:`placement.CLAIM_ROUNDS` rankings whose host filled up
-    before the insert could claim it.
+    workspace waits), when the server dropped the pool's connections, and after
+    :data:`placement.CLAIM_ROUNDS` rankings whose host filled up before the
+    insert could claim it. ``reads``: the session for
+    a registered image's reads (None for a raw reference, which has none).
     """
     for _ in range(placement.CLAIM_ROUNDS):
         try:
-            outcome = await placement.choose(direct, request, settings)
-            host = outcome.host_id
-            if host is None or await _needs_build(direct, ws, host):
-                return None
-        except sa_exc.DBAPIError as exc:
-            if exc.connection_invalidated:  # the read pool does not ping: the server dropped this connection
-                return None
-            raise
+            outcome = await placement.choose(pool, request, settings)
+        except hot.DROPPED:
+            return None  # the server dropped the pool's connections (the read was tried twice); the transaction's are pinged
+        host = outcome.host_id
+        if host is None or (reads is not None and await _needs_build(reads, ws, host)):
+            return None
         _apply(ws, outcome)
-        done = await _insert_placed(direct, principal, ws, image_row, outcome, job_id, settings, claim=request)
-        if done is not None:
-            return done
+        job, message_id, outbox = _placed_rows(principal, ws, image_row, outcome, job_id, settings)
+        params = {**workspace_disk.new_params(ws.id, host), **placement.held_params(request, host)}
+        read = await _inserting(
+            ws.name, one_insert.insert_direct(pool, [ws, job], [(models.Outbox.__table__, outbox)], workspace_disk.NEW, params, placement.HELD)
+        )
+        if read is not None:
+            # JSON comes back from asyncpg as its text (controlplane/db/positional.py).
+            used, enforced = (None if value is None else orjson.loads(value) for value in read)
+            return _placed(ws, job, message_id, outbox, used, enforced)
     return None
 
 
-async def _insert_placed(
-    session: Session | sa_asyncio.AsyncConnection,
+def _placed_rows(
     principal: access.Principal,
     ws: models.Workspace,
     image_row: models.Image | None,
     outcome: placement.Outcome,
     job_id: uuid.UUID,
     settings: cp_settings.Settings,
-    *,
-    claim: placement.Request | None = None,
-) -> Accepted | None:
-    """The workspace, its job already dispatched with its command, and the command's outbox row, in one statement.
-
-    ``claim``: the statement claims the chosen host for this request itself (:data:`placement.HELD`)
-    and inserts nothing, answering None, if it no longer has room; without it the
-    caller holds that host's allocation row already. The answer's read of the
-    host's disk report rides along.
-    """
+) -> tuple[models.Job, str, dict[str, typing.Any]]:
+    """The job of a placed create, already dispatched with its command, and the command's outbox row (id, row)."""
     host = outcome.host_id
     assert host is not None
     command = create_command(job_id, ws, principal.name)
@@ -232,35 +242,25 @@ async def _insert_placed(
         dispatch=_first_dispatch(command, settings),
     )
     message_id, outbox = commands.outbox_row(host_id=host, kind=messages.CommandKind.WORKSPACE_CREATE, payload=command, key=str(ws.id))
-    params = workspace_disk.new_params(ws.id, host)
-    if claim is not None:
-        params.update(placement.held_params(claim, host))
-    read = await _inserting(
-        ws.name,
-        one_insert.insert(
-            session,
-            [ws, job],
-            [(models.Outbox.__table__, outbox)],
-            workspace_disk.NEW,
-            params,
-            # In autocommit the statement is the whole write: nothing changes the objects after it.
-            guard=None if claim is None else placement.HELD,
-            attach=claim is None,
-        ),
-    )
-    if read is None:
-        return None
-    used, enforced = read
+    return job, message_id, outbox
+
+
+def _placed(
+    ws: models.Workspace, job: models.Job, message_id: str, outbox: dict[str, typing.Any], used: typing.Any, enforced: typing.Any
+) -> Accepted:
+    """A placed create, its rows written; the answer shows its host's disk as the insert read it."""
+    assert ws.host_id is not None
     jobs.noted(job)
     commands.queued(message_id, outbox)
-    return Accepted(ws, job, workspace_disk.new_host(ws.id, host, used, enforced))
+    return Accepted(ws, job, workspace_disk.new_host(ws.id, ws.host_id, used, enforced))
 
 
 async def _inserting(name: str, insert: typing.Awaitable[_T]) -> _T:
     # No savepoint: a clash aborts this transaction, and the error rolls it back anyway.
+    # Through SQLAlchemy it is an IntegrityError; on the hot pool, asyncpg's own.
     try:
         return await insert
-    except sa_exc.IntegrityError:
+    except (sa_exc.IntegrityError, asyncpg.exceptions.IntegrityConstraintViolationError):
         raise errors.Conflict(f"you already have a workspace named {name!r}", code="name_taken") from None
 
 
@@ -558,7 +558,7 @@ async def _command_job(
     return Accepted(ws, job)
 
 
-async def _needs_build(session: Session | sa_asyncio.AsyncConnection, ws: models.Workspace, host_id: uuid.UUID) -> bool:
+async def _needs_build(session: Session, ws: models.Workspace, host_id: uuid.UUID) -> bool:
     """Whether ``ws`` names a registered image that is not built on ``host_id`` yet (its create must wait)."""
     return ws.image_id is not None and not await images.built_on(session, ws.image_id, host_id)
 

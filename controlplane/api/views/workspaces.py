@@ -78,11 +78,9 @@ async def create_workspace(call: endpoint.Call) -> schemas.WorkspaceAccepted:
             for port, proto in dict.fromkeys((p.container_port, p.protocol) for p in body.ports)
         ],
     )
-    if call.standalone is None:
-        return await accepted(call, await workspaces.create_workspace(call.session, call.user, new, call.settings))
-    async with call.standalone.connect() as direct:
-        done = await workspaces.create_workspace(call.session, call.user, new, call.settings, direct=direct)
-    return await accepted(call, done)
+    app = call.request.app
+    direct = workspaces.Direct(app[keys.HOT_READS], app[keys.READ_SESSIONS]) if call.standalone else None
+    return await accepted(call, await workspaces.create_workspace(call.session, call.user, new, call.settings, direct=direct))
 
 
 @routes.get("/v1/workspaces", query=schemas.WorkspaceQuery, response=schemas.WorkspacePage)

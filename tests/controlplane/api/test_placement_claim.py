@@ -16,9 +16,9 @@ import typing
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane.db import engine as db_engine
+from controlplane.db import hot as db_hot
 from controlplane.db import models
 from controlplane.services import access, placement, workspaces
 from tests.controlplane.api.conftest import GIB, settings_for
@@ -81,13 +81,32 @@ async def test_a_create_waits_for_the_best_host_when_every_ranked_one_is_held(se
     assert outcome.reason.startswith("h-only: least disk used of 1 eligible host"), outcome.reason
 
 
+class _Recording(db_hot.HotReads):
+    """The hot pool, noting the SQL of each statement it sends."""
+
+    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[str] = []
+
+    async def fetch(self, sql: str, *args: typing.Any) -> list[typing.Any]:
+        self.sent.append(sql)
+        return await super().fetch(sql, *args)
+
+    async def write(self, sql: str, *args: typing.Any) -> list[typing.Any]:
+        self.sent.append(sql)
+        return await super().write(sql, *args)
+
+
 @pytest.fixture
-async def autocommit(database_url: str) -> typing.AsyncIterator[sa_asyncio.AsyncEngine]:
-    """An engine as the API's create gets it without an Idempotency-Key (controlplane/api/endpoint.py, Call.standalone)."""
-    engine = db_engine.create(settings_for(database_url).database, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+async def direct(database_url: str) -> typing.AsyncIterator[workspaces.Direct]:
+    """What the API's create runs on without an Idempotency-Key (controlplane/api/views/workspaces.py)."""
+    settings = settings_for(database_url)
+    engine = db_engine.create(settings.database, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+    pool = _Recording(settings.database, size=2)
     try:
-        yield engine
+        yield workspaces.Direct(pool, db_engine.sessionmaker(engine))
     finally:
+        await pool.close()
         await engine.dispose()
 
 
@@ -95,28 +114,27 @@ def _new(name: str, cpus: float) -> workspaces.NewWorkspace:
     return workspaces.NewWorkspace(name=name, cpus=cpus, memory_mb=512, disk_gb=1, image_ref="debian:12")
 
 
-async def test_an_autocommit_create_is_the_ranking_then_the_inserts_that_claim_the_host(seed, database_url, autocommit):
+async def test_an_autocommit_create_is_the_ranking_then_the_inserts_that_claim_the_host(seed, database_url, direct):
     settings = settings_for(database_url)
     best = await seed.host("h-best", disk_used=5 * GIB)
     await seed.host("h-next", disk_used=50 * GIB)
     owner = await seed.user()
-    statements: list[str] = []
-    async with seed.sessions() as session, session.begin(), autocommit.connect() as direct:
-        sa.event.listen(direct.sync_connection, "before_cursor_execute", lambda _c, _cur, statement, *_: statements.append(statement))
+    async with seed.sessions() as session:
         principal = access.Principal(owner.id, owner.name, owner.role)
         done = await workspaces.create_workspace(session, principal, _new("dev", 1), settings, direct=direct)
         # The transaction's session was never used: no BEGIN, no COMMIT.
-        assert session.sync_session.get_transaction() is None or not session.sync_session.get_transaction().connections
-    assert len(statements) == 2, statements
-    assert "a4c_claim_host" not in statements[0] and "FOR UPDATE" not in statements[0]
-    assert "FOR UPDATE OF a" in statements[1] and "INSERT INTO workspaces" in statements[1]
+        assert not session.in_transaction()
+    sent = direct.pool.sent
+    assert len(sent) == 2, sent
+    assert "a4c_claim_host" not in sent[0] and "FOR UPDATE" not in sent[0]
+    assert "FOR UPDATE OF a" in sent[1] and "INSERT INTO workspaces" in sent[1]
     assert (done.workspace.host_id, done.job.status) == (best.id, models.JobStatus.DISPATCHED)
     # Committed by the statement itself, with the reservation on the host's row.
     held = await seed.all(sa.text("SELECT cpus, workspaces FROM host_allocations WHERE host_id = :id"), id=best.id)
     assert [(float(r.cpus), r.workspaces) for r in held] == [(1.0, 1)]
 
 
-async def test_an_autocommit_create_whose_host_filled_up_while_it_waited_for_the_row_ranks_again(seed, database_url, autocommit):
+async def test_an_autocommit_create_whose_host_filled_up_while_it_waited_for_the_row_ranks_again(seed, database_url, direct):
     settings = settings_for(database_url)
     best = await seed.host("h-best", cpus=2, disk_used=5 * GIB)
     second_best = await seed.host("h-next", cpus=2, disk_used=50 * GIB)
@@ -129,7 +147,7 @@ async def test_an_autocommit_create_whose_host_filled_up_while_it_waited_for_the
         assert filling.workspace.host_id == best.id
 
         async def autocommit_create() -> workspaces.Accepted:
-            async with seed.sessions() as session, session.begin(), autocommit.connect() as direct:
+            async with seed.sessions() as session:
                 return await workspaces.create_workspace(session, principal, _new("small", 1), settings, direct=direct)
 
         waiting = asyncio.create_task(autocommit_create())
