@@ -110,22 +110,13 @@ class HotReads:
         return batch.row(*key)
 
     async def fetch(self, sql: str, *args: typing.Any) -> list[asyncpg.Record]:
-        for attempt in range(2):
-            conn = await self._acquire()
-            try:
-                stmt = conn.prepared.get(sql) or await conn.statement(sql)
-                rows = await stmt.fetch(*args)
-            except BaseException as exc:
-                self._discard(conn)
-                if attempt or not isinstance(exc, DROPPED):
-                    raise
-                continue
-            self._release(conn)
-            return rows
-        raise AssertionError("unreachable")
+        try:
+            return await self.write(sql, *args)
+        except DROPPED:
+            return await self.write(sql, *args)  # a read is safe to repeat, on a fresh connection
 
     async def write(self, sql: str, *args: typing.Any) -> list[asyncpg.Record]:
-        """One statement that writes, as its own transaction (a connection here is in autocommit); its rows.
+        """One statement, as its own transaction (a connection here is in autocommit); its rows.
 
         Not repeated on any failure, unlike :meth:`fetch`: a statement the connection dropped under may have
         committed. The API's create sends its inserts this way (controlplane/services/workspaces.py).

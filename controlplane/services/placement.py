@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import functools
 import typing
 import uuid
 
@@ -186,8 +187,12 @@ HELD = (
     .cte("held")
 )
 
-# The ranking as the hot pool sends it (an autocommit create ranks there, then claims in its insert).
-_CANDIDATES = positional.compile(ranking.CANDIDATES)
+
+@functools.cache
+def _candidates() -> positional.Statement:
+    """The ranking as the hot pool sends it (an autocommit create ranks there, then claims in its insert); compiled on first use."""
+    return positional.compile(ranking.CANDIDATES)
+
 
 # Rounds of rank-then-claim before a create gives up and waits pending: each
 # failed round means concurrent placements filled the host it waited for, so
@@ -213,7 +218,8 @@ async def _judge(session: Executor, request: Request, settings: cp_settings.Sett
     rows: typing.Sequence[typing.Mapping[str, typing.Any]]
     if isinstance(session, hot.HotReads):
         assert not claim, "a claim holds its row until its transaction ends: a session's"
-        rows = await session.fetch(_CANDIDATES.sql, *_CANDIDATES.args(params))
+        candidates = _candidates()
+        rows = await session.fetch(candidates.sql, *candidates.args(params))
     else:
         rows = typing.cast(
             "typing.Sequence[typing.Mapping[str, typing.Any]]",

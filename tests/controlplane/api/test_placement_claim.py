@@ -82,15 +82,11 @@ async def test_a_create_waits_for_the_best_host_when_every_ranked_one_is_held(se
 
 
 class _Recording(db_hot.HotReads):
-    """The hot pool, noting the SQL of each statement it sends."""
+    """The hot pool, noting the SQL of each statement it sends (every one goes through ``write``)."""
 
     def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
         super().__init__(*args, **kwargs)
         self.sent: list[str] = []
-
-    async def fetch(self, sql: str, *args: typing.Any) -> list[typing.Any]:
-        self.sent.append(sql)
-        return await super().fetch(sql, *args)
 
     async def write(self, sql: str, *args: typing.Any) -> list[typing.Any]:
         self.sent.append(sql)
