@@ -104,15 +104,26 @@ class Run:
 
 def _stamp(pid: int) -> str:
     """A process identity that survives pid reuse: pid plus its start time."""
-    return f"{pid} {psutil.Process(pid).create_time()}"
+    return f"{pid} {_started(pid)}"
 
 
 def _stamp_alive(stamp: str) -> bool:
     try:
-        pid_text, created = stamp.split()
-        return psutil.Process(int(pid_text)).create_time() == float(created)
-    except (ValueError, psutil.Error):
+        pid_text, started = stamp.split()
+        return _started(int(pid_text)) == started
+    except (ValueError, OSError):
         return False
+
+
+def _started(pid: int) -> str:
+    """When ``pid`` started, in clock ticks since boot (``starttime`` in /proc/<pid>/stat).
+
+    Not psutil's create_time: that adds the boot time as the wall clock puts it
+    now, so a clock step (NTP on a VM) made a live worker's stamp look dead, and
+    another worker reaped its run directory mid-run.
+    """
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[19]  # field 22; the fields after the name start at field 3
 
 
 def _describe(process: psutil.Process) -> str:

@@ -93,3 +93,14 @@ def test_starts_a_server_and_forgets_it(harness_run):
         result.stdout.fnmatch_lines(["*the test harness left things behind:*", "*process forgotten (pid *) still running*"])
     finally:
         psutil.Process(int(pidfile.read_text())).kill()
+
+
+def test_a_live_runs_directory_is_not_reaped_when_the_wall_clock_steps(tmp_path, monkeypatch):
+    ledger = run.Run(base=tmp_path)
+    root = ledger.root
+    # What NTP stepping the clock does to the boot time the kernel reports (/proc/stat's btime).
+    stepped = psutil.boot_time() + 300
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: stepped)  # where psutil reads it
+    assert run.reap_stale_runs(tmp_path) == []
+    assert root.exists()
+    ledger.close()
