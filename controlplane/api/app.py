@@ -22,7 +22,7 @@ from aiohttp import web
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from controlplane import settings as cp_settings
-from controlplane.api import auth, changes, endpoint, idempotency, keys, middleware, openapi, ratelimit, requestlog, revocations, shedding, watches
+from controlplane.api import auth, changes, endpoint, idempotency, keys, middleware, openapi, ratelimit, revocations, shedding, watches
 from controlplane.api.schemas import images as image_schemas
 from controlplane.api.schemas import search as search_schemas
 from controlplane.api.views import ci, enrolment, hosts, images, jobs, ops, search, streams, users, workspaces
@@ -144,7 +144,6 @@ DEFAULT_CONTEXTS: tuple[Context, ...] = (database_ctx, listen_ctx, housekeeping_
 def init_app(settings: cp_settings.Settings, *, contexts: typing.Sequence[Context] = DEFAULT_CONTEXTS) -> web.Application:
     app = web.Application(middlewares=middleware.MIDDLEWARES, client_max_size=settings.http.max_body_bytes)
     app[keys.SETTINGS] = settings
-    app.on_response_prepare.append(requestlog.echo_request_id)
     limits = settings.rate_limit
     app[keys.LIMITER] = ratelimit.Limits(
         ratelimit.Limiter(limits.per_token_rps, limits.per_token_burst),

@@ -74,12 +74,15 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         except Exception as exc:  # noqa: BLE001 - every error becomes an answer; CancelledError is not an Exception: it passes, counted as 499 below
             response = _error_answer(request, exc)
         status = response.status
+        if not response.prepared:  # a stream prepared by its handler echoed the id itself
+            requestlog.echo(request, response.headers)
         return response
     except asyncio.CancelledError:
         status = 499  # the client went away (nginx's "client closed request")
         raise
     except web.HTTPException as exc:  # a redirect, re-raised by _error_answer for aiohttp to send
         status = exc.status
+        requestlog.echo(request, exc.headers)
         raise
     finally:
         elapsed = time.perf_counter_ns() - started

@@ -5,7 +5,8 @@ the caller's ``X-Request-Id`` when well-formed (a CI system can pass its own
 run id), else a fresh one. Every line logged while answering carries it, the
 command outbox rows written for it carry it to the agent
 (controlplane/commands.py), and the response echoes it in ``X-Request-Id``
-(set as the response is prepared, so error answers and streams have it too).
+(set by the middleware on every answer it returns, error answers included, and by a
+handler that prepares its own stream before it does: :func:`echo`).
 
 When the request is done one access line is logged with the ECS ``http``,
 ``url`` and ``event.duration`` fields, plus whatever the handler noted (a
@@ -69,8 +70,11 @@ def _access(request: web.Request, status: int, duration_ns: int) -> None:
     )
 
 
-async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: the request id goes back to the caller on every answer."""
+def echo(request: web.Request, headers: typing.MutableMapping[str, str]) -> None:
+    """The request id goes back to the caller in ``headers`` (a response's, before it is prepared).
+
+    Not an ``on_response_prepare`` signal: dispatching one costs every request an awaited send
+    (docs/benchmarks.md, ``api_read``)."""
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
-        response.headers[logs.REQUEST_ID_HEADER] = request_id
+        headers[logs.REQUEST_ID_HEADER] = request_id

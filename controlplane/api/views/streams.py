@@ -20,7 +20,7 @@ import pydantic
 from aiohttp import web
 
 from controlplane import errors
-from controlplane.api import endpoint
+from controlplane.api import endpoint, requestlog
 from controlplane.services import streams
 
 routes = endpoint.Routes("workspaces")
@@ -99,6 +99,7 @@ async def _relay(request: web.Request, found: streams.Target) -> web.StreamRespo
             raise errors.Unavailable(f"cannot reach the agent of host {found.host_name}: {exc.__class__.__name__} {exc}") from None
         async with upstream:
             down = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_FRAME)
+            requestlog.echo(request, down.headers)
             await down.prepare(request)
             pipes = [asyncio.ensure_future(_pipe(upstream, down)), asyncio.ensure_future(_pipe(down, upstream))]
             try:

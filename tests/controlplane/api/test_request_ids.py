@@ -54,6 +54,13 @@ async def test_every_answer_carries_a_request_id_the_callers_when_well_formed(cl
     assert replaced.headers["X-Request-Id"] != "bad id with spaces" and logs.valid_request_id(replaced.headers["X-Request-Id"])
 
 
+async def test_answers_outside_the_api_carry_it_too_unknown_routes_redirects_and_the_dashboard(api, http) -> None:
+    for path, status in (("/v1/no-such-thing", 404), ("/ui", 302), ("/", 200)):
+        async with http.get(api + path, allow_redirects=False, headers={"X-Request-Id": f"probe-{status}"}) as answer:
+            assert answer.status == status, path
+            assert answer.headers.get("X-Request-Id") == f"probe-{status}", (path, dict(answer.headers))
+
+
 async def test_a_create_writes_its_request_id_with_the_command_and_logs_its_job_under_it(client, seed, lines) -> None:
     await seed.host(cpus=64, memory_mb=262_144, disk_total=10_000 * 1024**3, disk_used=0)
     user = await seed.user()
