@@ -1,7 +1,8 @@
-"""Daemon behaviour of a real agent process: SIGTERM, SIGHUP, sd_notify, /metrics and /healthz."""
+"""Daemon behaviour of a real agent process: SIGTERM, SIGHUP, sd_notify, /metrics and /healthz, the access listener."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 import signal
@@ -15,7 +16,7 @@ import yaml
 
 from shared import messages, signing
 from tests.agent import conftest
-from tests.harness import wait
+from tests.harness import ports, wait
 
 K = messages.CommandKind
 
@@ -132,3 +133,31 @@ async def test_metrics_and_healthz_answer_on_loopback(kit: conftest.Kit) -> None
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(agent.metrics_url + "/nope", timeout=2)  # noqa: ASYNC210 - the agent is another process
     assert missing.value.code == 404
+
+
+def _maps_aiohttp(pid: int) -> bool:
+    """Whether the process has aiohttp's compiled modules mapped: imported, not merely installed."""
+    return "/aiohttp/" in pathlib.Path(f"/proc/{pid}/maps").read_text()
+
+
+async def test_the_access_listener_loads_its_http_stack_at_the_first_connection_and_refuses_what_is_not_a_grant(kit: conftest.Kit) -> None:
+    port = ports.free_port()
+    agent = kit.agent(overrides={"access": {"listen_port": port}})
+    assert agent.process is not None
+    pid = agent.process.pid
+    assert ports.is_listening(port), "the listening socket is open from the start (its URL goes out in the first heartbeat)"
+    assert not _maps_aiohttp(pid), "an agent that has served no stream does not carry aiohttp (agent/access.py)"
+
+    def answer(path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    status, body = await asyncio.to_thread(answer, "/v1/stream")
+    assert status == 403 and body["error"].startswith("grant refused"), body
+    status, body = await asyncio.to_thread(answer, "/nope")
+    assert status == 404 and "/v1/stream" in body["error"], body
+    assert _maps_aiohttp(pid)
+    assert agent.terminate() == 0
