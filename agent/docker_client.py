@@ -169,7 +169,7 @@ class Docker:
         raw = await self.call(lambda c: c.logs(ref, stdout=True, stderr=True, tail=tail, timestamps=False))
         return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
-    # -- streams (exec and logs for agent/access.py; each on its own connection) ----
+    # -- streams (exec and logs for agent/access_streams.py; each on its own connection) ----
 
     async def exec_open(self, ref: str, argv: list[str], *, tty: bool) -> tuple[str, typing.Any, docker.APIClient]:
         """Start ``argv`` in a running container: (exec id, its hijacked socket, the client to close afterwards)."""

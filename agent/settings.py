@@ -173,7 +173,7 @@ class CommandSettings(config.StrictModel):
 
 
 class AccessSettings(config.StrictModel):
-    """Exec and logs streams the control plane opens for a workspace's owner (agent/access.py, docs/workspaces.md)."""
+    """Exec and logs streams the control plane opens for a workspace's owner (agent/access.py, agent/access_streams.py, docs/workspaces.md)."""
 
     enabled: bool = pydantic.Field(default=True, description="Serve exec and logs streams to the control plane.")
     listen_host: str = pydantic.Field(
