@@ -38,11 +38,8 @@ log = logging.getLogger(__name__)
 _END = None
 
 
-PATH = "/v1/stream"
-
-
 def http_server(ctx: context_mod.Context) -> web.Server:
-    """aiohttp's low-level server answering ``GET /v1/stream``: the access listener's protocol factory."""
+    """aiohttp's low-level server answering ``GET`` on :data:`shared.access.PATH`: the access listener's protocol factory."""
     return web.Server(Streams(ctx).handle, access_log=None)
 
 
@@ -52,8 +49,8 @@ class Streams:
         self._nonces: dict[str, float] = {}
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.path != PATH:
-            return web.json_response({"error": f"no such path; streams are at {PATH}"}, status=404)
+        if request.path != access.PATH:
+            return web.json_response({"error": f"no such path; streams are at {access.PATH}"}, status=404)
         if request.method != "GET":
             return web.json_response({"error": "streams are opened with GET"}, status=405, headers={"Allow": "GET"})
         return await self._stream(request)

@@ -30,6 +30,7 @@ import pydantic
 
 from shared import signing
 
+PATH = "/v1/stream"  # where an agent serves streams, under its advertised access URL
 HEADER = "X-A4C-Grant"
 PURPOSE: typing.Final = "a4c-access"
 STDIN, STDOUT, STDERR = 0, 1, 2

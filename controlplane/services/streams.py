@@ -61,4 +61,4 @@ async def target(
         tail=tail,
         user=principal.name,
     )
-    return Target(url=str(url).rstrip("/") + "/v1/stream", header=grants.encode(grant, host.signing_key), host_name=host.name)
+    return Target(url=str(url).rstrip("/") + grants.PATH, header=grants.encode(grant, host.signing_key), host_name=host.name)
